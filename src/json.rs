@@ -1,0 +1,485 @@
+//! JSON documents that remember where their values are.
+//!
+//! serde_json parses fast but forgets positions and silently keeps the last of two duplicate
+//! keys. A [`Document`] keeps the source text beside the parsed value: a scan of the text finds
+//! duplicate keys, and on demand maps any JSON pointer back to the line and column of its value
+//! (or of its key), which is what makes every diagnostic point at the exact spot in the file.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// Files larger than this are refused before parsing (a manifest of 10,000 pinned artifacts is
+/// about 3 MiB).
+pub const MAX_FILE_SIZE: u64 = 32 * 1024 * 1024;
+
+/// serde_json refuses documents nested deeper than this.
+const MAX_DEPTH: usize = 128;
+
+/// A 1-based line and column (the column counts characters, not bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Why a file could not be parsed, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub position: Option<Position>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// A key that appears twice in the same object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    /// Pointer of the duplicated member (the object's pointer plus the key).
+    pub pointer: String,
+    pub key: String,
+    pub first: Position,
+    pub second: Position,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    key: Option<usize>,
+    value: usize,
+}
+
+/// A parsed JSON file with its text, for positions.
+#[derive(Debug)]
+pub struct Document {
+    text: String,
+    pub value: Value,
+    /// Offsets of line starts, computed when the first position is asked for.
+    line_starts: OnceLock<Vec<usize>>,
+    index: OnceLock<HashMap<String, Span>>,
+    duplicates: Vec<DuplicateKey>,
+}
+
+impl Document {
+    /// Parses `bytes`; never panics, whatever the input.
+    pub fn parse(bytes: Vec<u8>) -> Result<Document, ParseError> {
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(err) => {
+                let offset = err.utf8_error().valid_up_to();
+                let bytes = err.into_bytes();
+                // The valid prefix is UTF-8, so positions can be computed on it.
+                let prefix = String::from_utf8_lossy(&bytes[..offset]).into_owned();
+                let starts = line_starts(&prefix);
+                return Err(ParseError {
+                    position: Some(position_in(&prefix, &starts, offset)),
+                    message: format!(
+                        "file is not valid UTF-8 (invalid byte 0x{:02x})",
+                        bytes[offset]
+                    ),
+                    hint: Some("JSON files must be UTF-8 encoded".into()),
+                });
+            }
+        };
+        if text.trim().is_empty() {
+            return Err(ParseError {
+                position: Some(Position { line: 1, column: 1 }),
+                message: "file is empty".into(),
+                hint: Some("expected a JSON object, such as `{}`".into()),
+            });
+        }
+        let value: Value = match serde_json::from_str(&text) {
+            Ok(value) => value,
+            Err(err) => return Err(syntax_error(&text, &line_starts(&text), &err)),
+        };
+        let mut doc = Document {
+            text,
+            value,
+            line_starts: OnceLock::new(),
+            index: OnceLock::new(),
+            duplicates: Vec::new(),
+        };
+        let mut scanner = Scanner::new(&doc.text, false);
+        scanner.value();
+        doc.duplicates = scanner
+            .duplicates
+            .into_iter()
+            .map(|(pointer, key, first, second)| DuplicateKey {
+                pointer,
+                key,
+                first: doc.position(first),
+                second: doc.position(second),
+            })
+            .collect();
+        Ok(doc)
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Keys that appear twice in one object, in file order.
+    pub fn duplicates(&self) -> &[DuplicateKey] {
+        &self.duplicates
+    }
+
+    /// Where the value at `pointer` starts; the nearest existing ancestor when the pointer
+    /// names nothing (a missing member points at its object).
+    pub fn locate(&self, pointer: &str) -> Position {
+        self.find(pointer, false)
+    }
+
+    /// Where the key of the member at `pointer` starts (the value's position for array
+    /// elements and the root).
+    pub fn locate_key(&self, pointer: &str) -> Position {
+        self.find(pointer, true)
+    }
+
+    fn find(&self, pointer: &str, key: bool) -> Position {
+        let index = self.index.get_or_init(|| {
+            let mut scanner = Scanner::new(&self.text, true);
+            scanner.value();
+            scanner.index
+        });
+        let mut pointer = pointer;
+        loop {
+            if let Some(span) = index.get(pointer) {
+                let offset = if key {
+                    span.key.unwrap_or(span.value)
+                } else {
+                    span.value
+                };
+                return self.position(offset);
+            }
+            match pointer.rfind('/') {
+                Some(cut) => pointer = &pointer[..cut],
+                None => return Position { line: 1, column: 1 },
+            }
+        }
+    }
+
+    fn position(&self, offset: usize) -> Position {
+        let starts = self.line_starts.get_or_init(|| line_starts(&self.text));
+        position_in(&self.text, starts, offset)
+    }
+}
+
+/// Escapes one reference token of a JSON pointer (RFC 6901).
+pub fn escape_token(token: &str) -> Cow<'_, str> {
+    if token.contains(['~', '/']) {
+        Cow::Owned(token.replace('~', "~0").replace('/', "~1"))
+    } else {
+        Cow::Borrowed(token)
+    }
+}
+
+/// The pointer of a member of the value at `parent`.
+pub fn child(parent: &str, token: &str) -> String {
+    format!("{parent}/{}", escape_token(token))
+}
+
+fn line_starts(text: &str) -> Vec<usize> {
+    let mut starts = vec![0];
+    starts.extend(
+        text.bytes()
+            .enumerate()
+            .filter(|(_, b)| *b == b'\n')
+            .map(|(i, _)| i + 1),
+    );
+    starts
+}
+
+fn position_in(text: &str, starts: &[usize], offset: usize) -> Position {
+    let offset = offset.min(text.len());
+    let line = starts.partition_point(|&start| start <= offset).max(1);
+    let start = starts[line - 1];
+    let column = text
+        .get(start..offset)
+        .map_or(offset - start, |s| s.chars().count())
+        + 1;
+    Position { line, column }
+}
+
+fn syntax_error(text: &str, starts: &[usize], err: &serde_json::Error) -> ParseError {
+    // serde_json counts columns in bytes; convert to characters for editors.
+    let line = err.line().max(1);
+    let byte_column = err.column().max(1);
+    let offset = starts.get(line - 1).map_or(text.len(), |start| {
+        (start + byte_column - 1).min(text.len())
+    });
+    let position = position_in(text, starts, offset);
+    let full = err.to_string();
+    let message = full
+        .rsplit_once(" at line ")
+        .map_or(full.as_str(), |(message, _)| message);
+    let (message, hint) = if message.contains("recursion limit exceeded") {
+        (
+            format!("JSON is nested deeper than {MAX_DEPTH} levels"),
+            Some(
+                "ferry's files are shallow; this is not a manifest or environment file".to_owned(),
+            ),
+        )
+    } else if err.classify() == serde_json::error::Category::Eof {
+        (
+            "unexpected end of file: the JSON is incomplete".to_owned(),
+            None,
+        )
+    } else {
+        (format!("invalid JSON: {message}"), None)
+    };
+    ParseError {
+        position: Some(position),
+        message,
+        hint,
+    }
+}
+
+/// Walks text that serde_json already accepted, recording duplicate keys and (optionally) the
+/// offset of every value and key by pointer. The input is valid JSON no deeper than
+/// [`MAX_DEPTH`], so the recursion is bounded and no syntax checking is needed.
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+    pointer: String,
+    pending_key: Option<usize>,
+    record: bool,
+    index: HashMap<String, Span>,
+    duplicates: Vec<(String, String, usize, usize)>,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(text: &'a str, record: bool) -> Self {
+        Scanner {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+            pointer: String::new(),
+            pending_key: None,
+            record,
+            index: HashMap::new(),
+            duplicates: Vec::new(),
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    fn value(&mut self) {
+        self.skip_ws();
+        let key = self.pending_key.take();
+        if self.record {
+            self.index.insert(
+                self.pointer.clone(),
+                Span {
+                    key,
+                    value: self.at,
+                },
+            );
+        }
+        match self.bytes.get(self.at) {
+            Some(b'{') => self.object(),
+            Some(b'[') => self.array(),
+            Some(b'"') => {
+                self.string_end();
+            }
+            _ => {
+                while let Some(b) = self.bytes.get(self.at) {
+                    if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                        break;
+                    }
+                    self.at += 1;
+                }
+            }
+        }
+    }
+
+    /// Skips a string starting at the opening quote; returns its raw contents.
+    fn string_end(&mut self) -> &'a str {
+        let start = self.at + 1;
+        let mut i = start;
+        while let Some(&b) = self.bytes.get(i) {
+            match b {
+                b'\\' => i += 2,
+                b'"' => break,
+                _ => i += 1,
+            }
+        }
+        self.at = i + 1;
+        &self.text[start..i.min(self.text.len())]
+    }
+
+    fn object(&mut self) {
+        self.at += 1;
+        // Most objects have a handful of keys: a list beats hashing until it grows.
+        let mut few: Vec<(Cow<'a, str>, usize)> = Vec::new();
+        let mut many: HashMap<Cow<'a, str>, usize> = HashMap::new();
+        loop {
+            self.skip_ws();
+            match self.bytes.get(self.at) {
+                Some(b'}') | None => {
+                    self.at += 1;
+                    return;
+                }
+                Some(b',') => {
+                    self.at += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let key_at = self.at;
+            let raw = self.string_end();
+            let key: Cow<'a, str> = if raw.contains('\\') {
+                serde_json::from_str::<String>(&self.text[key_at..self.at])
+                    .map_or(Cow::Borrowed(raw), Cow::Owned)
+            } else {
+                Cow::Borrowed(raw)
+            };
+            let len = self.pointer.len();
+            self.pointer.push('/');
+            self.pointer.push_str(&escape_token(&key));
+            let first = if many.is_empty() {
+                let found = few.iter().find(|(k, _)| *k == key).map(|(_, at)| *at);
+                if found.is_none() {
+                    few.push((key.clone(), key_at));
+                    if few.len() > 16 {
+                        many.extend(few.drain(..));
+                    }
+                }
+                found
+            } else {
+                match many.get(&key) {
+                    Some(&at) => Some(at),
+                    None => {
+                        many.insert(key.clone(), key_at);
+                        None
+                    }
+                }
+            };
+            if let Some(first) = first {
+                self.duplicates
+                    .push((self.pointer.clone(), key.into_owned(), first, key_at));
+            }
+            self.skip_ws();
+            self.at += 1; // the colon
+            self.pending_key = Some(key_at);
+            self.value();
+            self.pointer.truncate(len);
+        }
+    }
+
+    fn array(&mut self) {
+        self.at += 1;
+        let mut n = 0usize;
+        loop {
+            self.skip_ws();
+            match self.bytes.get(self.at) {
+                Some(b']') | None => {
+                    self.at += 1;
+                    return;
+                }
+                Some(b',') => {
+                    self.at += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let len = self.pointer.len();
+            self.pointer.push('/');
+            self.pointer.push_str(&n.to_string());
+            self.value();
+            self.pointer.truncate(len);
+            n += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str) -> Document {
+        Document::parse(text.as_bytes().to_vec()).expect("valid JSON")
+    }
+
+    #[test]
+    fn locates_values_and_keys() {
+        let d = doc("{\n  \"a\": {\"b/c\": [1, \"é\", {\"d\": true}]},\n  \"x\": null\n}");
+        assert_eq!(d.locate(""), Position { line: 1, column: 1 });
+        assert_eq!(d.locate("/a"), Position { line: 2, column: 8 });
+        assert_eq!(d.locate_key("/a"), Position { line: 2, column: 3 });
+        assert_eq!(
+            d.locate("/a/b~1c/1"),
+            Position {
+                line: 2,
+                column: 20
+            }
+        );
+        assert_eq!(
+            d.locate("/a/b~1c/2/d"),
+            Position {
+                line: 2,
+                column: 31
+            }
+        );
+        assert_eq!(d.locate("/x"), Position { line: 3, column: 8 });
+        // Missing members fall back to the nearest ancestor.
+        assert_eq!(d.locate("/a/nope/deeper"), Position { line: 2, column: 8 });
+    }
+
+    #[test]
+    fn finds_duplicate_keys_at_every_depth() {
+        let d = doc(r#"{"a": 1, "o": {"k": 1, "k": 2}, "a": 3, "\u0061": 4}"#);
+        let found: Vec<_> = d.duplicates().iter().map(|d| d.pointer.as_str()).collect();
+        assert_eq!(found, ["/o/k", "/a", "/a"]);
+        assert_eq!(
+            d.duplicates()[0].first,
+            Position {
+                line: 1,
+                column: 16
+            }
+        );
+        assert_eq!(
+            d.duplicates()[0].second,
+            Position {
+                line: 1,
+                column: 24
+            }
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"  \n".to_vec(),
+            b"{\"a\": }".to_vec(),
+            b"{\"a\": 1".to_vec(),
+            vec![b'{', b'"', 0xff, b'"', b'}'],
+            "[".repeat(10_000).into_bytes(),
+        ];
+        for case in cases {
+            let err = Document::parse(case).expect_err("invalid input");
+            assert!(err.position.is_some(), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_says_so() {
+        let err = Document::parse("[".repeat(10_000).into_bytes()).unwrap_err();
+        assert!(
+            err.message.contains("nested deeper than 128"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn not_utf8_points_at_the_byte() {
+        let err = Document::parse(b"{\n  \"a\": \"\xc3\x28\"}".to_vec()).unwrap_err();
+        assert_eq!(err.position, Some(Position { line: 2, column: 9 }));
+    }
+}

@@ -1,0 +1,18 @@
+//! ferry: branch-per-environment GitOps promotion.
+//!
+//! Data flows one way: **load** (a [`source::Source`] reads a repository's files) →
+//! **validate** ([`json`] parses with positions, [`schema`] checks the embedded JSON Schemas,
+//! [`validate`] the rules no schema can express, all into [`diag`] diagnostics) → typed
+//! [`model`] state → the commands in [`cmd`], which print through [`output`] and fail with
+//! [`error::Error`], whose kind decides the exit code.
+
+pub mod cli;
+pub mod cmd;
+pub mod diag;
+pub mod error;
+pub mod json;
+pub mod model;
+pub mod output;
+pub mod schema;
+pub mod source;
+pub mod validate;

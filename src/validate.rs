@@ -1,0 +1,772 @@
+//! Validation of a whole deployment repository: every file against its schema, then the rules
+//! no schema can express (duplicate keys, URLs, the promotion graph, apps across files).
+//!
+//! Nothing here stops at the first problem: [`check`] returns every error and warning, and the
+//! typed [`State`] only when there is no error. Every later command (bump, promote, agent)
+//! acts only on a `State`, so an invalid desired state is never acted on.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::diag::{At, Diagnostic, Report};
+use crate::json::{self, Document};
+use crate::model::{App, Environment, Layout, Manifest, SEED_ORDER};
+use crate::schema::{self, Schema};
+use crate::source::{ReadError, Source};
+
+pub const MANIFEST: &str = "manifest.json";
+pub const ENVIRONMENTS_DIR: &str = "environments";
+const SEED_SUFFIX: &str = "-env.json";
+
+/// A valid desired state.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub manifest: Manifest,
+    pub environments: BTreeMap<String, Environment>,
+    pub layout: Layout,
+}
+
+/// The outcome of validating a repository.
+#[derive(Debug)]
+pub struct Checked {
+    pub report: Report,
+    /// Present only when there is no error.
+    pub state: Option<State>,
+}
+
+/// One environment file as loaded.
+struct EnvFile {
+    /// The environment's name, from the file name.
+    name: String,
+    file: String,
+    doc: Option<Document>,
+    env: Option<Environment>,
+    /// Pointer of the apps map: `/apps` in native files, the root in seed files.
+    apps_pointer: &'static str,
+}
+
+impl EnvFile {
+    fn at(&self) -> At<'_> {
+        At::new(&self.file, self.doc.as_ref())
+    }
+}
+
+/// Validates the repository that `src` reads; I/O errors other than missing files are
+/// reported as diagnostics too, so this never fails.
+pub fn check(src: &dyn Source) -> Checked {
+    let mut out: Vec<Diagnostic> = Vec::new();
+
+    let manifest_file = src.display(MANIFEST);
+    // Files are independent until the cross-file checks: read and check them in parallel.
+    let ((manifest_doc, manifest, manifest_out), (layout, mut envs)) =
+        std::thread::scope(|scope| {
+            let manifest = scope.spawn(|| {
+                let mut out = Vec::new();
+                let doc = load(src, MANIFEST, &manifest_file, Schema::Manifest, &mut out);
+                let manifest = doc.as_ref().and_then(|doc| {
+                    check_manifest(doc, At::new(&manifest_file, Some(doc)), &mut out)
+                });
+                (doc, manifest, out)
+            });
+            let envs = load_environments(src, &mut out);
+            (
+                manifest.join().expect("manifest check does not panic"),
+                envs,
+            )
+        });
+    out.extend(manifest_out);
+    check_environments(&mut envs, &mut out);
+    check_graph(&envs, &mut out);
+    if let (Some(manifest), Some(doc)) = (&manifest, &manifest_doc) {
+        check_apps(
+            manifest,
+            At::new(&manifest_file, Some(doc)),
+            &envs,
+            &mut out,
+        );
+    }
+
+    let mut report = Report::default();
+    for diagnostic in out {
+        report.push(diagnostic);
+    }
+    report.finish();
+    let state = match (report.is_valid(), manifest, layout) {
+        (true, Some(manifest), Some(layout)) => Some(State {
+            manifest,
+            environments: envs
+                .into_iter()
+                .filter_map(|e| e.env.map(|env| (e.name, env)))
+                .collect(),
+            layout,
+        }),
+        _ => None,
+    };
+    Checked { report, state }
+}
+
+/// Reads and parses one file and checks it against its schema. `None` when the file is
+/// missing, unreadable or not JSON (each reported).
+/// [`load`] for several `(name, path)` files at once, one thread each.
+fn load_all<'f>(
+    src: &dyn Source,
+    files: &'f [(String, String)],
+    schema: Schema,
+    out: &mut Vec<Diagnostic>,
+) -> Vec<(&'f (String, String), Option<Document>)> {
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|entry| {
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    let doc = load(src, &entry.1, &src.display(&entry.1), schema, &mut out);
+                    (entry, doc, out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("file check does not panic"))
+            .collect()
+    });
+    results
+        .into_iter()
+        .map(|(entry, doc, diagnostics)| {
+            out.extend(diagnostics);
+            (entry, doc)
+        })
+        .collect()
+}
+
+fn load(
+    src: &dyn Source,
+    path: &str,
+    file: &str,
+    schema: Schema,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Document> {
+    let at = At::new(file, None);
+    let bytes = match src.read(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            out.push(at.error_at(None, "file not found").hint(match schema {
+                Schema::Manifest => "a deployment repository has a `manifest.json` at its root",
+                _ => "the file was listed but has disappeared",
+            }));
+            return None;
+        }
+        Err(err @ ReadError::TooLarge { .. }) => {
+            out.push(
+                at.error_at(None, err.to_string())
+                    .hint("is this really a ferry file?"),
+            );
+            return None;
+        }
+        Err(err) => {
+            out.push(at.error_at(None, err.to_string()));
+            return None;
+        }
+    };
+    let doc = match Document::parse(bytes) {
+        Ok(doc) => doc,
+        Err(err) => {
+            out.push(at.error_at(err.position, err.message).maybe_hint(err.hint));
+            return None;
+        }
+    };
+    let at = At::new(file, Some(&doc));
+    for dup in doc.duplicates() {
+        out.push(
+            at.error_at_key(
+                &dup.pointer,
+                format!(
+                    "duplicate key `{}`: it is also defined at line {}, column {}",
+                    dup.key, dup.first.line, dup.first.column
+                ),
+            )
+            .hint("JSON readers keep only one of the two values, silently; remove or rename one"),
+        );
+    }
+    schema.check(&doc, at, out);
+    Some(doc)
+}
+
+/// Errors of a file so far, to decide whether its typed form can be built.
+fn has_errors(out: &[Diagnostic], file: &str) -> bool {
+    out.iter().any(|d| d.file == file)
+}
+
+fn check_manifest(doc: &Document, at: At<'_>, out: &mut Vec<Diagnostic>) -> Option<Manifest> {
+    if has_errors(out, at.file) {
+        return None;
+    }
+    let manifest = Manifest::deserialize(&doc.value).ok()?;
+    for (name, artifact) in &manifest.artifacts {
+        let pointer = json::child("/artifacts", name);
+        match artifact.pin() {
+            None => out.push(
+                at.warning(
+                    &pointer,
+                    format!("`{name}` is pinned by file name only: no version or digest, so it is not immutable"),
+                )
+                .hint(r#"pin it as {"version": "…", "url": "…", "sha256": "…"}"#),
+            ),
+            Some(pin) => {
+                if let Err(problem) = check_artifact_url(&pin.url) {
+                    let diagnostic = at.error(&json::child(&pointer, "url"), format!("`url` {problem}"));
+                    out.push(if problem.contains("credentials") {
+                        diagnostic
+                    } else {
+                        diagnostic.hint("such as `https://artifacts.example.com/web/web-2.1.0.tar.gz`, `file:///srv/artifacts/web-2.1.0.tar.gz` or `oci://registry.example.com/web:2.1.0`")
+                    });
+                }
+            }
+        }
+    }
+    Some(manifest)
+}
+
+/// Checks what the schema's scheme pattern cannot: that the URL names something fetchable.
+fn check_artifact_url(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url.split_once("://").ok_or("has no scheme")?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    match scheme {
+        "file" => {
+            if !(authority.is_empty() || authority == "localhost") {
+                return Err(format!(
+                    "names host `{authority}`: file URLs are local, like `file:///path`"
+                ));
+            }
+            if path.is_empty() {
+                return Err("has no path".into());
+            }
+        }
+        "oci" => {
+            if authority.is_empty() {
+                return Err("has no registry host".into());
+            }
+            if path.is_empty() || path.starts_with(['/', ':', '@']) {
+                return Err("has no repository: expected `oci://HOST/REPO:TAG` or `oci://HOST/REPO@sha256:DIGEST`".into());
+            }
+        }
+        _ => {
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            if host.is_empty() || host.starts_with(':') {
+                return Err("has no host".into());
+            }
+            if authority.contains('@') {
+                return Err("contains credentials: keep secrets out of the manifest; the agent reads them from its environment".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_environments(
+    src: &dyn Source,
+    out: &mut Vec<Diagnostic>,
+) -> (Option<Layout>, Vec<EnvFile>) {
+    let list = |dir: &str, out: &mut Vec<Diagnostic>| match src.list(dir) {
+        Ok(names) => names,
+        Err(err) => {
+            let shown = if dir.is_empty() {
+                src.display(".")
+            } else {
+                src.display(dir)
+            };
+            out.push(
+                At::new(&shown, None).error_at(None, format!("cannot list the directory: {err}")),
+            );
+            Vec::new()
+        }
+    };
+    let native: Vec<String> = list(ENVIRONMENTS_DIR, out)
+        .into_iter()
+        .filter(|n| n.ends_with(".json") && n.len() > ".json".len())
+        .collect();
+    let seed: Vec<String> = list("", out)
+        .into_iter()
+        .filter(|n| n.ends_with(SEED_SUFFIX) && n.len() > SEED_SUFFIX.len())
+        .collect();
+
+    if !native.is_empty() {
+        for name in &seed {
+            out.push(
+                At::new(&src.display(name), None)
+                    .error_at(None, format!("`{name}` is a seed-layout file, but this repository uses `environments/`"))
+                    .hint(format!(
+                        "ferry reads one layout; move its apps into `environments/{}.json`",
+                        name.trim_end_matches(SEED_SUFFIX)
+                    )),
+            );
+        }
+        let files: Vec<(String, String)> = native
+            .iter()
+            .map(|name| (name.clone(), format!("{ENVIRONMENTS_DIR}/{name}")))
+            .collect();
+        let envs = load_all(src, &files, Schema::Environment, out)
+            .into_iter()
+            .map(|((file_name, path), doc)| EnvFile {
+                name: file_name.trim_end_matches(".json").to_owned(),
+                file: src.display(path),
+                doc,
+                env: None,
+                apps_pointer: "/apps",
+            })
+            .collect();
+        return (Some(Layout::Native), envs);
+    }
+    if !seed.is_empty() {
+        let mut envs: Vec<EnvFile> = Vec::new();
+        // Visit in promotion order; unknown names are reported.
+        for name in &seed {
+            let env = name.trim_end_matches(SEED_SUFFIX);
+            if !SEED_ORDER.contains(&env) {
+                out.push(
+                    At::new(&src.display(name), None)
+                        .error_at(None, format!("`{env}` is not an environment of the seed layout, which knows only dev, staging and prod"))
+                        .hint(format!("declare it as `environments/{env}.json` with its `promotes_from`, and move the other environments there too")),
+                );
+            }
+        }
+        let mut files: Vec<(String, String)> = Vec::new();
+        for env in SEED_ORDER {
+            let file_name = format!("{env}{SEED_SUFFIX}");
+            if !seed.contains(&file_name) {
+                continue;
+            }
+            if env == "production" && seed.iter().any(|n| n == "prod-env.json") {
+                out.push(
+                    At::new(&src.display(&file_name), None)
+                        .error_at(
+                            None,
+                            "both `prod-env.json` and `production-env.json` describe production",
+                        )
+                        .hint("keep one of them"),
+                );
+                continue;
+            }
+            files.push((env.to_owned(), file_name));
+        }
+        let mut previous: Option<String> = None;
+        for ((env, path), doc) in load_all(src, &files, Schema::SeedEnvironment, out) {
+            let file = src.display(path);
+            let env_value = doc
+                .as_ref()
+                .filter(|_| !has_errors(out, &file))
+                .and_then(|doc| {
+                    let apps = BTreeMap::<String, App>::deserialize(&doc.value).ok()?;
+                    Some(Environment::from_seed(env, previous.clone(), apps))
+                });
+            previous = Some(env.clone());
+            envs.push(EnvFile {
+                name: env.clone(),
+                file,
+                doc,
+                env: env_value,
+                apps_pointer: "",
+            });
+        }
+        return (Some(Layout::Seed), envs);
+    }
+    out.push(
+        At::new(&src.display(ENVIRONMENTS_DIR), None)
+            .error_at(None, "no environment files")
+            .hint("describe each environment in `environments/<name>.json` (or, in the seed layout, `dev-env.json`, `staging-env.json`, `prod-env.json`)"),
+    );
+    (None, Vec::new())
+}
+
+/// Per-file rules of native environment files, and their typed form.
+fn check_environments(envs: &mut [EnvFile], out: &mut Vec<Diagnostic>) {
+    for entry in envs.iter_mut() {
+        let Some(doc) = entry.doc.as_ref() else {
+            continue;
+        };
+        if entry.env.is_some() || has_errors(out, &entry.file) {
+            continue; // seed environments are built already; broken files stay untyped
+        }
+        let at = At::new(&entry.file, Some(doc));
+        if !durations_ok(&doc.value, at, out) {
+            continue;
+        }
+        let Ok(env) = Environment::deserialize(&doc.value) else {
+            continue;
+        };
+        if env.name != entry.name {
+            out.push(
+                at.error("/name", format!("`name` is `{}`, but the file is `{}.json`", env.name, entry.name))
+                    .hint(format!("an environment's file is named after it: set \"name\": \"{}\" or rename the file", entry.name)),
+            );
+        }
+        let branch_pointer = if env.branch.is_some() {
+            "/branch"
+        } else {
+            "/name"
+        };
+        if let Err(problem) = check_branch_name(env.branch()) {
+            out.push(at.error(
+                branch_pointer,
+                format!("branch `{}` {problem}", env.branch()),
+            ));
+        }
+        entry.env = Some(env);
+    }
+    for entry in envs.iter() {
+        let (Some(env), Some(doc)) = (&entry.env, &entry.doc) else {
+            continue;
+        };
+        let at = At::new(&entry.file, Some(doc));
+        for (app, settings) in env.apps.iter().flatten() {
+            if let Some(url) = &settings.healthcheck_url {
+                if let Err(problem) = check_artifact_url(url) {
+                    let pointer = json::child(&json::child("/apps", app), "healthcheck_url");
+                    out.push(at.error(&pointer, format!("`healthcheck_url` {problem}")));
+                }
+            }
+        }
+    }
+}
+
+/// Durations that match the schema's pattern but overflow.
+fn durations_ok(value: &Value, at: At<'_>, out: &mut Vec<Diagnostic>) -> bool {
+    let mut found: Vec<(String, &Value)> = Vec::new();
+    for pointer in ["/policy/soak", "/agent/interval"] {
+        if let Some(v) = value.pointer(pointer) {
+            found.push((pointer.to_owned(), v));
+        }
+    }
+    if let Some(apps) = value.get("apps").and_then(Value::as_object) {
+        for (name, app) in apps {
+            if let Some(v) = app.get("healthcheck_timeout") {
+                found.push((
+                    json::child(&json::child("/apps", name), "healthcheck_timeout"),
+                    v,
+                ));
+            }
+        }
+    }
+    let mut ok = true;
+    for (pointer, v) in found {
+        if let Some(Err(err)) = v.as_str().map(str::parse::<crate::model::Duration>) {
+            out.push(
+                at.error(&pointer, err.to_string())
+                    .hint("durations are at most about 292 years"),
+            );
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Git's rules for branch names (`git check-ref-format --branch`), plus ferry's reserved
+/// namespace.
+pub fn check_branch_name(branch: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(why.to_owned());
+    if branch.is_empty() {
+        return bad("is empty");
+    }
+    if branch.starts_with('-') {
+        return bad("starts with `-`");
+    }
+    if branch == "HEAD" || branch == "@" {
+        return bad("is reserved by git");
+    }
+    if branch.starts_with('/') || branch.ends_with('/') || branch.contains("//") {
+        return bad("has an empty path component");
+    }
+    if branch.ends_with('.') {
+        return bad("ends with `.`");
+    }
+    if branch.contains("..") {
+        return bad("contains `..`");
+    }
+    if branch.contains("@{") {
+        return bad("contains `@{`");
+    }
+    if let Some(c) = branch.chars().find(|c| {
+        c.is_ascii_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+    }) {
+        return Err(format!(
+            "contains `{}`, which git does not allow in branch names",
+            c.escape_default()
+        ));
+    }
+    if branch
+        .split('/')
+        .any(|c| c.starts_with('.') || c.ends_with(".lock"))
+    {
+        return bad("has a component starting with `.` or ending with `.lock`");
+    }
+    if branch == "ferry" || branch.starts_with("ferry/") {
+        return bad("is in `ferry/`, which is reserved for promotion requests");
+    }
+    Ok(())
+}
+
+/// The promotion graph: parents exist, exactly one root, no cycles, unique branches.
+fn check_graph(envs: &[EnvFile], out: &mut Vec<Diagnostic>) {
+    let names: BTreeSet<&str> = envs.iter().map(|e| e.name.as_str()).collect();
+    let typed: BTreeMap<&str, (&EnvFile, &Environment)> = envs
+        .iter()
+        .filter_map(|e| e.env.as_ref().map(|env| (e.name.as_str(), (e, env))))
+        .collect();
+    let all_typed = typed.len() == envs.len();
+    let list = || names.iter().copied().collect::<Vec<_>>().join(", ");
+
+    for (name, (entry, env)) in &typed {
+        if let Some(parent) = &env.promotes_from {
+            if !names.contains(parent.as_str()) {
+                let hint = match schema::suggest(parent, names.iter().copied()) {
+                    Some(close) => format!("did you mean `{close}`? environments: {}", list()),
+                    None => format!("environments: {}", list()),
+                };
+                out.push(
+                    entry
+                        .at()
+                        .error(
+                            "/promotes_from",
+                            format!(
+                                "`{name}` promotes from `{parent}`, which is not an environment"
+                            ),
+                        )
+                        .hint(hint),
+                );
+            }
+        }
+    }
+
+    // Cycles: follow parents from every environment; report each cycle once.
+    let mut reported: BTreeSet<Vec<&str>> = BTreeSet::new();
+    for start in typed.keys() {
+        let mut path: Vec<&str> = vec![start];
+        let mut current = *start;
+        while let Some(parent) = typed
+            .get(current)
+            .and_then(|(_, env)| env.promotes_from.as_deref())
+        {
+            if let Some(pos) = path.iter().position(|n| *n == parent) {
+                let mut cycle: Vec<&str> = path[pos..].to_vec();
+                let min = cycle
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, n)| **n)
+                    .map_or(0, |(i, _)| i);
+                cycle.rotate_left(min);
+                if reported.insert(cycle.clone()) {
+                    let (entry, _) = typed[cycle[0]];
+                    let mut shown: Vec<&str> = cycle.iter().rev().copied().collect();
+                    shown.rotate_right(1);
+                    shown.push(shown[0]);
+                    out.push(
+                        entry
+                            .at()
+                            .error("/promotes_from", format!("promotion cycle: {}", shown.join(" → ")))
+                            .hint("promotions flow one way, from the first environment to the last; one of these must promote from elsewhere"),
+                    );
+                }
+                break;
+            }
+            if !typed.contains_key(parent) {
+                break;
+            }
+            path.push(parent);
+            current = parent;
+        }
+    }
+
+    // Exactly one first environment (decidable only when every file could be read).
+    if all_typed && !typed.is_empty() {
+        let roots: Vec<&str> = typed
+            .iter()
+            .filter(|(_, (_, env))| env.promotes_from.is_none())
+            .map(|(name, _)| *name)
+            .collect();
+        if roots.is_empty() && reported.is_empty() {
+            let (entry, _) = typed.values().next().expect("not empty");
+            out.push(
+                entry
+                    .at()
+                    .error("/promotes_from", "every environment promotes from another: none is first")
+                    .hint("the first environment (where CI bumps land, usually `dev`) has no `promotes_from`"),
+            );
+        }
+        if roots.len() > 1 {
+            // Which one is the real first is the user's call: name them all, at each of them.
+            for root in &roots {
+                let others: Vec<String> = roots
+                    .iter()
+                    .filter(|r| *r != root)
+                    .map(|r| format!("`{r}`"))
+                    .collect();
+                let (entry, _) = typed[root];
+                out.push(
+                    entry
+                        .at()
+                        .error("/name", format!("`{root}` has no `promotes_from`, and neither has {}: exactly one environment may be first", others.join(", ")))
+                        .hint("give every environment but the first (where CI bumps land, usually `dev`) a `promotes_from`"),
+                );
+            }
+        }
+    }
+
+    // Branches are unique.
+    let mut by_branch: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, (entry, env)) in &typed {
+        if let Some(other) = by_branch.insert(env.branch(), name) {
+            let pointer = if env.branch.is_some() {
+                "/branch"
+            } else {
+                "/name"
+            };
+            out.push(
+                entry
+                    .at()
+                    .error(
+                        pointer,
+                        format!(
+                            "branch `{}` is already the branch of environment `{other}`",
+                            env.branch()
+                        ),
+                    )
+                    .hint("each environment has a branch of its own"),
+            );
+        }
+    }
+}
+
+/// Every artifact has its per-environment entry where an environment declares apps, and no
+/// environment names an app the manifest lacks.
+fn check_apps(
+    manifest: &Manifest,
+    manifest_at: At<'_>,
+    envs: &[EnvFile],
+    out: &mut Vec<Diagnostic>,
+) {
+    for entry in envs {
+        let Some(apps) = entry.env.as_ref().and_then(|e| e.apps.as_ref()) else {
+            continue;
+        };
+        let at = entry.at();
+        let apps_pointer = entry.apps_pointer;
+        for name in manifest.artifacts.keys() {
+            if !apps.contains_key(name) {
+                out.push(
+                    at.error_at_key(
+                        apps_pointer,
+                        format!(
+                            "artifact `{name}` of `{}` has no entry here",
+                            manifest_at.file
+                        ),
+                    )
+                    .hint(format!(
+                        "add \"{name}\": {{\"host\": \"…\", \"deployment_path\": \"/srv/{name}\"}}"
+                    )),
+                );
+            }
+        }
+        for name in apps.keys() {
+            if !manifest.artifacts.contains_key(name) {
+                let hint =
+                    match schema::suggest(name, manifest.artifacts.keys().map(String::as_str)) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => format!("add it to `{}` or remove it here", manifest_at.file),
+                    };
+                out.push(
+                    at.error_at_key(
+                        &json::child(apps_pointer, name),
+                        format!("`{name}` is not an artifact of `{}`", manifest_at.file),
+                    )
+                    .hint(hint),
+                );
+            }
+        }
+    }
+}
+
+impl State {
+    /// The promotion chains from the first environment to each last one, such as
+    /// `dev → staging → prod`.
+    pub fn promotion_paths(&self) -> Vec<Vec<&str>> {
+        let children = |parent: Option<&str>| -> Vec<&str> {
+            self.environments
+                .values()
+                .filter(|e| e.promotes_from.as_deref() == parent)
+                .map(|e| e.name.as_str())
+                .collect()
+        };
+        let mut paths = Vec::new();
+        let mut stack: Vec<Vec<&str>> = children(None).into_iter().map(|r| vec![r]).collect();
+        while let Some(path) = stack.pop() {
+            let next = children(path.last().copied());
+            if next.is_empty() {
+                paths.push(path);
+            } else {
+                for child in next.into_iter().rev() {
+                    let mut longer = path.clone();
+                    longer.push(child);
+                    stack.push(longer);
+                }
+            }
+        }
+        paths
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_follow_git() {
+        for ok in ["dev", "prod", "env/prod-eu", "release-1.2"] {
+            assert_eq!(check_branch_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "a..b",
+            "a b",
+            "a:b",
+            "x.lock",
+            "a/.b",
+            "a/",
+            "a//b",
+            "HEAD",
+            "x.",
+            "a@{b",
+            "ferry/promote/x",
+        ] {
+            assert!(check_branch_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn artifact_urls_name_something_fetchable() {
+        for ok in [
+            "https://a.example/x.tgz",
+            "http://127.0.0.1:8080/x",
+            "file:///srv/a.zip",
+            "file://localhost/srv/a.zip",
+            "oci://reg.example/team/app:1.0",
+            "oci://reg.example:5000/app@sha256:abc",
+        ] {
+            assert_eq!(check_artifact_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "https:///x",
+            "file://host/x",
+            "file://",
+            "oci://reg.example",
+            "oci:///app",
+            "https://u:p@h/x",
+        ] {
+            assert!(check_artifact_url(bad).is_err(), "{bad}");
+        }
+    }
+}

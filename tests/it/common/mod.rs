@@ -1,0 +1,182 @@
+//! The test harness: temporary deployment repositories and runs of the real `ferry` binary,
+//! rendered for snapshots with temporary paths replaced.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tempfile::TempDir;
+
+/// The crate's own example deployment repository.
+pub const EXAMPLE_FILES: [&str; 4] = [
+    "manifest.json",
+    "environments/dev.json",
+    "environments/staging.json",
+    "environments/prod.json",
+];
+
+/// A deployment repository in a temporary directory.
+pub struct Repo {
+    dir: TempDir,
+}
+
+impl Repo {
+    /// An empty directory.
+    pub fn empty() -> Repo {
+        Repo {
+            dir: tempfile::Builder::new()
+                .prefix("ferry-test-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    /// A copy of the example repository shipped with ferry.
+    pub fn example() -> Repo {
+        let repo = Repo::empty();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for file in EXAMPLE_FILES {
+            let text = std::fs::read_to_string(root.join(file)).expect("example file");
+            repo.write(file, &text);
+        }
+        repo
+    }
+
+    /// Writes (or overwrites) a file.
+    #[track_caller]
+    pub fn write(&self, path: &str, contents: impl AsRef<[u8]>) -> &Repo {
+        let full = self.dir.path().join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, contents).expect("write");
+        self
+    }
+
+    pub fn remove(&self, path: &str) -> &Repo {
+        std::fs::remove_file(self.dir.path().join(path)).expect("remove");
+        self
+    }
+
+    /// Edits a JSON file of the repository through serde_json (key order is kept).
+    #[track_caller]
+    pub fn edit_json(&self, path: &str, edit: impl FnOnce(&mut serde_json::Value)) -> &Repo {
+        let full = self.dir.path().join(path);
+        let mut value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&full).expect("read")).expect("json");
+        edit(&mut value);
+        let text = serde_json::to_string_pretty(&value).expect("serialize") + "\n";
+        std::fs::write(full, text).expect("write");
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `ferry ARGS… PATH-of-this-repo` from the repository's directory.
+    pub fn validate(&self, args: &[&str]) -> Run {
+        let mut all = vec!["validate"];
+        all.extend_from_slice(args);
+        ferry(&all).current_dir(self.path()).run()
+    }
+}
+
+/// A `ferry` process to run.
+pub struct Ferry {
+    command: Command,
+    replace: Vec<(String, String)>,
+}
+
+/// `ferry ARGS…` with a cleared, predictable environment.
+pub fn ferry(args: &[&str]) -> Ferry {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    Ferry {
+        command,
+        replace: Vec::new(),
+    }
+}
+
+impl Ferry {
+    pub fn current_dir(mut self, dir: &Path) -> Ferry {
+        self.command.current_dir(dir);
+        self.replace
+            .push((dir.display().to_string(), "[REPO]".to_owned()));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Ferry {
+        self.command.env(key, value);
+        self
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Ferry {
+        self.command.arg(arg);
+        self
+    }
+
+    /// Replaces `path` with `[name]` in the rendered output.
+    pub fn redact(mut self, path: &Path, name: &str) -> Ferry {
+        self.replace
+            .push((path.display().to_string(), format!("[{name}]")));
+        self
+    }
+
+    #[track_caller]
+    pub fn run(mut self) -> Run {
+        let output = self.command.output().expect("run ferry");
+        let clean = |bytes: &[u8]| {
+            let mut text = String::from_utf8_lossy(bytes).into_owned();
+            for (from, to) in &self.replace {
+                text = text.replace(from, to);
+            }
+            text
+        };
+        Run {
+            code: output.status.code(),
+            stdout: clean(&output.stdout),
+            stderr: clean(&output.stderr),
+        }
+    }
+}
+
+/// What a finished `ferry` process did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Exit code, stdout and stderr, for snapshots.
+    pub fn render(&self) -> String {
+        format!(
+            "exit: {}\n----- stdout -----\n{}----- stderr -----\n{}",
+            self.code.map_or("signal".to_owned(), |c| c.to_string()),
+            self.stdout,
+            self.stderr
+        )
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, Some(code), "{}", self.render());
+        self
+    }
+}
+
+/// Path of a file in the crate.
+pub fn crate_path(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A digest that satisfies the schema.
+pub const DIGEST: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";

@@ -1,0 +1,4 @@
+//! ferry's integration tests: one binary, real processes of the `ferry` binary, real files.
+
+mod common;
+mod validate;
