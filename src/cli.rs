@@ -44,4 +44,18 @@ pub struct GlobalArgs {
 pub enum Command {
     Validate(cmd::validate::ValidateArgs),
     Schema(cmd::schema::SchemaArgs),
+    Init(cmd::init::InitArgs),
+    Bump(cmd::bump::BumpArgs),
+    Show(cmd::show::ShowArgs),
+    Diff(cmd::diff::DiffArgs),
+    History(cmd::history::HistoryArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -33,32 +33,39 @@ pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     pub source: Option<anyhow::Error>,
+    /// Lines shown under the message (such as the diagnostics of an invalid state).
+    pub details: Vec<String>,
     pub hints: Vec<String>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn failure(message: impl Into<String>) -> Self {
+    fn new(kind: ErrorKind, message: String) -> Self {
         Error {
-            kind: ErrorKind::Failure,
-            message: message.into(),
+            kind,
+            message,
             source: None,
+            details: Vec::new(),
             hints: Vec::new(),
         }
     }
 
+    pub fn failure(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Failure, message.into())
+    }
+
     pub fn usage(message: impl Into<String>) -> Self {
-        Error {
-            kind: ErrorKind::Usage,
-            message: message.into(),
-            source: None,
-            hints: Vec::new(),
-        }
+        Error::new(ErrorKind::Usage, message.into())
     }
 
     pub fn with_source(mut self, source: impl Into<anyhow::Error>) -> Self {
         self.source = Some(source.into());
+        self
+    }
+
+    pub fn detail(mut self, line: impl Into<String>) -> Self {
+        self.details.push(line.into());
         self
     }
 
@@ -87,6 +94,9 @@ impl fmt::Display for Error {
                 write!(f, "\n  caused by: {cause}")?;
             }
         }
+        for line in &self.details {
+            write!(f, "\n{line}")?;
+        }
         if !self.hints.is_empty() {
             writeln!(f)?;
             for hint in &self.hints {
@@ -102,10 +112,8 @@ impl From<anyhow::Error> for Error {
         let message = err.to_string();
         let source = err.source().is_some().then_some(err);
         Error {
-            kind: ErrorKind::Failure,
-            message,
             source,
-            hints: Vec::new(),
+            ..Error::new(ErrorKind::Failure, message)
         }
     }
 }

@@ -136,14 +136,9 @@ impl Document {
     }
 
     fn find(&self, pointer: &str, key: bool) -> Position {
-        let index = self.index.get_or_init(|| {
-            let mut scanner = Scanner::new(&self.text, true);
-            scanner.value();
-            scanner.index
-        });
         let mut pointer = pointer;
         loop {
-            if let Some(span) = index.get(pointer) {
+            if let Some(span) = self.find_span(pointer) {
                 let offset = if key {
                     span.key.unwrap_or(span.value)
                 } else {
@@ -156,6 +151,37 @@ impl Document {
                 None => return Position { line: 1, column: 1 },
             }
         }
+    }
+
+    /// The byte range of the value at `pointer`, if it exists.
+    pub fn span(&self, pointer: &str) -> Option<std::ops::Range<usize>> {
+        self.find_span(pointer).map(|span| {
+            let mut scanner = Scanner::new(&self.text, false);
+            scanner.at = span.value;
+            scanner.value();
+            span.value..scanner.at
+        })
+    }
+
+    /// The byte offset of the key of the member at `pointer`.
+    pub fn key_offset(&self, pointer: &str) -> Option<usize> {
+        self.find_span(pointer).and_then(|span| span.key)
+    }
+
+    /// The 1-based position of a byte offset.
+    pub fn position_of(&self, offset: usize) -> Position {
+        self.position(offset)
+    }
+
+    fn find_span(&self, pointer: &str) -> Option<Span> {
+        self.index
+            .get_or_init(|| {
+                let mut scanner = Scanner::new(&self.text, true);
+                scanner.value();
+                scanner.index
+            })
+            .get(pointer)
+            .copied()
     }
 
     fn position(&self, offset: usize) -> Position {
@@ -428,6 +454,18 @@ mod tests {
         assert_eq!(d.locate("/x"), Position { line: 3, column: 8 });
         // Missing members fall back to the nearest ancestor.
         assert_eq!(d.locate("/a/nope/deeper"), Position { line: 2, column: 8 });
+    }
+
+    #[test]
+    fn spans_cover_whole_values() {
+        let text = "{\n  \"a\": {\"b\": [1, \"x]\"]},\n  \"c\": 12.5e3 }";
+        let d = doc(text);
+        assert_eq!(&text[d.span("/a").unwrap()], "{\"b\": [1, \"x]\"]}");
+        assert_eq!(&text[d.span("/a/b/1").unwrap()], "\"x]\"");
+        assert_eq!(&text[d.span("/c").unwrap()], "12.5e3");
+        assert_eq!(&text[d.span("").unwrap()], text);
+        assert_eq!(d.key_offset("/c"), Some(text.find("\"c\"").unwrap()));
+        assert_eq!(d.span("/nope"), None);
     }
 
     #[test]

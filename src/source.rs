@@ -94,10 +94,10 @@ impl Source for DirSource {
         for entry in entries {
             let entry = entry?;
             // Follow symlinks: a linked file is a file.
-            if fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
-                if let Ok(name) = entry.file_name().into_string() {
-                    names.push(name);
-                }
+            if fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
+                && let Ok(name) = entry.file_name().into_string()
+            {
+                names.push(name);
             }
         }
         names.sort();

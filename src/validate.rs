@@ -423,11 +423,11 @@ fn check_environments(envs: &mut [EnvFile], out: &mut Vec<Diagnostic>) {
         };
         let at = At::new(&entry.file, Some(doc));
         for (app, settings) in env.apps.iter().flatten() {
-            if let Some(url) = &settings.healthcheck_url {
-                if let Err(problem) = check_artifact_url(url) {
-                    let pointer = json::child(&json::child("/apps", app), "healthcheck_url");
-                    out.push(at.error(&pointer, format!("`healthcheck_url` {problem}")));
-                }
+            if let Some(url) = &settings.healthcheck_url
+                && let Err(problem) = check_artifact_url(url)
+            {
+                let pointer = json::child(&json::child("/apps", app), "healthcheck_url");
+                out.push(at.error(&pointer, format!("`healthcheck_url` {problem}")));
             }
         }
     }
@@ -520,24 +520,22 @@ fn check_graph(envs: &[EnvFile], out: &mut Vec<Diagnostic>) {
     let list = || names.iter().copied().collect::<Vec<_>>().join(", ");
 
     for (name, (entry, env)) in &typed {
-        if let Some(parent) = &env.promotes_from {
-            if !names.contains(parent.as_str()) {
-                let hint = match schema::suggest(parent, names.iter().copied()) {
-                    Some(close) => format!("did you mean `{close}`? environments: {}", list()),
-                    None => format!("environments: {}", list()),
-                };
-                out.push(
-                    entry
-                        .at()
-                        .error(
-                            "/promotes_from",
-                            format!(
-                                "`{name}` promotes from `{parent}`, which is not an environment"
-                            ),
-                        )
-                        .hint(hint),
-                );
-            }
+        if let Some(parent) = &env.promotes_from
+            && !names.contains(parent.as_str())
+        {
+            let hint = match schema::suggest(parent, names.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`? environments: {}", list()),
+                None => format!("environments: {}", list()),
+            };
+            out.push(
+                entry
+                    .at()
+                    .error(
+                        "/promotes_from",
+                        format!("`{name}` promotes from `{parent}`, which is not an environment"),
+                    )
+                    .hint(hint),
+            );
         }
     }
 

@@ -1,6 +1,12 @@
 //! One module per subcommand: its arguments (whose doc comments are the help) and `run`.
 
+pub mod bump;
+pub mod diff;
+pub mod history;
+pub mod init;
 pub mod schema;
+pub mod shared;
+pub mod show;
 pub mod validate;
 
 use crate::cli::Command;
@@ -11,5 +17,10 @@ pub fn run(command: Command, out: Output) -> Result<Outcome> {
     match command {
         Command::Validate(args) => validate::run(args, out),
         Command::Schema(args) => schema::run(args, out),
+        Command::Init(args) => init::run(args, out),
+        Command::Bump(args) => bump::run(args, out),
+        Command::Show(args) => show::run(args, out),
+        Command::Diff(args) => diff::run(args, out),
+        Command::History(args) => history::run(args, out),
     }
 }

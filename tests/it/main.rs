@@ -1,4 +1,5 @@
 //! ferry's integration tests: one binary, real processes of the `ferry` binary, real files.
 
 mod common;
+mod store;
 mod validate;

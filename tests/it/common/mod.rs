@@ -81,8 +81,8 @@ impl Repo {
 
 /// A `ferry` process to run.
 pub struct Ferry {
-    command: Command,
-    replace: Vec<(String, String)>,
+    pub command: Command,
+    pub replace: Vec<(String, String)>,
 }
 
 /// `ferry ARGS…` with a cleared, predictable environment.
@@ -180,3 +180,99 @@ pub fn crate_path(path: &str) -> PathBuf {
 
 /// A digest that satisfies the schema.
 pub const DIGEST: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+pub mod http;
+
+/// Fixed identity and time for every commit made in tests, so commit ids are reproducible.
+pub const AUTHOR_DATE: &str = "1700000000 +0000";
+
+/// A hermetic place for git work: its own HOME (no user git config), cache and identity.
+pub struct Sandbox {
+    dir: TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-sandbox-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("home")).expect("home");
+        Sandbox { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The path of the sandbox's default deployment repository.
+    pub fn remote(&self) -> String {
+        self.path().join("deploy.git").display().to_string()
+    }
+
+    fn hermetic(&self, command: &mut Command) {
+        command
+            .env("HOME", self.path().join("home"))
+            .env("XDG_CACHE_HOME", self.path().join("cache"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "CI Bot")
+            .env("GIT_AUTHOR_EMAIL", "ci@example.com")
+            .env("GIT_AUTHOR_DATE", AUTHOR_DATE)
+            .env("GIT_COMMITTER_NAME", "CI Bot")
+            .env("GIT_COMMITTER_EMAIL", "ci@example.com")
+            .env("GIT_COMMITTER_DATE", AUTHOR_DATE);
+    }
+
+    /// `ferry ARGS…` in the sandbox, its path shown as `[SANDBOX]`.
+    pub fn ferry(&self, args: &[&str]) -> Ferry {
+        let mut f = ferry(args).current_dir(self.path());
+        self.hermetic(&mut f.command);
+        f.replace.retain(|(_, to)| to != "[REPO]");
+        f.replace
+            .push((self.path().display().to_string(), "[SANDBOX]".to_owned()));
+        f
+    }
+
+    /// `ferry init` of the sandbox's repository with the given environments.
+    #[track_caller]
+    pub fn init(&self, envs: &str) -> String {
+        let remote = self.remote();
+        self.ferry(&["init", "--remote", &remote, "--envs", envs])
+            .run()
+            .assert_code(0);
+        remote
+    }
+
+    /// Runs the real `git` in `dir` (relative to the sandbox) and returns its stdout.
+    #[track_caller]
+    pub fn git(&self, dir: &str, args: &[&str]) -> String {
+        let mut command = Command::new("git");
+        command.args(args).current_dir(self.path().join(dir));
+        self.hermetic(&mut command);
+        let output = command.output().expect("run git");
+        assert!(
+            output.status.success(),
+            "git {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The commit a branch of the sandbox's repository is at.
+    #[track_caller]
+    pub fn tip(&self, branch: &str) -> String {
+        self.git(
+            "deploy.git",
+            &["rev-parse", &format!("refs/heads/{branch}")],
+        )
+        .trim()
+        .to_owned()
+    }
+
+    /// Every ref of a repository and what it points at: to show that nothing changed.
+    #[track_caller]
+    pub fn refs(&self, repo: &str) -> String {
+        self.git(repo, &["for-each-ref", "--format=%(refname) %(objectname)"])
+    }
+}

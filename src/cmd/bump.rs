@@ -1,0 +1,406 @@
+//! `ferry bump`: the CI bot's command. One artifact pin changes on one environment's branch,
+//! validated, committed and pushed with compare-and-swap; a branch that moved meanwhile is
+//! re-read and the bump re-applied on its new tip, so concurrent bots never lose an update.
+
+use std::hash::{BuildHasher, Hasher};
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::cmd::shared::{branch_of, invalid_state, open_store, short};
+use crate::error::{Error, Outcome, Result};
+use crate::json::Document;
+use crate::model::Manifest;
+use crate::output::{Format, Output};
+use crate::plan::bump::{self, BumpPlan, BumpRequest};
+use crate::plan::textdiff;
+use crate::render;
+use crate::store::{self, History, RefUpdate, RemoteArgs, Store, UpdateOutcome};
+use crate::validate::{self, MANIFEST};
+
+/// How often a bump is re-applied when the branch keeps moving under it.
+const MAX_ATTEMPTS: u32 = 12;
+
+/// Pin a new version of one app in one environment (what CI runs after a build).
+///
+/// Changes exactly one artifact pin on the environment's branch, validates the whole
+/// resulting state (an invalid state is never committed), commits with a message from the
+/// `bump.hbs` template plus `Ferry-App`, `Ferry-Version` and `Ferry-Previous` trailers, and
+/// pushes with compare-and-swap: if the branch moved meanwhile, the bump is re-applied on its
+/// new tip (bounded retries, jittered backoff). Bumping to the version already pinned changes
+/// nothing. A downgrade is refused unless `--allow-downgrade`; a prerelease is refused where
+/// the environment's policy forbids it.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ferry bump web 2.1.0 --env dev --artifact target/web-2.1.0.tar.gz
+  ferry bump web 2.1.0 --env dev --sha256 9f86d08…  # URL derived from the current one
+  ferry bump search 0.1.0 --env dev --add --url https://artifacts.example.com/search-0.1.0.tgz --artifact search.tgz")]
+pub struct BumpArgs {
+    /// The app whose pin changes.
+    pub app: String,
+
+    /// Its new version (a semantic version, such as `2.1.0`).
+    #[arg(id = "new_version", value_name = "VERSION", value_parser = parse_version)]
+    pub version: semver::Version,
+
+    /// The environment whose branch changes.
+    #[arg(long, short)]
+    pub env: String,
+
+    /// Where the new artifact is fetched from. Default: the current URL with the old version
+    /// replaced by the new one.
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// The new artifact's SHA-256 (64 hex characters).
+    #[arg(long, value_parser = parse_sha256, required_unless_present = "artifact", conflicts_with = "artifact")]
+    pub sha256: Option<String>,
+
+    /// Compute the SHA-256 from this local file (the artifact CI just built).
+    #[arg(long, value_name = "FILE")]
+    pub artifact: Option<PathBuf>,
+
+    /// The app may be new to the manifest: add it.
+    #[arg(long)]
+    pub add: bool,
+
+    /// Allow a version lower than the one pinned.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+
+    /// Print the change as a diff and push nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+fn parse_version(text: &str) -> Result<semver::Version, String> {
+    semver::Version::parse(text.trim_start_matches('v'))
+        .map_err(|e| format!("`{text}` is not a semantic version ({e}); such as `2.1.0`"))
+}
+
+fn parse_sha256(text: &str) -> Result<String, String> {
+    let hex = text.strip_prefix("sha256:").unwrap_or(text);
+    if hex.len() != 64 {
+        return Err(format!(
+            "a SHA-256 digest is 64 hex characters, this is {}",
+            hex.len()
+        ));
+    }
+    if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("a SHA-256 digest has only hex characters (0-9, a-f)".to_owned());
+    }
+    Ok(hex.to_ascii_lowercase())
+}
+
+/// Hashes a file as it streams.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+#[derive(Serialize)]
+struct BumpReport<'a> {
+    env: &'a str,
+    app: &'a str,
+    from: Option<&'a str>,
+    to: &'a str,
+    commit: Option<String>,
+    changed: bool,
+    dry_run: bool,
+}
+
+#[derive(Serialize)]
+struct MessageData<'a> {
+    env: &'a str,
+    app: &'a str,
+    from: Option<&'a str>,
+    to: &'a str,
+    url: &'a str,
+    sha256: &'a str,
+}
+
+pub fn run(args: BumpArgs, out: Output) -> Result<Outcome> {
+    // Everything about the arguments is settled before the first network access.
+    let sha256 = match (&args.sha256, &args.artifact) {
+        (Some(hex), _) => hex.clone(),
+        (None, Some(path)) => sha256_file(path).map_err(|e| {
+            Error::usage(format!("cannot read `--artifact {}`", path.display())).with_source(e)
+        })?,
+        (None, None) => unreachable!("clap requires one of them"),
+    };
+    if let Some(url) = &args.url
+        && !["https://", "http://", "file://", "oci://"]
+            .iter()
+            .any(|s| url.starts_with(s))
+    {
+        return Err(Error::usage(format!(
+            "`--url {url}` is not an https://, http://, file:// or oci:// URL"
+        )));
+    }
+    let request = BumpRequest {
+        app: args.app.clone(),
+        version: args.version.clone(),
+        url: args.url.clone(),
+        sha256,
+        add: args.add,
+        allow_downgrade: args.allow_downgrade,
+    };
+
+    let store = open_store(&args.remote)?;
+    let branch = branch_of(&store, &args.env)?;
+    let to = request.version.to_string();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let tip = store.tip(&branch, History::Tip)?;
+        let Some(Prepared {
+            from,
+            manifest,
+            message: commit_message,
+        }) = prepare(&store, &args, &branch, tip, &request, out)?
+        else {
+            return Ok(Outcome::Success);
+        };
+        if args.dry_run {
+            report(out, &args, from.as_deref(), &to, None, true);
+            return Ok(Outcome::Success);
+        }
+        let signature = store::signature(store.repo())
+            .map_err(|e| Error::failure(format!("git: {}", e.message())))?;
+        let commit = store.write_commit(
+            Some(tip),
+            &[(MANIFEST.to_owned(), manifest)],
+            &commit_message,
+            &signature,
+        )?;
+        let update = RefUpdate {
+            branch: branch.clone(),
+            expected: Some(tip),
+            new: commit,
+        };
+        match store.update(&[update], false, &format!("ferry bump {} {to}", args.app))? {
+            UpdateOutcome::Updated => {
+                report(out, &args, from.as_deref(), &to, Some(commit), false);
+                return Ok(Outcome::Success);
+            }
+            UpdateOutcome::Moved { actual, .. } if attempt < MAX_ATTEMPTS => {
+                let wait = backoff(attempt);
+                tracing::info!(
+                    attempt,
+                    ?actual,
+                    wait_ms = wait.as_millis() as u64,
+                    "`{branch}` moved; re-applying the bump on its new tip"
+                );
+                std::thread::sleep(wait);
+                store.refresh();
+            }
+            UpdateOutcome::Moved { .. } => {
+                return Err(Error::failure(format!("`{branch}` kept moving: gave up after {MAX_ATTEMPTS} attempts"))
+                    .hint("nothing was changed; many writers are racing on this branch, run the bump again"));
+            }
+        }
+    }
+}
+
+/// A bump ready to commit.
+struct Prepared {
+    /// The previous version (or file name); `None` for a new app.
+    from: Option<String>,
+    /// The new `manifest.json` (empty for a dry run).
+    manifest: Vec<u8>,
+    /// The commit message, trailers included (empty for a dry run).
+    message: String,
+}
+
+/// Plans the bump on `tip` and validates the result. `None` when there is nothing to do
+/// (already reported).
+fn prepare(
+    store: &Store,
+    args: &BumpArgs,
+    branch: &str,
+    tip: git2::Oid,
+    request: &BumpRequest,
+    out: Output,
+) -> Result<Option<Prepared>> {
+    let files = store.tree_source(tip, branch)?;
+    let Some(text) = files.get(MANIFEST).map(<[u8]>::to_vec) else {
+        return Err(
+            Error::failure(format!("branch `{branch}` has no `{MANIFEST}`"))
+                .hint("`ferry init` creates a deployment repository"),
+        );
+    };
+    let doc = Document::parse(text.clone()).map_err(|e| {
+        Error::failure(format!(
+            "`{branch}:{MANIFEST}` is not valid JSON: {}",
+            e.message
+        ))
+        .hint("run `ferry validate` on the branch's files")
+    })?;
+    let manifest = Manifest::deserialize(&doc.value).map_err(|e| {
+        Error::failure(format!("`{branch}:{MANIFEST}` is invalid: {e}"))
+            .hint("run `ferry validate` on the branch's files")
+    })?;
+    let (from, pin, new_text) = match bump::plan(&doc, &manifest, request) {
+        Ok(BumpPlan::Unchanged { version }) => {
+            out.status(format!(
+                "{}: {} is already at {version}; nothing to do",
+                args.env, args.app
+            ));
+            report(out, args, Some(&version), &version, Some(tip), false);
+            return Ok(None);
+        }
+        Ok(BumpPlan::Change {
+            from,
+            pin,
+            manifest,
+        }) => (from, pin, manifest),
+        Err(refusal) => {
+            let hint = refusal.hint();
+            let error = Error::failure(format!("{}: {refusal}", args.env));
+            return Err(match hint {
+                Some(hint) => error.hint(hint),
+                None => error,
+            });
+        }
+    };
+
+    // The whole resulting state must be valid, and the environment's policy (read from its
+    // own branch) must allow the version.
+    let after = files.with_file(MANIFEST, new_text.clone().into_bytes());
+    let checked = validate::check(&after);
+    let Some(state) = checked.state else {
+        return Err(invalid_state(
+            &checked.report,
+            &format!("the bump would leave `{branch}` invalid"),
+        ));
+    };
+    let Some(env) = state.environments.get(&args.env) else {
+        return Err(Error::failure(format!(
+            "branch `{branch}` has no environment `{}`",
+            args.env
+        )));
+    };
+    if !request.version.pre.is_empty() && !env.policy.allow_prerelease {
+        return Err(Error::failure(format!(
+            "{}: prerelease {} is not allowed: `policy.allow_prerelease` is false",
+            args.env, request.version
+        ))
+        .hint(format!(
+            "set `\"allow_prerelease\": true` in `environments/{}.json` on `{branch}` to allow it",
+            args.env
+        )));
+    }
+
+    if args.dry_run {
+        let diff = textdiff::unified(
+            doc.text(),
+            &new_text,
+            &format!("a/{MANIFEST}"),
+            &format!("b/{MANIFEST}"),
+        );
+        if out.format == Format::Text {
+            out.data(diff.trim_end());
+        }
+        out.status(format!(
+            "dry run: nothing was pushed to `{}`",
+            store.remote().shown
+        ));
+        return Ok(Some(Prepared {
+            from,
+            manifest: Vec::new(),
+            message: String::new(),
+        }));
+    }
+
+    let template = store.read_file(tip, &format!("templates/{}", render::BUMP.file))?;
+    let template = template
+        .as_deref()
+        .map(|t| String::from_utf8_lossy(t).into_owned());
+    let origin = format!("{branch}:templates/{}", render::BUMP.file);
+    let data = MessageData {
+        env: &args.env,
+        app: &args.app,
+        from: from.as_deref(),
+        to: &pin.version,
+        url: &pin.url,
+        sha256: &pin.sha256,
+    };
+    let subject = render::render(
+        render::BUMP,
+        template.as_deref().map(|t| (t, origin.as_str())),
+        &data,
+    )
+    .map_err(|e| {
+        Error::failure(e.to_string())
+            .hint("fix the template on the branch, or remove it to use ferry's")
+    })?;
+    let message = format!(
+        "{subject}\n\nFerry-App: {}\nFerry-Version: {}\nFerry-Previous: {}\n",
+        args.app,
+        pin.version,
+        from.as_deref().unwrap_or("none")
+    );
+    Ok(Some(Prepared {
+        from,
+        manifest: new_text.into_bytes(),
+        message,
+    }))
+}
+
+fn report(
+    out: Output,
+    args: &BumpArgs,
+    from: Option<&str>,
+    to: &str,
+    commit: Option<git2::Oid>,
+    dry_run: bool,
+) {
+    let changed = !dry_run && from != Some(to);
+    match out.format {
+        Format::Json => out.json(&BumpReport {
+            env: &args.env,
+            app: &args.app,
+            from,
+            to,
+            commit: commit.map(|c| c.to_string()),
+            changed,
+            dry_run,
+        }),
+        Format::Text if changed => out.data(format!(
+            "{}: {} {} → {to} ({})",
+            args.env,
+            args.app,
+            from.unwrap_or("(new)"),
+            commit.map(short).unwrap_or_default()
+        )),
+        Format::Text => {}
+    }
+}
+
+/// Exponential backoff with full jitter: up to 25 ms × 2^attempt, at most 2 s.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = 25u64.saturating_mul(1 << attempt.min(7)).min(2_000);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_millis(random % (ceiling + 1))
+}

@@ -1,0 +1,190 @@
+//! `ferry history`: each change of an environment's branch, and which apps it moved.
+
+use std::collections::{BTreeSet, HashMap};
+
+use git2::Oid;
+use serde::Serialize;
+
+use crate::cmd::shared::{branch_of, format_time, open_store, shown_version, table};
+use crate::error::{Error, Outcome, Result};
+use crate::model::Manifest;
+use crate::output::{Format, Output};
+use crate::store::{History, RemoteArgs};
+use crate::validate::MANIFEST;
+
+/// List the changes of an environment's branch, newest first: when, who, the commit, and
+/// which apps moved from which version to which.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ferry history prod
+  ferry history dev --app web --limit 20
+  ferry history staging --format json")]
+pub struct HistoryArgs {
+    /// The environment.
+    pub env: String,
+
+    /// Only the changes that moved this app.
+    #[arg(long)]
+    pub app: Option<String>,
+
+    /// At most this many changes.
+    #[arg(long, short = 'n')]
+    pub limit: Option<usize>,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Debug, Serialize)]
+struct Move {
+    app: String,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Entry {
+    commit: String,
+    time: String,
+    author: String,
+    email: String,
+    subject: String,
+    changes: Vec<Move>,
+}
+
+pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
+    let store = open_store(&args.remote)?;
+    let branch = branch_of(&store, &args.env)?;
+    let tip = store.tip(&branch, History::Full)?;
+    let git = |e: git2::Error| Error::failure(format!("git: {}", e.message()));
+
+    let mut manifests: HashMap<Oid, Option<Manifest>> = HashMap::new();
+    let mut entries = Vec::new();
+    for id in store.first_parents(tip)? {
+        if args.limit.is_some_and(|limit| entries.len() >= limit) {
+            break;
+        }
+        let commit = store.repo().find_commit(id).map_err(git)?;
+        let after = manifest_blob(&commit)?;
+        let before = match commit.parent(0) {
+            Ok(parent) => manifest_blob(&parent)?,
+            Err(_) => None,
+        };
+        let changes = if after == before {
+            Vec::new()
+        } else {
+            let read = |blob: Option<Oid>,
+                        cache: &mut HashMap<Oid, Option<Manifest>>|
+             -> Option<Manifest> {
+                let blob = blob?;
+                cache
+                    .entry(blob)
+                    .or_insert_with(|| {
+                        store
+                            .repo()
+                            .find_blob(blob)
+                            .ok()
+                            .and_then(|b| serde_json::from_slice(b.content()).ok())
+                    })
+                    .clone()
+            };
+            moves(
+                read(before, &mut manifests).as_ref(),
+                read(after, &mut manifests).as_ref(),
+            )
+        };
+        if let Some(app) = &args.app
+            && !changes.iter().any(|m| &m.app == app)
+        {
+            continue;
+        }
+        let author = commit.author();
+        entries.push(Entry {
+            commit: id.to_string(),
+            time: format_time(commit.committer().when()),
+            author: author.name().unwrap_or("?").to_owned(),
+            email: author.email().unwrap_or("").to_owned(),
+            subject: commit.summary().ok().flatten().unwrap_or("").to_owned(),
+            changes,
+        });
+    }
+
+    match out.format {
+        Format::Json => out.json(&entries),
+        Format::Text => {
+            let mut rows = vec![vec![
+                "TIME".into(),
+                "COMMIT".into(),
+                "AUTHOR".into(),
+                "CHANGES".into(),
+            ]];
+            for e in &entries {
+                let changes = if e.changes.is_empty() {
+                    format!("(no artifact moved) {}", e.subject)
+                } else {
+                    e.changes
+                        .iter()
+                        .map(|m| {
+                            format!(
+                                "{} {} → {}",
+                                m.app,
+                                m.from.as_deref().unwrap_or("(new)"),
+                                m.to.as_deref().unwrap_or("(removed)")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                rows.push(vec![
+                    e.time.clone(),
+                    e.commit[..7].to_owned(),
+                    e.author.clone(),
+                    changes,
+                ]);
+            }
+            if entries.is_empty() {
+                out.status(format!("no change of `{branch}` matches"));
+            } else {
+                for line in table(&rows) {
+                    out.data(line);
+                }
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// The blob id of `manifest.json` in `commit`, if it has one.
+fn manifest_blob(commit: &git2::Commit<'_>) -> Result<Option<Oid>> {
+    let tree = commit
+        .tree()
+        .map_err(|e| Error::failure(format!("git: {}", e.message())))?;
+    Ok(tree
+        .get_name(MANIFEST)
+        .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
+        .map(|e| e.id()))
+}
+
+/// The apps whose pin differs between two manifests.
+fn moves(before: Option<&Manifest>, after: Option<&Manifest>) -> Vec<Move> {
+    let empty = Manifest {
+        version: None,
+        description: None,
+        artifacts: Default::default(),
+    };
+    let before = before.unwrap_or(&empty);
+    let after = after.unwrap_or(&empty);
+    let apps: BTreeSet<&String> = before
+        .artifacts
+        .keys()
+        .chain(after.artifacts.keys())
+        .collect();
+    apps.into_iter()
+        .filter(|app| before.artifacts.get(*app) != after.artifacts.get(*app))
+        .map(|app| Move {
+            app: app.clone(),
+            from: before.artifacts.get(app).map(shown_version),
+            to: after.artifacts.get(app).map(shown_version),
+        })
+        .collect()
+}

@@ -1,0 +1,200 @@
+//! What the commands that touch the state store share: opening it, finding an environment's
+//! branch, loading a branch's desired state, and turning store errors into user errors.
+
+use git2::Oid;
+
+use crate::diag::Report;
+use crate::error::Error;
+use crate::store::{History, Remote, RemoteArgs, Store, StoreError, TreeSource};
+use crate::validate::{self, State};
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        let hint = match &err {
+            StoreError::Unreachable { .. } => Some(
+                "check the URL, the network, and the credentials (ssh: agent or key; https: `FERRY_GIT_TOKEN` or a credential helper)",
+            ),
+            StoreError::NotARepository { .. } => {
+                Some("`ferry init --remote PATH` creates a deployment repository")
+            }
+            StoreError::NoBranch { .. } => Some("`ferry init` creates one branch per environment"),
+            StoreError::Refused { .. } => {
+                Some("the remote's rules (branch protection, hooks) refused the update")
+            }
+            StoreError::Cache { .. } => Some(
+                "ferry keeps its cache under `$XDG_CACHE_HOME/ferry`; `--cache-dir` picks another place",
+            ),
+            StoreError::Git(_) => None,
+        };
+        let error = Error::failure(err.to_string());
+        match hint {
+            Some(hint) => error.hint(hint),
+            None => error,
+        }
+    }
+}
+
+/// Opens the remote the arguments name.
+pub fn open_store(args: &RemoteArgs) -> Result<Store, Error> {
+    let remote = Remote::resolve(args)?;
+    Ok(Store::open(&remote, &Remote::cache_root(args))?)
+}
+
+/// The branch that holds `env`'s desired state: the branch named like it, `production`
+/// for `prod` in the seed layout, or the `branch` its environment file declares.
+pub fn branch_of(store: &Store, env: &str) -> Result<String, Error> {
+    let heads = store.heads()?;
+    if heads.contains_key(env) {
+        return Ok(env.to_owned());
+    }
+    if env == "prod" && heads.contains_key("production") {
+        return Ok("production".to_owned());
+    }
+    // An environment whose branch has another name says so in its file, on any branch.
+    let path = format!("{}/{env}.json", validate::ENVIRONMENTS_DIR);
+    for (branch, _) in heads
+        .iter()
+        .filter(|(b, _)| !b.starts_with("ferry/"))
+        .take(8)
+    {
+        let tip = store.tip(branch, History::Tip)?;
+        if let Some(bytes) = store.read_file(tip, &path)?
+            && let Some(declared) = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("branch").and_then(|b| b.as_str()).map(str::to_owned))
+            && heads.contains_key(&declared)
+        {
+            return Ok(declared);
+        }
+    }
+    let branches: Vec<&str> = heads
+        .keys()
+        .map(String::as_str)
+        .filter(|b| !b.starts_with("ferry/"))
+        .collect();
+    Err(Error::failure(format!(
+        "`{}` has no branch for environment `{env}`",
+        store.remote().shown
+    ))
+    .hint(if branches.is_empty() {
+        "the repository has no branches yet: `ferry init` creates them".to_owned()
+    } else {
+        format!("branches: {}", branches.join(", "))
+    }))
+}
+
+/// An environment's branch, its tip, its files, and its validated state.
+pub struct Loaded {
+    pub branch: String,
+    pub tip: Oid,
+    pub files: TreeSource,
+    pub state: State,
+}
+
+/// Fetches `env`'s branch and validates the desired state it holds.
+pub fn load_env(store: &Store, env: &str, history: History) -> Result<Loaded, Error> {
+    let branch = branch_of(store, env)?;
+    let tip = store.tip(&branch, history)?;
+    load_at(store, env, &branch, tip)
+}
+
+/// The validated state of `env` at `commit` of `branch`.
+pub fn load_at(store: &Store, env: &str, branch: &str, commit: Oid) -> Result<Loaded, Error> {
+    let files = store.tree_source(commit, branch)?;
+    let checked = validate::check(&files);
+    let state = checked.state.ok_or_else(|| {
+        invalid_state(
+            &checked.report,
+            &format!("the desired state on `{branch}` is invalid"),
+        )
+    })?;
+    if !state.environments.contains_key(env) {
+        return Err(
+            Error::failure(format!("branch `{branch}` has no environment `{env}`")).hint(format!(
+                "its environments: {}",
+                state
+                    .environments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        );
+    }
+    Ok(Loaded {
+        branch: branch.to_owned(),
+        tip: commit,
+        files,
+        state,
+    })
+}
+
+/// An error listing the problems of an invalid state (the first 20).
+pub fn invalid_state(report: &Report, message: &str) -> Error {
+    let mut error = Error::failure(message);
+    for d in report.errors.iter().take(20) {
+        error = error.detail(format!("  {}: error: {}", d.location(), d.message));
+    }
+    if report.errors.len() > 20 {
+        error = error.detail(format!("  … and {} more", report.errors.len() - 20));
+    }
+    error.hint("nothing was changed")
+}
+
+/// The first 7 hex digits of a commit id, as git shows them.
+pub fn short(id: Oid) -> String {
+    id.to_string()[..7].to_owned()
+}
+
+/// A commit's time as RFC 3339 in UTC, such as `2026-10-14T12:00:01Z`.
+pub fn format_time(time: git2::Time) -> String {
+    jiff::Timestamp::from_second(time.seconds())
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| time.seconds().to_string())
+}
+
+/// How an artifact's version is shown: its version, or its bare file name.
+pub fn shown_version(artifact: &crate::model::Artifact) -> String {
+    match artifact {
+        crate::model::Artifact::Pinned(pin) => pin.version.clone(),
+        crate::model::Artifact::Bare(name) => name.clone(),
+    }
+}
+
+/// Reads `manifest.json` of `commit` leniently (no validation): history may hold states
+/// that today's rules reject, and they are still worth showing.
+pub fn manifest_at(store: &Store, commit: Oid) -> Result<Option<crate::model::Manifest>, Error> {
+    Ok(store
+        .read_file(commit, validate::MANIFEST)?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+}
+
+/// Left-aligned columns for text tables.
+pub fn table(rows: &[Vec<String>]) -> Vec<String> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(c, cell)| {
+                    if c + 1 == row.len() {
+                        cell.clone()
+                    } else {
+                        format!("{cell:<width$}", width = widths[c])
+                    }
+                })
+                .collect();
+            cells.join("  ")
+        })
+        .collect()
+}

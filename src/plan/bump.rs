@@ -1,0 +1,479 @@
+//! Planning a bump: one artifact pin changes in one environment's manifest.
+//!
+//! The manifest's text is edited in place: only the artifact's value changes, so the rest
+//! of the file (formatting, key order, other pins) stays byte for byte, and the commit's diff
+//! is exactly the bump.
+
+use std::cmp::Ordering;
+
+use serde::Serialize;
+
+use crate::json::{self, Document};
+use crate::model::{Artifact, Manifest, Pin};
+
+/// What the CI bot asked for.
+#[derive(Debug, Clone)]
+pub struct BumpRequest {
+    pub app: String,
+    pub version: semver::Version,
+    pub url: Option<String>,
+    pub sha256: String,
+    /// The app may be new to the manifest.
+    pub add: bool,
+    pub allow_downgrade: bool,
+}
+
+/// The planned change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BumpPlan {
+    /// The app is already pinned to exactly this.
+    Unchanged { version: String },
+    Change {
+        /// The previous version (or bare file name); `None` for a new app.
+        from: Option<String>,
+        pin: Pin,
+        /// The whole new manifest text.
+        manifest: String,
+    },
+}
+
+/// Why a bump is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+pub enum BumpRefusal {
+    #[error("`{app}` is not pinned in this manifest")]
+    NoSuchApp { app: String, known: Vec<String> },
+    #[error("`{app}` would go down from {from} to {to}")]
+    Downgrade {
+        app: String,
+        from: String,
+        to: String,
+    },
+    #[error(
+        "`{app}` {version} is already pinned with another digest: a version's artifact is immutable"
+    )]
+    Repin { app: String, version: String },
+    #[error(
+        "cannot derive the URL of `{app}` {version}: the current URL `{current}` does not contain the current version"
+    )]
+    NeedUrl {
+        app: String,
+        version: String,
+        current: String,
+    },
+    #[error("`{app}` is new: its URL is needed")]
+    NeedUrlForNewApp { app: String },
+    #[error("the manifest has no `artifacts` object")]
+    NoArtifacts,
+}
+
+impl BumpRefusal {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            BumpRefusal::NoSuchApp { app, known } => Some(format!(
+                "pass `--add` to add `{app}`; pinned apps: {}",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )),
+            BumpRefusal::Downgrade { .. } => {
+                Some("pass `--allow-downgrade` if going back is intended".to_owned())
+            }
+            BumpRefusal::Repin { .. } => {
+                Some("publish the new build under a new version".to_owned())
+            }
+            BumpRefusal::NeedUrl { .. } | BumpRefusal::NeedUrlForNewApp { .. } => {
+                Some("pass `--url URL`".to_owned())
+            }
+            BumpRefusal::NoArtifacts => {
+                Some("run `ferry validate` on the branch's files".to_owned())
+            }
+        }
+    }
+}
+
+/// Plans `request` against the manifest `doc` (whose typed form is `manifest`).
+pub fn plan(
+    doc: &Document,
+    manifest: &Manifest,
+    request: &BumpRequest,
+) -> Result<BumpPlan, BumpRefusal> {
+    let app = &request.app;
+    let to = request.version.to_string();
+    let current = manifest.artifacts.get(app);
+    let from = match current {
+        None if !request.add => {
+            return Err(BumpRefusal::NoSuchApp {
+                app: app.clone(),
+                known: manifest.artifacts.keys().cloned().collect(),
+            });
+        }
+        None => None,
+        Some(Artifact::Bare(name)) => Some(name.clone()),
+        Some(Artifact::Pinned(pin)) => Some(pin.version.clone()),
+    };
+    let url = match (&request.url, current) {
+        (Some(url), _) => url.clone(),
+        (None, Some(Artifact::Pinned(pin))) if pin.version == to => pin.url.clone(),
+        (None, Some(Artifact::Pinned(pin))) => {
+            if pin.url.contains(&pin.version) {
+                pin.url.replace(&pin.version, &to)
+            } else {
+                return Err(BumpRefusal::NeedUrl {
+                    app: app.clone(),
+                    version: to,
+                    current: pin.url.clone(),
+                });
+            }
+        }
+        (None, _) => return Err(BumpRefusal::NeedUrlForNewApp { app: app.clone() }),
+    };
+    let pin = Pin {
+        version: to.clone(),
+        url,
+        sha256: request.sha256.clone(),
+    };
+
+    if let Some(Artifact::Pinned(old)) = current {
+        if old.version == to {
+            if old.sha256 != pin.sha256 {
+                return Err(BumpRefusal::Repin {
+                    app: app.clone(),
+                    version: to,
+                });
+            }
+            if old.url == pin.url {
+                return Ok(BumpPlan::Unchanged { version: to });
+            }
+            // Same artifact, new location (a mirror moved): allowed.
+        } else if let Ok(old_version) = semver::Version::parse(&old.version)
+            && request.version.cmp_precedence(&old_version) == Ordering::Less
+            && !request.allow_downgrade
+        {
+            return Err(BumpRefusal::Downgrade {
+                app: app.clone(),
+                from: old.version.clone(),
+                to,
+            });
+        }
+    }
+
+    let manifest_text = splice(doc, app, &pin)?;
+    Ok(BumpPlan::Change {
+        from,
+        pin,
+        manifest: manifest_text,
+    })
+}
+
+/// The manifest text with `app`'s value replaced by `pin` (or added).
+fn splice(doc: &Document, app: &str, pin: &Pin) -> Result<String, BumpRefusal> {
+    let text = doc.text();
+    let pointer = json::child("/artifacts", app);
+    if let Some(span) = doc.span(&pointer) {
+        let old = &text[span.clone()];
+        let indent = line_indent(text, doc.key_offset(&pointer).unwrap_or(span.start));
+        let rendered = render_pin(
+            pin,
+            old.contains('\n'),
+            old.starts_with("{ "),
+            indent,
+            unit(text),
+        );
+        return Ok(format!(
+            "{}{}{}",
+            &text[..span.start],
+            rendered,
+            &text[span.end..]
+        ));
+    }
+    let artifacts = doc.span("/artifacts").ok_or(BumpRefusal::NoArtifacts)?;
+    let members = doc
+        .value
+        .get("artifacts")
+        .and_then(|a| a.as_object())
+        .ok_or(BumpRefusal::NoArtifacts)?;
+    let key = serde_json::to_string(app).expect("strings serialize");
+    match members.keys().next_back() {
+        Some(last) => {
+            let last_pointer = json::child("/artifacts", last);
+            let last_span = doc
+                .span(&last_pointer)
+                .expect("an existing member has a span");
+            let last_key = doc.key_offset(&last_pointer).expect("a member has a key");
+            let multiline = text[artifacts.start..last_key].contains('\n');
+            let last_value = &text[last_span.clone()];
+            let rendered = if multiline {
+                let indent = line_indent(text, last_key);
+                let pin_text = render_pin(
+                    pin,
+                    last_value.contains('\n') || !last_value.starts_with('{'),
+                    false,
+                    indent,
+                    unit(text),
+                );
+                format!(",\n{indent}{key}: {pin_text}")
+            } else {
+                format!(
+                    ", {key}: {}",
+                    render_pin(pin, false, last_value.starts_with("{ "), "", "")
+                )
+            };
+            Ok(format!(
+                "{}{}{}",
+                &text[..last_span.end],
+                rendered,
+                &text[last_span.end..]
+            ))
+        }
+        None => {
+            let base = line_indent(
+                text,
+                doc.key_offset("/artifacts").unwrap_or(artifacts.start),
+            );
+            let unit = unit(text);
+            let inner = format!("{base}{unit}");
+            let pin_text = render_pin(pin, true, false, &inner, unit);
+            let rendered = format!("{{\n{inner}{key}: {pin_text}\n{base}}}");
+            Ok(format!(
+                "{}{}{}",
+                &text[..artifacts.start],
+                rendered,
+                &text[artifacts.end..]
+            ))
+        }
+    }
+}
+
+/// The whitespace that starts the line holding `offset`.
+fn line_indent(text: &str, offset: usize) -> &str {
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = &text[start..];
+    &line[..line.len() - line.trim_start_matches([' ', '\t']).len()]
+}
+
+/// The file's indentation unit: a tab, or the smallest run of leading spaces (2 by default).
+fn unit(text: &str) -> &'static str {
+    let mut smallest = usize::MAX;
+    for line in text.lines().skip(1).take(50) {
+        if line.starts_with('\t') {
+            return "\t";
+        }
+        let n = line.len() - line.trim_start_matches(' ').len();
+        if n > 0 {
+            smallest = smallest.min(n);
+        }
+    }
+    match smallest {
+        4 => "    ",
+        3 => "   ",
+        1 => " ",
+        _ => "  ",
+    }
+}
+
+fn render_pin(pin: &Pin, multiline: bool, spaced: bool, indent: &str, unit: &str) -> String {
+    let field = |name: &str, value: &str| {
+        format!(
+            "\"{name}\": {}",
+            serde_json::to_string(value).expect("strings serialize")
+        )
+    };
+    let fields = [
+        field("version", &pin.version),
+        field("url", &pin.url),
+        field("sha256", &pin.sha256),
+    ];
+    if multiline {
+        let inner = format!("{indent}{unit}");
+        format!(
+            "{{\n{inner}{}\n{indent}}}",
+            fields.join(&format!(",\n{inner}"))
+        )
+    } else if spaced {
+        format!("{{ {} }}", fields.join(", "))
+    } else {
+        format!("{{{}}}", fields.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn manifest(text: &str) -> (Document, Manifest) {
+        let doc = Document::parse(text.as_bytes().to_vec()).unwrap();
+        let manifest = Manifest::deserialize(&doc.value).unwrap();
+        (doc, manifest)
+    }
+
+    fn request(app: &str, version: &str, sha: &str) -> BumpRequest {
+        BumpRequest {
+            app: app.into(),
+            version: semver::Version::parse(version).unwrap(),
+            url: None,
+            sha256: sha.into(),
+            add: false,
+            allow_downgrade: false,
+        }
+    }
+
+    fn pretty() -> String {
+        format!(
+            "{{\n  \"version\": \"1.0.0\",\n  \"artifacts\": {{\n    \"web\": {{\n      \"version\": \"2.0.0\",\n      \"url\": \"https://a/web-2.0.0.tgz\",\n      \"sha256\": \"{A}\"\n    }},\n    \"api\": \"api-1.0.zip\"\n  }}\n}}\n"
+        )
+    }
+
+    #[test]
+    fn changes_only_the_pin_and_keeps_the_format() {
+        let text = pretty();
+        let (doc, m) = manifest(&text);
+        let BumpPlan::Change {
+            from,
+            pin,
+            manifest: out,
+        } = plan(&doc, &m, &request("web", "2.1.0", B)).unwrap()
+        else {
+            panic!("a change")
+        };
+        assert_eq!(from.as_deref(), Some("2.0.0"));
+        assert_eq!(pin.url, "https://a/web-2.1.0.tgz");
+        assert_eq!(
+            out,
+            text.replace("2.0.0\"", "2.1.0\"")
+                .replace("web-2.0.0", "web-2.1.0")
+                .replace(A, B)
+        );
+    }
+
+    #[test]
+    fn single_line_pins_stay_single_line() {
+        let text = format!(
+            "{{\"artifacts\": {{\n  \"web\": {{ \"version\": \"2.0.0\", \"url\": \"https://a/2.0.0/w\", \"sha256\": \"{A}\" }},\n  \"x\": \"x.zip\"\n}}}}\n"
+        );
+        let (doc, m) = manifest(&text);
+        let BumpPlan::Change { manifest: out, .. } =
+            plan(&doc, &m, &request("web", "3.0.0", B)).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            out,
+            format!(
+                "{{\"artifacts\": {{\n  \"web\": {{ \"version\": \"3.0.0\", \"url\": \"https://a/3.0.0/w\", \"sha256\": \"{B}\" }},\n  \"x\": \"x.zip\"\n}}}}\n"
+            )
+        );
+    }
+
+    #[test]
+    fn same_version_and_digest_is_unchanged() {
+        let (doc, m) = manifest(&pretty());
+        assert_eq!(
+            plan(&doc, &m, &request("web", "2.0.0", A)),
+            Ok(BumpPlan::Unchanged {
+                version: "2.0.0".into()
+            })
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let (doc, m) = manifest(&pretty());
+        assert!(matches!(
+            plan(&doc, &m, &request("db", "1.0.0", A)),
+            Err(BumpRefusal::NoSuchApp { .. })
+        ));
+        assert!(matches!(
+            plan(&doc, &m, &request("web", "1.9.9", A)),
+            Err(BumpRefusal::Downgrade { .. })
+        ));
+        assert!(matches!(
+            plan(&doc, &m, &request("web", "2.0.0", B)),
+            Err(BumpRefusal::Repin { .. })
+        ));
+        assert!(matches!(
+            plan(&doc, &m, &request("web", "2.0.0-rc.1", B)),
+            Err(BumpRefusal::Downgrade { .. })
+        ));
+        assert!(matches!(
+            plan(&doc, &m, &request("api", "1.1.0", B)),
+            Err(BumpRefusal::NeedUrlForNewApp { .. })
+        ));
+        let latest = format!(
+            "{{\"artifacts\": {{\"web\": {{\"version\": \"2.0.0\", \"url\": \"https://a/web/latest.tgz\", \"sha256\": \"{A}\"}}}}}}"
+        );
+        let (latest_doc, latest_m) = manifest(&latest);
+        assert!(matches!(
+            plan(&latest_doc, &latest_m, &request("web", "2.1.0", B)),
+            Err(BumpRefusal::NeedUrl { .. })
+        ));
+        let mut down = request("web", "1.9.9", B);
+        down.allow_downgrade = true;
+        assert!(matches!(plan(&doc, &m, &down), Ok(BumpPlan::Change { .. })));
+    }
+
+    #[test]
+    fn adds_new_apps_after_the_last_one() {
+        let text = pretty();
+        let (doc, m) = manifest(&text);
+        let mut req = request("db", "0.1.0", B);
+        req.add = true;
+        req.url = Some("https://a/db.tgz".into());
+        let BumpPlan::Change {
+            from,
+            manifest: out,
+            ..
+        } = plan(&doc, &m, &req).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(from, None);
+        let expected = text.replace(
+            "\"api\": \"api-1.0.zip\"\n",
+            &format!("\"api\": \"api-1.0.zip\",\n    \"db\": {{\n      \"version\": \"0.1.0\",\n      \"url\": \"https://a/db.tgz\",\n      \"sha256\": \"{B}\"\n    }}\n"),
+        );
+        assert_eq!(out, expected);
+        Document::parse(out.into_bytes()).unwrap();
+    }
+
+    #[test]
+    fn adds_to_an_empty_artifacts_object() {
+        let text = "{\n  \"artifacts\": {}\n}\n";
+        let (doc, m) = manifest(text);
+        let mut req = request("db", "0.1.0", B);
+        req.add = true;
+        req.url = Some("file:///a/db.tgz".into());
+        let BumpPlan::Change { manifest: out, .. } = plan(&doc, &m, &req).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            out,
+            format!(
+                "{{\n  \"artifacts\": {{\n    \"db\": {{\n      \"version\": \"0.1.0\",\n      \"url\": \"file:///a/db.tgz\",\n      \"sha256\": \"{B}\"\n    }}\n  }}\n}}\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_bare_file_name_becomes_a_pin() {
+        let (doc, m) = manifest(&pretty());
+        let mut req = request("api", "1.1.0", B);
+        req.url = Some("https://a/api-1.1.0.zip".into());
+        let BumpPlan::Change {
+            from,
+            manifest: out,
+            ..
+        } = plan(&doc, &m, &req).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(from.as_deref(), Some("api-1.0.zip"));
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(value["artifacts"]["api"]["version"], "1.1.0");
+    }
+}

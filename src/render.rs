@@ -1,0 +1,49 @@
+//! Handlebars templates: the defaults are embedded from `templates/`, and a deployment
+//! repository may override any of them with a file of the same name in its own `templates/`
+//! folder, on the branch the change lands on.
+
+use handlebars::Handlebars;
+use serde::Serialize;
+
+/// An embedded template: its file name under `templates/` and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Template {
+    pub file: &'static str,
+    pub text: &'static str,
+}
+
+/// The message of a `ferry bump` commit (its trailers are added by ferry).
+pub const BUMP: Template = Template {
+    file: "bump.hbs",
+    text: include_str!("../templates/bump.hbs"),
+};
+
+#[derive(Debug, thiserror::Error)]
+#[error("template `{file}`: {message}")]
+pub struct RenderError {
+    pub file: String,
+    pub message: String,
+}
+
+/// Renders `template` (or `override_text`, the repository's own version, shown as `origin`)
+/// with `data`. Strict: a name the data lacks is an error, not an empty string.
+pub fn render(
+    template: Template,
+    override_text: Option<(&str, &str)>,
+    data: &impl Serialize,
+) -> Result<String, RenderError> {
+    let (text, file) = match override_text {
+        Some((text, origin)) => (text, origin.to_owned()),
+        None => (template.text, format!("templates/{}", template.file)),
+    };
+    let mut registry = Handlebars::new();
+    registry.set_strict_mode(true);
+    registry.register_escape_fn(handlebars::no_escape);
+    registry
+        .render_template(text, data)
+        .map(|s| s.trim_end().to_owned())
+        .map_err(|e| RenderError {
+            file,
+            message: e.to_string(),
+        })
+}

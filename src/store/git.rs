@@ -1,0 +1,537 @@
+//! The git state store: reading branches, writing commits, compare-and-swap branch updates.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+
+use git2::build::TreeUpdateBuilder;
+use git2::{
+    Direction, ErrorCode, FetchOptions, FileMode, Oid, PushOptions, Repository,
+    RepositoryOpenFlags, Signature,
+};
+use sha2::{Digest, Sha256};
+
+use super::auth;
+use super::tree::TreeSource;
+use super::{Remote, StoreError};
+
+/// How much of a branch's history a command needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum History {
+    /// The tip commit only: a shallow fetch.
+    Tip,
+    /// Every commit of the branch.
+    Full,
+}
+
+/// Move `branch` from `expected` (`None`: the branch must not exist) to `new`.
+#[derive(Debug, Clone)]
+pub struct RefUpdate {
+    pub branch: String,
+    pub expected: Option<Oid>,
+    pub new: Oid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    Updated,
+    /// A branch was not where the update expected it: someone else changed it first.
+    Moved {
+        branch: String,
+        actual: Option<Oid>,
+    },
+}
+
+/// An open state store.
+pub struct Store {
+    remote: Remote,
+    repo: Repository,
+    /// The remote is a local repository, read and written in place.
+    direct: bool,
+    /// Held while this process uses the cache, so concurrent ferry processes take turns.
+    _lock: Option<File>,
+    /// The last ref advertisement, until [`Store::refresh`] or an update.
+    heads: RefCell<Option<BTreeMap<String, Oid>>>,
+}
+
+const TRACKING: &str = "refs/remotes/origin/";
+const OUTGOING: &str = "refs/ferry-outgoing/";
+
+fn git_err(remote: &Remote) -> impl Fn(git2::Error) -> StoreError + '_ {
+    move |e| StoreError::Git(remote.scrub(e.message()))
+}
+
+impl Store {
+    /// Opens the remote: a local repository directly, a network remote through its cache
+    /// under `cache_root`.
+    pub fn open(remote: &Remote, cache_root: &Path) -> Result<Store, StoreError> {
+        if let Some(path) = &remote.path {
+            let repo = Repository::open_ext(
+                path,
+                RepositoryOpenFlags::NO_SEARCH,
+                std::iter::empty::<&str>(),
+            )
+            .map_err(|e| {
+                let message = if !path.exists() {
+                    "no such directory".to_owned()
+                } else {
+                    remote.scrub(e.message())
+                };
+                StoreError::NotARepository {
+                    remote: remote.shown.clone(),
+                    message,
+                }
+            })?;
+            return Ok(Store {
+                remote: remote.clone(),
+                repo,
+                direct: true,
+                _lock: None,
+                heads: RefCell::new(None),
+            });
+        }
+        let cache_err = |path: &Path, e: &dyn std::fmt::Display| StoreError::Cache {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(cache_root).map_err(|e| cache_err(cache_root, &e))?;
+        let name = cache_name(&remote.shown);
+        let lock_path = cache_root.join(format!("{name}.lock"));
+        let lock = File::create(&lock_path).map_err(|e| cache_err(&lock_path, &e))?;
+        lock.lock().map_err(|e| cache_err(&lock_path, &e))?;
+        let dir = cache_root.join(&name);
+        let repo = match Repository::open_bare(&dir) {
+            Ok(repo) => repo,
+            Err(_) => {
+                let _ = std::fs::remove_dir_all(&dir); // a half-made cache from a killed run
+                Repository::init_bare(&dir).map_err(|e| cache_err(&dir, &e.message()))?
+            }
+        };
+        tracing::debug!(cache = %dir.display(), "opened the cache");
+        Ok(Store {
+            remote: remote.clone(),
+            repo,
+            direct: false,
+            _lock: Some(lock),
+            heads: RefCell::new(None),
+        })
+    }
+
+    /// Creates a bare repository at a local remote's path (`ferry init`), with HEAD on
+    /// `head_branch`.
+    pub fn init_local(remote: &Remote, head_branch: &str) -> Result<Store, StoreError> {
+        let path = remote.path.as_ref().expect("a local remote");
+        let repo = Repository::init_bare(path).map_err(git_err(remote))?;
+        repo.set_head(&format!("refs/heads/{head_branch}"))
+            .map_err(git_err(remote))?;
+        Ok(Store {
+            remote: remote.clone(),
+            repo,
+            direct: true,
+            _lock: None,
+            heads: RefCell::new(None),
+        })
+    }
+
+    pub fn remote(&self) -> &Remote {
+        &self.remote
+    }
+
+    pub fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.direct
+    }
+
+    /// The branches of the remote and their tips: one ref advertisement, remembered until
+    /// [`Store::refresh`] or an update.
+    pub fn heads(&self) -> Result<BTreeMap<String, Oid>, StoreError> {
+        if let Some(heads) = self.heads.borrow().as_ref() {
+            return Ok(heads.clone());
+        }
+        let heads = self.list_heads()?;
+        *self.heads.borrow_mut() = Some(heads.clone());
+        Ok(heads)
+    }
+
+    /// Forgets the last ref advertisement: the next read asks the remote again.
+    pub fn refresh(&self) {
+        self.heads.borrow_mut().take();
+    }
+
+    fn list_heads(&self) -> Result<BTreeMap<String, Oid>, StoreError> {
+        let mut heads = BTreeMap::new();
+        if self.direct {
+            for reference in self
+                .repo
+                .references_glob("refs/heads/*")
+                .map_err(git_err(&self.remote))?
+            {
+                let reference = reference.map_err(git_err(&self.remote))?;
+                if let (Some(name), Some(id)) = (reference.name().ok(), reference.target()) {
+                    heads.insert(name.trim_start_matches("refs/heads/").to_owned(), id);
+                }
+            }
+            return Ok(heads);
+        }
+        let mut remote = self
+            .repo
+            .remote_anonymous(&self.remote.url)
+            .map_err(git_err(&self.remote))?;
+        let connection = remote
+            .connect_auth(Direction::Fetch, Some(auth::callbacks()), None)
+            .map_err(|e| self.unreachable(&e))?;
+        for head in connection.list().map_err(|e| self.unreachable(&e))? {
+            if let Some(branch) = head.name().strip_prefix("refs/heads/") {
+                heads.insert(branch.to_owned(), head.oid());
+            }
+        }
+        Ok(heads)
+    }
+
+    fn unreachable(&self, e: &git2::Error) -> StoreError {
+        StoreError::Unreachable {
+            remote: self.remote.shown.clone(),
+            message: self.remote.scrub(e.message()),
+        }
+    }
+
+    /// Makes the tips of `branches` (and, with [`History::Full`], their history) readable,
+    /// and returns each branch's tip (`None` when the remote lacks it).
+    pub fn fetch(
+        &self,
+        branches: &[&str],
+        history: History,
+    ) -> Result<BTreeMap<String, Option<Oid>>, StoreError> {
+        let heads = self.heads()?;
+        let tips: BTreeMap<String, Option<Oid>> = branches
+            .iter()
+            .map(|b| ((*b).to_owned(), heads.get(*b).copied()))
+            .collect();
+        if self.direct {
+            return Ok(tips);
+        }
+        let odb = self.repo.odb().map_err(git_err(&self.remote))?;
+        let unshallow = history == History::Full && self.repo.is_shallow();
+        let wanted: Vec<String> = tips
+            .iter()
+            .filter_map(|(branch, tip)| tip.map(|id| (branch, id)))
+            .filter(|(_, id)| unshallow || !odb.exists(*id))
+            .map(|(branch, _)| format!("+refs/heads/{branch}:{TRACKING}{branch}"))
+            .collect();
+        if !wanted.is_empty() {
+            let mut options = FetchOptions::new();
+            options.remote_callbacks(auth::callbacks());
+            options.download_tags(git2::AutotagOption::None);
+            options.depth(match history {
+                History::Tip => 1,
+                History::Full if unshallow => i32::MAX,
+                History::Full => 0,
+            });
+            let mut remote = self
+                .repo
+                .remote_anonymous(&self.remote.url)
+                .map_err(git_err(&self.remote))?;
+            tracing::debug!(refspecs = ?wanted, ?history, "fetching");
+            remote
+                .fetch(&wanted, Some(&mut options), None)
+                .map_err(|e| self.unreachable(&e))?;
+        }
+        for (branch, tip) in &tips {
+            if let Some(id) = tip
+                && !odb.exists(*id)
+            {
+                return Err(StoreError::Git(format!(
+                    "the fetch did not bring `{branch}` at {id}"
+                )));
+            }
+        }
+        Ok(tips)
+    }
+
+    /// The tip of `branch`, fetched; an error when the remote has no such branch.
+    pub fn tip(&self, branch: &str, history: History) -> Result<Oid, StoreError> {
+        self.fetch(&[branch], history)?
+            .remove(branch)
+            .flatten()
+            .ok_or_else(|| StoreError::NoBranch {
+                remote: self.remote.shown.clone(),
+                branch: branch.to_owned(),
+            })
+    }
+
+    /// The desired-state files of `commit`, shown as `label:path`.
+    pub fn tree_source(&self, commit: Oid, label: &str) -> Result<TreeSource, StoreError> {
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(git_err(&self.remote))?;
+        TreeSource::read(&self.repo, &tree, label).map_err(git_err(&self.remote))
+    }
+
+    /// The bytes of the file at `path` in `commit`, if there is one.
+    pub fn read_file(&self, commit: Oid, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(git_err(&self.remote))?;
+        let entry = match tree.get_path(Path::new(path)) {
+            Ok(entry) => entry,
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(git_err(&self.remote)(e)),
+        };
+        match self.repo.find_blob(entry.id()) {
+            Ok(blob) => Ok(Some(blob.content().to_vec())),
+            Err(_) => Ok(None), // a directory
+        }
+    }
+
+    /// Writes a commit whose tree is `parent`'s with `files` replaced or added (the empty
+    /// tree when there is no parent). Objects only: no branch moves.
+    pub fn write_commit(
+        &self,
+        parent: Option<Oid>,
+        files: &[(String, Vec<u8>)],
+        message: &str,
+        author: &Signature<'_>,
+    ) -> Result<Oid, StoreError> {
+        let err = git_err(&self.remote);
+        let parent = parent
+            .map(|id| self.repo.find_commit(id))
+            .transpose()
+            .map_err(&err)?;
+        let mut blobs = Vec::with_capacity(files.len());
+        for (path, bytes) in files {
+            blobs.push((path.as_str(), self.repo.blob(bytes).map_err(&err)?));
+        }
+        let tree_id = match &parent {
+            Some(commit) => {
+                let mut update = TreeUpdateBuilder::new();
+                for (path, blob) in &blobs {
+                    update.upsert(*path, *blob, FileMode::Blob);
+                }
+                update
+                    .create_updated(&self.repo, &commit.tree().map_err(&err)?)
+                    .map_err(&err)?
+            }
+            None => write_tree(&self.repo, &blobs).map_err(&err)?,
+        };
+        let tree = self.repo.find_tree(tree_id).map_err(&err)?;
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        self.repo
+            .commit(None, author, author, message, &tree, &parents)
+            .map_err(&err)
+    }
+
+    /// Moves branches on the remote, each only if it is still where the caller expects
+    /// (`force` skips that check). Nothing is overwritten: a branch that moved is reported.
+    pub fn update(
+        &self,
+        updates: &[RefUpdate],
+        force: bool,
+        message: &str,
+    ) -> Result<UpdateOutcome, StoreError> {
+        self.refresh();
+        if self.direct {
+            return self.update_direct(updates, force, message);
+        }
+        let err = git_err(&self.remote);
+        let mut refspecs = Vec::new();
+        for u in updates {
+            let local = format!("{OUTGOING}{}", u.branch);
+            self.repo
+                .reference(&local, u.new, true, "ferry: outgoing")
+                .map_err(&err)?;
+            refspecs.push(format!(
+                "{}{local}:refs/heads/{}",
+                if force { "+" } else { "" },
+                u.branch
+            ));
+        }
+        let mut rejected: Vec<String> = Vec::new();
+        let pushed = {
+            let mut callbacks = auth::callbacks();
+            callbacks.push_update_reference(|refname, status| {
+                if let Some(status) = status {
+                    rejected.push(format!("{refname}: {status}"));
+                }
+                Ok(())
+            });
+            let mut options = PushOptions::new();
+            options.remote_callbacks(callbacks);
+            let mut remote = self.repo.remote_anonymous(&self.remote.url).map_err(&err)?;
+            tracing::debug!(?refspecs, "pushing");
+            remote.push(&refspecs, Some(&mut options))
+        };
+        for u in updates {
+            let _ = self
+                .repo
+                .find_reference(&format!("{OUTGOING}{}", u.branch))
+                .and_then(|mut r| r.delete());
+        }
+        if pushed.is_ok() && rejected.is_empty() {
+            for u in updates {
+                let _ = self.repo.reference(
+                    &format!("{TRACKING}{}", u.branch),
+                    u.new,
+                    true,
+                    "ferry: pushed",
+                );
+            }
+            return Ok(UpdateOutcome::Updated);
+        }
+        // Refused: because a branch moved (retry on the new tip), or for another reason?
+        let heads = self.heads()?;
+        if !force {
+            for u in updates {
+                let actual = heads.get(&u.branch).copied();
+                if actual != u.expected && actual != Some(u.new) {
+                    return Ok(UpdateOutcome::Moved {
+                        branch: u.branch.clone(),
+                        actual,
+                    });
+                }
+            }
+        }
+        let message = match pushed {
+            Err(e) => self.remote.scrub(e.message()),
+            Ok(()) => self.remote.scrub(&rejected.join("; ")),
+        };
+        Err(StoreError::Refused {
+            remote: self.remote.shown.clone(),
+            message,
+        })
+    }
+
+    fn update_direct(
+        &self,
+        updates: &[RefUpdate],
+        force: bool,
+        message: &str,
+    ) -> Result<UpdateOutcome, StoreError> {
+        for u in updates {
+            let name = format!("refs/heads/{}", u.branch);
+            let result = match (force, u.expected) {
+                (true, _) => self.repo.reference(&name, u.new, true, message).map(|_| ()),
+                (false, None) => self
+                    .repo
+                    .reference(&name, u.new, false, message)
+                    .map(|_| ()),
+                (false, Some(expected)) => self
+                    .repo
+                    .reference_matching(&name, u.new, true, expected, message)
+                    .map(|_| ()),
+            };
+            match result {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        ErrorCode::Exists
+                            | ErrorCode::Modified
+                            | ErrorCode::Locked
+                            | ErrorCode::NotFound
+                    ) =>
+                {
+                    let actual = self.repo.refname_to_id(&name).ok();
+                    tracing::debug!(branch = %u.branch, ?actual, "branch moved");
+                    return Ok(UpdateOutcome::Moved {
+                        branch: u.branch.clone(),
+                        actual,
+                    });
+                }
+                Err(e) => return Err(git_err(&self.remote)(e)),
+            }
+        }
+        Ok(UpdateOutcome::Updated)
+    }
+
+    /// Commits of `tip`'s first-parent history, newest first.
+    pub fn first_parents(&self, tip: Oid) -> Result<Vec<Oid>, StoreError> {
+        let err = git_err(&self.remote);
+        let mut walk = self.repo.revwalk().map_err(&err)?;
+        walk.push(tip).map_err(&err)?;
+        walk.simplify_first_parent().map_err(&err)?;
+        walk.collect::<Result<Vec<_>, _>>().map_err(&err)
+    }
+}
+
+/// Writes a tree holding `files` (paths with `/`), subtrees included.
+fn write_tree(repo: &Repository, files: &[(&str, Oid)]) -> Result<Oid, git2::Error> {
+    let mut builder = repo.treebuilder(None)?;
+    let mut subdirs: BTreeMap<&str, Vec<(&str, Oid)>> = BTreeMap::new();
+    for (path, id) in files {
+        match path.split_once('/') {
+            Some((dir, rest)) => subdirs.entry(dir).or_default().push((rest, *id)),
+            None => {
+                builder.insert(*path, *id, FileMode::Blob.into())?;
+            }
+        }
+    }
+    for (dir, entries) in subdirs {
+        let sub = write_tree(repo, &entries)?;
+        builder.insert(dir, sub, FileMode::Tree.into())?;
+    }
+    builder.write()
+}
+
+/// A readable, unique directory name for a remote's cache.
+fn cache_name(shown: &str) -> String {
+    let without_scheme = shown.split_once("://").map_or(shown, |(_, rest)| rest);
+    let without_user = without_scheme
+        .rsplit_once('@')
+        .map_or(without_scheme, |(_, rest)| rest);
+    let readable: String = without_user
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect();
+    let digest = Sha256::digest(shown.as_bytes());
+    let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{short}", readable.trim_matches('_'))
+}
+
+/// The signature for commits ferry makes: `GIT_AUTHOR_NAME`/`GIT_AUTHOR_EMAIL`, else git's
+/// `user.name`/`user.email`, else `ferry <ferry@localhost>`.
+pub fn signature(repo: &Repository) -> Result<Signature<'static>, git2::Error> {
+    let config = repo.config().ok();
+    let get = |env: &str, key: &str| {
+        std::env::var(env)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| config.as_ref().and_then(|c| c.get_string(key).ok()))
+    };
+    let name = get("GIT_AUTHOR_NAME", "user.name").unwrap_or_else(|| "ferry".to_owned());
+    let email =
+        get("GIT_AUTHOR_EMAIL", "user.email").unwrap_or_else(|| "ferry@localhost".to_owned());
+    match std::env::var("GIT_AUTHOR_DATE")
+        .ok()
+        .and_then(|d| parse_git_date(&d))
+    {
+        Some(time) => Signature::new(&name, &email, &time),
+        None => Signature::now(&name, &email),
+    }
+}
+
+/// `@SECONDS +ZZZZ` or `SECONDS +ZZZZ` (git's internal format), for reproducible tests.
+fn parse_git_date(text: &str) -> Option<git2::Time> {
+    let text = text.trim().trim_start_matches('@');
+    let (secs, zone) = text.split_once(' ').unwrap_or((text, "+0000"));
+    let secs: i64 = secs.parse().ok()?;
+    let sign = if zone.starts_with('-') { -1 } else { 1 };
+    let digits = zone.trim_start_matches(['+', '-']);
+    let minutes =
+        digits.get(..2)?.parse::<i32>().ok()? * 60 + digits.get(2..4)?.parse::<i32>().ok()?;
+    Some(git2::Time::new(secs, sign * minutes))
+}

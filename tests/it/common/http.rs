@@ -1,0 +1,250 @@
+//! A smart-HTTP git server for tests: `git http-backend` as CGI behind a small HTTP/1.1
+//! server on 127.0.0.1, so the network path of ferry (libgit2's HTTP transport) is tested
+//! against real git. It de-chunks request bodies (libgit2 sends chunked POSTs), can require a
+//! token (HTTP basic auth, as forges take tokens), and records every request.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+pub struct GitHttp {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    requests: Arc<Mutex<Vec<String>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl GitHttp {
+    /// Serves the bare repositories under `root`; with `token`, only to clients that send it
+    /// as the password of HTTP basic auth.
+    pub fn serve(root: &Path, token: Option<&str>) -> GitHttp {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let root = root.to_owned();
+        let token = token.map(str::to_owned);
+        let thread = {
+            let stop = stop.clone();
+            let requests = requests.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let root = root.clone();
+                    let token = token.clone();
+                    let requests = requests.clone();
+                    std::thread::spawn(move || {
+                        let _ = handle(stream, &root, token.as_deref(), &requests);
+                    });
+                }
+            })
+        };
+        GitHttp {
+            port,
+            stop,
+            requests,
+            thread: Some(thread),
+        }
+    }
+
+    /// The URL of repository `name` (a directory under the root).
+    pub fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// `METHOD /path?query` of every request so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for GitHttp {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn handle(
+    stream: TcpStream,
+    root: &Path,
+    token: Option<&str>,
+    log: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_owned();
+    let target = parts.next().unwrap_or("/").to_owned();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.trim_end().split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            if size == 0 {
+                let mut end = String::new();
+                reader.read_line(&mut end)?;
+                break;
+            }
+            let mut chunk = vec![0; size];
+            reader.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk);
+            let mut crlf = [0; 2];
+            reader.read_exact(&mut crlf)?;
+        }
+    } else if let Some(length) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+    }
+    log.lock().expect("lock").push(format!("{method} {target}"));
+
+    let mut stream = stream;
+    let user = header("authorization").and_then(|v| basic_user(&v, token));
+    if token.is_some() && user.is_none() {
+        let text = "authentication required\n";
+        write!(
+            stream,
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        )?;
+        return Ok(());
+    }
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut command = Command::new("git");
+    command
+        .arg("http-backend")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", root)
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("REMOTE_USER", user.as_deref().unwrap_or("anonymous"))
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(v) = header("content-type") {
+        command.env("CONTENT_TYPE", v);
+    }
+    if let Some(v) = header("content-encoding") {
+        command.env("HTTP_CONTENT_ENCODING", v);
+    }
+    if let Some(v) = header("git-protocol") {
+        command.env("GIT_PROTOCOL", v);
+    }
+    let mut child = command.spawn()?;
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+    let mut output = Vec::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_end(&mut output)?;
+    let _ = writer.join();
+    child.wait()?;
+
+    let split = find(&output, b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| find(&output, b"\n\n").map(|i| (i, 2)));
+    let (head, content) = match split {
+        Some((i, n)) => (
+            String::from_utf8_lossy(&output[..i]).into_owned(),
+            &output[i + n..],
+        ),
+        None => (String::new(), &output[..]),
+    };
+    let mut status = "200 OK".to_owned();
+    let mut response = Vec::new();
+    for line in head.lines() {
+        if let Some(value) = line.strip_prefix("Status:") {
+            status = value.trim().to_owned();
+        } else if !line.is_empty() {
+            response.extend_from_slice(format!("{line}\r\n").as_bytes());
+        }
+    }
+    write!(stream, "HTTP/1.1 {status}\r\n")?;
+    stream.write_all(&response)?;
+    write!(
+        stream,
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        content.len()
+    )?;
+    stream.write_all(content)?;
+    stream.flush()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The user of a `Basic` authorization whose password is `token` (any user without a token).
+fn basic_user(value: &str, token: Option<&str>) -> Option<String> {
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(base64_decode(encoded.trim())?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    match token {
+        Some(token) if password != token => None,
+        _ => Some(user.to_owned()),
+    }
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let mut buffer = 0u32;
+    let mut bits = 0;
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let value = ALPHABET.iter().position(|a| *a == c)? as u32;
+        buffer = (buffer << 6) | value;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// A directory to serve repositories from.
+pub fn project_root(base: &Path) -> PathBuf {
+    let root = base.join("srv");
+    std::fs::create_dir_all(&root).expect("mkdir srv");
+    root
+}

@@ -1,0 +1,854 @@
+//! The git state store: `init`, `bump`, `show`, `diff`, `history` against real bare
+//! repositories, over a path and over smart HTTP, checked with the real `git`.
+
+use insta::assert_snapshot;
+use serde_json::json;
+
+use crate::common::http::{GitHttp, project_root};
+use crate::common::{DIGEST, Sandbox};
+
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const C: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+
+/// A repository with `web` 1.0.0 pinned in dev.
+fn with_web(sandbox: &Sandbox) -> String {
+    let remote = sandbox.init("dev,staging,prod");
+    sandbox
+        .ferry(&[
+            "bump",
+            "web",
+            "1.0.0",
+            "--env",
+            "dev",
+            "--add",
+            "--url",
+            "https://a.example/web/web-1.0.0.tgz",
+        ])
+        .arg("--sha256")
+        .arg(DIGEST)
+        .arg("--remote")
+        .arg(&remote)
+        .run()
+        .assert_code(0);
+    remote
+}
+
+mod init {
+    use super::*;
+
+    #[test]
+    fn creates_a_bare_repository_with_a_branch_per_environment() {
+        let sandbox = Sandbox::new();
+        let remote = sandbox.remote();
+        let run = sandbox.ferry(&["init", "--remote", &remote]).run();
+        assert_snapshot!(run.render());
+        sandbox.git("deploy.git", &["fsck", "--strict", "--no-dangling"]);
+        assert_eq!(
+            sandbox
+                .git("deploy.git", &["rev-parse", "--is-bare-repository"])
+                .trim(),
+            "true"
+        );
+        let tree = sandbox.git("deploy.git", &["ls-tree", "-r", "--name-only", "prod"]);
+        assert_snapshot!(tree, @r"
+        environments/dev.json
+        environments/prod.json
+        environments/staging.json
+        manifest.json
+        schemas/environment.schema.json
+        schemas/manifest.schema.json
+        schemas/seed-environment.schema.json
+        ");
+        assert_eq!(sandbox.tip("dev"), sandbox.tip("prod"));
+        assert_eq!(
+            sandbox.git("deploy.git", &["symbolic-ref", "HEAD"]).trim(),
+            "refs/heads/dev"
+        );
+        // What init writes validates: check a checkout of it with `ferry validate`.
+        sandbox.git(
+            "",
+            &[
+                "clone",
+                "-q",
+                "--branch",
+                "staging",
+                "deploy.git",
+                "checkout",
+            ],
+        );
+        sandbox
+            .ferry(&["validate", "checkout"])
+            .run()
+            .assert_code(0);
+    }
+
+    #[test]
+    fn refuses_existing_branches_and_changes_nothing() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        let before = sandbox.refs("deploy.git");
+        let run = sandbox.ferry(&["init", "--remote", &remote]).run();
+        assert_snapshot!(run.render());
+        assert_eq!(sandbox.refs("deploy.git"), before);
+        // --force starts over.
+        sandbox
+            .ferry(&["init", "--remote", &remote, "--force"])
+            .run()
+            .assert_code(0);
+        let manifest = sandbox.git("deploy.git", &["show", "dev:manifest.json"]);
+        assert!(!manifest.contains("web"), "{manifest}");
+    }
+
+    #[test]
+    fn custom_environments_in_order() {
+        let sandbox = Sandbox::new();
+        let remote = sandbox.init("dev,qa,prod");
+        let run = sandbox.ferry(&["validate"]).run();
+        run.assert_code(1); // the sandbox itself is not a repository
+        let qa = sandbox.git("deploy.git", &["show", "qa:environments/qa.json"]);
+        let qa: serde_json::Value = serde_json::from_str(&qa).unwrap();
+        assert_eq!(qa["promotes_from"], "dev");
+        let bad = sandbox
+            .ferry(&["init", "--remote", &remote, "--envs", "dev,dev"])
+            .run();
+        bad.assert_code(2);
+        sandbox
+            .ferry(&["init", "--remote", "x.git", "--envs", "dev,a b"])
+            .run()
+            .assert_code(2);
+        assert!(!sandbox.path().join("x.git").exists());
+    }
+
+    #[test]
+    fn a_path_that_is_not_a_repository() {
+        let sandbox = Sandbox::new();
+        std::fs::create_dir(sandbox.path().join("plain")).unwrap();
+        let run = sandbox.ferry(&["init", "--remote", "plain"]).run();
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains("`plain` is not a git repository"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+mod bump {
+    use super::*;
+
+    #[test]
+    fn commits_one_pin_with_trailers() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        let artifact = sandbox.path().join("web-1.1.0.tgz");
+        std::fs::write(&artifact, "the new build").unwrap();
+        let run = sandbox
+            .ferry(&[
+                "bump",
+                "web",
+                "1.1.0",
+                "--env",
+                "dev",
+                "--remote",
+                &remote,
+                "--artifact",
+            ])
+            .arg(&artifact)
+            .run();
+        assert_snapshot!(run.render());
+        let message = sandbox.git("deploy.git", &["log", "-1", "--format=%B", "dev"]);
+        assert_snapshot!(message);
+        let trailers = sandbox.git(
+            "deploy.git",
+            &["log", "-1", "--format=%(trailers:only,unfold)", "dev"],
+        );
+        assert_eq!(
+            trailers.trim(),
+            "Ferry-App: web\nFerry-Version: 1.1.0\nFerry-Previous: 1.0.0"
+        );
+        // Exactly the pin changed: the diff of the commit is three lines of manifest.json.
+        let diff = sandbox.git("deploy.git", &["diff", "dev~1", "dev", "--stat"]);
+        assert_eq!(
+            diff.trim(),
+            "manifest.json | 6 +++---\n 1 file changed, 3 insertions(+), 3 deletions(-)"
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_str(&sandbox.git("deploy.git", &["show", "dev:manifest.json"]))
+                .unwrap();
+        assert_eq!(
+            manifest["artifacts"]["web"],
+            json!({"version": "1.1.0", "url": "https://a.example/web/web-1.1.0.tgz", "sha256": sha256_of(b"the new build")})
+        );
+        sandbox.git("deploy.git", &["fsck", "--strict"]);
+        // The other branches did not move.
+        assert_ne!(sandbox.tip("dev"), sandbox.tip("staging"));
+    }
+
+    fn sha256_of(bytes: &[u8]) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn json_output() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        let run = sandbox
+            .ferry(&[
+                "bump", "web", "1.2.0", "--env", "dev", "--sha256", B, "--format", "json",
+                "--remote", &remote,
+            ])
+            .run();
+        run.assert_code(0);
+        let report = run.json();
+        assert_eq!(report["env"], "dev");
+        assert_eq!(report["app"], "web");
+        assert_eq!(report["from"], "1.0.0");
+        assert_eq!(report["to"], "1.2.0");
+        assert_eq!(report["commit"], sandbox.tip("dev"));
+    }
+
+    #[test]
+    fn the_same_version_again_changes_nothing() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        let before = sandbox.refs("deploy.git");
+        let run = sandbox
+            .ferry(&[
+                "bump", "web", "1.0.0", "--env", "dev", "--sha256", DIGEST, "--remote", &remote,
+            ])
+            .run();
+        assert_snapshot!(run.render());
+        assert_eq!(sandbox.refs("deploy.git"), before);
+    }
+
+    #[test]
+    fn refusals_leave_the_remote_untouched() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        let before = sandbox.refs("deploy.git");
+        let cases: Vec<(&str, Vec<&str>)> = vec![
+            (
+                "downgrade",
+                vec!["bump", "web", "0.9.0", "--env", "dev", "--sha256", B],
+            ),
+            (
+                "same version, other digest",
+                vec!["bump", "web", "1.0.0", "--env", "dev", "--sha256", B],
+            ),
+            (
+                "unknown app",
+                vec!["bump", "wbe", "1.1.0", "--env", "dev", "--sha256", B],
+            ),
+            (
+                "unknown environment",
+                vec!["bump", "web", "1.1.0", "--env", "qa", "--sha256", B],
+            ),
+            (
+                "prerelease where the policy forbids it",
+                vec![
+                    "bump",
+                    "web",
+                    "2.0.0-rc.1",
+                    "--env",
+                    "staging",
+                    "--add",
+                    "--url",
+                    "https://a.example/w",
+                    "--sha256",
+                    B,
+                ],
+            ),
+            (
+                "new app without a URL",
+                vec![
+                    "bump", "api", "1.0.0", "--env", "dev", "--add", "--sha256", B,
+                ],
+            ),
+            (
+                "a URL of another scheme",
+                vec![
+                    "bump",
+                    "web",
+                    "1.1.0",
+                    "--env",
+                    "dev",
+                    "--sha256",
+                    B,
+                    "--url",
+                    "ftp://x/y",
+                ],
+            ),
+        ];
+        let mut rendered = String::new();
+        for (name, args) in cases {
+            let run = sandbox.ferry(&args).arg("--remote").arg(&remote).run();
+            rendered.push_str(&format!("### {name}\n{}\n", run.render()));
+        }
+        assert_snapshot!(rendered);
+        assert_eq!(sandbox.refs("deploy.git"), before);
+    }
+
+    #[test]
+    fn bad_command_lines_exit_2() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        let before = sandbox.refs("deploy.git");
+        let cases: Vec<Vec<&str>> = vec![
+            vec!["bump", "web", "1.1", "--env", "dev", "--sha256", B],
+            vec!["bump", "web", "1.1.0", "--env", "dev", "--sha256", "abc"],
+            vec!["bump", "web", "1.1.0", "--env", "dev", "--sha256", &B[1..]],
+            vec!["bump", "web", "1.1.0", "--env", "dev"],
+            vec![
+                "bump",
+                "web",
+                "1.1.0",
+                "--env",
+                "dev",
+                "--artifact",
+                "missing.tgz",
+            ],
+            vec![
+                "bump",
+                "web",
+                "1.1.0",
+                "--env",
+                "dev",
+                "--sha256",
+                B,
+                "--artifact",
+                "x",
+            ],
+        ];
+        let mut rendered = String::new();
+        for args in cases {
+            let run = sandbox.ferry(&args).arg("--remote").arg(&remote).run();
+            assert_eq!(run.code, Some(2), "{args:?}: {}", run.render());
+            rendered.push_str(&format!("### {}\n{}\n", args.join(" "), run.stderr));
+        }
+        assert_snapshot!(rendered);
+        assert_eq!(sandbox.refs("deploy.git"), before);
+    }
+
+    #[test]
+    fn never_commits_an_invalid_state() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        // dev's environment file declares its apps: a new app needs an entry there first.
+        sandbox.git(
+            "",
+            &["clone", "-q", "--branch", "dev", "deploy.git", "work"],
+        );
+        let path = sandbox.path().join("work/environments/dev.json");
+        let mut env: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        env["apps"] = json!({"web": {"deployment_path": "/srv/web"}});
+        std::fs::write(&path, serde_json::to_string_pretty(&env).unwrap()).unwrap();
+        sandbox.git("work", &["commit", "-qam", "dev: declare apps"]);
+        sandbox.git("work", &["push", "-q", "origin", "dev"]);
+        let before = sandbox.refs("deploy.git");
+        let run = sandbox
+            .ferry(&[
+                "bump",
+                "api",
+                "1.0.0",
+                "--env",
+                "dev",
+                "--add",
+                "--url",
+                "https://a.example/api-1.0.0.tgz",
+                "--sha256",
+                B,
+                "--remote",
+                &remote,
+            ])
+            .run();
+        assert_snapshot!(run.render());
+        assert_eq!(sandbox.refs("deploy.git"), before);
+    }
+
+    #[test]
+    fn dry_run_prints_the_diff_and_pushes_nothing() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        let before = sandbox.refs("deploy.git");
+        let run = sandbox
+            .ferry(&[
+                "bump",
+                "web",
+                "1.1.0",
+                "--env",
+                "dev",
+                "--sha256",
+                B,
+                "--dry-run",
+                "--remote",
+                &remote,
+            ])
+            .run();
+        assert_snapshot!(run.render());
+        assert_eq!(sandbox.refs("deploy.git"), before);
+    }
+
+    #[test]
+    fn downgrade_when_allowed() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        sandbox
+            .ferry(&[
+                "bump",
+                "web",
+                "0.9.0",
+                "--env",
+                "dev",
+                "--sha256",
+                B,
+                "--allow-downgrade",
+                "--remote",
+                &remote,
+            ])
+            .run()
+            .assert_code(0);
+        let trailers = sandbox.git(
+            "deploy.git",
+            &[
+                "log",
+                "-1",
+                "--format=%(trailers:key=Ferry-Previous,valueonly)",
+                "dev",
+            ],
+        );
+        assert_eq!(trailers.trim(), "1.0.0");
+    }
+
+    #[test]
+    fn a_repository_template_overrides_the_message() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        sandbox.git(
+            "",
+            &["clone", "-q", "--branch", "dev", "deploy.git", "work"],
+        );
+        std::fs::create_dir_all(sandbox.path().join("work/templates")).unwrap();
+        std::fs::write(
+            sandbox.path().join("work/templates/bump.hbs"),
+            "deploy({{env}}): {{app}}@{{to}}\n",
+        )
+        .unwrap();
+        sandbox.git("work", &["add", "templates"]);
+        sandbox.git("work", &["commit", "-qm", "dev: our own bump messages"]);
+        sandbox.git("work", &["push", "-q", "origin", "dev"]);
+        sandbox
+            .ferry(&[
+                "bump", "web", "1.1.0", "--env", "dev", "--sha256", B, "--remote", &remote,
+            ])
+            .run()
+            .assert_code(0);
+        let subject = sandbox.git("deploy.git", &["log", "-1", "--format=%s", "dev"]);
+        assert_eq!(subject.trim(), "deploy(dev): web@1.1.0");
+        // A broken template is a clear error, and nothing lands.
+        sandbox.git("work", &["pull", "-q", "--rebase", "origin", "dev"]);
+        std::fs::write(sandbox.path().join("work/templates/bump.hbs"), "{{#if}}\n").unwrap();
+        sandbox.git("work", &["commit", "-qam", "broken"]);
+        sandbox.git("work", &["push", "-q", "origin", "dev"]);
+        let before = sandbox.refs("deploy.git");
+        let run = sandbox
+            .ferry(&[
+                "bump", "web", "1.2.0", "--env", "dev", "--sha256", C, "--remote", &remote,
+            ])
+            .run();
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains("template `dev:templates/bump.hbs`"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(sandbox.refs("deploy.git"), before);
+    }
+
+    #[test]
+    fn the_remote_from_the_environment_or_origin() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        sandbox
+            .ferry(&["bump", "web", "1.1.0", "--env", "dev", "--sha256", B])
+            .env("FERRY_REMOTE", &remote)
+            .run()
+            .assert_code(0);
+        sandbox.git("", &["clone", "-q", "deploy.git", "clone"]);
+        let run = sandbox
+            .ferry(&["show", "dev"])
+            .current_dir(&sandbox.path().join("clone"))
+            .run();
+        run.assert_code(0);
+        assert!(run.stdout.contains("web  1.1.0"), "{}", run.stdout);
+        // Outside any clone, and without --remote, the error says what to do.
+        let run = sandbox.ferry(&["show", "dev"]).run();
+        assert_snapshot!(run.render());
+    }
+
+    #[test]
+    fn an_unreachable_remote_is_a_clear_error() {
+        let sandbox = Sandbox::new();
+        let run = sandbox
+            .ferry(&[
+                "bump",
+                "web",
+                "1.1.0",
+                "--env",
+                "dev",
+                "--sha256",
+                B,
+                "--remote",
+                "http://127.0.0.1:9/deploy.git",
+            ])
+            .run();
+        run.assert_code(1);
+        assert!(
+            run.stderr
+                .starts_with("error: cannot reach `http://127.0.0.1:9/deploy.git`"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+mod concurrency {
+    use super::*;
+
+    /// Ten CI bots bump ten apps at the same moment: all land, each exactly once.
+    fn ten_bots(sandbox: &Sandbox, remote: &str) {
+        let apps: Vec<String> = (0..10).map(|i| format!("app{i}")).collect();
+        for app in &apps {
+            sandbox
+                .ferry(&[
+                    "bump", app, "1.0.0", "--env", "dev", "--add", "--sha256", DIGEST, "--remote",
+                    remote,
+                ])
+                .arg("--url")
+                .arg(format!("https://a.example/{app}/{app}-1.0.0.tgz"))
+                .run()
+                .assert_code(0);
+        }
+        let children: Vec<_> = apps
+            .iter()
+            .map(|app| {
+                let mut f = sandbox.ferry(&[
+                    "bump", app, "2.0.0", "--env", "dev", "--sha256", B, "--remote", remote,
+                ]);
+                f.command
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
+                f.command.spawn().expect("spawn ferry")
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().expect("wait");
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+
+    fn assert_all_landed_once(sandbox: &Sandbox) {
+        let manifest: serde_json::Value =
+            serde_json::from_str(&sandbox.git("deploy.git", &["show", "dev:manifest.json"]))
+                .unwrap();
+        for i in 0..10 {
+            assert_eq!(
+                manifest["artifacts"][format!("app{i}")]["version"],
+                "2.0.0",
+                "app{i}"
+            );
+        }
+        let trailers = sandbox.git("deploy.git", &["log", "--format=%(trailers:key=Ferry-App,valueonly)%(trailers:key=Ferry-Version,valueonly)", "dev"]);
+        for i in 0..10 {
+            let landed = trailers.matches(&format!("app{i}\n2.0.0")).count();
+            assert_eq!(landed, 1, "app{i} landed {landed} times:\n{trailers}");
+        }
+        sandbox.git("deploy.git", &["fsck", "--strict"]);
+    }
+
+    #[test]
+    fn over_a_path() {
+        let sandbox = Sandbox::new();
+        let remote = sandbox.init("dev,prod");
+        ten_bots(&sandbox, &remote);
+        assert_all_landed_once(&sandbox);
+    }
+
+    #[test]
+    fn over_smart_http() {
+        let sandbox = Sandbox::new();
+        let root = project_root(sandbox.path());
+        sandbox.git("", &["init", "-q", "--bare", "srv/deploy.git"]);
+        let server = GitHttp::serve(&root, None);
+        let url = server.url("deploy.git");
+        sandbox
+            .ferry(&["init", "--remote", &url, "--envs", "dev,prod"])
+            .run()
+            .assert_code(0);
+        let sandbox_view = SandboxAt {
+            sandbox: &sandbox,
+            repo: "srv/deploy.git",
+        };
+        ten_bots(&sandbox, &url);
+        sandbox_view.assert_all_landed_once();
+    }
+
+    /// The checks above, on a repository served from elsewhere in the sandbox.
+    struct SandboxAt<'a> {
+        sandbox: &'a Sandbox,
+        repo: &'a str,
+    }
+
+    impl SandboxAt<'_> {
+        fn assert_all_landed_once(&self) {
+            let manifest: serde_json::Value =
+                serde_json::from_str(&self.sandbox.git(self.repo, &["show", "dev:manifest.json"]))
+                    .unwrap();
+            for i in 0..10 {
+                assert_eq!(
+                    manifest["artifacts"][format!("app{i}")]["version"],
+                    "2.0.0",
+                    "app{i}"
+                );
+            }
+            let log = self.sandbox.git(self.repo, &["log", "--format=%s", "dev"]);
+            for i in 0..10 {
+                assert_eq!(
+                    log.matches(&format!("bump app{i} 1.0.0 → 2.0.0")).count(),
+                    1,
+                    "{log}"
+                );
+            }
+            self.sandbox.git(self.repo, &["fsck", "--strict"]);
+        }
+    }
+}
+
+mod http {
+    use super::*;
+
+    #[test]
+    fn a_token_authenticates_and_never_shows() {
+        let sandbox = Sandbox::new();
+        let root = project_root(sandbox.path());
+        sandbox.git("", &["init", "-q", "--bare", "srv/deploy.git"]);
+        let token = "tok-7f3a9c2e";
+        let server = GitHttp::serve(&root, Some(token));
+        let url = server.url("deploy.git");
+        // Without the token: refused, clearly.
+        let run = sandbox.ferry(&["init", "--remote", &url]).run();
+        run.assert_code(1);
+        assert!(run.stderr.contains("cannot reach"), "{}", run.stderr);
+        // With it: works, and the token appears nowhere, even in trace logs.
+        let run = sandbox
+            .ferry(&["-vvv", "init", "--remote", &url])
+            .env("FERRY_GIT_TOKEN", token)
+            .run();
+        run.assert_code(0);
+        assert!(
+            !run.stdout.contains(token) && !run.stderr.contains(token),
+            "{}",
+            run.render()
+        );
+        // A password in the URL is hidden in messages too.
+        let with_password = url.replace("http://", &format!("http://bot:{token}@"));
+        let run = sandbox
+            .ferry(&["-vvv", "show", "nope", "--remote", &with_password])
+            .run();
+        run.assert_code(1);
+        assert!(
+            !run.stdout.contains(token) && !run.stderr.contains(token),
+            "{}",
+            run.render()
+        );
+        assert!(
+            run.stderr.contains("http://bot:***@127.0.0.1"),
+            "{}",
+            run.stderr
+        );
+    }
+
+    #[test]
+    fn a_bump_fetches_only_the_tip_of_one_branch() {
+        let sandbox = Sandbox::new();
+        let root = project_root(sandbox.path());
+        sandbox.git("", &["init", "-q", "--bare", "srv/deploy.git"]);
+        let server = GitHttp::serve(&root, None);
+        let url = server.url("deploy.git");
+        // The repository and its history are made through another cache than the one measured.
+        sandbox
+            .ferry(&["init", "--remote", &url])
+            .env("XDG_CACHE_HOME", "other-cache")
+            .run()
+            .assert_code(0);
+        for minor in 0..20 {
+            let version = format!("1.{minor}.0");
+            let mut f = sandbox.ferry(&[
+                "bump", "web", &version, "--env", "dev", "--sha256", B, "--remote", &url, "--add",
+            ]);
+            f = f
+                .arg("--url")
+                .arg(format!("https://a.example/web-{version}.tgz"))
+                .env("XDG_CACHE_HOME", "other-cache");
+            f.run().assert_code(0);
+        }
+        let before = server.requests().len();
+        sandbox
+            .ferry(&[
+                "bump", "web", "2.0.0", "--env", "dev", "--sha256", C, "--remote", &url,
+            ])
+            .run()
+            .assert_code(0);
+        // One advertisement to find the branch; libgit2's shallow fetch of its tip (its own
+        // advertisement, then the shallow negotiation and the pack); the push.
+        let requests: Vec<String> = server.requests()[before..]
+            .iter()
+            .map(|r| r.replace("/deploy.git", ""))
+            .collect();
+        assert_snapshot!(requests.join("\n"), @r"
+        GET /info/refs?service=git-upload-pack
+        GET /info/refs?service=git-upload-pack
+        POST /git-upload-pack
+        POST /git-upload-pack
+        GET /info/refs?service=git-receive-pack
+        POST /git-receive-pack
+        ");
+        let cache = std::fs::read_dir(sandbox.path().join("cache/ferry"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.is_dir())
+            .expect("a cache repository");
+        assert!(cache.join("shallow").exists(), "the cache is shallow");
+        let cache = cache.display().to_string();
+        let count = sandbox.git(&cache, &["rev-list", "--count", "refs/remotes/origin/dev"]);
+        assert_eq!(count.trim(), "2", "the tip fetched, and the bump on it");
+        let branches = sandbox.git(
+            &cache,
+            &["for-each-ref", "--format=%(refname)", "refs/remotes"],
+        );
+        assert_eq!(
+            branches.trim(),
+            "refs/remotes/origin/dev",
+            "only dev was fetched"
+        );
+        // And the result is ordinary git.
+        sandbox.git("", &["clone", "-q", &url, "clone"]);
+        sandbox.git("clone", &["fsck", "--strict"]);
+        let log = sandbox.git("clone", &["log", "--format=%s", "-1", "origin/dev"]);
+        assert_eq!(log.trim(), "dev: bump web 1.19.0 → 2.0.0");
+    }
+}
+
+mod read {
+    use super::*;
+
+    fn repo_with_history(sandbox: &Sandbox) -> String {
+        let remote = with_web(sandbox);
+        for (app, version, sha, add) in [("api", "0.3.0", B, true), ("web", "1.1.0", C, false)] {
+            let mut f = sandbox.ferry(&[
+                "bump", app, version, "--env", "dev", "--sha256", sha, "--remote", &remote,
+            ]);
+            if add {
+                f = f
+                    .arg("--add")
+                    .arg("--url")
+                    .arg(format!("https://a.example/{app}-{version}.tgz"));
+            }
+            f.run().assert_code(0);
+        }
+        remote
+    }
+
+    #[test]
+    fn show_now_and_then() {
+        let sandbox = Sandbox::new();
+        let remote = repo_with_history(&sandbox);
+        assert_snapshot!(
+            sandbox
+                .ferry(&["show", "dev", "--remote", &remote])
+                .run()
+                .render()
+        );
+        assert_snapshot!(
+            sandbox
+                .ferry(&["show", "dev", "--at", "HEAD~2", "--remote", &remote])
+                .run()
+                .render()
+        );
+        let run = sandbox
+            .ferry(&[
+                "show",
+                "dev",
+                "--at",
+                "2023-11-14",
+                "--remote",
+                &remote,
+                "--format",
+                "json",
+            ])
+            .run();
+        run.assert_code(0);
+        assert_eq!(run.json()["commit"], sandbox.tip("dev"));
+        let run = sandbox
+            .ferry(&["show", "dev", "--at", "2001-01-01", "--remote", &remote])
+            .run();
+        assert_snapshot!(run.render());
+        let run = sandbox
+            .ferry(&["show", "dev", "--at", "yesterday-ish", "--remote", &remote])
+            .run();
+        run.assert_code(2);
+    }
+
+    #[test]
+    fn diff_between_environments() {
+        let sandbox = Sandbox::new();
+        let remote = repo_with_history(&sandbox);
+        assert_snapshot!(
+            sandbox
+                .ferry(&["diff", "dev", "staging", "--remote", &remote])
+                .run()
+                .render()
+        );
+        let run = sandbox
+            .ferry(&[
+                "diff", "staging", "dev", "--remote", &remote, "--format", "json",
+            ])
+            .run();
+        run.assert_code(0);
+        let apps = run.json()["apps"].clone();
+        assert_eq!(apps[0]["app"], "api");
+        assert_eq!(apps[0]["change"], "only-in-target");
+    }
+
+    #[test]
+    fn history_of_a_branch() {
+        let sandbox = Sandbox::new();
+        let remote = repo_with_history(&sandbox);
+        assert_snapshot!(
+            sandbox
+                .ferry(&["history", "dev", "--remote", &remote])
+                .run()
+                .render()
+        );
+        let run = sandbox
+            .ferry(&[
+                "history", "dev", "--app", "api", "--remote", &remote, "--format", "json",
+            ])
+            .run();
+        run.assert_code(0);
+        let entries = run.json();
+        assert_eq!(entries.as_array().unwrap().len(), 1);
+        assert_eq!(
+            entries[0]["changes"],
+            json!([{"app": "api", "from": null, "to": "0.3.0"}])
+        );
+    }
+}
