@@ -34,6 +34,8 @@ pub struct Checked {
     pub report: Report,
     /// Present only when there is no error.
     pub state: Option<State>,
+    /// The files that parsed, with their positions.
+    pub documents: Vec<(String, Document)>,
 }
 
 /// One environment file as loaded.
@@ -88,6 +90,15 @@ pub fn check(src: &dyn Source) -> Checked {
         );
     }
 
+    let mut documents: Vec<(String, Document)> = Vec::new();
+    if let Some(doc) = manifest_doc {
+        documents.push((manifest_file, doc));
+    }
+    for entry in &mut envs {
+        if let Some(doc) = entry.doc.take() {
+            documents.push((entry.file.clone(), doc));
+        }
+    }
     let mut report = Report::default();
     for diagnostic in out {
         report.push(diagnostic);
@@ -104,7 +115,11 @@ pub fn check(src: &dyn Source) -> Checked {
         }),
         _ => None,
     };
-    Checked { report, state }
+    Checked {
+        report,
+        state,
+        documents,
+    }
 }
 
 /// Reads and parses one file and checks it against its schema. `None` when the file is
