@@ -354,6 +354,7 @@ impl Store {
             ));
         }
         let mut rejected: Vec<String> = Vec::new();
+        let mut said = Vec::new();
         let pushed = {
             let mut callbacks = auth::callbacks();
             callbacks.push_update_reference(|refname, status| {
@@ -361,6 +362,11 @@ impl Store {
                     rejected.push(format!("{refname}: {status}"));
                 }
                 Ok(())
+            });
+            // What the remote's hooks print, as `git push` shows it (`remote: …`).
+            callbacks.sideband_progress(|text| {
+                said.extend_from_slice(text);
+                true
             });
             let mut options = PushOptions::new();
             options.remote_callbacks(callbacks);
@@ -398,10 +404,18 @@ impl Store {
                 }
             }
         }
-        let message = match pushed {
-            Err(e) => self.remote.scrub(e.message()),
-            Ok(()) => self.remote.scrub(&rejected.join("; ")),
+        let mut message = match pushed {
+            Err(e) => e.message().to_owned(),
+            Ok(()) => rejected.join("; "),
         };
+        for line in String::from_utf8_lossy(&said)
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+        {
+            message.push_str(&format!("\nremote: {line}"));
+        }
+        let message = self.remote.scrub(&message);
         Err(StoreError::Refused {
             remote: self.remote.shown.clone(),
             message,
@@ -414,6 +428,24 @@ impl Store {
         force: bool,
         message: &str,
     ) -> Result<UpdateOutcome, StoreError> {
+        // Like git's receive.denyCurrentBranch: moving a checked-out branch under a work
+        // tree would leave the work tree out of step.
+        if !self.repo.is_bare() {
+            let head = self
+                .repo
+                .head()
+                .ok()
+                .and_then(|h| h.shorthand().ok().map(str::to_owned));
+            if let Some(u) = updates.iter().find(|u| Some(&u.branch) == head.as_ref()) {
+                return Err(StoreError::Refused {
+                    remote: self.remote.shown.clone(),
+                    message: format!(
+                        "branch `{}` is checked out in its work tree; use a bare repository as the remote",
+                        u.branch
+                    ),
+                });
+            }
+        }
         for u in updates {
             let name = format!("refs/heads/{}", u.branch);
             let result = match (force, u.expected) {

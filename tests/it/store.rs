@@ -4,7 +4,7 @@
 use insta::assert_snapshot;
 use serde_json::json;
 
-use crate::common::http::{GitHttp, project_root};
+use crate::common::http::{GitDaemon, GitHttp, project_root};
 use crate::common::{DIGEST, Sandbox};
 
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -95,7 +95,7 @@ mod init {
             .ferry(&["init", "--remote", &remote, "--force"])
             .run()
             .assert_code(0);
-        let manifest = sandbox.git("deploy.git", &["show", "dev:manifest.json"]);
+        let manifest = sandbox.show("dev", "manifest.json");
         assert!(!manifest.contains("web"), "{manifest}");
     }
 
@@ -173,8 +173,7 @@ mod bump {
             "manifest.json | 6 +++---\n 1 file changed, 3 insertions(+), 3 deletions(-)"
         );
         let manifest: serde_json::Value =
-            serde_json::from_str(&sandbox.git("deploy.git", &["show", "dev:manifest.json"]))
-                .unwrap();
+            serde_json::from_str(&sandbox.show("dev", "manifest.json")).unwrap();
         assert_eq!(
             manifest["artifacts"]["web"],
             json!({"version": "1.1.0", "url": "https://a.example/web/web-1.1.0.tgz", "sha256": sha256_of(b"the new build")})
@@ -338,17 +337,15 @@ mod bump {
         let sandbox = Sandbox::new();
         let remote = with_web(&sandbox);
         // dev's environment file declares its apps: a new app needs an entry there first.
-        sandbox.git(
-            "",
-            &["clone", "-q", "--branch", "dev", "deploy.git", "work"],
-        );
-        let path = sandbox.path().join("work/environments/dev.json");
         let mut env: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            serde_json::from_str(&sandbox.show("dev", "environments/dev.json")).unwrap();
         env["apps"] = json!({"web": {"deployment_path": "/srv/web"}});
-        std::fs::write(&path, serde_json::to_string_pretty(&env).unwrap()).unwrap();
-        sandbox.git("work", &["commit", "-qam", "dev: declare apps"]);
-        sandbox.git("work", &["push", "-q", "origin", "dev"]);
+        let env = serde_json::to_string_pretty(&env).unwrap();
+        sandbox.commit_files(
+            "dev",
+            &[("environments/dev.json", &env)],
+            "dev: declare apps",
+        );
         let before = sandbox.refs("deploy.git");
         let run = sandbox
             .ferry(&[
@@ -428,19 +425,11 @@ mod bump {
     fn a_repository_template_overrides_the_message() {
         let sandbox = Sandbox::new();
         let remote = with_web(&sandbox);
-        sandbox.git(
-            "",
-            &["clone", "-q", "--branch", "dev", "deploy.git", "work"],
+        sandbox.commit_files(
+            "dev",
+            &[("templates/bump.hbs", "deploy({{env}}): {{app}}@{{to}}\n")],
+            "dev: our own bump messages",
         );
-        std::fs::create_dir_all(sandbox.path().join("work/templates")).unwrap();
-        std::fs::write(
-            sandbox.path().join("work/templates/bump.hbs"),
-            "deploy({{env}}): {{app}}@{{to}}\n",
-        )
-        .unwrap();
-        sandbox.git("work", &["add", "templates"]);
-        sandbox.git("work", &["commit", "-qm", "dev: our own bump messages"]);
-        sandbox.git("work", &["push", "-q", "origin", "dev"]);
         sandbox
             .ferry(&[
                 "bump", "web", "1.1.0", "--env", "dev", "--sha256", B, "--remote", &remote,
@@ -450,10 +439,7 @@ mod bump {
         let subject = sandbox.git("deploy.git", &["log", "-1", "--format=%s", "dev"]);
         assert_eq!(subject.trim(), "deploy(dev): web@1.1.0");
         // A broken template is a clear error, and nothing lands.
-        sandbox.git("work", &["pull", "-q", "--rebase", "origin", "dev"]);
-        std::fs::write(sandbox.path().join("work/templates/bump.hbs"), "{{#if}}\n").unwrap();
-        sandbox.git("work", &["commit", "-qam", "broken"]);
-        sandbox.git("work", &["push", "-q", "origin", "dev"]);
+        sandbox.commit_files("dev", &[("templates/bump.hbs", "{{#if}}\n")], "broken");
         let before = sandbox.refs("deploy.git");
         let run = sandbox
             .ferry(&[
@@ -557,8 +543,7 @@ mod concurrency {
 
     fn assert_all_landed_once(sandbox: &Sandbox) {
         let manifest: serde_json::Value =
-            serde_json::from_str(&sandbox.git("deploy.git", &["show", "dev:manifest.json"]))
-                .unwrap();
+            serde_json::from_str(&sandbox.show("dev", "manifest.json")).unwrap();
         for i in 0..10 {
             assert_eq!(
                 manifest["artifacts"][format!("app{i}")]["version"],
@@ -744,6 +729,131 @@ mod http {
         sandbox.git("clone", &["fsck", "--strict"]);
         let log = sandbox.git("clone", &["log", "--format=%s", "-1", "origin/dev"]);
         assert_eq!(log.trim(), "dev: bump web 1.19.0 → 2.0.0");
+    }
+}
+
+mod transports {
+    use super::*;
+
+    #[test]
+    fn git_protocol() {
+        let sandbox = Sandbox::new();
+        let root = project_root(sandbox.path());
+        sandbox.git("", &["init", "-q", "--bare", "srv/deploy.git"]);
+        let daemon = GitDaemon::serve(&root);
+        let url = daemon.url("deploy.git");
+        sandbox
+            .ferry(&["init", "--remote", &url, "--envs", "dev,prod"])
+            .run()
+            .assert_code(0);
+        sandbox
+            .ferry(&[
+                "bump",
+                "web",
+                "1.0.0",
+                "--env",
+                "dev",
+                "--add",
+                "--url",
+                "https://a.example/web-1.0.0.tgz",
+                "--sha256",
+                B,
+                "--remote",
+                &url,
+            ])
+            .run()
+            .assert_code(0);
+        let run = sandbox.ferry(&["show", "dev", "--remote", &url]).run();
+        run.assert_code(0);
+        assert!(run.stdout.contains("web  1.0.0"), "{}", run.stdout);
+        sandbox.git("srv/deploy.git", &["fsck", "--strict"]);
+    }
+
+    #[test]
+    fn a_push_the_remote_refuses_is_reported_and_changes_nothing() {
+        let sandbox = Sandbox::new();
+        let root = project_root(sandbox.path());
+        sandbox.git("", &["init", "-q", "--bare", "srv/deploy.git"]);
+        let server = GitHttp::serve(&root, None);
+        let url = server.url("deploy.git");
+        sandbox
+            .ferry(&["init", "--remote", &url])
+            .run()
+            .assert_code(0);
+        let hook = root.join("deploy.git/hooks/pre-receive");
+        std::fs::write(
+            &hook,
+            "#!/bin/sh\necho 'dev is frozen for the release' >&2\nexit 1\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let before = sandbox.refs("srv/deploy.git");
+        let run = sandbox
+            .ferry(&[
+                "bump",
+                "web",
+                "1.0.0",
+                "--env",
+                "dev",
+                "--add",
+                "--url",
+                "https://a.example/w.tgz",
+                "--sha256",
+                B,
+                "--remote",
+                &url,
+            ])
+            .run();
+        run.assert_code(1);
+        assert!(
+            run.stderr
+                .starts_with("error: the push to `http://127.0.0.1:"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("was refused"), "{}", run.stderr);
+        // The remote's own words reach the user, as `git push` shows them.
+        assert!(
+            run.stderr.contains("remote: dev is frozen for the release"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(sandbox.refs("srv/deploy.git"), before);
+    }
+
+    #[test]
+    fn a_checked_out_branch_of_a_work_tree_is_not_moved() {
+        let sandbox = Sandbox::new();
+        sandbox.init("dev,prod");
+        sandbox.git(
+            "",
+            &["clone", "-q", "--branch", "dev", "deploy.git", "work"],
+        );
+        let run = sandbox
+            .ferry(&[
+                "bump",
+                "web",
+                "1.0.0",
+                "--env",
+                "dev",
+                "--add",
+                "--url",
+                "https://a.example/w.tgz",
+                "--sha256",
+                B,
+                "--remote",
+                "work",
+            ])
+            .run();
+        run.assert_code(1);
+        assert!(
+            run.stderr
+                .contains("branch `dev` is checked out in its work tree"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(sandbox.git("work", &["status", "--porcelain"]), "");
     }
 }
 

@@ -259,6 +259,35 @@ impl Sandbox {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Commits `files` (path, contents) to `branch` of the sandbox's repository the way a
+    /// person would: a clone, a commit and a plain `git push`.
+    #[track_caller]
+    pub fn commit_files(&self, branch: &str, files: &[(&str, &str)], message: &str) {
+        let work = format!("work-{branch}");
+        if self.path().join(&work).exists() {
+            self.git(&work, &["pull", "-q", "--rebase", "origin", branch]);
+        } else {
+            self.git(
+                "",
+                &["clone", "-q", "--branch", branch, "deploy.git", &work],
+            );
+        }
+        for (path, contents) in files {
+            let full = self.path().join(&work).join(path);
+            std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+            std::fs::write(full, contents).expect("write");
+        }
+        self.git(&work, &["add", "--all"]);
+        self.git(&work, &["commit", "-qm", message]);
+        self.git(&work, &["push", "-q", "origin", branch]);
+    }
+
+    /// A file of `branch` in the sandbox's repository.
+    #[track_caller]
+    pub fn show(&self, branch: &str, path: &str) -> String {
+        self.git("deploy.git", &["show", &format!("{branch}:{path}")])
+    }
+
     /// The commit a branch of the sandbox's repository is at.
     #[track_caller]
     pub fn tip(&self, branch: &str) -> String {
