@@ -192,11 +192,7 @@ pub fn run(args: BumpArgs, out: Output) -> Result<Outcome> {
             &commit_message,
             &signature,
         )?;
-        let update = RefUpdate {
-            branch: branch.clone(),
-            expected: Some(tip),
-            new: commit,
-        };
+        let update = RefUpdate::branch(&branch, Some(tip), commit);
         match store.update(&[update], false, &format!("ferry bump {} {to}", args.app))? {
             UpdateOutcome::Updated => {
                 report(out, &args, from.as_deref(), &to, Some(commit), false);

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::cmd::shared::{branch_of, manifest_at, open_store, short, shown_version, table};
+use crate::cmd::shared::{branch_of, manifest_at, open_store, short, table};
 use crate::error::{Error, Outcome, Result};
 use crate::output::{Format, Output};
 use crate::plan::compare::{self, AppComparison, Change};
@@ -72,7 +72,8 @@ pub fn run(args: DiffArgs, out: Output) -> Result<Outcome> {
             ]];
             for c in &comparison {
                 let side = |a: &Option<crate::model::Artifact>| {
-                    a.as_ref().map_or("-".to_owned(), shown_version)
+                    a.as_ref()
+                        .map_or("-".to_owned(), crate::model::Artifact::shown_version)
                 };
                 let change = match c.change {
                     Change::Same => "same".to_owned(),

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use git2::Oid;
 use serde::Serialize;
 
-use crate::cmd::shared::{branch_of, format_time, open_store, shown_version, table};
+use crate::cmd::shared::{branch_of, format_time, open_store, table};
 use crate::error::{Error, Outcome, Result};
 use crate::model::Manifest;
 use crate::output::{Format, Output};
@@ -183,8 +183,14 @@ fn moves(before: Option<&Manifest>, after: Option<&Manifest>) -> Vec<Move> {
         .filter(|app| before.artifacts.get(*app) != after.artifacts.get(*app))
         .map(|app| Move {
             app: app.clone(),
-            from: before.artifacts.get(app).map(shown_version),
-            to: after.artifacts.get(app).map(shown_version),
+            from: before
+                .artifacts
+                .get(app)
+                .map(crate::model::Artifact::shown_version),
+            to: after
+                .artifacts
+                .get(app)
+                .map(crate::model::Artifact::shown_version),
         })
         .collect()
 }

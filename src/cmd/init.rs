@@ -89,15 +89,12 @@ pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
 
     let updates: Vec<RefUpdate> = envs
         .iter()
-        .map(|env| RefUpdate {
-            branch: env.clone(),
-            expected: heads.get(env).copied(),
-            new: commit,
-        })
+        .map(|env| RefUpdate::branch(env, heads.get(env).copied(), commit))
         .collect();
     match store.update(&updates, args.force, "ferry init")? {
         UpdateOutcome::Updated => {}
-        UpdateOutcome::Moved { branch, .. } => {
+        UpdateOutcome::Moved { refname, .. } => {
+            let branch = refname.trim_start_matches("refs/heads/");
             return Err(
                 Error::failure(format!("branch `{branch}` appeared while initializing")).hint(
                     "someone else is initializing the same repository; run `ferry init` again",

@@ -153,14 +153,6 @@ pub fn format_time(time: git2::Time) -> String {
         .unwrap_or_else(|_| time.seconds().to_string())
 }
 
-/// How an artifact's version is shown: its version, or its bare file name.
-pub fn shown_version(artifact: &crate::model::Artifact) -> String {
-    match artifact {
-        crate::model::Artifact::Pinned(pin) => pin.version.clone(),
-        crate::model::Artifact::Bare(name) => name.clone(),
-    }
-}
-
 /// Reads `manifest.json` of `commit` leniently (no validation): history may hold states
 /// that today's rules reject, and they are still worth showing.
 pub fn manifest_at(store: &Store, commit: Oid) -> Result<Option<crate::model::Manifest>, Error> {

@@ -3,9 +3,7 @@
 use git2::Oid;
 use serde::Serialize;
 
-use crate::cmd::shared::{
-    branch_of, format_time, manifest_at, open_store, short, shown_version, table,
-};
+use crate::cmd::shared::{branch_of, format_time, manifest_at, open_store, short, table};
 use crate::error::{Error, Outcome, Result};
 use crate::model::{Artifact, Manifest};
 use crate::output::{Format, Output};
@@ -126,7 +124,7 @@ pub fn run(args: ShowArgs, out: Output) -> Result<Outcome> {
                     }
                     Artifact::Bare(_) => vec![
                         app.clone(),
-                        shown_version(artifact),
+                        artifact.shown_version(),
                         "-".into(),
                         "(file name only)".into(),
                     ],

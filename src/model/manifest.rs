@@ -31,6 +31,14 @@ pub struct Pin {
 }
 
 impl Artifact {
+    /// How its version is shown: the pin's version, or the bare file name.
+    pub fn shown_version(&self) -> String {
+        match self {
+            Artifact::Pinned(pin) => pin.version.clone(),
+            Artifact::Bare(name) => name.clone(),
+        }
+    }
+
     pub fn pin(&self) -> Option<&Pin> {
         match self {
             Artifact::Pinned(pin) => Some(pin),

@@ -8,8 +8,9 @@ use std::cmp::Ordering;
 
 use serde::Serialize;
 
-use crate::json::{self, Document};
+use crate::json::Document;
 use crate::model::{Artifact, Manifest, Pin};
+use crate::plan::edit;
 
 /// What the CI bot asked for.
 #[derive(Debug, Clone)]
@@ -159,143 +160,13 @@ pub fn plan(
         }
     }
 
-    let manifest_text = splice(doc, app, &pin)?;
+    let manifest_text =
+        edit::set_pins(doc, &[(app.as_str(), &pin)]).ok_or(BumpRefusal::NoArtifacts)?;
     Ok(BumpPlan::Change {
         from,
         pin,
         manifest: manifest_text,
     })
-}
-
-/// The manifest text with `app`'s value replaced by `pin` (or added).
-fn splice(doc: &Document, app: &str, pin: &Pin) -> Result<String, BumpRefusal> {
-    let text = doc.text();
-    let pointer = json::child("/artifacts", app);
-    if let Some(span) = doc.span(&pointer) {
-        let old = &text[span.clone()];
-        let indent = line_indent(text, doc.key_offset(&pointer).unwrap_or(span.start));
-        let rendered = render_pin(
-            pin,
-            old.contains('\n'),
-            old.starts_with("{ "),
-            indent,
-            unit(text),
-        );
-        return Ok(format!(
-            "{}{}{}",
-            &text[..span.start],
-            rendered,
-            &text[span.end..]
-        ));
-    }
-    let artifacts = doc.span("/artifacts").ok_or(BumpRefusal::NoArtifacts)?;
-    let members = doc
-        .value
-        .get("artifacts")
-        .and_then(|a| a.as_object())
-        .ok_or(BumpRefusal::NoArtifacts)?;
-    let key = serde_json::to_string(app).expect("strings serialize");
-    match members.keys().next_back() {
-        Some(last) => {
-            let last_pointer = json::child("/artifacts", last);
-            let last_span = doc
-                .span(&last_pointer)
-                .expect("an existing member has a span");
-            let last_key = doc.key_offset(&last_pointer).expect("a member has a key");
-            let multiline = text[artifacts.start..last_key].contains('\n');
-            let last_value = &text[last_span.clone()];
-            let rendered = if multiline {
-                let indent = line_indent(text, last_key);
-                let pin_text = render_pin(
-                    pin,
-                    last_value.contains('\n') || !last_value.starts_with('{'),
-                    false,
-                    indent,
-                    unit(text),
-                );
-                format!(",\n{indent}{key}: {pin_text}")
-            } else {
-                format!(
-                    ", {key}: {}",
-                    render_pin(pin, false, last_value.starts_with("{ "), "", "")
-                )
-            };
-            Ok(format!(
-                "{}{}{}",
-                &text[..last_span.end],
-                rendered,
-                &text[last_span.end..]
-            ))
-        }
-        None => {
-            let base = line_indent(
-                text,
-                doc.key_offset("/artifacts").unwrap_or(artifacts.start),
-            );
-            let unit = unit(text);
-            let inner = format!("{base}{unit}");
-            let pin_text = render_pin(pin, true, false, &inner, unit);
-            let rendered = format!("{{\n{inner}{key}: {pin_text}\n{base}}}");
-            Ok(format!(
-                "{}{}{}",
-                &text[..artifacts.start],
-                rendered,
-                &text[artifacts.end..]
-            ))
-        }
-    }
-}
-
-/// The whitespace that starts the line holding `offset`.
-fn line_indent(text: &str, offset: usize) -> &str {
-    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line = &text[start..];
-    &line[..line.len() - line.trim_start_matches([' ', '\t']).len()]
-}
-
-/// The file's indentation unit: a tab, or the smallest run of leading spaces (2 by default).
-fn unit(text: &str) -> &'static str {
-    let mut smallest = usize::MAX;
-    for line in text.lines().skip(1).take(50) {
-        if line.starts_with('\t') {
-            return "\t";
-        }
-        let n = line.len() - line.trim_start_matches(' ').len();
-        if n > 0 {
-            smallest = smallest.min(n);
-        }
-    }
-    match smallest {
-        4 => "    ",
-        3 => "   ",
-        1 => " ",
-        _ => "  ",
-    }
-}
-
-fn render_pin(pin: &Pin, multiline: bool, spaced: bool, indent: &str, unit: &str) -> String {
-    let field = |name: &str, value: &str| {
-        format!(
-            "\"{name}\": {}",
-            serde_json::to_string(value).expect("strings serialize")
-        )
-    };
-    let fields = [
-        field("version", &pin.version),
-        field("url", &pin.url),
-        field("sha256", &pin.sha256),
-    ];
-    if multiline {
-        let inner = format!("{indent}{unit}");
-        format!(
-            "{{\n{inner}{}\n{indent}}}",
-            fields.join(&format!(",\n{inner}"))
-        )
-    } else if spaced {
-        format!("{{ {} }}", fields.join(", "))
-    } else {
-        format!("{{{}}}", fields.join(", "))
-    }
 }
 
 #[cfg(test)]

@@ -3,4 +3,6 @@
 
 pub mod bump;
 pub mod compare;
+pub mod edit;
+pub mod promote;
 pub mod textdiff;

@@ -25,20 +25,31 @@ pub enum History {
     Full,
 }
 
-/// Move `branch` from `expected` (`None`: the branch must not exist) to `new`.
+/// Move the ref `refname` from `expected` (`None`: it must not exist) to `new`.
 #[derive(Debug, Clone)]
 pub struct RefUpdate {
-    pub branch: String,
+    pub refname: String,
     pub expected: Option<Oid>,
     pub new: Oid,
+}
+
+impl RefUpdate {
+    /// An update of branch `branch`.
+    pub fn branch(branch: &str, expected: Option<Oid>, new: Oid) -> RefUpdate {
+        RefUpdate {
+            refname: format!("refs/heads/{branch}"),
+            expected,
+            new,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpdateOutcome {
     Updated,
-    /// A branch was not where the update expected it: someone else changed it first.
+    /// A ref was not where the update expected it: someone else changed it first.
     Moved {
-        branch: String,
+        refname: String,
         actual: Option<Oid>,
     },
 }
@@ -52,11 +63,25 @@ pub struct Store {
     /// Held while this process uses the cache, so concurrent ferry processes take turns.
     _lock: Option<File>,
     /// The last ref advertisement, until [`Store::refresh`] or an update.
-    heads: RefCell<Option<BTreeMap<String, Oid>>>,
+    refs: RefCell<Option<BTreeMap<String, Oid>>>,
 }
 
-const TRACKING: &str = "refs/remotes/origin/";
-const OUTGOING: &str = "refs/ferry-outgoing/";
+/// Where the cache keeps a remote ref: branches as `refs/remotes/origin/…`, ferry's records
+/// as `refs/ferry-mirror/…`.
+fn tracking(refname: &str) -> String {
+    match refname.strip_prefix("refs/heads/") {
+        Some(branch) => format!("refs/remotes/origin/{branch}"),
+        None => format!("refs/ferry-mirror/{}", refname.trim_start_matches("refs/")),
+    }
+}
+
+/// The cache's ref for a value about to be pushed to `refname`.
+fn outgoing(refname: &str) -> String {
+    format!(
+        "refs/ferry-outgoing/{}",
+        refname.trim_start_matches("refs/")
+    )
+}
 
 fn git_err(remote: &Remote) -> impl Fn(git2::Error) -> StoreError + '_ {
     move |e| StoreError::Git(remote.scrub(e.message()))
@@ -88,7 +113,7 @@ impl Store {
                 repo,
                 direct: true,
                 _lock: None,
-                heads: RefCell::new(None),
+                refs: RefCell::new(None),
             });
         }
         let cache_err = |path: &Path, e: &dyn std::fmt::Display| StoreError::Cache {
@@ -114,7 +139,7 @@ impl Store {
             repo,
             direct: false,
             _lock: Some(lock),
-            heads: RefCell::new(None),
+            refs: RefCell::new(None),
         })
     }
 
@@ -130,7 +155,7 @@ impl Store {
             repo,
             direct: true,
             _lock: None,
-            heads: RefCell::new(None),
+            refs: RefCell::new(None),
         })
     }
 
@@ -149,33 +174,42 @@ impl Store {
     /// The branches of the remote and their tips: one ref advertisement, remembered until
     /// [`Store::refresh`] or an update.
     pub fn heads(&self) -> Result<BTreeMap<String, Oid>, StoreError> {
-        if let Some(heads) = self.heads.borrow().as_ref() {
-            return Ok(heads.clone());
+        Ok(self
+            .refs()?
+            .into_iter()
+            .filter_map(|(name, id)| name.strip_prefix("refs/heads/").map(|b| (b.to_owned(), id)))
+            .collect())
+    }
+
+    /// The remote's branches and ferry records (`refs/ferry/…`), by full name.
+    pub fn refs(&self) -> Result<BTreeMap<String, Oid>, StoreError> {
+        if let Some(refs) = self.refs.borrow().as_ref() {
+            return Ok(refs.clone());
         }
-        let heads = self.list_heads()?;
-        *self.heads.borrow_mut() = Some(heads.clone());
-        Ok(heads)
+        let refs = self.list_refs()?;
+        *self.refs.borrow_mut() = Some(refs.clone());
+        Ok(refs)
     }
 
     /// Forgets the last ref advertisement: the next read asks the remote again.
     pub fn refresh(&self) {
-        self.heads.borrow_mut().take();
+        self.refs.borrow_mut().take();
     }
 
-    fn list_heads(&self) -> Result<BTreeMap<String, Oid>, StoreError> {
-        let mut heads = BTreeMap::new();
+    fn list_refs(&self) -> Result<BTreeMap<String, Oid>, StoreError> {
+        let wanted =
+            |name: &str| name.starts_with("refs/heads/") || name.starts_with("refs/ferry/");
+        let mut refs = BTreeMap::new();
         if self.direct {
-            for reference in self
-                .repo
-                .references_glob("refs/heads/*")
-                .map_err(git_err(&self.remote))?
-            {
+            for reference in self.repo.references().map_err(git_err(&self.remote))? {
                 let reference = reference.map_err(git_err(&self.remote))?;
-                if let (Some(name), Some(id)) = (reference.name().ok(), reference.target()) {
-                    heads.insert(name.trim_start_matches("refs/heads/").to_owned(), id);
+                if let (Ok(name), Some(id)) = (reference.name(), reference.target())
+                    && wanted(name)
+                {
+                    refs.insert(name.to_owned(), id);
                 }
             }
-            return Ok(heads);
+            return Ok(refs);
         }
         let mut remote = self
             .repo
@@ -185,11 +219,11 @@ impl Store {
             .connect_auth(Direction::Fetch, Some(auth::callbacks()), None)
             .map_err(|e| self.unreachable(&e))?;
         for head in connection.list().map_err(|e| self.unreachable(&e))? {
-            if let Some(branch) = head.name().strip_prefix("refs/heads/") {
-                heads.insert(branch.to_owned(), head.oid());
+            if wanted(head.name()) {
+                refs.insert(head.name().to_owned(), head.oid());
             }
         }
-        Ok(heads)
+        Ok(refs)
     }
 
     fn unreachable(&self, e: &git2::Error) -> StoreError {
@@ -206,10 +240,25 @@ impl Store {
         branches: &[&str],
         history: History,
     ) -> Result<BTreeMap<String, Option<Oid>>, StoreError> {
-        let heads = self.heads()?;
-        let tips: BTreeMap<String, Option<Oid>> = branches
+        let names: Vec<String> = branches.iter().map(|b| format!("refs/heads/{b}")).collect();
+        let fetched = self.fetch_refs(&names, history)?;
+        Ok(branches
             .iter()
-            .map(|b| ((*b).to_owned(), heads.get(*b).copied()))
+            .zip(names)
+            .map(|(branch, name)| ((*branch).to_owned(), fetched.get(&name).copied().flatten()))
+            .collect())
+    }
+
+    /// [`Store::fetch`] for refs by full name (`refs/heads/dev`, `refs/ferry/requests/3`).
+    pub fn fetch_refs(
+        &self,
+        names: &[String],
+        history: History,
+    ) -> Result<BTreeMap<String, Option<Oid>>, StoreError> {
+        let refs = self.refs()?;
+        let tips: BTreeMap<String, Option<Oid>> = names
+            .iter()
+            .map(|n| (n.clone(), refs.get(n).copied()))
             .collect();
         if self.direct {
             return Ok(tips);
@@ -218,9 +267,9 @@ impl Store {
         let unshallow = history == History::Full && self.repo.is_shallow();
         let wanted: Vec<String> = tips
             .iter()
-            .filter_map(|(branch, tip)| tip.map(|id| (branch, id)))
+            .filter_map(|(name, tip)| tip.map(|id| (name, id)))
             .filter(|(_, id)| unshallow || !odb.exists(*id))
-            .map(|(branch, _)| format!("+refs/heads/{branch}:{TRACKING}{branch}"))
+            .map(|(name, _)| format!("+{name}:{}", tracking(name)))
             .collect();
         if !wanted.is_empty() {
             let mut options = FetchOptions::new();
@@ -240,12 +289,12 @@ impl Store {
                 .fetch(&wanted, Some(&mut options), None)
                 .map_err(|e| self.unreachable(&e))?;
         }
-        for (branch, tip) in &tips {
+        for (name, tip) in &tips {
             if let Some(id) = tip
                 && !odb.exists(*id)
             {
                 return Err(StoreError::Git(format!(
-                    "the fetch did not bring `{branch}` at {id}"
+                    "the fetch did not bring `{name}` at {id}"
                 )));
             }
         }
@@ -343,14 +392,14 @@ impl Store {
         let err = git_err(&self.remote);
         let mut refspecs = Vec::new();
         for u in updates {
-            let local = format!("{OUTGOING}{}", u.branch);
+            let local = outgoing(&u.refname);
             self.repo
                 .reference(&local, u.new, true, "ferry: outgoing")
                 .map_err(&err)?;
             refspecs.push(format!(
-                "{}{local}:refs/heads/{}",
+                "{}{local}:{}",
                 if force { "+" } else { "" },
-                u.branch
+                u.refname
             ));
         }
         let mut rejected: Vec<String> = Vec::new();
@@ -377,28 +426,25 @@ impl Store {
         for u in updates {
             let _ = self
                 .repo
-                .find_reference(&format!("{OUTGOING}{}", u.branch))
+                .find_reference(&outgoing(&u.refname))
                 .and_then(|mut r| r.delete());
         }
         if pushed.is_ok() && rejected.is_empty() {
             for u in updates {
-                let _ = self.repo.reference(
-                    &format!("{TRACKING}{}", u.branch),
-                    u.new,
-                    true,
-                    "ferry: pushed",
-                );
+                let _ = self
+                    .repo
+                    .reference(&tracking(&u.refname), u.new, true, "ferry: pushed");
             }
             return Ok(UpdateOutcome::Updated);
         }
-        // Refused: because a branch moved (retry on the new tip), or for another reason?
-        let heads = self.heads()?;
+        // Refused: because a ref moved (retry on its new tip), or for another reason?
+        let refs = self.refs()?;
         if !force {
             for u in updates {
-                let actual = heads.get(&u.branch).copied();
+                let actual = refs.get(&u.refname).copied();
                 if actual != u.expected && actual != Some(u.new) {
                     return Ok(UpdateOutcome::Moved {
-                        branch: u.branch.clone(),
+                        refname: u.refname.clone(),
                         actual,
                     });
                 }
@@ -436,27 +482,27 @@ impl Store {
                 .head()
                 .ok()
                 .and_then(|h| h.shorthand().ok().map(str::to_owned));
-            if let Some(u) = updates.iter().find(|u| Some(&u.branch) == head.as_ref()) {
+            if let Some(u) = updates.iter().find(|u| {
+                head.as_ref()
+                    .is_some_and(|h| u.refname == format!("refs/heads/{h}"))
+            }) {
                 return Err(StoreError::Refused {
                     remote: self.remote.shown.clone(),
                     message: format!(
                         "branch `{}` is checked out in its work tree; use a bare repository as the remote",
-                        u.branch
+                        u.refname.trim_start_matches("refs/heads/")
                     ),
                 });
             }
         }
         for u in updates {
-            let name = format!("refs/heads/{}", u.branch);
+            let name = &u.refname;
             let result = match (force, u.expected) {
-                (true, _) => self.repo.reference(&name, u.new, true, message).map(|_| ()),
-                (false, None) => self
-                    .repo
-                    .reference(&name, u.new, false, message)
-                    .map(|_| ()),
+                (true, _) => self.repo.reference(name, u.new, true, message).map(|_| ()),
+                (false, None) => self.repo.reference(name, u.new, false, message).map(|_| ()),
                 (false, Some(expected)) => self
                     .repo
-                    .reference_matching(&name, u.new, true, expected, message)
+                    .reference_matching(name, u.new, true, expected, message)
                     .map(|_| ()),
             };
             match result {
@@ -470,10 +516,10 @@ impl Store {
                             | ErrorCode::NotFound
                     ) =>
                 {
-                    let actual = self.repo.refname_to_id(&name).ok();
-                    tracing::debug!(branch = %u.branch, ?actual, "branch moved");
+                    let actual = self.repo.refname_to_id(name).ok();
+                    tracing::debug!(refname = %u.refname, ?actual, "ref moved");
                     return Ok(UpdateOutcome::Moved {
-                        branch: u.branch.clone(),
+                        refname: u.refname.clone(),
                         actual,
                     });
                 }
