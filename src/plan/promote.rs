@@ -71,10 +71,10 @@ pub fn plan(
     to: &Manifest,
     apps: Option<&[String]>,
 ) -> Result<Vec<Move>, PlanError> {
-    if let Some(apps) = apps {
-        if let Some(unknown) = apps.iter().find(|a| !from.artifacts.contains_key(*a)) {
-            return Err(PlanError::UnknownApp(unknown.clone()));
-        }
+    if let Some(apps) = apps
+        && let Some(unknown) = apps.iter().find(|a| !from.artifacts.contains_key(*a))
+    {
+        return Err(PlanError::UnknownApp(unknown.clone()));
     }
     let wanted: Option<BTreeSet<&String>> = apps.map(|a| a.iter().collect());
     Ok(from
