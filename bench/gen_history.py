@@ -8,7 +8,7 @@ objects and commit ids), one pack into REPO/objects/pack holding:
   dev       COMMITS commits: the first holds every file under DIR; each later
             one is a bump: it changes one artifact's version, url and sha256 in
             manifest.json, as an in-place text edit (the rest of the file is
-            byte-identical), with a ferry-like message and Ferry-* trailers
+            byte-identical), with a message laid out like ferry's (Ferry-* trailers)
   staging   the first commit
   prod      the first commit
 
@@ -282,7 +282,7 @@ def main(argv=None):
     rng = random.Random(args.seed)
     current = {a: dict(v) for a, v in artifacts.items()}
     buf = bytearray(original)
-    bumps = []  # (app, old chunk, new chunk, old version, new version)
+    bumps = []  # (app, old chunk, new chunk, old version, new version, new url, new sha256)
     for _ in range(args.commits - 1):
         app = rng.choice(candidates)
         pin = current[app]
@@ -293,8 +293,9 @@ def main(argv=None):
         new_chunk = (old_chunk.replace(pin["version"].encode(), new_version.encode())
                      .replace(pin["sha256"].encode(), new_sha.encode()))
         buf[start:end] = new_chunk
-        bumps.append((app, old_chunk, new_chunk, pin["version"], new_version))
-        pin["version"], pin["sha256"] = new_version, new_sha
+        new_url = pin["url"].replace(pin["version"], new_version)
+        bumps.append((app, old_chunk, new_chunk, pin["version"], new_version, new_url, new_sha))
+        pin["version"], pin["url"], pin["sha256"] = new_version, new_url, new_sha
 
     # Backward: manifest k (k = N-1 .. 0) is either whole (the tip, and
     # whenever the chain would exceed --depth) or a delta against manifest k+1.
@@ -342,9 +343,12 @@ def main(argv=None):
         if k == 0:
             message = b"Deployment repository: dev, staging, prod\n"
         else:
-            app, _, _, old_version, new_version = bumps[k - 1]
-            message = ("bump %s to %s in dev\n\n%s: %s -> %s\n\nFerry-App: %s\nFerry-Version: %s\nFerry-Previous: %s\n"
-                       % (app, new_version, app, old_version, new_version, app, new_version, old_version)).encode()
+            # The layout of ferry's own bump commits (templates/bump.hbs).
+            app, _, _, old_version, new_version, url, sha = bumps[k - 1]
+            message = ("dev: bump %s %s \u2192 %s\n\n%s %s\n  url:    %s\n  sha256: %s\n\n"
+                       "Ferry-App: %s\nFerry-Version: %s\nFerry-Previous: %s\n"
+                       % (app, old_version, new_version, app, new_version, url, sha,
+                          app, new_version, old_version)).encode()
         when = b"%d +0000" % (START_TIME + STEP * k)
         data = b"tree %s\n" % tree_id.hex().encode()
         if parent is not None:

@@ -49,6 +49,12 @@ pub enum Command {
     Show(cmd::show::ShowArgs),
     Diff(cmd::diff::DiffArgs),
     History(cmd::history::HistoryArgs),
+    Promote(cmd::promote::PromoteArgs),
+    Requests(cmd::requests::RequestsArgs),
+    Approve(cmd::approve::ApproveArgs),
+    Merge(cmd::merge::MergeArgs),
+    Close(cmd::close::CloseArgs),
+    Status(cmd::status::StatusArgs),
 }
 
 #[cfg(test)]

@@ -18,6 +18,18 @@ pub const BUMP: Template = Template {
     text: include_str!("../templates/bump.hbs"),
 };
 
+/// The title of a promotion request.
+pub const PROMOTION_TITLE: Template = Template {
+    file: "promotion-title.hbs",
+    text: include_str!("../templates/promotion-title.hbs"),
+};
+
+/// The body of a promotion request.
+pub const PROMOTION_BODY: Template = Template {
+    file: "promotion-body.hbs",
+    text: include_str!("../templates/promotion-body.hbs"),
+};
+
 #[derive(Debug, thiserror::Error)]
 #[error("template `{file}`: {message}")]
 pub struct RenderError {
@@ -39,6 +51,7 @@ pub fn render(
     let mut registry = Handlebars::new();
     registry.set_strict_mode(true);
     registry.register_escape_fn(handlebars::no_escape);
+    registry.register_helper("short", Box::new(short));
     registry
         .render_template(text, data)
         .map(|s| s.trim_end().to_owned())
@@ -46,4 +59,20 @@ pub fn render(
             file,
             message: e.to_string(),
         })
+}
+
+/// `{{short sha}}`: the first 7 characters of a commit id or digest.
+fn short(
+    h: &handlebars::Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &handlebars::Context,
+    _: &mut handlebars::RenderContext<'_, '_>,
+    out: &mut dyn handlebars::Output,
+) -> handlebars::HelperResult {
+    let value = h
+        .param(0)
+        .and_then(|p| p.value().as_str())
+        .unwrap_or_default();
+    out.write(&value.chars().take(7).collect::<String>())?;
+    Ok(())
 }

@@ -1,12 +1,19 @@
 //! One module per subcommand: its arguments (whose doc comments are the help) and `run`.
 
+pub mod approve;
 pub mod bump;
+pub mod close;
 pub mod diff;
 pub mod history;
 pub mod init;
+pub mod merge;
+pub mod promote;
+pub mod promotion;
+pub mod requests;
 pub mod schema;
 pub mod shared;
 pub mod show;
+pub mod status;
 pub mod validate;
 
 use crate::cli::Command;
@@ -22,5 +29,11 @@ pub fn run(command: Command, out: Output) -> Result<Outcome> {
         Command::Show(args) => show::run(args, out),
         Command::Diff(args) => diff::run(args, out),
         Command::History(args) => history::run(args, out),
+        Command::Promote(args) => promote::run(args, out),
+        Command::Requests(args) => requests::run(args, out),
+        Command::Approve(args) => approve::run(args, out),
+        Command::Merge(args) => merge::run(args, out),
+        Command::Close(args) => close::run(args, out),
+        Command::Status(args) => status::run(args, out),
     }
 }

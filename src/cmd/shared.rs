@@ -190,3 +190,47 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
         })
         .collect()
 }
+
+/// Who is acting: `--as NAME`, else who git would say is committing (`GIT_AUTHOR_NAME`,
+/// `user.name`), else the login name.
+pub fn identity(store: &Store, as_name: Option<&str>) -> String {
+    if let Some(name) = as_name.filter(|n| !n.trim().is_empty()) {
+        return name.trim().to_owned();
+    }
+    std::env::var("GIT_AUTHOR_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            store
+                .repo()
+                .config()
+                .ok()
+                .and_then(|c| c.get_string("user.name").ok())
+        })
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Now, in Unix seconds (`FERRY_NOW` overrides it, for reproducible runs).
+pub fn now() -> i64 {
+    if let Some(now) = std::env::var("FERRY_NOW").ok().and_then(|v| v.parse().ok()) {
+        return now;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The forge's errors as user errors.
+impl From<crate::forge::local::ForgeError> for Error {
+    fn from(err: crate::forge::local::ForgeError) -> Self {
+        match err {
+            crate::forge::local::ForgeError::Store(e) => e.into(),
+            crate::forge::local::ForgeError::NoRequest(id) => {
+                Error::failure(format!("there is no request #{id}"))
+                    .hint("`ferry requests` lists them")
+            }
+            other => Error::failure(other.to_string()),
+        }
+    }
+}

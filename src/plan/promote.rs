@@ -13,7 +13,7 @@ use crate::model::{Artifact, Environment, Manifest};
 use crate::plan::compare::version_of;
 
 /// What kind of change a move is, for people reading the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Major,

@@ -186,6 +186,9 @@ pub mod http;
 /// Fixed identity and time for every commit made in tests, so commit ids are reproducible.
 pub const AUTHOR_DATE: &str = "1700000000 +0000";
 
+/// "Now" for ferry in tests: 30 days after every commit's date.
+pub const NOW: i64 = 1_700_000_000 + 30 * 86_400;
+
 /// A hermetic place for git work: its own HOME (no user git config), cache and identity.
 pub struct Sandbox {
     dir: TempDir,
@@ -220,7 +223,8 @@ impl Sandbox {
             .env("GIT_AUTHOR_DATE", AUTHOR_DATE)
             .env("GIT_COMMITTER_NAME", "CI Bot")
             .env("GIT_COMMITTER_EMAIL", "ci@example.com")
-            .env("GIT_COMMITTER_DATE", AUTHOR_DATE);
+            .env("GIT_COMMITTER_DATE", AUTHOR_DATE)
+            .env("FERRY_NOW", NOW.to_string());
     }
 
     /// `ferry ARGS…` in the sandbox, its path shown as `[SANDBOX]`.
@@ -280,6 +284,17 @@ impl Sandbox {
         self.git(&work, &["add", "--all"]);
         self.git(&work, &["commit", "-qm", message]);
         self.git(&work, &["push", "-q", "origin", branch]);
+    }
+
+    /// Edits `environments/<env>.json` on `branch` as JSON and pushes the change with git.
+    #[track_caller]
+    pub fn edit_env(&self, branch: &str, env: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+        let path = format!("environments/{env}.json");
+        let mut value: serde_json::Value =
+            serde_json::from_str(&self.show(branch, &path)).expect("JSON");
+        edit(&mut value);
+        let text = serde_json::to_string_pretty(&value).expect("serialize") + "\n";
+        self.commit_files(branch, &[(&path, &text)], &format!("{branch}: edit {env}"));
     }
 
     /// A file of `branch` in the sandbox's repository.

@@ -1,0 +1,248 @@
+//! `ferry merge`: land a promotion request on its target environment, after re-checking the
+//! gates and the target's protection against the state as it is now.
+
+use git2::Oid;
+use serde::Serialize;
+
+use crate::cmd::promotion;
+use crate::cmd::shared::{branch_of, identity, load_at, load_env, now, open_store, short};
+use crate::error::{Error, Outcome, Result};
+use crate::forge::RequestState;
+use crate::forge::local::LocalForge;
+use crate::output::{Format, Output};
+use crate::plan::promote::{self, GateInputs};
+use crate::store::{self, History, RefUpdate, RemoteArgs, UpdateOutcome};
+
+/// Merge a promotion request: move the target environment's branch to the promoted state.
+///
+/// Re-checks everything against the state as it is now: the gates (from the target's own
+/// branch), the target's protection (`required_approvals` from people other than the author,
+/// `dismiss_stale_reviews`, `allowed_mergers`), and the plan itself: if the target moved so
+/// that the promotion would change, the merge is refused and the request must be promoted
+/// again. The branch moves with compare-and-swap, and the merge is recorded (who, when).
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ferry merge 3
+  ferry merge 3 --as release-bot --format json")]
+pub struct MergeArgs {
+    /// The request's id.
+    pub id: u64,
+
+    /// Who merges. Default: git's `user.name`.
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_name: Option<String>,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Serialize)]
+struct MergeReport {
+    id: u64,
+    env: String,
+    branch: String,
+    commit: String,
+    merged_by: String,
+}
+
+pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
+    let store = open_store(&args.remote)?;
+    let forge = LocalForge::new(&store);
+    let who = identity(&store, args.as_name.as_deref());
+    let record = forge.request(args.id)?;
+    let mut request = record.value;
+    if request.state != RequestState::Open {
+        return Err(Error::failure(format!(
+            "request #{} is {}",
+            request.id,
+            request.state.as_str()
+        )));
+    }
+
+    let to = load_env(&store, &request.to, History::Tip)?;
+    let target = to
+        .state
+        .environments
+        .get(&request.to)
+        .expect("load_env checked it")
+        .clone();
+    let from_branch = branch_of(&store, &request.from)?;
+    store.fetch(&[&from_branch], History::Full)?;
+    let source = Oid::from_str(&request.source)
+        .map_err(|_| Error::failure("the request's source commit is damaged"))?;
+    let from = load_at(&store, &request.from, &from_branch, source)?;
+
+    // The plan must be what was requested and reviewed.
+    let apps: Vec<String> = request.moves.iter().map(|m| m.app.clone()).collect();
+    let moves = promote::plan(&from.state.manifest, &to.state.manifest, Some(&apps))
+        .map_err(|e| Error::failure(format!("{}: {e}", request.from)))?;
+    // The same pins, replacing the same versions: what the reviewers approved.
+    let planned: Vec<(&str, Option<String>, &crate::model::Artifact)> = moves
+        .iter()
+        .map(|m| {
+            (
+                m.app.as_str(),
+                m.current
+                    .as_ref()
+                    .map(crate::model::Artifact::shown_version),
+                &m.promoted,
+            )
+        })
+        .collect();
+    let reviewed: Vec<(&str, Option<String>, &crate::model::Artifact)> = request
+        .moves
+        .iter()
+        .map(|m| (m.app.as_str(), m.from.clone(), &m.pin))
+        .collect();
+    if planned != reviewed {
+        return Err(Error::failure(format!(
+            "`{}` moved since request #{} was opened, and the promotion would change",
+            request.to, request.id
+        ))
+        .hint(format!(
+            "run `ferry promote {} {}` to update the request, then review it again",
+            request.from, request.to
+        )));
+    }
+
+    // The gates, now.
+    let since = promotion::soak_since(&store, source, &moves)?;
+    let checks = forge
+        .statuses(source)?
+        .into_iter()
+        .map(|(k, s)| (k, s.state.as_str().to_owned()))
+        .collect();
+    let gates = promote::gates(
+        &moves,
+        &GateInputs {
+            from: &request.from,
+            target: &target,
+            rollback: request.rollback,
+            now: now(),
+            since: &since,
+            checks: &checks,
+        },
+    );
+    let refused: Vec<_> = gates.iter().filter(|g| !g.passed).collect();
+    if !refused.is_empty() {
+        let mut error = Error::failure(format!(
+            "request #{} cannot be merged: {} gate{}",
+            request.id,
+            refused.len(),
+            if refused.len() == 1 {
+                " refuses"
+            } else {
+                "s refuse"
+            }
+        ));
+        for g in refused {
+            error = error.detail(format!("  {}: {}", g.gate.as_str(), g.message));
+        }
+        return Err(error);
+    }
+
+    // The target's protection.
+    let protection = &target.protection;
+    let approvers = request.approvers(protection.dismiss_stale_reviews);
+    let needed = protection.required_approvals as usize;
+    if approvers.len() < needed {
+        return Err(Error::failure(format!(
+            "request #{} has {} approval{} from people other than its author; `{}` requires {needed}",
+            request.id,
+            approvers.len(),
+            if approvers.len() == 1 { "" } else { "s" },
+            request.to
+        ))
+        .hint(format!("`ferry approve {}` (as someone other than {})", request.id, request.author)));
+    }
+    if !protection.allowed_mergers.is_empty()
+        && !protection.allowed_mergers.iter().any(|m| m == &who)
+    {
+        return Err(
+            Error::failure(format!("`{who}` may not merge into `{}`", request.to)).hint(format!(
+                "allowed mergers: {}",
+                protection.allowed_mergers.join(", ")
+            )),
+        );
+    }
+
+    // The proposal as reviewed, or rebuilt on the target's new tip (same pins).
+    let head = Oid::from_str(&request.head)
+        .map_err(|_| Error::failure("the request's head commit is damaged"))?;
+    let new = if request.base == to.tip.to_string() {
+        store.fetch(&[&request.branch], History::Tip)?;
+        head
+    } else {
+        promotion::build_commit(
+            &store,
+            &to,
+            (&request.from, &request.to),
+            &moves,
+            &request.title,
+        )?
+    };
+    match store.update(
+        &[RefUpdate::branch(&to.branch, Some(to.tip), new)],
+        false,
+        &format!("ferry merge #{}", request.id),
+    )? {
+        UpdateOutcome::Updated => {}
+        UpdateOutcome::Moved { .. } => {
+            return Err(
+                Error::failure(format!("`{}` moved during the merge", to.branch))
+                    .hint(format!("run `ferry merge {}` again", request.id)),
+            );
+        }
+    }
+
+    // The record: who merged, when, and what landed.
+    let signature =
+        store::signature(store.repo()).map_err(|e| Error::failure(e.message().to_owned()))?;
+    let mut tip = record.tip;
+    let mut recorded = false;
+    for _ in 0..10 {
+        request.state = RequestState::Merged;
+        request.merged_by = Some(who.clone());
+        request.merged_at = Some(now());
+        request.merge_commit = Some(new.to_string());
+        if forge.save(
+            &request,
+            tip,
+            &format!("request #{} merged by {who}", request.id),
+            &signature,
+        )? {
+            recorded = true;
+            break;
+        }
+        store.refresh();
+        let again = forge.request(args.id)?;
+        tip = again.tip;
+        request.approvals = again.value.approvals;
+    }
+    if !recorded {
+        return Err(Error::failure(format!(
+            "`{}` is at {}, but request #{} kept changing and was not marked merged",
+            request.to,
+            short(new),
+            request.id
+        )));
+    }
+
+    match out.format {
+        Format::Json => out.json(&MergeReport {
+            id: request.id,
+            env: request.to.clone(),
+            branch: to.branch.clone(),
+            commit: new.to_string(),
+            merged_by: who,
+        }),
+        Format::Text => out.data(format!(
+            "#{} merged: `{}` is at {} ({})",
+            request.id,
+            request.to,
+            short(new),
+            request.title
+        )),
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,489 @@
+//! What `promote` and `merge` share: the history the gates read (how long each pin has been
+//! in the source), the changelog, the promotion commit, and the request's title and body.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use git2::Oid;
+use serde::Serialize;
+
+use crate::cmd::shared::{Loaded, invalid_state, short};
+use crate::error::{Error, Result};
+use crate::forge::RequestedMove;
+use crate::json::Document;
+use crate::model::{Artifact, Manifest, Pin};
+use crate::plan::promote::{GateResult, Move};
+use crate::plan::{edit, promote};
+use crate::render;
+use crate::store::{self, Store};
+use crate::validate::{self, MANIFEST};
+
+/// GitHub's limits, which the embedded forge keeps too.
+pub const TITLE_LIMIT: usize = 255;
+pub const BODY_LIMIT: usize = 65_536;
+
+/// The request branch of a promotion.
+pub fn request_branch(from: &str, to: &str) -> String {
+    format!("ferry/promote/{from}-to-{to}")
+}
+
+fn git(e: git2::Error) -> Error {
+    Error::failure(format!("git: {}", e.message()))
+}
+
+/// Since when (Unix seconds, committer time) each moving pin has been on the source branch
+/// without interruption, walking its first-parent history back from `tip`.
+pub fn soak_since(store: &Store, tip: Oid, moves: &[Move]) -> Result<BTreeMap<String, i64>> {
+    let mut open: BTreeMap<&str, &Artifact> = moves
+        .iter()
+        .map(|m| (m.app.as_str(), &m.promoted))
+        .collect();
+    let mut since = BTreeMap::new();
+    let mut parsed: HashMap<Oid, Option<Manifest>> = HashMap::new();
+    for id in store.first_parents(tip)? {
+        if open.is_empty() {
+            break;
+        }
+        let commit = store.repo().find_commit(id).map_err(git)?;
+        let blob = commit
+            .tree()
+            .map_err(git)?
+            .get_name(MANIFEST)
+            .map(|e| e.id());
+        let manifest = match blob {
+            None => None,
+            Some(blob) => parsed
+                .entry(blob)
+                .or_insert_with(|| {
+                    store
+                        .repo()
+                        .find_blob(blob)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(b.content()).ok())
+                })
+                .clone(),
+        };
+        let time = commit.committer().when().seconds();
+        open.retain(|app, pin| {
+            let here = manifest.as_ref().and_then(|m| m.artifacts.get(*app)) == Some(*pin);
+            if here {
+                since.insert((*app).to_owned(), time);
+            }
+            here
+        });
+    }
+    Ok(since)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    pub version: String,
+    pub subject: String,
+    pub author: String,
+    pub date: String,
+    pub commit: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppLog {
+    pub app: String,
+    pub entries: Vec<LogEntry>,
+}
+
+/// Per moving app, the source's commits that brought it from the target's version to the
+/// promoted one: bumps (`Ferry-App`/`Ferry-Version` trailers) and promotions into the source
+/// (`Ferry-Moves`), newest first.
+pub fn changelog(store: &Store, source: Oid, moves: &[Move]) -> Result<Vec<AppLog>> {
+    let mut logs: BTreeMap<&str, Vec<LogEntry>> =
+        moves.iter().map(|m| (m.app.as_str(), Vec::new())).collect();
+    let stop_at: BTreeMap<&str, Option<String>> = moves
+        .iter()
+        .map(|m| {
+            (
+                m.app.as_str(),
+                m.current.as_ref().map(Artifact::shown_version),
+            )
+        })
+        .collect();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    for id in store.first_parents(source)?.into_iter().take(5_000) {
+        if done.len() == logs.len() {
+            break;
+        }
+        let commit = store.repo().find_commit(id).map_err(git)?;
+        let message = commit.message().unwrap_or_default();
+        let Ok(trailers) = git2::message_trailers_strs(message) else {
+            continue;
+        };
+        let mut touched: Vec<(String, String)> = Vec::new();
+        let mut app = None;
+        for (key, value) in trailers.iter() {
+            match key {
+                "Ferry-App" => app = Some(value.to_owned()),
+                "Ferry-Version" => {
+                    if let Some(a) = app.take() {
+                        touched.push((a, value.to_owned()));
+                    }
+                }
+                "Ferry-Moves" => {
+                    // `web 2.0.0 -> 2.1.0`
+                    let mut parts = value.split_whitespace();
+                    if let (Some(a), Some(to)) = (parts.next(), parts.last()) {
+                        touched.push((a.to_owned(), to.to_owned()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (app, version) in touched {
+            let Some((key, entries)) = logs.iter_mut().find(|(k, _)| **k == app) else {
+                continue;
+            };
+            if done.contains(key) {
+                continue;
+            }
+            if stop_at.get(key).cloned().flatten().as_deref() == Some(version.as_str()) {
+                done.insert(key);
+                continue;
+            }
+            entries.push(LogEntry {
+                version,
+                subject: commit
+                    .summary()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+                    .to_owned(),
+                author: commit.author().name().unwrap_or("?").to_owned(),
+                date: promote::timestamp(commit.committer().when().seconds())[..10].to_owned(),
+                commit: short(id),
+            });
+        }
+    }
+    Ok(logs
+        .into_iter()
+        .map(|(app, entries)| AppLog {
+            app: app.to_owned(),
+            entries,
+        })
+        .collect())
+}
+
+/// The moves as a request records them.
+pub fn requested(moves: &[Move]) -> Vec<RequestedMove> {
+    moves
+        .iter()
+        .map(|m| RequestedMove {
+            app: m.app.clone(),
+            from: m.current.as_ref().map(Artifact::shown_version),
+            to: m.version(),
+            kind: m.kind,
+            pin: m.promoted.clone(),
+        })
+        .collect()
+}
+
+/// The commit of the target with the moves applied on its tip, after validating the whole
+/// result. `route` is (from, to), for the trailers.
+pub fn build_commit(
+    store: &Store,
+    target: &Loaded,
+    route: (&str, &str),
+    moves: &[Move],
+    subject: &str,
+) -> Result<Oid> {
+    let (from, to) = route;
+    let (to_branch, to_tip, to_files) = (&target.branch, target.tip, &target.files);
+    let text = to_files
+        .get(MANIFEST)
+        .ok_or_else(|| Error::failure(format!("branch `{to_branch}` has no `{MANIFEST}`")))?;
+    let doc = Document::parse(text.to_vec()).map_err(|e| {
+        Error::failure(format!(
+            "`{to_branch}:{MANIFEST}` is not valid JSON: {}",
+            e.message
+        ))
+    })?;
+    let pins: Vec<(String, Pin)> = moves
+        .iter()
+        .filter_map(|m| m.promoted.pin().map(|p| (m.app.clone(), p.clone())))
+        .collect();
+    if pins.len() != moves.len() {
+        return Err(Error::failure("a bare file-name pin cannot be promoted")
+            .hint("pin the app with `ferry bump` (version, URL and digest) in the source first"));
+    }
+    let refs: Vec<(&str, &Pin)> = pins.iter().map(|(a, p)| (a.as_str(), p)).collect();
+    let new_text = edit::set_pins(&doc, &refs).ok_or_else(|| {
+        Error::failure(format!(
+            "`{to_branch}:{MANIFEST}` has no `artifacts` object"
+        ))
+    })?;
+    let after = to_files
+        .clone()
+        .with_file(MANIFEST, new_text.clone().into_bytes());
+    let checked = validate::check(&after);
+    if checked.state.is_none() {
+        return Err(invalid_state(
+            &checked.report,
+            &format!("the promotion would leave `{to_branch}` invalid"),
+        ));
+    }
+    let mut message = format!("{subject}\n\nFerry-Promotion: {from} -> {to}\n");
+    for m in moves {
+        let current = m
+            .current
+            .as_ref()
+            .map_or("none".to_owned(), Artifact::shown_version);
+        message.push_str(&format!(
+            "Ferry-Moves: {} {current} -> {}\n",
+            m.app,
+            m.version()
+        ));
+    }
+    let signature = store::signature(store.repo()).map_err(git)?;
+    Ok(store.write_commit(
+        Some(to_tip),
+        &[(MANIFEST.to_owned(), new_text.into_bytes())],
+        &message,
+        &signature,
+    )?)
+}
+
+#[derive(Serialize)]
+struct MoveRow {
+    app: String,
+    current: Option<String>,
+    version: String,
+    kind: &'static str,
+    digest: String,
+}
+
+#[derive(Serialize)]
+struct GateRow<'a> {
+    passed: bool,
+    gate: &'static str,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct BodyData<'a> {
+    from: &'a str,
+    to: &'a str,
+    source: String,
+    base: String,
+    rollback: bool,
+    count: usize,
+    plural: bool,
+    moves: &'a [MoveRow],
+    changelog: Vec<AppLog>,
+    truncated: bool,
+    gates: Vec<GateRow<'a>>,
+    machine: String,
+}
+
+/// Renders the request's title and body, with the target branch's own templates when it has
+/// them. The body keeps within [`BODY_LIMIT`] by cutting the changelog (never the table),
+/// and says so; the title within [`TITLE_LIMIT`].
+#[allow(clippy::too_many_arguments)]
+pub fn render_request(
+    store: &Store,
+    to_branch: &str,
+    to_tip: Oid,
+    from: &str,
+    to: &str,
+    source: Oid,
+    moves: &[Move],
+    rollback: bool,
+    gates: &[GateResult],
+    mut changelog: Vec<AppLog>,
+) -> Result<(String, String)> {
+    let template = |t: render::Template| -> Result<Option<(String, String)>> {
+        let path = format!("templates/{}", t.file);
+        Ok(store.read_file(to_tip, &path)?.map(|bytes| {
+            (
+                String::from_utf8_lossy(&bytes).into_owned(),
+                format!("{to_branch}:{path}"),
+            )
+        }))
+    };
+    let title_template = template(render::PROMOTION_TITLE)?;
+    let body_template = template(render::PROMOTION_BODY)?;
+    let rows: Vec<MoveRow> = moves
+        .iter()
+        .map(|m| MoveRow {
+            app: m.app.clone(),
+            current: m.current.as_ref().map(Artifact::shown_version),
+            version: m.version(),
+            kind: m.kind.as_str(),
+            digest: m
+                .promoted
+                .pin()
+                .map(|p| p.sha256[..12].to_owned())
+                .unwrap_or_default(),
+        })
+        .collect();
+    let machine = serde_json::to_string_pretty(&serde_json::json!({
+        "from": from,
+        "to": to,
+        "source": source.to_string(),
+        "base": to_tip.to_string(),
+        "rollback": rollback,
+        "moves": requested(moves),
+    }))
+    .expect("JSON serializes");
+    let render_err = |e: render::RenderError| {
+        Error::failure(e.to_string())
+            .hint("fix the template on the target branch, or remove it to use ferry's")
+    };
+    #[derive(Serialize)]
+    struct TitleData<'a> {
+        from: &'a str,
+        to: &'a str,
+        rollback: bool,
+        moves: &'a [MoveRow],
+    }
+    let title = render::render(
+        render::PROMOTION_TITLE,
+        title_template
+            .as_ref()
+            .map(|(t, o)| (t.as_str(), o.as_str())),
+        &TitleData {
+            from,
+            to,
+            rollback,
+            moves: &rows,
+        },
+    )
+    .map_err(render_err)?;
+    let title = truncate_title(title.lines().next().unwrap_or_default());
+
+    let total: usize = changelog.iter().map(|l| l.entries.len()).sum();
+    let mut keep = total;
+    loop {
+        let truncated = keep < total;
+        if truncated {
+            cut_changelog(&mut changelog, keep);
+        }
+        let data = BodyData {
+            from,
+            to,
+            source: source.to_string(),
+            base: to_tip.to_string(),
+            rollback,
+            count: moves.len(),
+            plural: moves.len() != 1,
+            moves: &rows,
+            changelog: changelog.clone(),
+            truncated,
+            gates: gates
+                .iter()
+                .map(|g| GateRow {
+                    passed: g.passed,
+                    gate: g.gate.as_str(),
+                    message: &g.message,
+                })
+                .collect(),
+            machine: machine.clone(),
+        };
+        let body = render::render(
+            render::PROMOTION_BODY,
+            body_template
+                .as_ref()
+                .map(|(t, o)| (t.as_str(), o.as_str())),
+            &data,
+        )
+        .map_err(render_err)?;
+        if body.len() <= BODY_LIMIT {
+            return Ok((title, body));
+        }
+        if keep == 0 {
+            return Err(Error::failure(format!(
+                "the request body is {} bytes without any changelog, over the {BODY_LIMIT}-byte limit",
+                body.len()
+            ))
+            .hint("promote fewer apps at once with `--apps`"));
+        }
+        keep /= 2;
+    }
+}
+
+/// Keeps the newest `keep` changelog entries in all, spread over the apps in turn.
+fn cut_changelog(changelog: &mut [AppLog], keep: usize) {
+    let mut quota = vec![0usize; changelog.len()];
+    let mut left = keep;
+    while left > 0 {
+        let mut gave = false;
+        for (i, log) in changelog.iter().enumerate() {
+            if left > 0 && quota[i] < log.entries.len() {
+                quota[i] += 1;
+                left -= 1;
+                gave = true;
+            }
+        }
+        if !gave {
+            break;
+        }
+    }
+    for (log, q) in changelog.iter_mut().zip(quota) {
+        log.entries.truncate(q);
+    }
+}
+
+fn truncate_title(title: &str) -> String {
+    if title.chars().count() <= TITLE_LIMIT {
+        return title.to_owned();
+    }
+    let mut cut: String = title.chars().take(TITLE_LIMIT - 1).collect();
+    if let Some(i) = cut.rfind(", ") {
+        cut.truncate(i);
+    }
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_stay_within_the_limit_at_an_app_boundary() {
+        let long = format!(
+            "Promote dev → staging: {}",
+            (0..100)
+                .map(|i| format!("app{i} 1.0.{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let t = truncate_title(&long);
+        assert!(t.chars().count() <= TITLE_LIMIT);
+        assert!(t.ends_with('…'));
+        assert!(!t.contains(", …"));
+        assert_eq!(truncate_title("short"), "short");
+    }
+
+    #[test]
+    fn the_changelog_is_cut_fairly() {
+        let entry = || LogEntry {
+            version: "1".into(),
+            subject: "s".into(),
+            author: "a".into(),
+            date: "d".into(),
+            commit: "c".into(),
+        };
+        let mut logs = vec![
+            AppLog {
+                app: "a".into(),
+                entries: vec![entry(); 10],
+            },
+            AppLog {
+                app: "b".into(),
+                entries: vec![entry(); 1],
+            },
+            AppLog {
+                app: "c".into(),
+                entries: vec![entry(); 10],
+            },
+        ];
+        cut_changelog(&mut logs, 7);
+        let lens: Vec<usize> = logs.iter().map(|l| l.entries.len()).collect();
+        assert_eq!(lens, [3, 1, 3]);
+    }
+}

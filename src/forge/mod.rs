@@ -1,0 +1,145 @@
+//! The forge: where promotion requests, their approvals and commit statuses live.
+//!
+//! The embedded default ([`local`]) keeps them in the deployment repository itself, so every
+//! clone carries the review record. The types here are what any forge records: enough to
+//! enforce branch protection and to audit who approved and merged what, and when.
+
+pub mod local;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Artifact;
+use crate::plan::promote::Kind;
+
+/// A promotion request's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestState {
+    Open,
+    Merged,
+    Closed,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Open => "open",
+            RequestState::Merged => "merged",
+            RequestState::Closed => "closed",
+        }
+    }
+}
+
+/// One pin a request moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestedMove {
+    pub app: String,
+    /// The target's version before (`None`: new to the target).
+    pub from: Option<String>,
+    pub to: String,
+    pub kind: Kind,
+    /// The exact pin the target takes.
+    pub pin: Artifact,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub by: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// The request's head commit when approved.
+    pub head: String,
+}
+
+/// A promotion request: `from` → `to`, on its own branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: u64,
+    pub from: String,
+    pub to: String,
+    /// The branch holding the proposed state of `to`.
+    pub branch: String,
+    pub state: RequestState,
+    pub title: String,
+    pub body: String,
+    pub labels: Vec<String>,
+    pub author: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The commit of `to` the proposal is built on.
+    pub base: String,
+    /// The proposed commit of `to`.
+    pub head: String,
+    /// The commit of `from` being promoted.
+    pub source: String,
+    pub rollback: bool,
+    pub moves: Vec<RequestedMove>,
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<i64>,
+}
+
+impl Request {
+    /// The distinct people, other than the author, who approved the current head (or any
+    /// head, unless stale approvals are dismissed).
+    pub fn approvers(&self, dismiss_stale: bool) -> Vec<&str> {
+        let mut people: Vec<&str> = self
+            .approvals
+            .iter()
+            .filter(|a| a.by != self.author)
+            .filter(|a| !dismiss_stale || a.head == self.head)
+            .map(|a| a.by.as_str())
+            .collect();
+        people.sort_unstable();
+        people.dedup();
+        people
+    }
+}
+
+/// A commit status state, as GitHub has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckState {
+    Pending,
+    Success,
+    Failure,
+    Error,
+}
+
+impl CheckState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckState::Pending => "pending",
+            CheckState::Success => "success",
+            CheckState::Failure => "failure",
+            CheckState::Error => "error",
+        }
+    }
+}
+
+/// The latest report of one check on one commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub state: CheckState,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub by: String,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// The statuses of one commit, by check name.
+pub type Statuses = BTreeMap<String, Status>;
