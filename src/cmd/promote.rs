@@ -1,16 +1,21 @@
 //! `ferry promote`: propose moving what runs in one environment into the next, as a request
 //! that policy gates, people approve and `ferry merge` lands.
 
+use std::collections::BTreeMap;
+
+use git2::Oid;
 use serde::Serialize;
 
 use crate::cmd::promotion::{self, request_branch};
-use crate::cmd::shared::{branch_of, identity, load_at, load_env, now, open_store, short};
+use crate::cmd::shared::{Loaded, branch_of, identity, load_at, load_env, now, open_store, short};
 use crate::error::{Error, Outcome, Result};
-use crate::forge::local::LocalForge;
+use crate::forge::github::{GitHub, GitHubError, Proposal, PullRequest, repo_of_remote};
+use crate::forge::local::{LocalForge, REQUESTS, Record};
 use crate::forge::{Request, RequestState};
 use crate::output::{Format, Output};
 use crate::plan::promote::{self, GateInputs, GateResult, Move};
-use crate::store::{self, History, RefUpdate, RemoteArgs, UpdateOutcome};
+use crate::store::{self, History, RefUpdate, RemoteArgs, Store};
+use crate::validate::MANIFEST;
 
 /// Where promotion requests live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -19,6 +24,9 @@ pub enum ForgeKind {
     /// repository under `refs/ferry/` (no server, no account).
     #[default]
     Local,
+    /// GitHub: a pull request per promotion, commit statuses as checks. Needs GITHUB_TOKEN;
+    /// GITHUB_API_URL points at GitHub Enterprise.
+    Github,
 }
 
 /// Propose promoting FROM into TO: a request whose branch holds TO's state with FROM's pins.
@@ -35,7 +43,8 @@ pub enum ForgeKind {
   ferry promote dev staging
   ferry promote staging prod --apps web,api
   ferry promote staging prod --rollback       # prod goes back to what staging runs
-  ferry promote dev staging --dry-run --format json")]
+  ferry promote dev staging --dry-run --format json
+  GITHUB_TOKEN=… ferry promote staging prod --forge github --remote https://github.com/acme/deploy")]
 pub struct PromoteArgs {
     /// The environment promoted from.
     pub from: String,
@@ -58,6 +67,10 @@ pub struct PromoteArgs {
     #[arg(long, value_enum, default_value_t = ForgeKind::Local)]
     pub forge: ForgeKind,
 
+    /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub github_repo: Option<String>,
+
     /// Who is promoting. Default: git's `user.name`.
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
@@ -73,8 +86,8 @@ struct PromoteReport<'a> {
     source: String,
     base: String,
     rollback: bool,
-    moves: &'a [Move],
-    gates: &'a [GateResult],
+    moves: Vec<Move>,
+    gates: Vec<GateResult>,
     request: Option<RequestRef>,
     dry_run: bool,
 }
@@ -87,12 +100,78 @@ struct RequestRef {
     title: String,
     /// Where the record lives.
     url: String,
+    #[serde(skip)]
+    head: String,
+}
+
+/// Where this promotion's request lives.
+enum Backend<'s> {
+    Local(LocalForge<'s>),
+    GitHub(Box<GitHub>),
+}
+
+/// The open request for this FROM → TO, wherever it lives.
+enum Open {
+    Local(Box<Record<Request>>),
+    Pull(PullRequest),
+}
+
+impl Backend<'_> {
+    fn checks(&self, commit: Oid) -> Result<BTreeMap<String, String>> {
+        Ok(match self {
+            Backend::Local(forge) => forge
+                .statuses(commit)?
+                .into_iter()
+                .map(|(k, s)| (k, s.state.as_str().to_owned()))
+                .collect(),
+            Backend::GitHub(github) => {
+                github.statuses(&commit.to_string()).map_err(github_error)?
+            }
+        })
+    }
+
+    fn open(&self, from: &str, to: &str, to_branch: &str) -> Result<Option<Open>> {
+        Ok(match self {
+            Backend::Local(forge) => forge
+                .requests()?
+                .into_iter()
+                .find(|r| {
+                    r.value.state == RequestState::Open && r.value.from == from && r.value.to == to
+                })
+                .map(|record| Open::Local(Box::new(record))),
+            Backend::GitHub(github) => github
+                .open_pull(&request_branch(from, to), to_branch)
+                .map_err(github_error)?
+                .map(Open::Pull),
+        })
+    }
+}
+
+/// GitHub's errors as user errors.
+pub fn github_error(err: GitHubError) -> Error {
+    let hint = err.hint();
+    let error = Error::failure(err.to_string());
+    match hint {
+        Some(hint) => error.hint(hint),
+        None => error,
+    }
 }
 
 pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
-    let ForgeKind::Local = args.forge;
     let store = open_store(&args.remote)?;
-    let forge = LocalForge::new(&store);
+    let backend = match args.forge {
+        ForgeKind::Local => Backend::Local(LocalForge::new(&store)),
+        ForgeKind::Github => {
+            let repo = match &args.github_repo {
+                Some(repo) => repo.clone(),
+                None => repo_of_remote(&store.remote().shown).ok_or_else(|| {
+                    Error::usage(format!("`{}` is not a GitHub URL", store.remote().shown))
+                        .hint("pass `--github-repo owner/name`")
+                })?,
+            };
+            Backend::GitHub(Box::new(GitHub::new(&repo).map_err(github_error)?))
+        }
+    };
     let from_branch = branch_of(&store, &args.from)?;
     let to = load_env(&store, &args.to, History::Tip)?;
     let source = store.tip(&from_branch, History::Full)?;
@@ -109,56 +188,35 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
         args.apps.as_deref(),
     )
     .map_err(|e| Error::failure(format!("{}: {e}", args.from)))?;
-    let open = forge.requests()?.into_iter().find(|r| {
-        r.value.state == RequestState::Open && r.value.from == args.from && r.value.to == args.to
-    });
+    let report =
+        |moves: &[Move], gates: &[GateResult], request: Option<RequestRef>| PromoteReport {
+            from: &args.from,
+            to: &args.to,
+            source: source.to_string(),
+            base: to.tip.to_string(),
+            rollback: args.rollback,
+            moves: moves.to_vec(),
+            gates: gates.to_vec(),
+            request,
+            dry_run: args.dry_run,
+        };
 
     if moves.is_empty() {
         out.status(format!(
             "nothing to promote: `{}` already runs what `{}` runs",
             args.to, args.from
         ));
-        if let (Some(record), false) = (open, args.dry_run) {
-            let mut request = record.value;
-            request.state = RequestState::Closed;
-            request.closed_by = Some(identity(&store, args.as_name.as_deref()));
-            request.closed_at = Some(now());
-            let signature = store::signature(store.repo())
-                .map_err(|e| Error::failure(e.message().to_owned()))?;
-            if forge.save(
-                &request,
-                record.tip,
-                &format!("request #{} closed: nothing left to promote", request.id),
-                &signature,
-            )? {
-                out.status(format!(
-                    "closed request #{}: nothing left to promote",
-                    request.id
-                ));
-            }
+        if !args.dry_run {
+            close_stale(&store, &backend, &args, &to.branch, out)?;
         }
         if out.format == Format::Json {
-            out.json(&PromoteReport {
-                from: &args.from,
-                to: &args.to,
-                source: source.to_string(),
-                base: to.tip.to_string(),
-                rollback: args.rollback,
-                moves: &[],
-                gates: &[],
-                request: None,
-                dry_run: args.dry_run,
-            });
+            out.json(&report(&[], &[], None));
         }
         return Ok(Outcome::Success);
     }
 
     let since = promotion::soak_since(&store, source, &moves)?;
-    let checks = forge
-        .statuses(source)?
-        .into_iter()
-        .map(|(k, s)| (k, s.state.as_str().to_owned()))
-        .collect();
+    let checks = backend.checks(source)?;
     let gates = promote::gates(
         &moves,
         &GateInputs {
@@ -171,21 +229,9 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
         },
     );
     let refused: Vec<&GateResult> = gates.iter().filter(|g| !g.passed).collect();
-
-    let report = |request: Option<RequestRef>| PromoteReport {
-        from: &args.from,
-        to: &args.to,
-        source: source.to_string(),
-        base: to.tip.to_string(),
-        rollback: args.rollback,
-        moves: &moves,
-        gates: &gates,
-        request,
-        dry_run: args.dry_run,
-    };
     if args.dry_run || !refused.is_empty() {
         match out.format {
-            Format::Json => out.json(&report(None)),
+            Format::Json => out.json(&report(&moves, &gates, None)),
             Format::Text => print_plan(out, &args.from, &args.to, &moves, &gates),
         }
         if !refused.is_empty() {
@@ -208,7 +254,6 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
-    // The proposal: TO's tip with FROM's pins, on the request branch.
     let changelog = promotion::changelog(&store, source, &moves)?;
     let (title, body) = promotion::render_request(
         &store,
@@ -222,24 +267,174 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
         &gates,
         changelog,
     )?;
-    let head = promotion::build_commit(&store, &to, (&args.from, &args.to), &moves, &title)?;
     let branch = request_branch(&args.from, &args.to);
-    let current = store.refs()?.get(&format!("refs/heads/{branch}")).copied();
-    match store.update(
-        &[RefUpdate::branch(&branch, current, head)],
-        true,
-        "ferry promote",
-    )? {
-        UpdateOutcome::Updated => {}
-        UpdateOutcome::Moved { .. } => unreachable!("a forced update does not check"),
-    }
+    let labels = vec!["promotion".to_owned(), format!("env:{}", args.to)];
+    let open = backend.open(&args.from, &args.to, &to.branch)?;
+    let reference = match &backend {
+        Backend::Local(forge) => {
+            let head =
+                promotion::build_commit(&store, &to, (&args.from, &args.to), &moves, &title)?;
+            let current = store.refs()?.get(&format!("refs/heads/{branch}")).copied();
+            store.update(
+                &[RefUpdate::branch(&branch, current, head)],
+                true,
+                "ferry promote",
+            )?;
+            let open = match open {
+                Some(Open::Local(record)) => Some(*record),
+                _ => None,
+            };
+            let request = record_request(
+                &store, forge, &args, open, &to, source, head, &moves, title, body, labels, out,
+            )?;
+            RequestRef {
+                id: request.id,
+                branch: branch.clone(),
+                state: request.state,
+                title: request.title.clone(),
+                url: format!("{}#{}{}", store.remote().shown, REQUESTS, request.id),
+                head: head.to_string(),
+            }
+        }
+        Backend::GitHub(github) => {
+            let (text, message) = promotion::proposal(&to, (&args.from, &args.to), &moves, &title)?;
+            let base_tree = store
+                .repo()
+                .find_commit(to.tip)
+                .map(|c| c.tree_id().to_string())
+                .map_err(|e| Error::failure(format!("git: {}", e.message())))?;
+            let files = [(MANIFEST.to_owned(), text)];
+            let existing = match open {
+                Some(Open::Pull(pr)) => Some(pr),
+                _ => None,
+            };
+            let updating = existing.is_some();
+            let pr = github
+                .publish(
+                    &Proposal {
+                        branch: &branch,
+                        branch_exists: store.refs()?.contains_key(&format!("refs/heads/{branch}")),
+                        base_branch: &to.branch,
+                        base_commit: &to.tip.to_string(),
+                        base_tree: &base_tree,
+                        files: &files,
+                        message: &message,
+                        title: &title,
+                        body: &body,
+                        labels: &labels,
+                    },
+                    existing,
+                )
+                .map_err(github_error)?;
+            out.status(format!(
+                "{} pull request #{}",
+                if updating { "updated" } else { "opened" },
+                pr.number
+            ));
+            RequestRef {
+                id: pr.number,
+                branch: branch.clone(),
+                state: RequestState::Open,
+                title,
+                url: pr.url,
+                head: String::new(),
+            }
+        }
+    };
 
-    let author = identity(&store, args.as_name.as_deref());
+    match out.format {
+        Format::Json => out.json(&report(&moves, &gates, Some(reference))),
+        Format::Text => {
+            out.data(format!("#{}  {}", reference.id, reference.title));
+            match &backend {
+                Backend::Local(_) => {
+                    out.data(format!(
+                        "    branch {branch} at {} (on {} {})",
+                        &reference.head[..7],
+                        args.to,
+                        short(to.tip)
+                    ));
+                    let needed = target.protection.required_approvals;
+                    out.status(format!(
+                        "next: {}`ferry merge {}`",
+                        if needed > 0 {
+                            format!(
+                                "{needed} approval{} (`ferry approve {}`), then ",
+                                if needed == 1 { "" } else { "s" },
+                                reference.id
+                            )
+                        } else {
+                            String::new()
+                        },
+                        reference.id
+                    ));
+                }
+                Backend::GitHub(_) => out.data(format!("    {}", reference.url)),
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// Nothing differs any more: an open request for this promotion is stale.
+fn close_stale(
+    store: &Store,
+    backend: &Backend<'_>,
+    args: &PromoteArgs,
+    to_branch: &str,
+    out: Output,
+) -> Result<()> {
+    match (backend, backend.open(&args.from, &args.to, to_branch)?) {
+        (Backend::Local(forge), Some(Open::Local(record))) => {
+            let record = *record;
+            let mut request = record.value;
+            request.state = RequestState::Closed;
+            request.closed_by = Some(identity(store, args.as_name.as_deref()));
+            request.closed_at = Some(now());
+            let signature = store::signature(store.repo())
+                .map_err(|e| Error::failure(e.message().to_owned()))?;
+            let event = format!("request #{} closed: nothing left to promote", request.id);
+            if forge.save(&request, record.tip, &event, &signature)? {
+                out.status(format!(
+                    "closed request #{}: nothing left to promote",
+                    request.id
+                ));
+            }
+        }
+        (Backend::GitHub(github), Some(Open::Pull(pr))) => {
+            github.close_pull(pr.number).map_err(github_error)?;
+            out.status(format!(
+                "closed pull request #{}: nothing left to promote",
+                pr.number
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Opens the request on the embedded forge, or updates the open one in place.
+#[allow(clippy::too_many_arguments)]
+fn record_request(
+    store: &Store,
+    forge: &LocalForge<'_>,
+    args: &PromoteArgs,
+    open: Option<Record<Request>>,
+    to: &Loaded,
+    source: Oid,
+    head: Oid,
+    moves: &[Move],
+    title: String,
+    body: String,
+    labels: Vec<String>,
+    out: Output,
+) -> Result<Request> {
+    let author = identity(store, args.as_name.as_deref());
     let signature =
         store::signature(store.repo()).map_err(|e| Error::failure(e.message().to_owned()))?;
     let now = now();
-    let requested = promotion::requested(&moves);
-    let request = match open {
+    let requested = promotion::requested(moves);
+    match open {
         Some(record) => {
             let mut request = record.value;
             request.title = title;
@@ -259,7 +454,7 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
                 .hint("run `ferry promote` again"));
             }
             out.status(format!("updated request #{}", request.id));
-            request
+            Ok(request)
         }
         None => {
             let request = forge.create(
@@ -267,11 +462,11 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
                     id: 0,
                     from: args.from.clone(),
                     to: args.to.clone(),
-                    branch: branch.clone(),
+                    branch: request_branch(&args.from, &args.to),
                     state: RequestState::Open,
                     title,
                     body,
-                    labels: vec!["promotion".to_owned(), format!("env:{}", args.to)],
+                    labels,
                     author,
                     created_at: now,
                     updated_at: now,
@@ -290,48 +485,9 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
                 &signature,
             )?;
             out.status(format!("opened request #{}", request.id));
-            request
-        }
-    };
-
-    let reference = RequestRef {
-        id: request.id,
-        branch: branch.clone(),
-        state: request.state,
-        title: request.title.clone(),
-        url: format!(
-            "{}#{}",
-            store.remote().shown,
-            crate::forge::local::REQUESTS.to_owned() + &request.id.to_string()
-        ),
-    };
-    match out.format {
-        Format::Json => out.json(&report(Some(reference))),
-        Format::Text => {
-            out.data(format!("#{}  {}", request.id, request.title));
-            out.data(format!(
-                "    branch {branch} at {} (on {} {})",
-                short(head),
-                args.to,
-                short(to.tip)
-            ));
-            let needed = target.protection.required_approvals;
-            out.status(format!(
-                "next: {}`ferry merge {}`",
-                if needed > 0 {
-                    format!(
-                        "{needed} approval{} (`ferry approve {}`), then ",
-                        if needed == 1 { "" } else { "s" },
-                        request.id
-                    )
-                } else {
-                    String::new()
-                },
-                request.id
-            ));
+            Ok(request)
         }
     }
-    Ok(Outcome::Success)
 }
 
 fn print_plan(out: Output, from: &str, to: &str, moves: &[Move], gates: &[GateResult]) {

@@ -182,18 +182,18 @@ pub fn requested(moves: &[Move]) -> Vec<RequestedMove> {
         .collect()
 }
 
-/// The commit of the target with the moves applied on its tip, after validating the whole
-/// result. `route` is (from, to), for the trailers.
-pub fn build_commit(
-    store: &Store,
+/// The target's new `manifest.json` with the moves applied, and the promotion's commit
+/// message, after validating the whole resulting state. `route` is (from, to).
+pub fn proposal(
     target: &Loaded,
     route: (&str, &str),
     moves: &[Move],
     subject: &str,
-) -> Result<Oid> {
+) -> Result<(String, String)> {
     let (from, to) = route;
-    let (to_branch, to_tip, to_files) = (&target.branch, target.tip, &target.files);
-    let text = to_files
+    let to_branch = &target.branch;
+    let text = target
+        .files
         .get(MANIFEST)
         .ok_or_else(|| Error::failure(format!("branch `{to_branch}` has no `{MANIFEST}`")))?;
     let doc = Document::parse(text.to_vec()).map_err(|e| {
@@ -216,7 +216,8 @@ pub fn build_commit(
             "`{to_branch}:{MANIFEST}` has no `artifacts` object"
         ))
     })?;
-    let after = to_files
+    let after = target
+        .files
         .clone()
         .with_file(MANIFEST, new_text.clone().into_bytes());
     let checked = validate::check(&after);
@@ -238,10 +239,22 @@ pub fn build_commit(
             m.version()
         ));
     }
+    Ok((new_text, message))
+}
+
+/// The [`proposal`] as a commit on the target's tip, in the store.
+pub fn build_commit(
+    store: &Store,
+    target: &Loaded,
+    route: (&str, &str),
+    moves: &[Move],
+    subject: &str,
+) -> Result<Oid> {
+    let (text, message) = proposal(target, route, moves, subject)?;
     let signature = store::signature(store.repo()).map_err(git)?;
     Ok(store.write_commit(
-        Some(to_tip),
-        &[(MANIFEST.to_owned(), new_text.into_bytes())],
+        Some(target.tip),
+        &[(MANIFEST.to_owned(), text.into_bytes())],
         &message,
         &signature,
     )?)
@@ -320,15 +333,38 @@ pub fn render_request(
                 .unwrap_or_default(),
         })
         .collect();
-    let machine = serde_json::to_string_pretty(&serde_json::json!({
+    // The block for bots, from most to least detailed: the full pins; the moves without
+    // pins; a summary whose moves are in the head commit's `Ferry-Moves` trailers.
+    let summary = serde_json::json!({
         "from": from,
         "to": to,
         "source": source.to_string(),
         "base": to_tip.to_string(),
         "rollback": rollback,
-        "moves": requested(moves),
-    }))
-    .expect("JSON serializes");
+    });
+    let machines: Vec<String> = {
+        let mut full = summary.clone();
+        full["moves"] = serde_json::to_value(requested(moves)).expect("JSON");
+        let mut compact = summary.clone();
+        compact["moves"] = moves
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "app": m.app,
+                    "from": m.current.as_ref().map(Artifact::shown_version),
+                    "to": m.version(),
+                    "kind": m.kind,
+                })
+            })
+            .collect();
+        let mut least = summary;
+        least["moves"] = serde_json::json!("in the Ferry-Moves trailers of the head commit");
+        vec![
+            serde_json::to_string_pretty(&full).expect("JSON"),
+            serde_json::to_string(&compact).expect("JSON"),
+            serde_json::to_string(&least).expect("JSON"),
+        ]
+    };
     let render_err = |e: render::RenderError| {
         Error::failure(e.to_string())
             .hint("fix the template on the target branch, or remove it to use ferry's")
@@ -355,12 +391,16 @@ pub fn render_request(
     .map_err(render_err)?;
     let title = truncate_title(title.lines().next().unwrap_or_default());
 
+    // Cut the changelog first (halving it), then the bot block; never the table.
     let total: usize = changelog.iter().map(|l| l.entries.len()).sum();
     let mut keep = total;
+    let mut machine = 0;
     loop {
         let truncated = keep < total;
         if truncated {
             cut_changelog(&mut changelog, keep);
+            // A truncated changelog names only the apps it still has entries for.
+            changelog.retain(|log| !log.entries.is_empty());
         }
         let data = BodyData {
             from,
@@ -381,7 +421,7 @@ pub fn render_request(
                     message: &g.message,
                 })
                 .collect(),
-            machine: machine.clone(),
+            machine: machines[machine].clone(),
         };
         let body = render::render(
             render::PROMOTION_BODY,
@@ -394,14 +434,17 @@ pub fn render_request(
         if body.len() <= BODY_LIMIT {
             return Ok((title, body));
         }
-        if keep == 0 {
+        if keep > 0 {
+            keep /= 2;
+        } else if machine + 1 < machines.len() {
+            machine += 1;
+        } else {
             return Err(Error::failure(format!(
-                "the request body is {} bytes without any changelog, over the {BODY_LIMIT}-byte limit",
+                "the request's table alone is {} bytes, over the {BODY_LIMIT}-byte limit",
                 body.len()
             ))
             .hint("promote fewer apps at once with `--apps`"));
         }
-        keep /= 2;
     }
 }
 

@@ -4,6 +4,7 @@
 //! clone carries the review record. The types here are what any forge records: enough to
 //! enforce branch protection and to audit who approved and merged what, and when.
 
+pub mod github;
 pub mod local;
 
 use std::collections::BTreeMap;

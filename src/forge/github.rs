@@ -1,0 +1,491 @@
+//! GitHub as the forge: promotion requests are pull requests, checks are commit statuses.
+//!
+//! A promotion costs a constant number of API calls whatever the number of apps: the source
+//! commit's combined status and the open pull request are read (2 reads), then the Git Data
+//! API writes the proposal as a tree with inline content on the target's tree, a commit, and
+//! the request branch's ref, and the pull request is opened or updated and labelled (5
+//! writes). What ferry already knows from git (tips, trees) costs no call. Secondary rate
+//! limits (403/429 with `Retry-After` or `x-ratelimit-reset`) are waited out, bounded;
+//! pagination follows `Link: rel="next"`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::StatusCode;
+use octocrab::Octocrab;
+use serde_json::{Value, json};
+
+/// How many times a rate-limited call is retried, and the longest single wait.
+const RATE_LIMIT_RETRIES: u32 = 4;
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    #[error("`{0}` is not `owner/name`")]
+    BadRepo(String),
+    #[error("GITHUB_TOKEN is not set")]
+    NoToken,
+    #[error("cannot reach the GitHub API at `{api}`: {message}")]
+    Unreachable { api: String, message: String },
+    #[error("GitHub refused {method} {path}: {status} {message}")]
+    Refused {
+        method: String,
+        path: String,
+        status: u16,
+        message: String,
+    },
+    #[error("GitHub's rate limit held for too long on {path}")]
+    RateLimited { path: String },
+    #[error("GitHub answered {method} {path} with something ferry does not understand: {message}")]
+    Unexpected {
+        method: String,
+        path: String,
+        message: String,
+    },
+}
+
+impl GitHubError {
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            GitHubError::BadRepo(_) => Some("pass `--github-repo owner/name`"),
+            GitHubError::NoToken => Some(
+                "set GITHUB_TOKEN to a token that can write pull requests, contents and statuses",
+            ),
+            GitHubError::Refused { status: 401, .. } => {
+                Some("the token is missing, expired or invalid")
+            }
+            GitHubError::Refused { status: 403, .. } | GitHubError::Refused { status: 404, .. } => {
+                Some(
+                    "check that the token can read and write this repository (contents, pull requests, statuses)",
+                )
+            }
+            GitHubError::Unreachable { .. } => Some("check GITHUB_API_URL and the network"),
+            _ => None,
+        }
+    }
+}
+
+/// `owner/name` of a GitHub remote URL (`https://github.com/o/r.git`, `git@github.com:o/r`,
+/// `ssh://git@github.com/o/r`).
+pub fn repo_of_remote(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("git@github.com:")
+        .or_else(|| url.split_once("github.com/").map(|(_, r)| r))?;
+    let rest = rest.trim_end_matches('/').trim_end_matches(".git");
+    let mut parts = rest.split('/');
+    let (owner, name) = (parts.next()?, parts.next()?);
+    (!owner.is_empty() && !name.is_empty() && parts.next().is_none())
+        .then(|| format!("{owner}/{name}"))
+}
+
+/// A pull request as ferry needs it.
+#[derive(Debug, Clone)]
+pub struct PullRequest {
+    pub number: u64,
+    pub url: String,
+}
+
+/// What a promotion writes.
+pub struct Proposal<'a> {
+    pub branch: &'a str,
+    /// Whether the request branch exists already (from the ref advertisement).
+    pub branch_exists: bool,
+    pub base_branch: &'a str,
+    pub base_commit: &'a str,
+    pub base_tree: &'a str,
+    pub files: &'a [(String, String)],
+    pub message: &'a str,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub labels: &'a [String],
+}
+
+/// A GitHub repository through its REST API.
+pub struct GitHub {
+    client: Octocrab,
+    runtime: tokio::runtime::Runtime,
+    api: String,
+    owner: String,
+    name: String,
+}
+
+impl GitHub {
+    /// `repo` is `owner/name`; the token comes from GITHUB_TOKEN, the API from GITHUB_API_URL
+    /// (GitHub Enterprise), else `https://api.github.com`.
+    pub fn new(repo: &str) -> Result<GitHub, GitHubError> {
+        let (owner, name) = repo
+            .split_once('/')
+            .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
+            .ok_or_else(|| GitHubError::BadRepo(repo.to_owned()))?;
+        let token = std::env::var("GITHUB_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .ok_or(GitHubError::NoToken)?;
+        let api = std::env::var("GITHUB_API_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "https://api.github.com".to_owned());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| GitHubError::Unreachable {
+                api: api.clone(),
+                message: e.to_string(),
+            })?;
+        let client = {
+            let _guard = runtime.enter();
+            Octocrab::builder()
+                .base_uri(api.as_str())
+                .and_then(|b| b.personal_token(token).build())
+                .map_err(|e| GitHubError::Unreachable {
+                    api: api.clone(),
+                    message: e.to_string(),
+                })?
+        };
+        Ok(GitHub {
+            client,
+            runtime,
+            api,
+            owner: owner.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    fn repo_path(&self, rest: &str) -> String {
+        format!("/repos/{}/{}{rest}", self.owner, self.name)
+    }
+
+    /// One call, with rate limits waited out. Returns the status, the `Link` next URL and the
+    /// JSON body.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Option<String>, Value), GitHubError> {
+        let unreachable = |e: &dyn std::fmt::Display| GitHubError::Unreachable {
+            api: self.api.clone(),
+            message: e.to_string(),
+        };
+        for attempt in 0..=RATE_LIMIT_RETRIES {
+            tracing::debug!(method, path, attempt, "GitHub API");
+            let response = self.runtime.block_on(async {
+                match method {
+                    "GET" => self.client._get(path).await,
+                    "POST" => self.client._post(path, body).await,
+                    "PATCH" => self.client._patch(path, body).await,
+                    other => unreachable!("no {other} calls"),
+                }
+            });
+            let response = response.map_err(|e| unreachable(&e))?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let text = self
+                .runtime
+                .block_on(self.client.body_to_string(response))
+                .map_err(|e| unreachable(&e))?;
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            if (status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS)
+                && attempt < RATE_LIMIT_RETRIES
+            {
+                let wait = if let Some(seconds) =
+                    header("retry-after").and_then(|v| v.parse::<u64>().ok())
+                {
+                    Some(Duration::from_secs(seconds))
+                } else if header("x-ratelimit-remaining").as_deref() == Some("0") {
+                    let reset = header("x-ratelimit-reset")
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    Some(Duration::from_secs(reset.saturating_sub(now).max(1)))
+                } else if status == StatusCode::TOO_MANY_REQUESTS {
+                    Some(Duration::from_secs(60 << attempt))
+                } else {
+                    None // a plain 403: no rights
+                };
+                if let Some(wait) = wait {
+                    if wait > MAX_WAIT {
+                        return Err(GitHubError::RateLimited {
+                            path: path.to_owned(),
+                        });
+                    }
+                    tracing::warn!(path, wait_s = wait.as_secs(), "GitHub rate limit: waiting");
+                    std::thread::sleep(wait);
+                    continue;
+                }
+            }
+            let value: Value = if text.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            };
+            if !status.is_success() {
+                let message = value
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or(status.canonical_reason().unwrap_or(""))
+                    .to_owned();
+                let detail = value
+                    .get("errors")
+                    .and_then(Value::as_array)
+                    .map(|errors| {
+                        errors
+                            .iter()
+                            .filter_map(|e| {
+                                e.get("message")
+                                    .and_then(Value::as_str)
+                                    .or_else(|| e.get("code").and_then(Value::as_str))
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .filter(|d| !d.is_empty());
+                return Err(GitHubError::Refused {
+                    method: method.to_owned(),
+                    path: path.to_owned(),
+                    status: status.as_u16(),
+                    message: match detail {
+                        Some(detail) => format!("{message} ({detail})"),
+                        None => message,
+                    },
+                });
+            }
+            return Ok((status, next_link(header("link").as_deref()), value));
+        }
+        Err(GitHubError::RateLimited {
+            path: path.to_owned(),
+        })
+    }
+
+    /// Every page of a list.
+    fn list(&self, path: &str) -> Result<Vec<Value>, GitHubError> {
+        let mut items = Vec::new();
+        let mut next = Some(path.to_owned());
+        while let Some(path) = next {
+            let (_, link, value) = self.call("GET", &path, None)?;
+            match value {
+                Value::Array(page) => items.extend(page),
+                other => items.push(other),
+            }
+            next = link;
+        }
+        Ok(items)
+    }
+
+    /// The state of each check on `sha` (the combined status, every page).
+    pub fn statuses(&self, sha: &str) -> Result<BTreeMap<String, String>, GitHubError> {
+        let mut checks = BTreeMap::new();
+        for page in self.list(&self.repo_path(&format!("/commits/{sha}/status?per_page=100")))? {
+            for status in page
+                .get("statuses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(context), Some(state)) =
+                    (status["context"].as_str(), status["state"].as_str())
+                {
+                    checks
+                        .entry(context.to_owned())
+                        .or_insert_with(|| state.to_owned());
+                }
+            }
+        }
+        Ok(checks)
+    }
+
+    /// The open pull request from `branch` into `base`, if any.
+    pub fn open_pull(&self, branch: &str, base: &str) -> Result<Option<PullRequest>, GitHubError> {
+        let path = self.repo_path(&format!(
+            "/pulls?state=open&head={}:{branch}&base={base}&per_page=100",
+            self.owner
+        ));
+        Ok(self
+            .list(&path)?
+            .iter()
+            .find(|pr| pr["head"]["ref"].as_str() == Some(branch))
+            .and_then(pull))
+    }
+
+    /// Writes the proposal and opens or updates its pull request.
+    pub fn publish(
+        &self,
+        p: &Proposal<'_>,
+        existing: Option<PullRequest>,
+    ) -> Result<PullRequest, GitHubError> {
+        let unexpected = |method: &str, path: &str, what: &str| GitHubError::Unexpected {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            message: format!("no `{what}` in the answer"),
+        };
+        let entries: Vec<Value> = p
+            .files
+            .iter()
+            .map(|(path, content)| json!({"path": path, "mode": "100644", "type": "blob", "content": content}))
+            .collect();
+        let trees = self.repo_path("/git/trees");
+        let (_, _, tree) = self.call(
+            "POST",
+            &trees,
+            Some(&json!({"base_tree": p.base_tree, "tree": entries})),
+        )?;
+        let tree = tree["sha"]
+            .as_str()
+            .ok_or_else(|| unexpected("POST", &trees, "sha"))?
+            .to_owned();
+        let commits = self.repo_path("/git/commits");
+        let (_, _, commit) = self.call(
+            "POST",
+            &commits,
+            Some(&json!({"message": p.message, "tree": tree, "parents": [p.base_commit]})),
+        )?;
+        let commit = commit["sha"]
+            .as_str()
+            .ok_or_else(|| unexpected("POST", &commits, "sha"))?
+            .to_owned();
+
+        // The request branch: moved (it is ferry's own, rebuilt on the target each time) or made.
+        let update_ref = self.repo_path(&format!("/git/refs/heads/{}", p.branch));
+        let create_ref = self.repo_path("/git/refs");
+        let create = json!({"ref": format!("refs/heads/{}", p.branch), "sha": commit});
+        let update = json!({"sha": commit, "force": true});
+        let moved = if p.branch_exists {
+            self.call("PATCH", &update_ref, Some(&update)).map(|_| ())
+        } else {
+            self.call("POST", &create_ref, Some(&create)).map(|_| ())
+        };
+        match moved {
+            Ok(()) => {}
+            // Someone made or removed it meanwhile: the other way.
+            Err(GitHubError::Refused { status: 422, .. }) if p.branch_exists => {
+                self.call("POST", &create_ref, Some(&create))?;
+            }
+            Err(GitHubError::Refused { status: 422, .. }) => {
+                self.call("PATCH", &update_ref, Some(&update))?;
+            }
+            Err(e) => return Err(e),
+        }
+
+        let pulls = self.repo_path("/pulls");
+        let pr = match existing {
+            Some(pr) => {
+                self.call(
+                    "PATCH",
+                    &self.repo_path(&format!("/pulls/{}", pr.number)),
+                    Some(&json!({"title": p.title, "body": p.body})),
+                )?;
+                pr
+            }
+            None => {
+                let open = json!({"title": p.title, "body": p.body, "head": p.branch, "base": p.base_branch});
+                match self.call("POST", &pulls, Some(&open)) {
+                    Ok((_, _, value)) => {
+                        pull(&value).ok_or_else(|| unexpected("POST", &pulls, "number"))?
+                    }
+                    Err(GitHubError::Refused {
+                        status: 422,
+                        message,
+                        ..
+                    }) if message.contains("already exists") => {
+                        let pr = self
+                            .open_pull(p.branch, p.base_branch)?
+                            .ok_or_else(|| unexpected("GET", &pulls, "open pull request"))?;
+                        self.call(
+                            "PATCH",
+                            &self.repo_path(&format!("/pulls/{}", pr.number)),
+                            Some(&json!({"title": p.title, "body": p.body})),
+                        )?;
+                        pr
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        self.call(
+            "POST",
+            &self.repo_path(&format!("/issues/{}/labels", pr.number)),
+            Some(&json!({"labels": p.labels})),
+        )?;
+        Ok(pr)
+    }
+
+    /// Closes a pull request that has nothing left to promote.
+    pub fn close_pull(&self, number: u64) -> Result<(), GitHubError> {
+        self.call(
+            "PATCH",
+            &self.repo_path(&format!("/pulls/{number}")),
+            Some(&json!({"state": "closed"})),
+        )?;
+        Ok(())
+    }
+}
+
+fn pull(value: &Value) -> Option<PullRequest> {
+    Some(PullRequest {
+        number: value["number"].as_u64()?,
+        url: value["html_url"].as_str().unwrap_or_default().to_owned(),
+    })
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(link: Option<&str>) -> Option<String> {
+    link?.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repos_of_remotes() {
+        assert_eq!(
+            repo_of_remote("https://github.com/acme/deploy.git").as_deref(),
+            Some("acme/deploy")
+        );
+        assert_eq!(
+            repo_of_remote("git@github.com:acme/deploy.git").as_deref(),
+            Some("acme/deploy")
+        );
+        assert_eq!(
+            repo_of_remote("ssh://git@github.com/acme/deploy").as_deref(),
+            Some("acme/deploy")
+        );
+        assert_eq!(
+            repo_of_remote("https://x-access-token:t@github.com/acme/deploy").as_deref(),
+            Some("acme/deploy")
+        );
+        assert_eq!(repo_of_remote("/srv/deploy.git"), None);
+        assert_eq!(repo_of_remote("https://github.com/acme"), None);
+    }
+
+    #[test]
+    fn next_links() {
+        // As GitHub sends them (recorded in @octokit/fixtures' paginate-issues scenario).
+        let link = r#"<https://api.github.com/repositories/1000/issues?per_page=3&page=2>; rel="next", <https://api.github.com/repositories/1000/issues?per_page=3&page=5>; rel="last""#;
+        assert_eq!(
+            next_link(Some(link)).as_deref(),
+            Some("https://api.github.com/repositories/1000/issues?per_page=3&page=2")
+        );
+        let last = r#"<https://api.github.com/repositories/1000/issues?per_page=3&page=4>; rel="prev", <https://api.github.com/repositories/1000/issues?per_page=3&page=1>; rel="first""#;
+        assert_eq!(next_link(Some(last)), None);
+        assert_eq!(next_link(None), None);
+    }
+}
