@@ -391,15 +391,16 @@ pub fn render_request(
     .map_err(render_err)?;
     let title = truncate_title(title.lines().next().unwrap_or_default());
 
-    // Cut the changelog first (halving it), then the bot block; never the table.
+    // Cut the changelog first (halving it, then dropping the apps it has nothing left for),
+    // then the bot block's detail; never the table.
     let total: usize = changelog.iter().map(|l| l.entries.len()).sum();
+    let mut cut = false;
     let mut keep = total;
     let mut machine = 0;
     loop {
-        let truncated = keep < total;
-        if truncated {
+        let truncated = cut;
+        if cut {
             cut_changelog(&mut changelog, keep);
-            // A truncated changelog names only the apps it still has entries for.
             changelog.retain(|log| !log.entries.is_empty());
         }
         let data = BodyData {
@@ -434,7 +435,10 @@ pub fn render_request(
         if body.len() <= BODY_LIMIT {
             return Ok((title, body));
         }
-        if keep > 0 {
+        if !cut {
+            cut = true;
+            keep = total / 2;
+        } else if keep > 0 {
             keep /= 2;
         } else if machine + 1 < machines.len() {
             machine += 1;
