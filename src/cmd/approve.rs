@@ -1,11 +1,11 @@
 //! `ferry approve`: approve a promotion request (not one's own).
 
-use crate::cmd::shared::{identity, now, open_store};
+use crate::cmd::shared::{identity, now, open_store, signature};
 use crate::error::{Error, Outcome, Result};
 use crate::forge::local::LocalForge;
 use crate::forge::{Approval, RequestState};
 use crate::output::Output;
-use crate::store::{self, RemoteArgs};
+use crate::store::RemoteArgs;
 
 /// Approve a promotion request. Authors cannot approve their own requests; an approval is of
 /// the request's current head, and recorded with who and when.
@@ -29,11 +29,9 @@ pub fn run(args: ApproveArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
     let forge = LocalForge::new(&store);
     let who = identity(&store, args.as_name.as_deref());
-    let signature =
-        store::signature(store.repo()).map_err(|e| Error::failure(e.message().to_owned()))?;
-    for _ in 0..10 {
-        let record = forge.request(args.id)?;
-        let mut request = record.value;
+    let signature = signature(&store)?;
+    let mut already = false;
+    let request = forge.modify(args.id, &signature, |request| {
         if request.state != RequestState::Open {
             return Err(Error::failure(format!(
                 "request #{} is {}",
@@ -53,32 +51,25 @@ pub fn run(args: ApproveArgs, out: Output) -> Result<Outcome> {
             .iter()
             .any(|a| a.by == who && a.head == request.head)
         {
-            out.status(format!("`{who}` already approved request #{}", request.id));
-            return Ok(Outcome::Success);
+            already = true;
+            return Ok(None);
         }
         request.approvals.push(Approval {
             by: who.clone(),
             at: now(),
             head: request.head.clone(),
         });
-        let event = format!("request #{} approved by {who}", request.id);
-        if forge.save(&request, record.tip, &event, &signature)? {
-            out.data(format!(
-                "#{} approved by {who} ({} approval{})",
-                request.id,
-                request.approvers(false).len(),
-                if request.approvers(false).len() == 1 {
-                    ""
-                } else {
-                    "s"
-                }
-            ));
-            return Ok(Outcome::Success);
-        }
-        store.refresh();
+        Ok(Some(format!("request #{} approved by {who}", request.id)))
+    })?;
+    if already {
+        out.status(format!("`{who}` already approved request #{}", request.id));
+    } else {
+        let n = request.approvers(false).len();
+        out.data(format!(
+            "#{} approved by {who} ({n} approval{})",
+            request.id,
+            if n == 1 { "" } else { "s" }
+        ));
     }
-    Err(Error::failure(format!(
-        "request #{} kept changing: try again",
-        args.id
-    )))
+    Ok(Outcome::Success)
 }

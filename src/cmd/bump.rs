@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cmd::shared::{branch_of, invalid_state, open_store, short};
+use crate::cmd::shared::{branch_of, invalid_state, open_store, short, signature};
 use crate::error::{Error, Outcome, Result};
 use crate::json::Document;
 use crate::model::Manifest;
@@ -18,7 +18,7 @@ use crate::output::{Format, Output};
 use crate::plan::bump::{self, BumpPlan, BumpRequest};
 use crate::plan::textdiff;
 use crate::render;
-use crate::store::{self, History, RefUpdate, RemoteArgs, Store, UpdateOutcome};
+use crate::store::{History, RefUpdate, RemoteArgs, Store, UpdateOutcome};
 use crate::validate::{self, MANIFEST};
 
 /// How often a bump is re-applied when the branch keeps moving under it.
@@ -184,8 +184,7 @@ pub fn run(args: BumpArgs, out: Output) -> Result<Outcome> {
             report(out, &args, from.as_deref(), &to, None, true);
             return Ok(Outcome::Success);
         }
-        let signature = store::signature(store.repo())
-            .map_err(|e| Error::failure(format!("git: {}", e.message())))?;
+        let signature = signature(&store)?;
         let commit = store.write_commit(
             Some(tip),
             &[(MANIFEST.to_owned(), manifest)],

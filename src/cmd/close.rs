@@ -1,11 +1,11 @@
 //! `ferry close`: close a promotion request without merging it.
 
-use crate::cmd::shared::{identity, now, open_store};
+use crate::cmd::shared::{identity, now, open_store, signature};
 use crate::error::{Error, Outcome, Result};
 use crate::forge::RequestState;
 use crate::forge::local::LocalForge;
 use crate::output::Output;
-use crate::store::{self, RemoteArgs};
+use crate::store::RemoteArgs;
 
 /// Close a promotion request without merging it.
 #[derive(Debug, clap::Args)]
@@ -27,11 +27,8 @@ pub fn run(args: CloseArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
     let forge = LocalForge::new(&store);
     let who = identity(&store, args.as_name.as_deref());
-    let signature =
-        store::signature(store.repo()).map_err(|e| Error::failure(e.message().to_owned()))?;
-    for _ in 0..10 {
-        let record = forge.request(args.id)?;
-        let mut request = record.value;
+    let signature = signature(&store)?;
+    let request = forge.modify(args.id, &signature, |request| {
         if request.state != RequestState::Open {
             return Err(Error::failure(format!(
                 "request #{} is already {}",
@@ -42,19 +39,8 @@ pub fn run(args: CloseArgs, out: Output) -> Result<Outcome> {
         request.state = RequestState::Closed;
         request.closed_by = Some(who.clone());
         request.closed_at = Some(now());
-        if forge.save(
-            &request,
-            record.tip,
-            &format!("request #{} closed by {who}", request.id),
-            &signature,
-        )? {
-            out.data(format!("#{} closed", request.id));
-            return Ok(Outcome::Success);
-        }
-        store.refresh();
-    }
-    Err(Error::failure(format!(
-        "request #{} kept changing: try again",
-        args.id
-    )))
+        Ok(Some(format!("request #{} closed by {who}", request.id)))
+    })?;
+    out.data(format!("#{} closed", request.id));
+    Ok(Outcome::Success)
 }

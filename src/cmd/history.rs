@@ -1,16 +1,14 @@
 //! `ferry history`: each change of an environment's branch, and which apps it moved.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
-use git2::Oid;
 use serde::Serialize;
 
-use crate::cmd::shared::{branch_of, format_time, open_store, table};
+use crate::cmd::shared::{Manifests, branch_of, format_time, open_store, table};
 use crate::error::{Error, Outcome, Result};
 use crate::model::Manifest;
 use crate::output::{Format, Output};
 use crate::store::{History, RemoteArgs};
-use crate::validate::MANIFEST;
 
 /// List the changes of an environment's branch, newest first: when, who, the commit, and
 /// which apps moved from which version to which.
@@ -58,39 +56,24 @@ pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
     let tip = store.tip(&branch, History::Full)?;
     let git = |e: git2::Error| Error::failure(format!("git: {}", e.message()));
 
-    let mut manifests: HashMap<Oid, Option<Manifest>> = HashMap::new();
+    let mut manifests = Manifests::new(&store);
     let mut entries = Vec::new();
     for id in store.first_parents(tip)? {
         if args.limit.is_some_and(|limit| entries.len() >= limit) {
             break;
         }
         let commit = store.repo().find_commit(id).map_err(git)?;
-        let after = manifest_blob(&commit)?;
+        let after = Manifests::blob_of(&commit)?;
         let before = match commit.parent(0) {
-            Ok(parent) => manifest_blob(&parent)?,
+            Ok(parent) => Manifests::blob_of(&parent)?,
             Err(_) => None,
         };
         let changes = if after == before {
             Vec::new()
         } else {
-            let read = |blob: Option<Oid>,
-                        cache: &mut HashMap<Oid, Option<Manifest>>|
-             -> Option<Manifest> {
-                let blob = blob?;
-                cache
-                    .entry(blob)
-                    .or_insert_with(|| {
-                        store
-                            .repo()
-                            .find_blob(blob)
-                            .ok()
-                            .and_then(|b| serde_json::from_slice(b.content()).ok())
-                    })
-                    .clone()
-            };
             moves(
-                read(before, &mut manifests).as_ref(),
-                read(after, &mut manifests).as_ref(),
+                manifests.at_blob(before).as_ref(),
+                manifests.at_blob(after).as_ref(),
             )
         };
         if let Some(app) = &args.app
@@ -152,17 +135,6 @@ pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
-}
-
-/// The blob id of `manifest.json` in `commit`, if it has one.
-fn manifest_blob(commit: &git2::Commit<'_>) -> Result<Option<Oid>> {
-    let tree = commit
-        .tree()
-        .map_err(|e| Error::failure(format!("git: {}", e.message())))?;
-    Ok(tree
-        .get_name(MANIFEST)
-        .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
-        .map(|e| e.id()))
 }
 
 /// The apps whose pin differs between two manifests.

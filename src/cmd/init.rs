@@ -3,11 +3,11 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cmd::shared::short;
+use crate::cmd::shared::{short, signature};
 use crate::error::{Error, Outcome, Result};
 use crate::output::{Format, Output};
 use crate::schema::FILES;
-use crate::store::{self, RefUpdate, Remote, RemoteArgs, Store, UpdateOutcome};
+use crate::store::{RefUpdate, Remote, RemoteArgs, Store, UpdateOutcome};
 use crate::validate::{self, check_branch_name};
 
 /// Create a deployment repository: one branch per environment, each holding a valid
@@ -70,8 +70,7 @@ pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
     }
 
     let files = initial_files(&envs);
-    let signature = store::signature(store.repo())
-        .map_err(|e| Error::failure(format!("git: {}", e.message())))?;
+    let signature = signature(&store)?;
     let message = format!(
         "ferry init: {}\n\nOne branch per environment, each with manifest.json, the environment files\nand the JSON Schemas.",
         envs.join(" → ")

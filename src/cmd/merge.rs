@@ -5,13 +5,15 @@ use git2::Oid;
 use serde::Serialize;
 
 use crate::cmd::promotion;
-use crate::cmd::shared::{branch_of, identity, load_at, load_env, now, open_store, short};
+use crate::cmd::shared::{
+    branch_of, identity, load_at, load_env, now, open_store, short, signature,
+};
 use crate::error::{Error, Outcome, Result};
 use crate::forge::RequestState;
 use crate::forge::local::LocalForge;
 use crate::output::{Format, Output};
 use crate::plan::promote::{self, GateInputs};
-use crate::store::{self, History, RefUpdate, RemoteArgs, UpdateOutcome};
+use crate::store::{History, RefUpdate, RemoteArgs, UpdateOutcome};
 
 /// Merge a promotion request: move the target environment's branch to the promoted state.
 ///
@@ -50,7 +52,7 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     let forge = LocalForge::new(&store);
     let who = identity(&store, args.as_name.as_deref());
     let record = forge.request(args.id)?;
-    let mut request = record.value;
+    let request = record.value;
     if request.state != RequestState::Open {
         return Err(Error::failure(format!(
             "request #{} is {}",
@@ -196,37 +198,23 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     }
 
     // The record: who merged, when, and what landed.
-    let signature =
-        store::signature(store.repo()).map_err(|e| Error::failure(e.message().to_owned()))?;
-    let mut tip = record.tip;
-    let mut recorded = false;
-    for _ in 0..10 {
+    let signature = signature(&store)?;
+    let recorded = forge.modify(args.id, &signature, |request| {
         request.state = RequestState::Merged;
         request.merged_by = Some(who.clone());
         request.merged_at = Some(now());
         request.merge_commit = Some(new.to_string());
-        if forge.save(
-            &request,
-            tip,
-            &format!("request #{} merged by {who}", request.id),
-            &signature,
-        )? {
-            recorded = true;
-            break;
-        }
-        store.refresh();
-        let again = forge.request(args.id)?;
-        tip = again.tip;
-        request.approvals = again.value.approvals;
-    }
-    if !recorded {
-        return Err(Error::failure(format!(
-            "`{}` is at {}, but request #{} kept changing and was not marked merged",
+        Ok::<_, Error>(Some(format!("request #{} merged by {who}", request.id)))
+    });
+    let request = recorded.map_err(|e| {
+        Error::failure(format!(
+            "`{}` is at {}, but request #{} could not be marked merged",
             request.to,
             short(new),
             request.id
-        )));
-    }
+        ))
+        .detail(format!("  {}", e.message))
+    })?;
 
     match out.format {
         Format::Json => out.json(&MergeReport {

@@ -7,14 +7,16 @@ use git2::Oid;
 use serde::Serialize;
 
 use crate::cmd::promotion::{self, request_branch};
-use crate::cmd::shared::{Loaded, branch_of, identity, load_at, load_env, now, open_store, short};
+use crate::cmd::shared::{
+    Loaded, branch_of, identity, load_at, load_env, now, open_store, short, signature,
+};
 use crate::error::{Error, Outcome, Result};
 use crate::forge::github::{GitHub, GitHubError, Proposal, PullRequest, repo_of_remote};
 use crate::forge::local::{LocalForge, REQUESTS, Record};
 use crate::forge::{Request, RequestState};
 use crate::output::{Format, Output};
 use crate::plan::promote::{self, GateInputs, GateResult, Move};
-use crate::store::{self, History, RefUpdate, RemoteArgs, Store};
+use crate::store::{History, RefUpdate, RemoteArgs, Store};
 use crate::validate::MANIFEST;
 
 /// Where promotion requests live.
@@ -391,8 +393,7 @@ fn close_stale(
             request.state = RequestState::Closed;
             request.closed_by = Some(identity(store, args.as_name.as_deref()));
             request.closed_at = Some(now());
-            let signature = store::signature(store.repo())
-                .map_err(|e| Error::failure(e.message().to_owned()))?;
+            let signature = signature(store)?;
             let event = format!("request #{} closed: nothing left to promote", request.id);
             if forge.save(&request, record.tip, &event, &signature)? {
                 out.status(format!(
@@ -430,8 +431,7 @@ fn record_request(
     out: Output,
 ) -> Result<Request> {
     let author = identity(store, args.as_name.as_deref());
-    let signature =
-        store::signature(store.repo()).map_err(|e| Error::failure(e.message().to_owned()))?;
+    let signature = signature(store)?;
     let now = now();
     let requested = promotion::requested(moves);
     match open {

@@ -1,20 +1,20 @@
 //! What `promote` and `merge` share: the history the gates read (how long each pin has been
 //! in the source), the changelog, the promotion commit, and the request's title and body.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use git2::Oid;
 use serde::Serialize;
 
-use crate::cmd::shared::{Loaded, invalid_state, short};
+use crate::cmd::shared::{Loaded, Manifests, invalid_state, short, signature};
 use crate::error::{Error, Result};
 use crate::forge::RequestedMove;
 use crate::json::Document;
-use crate::model::{Artifact, Manifest, Pin};
+use crate::model::{Artifact, Pin};
 use crate::plan::promote::{GateResult, Move};
 use crate::plan::{edit, promote};
 use crate::render;
-use crate::store::{self, Store};
+use crate::store::Store;
 use crate::validate::{self, MANIFEST};
 
 /// GitHub's limits, which the embedded forge keeps too.
@@ -38,30 +38,13 @@ pub fn soak_since(store: &Store, tip: Oid, moves: &[Move]) -> Result<BTreeMap<St
         .map(|m| (m.app.as_str(), &m.promoted))
         .collect();
     let mut since = BTreeMap::new();
-    let mut parsed: HashMap<Oid, Option<Manifest>> = HashMap::new();
+    let mut manifests = Manifests::new(store);
     for id in store.first_parents(tip)? {
         if open.is_empty() {
             break;
         }
         let commit = store.repo().find_commit(id).map_err(git)?;
-        let blob = commit
-            .tree()
-            .map_err(git)?
-            .get_name(MANIFEST)
-            .map(|e| e.id());
-        let manifest = match blob {
-            None => None,
-            Some(blob) => parsed
-                .entry(blob)
-                .or_insert_with(|| {
-                    store
-                        .repo()
-                        .find_blob(blob)
-                        .ok()
-                        .and_then(|b| serde_json::from_slice(b.content()).ok())
-                })
-                .clone(),
-        };
+        let manifest = manifests.at_blob(Manifests::blob_of(&commit)?);
         let time = commit.committer().when().seconds();
         open.retain(|app, pin| {
             let here = manifest.as_ref().and_then(|m| m.artifacts.get(*app)) == Some(*pin);
@@ -251,7 +234,7 @@ pub fn build_commit(
     subject: &str,
 ) -> Result<Oid> {
     let (text, message) = proposal(target, route, moves, subject)?;
-    let signature = store::signature(store.repo()).map_err(git)?;
+    let signature = signature(store)?;
     Ok(store.write_commit(
         Some(target.tip),
         &[(MANIFEST.to_owned(), text.into_bytes())],

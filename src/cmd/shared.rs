@@ -234,3 +234,52 @@ impl From<crate::forge::local::ForgeError> for Error {
         }
     }
 }
+
+/// The signature for commits ferry makes (see [`crate::store::signature`]).
+pub fn signature(store: &Store) -> Result<git2::Signature<'static>, Error> {
+    crate::store::signature(store.repo())
+        .map_err(|e| Error::failure(format!("git: {}", e.message())))
+}
+
+/// Manifests of commits in history, each blob parsed once (leniently: history may hold
+/// states today's rules reject).
+pub struct Manifests<'s> {
+    store: &'s Store,
+    parsed: std::collections::HashMap<Oid, Option<crate::model::Manifest>>,
+}
+
+impl<'s> Manifests<'s> {
+    pub fn new(store: &'s Store) -> Self {
+        Manifests {
+            store,
+            parsed: Default::default(),
+        }
+    }
+
+    /// The blob id of `manifest.json` in `commit`, if it has one.
+    pub fn blob_of(commit: &git2::Commit<'_>) -> Result<Option<Oid>, Error> {
+        let tree = commit
+            .tree()
+            .map_err(|e| Error::failure(format!("git: {}", e.message())))?;
+        Ok(tree
+            .get_name(validate::MANIFEST)
+            .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
+            .map(|e| e.id()))
+    }
+
+    /// The manifest in blob `blob` (`None` for no blob, or one that does not parse).
+    pub fn at_blob(&mut self, blob: Option<Oid>) -> Option<crate::model::Manifest> {
+        let blob = blob?;
+        let store = self.store;
+        self.parsed
+            .entry(blob)
+            .or_insert_with(|| {
+                store
+                    .repo()
+                    .find_blob(blob)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(b.content()).ok())
+            })
+            .clone()
+    }
+}

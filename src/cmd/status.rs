@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use git2::Oid;
 use serde::Serialize;
 
-use crate::cmd::shared::{branch_of, identity, now, open_store, short, table};
+use crate::cmd::shared::{branch_of, identity, now, open_store, short, signature, table};
 use crate::error::{Error, Outcome, Result};
 use crate::forge::local::LocalForge;
 use crate::forge::{CheckState, Status};
 use crate::output::{Format, Output};
 use crate::plan::promote::human;
-use crate::store::{self, History, RemoteArgs, Store};
+use crate::store::{History, RemoteArgs, Store};
 use crate::validate;
 
 /// Show the matrix of apps × environments: pinned versions and each environment's last
@@ -78,8 +78,7 @@ fn run_set(store: &Store, args: SetArgs, out: Output) -> Result<Outcome> {
         by,
         at: now(),
     };
-    let signature =
-        store::signature(store.repo()).map_err(|e| Error::failure(e.message().to_owned()))?;
+    let signature = signature(store)?;
     forge.set_status(commit, &args.check, status, &signature)?;
     out.data(format!(
         "{}: {} {} on {}",

@@ -184,6 +184,32 @@ impl<'s> LocalForge<'s> {
         )
     }
 
+    /// Changes request `id` with `change` and records the result, re-reading and re-applying
+    /// it when the record moved meanwhile. `change` returns the event to record, or `None`
+    /// when there is nothing to change (the request is then returned as it is).
+    pub fn modify<E: From<ForgeError>>(
+        &self,
+        id: u64,
+        signature: &Signature<'_>,
+        mut change: impl FnMut(&mut Request) -> Result<Option<String>, E>,
+    ) -> Result<Request, E> {
+        for _ in 0..20 {
+            let record = self.request(id)?;
+            let mut request = record.value;
+            let Some(event) = change(&mut request)? else {
+                return Ok(request);
+            };
+            if self.save(&request, record.tip, &event, signature)? {
+                return Ok(request);
+            }
+            self.store.refresh();
+        }
+        Err(ForgeError::Contended {
+            refname: format!("{REQUESTS}{id}"),
+        }
+        .into())
+    }
+
     /// The statuses reported on `commit`.
     pub fn statuses(&self, commit: Oid) -> Result<Statuses, ForgeError> {
         Ok(self
