@@ -7,8 +7,10 @@ use crate::forge::{Approval, RequestState};
 use crate::output::Output;
 use crate::store::RemoteArgs;
 
-/// Approve a promotion request. Authors cannot approve their own requests; an approval is of
-/// the request's current head, and recorded with who and when.
+/// Approve a promotion request.
+///
+/// Authors cannot approve their own requests; an approval is of the request's current head,
+/// and recorded with who and when.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry approve 3
@@ -17,7 +19,7 @@ pub struct ApproveArgs {
     /// The request's id (`ferry requests` lists them).
     pub id: u64,
 
-    /// Who approves. Default: git's `user.name`.
+    /// Who approves. Default: `GIT_AUTHOR_NAME`, else git's `user.name`.
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
 

@@ -15,7 +15,7 @@ pub struct CloseArgs {
     /// The request's id.
     pub id: u64,
 
-    /// Who closes it. Default: git's `user.name`.
+    /// Who closes it. Default: `GIT_AUTHOR_NAME`, else git's `user.name`.
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
 

@@ -30,7 +30,7 @@ pub struct MergeArgs {
     /// The request's id.
     pub id: u64,
 
-    /// Who merges. Default: git's `user.name`.
+    /// Who merges. Default: `GIT_AUTHOR_NAME`, else git's `user.name`.
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
 

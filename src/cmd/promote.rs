@@ -73,7 +73,7 @@ pub struct PromoteArgs {
     #[arg(long, value_name = "OWNER/NAME")]
     pub github_repo: Option<String>,
 
-    /// Who is promoting. Default: git's `user.name`.
+    /// Who is promoting. Default: `GIT_AUTHOR_NAME`, else git's `user.name`.
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
 

@@ -51,7 +51,7 @@ pub struct SetArgs {
     pub description: String,
     #[arg(long)]
     pub url: Option<String>,
-    /// Who reports. Default: git's `user.name`.
+    /// Who reports. Default: `GIT_AUTHOR_NAME`, else git's `user.name`.
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
 }
