@@ -298,6 +298,21 @@ async fn the_call_count_does_not_grow_with_the_number_of_apps() {
                     .count(),
                 extra + 1
             );
+            // How a truncated body begins and ends (the shas vary with the test repository).
+            let lines: Vec<&str> = text.lines().collect();
+            let shown = format!(
+                "{title}\n\n{}\n[… {} lines of table …]\n{}",
+                lines[..8].join("\n"),
+                lines.len() - 8 - 14,
+                lines[lines.len() - 14..].join("\n")
+            );
+            let (dev, staging) = (sandbox.tip("dev"), sandbox.tip("staging"));
+            let shown = shown
+                .replace(&dev, "[DEV]")
+                .replace(&staging, "[STAGING]")
+                .replace(&dev[..7], "[DEV]")
+                .replace(&staging[..7], "[STAGING]");
+            insta::assert_snapshot!("truncated_body", shown);
         }
     }
 }
