@@ -126,7 +126,10 @@ impl Store {
         let lock = File::create(&lock_path).map_err(|e| cache_err(&lock_path, &e))?;
         lock.lock().map_err(|e| cache_err(&lock_path, &e))?;
         let dir = cache_root.join(&name);
-        let repo = match Repository::open_bare(&dir) {
+        // `open_ext`, not `open_bare`: only it loads the cache's shallow boundary, without
+        // which a push walks into history the cache never fetched.
+        let flags = RepositoryOpenFlags::NO_SEARCH | RepositoryOpenFlags::BARE;
+        let repo = match Repository::open_ext(&dir, flags, std::iter::empty::<&str>()) {
             Ok(repo) => repo,
             Err(_) => {
                 let _ = std::fs::remove_dir_all(&dir); // a half-made cache from a killed run
@@ -449,6 +452,17 @@ impl Store {
                     });
                 }
             }
+        }
+        // Only what the remote rejected is a refusal; a failure on this side is not.
+        if let Err(e) = &pushed
+            && rejected.is_empty()
+        {
+            return Err(match e.class() {
+                git2::ErrorClass::Net | git2::ErrorClass::Http | git2::ErrorClass::Ssh => {
+                    self.unreachable(e)
+                }
+                _ => StoreError::Git(self.remote.scrub(e.message())),
+            });
         }
         let mut message = match pushed {
             Err(e) => e.message().to_owned(),

@@ -857,6 +857,56 @@ mod transports {
     }
 }
 
+mod warm_cache {
+    use super::*;
+
+    /// Regression: a bump through a cache that already holds the branch's tip (no fetch in
+    /// that process) failed to push: libgit2 walked past the cache's shallow boundary.
+    #[test]
+    fn bumps_again_through_a_warm_shallow_cache() {
+        let sandbox = Sandbox::new();
+        let root = project_root(sandbox.path());
+        sandbox.git("", &["init", "-q", "--bare", "srv/deploy.git"]);
+        let server = GitHttp::serve(&root, None);
+        let url = server.url("deploy.git");
+        // History the cache will not have: made through another cache.
+        sandbox
+            .ferry(&["init", "--remote", &url])
+            .env("XDG_CACHE_HOME", "other")
+            .run()
+            .assert_code(0);
+        for minor in 0..3 {
+            let version = format!("1.{minor}.0");
+            sandbox
+                .ferry(&[
+                    "bump", "web", &version, "--env", "dev", "--add", "--sha256", B, "--remote",
+                    &url,
+                ])
+                .arg("--url")
+                .arg(format!("https://a.example/web-{version}.tgz"))
+                .env("XDG_CACHE_HOME", "other")
+                .run()
+                .assert_code(0);
+        }
+        // A read fills this cache shallowly; then two bumps in a row through it.
+        sandbox
+            .ferry(&["show", "dev", "--remote", &url])
+            .run()
+            .assert_code(0);
+        for version in ["2.0.0", "2.1.0"] {
+            let run = sandbox
+                .ferry(&[
+                    "bump", "web", version, "--env", "dev", "--sha256", C, "--remote", &url,
+                ])
+                .run();
+            assert_eq!(run.code, Some(0), "bump to {version}: {}", run.render());
+        }
+        sandbox.git("srv/deploy.git", &["fsck", "--strict"]);
+        let subject = sandbox.git("srv/deploy.git", &["log", "-1", "--format=%s", "dev"]);
+        assert_eq!(subject.trim(), "dev: bump web 2.0.0 → 2.1.0");
+    }
+}
+
 mod read {
     use super::*;
 
