@@ -20,13 +20,15 @@
 #   floor (5000), floor (5)   bench/bump_floor.sh on a local bare repo: cat-file
 #                             | sed | hash-object -w, read-tree + update-index
 #                             --cacheinfo (temporary index), write-tree,
-#                             commit-tree, update-ref NEW OLD
+#                             commit-tree, update-ref NEW OLD (it is given the old
+#                             version and sha256, read once at setup: one sed)
 #   ferry path (5000), (5)    ferry bump APP NEW --env dev --sha256 HEX --remote /path/repo.git
 #   ferry git:// cold (5000), (5)
 #                             the same with --remote git://127.0.0.1:PORT/repo.git
 #                             (git-daemon on loopback) and an empty --cache-dir
 #                             every run: shallow fetch of the tip, bump, push
-#   ferry git:// warm (5000)  the same, keeping the cache between runs
+#   ferry git:// warm (5000)  the same, keeping the cache between runs (not timed,
+#                             with a WARNING, if a second bump on a warm cache fails)
 #   shallow clone (5000)      git clone --bare --depth 1 --branch dev git://...
 #   full clone (5000)         git clone --bare git://... (once: it takes long)
 #   ferry validate (files)    ferry validate on the first commit's files, for scale:

@@ -600,3 +600,44 @@ fn over_smart_http() {
     assert!(state.contains("\"merged_by\": \"carol\""), "{state}");
     sandbox.git("srv/deploy.git", &["fsck", "--strict"]);
 }
+
+#[test]
+fn the_target_branch_templates_override_ferrys() {
+    let sandbox = Sandbox::new();
+    let remote = repo(&sandbox);
+    sandbox.commit_files(
+        "staging",
+        &[
+            (
+                "templates/promotion-title.hbs",
+                "deploy({{to}}): {{#each moves}}{{app}}@{{version}} {{/each}}\n",
+            ),
+            (
+                "templates/promotion-body.hbs",
+                "Moving {{count}} apps.\n{{#each moves}}- {{app}}: {{kind}}\n{{/each}}",
+            ),
+        ],
+        "staging: our own promotion requests",
+    );
+    ferry(&sandbox, &remote, &["promote", "dev", "staging"]).assert_code(0);
+    let opened = request(&sandbox, 1);
+    assert_eq!(opened["title"], "deploy(staging): api@0.3.0 web@1.1.0");
+    assert_eq!(opened["body"], "Moving 2 apps.\n- api: new\n- web: new");
+    // A template naming what ferry does not provide is a clear error, and nothing opens.
+    sandbox.commit_files(
+        "staging",
+        &[("templates/promotion-title.hbs", "{{nope}}\n")],
+        "staging: broken",
+    );
+    bump(&sandbox, &remote, &["web", "1.2.0", "--sha256", C]);
+    let before = sandbox.refs("deploy.git");
+    let run = ferry(&sandbox, &remote, &["promote", "dev", "staging"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("template `staging:templates/promotion-title.hbs`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sandbox.refs("deploy.git"), before);
+}
