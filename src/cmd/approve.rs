@@ -4,7 +4,7 @@ use crate::cmd::shared::{identity, now, open_store, signature};
 use crate::error::{Error, Outcome, Result};
 use crate::forge::local::LocalForge;
 use crate::forge::{Approval, RequestState};
-use crate::output::Output;
+use crate::output::{Format, Output};
 use crate::store::RemoteArgs;
 
 /// Approve a promotion request.
@@ -17,6 +17,7 @@ use crate::store::RemoteArgs;
   ferry approve 3 --as alice")]
 pub struct ApproveArgs {
     /// The request's id (`ferry requests` lists them).
+    #[arg(value_parser = crate::cmd::shared::parse_id)]
     pub id: u64,
 
     /// Who approves. Default: `GIT_AUTHOR_NAME`, else git's `user.name`.
@@ -63,15 +64,23 @@ pub fn run(args: ApproveArgs, out: Output) -> Result<Outcome> {
         });
         Ok(Some(format!("request #{} approved by {who}", request.id)))
     })?;
-    if already {
-        out.status(format!("`{who}` already approved request #{}", request.id));
-    } else {
-        let n = request.approvers(false).len();
-        out.data(format!(
+    let n = request.approvers(false).len();
+    match out.format {
+        Format::Json => out.json(&serde_json::json!({
+            "id": request.id,
+            "approved_by": who,
+            "head": request.head,
+            "approvals": request.approvals,
+            "already_approved": already,
+        })),
+        Format::Text if already => {
+            out.status(format!("`{who}` already approved request #{}", request.id))
+        }
+        Format::Text => out.data(format!(
             "#{} approved by {who} ({n} approval{})",
             request.id,
             if n == 1 { "" } else { "s" }
-        ));
+        )),
     }
     Ok(Outcome::Success)
 }

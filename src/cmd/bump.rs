@@ -190,6 +190,7 @@ pub fn run(args: BumpArgs, out: Output) -> Result<Outcome> {
             &[(MANIFEST.to_owned(), manifest)],
             &commit_message,
             &signature,
+            &signature,
         )?;
         let update = RefUpdate::branch(&branch, Some(tip), commit);
         match store.update(&[update], false, &format!("ferry bump {} {to}", args.app))? {
@@ -283,10 +284,20 @@ fn prepare(
     let after = files.with_file(MANIFEST, new_text.clone().into_bytes());
     let checked = validate::check(&after);
     let Some(state) = checked.state else {
-        return Err(invalid_state(
-            &checked.report,
-            &format!("the bump would leave `{branch}` invalid"),
-        ));
+        // Was it the bump, or was the branch invalid already?
+        let before = validate::check(&after.clone().with_file(MANIFEST, text.clone()));
+        let (report, what) = if before.state.is_none() {
+            (
+                &before.report,
+                format!("branch `{branch}` is invalid already; bumping cannot fix that"),
+            )
+        } else {
+            (
+                &checked.report,
+                format!("the bump would leave `{branch}` invalid"),
+            )
+        };
+        return Err(invalid_state(report, &what));
     };
     let Some(env) = state.environments.get(&args.env) else {
         return Err(Error::failure(format!(
@@ -369,7 +380,8 @@ fn report(
     commit: Option<git2::Oid>,
     dry_run: bool,
 ) {
-    let changed = !dry_run && from != Some(to);
+    // Whether the pin changes (or, for a dry run, would change).
+    let changed = from != Some(to);
     match out.format {
         Format::Json => out.json(&BumpReport {
             env: &args.env,
@@ -380,7 +392,7 @@ fn report(
             changed,
             dry_run,
         }),
-        Format::Text if changed => out.data(format!(
+        Format::Text if changed && !dry_run => out.data(format!(
             "{}: {} {} → {to} ({})",
             args.env,
             args.app,

@@ -4,7 +4,7 @@ use crate::cmd::shared::{identity, now, open_store, signature};
 use crate::error::{Error, Outcome, Result};
 use crate::forge::RequestState;
 use crate::forge::local::LocalForge;
-use crate::output::Output;
+use crate::output::{Format, Output};
 use crate::store::RemoteArgs;
 
 /// Close a promotion request without merging it.
@@ -13,6 +13,7 @@ use crate::store::RemoteArgs;
   ferry close 3")]
 pub struct CloseArgs {
     /// The request's id.
+    #[arg(value_parser = crate::cmd::shared::parse_id)]
     pub id: u64,
 
     /// Who closes it. Default: `GIT_AUTHOR_NAME`, else git's `user.name`.
@@ -41,6 +42,10 @@ pub fn run(args: CloseArgs, out: Output) -> Result<Outcome> {
         request.closed_at = Some(now());
         Ok(Some(format!("request #{} closed by {who}", request.id)))
     })?;
-    out.data(format!("#{} closed", request.id));
+    match out.format {
+        Format::Json => out
+            .json(&serde_json::json!({"id": request.id, "state": request.state, "closed_by": who})),
+        Format::Text => out.data(format!("#{} closed", request.id)),
+    }
     Ok(Outcome::Success)
 }

@@ -75,7 +75,7 @@ pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
         "ferry init: {}\n\nOne branch per environment, each with manifest.json, the environment files\nand the JSON Schemas.",
         envs.join(" → ")
     );
-    let commit = store.write_commit(None, &files, &message, &signature)?;
+    let commit = store.write_commit(None, &files, &message, &signature, &signature)?;
 
     // What is about to land must validate, like anything ferry commits.
     let checked = validate::check(&store.tree_source(commit, &envs[0])?);

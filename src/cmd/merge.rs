@@ -28,6 +28,7 @@ use crate::store::{History, RefUpdate, RemoteArgs, UpdateOutcome};
   ferry merge 3 --as release-bot --format json")]
 pub struct MergeArgs {
     /// The request's id.
+    #[arg(value_parser = crate::cmd::shared::parse_id)]
     pub id: u64,
 
     /// Who merges. Default: `GIT_AUTHOR_NAME`, else git's `user.name`.
@@ -148,14 +149,28 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     let approvers = request.approvers(protection.dismiss_stale_reviews);
     let needed = protection.required_approvals as usize;
     if approvers.len() < needed {
-        return Err(Error::failure(format!(
+        let mut error = Error::failure(format!(
             "request #{} has {} approval{} from people other than its author; `{}` requires {needed}",
             request.id,
             approvers.len(),
             if approvers.len() == 1 { "" } else { "s" },
             request.to
-        ))
-        .hint(format!("`ferry approve {}` (as someone other than {})", request.id, request.author)));
+        ));
+        let stale: Vec<&str> = request
+            .approvers(false)
+            .into_iter()
+            .filter(|who| !approvers.contains(who))
+            .collect();
+        if !stale.is_empty() {
+            error = error.detail(format!(
+                "  dismissed: {} approved an older head (`dismiss_stale_reviews`)",
+                stale.join(", ")
+            ));
+        }
+        return Err(error.hint(format!(
+            "`ferry approve {}` (as someone other than {})",
+            request.id, request.author
+        )));
     }
     if !protection.allowed_mergers.is_empty()
         && !protection.allowed_mergers.iter().any(|m| m == &who)
@@ -181,6 +196,7 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
             (&request.from, &request.to),
             &moves,
             &request.title,
+            (&request.author, &who),
         )?
     };
     match store.update(

@@ -184,12 +184,13 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
         .get(&args.to)
         .expect("load_env checked it");
 
+    let known = || from_apps_hint(&from.state.manifest);
     let moves = promote::plan(
         &from.state.manifest,
         &to.state.manifest,
         args.apps.as_deref(),
     )
-    .map_err(|e| Error::failure(format!("{}: {e}", args.from)))?;
+    .map_err(|e| Error::failure(format!("{}: {e}", args.from)).hint(known()))?;
     let report =
         |moves: &[Move], gates: &[GateResult], request: Option<RequestRef>| PromoteReport {
             from: &args.from,
@@ -202,6 +203,30 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
             request,
             dry_run: args.dry_run,
         };
+
+    // Promotions follow the graph even when nothing would move.
+    if moves.is_empty() && target.promotes_from.as_deref() != Some(args.from.as_str()) {
+        let gate = promote::gates(
+            &[],
+            &GateInputs {
+                from: &args.from,
+                target,
+                rollback: args.rollback,
+                now: now(),
+                since: &BTreeMap::new(),
+                checks: &BTreeMap::new(),
+            },
+        )
+        .remove(0);
+        return Err(Error::failure(format!(
+            "promotion {} → {} refused: {}",
+            args.from, args.to, gate.message
+        ))
+        .hint(format!(
+            "`promotes_from` in `environments/{}.json` on `{}` says where it takes promotions from",
+            args.to, to.branch
+        )));
+    }
 
     if moves.is_empty() {
         out.status(format!(
@@ -247,10 +272,9 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
             for g in &refused {
                 error = error.detail(format!("  {}: {}", g.gate.as_str(), g.message));
             }
-            return Err(error.hint(format!(
-                "the gates are `policy` in `environments/{}.json` on `{}`",
-                args.to, to.branch
-            )));
+            return Err(gate_hints(
+                error, &refused, &args.from, &args.to, &to.branch,
+            ));
         }
         out.status("dry run: no request was opened or changed");
         return Ok(Outcome::Success);
@@ -274,8 +298,15 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
     let open = backend.open(&args.from, &args.to, &to.branch)?;
     let reference = match &backend {
         Backend::Local(forge) => {
-            let head =
-                promotion::build_commit(&store, &to, (&args.from, &args.to), &moves, &title)?;
+            let author = identity(&store, args.as_name.as_deref());
+            let head = promotion::build_commit(
+                &store,
+                &to,
+                (&args.from, &args.to),
+                &moves,
+                &title,
+                (&author, &author),
+            )?;
             let current = store.refs()?.get(&format!("refs/heads/{branch}")).copied();
             store.update(
                 &[RefUpdate::branch(&branch, current, head)],
@@ -490,20 +521,67 @@ fn record_request(
     }
 }
 
+/// The apps a source environment pins, for hints.
+fn from_apps_hint(manifest: &crate::model::Manifest) -> String {
+    let apps: Vec<&str> = manifest.artifacts.keys().map(String::as_str).collect();
+    if apps.len() > 20 {
+        format!(
+            "its apps include {}, … ({} in all)",
+            apps[..20].join(", "),
+            apps.len()
+        )
+    } else {
+        format!("its apps: {}", apps.join(", "))
+    }
+}
+
+/// What to do about each kind of refused gate.
+fn gate_hints(
+    mut error: Error,
+    refused: &[&GateResult],
+    from: &str,
+    to: &str,
+    to_branch: &str,
+) -> Error {
+    use promote::Gate;
+    let has = |gate: Gate| refused.iter().any(|g| g.gate == gate);
+    if has(Gate::PromotesFrom) {
+        error = error.hint(format!("`promotes_from` in `environments/{to}.json` on `{to_branch}` says where `{to}` takes promotions from"));
+    }
+    if has(Gate::RequiredChecks) {
+        let missing: Vec<&str> = refused
+            .iter()
+            .filter(|g| g.gate == Gate::RequiredChecks)
+            .filter_map(|g| g.message.split('`').nth(1))
+            .collect();
+        error = error.hint(format!(
+            "CI reports checks on `{from}`'s commit: `ferry status set {from} {} success`",
+            missing.first().copied().unwrap_or("CHECK")
+        ));
+    }
+    if has(Gate::Soak) || has(Gate::Prerelease) {
+        error = error.hint(format!(
+            "soak and prereleases are `policy` in `environments/{to}.json` on `{to_branch}`"
+        ));
+    }
+    error
+}
+
 fn print_plan(out: Output, from: &str, to: &str, moves: &[Move], gates: &[GateResult]) {
+    // As `ferry diff` shows them: the source, then the target.
     let mut rows = vec![vec![
         "APP".to_owned(),
-        to.to_uppercase(),
         from.to_uppercase(),
+        to.to_uppercase(),
         "CHANGE".to_owned(),
     ]];
     for m in moves {
         rows.push(vec![
             m.app.clone(),
+            m.version(),
             m.current
                 .as_ref()
                 .map_or("-".to_owned(), crate::model::Artifact::shown_version),
-            m.version(),
             m.kind.as_str().to_owned(),
         ]);
     }

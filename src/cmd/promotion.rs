@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use git2::Oid;
 use serde::Serialize;
 
-use crate::cmd::shared::{Loaded, Manifests, invalid_state, short, signature};
+use crate::cmd::shared::{Loaded, Manifests, invalid_state, short, signature_as};
 use crate::error::{Error, Result};
 use crate::forge::RequestedMove;
 use crate::json::Document;
@@ -225,21 +225,28 @@ pub fn proposal(
     Ok((new_text, message))
 }
 
-/// The [`proposal`] as a commit on the target's tip, in the store.
+/// The [`proposal`] as a commit on the target's tip, in the store: authored by whoever
+/// requested the promotion, committed by whoever lands it (the same person when it is built
+/// for review).
 pub fn build_commit(
     store: &Store,
     target: &Loaded,
     route: (&str, &str),
     moves: &[Move],
     subject: &str,
+    people: (&str, &str),
 ) -> Result<Oid> {
     let (text, message) = proposal(target, route, moves, subject)?;
-    let signature = signature(store)?;
+    let (author, committer) = (
+        signature_as(store, people.0)?,
+        signature_as(store, people.1)?,
+    );
     Ok(store.write_commit(
         Some(target.tip),
         &[(MANIFEST.to_owned(), text.into_bytes())],
         &message,
-        &signature,
+        &author,
+        &committer,
     )?)
 }
 

@@ -19,13 +19,18 @@ pub enum StateFilter {
     All,
 }
 
-/// List promotion requests: id, state, environments, apps, approvals.
+/// List promotion requests (id, state, environments, apps, approvals), or show one.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry requests                     # open requests
+  ferry requests 3                   # one request: its moves, approvals and body
   ferry requests --env prod --state all
   ferry requests --format json")]
 pub struct RequestsArgs {
+    /// Show this request in full.
+    #[arg(value_parser = crate::cmd::shared::parse_id)]
+    pub id: Option<u64>,
+
     /// Only requests into or out of this environment.
     #[arg(long)]
     pub env: Option<String>,
@@ -46,6 +51,14 @@ struct Listed<'a> {
 pub fn run(args: RequestsArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
     let forge = LocalForge::new(&store);
+    if let Some(id) = args.id {
+        let request = forge.request(id)?.value;
+        match out.format {
+            Format::Json => out.json(&Listed { request: &request }),
+            Format::Text => show(&request, out),
+        }
+        return Ok(Outcome::Success);
+    }
     let requests: Vec<Request> = forge
         .requests()?
         .into_iter()
@@ -89,7 +102,7 @@ pub fn run(args: RequestsArgs, out: Output) -> Result<Outcome> {
                     .iter()
                     .map(|m| format!("{} {}", m.app, m.to))
                     .collect();
-                let approvers = r.approvers(false);
+                let approvers = approvals(r);
                 rows.push(vec![
                     format!("#{}", r.id),
                     r.state.as_str().to_owned(),
@@ -103,7 +116,7 @@ pub fn run(args: RequestsArgs, out: Output) -> Result<Outcome> {
                     if approvers.is_empty() {
                         "-".to_owned()
                     } else {
-                        approvers.join(", ")
+                        approvers
                     },
                     r.author.clone(),
                     timestamp(r.updated_at),
@@ -115,4 +128,70 @@ pub fn run(args: RequestsArgs, out: Output) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// Who approved, an approval of an older head marked `(stale)`.
+fn approvals(request: &Request) -> String {
+    let current: Vec<&str> = request.approvers(true);
+    let mut shown: Vec<String> = request
+        .approvers(false)
+        .into_iter()
+        .map(|who| {
+            if current.contains(&who) {
+                who.to_owned()
+            } else {
+                format!("{who} (stale)")
+            }
+        })
+        .collect();
+    shown.dedup();
+    shown.join(", ")
+}
+
+/// One request in full.
+fn show(request: &Request, out: Output) {
+    out.data(format!("#{}  {}", request.id, request.title));
+    out.data(format!(
+        "state:      {}{}",
+        request.state.as_str(),
+        match (&request.merged_by, &request.closed_by) {
+            (Some(by), _) => format!(
+                " by {by} at {}",
+                timestamp(request.merged_at.unwrap_or_default())
+            ),
+            (_, Some(by)) => format!(
+                " by {by} at {}",
+                timestamp(request.closed_at.unwrap_or_default())
+            ),
+            _ => String::new(),
+        }
+    ));
+    out.data(format!(
+        "promotion:  {} → {}{}",
+        request.from,
+        request.to,
+        if request.rollback { " (rollback)" } else { "" }
+    ));
+    out.data(format!(
+        "author:     {} at {}",
+        request.author,
+        timestamp(request.created_at)
+    ));
+    out.data(format!(
+        "branch:     {} at {}",
+        request.branch,
+        &request.head[..7.min(request.head.len())]
+    ));
+    let approvals = approvals(request);
+    out.data(format!(
+        "approvals:  {}",
+        if approvals.is_empty() {
+            "none".to_owned()
+        } else {
+            approvals
+        }
+    ));
+    out.data(format!("labels:     {}", request.labels.join(", ")));
+    out.data("");
+    out.data(&request.body);
 }

@@ -138,7 +138,9 @@ pub fn invalid_state(report: &Report, message: &str) -> Error {
     if report.errors.len() > 20 {
         error = error.detail(format!("  … and {} more", report.errors.len() - 20));
     }
-    error.hint("nothing was changed")
+    error
+        .hint("nothing was changed")
+        .hint("a checkout of the branch and `ferry validate` show every problem")
 }
 
 /// The first 7 hex digits of a commit id, as git shows them.
@@ -241,6 +243,30 @@ pub fn signature(store: &Store) -> Result<git2::Signature<'static>, Error> {
         .map_err(|e| Error::failure(format!("git: {}", e.message())))
 }
 
+/// The signature of `name`: the configured one when `name` is who git says is committing,
+/// else `name` with a placeholder address under the reserved `.invalid` domain (ferry knows
+/// only the name it was given, and claims no real address for anyone).
+pub fn signature_as(store: &Store, name: &str) -> Result<git2::Signature<'static>, Error> {
+    let default = signature(store)?;
+    if default.name() == Ok(name) {
+        return Ok(default);
+    }
+    let local: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '.'
+            }
+        })
+        .collect();
+    let email = format!("{}@ferry.invalid", local.trim_matches('.'));
+    git2::Signature::new(name, &email, &default.when())
+        .map_err(|e| Error::failure(format!("git: {}", e.message())))
+}
+
 /// Manifests of commits in history, each blob parsed once (leniently: history may hold
 /// states today's rules reject).
 pub struct Manifests<'s> {
@@ -282,4 +308,12 @@ impl<'s> Manifests<'s> {
             })
             .clone()
     }
+}
+
+/// A request id as people write it: `3` or `#3`.
+pub fn parse_id(text: &str) -> Result<u64, String> {
+    text.trim()
+        .trim_start_matches('#')
+        .parse()
+        .map_err(|_| format!("`{text}` is not a request id, such as `3` or `#3`"))
 }

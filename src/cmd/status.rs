@@ -45,10 +45,13 @@ pub struct SetArgs {
     pub target: String,
     /// The check's name, such as `ci/test`.
     pub check: String,
+    /// The check's state.
     #[arg(value_enum)]
     pub state: CheckState,
+    /// A short description, shown beside the state.
     #[arg(long, default_value = "")]
     pub description: String,
+    /// Where the details are, such as the CI run's page.
     #[arg(long)]
     pub url: Option<String>,
     /// Who reports. Default: `GIT_AUTHOR_NAME`, else git's `user.name`.
@@ -79,14 +82,23 @@ fn run_set(store: &Store, args: SetArgs, out: Output) -> Result<Outcome> {
         at: now(),
     };
     let signature = signature(store)?;
+    let reported = serde_json::to_value(&status).expect("JSON");
     forge.set_status(commit, &args.check, status, &signature)?;
-    out.data(format!(
-        "{}: {} {} on {}",
-        args.target,
-        args.check,
-        args.state.as_str(),
-        short(commit)
-    ));
+    match out.format {
+        Format::Json => out.json(&serde_json::json!({
+            "target": args.target,
+            "commit": commit.to_string(),
+            "check": args.check,
+            "status": reported,
+        })),
+        Format::Text => out.data(format!(
+            "{}: {} {} on {}",
+            args.target,
+            args.check,
+            args.state.as_str(),
+            short(commit)
+        )),
+    }
     Ok(Outcome::Success)
 }
 

@@ -80,6 +80,7 @@ impl<'s> LocalForge<'s> {
             &[(file.to_owned(), text.into_bytes())],
             event,
             signature,
+            signature,
         )?;
         let update = RefUpdate {
             refname: refname.to_owned(),

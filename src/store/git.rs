@@ -351,6 +351,7 @@ impl Store {
         files: &[(String, Vec<u8>)],
         message: &str,
         author: &Signature<'_>,
+        committer: &Signature<'_>,
     ) -> Result<Oid, StoreError> {
         let err = git_err(&self.remote);
         let parent = parent
@@ -376,7 +377,7 @@ impl Store {
         let tree = self.repo.find_tree(tree_id).map_err(&err)?;
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
         self.repo
-            .commit(None, author, author, message, &tree, &parents)
+            .commit(None, author, committer, message, &tree, &parents)
             .map_err(&err)
     }
 

@@ -641,3 +641,128 @@ fn the_target_branch_templates_override_ferrys() {
     );
     assert_eq!(sandbox.refs("deploy.git"), before);
 }
+
+#[test]
+fn the_history_names_who_requested_and_who_merged() {
+    let sandbox = Sandbox::new();
+    let remote = repo(&sandbox);
+    ferry(
+        &sandbox,
+        &remote,
+        &["promote", "dev", "staging", "--as", "alice"],
+    )
+    .assert_code(0);
+    // The target moves meanwhile without changing the plan: the merge rebuilds the commit.
+    sandbox.edit_env("staging", "staging", |e| {
+        e["description"] = json!("edited meanwhile")
+    });
+    ferry(&sandbox, &remote, &["merge", "#1", "--as", "carol"]).assert_code(0);
+    let who = sandbox.git(
+        "deploy.git",
+        &["log", "-1", "--format=%an <%ae> / %cn <%ce>", "staging"],
+    );
+    assert_eq!(
+        who.trim(),
+        "alice <alice@ferry.invalid> / carol <carol@ferry.invalid>"
+    );
+    // A request reviewed as is lands as is: authored by its requester.
+    bump(&sandbox, &remote, &["web", "1.2.0", "--sha256", DIGEST]);
+    ferry(
+        &sandbox,
+        &remote,
+        &["promote", "dev", "staging", "--as", "dana"],
+    )
+    .assert_code(0);
+    ferry(&sandbox, &remote, &["merge", "2", "--as", "erin"]).assert_code(0);
+    let author = sandbox.git("deploy.git", &["log", "-1", "--format=%an", "staging"]);
+    assert_eq!(author.trim(), "dana");
+    assert_eq!(request(&sandbox, 2)["merged_by"], "erin");
+}
+
+#[test]
+fn the_promotion_graph_holds_even_when_nothing_would_move() {
+    let sandbox = Sandbox::new();
+    let remote = sandbox.init("dev,staging,prod");
+    for (from, to) in [("prod", "staging"), ("dev", "dev"), ("staging", "dev")] {
+        let run = ferry(&sandbox, &remote, &["promote", from, to]);
+        run.assert_code(1);
+        assert!(
+            run.stderr
+                .contains(&format!("promotion {from} → {to} refused")),
+            "{}",
+            run.stderr
+        );
+    }
+    ferry(&sandbox, &remote, &["promote", "dev", "staging"]).assert_code(0);
+}
+
+#[test]
+fn one_request_in_full_and_json_everywhere() {
+    let sandbox = Sandbox::new();
+    let remote = repo(&sandbox);
+    sandbox.edit_env("staging", "staging", |e| {
+        e["protection"] = json!({"required_approvals": 1, "dismiss_stale_reviews": true})
+    });
+    ferry(
+        &sandbox,
+        &remote,
+        &["promote", "dev", "staging", "--as", "alice"],
+    )
+    .assert_code(0);
+    let approved = ferry(
+        &sandbox,
+        &remote,
+        &["approve", "#1", "--as", "bob", "--format", "json"],
+    );
+    approved.assert_code(0);
+    assert_eq!(approved.json()["approved_by"], "bob");
+    // bob's approval goes stale when the request moves on; the listing and the merge say so.
+    bump(&sandbox, &remote, &["web", "1.2.0", "--sha256", DIGEST]);
+    ferry(
+        &sandbox,
+        &remote,
+        &["promote", "dev", "staging", "--as", "alice"],
+    )
+    .assert_code(0);
+    let listed = ferry(&sandbox, &remote, &["requests"]);
+    assert!(listed.stdout.contains("bob (stale)"), "{}", listed.stdout);
+    let merge = ferry(&sandbox, &remote, &["merge", "1"]);
+    merge.assert_code(1);
+    assert!(
+        merge
+            .stderr
+            .contains("dismissed: bob approved an older head"),
+        "{}",
+        merge.stderr
+    );
+    let shown = ferry(&sandbox, &remote, &["requests", "1"]);
+    shown.assert_code(0);
+    assert!(
+        shown
+            .stdout
+            .starts_with("#1  Promote dev → staging: api 0.3.0, web 1.2.0\nstate:      open\n"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("approvals:  bob (stale)"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("| web | — | 1.2.0 | new |"),
+        "{}",
+        shown.stdout
+    );
+    let status = ferry(
+        &sandbox,
+        &remote,
+        &[
+            "status", "set", "dev", "ci/test", "success", "--format", "json",
+        ],
+    );
+    assert_eq!(status.json()["status"]["state"], "success");
+    let closed = ferry(&sandbox, &remote, &["close", "1", "--format", "json"]);
+    assert_eq!(closed.json()["state"], "closed");
+    ferry(&sandbox, &remote, &["approve", "one"]).assert_code(2);
+}

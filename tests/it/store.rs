@@ -857,6 +857,39 @@ mod transports {
     }
 }
 
+#[test]
+fn a_bump_on_a_branch_invalid_already_says_so() {
+    let sandbox = Sandbox::new();
+    let remote = with_web(&sandbox);
+    let mut env: serde_json::Value =
+        serde_json::from_str(&sandbox.show("dev", "environments/dev.json")).unwrap();
+    env["protection"] = json!({"required_approvals": 9});
+    let env = serde_json::to_string_pretty(&env).unwrap();
+    sandbox.commit_files(
+        "dev",
+        &[("environments/dev.json", &env)],
+        "dev: a bad edit by hand",
+    );
+    let run = sandbox
+        .ferry(&[
+            "bump", "web", "1.1.0", "--env", "dev", "--sha256", B, "--remote", &remote,
+        ])
+        .run();
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .starts_with("error: branch `dev` is invalid already; bumping cannot fix that"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("`required_approvals` must be at most 6"),
+        "{}",
+        run.stderr
+    );
+}
+
 mod warm_cache {
     use super::*;
 
