@@ -4,7 +4,6 @@
 use insta::assert_snapshot;
 use serde_json::json;
 
-use crate::common::http::{GitHttp, project_root};
 use crate::common::{DIGEST, NOW, Sandbox};
 
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -546,10 +545,7 @@ fn dry_run_and_json() {
 #[test]
 fn over_smart_http() {
     let sandbox = Sandbox::new();
-    let root = project_root(sandbox.path());
-    sandbox.git("", &["init", "-q", "--bare", "srv/deploy.git"]);
-    let server = GitHttp::serve(&root, None);
-    let url = server.url("deploy.git");
+    let (_server, url) = sandbox.serve_http(None);
     sandbox
         .ferry(&["init", "--remote", &url])
         .run()

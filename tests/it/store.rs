@@ -4,7 +4,7 @@
 use insta::assert_snapshot;
 use serde_json::json;
 
-use crate::common::http::{GitDaemon, GitHttp, project_root};
+use crate::common::http::{GitDaemon, project_root};
 use crate::common::{DIGEST, Sandbox};
 
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -570,10 +570,7 @@ mod concurrency {
     #[test]
     fn over_smart_http() {
         let sandbox = Sandbox::new();
-        let root = project_root(sandbox.path());
-        sandbox.git("", &["init", "-q", "--bare", "srv/deploy.git"]);
-        let server = GitHttp::serve(&root, None);
-        let url = server.url("deploy.git");
+        let (_server, url) = sandbox.serve_http(None);
         sandbox
             .ferry(&["init", "--remote", &url, "--envs", "dev,prod"])
             .run()
@@ -623,11 +620,8 @@ mod http {
     #[test]
     fn a_token_authenticates_and_never_shows() {
         let sandbox = Sandbox::new();
-        let root = project_root(sandbox.path());
-        sandbox.git("", &["init", "-q", "--bare", "srv/deploy.git"]);
         let token = "tok-7f3a9c2e";
-        let server = GitHttp::serve(&root, Some(token));
-        let url = server.url("deploy.git");
+        let (_server, url) = sandbox.serve_http(Some(token));
         // Without the token: refused, clearly.
         let run = sandbox.ferry(&["init", "--remote", &url]).run();
         run.assert_code(1);
@@ -664,10 +658,7 @@ mod http {
     #[test]
     fn a_bump_fetches_only_the_tip_of_one_branch() {
         let sandbox = Sandbox::new();
-        let root = project_root(sandbox.path());
-        sandbox.git("", &["init", "-q", "--bare", "srv/deploy.git"]);
-        let server = GitHttp::serve(&root, None);
-        let url = server.url("deploy.git");
+        let (server, url) = sandbox.serve_http(None);
         // The repository and its history are made through another cache than the one measured.
         sandbox
             .ferry(&["init", "--remote", &url])
@@ -772,15 +763,12 @@ mod transports {
     #[test]
     fn a_push_the_remote_refuses_is_reported_and_changes_nothing() {
         let sandbox = Sandbox::new();
-        let root = project_root(sandbox.path());
-        sandbox.git("", &["init", "-q", "--bare", "srv/deploy.git"]);
-        let server = GitHttp::serve(&root, None);
-        let url = server.url("deploy.git");
+        let (_server, url) = sandbox.serve_http(None);
         sandbox
             .ferry(&["init", "--remote", &url])
             .run()
             .assert_code(0);
-        let hook = root.join("deploy.git/hooks/pre-receive");
+        let hook = sandbox.path().join("srv/deploy.git/hooks/pre-receive");
         std::fs::write(
             &hook,
             "#!/bin/sh\necho 'dev is frozen for the release' >&2\nexit 1\n",
@@ -898,10 +886,7 @@ mod warm_cache {
     #[test]
     fn bumps_again_through_a_warm_shallow_cache() {
         let sandbox = Sandbox::new();
-        let root = project_root(sandbox.path());
-        sandbox.git("", &["init", "-q", "--bare", "srv/deploy.git"]);
-        let server = GitHttp::serve(&root, None);
-        let url = server.url("deploy.git");
+        let (_server, url) = sandbox.serve_http(None);
         // History the cache will not have: made through another cache.
         sandbox
             .ferry(&["init", "--remote", &url])

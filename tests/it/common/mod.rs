@@ -237,6 +237,16 @@ impl Sandbox {
         f
     }
 
+    /// An empty bare repository, `srv/deploy.git`, served over smart HTTP (with `token`,
+    /// only to clients that send it); the server and the repository's URL.
+    pub fn serve_http(&self, token: Option<&str>) -> (http::GitHttp, String) {
+        let root = http::project_root(self.path());
+        self.git("", &["init", "-q", "--bare", "srv/deploy.git"]);
+        let server = http::GitHttp::serve(&root, token);
+        let url = server.url("deploy.git");
+        (server, url)
+    }
+
     /// `ferry init` of the sandbox's repository with the given environments.
     #[track_caller]
     pub fn init(&self, envs: &str) -> String {
