@@ -82,10 +82,8 @@ CHECK_TARGETS=0
 TARGET_FLOOR_RATIO=1.5
 TARGET_HISTORY_RATIO=1.2
 
-log() { printf '==> %s\n' "$*" >&2; }
-warn() { printf 'WARNING: %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+# shellcheck source=bench/common.sh
+source "$SCRIPT_DIR/common.sh"
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -115,34 +113,9 @@ done
 [[ $APP =~ ^[a-z0-9][a-z0-9._-]*$ ]] || die "unexpected app name: $APP"
 LONG=$COMMITS
 
-mkdir -p "$CACHE_DIR"
-CACHE_DIR=$(cd "$CACHE_DIR" && pwd)
-INSTALL_LOG=$CACHE_DIR/install.log
-
-# Run "$@" with output to the install log; on failure show its tail and fail.
-logged() {
-    if ! "$@" >>"$INSTALL_LOG" 2>&1; then
-        tail -n 30 "$INSTALL_LOG" >&2
-        die "failed: $* (full log: $INSTALL_LOG)"
-    fi
-}
+init_cache
 
 # ---------------------------------------------------------------- (a) tools
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 && SUDO=(sudo)
-fi
-
-ensure_hyperfine() {
-    command -v hyperfine >/dev/null 2>&1 && return
-    command -v apt-get >/dev/null 2>&1 || die "hyperfine is missing and apt-get is not available: install hyperfine"
-    log "installing hyperfine (apt-get)"
-    if ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q hyperfine >>"$INSTALL_LOG" 2>&1; then
-        logged "${SUDO[@]}" apt-get update -q
-        logged "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q hyperfine
-    fi
-    command -v hyperfine >/dev/null 2>&1 || die "hyperfine still not found after apt-get install"
-}
 
 command -v git >/dev/null 2>&1 || die "git is needed"
 command -v python3 >/dev/null 2>&1 || die "python3 is needed (bench/gen_repo.py, bench/gen_history.py)"
@@ -154,16 +127,7 @@ log "hyperfine:        $(hyperfine --version)"
 log "git:              $(git --version)"
 
 # ---------------------------------------------------------------- (b) ferry
-if [ -n "${FERRY_BIN:-}" ]; then
-    [ -x "$FERRY_BIN" ] || die "FERRY_BIN=$FERRY_BIN is not an executable file"
-    log "using FERRY_BIN=$FERRY_BIN (no build)"
-else
-    command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust or set FERRY_BIN"
-    log "building ferry: cargo build --release (in $REPO_ROOT)"
-    (cd "$REPO_ROOT" && cargo build --release) || die "cargo build --release failed (see above); set FERRY_BIN"
-    FERRY_BIN=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/ferry
-    [ -x "$FERRY_BIN" ] || die "built, but no binary at $FERRY_BIN"
-fi
+build_ferry
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-bump.XXXXXX")
 DAEMON_PID=

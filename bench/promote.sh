@@ -15,20 +15,22 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+CACHE_DIR=${FERRY_BENCH_CACHE:-$SCRIPT_DIR/.cache}
+# shellcheck source=bench/common.sh
+source "$SCRIPT_DIR/common.sh"
 APPS=1000 RUNS=15 WARMUP=2
 while [ $# -gt 0 ]; do
     case "$1" in
         --apps) APPS=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
         --warmup) WARMUP=$2; shift 2 ;;
-        *) echo "unknown option: $1" >&2; exit 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
-command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine; }
-if [ -z "${FERRY_BIN:-}" ]; then
-    (cd "$REPO_ROOT" && cargo build --release -q)
-    FERRY_BIN=$REPO_ROOT/target/release/ferry
-fi
+init_cache
+ensure_hyperfine
+build_ferry
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cp "$FERRY_BIN" "$WORK/ferry"

@@ -48,10 +48,8 @@ TARGET_FERRY_MS=125
 TARGET_AJV_RATIO=4
 TARGET_CJS_RATIO=20
 
-log() { printf '==> %s\n' "$*" >&2; }
-warn() { printf 'WARNING: %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+# shellcheck source=bench/common.sh
+source "$SCRIPT_DIR/common.sh"
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -69,35 +67,9 @@ for n in "$ARTIFACTS" "$RUNS" "$WARMUP"; do
     [[ $n =~ ^[0-9]+$ ]] || die "not a number: $n"
 done
 
-mkdir -p "$CACHE_DIR"
-CACHE_DIR=$(cd "$CACHE_DIR" && pwd)
-INSTALL_LOG=$CACHE_DIR/install.log
-
-# Run "$@" with output to the install log; on failure show its tail and fail.
-logged() {
-    if ! "$@" >>"$INSTALL_LOG" 2>&1; then
-        tail -n 30 "$INSTALL_LOG" >&2
-        die "failed: $* (full log: $INSTALL_LOG)"
-    fi
-}
+init_cache
 
 # ---------------------------------------------------------------- (a) tools
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 && SUDO=(sudo)
-fi
-
-ensure_hyperfine() {
-    command -v hyperfine >/dev/null 2>&1 && return
-    command -v apt-get >/dev/null 2>&1 || die "hyperfine is missing and apt-get is not available: install hyperfine"
-    log "installing hyperfine (apt-get)"
-    # Try without refreshing the package lists first; update only if needed.
-    if ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q hyperfine >>"$INSTALL_LOG" 2>&1; then
-        logged "${SUDO[@]}" apt-get update -q
-        logged "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q hyperfine
-    fi
-    command -v hyperfine >/dev/null 2>&1 || die "hyperfine still not found after apt-get install"
-}
 
 AJV=$CACHE_DIR/npm/node_modules/.bin/ajv
 ensure_ajv() {
@@ -131,16 +103,7 @@ log "check-jsonschema: $("$CJS" --version 2>&1 | tail -n 1)"
 
 # ---------------------------------------------------------------- (b) ferry
 if [ "$PEERS_ONLY" -eq 0 ]; then
-    if [ -n "${FERRY_BIN:-}" ]; then
-        [ -x "$FERRY_BIN" ] || die "FERRY_BIN=$FERRY_BIN is not an executable file"
-        log "using FERRY_BIN=$FERRY_BIN (no build)"
-    else
-        command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust or set FERRY_BIN"
-        log "building ferry: cargo build --release (in $REPO_ROOT)"
-        (cd "$REPO_ROOT" && cargo build --release) || die "cargo build --release failed (see above); set FERRY_BIN or use --peers-only"
-        FERRY_BIN=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/ferry
-        [ -x "$FERRY_BIN" ] || die "built, but no binary at $FERRY_BIN"
-    fi
+    build_ferry "or use --peers-only"
     log "ferry:            $("$FERRY_BIN" --version 2>&1 | head -n 1 || true)"
 fi
 
