@@ -23,6 +23,12 @@
 #                             commit-tree, update-ref NEW OLD (it is given the old
 #                             version and sha256, read once at setup: one sed)
 #   ferry path (5000), (5)    ferry bump APP NEW --env dev --sha256 HEX --remote /path/repo.git
+#                             --cache-dir DIR, DIR kept between runs: the tip's tree has a
+#                             verdict (ferry validated it before), so only the new pin is
+#                             checked (src/verdict.rs)
+#   ferry path, no verdict (5000)
+#                             the same with DIR emptied before every run: the whole
+#                             resulting state is validated, as on a fresh CI runner
 #   ferry git:// cold (5000), (5)
 #                             the same with --remote git://127.0.0.1:PORT/repo.git
 #                             (git-daemon on loopback) and an empty --cache-dir
@@ -275,7 +281,11 @@ FLOOR=$SCRIPT_DIR/bump_floor.sh
 
 floor_cmd() { echo "$(q "$FLOOR") $(q "$WORK/floor-$1.git") $APP $OLD_VERSION $NEW_VERSION $OLD_SHA $NEW_SHA"; }
 ferry_cmd() { echo "$(q "$FERRY") bump $APP $NEW_VERSION --env dev --sha256 $NEW_SHA --remote $*"; }
-path_cmd() { ferry_cmd "$(q "$WORK/path-$1.git")"; }
+# path_cmd N CACHE: ferry's cache dir holds the verdicts (trees found valid before).
+path_cmd() { ferry_cmd "$(q "$WORK/path-$1.git") --cache-dir $(q "$2")"; }
+PATH_CACHE_LONG=$WORK/cache-path-$LONG
+PATH_CACHE_SHORT=$WORK/cache-path-$SHORT
+PATH_CACHE_NONE=$WORK/cache-path-none-$LONG
 # git:// commands need $PORT: defined after the daemon starts.
 net_cmd() { ferry_cmd "git://127.0.0.1:$PORT/repo-$1.git --cache-dir $(q "$2")"; }
 
@@ -312,8 +322,12 @@ check_bump() {
 
 check_bump "floor ($LONG)" "$WORK/floor-$LONG.git" "$LONG" "$(floor_cmd "$LONG")"
 check_bump "floor ($SHORT)" "$WORK/floor-$SHORT.git" "$SHORT" "$(floor_cmd "$SHORT")"
-check_bump "ferry path ($LONG)" "$WORK/path-$LONG.git" "$LONG" "$(path_cmd "$LONG")"
-check_bump "ferry path ($SHORT)" "$WORK/path-$SHORT.git" "$SHORT" "$(path_cmd "$SHORT")"
+check_bump "ferry path, no verdict ($LONG)" "$WORK/path-$LONG.git" "$LONG" "$(path_cmd "$LONG" "$PATH_CACHE_NONE")" "$PATH_CACHE_NONE"
+check_bump "ferry path ($LONG)" "$WORK/path-$LONG.git" "$LONG" "$(path_cmd "$LONG" "$PATH_CACHE_LONG")"
+check_bump "ferry path ($SHORT)" "$WORK/path-$SHORT.git" "$SHORT" "$(path_cmd "$SHORT" "$PATH_CACHE_SHORT")"
+# The first bump validated the whole state and recorded the verdicts of its parent and of
+# its result: the warm runs find the parent's.
+[ -n "$(ls "$PATH_CACHE_LONG/verified/"*/ 2>/dev/null)" ] || die "ferry path ($LONG): no verdict recorded in $PATH_CACHE_LONG"
 
 # ---------------------------------------------------------------- (g) git daemon
 if [ -z "$PORT" ]; then
@@ -340,7 +354,7 @@ FULL_DIR=$WORK/clone-full-$LONG.git
 # A cold git:// bump must leave a shallow cache: a handful of commits, not the history.
 check_cache() {
     local name=$1 cache=$2 dir count
-    dir=$(find "$cache" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+    dir=$(find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name verified | head -n 1)
     [ -n "$dir" ] && [ -f "$dir/HEAD" ] || die "$name: no repository in the cache dir $cache"
     count=$(g "$dir" rev-list --count --all)
     [ -f "$dir/shallow" ] || warn "$name: the cache $dir is not shallow"
@@ -374,8 +388,9 @@ log "timing the local commands: --warmup $WARMUP --runs $RUNS"
 hyperfine "${HF_BASE[@]}" --warmup "$WARMUP" --runs "$RUNS" --export-json "$JSON_LOCAL" \
     --prepare "$(reset_cmd "$WORK/floor-$LONG.git" "$LONG")" -n "floor ($LONG)" "$(floor_cmd "$LONG")" \
     --prepare "$(reset_cmd "$WORK/floor-$SHORT.git" "$SHORT")" -n "floor ($SHORT)" "$(floor_cmd "$SHORT")" \
-    --prepare "$(reset_cmd "$WORK/path-$LONG.git" "$LONG")" -n "ferry path ($LONG)" "$(path_cmd "$LONG")" \
-    --prepare "$(reset_cmd "$WORK/path-$SHORT.git" "$SHORT")" -n "ferry path ($SHORT)" "$(path_cmd "$SHORT")" \
+    --prepare "$(reset_cmd "$WORK/path-$LONG.git" "$LONG")" -n "ferry path ($LONG)" "$(path_cmd "$LONG" "$PATH_CACHE_LONG")" \
+    --prepare "$(reset_cmd "$WORK/path-$SHORT.git" "$SHORT")" -n "ferry path ($SHORT)" "$(path_cmd "$SHORT" "$PATH_CACHE_SHORT")" \
+    --prepare "$(reset_cmd "$WORK/path-$LONG.git" "$LONG" "$PATH_CACHE_NONE")" -n "ferry path, no verdict ($LONG)" "$(path_cmd "$LONG" "$PATH_CACHE_NONE")" \
     --prepare true -n "ferry validate (files)" "$(q "$FERRY") validate $(q "$TREE")"
 
 WARM_ARGS=()
@@ -427,7 +442,7 @@ done
 CACHES=("$COLD_LONG" "$COLD_SHORT")
 if [ "$WARM" -eq 1 ]; then CACHES+=("$WARM_LONG"); fi
 for cache in "${CACHES[@]}"; do
-    dir=$(find "$cache" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+    dir=$(find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name verified | head -n 1)
     if g "$dir" fsck --no-dangling --no-progress >"$WORK/fsck.out" 2>&1; then
         log "git fsck ferry cache $(basename "$cache"): ok"
     else
@@ -465,8 +480,9 @@ L, S = long_, short
 rows = [
     ("floor (%s)" % L, "git plumbing on a local bare repo, %s commits" % L),
     ("floor (%s)" % S, "git plumbing on a local bare repo, %s commits" % S),
-    ("ferry path (%s)" % L, "ferry bump --remote /path/repo-%s.git" % L),
-    ("ferry path (%s)" % S, "ferry bump --remote /path/repo-%s.git" % S),
+    ("ferry path (%s)" % L, "ferry bump --remote /path/repo-%s.git (the tip's tree validated before)" % L),
+    ("ferry path (%s)" % S, "the same, %s commits" % S),
+    ("ferry path, no verdict (%s)" % L, "the same with an empty cache dir: the whole state validated"),
     ("ferry validate (files)", "ferry validate DIR: the first commit's files (for scale: the floor validates nothing)"),
     ("ferry git:// cold (%s)" % L, "ferry bump --remote git://..., empty cache each run"),
     ("ferry git:// cold (%s)" % S, "the same, %s commits" % S),
@@ -475,15 +491,15 @@ rows = [
     ("full clone (%s)" % L, "git clone --bare git://... (1 run)"),
 ]
 print()
-print("%-26s %10s %9s %5s   %s" % ("command", "median", "stddev", "runs", "what"))
+print("%-31s %10s %9s %5s   %s" % ("command", "median", "stddev", "runs", "what"))
 for name, what in rows:
     if name not in res:
         why = "failed its check, see the WARNING above" if "warm" in name else "--no-full-clone"
-        print("%-26s %10s %9s %5s   %s" % (name, "-", "-", "-", "%s (not timed: %s)" % (what, why)))
+        print("%-31s %10s %9s %5s   %s" % (name, "-", "-", "-", "%s (not timed: %s)" % (what, why)))
         continue
     r = res[name]
     sd = r.get("stddev")
-    print("%-26s %10s %9s %5d   %s" % (name, ms(med(name)), ms(sd * 1000) if sd else "-", len(r["times"]), what))
+    print("%-31s %10s %9s %5d   %s" % (name, ms(med(name)), ms(sd * 1000) if sd else "-", len(r["times"]), what))
 
 floor_ratio = med("ferry path (%s)" % L) / med("floor (%s)" % L)
 path_hist = med("ferry path (%s)" % L) / med("ferry path (%s)" % S)
@@ -504,6 +520,8 @@ print()
 print("For scale: floor %s / %s commits = %.2fx; ferry git:// cold / ferry path (%s) = %.2fx;"
       % (L, S, floor_hist, L, med("ferry git:// cold (%s)" % L) / med("ferry path (%s)" % L)))
 print("  ferry git:// cold (%s) / shallow clone = %.2fx." % (L, med("ferry git:// cold (%s)" % L) / med("shallow clone (%s)" % L)))
+print("  ferry path, no verdict (%s) / floor = %.2fx: the first bump on a tree this ferry has not seen."
+      % (L, med("ferry path, no verdict (%s)" % L) / med("floor (%s)" % L)))
 fv = med("ferry validate (files)")
 print("  floor + ferry validate = %s; ferry path (%s) / (floor + validate) = %.2fx."
       % (ms(med("floor (%s)" % L) + fv), L, med("ferry path (%s)" % L) / (med("floor (%s)" % L) + fv)))

@@ -20,3 +20,4 @@ pub mod schema;
 pub mod source;
 pub mod store;
 pub mod validate;
+pub mod verdict;

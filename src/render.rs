@@ -44,6 +44,20 @@ pub fn render(
     override_text: Option<(&str, &str)>,
     data: &impl Serialize,
 ) -> Result<String, RenderError> {
+    compile(template, override_text)?.render(data)
+}
+
+/// A template parsed once, to render several times (a request body cut to size).
+pub struct Compiled {
+    registry: Handlebars<'static>,
+    file: String,
+}
+
+/// Parses `template` (or `override_text`, shown as `origin`); see [`render`].
+pub fn compile(
+    template: Template,
+    override_text: Option<(&str, &str)>,
+) -> Result<Compiled, RenderError> {
     let (text, file) = match override_text {
         Some((text, origin)) => (text, origin.to_owned()),
         None => (template.text, format!("templates/{}", template.file)),
@@ -53,12 +67,30 @@ pub fn render(
     registry.register_escape_fn(handlebars::no_escape);
     registry.register_helper("short", Box::new(short));
     registry
-        .render_template(text, data)
-        .map(|s| s.trim_end().to_owned())
+        .register_template_string(template.file, text)
         .map_err(|e| RenderError {
-            file,
+            file: file.clone(),
             message: e.to_string(),
-        })
+        })?;
+    Ok(Compiled { registry, file })
+}
+
+impl Compiled {
+    pub fn render(&self, data: &impl Serialize) -> Result<String, RenderError> {
+        let name = self
+            .registry
+            .get_templates()
+            .keys()
+            .next()
+            .expect("one template");
+        self.registry
+            .render(name, data)
+            .map(|s| s.trim_end().to_owned())
+            .map_err(|e| RenderError {
+                file: self.file.clone(),
+                message: e.to_string(),
+            })
+    }
 }
 
 /// `{{short sha}}`: the first 7 characters of a commit id or digest.

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::diag::{At, Diagnostic, Report};
+use crate::diag::{At, Diagnostic, Report, Severity};
 use crate::json::{self, Document};
-use crate::model::{App, Environment, Layout, Manifest, SEED_ORDER};
+use crate::model::{App, Artifact, Environment, Layout, Manifest, SEED_ORDER};
 use crate::schema::{self, Schema};
 use crate::source::{ReadError, Source};
 
@@ -120,6 +120,60 @@ pub fn check(src: &dyn Source) -> Checked {
         state,
         documents,
     }
+}
+
+/// The state of a repository found valid before (its verdict's `summary`), read without
+/// checking it again: the typed parse only, no positions, schemas or rules. `None` when the
+/// files do not read as the verdict says (the caller then validates in full); the seed layout
+/// is always validated.
+pub fn load_valid(src: &dyn Source, summary: &crate::verdict::Summary) -> Option<State> {
+    if summary.layout != Layout::Native {
+        return None;
+    }
+    let read = |path: &str| src.read(path).ok().flatten();
+    let manifest: Manifest = serde_json::from_slice(&read(MANIFEST)?).ok()?;
+    let environments = summary
+        .environments
+        .keys()
+        .map(|name| {
+            let bytes = read(&format!("{ENVIRONMENTS_DIR}/{name}.json"))?;
+            let env: Environment = serde_json::from_slice(&bytes).ok()?;
+            Some((name.clone(), env))
+        })
+        .collect::<Option<BTreeMap<_, _>>>()?;
+    Some(State {
+        manifest,
+        environments,
+        layout: Layout::Native,
+    })
+}
+
+/// Whether `artifacts`, as the only ones of a manifest, pass every manifest check. This is
+/// all that replacing pins adds to a manifest found valid before (see [`crate::verdict`]):
+/// the manifest's schema and rules look at each artifact on its own (a unit test keeps the
+/// schema honest about it), and the apps that the cross-file checks compare do not change as
+/// long as every app was pinned before.
+pub fn artifacts_are_valid<'a>(
+    artifacts: impl IntoIterator<Item = (&'a str, &'a Artifact)>,
+) -> bool {
+    let artifacts: serde_json::Map<String, Value> = artifacts
+        .into_iter()
+        .map(|(app, artifact)| {
+            (
+                app.to_owned(),
+                serde_json::to_value(artifact).expect("artifacts serialize"),
+            )
+        })
+        .collect();
+    let text = serde_json::json!({ "artifacts": artifacts }).to_string();
+    let Ok(doc) = Document::parse(text.into_bytes()) else {
+        return false;
+    };
+    let mut out = Vec::new();
+    let at = At::new(MANIFEST, Some(&doc));
+    Schema::Manifest.check(&doc, at, &mut out);
+    check_manifest(&doc, at, &mut out);
+    !out.iter().any(|d| d.severity == Severity::Error)
 }
 
 /// Reads and parses one file and checks it against its schema. `None` when the file is
@@ -734,6 +788,78 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`artifacts_are_valid`] (and so `ferry bump` on a tree found valid before) relies on the
+    /// manifest schema checking each artifact on its own: no keyword may relate artifacts to
+    /// each other or constrain how many there are.
+    #[test]
+    fn the_manifest_schema_checks_artifacts_one_by_one() {
+        let schema: Value =
+            serde_json::from_str(include_str!("../schemas/manifest.schema.json")).unwrap();
+        let artifacts = &schema["properties"]["artifacts"];
+        let mut keywords: Vec<&str> = artifacts
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keywords.sort_unstable();
+        assert_eq!(
+            keywords,
+            [
+                "additionalProperties",
+                "description",
+                "propertyNames",
+                "type"
+            ],
+            "a new keyword on `artifacts` may relate artifacts: review verdict.rs"
+        );
+        let text = schema.to_string();
+        for cross in [
+            "dependentRequired",
+            "dependentSchemas",
+            "uniqueItems",
+            "minProperties",
+            "maxProperties",
+            "$data",
+        ] {
+            assert!(!text.contains(cross), "{cross}: review verdict.rs");
+        }
+    }
+
+    /// A verified tree read back without checks gives the state the full validation gives.
+    #[test]
+    fn a_valid_repository_reads_back_the_same_without_checks() {
+        let src = crate::source::DirSource::open(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+            .unwrap();
+        let state = check(&src).state.expect("the example repository is valid");
+        let summary = crate::verdict::Summary::of(&state);
+        let read = load_valid(&src, &summary).expect("reads back");
+        assert_eq!(format!("{read:?}"), format!("{state:?}"));
+    }
+
+    #[test]
+    fn artifacts_are_checked_on_their_own() {
+        let pin = |url: &str, sha256: &str| {
+            Artifact::Pinned(crate::model::Pin {
+                version: "1.2.3".into(),
+                url: url.into(),
+                sha256: sha256.into(),
+            })
+        };
+        let good = "a".repeat(64);
+        let ok = pin("https://a.example/w.tgz", &good);
+        let bare = Artifact::Bare("web-1.0.zip".into());
+        assert!(artifacts_are_valid([("web", &ok), ("api", &bare)]));
+        for (app, bad) in [
+            ("web", pin("https://user:pw@a.example/w.tgz", &good)),
+            ("web", pin("ftp://a.example/w.tgz", &good)),
+            ("web", pin("https://a.example/w.tgz", "ABC")),
+            ("-web", ok.clone()),
+        ] {
+            assert!(!artifacts_are_valid([("api", &ok), (app, &bad)]), "{bad:?}");
+        }
+    }
 
     #[test]
     fn branch_names_follow_git() {

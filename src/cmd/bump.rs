@@ -12,14 +12,17 @@ use sha2::{Digest, Sha256};
 
 use crate::cmd::shared::{branch_of, invalid_state, open_store, short, signature};
 use crate::error::{Error, Outcome, Result};
+use crate::json;
 use crate::json::Document;
-use crate::model::Manifest;
+use crate::model::{Artifact, Manifest, Pin};
 use crate::output::{Format, Output};
-use crate::plan::bump::{self, BumpPlan, BumpRequest};
+use crate::plan::bump::{self, BumpPlan, BumpRefusal, BumpRequest, Decision};
+use crate::plan::edit;
 use crate::plan::textdiff;
 use crate::render;
 use crate::store::{History, RefUpdate, RemoteArgs, Store, UpdateOutcome};
 use crate::validate::{self, MANIFEST};
+use crate::verdict::Summary;
 
 /// How often a bump is re-applied when the branch keeps moving under it.
 const MAX_ATTEMPTS: u32 = 12;
@@ -176,6 +179,7 @@ pub fn run(args: BumpArgs, out: Output) -> Result<Outcome> {
             from,
             manifest,
             message: commit_message,
+            summary,
         }) = prepare(&store, &args, &branch, tip, &request, out)?
         else {
             return Ok(Outcome::Success);
@@ -195,6 +199,8 @@ pub fn run(args: BumpArgs, out: Output) -> Result<Outcome> {
         let update = RefUpdate::branch(&branch, Some(tip), commit);
         match store.update(&[update], false, &format!("ferry bump {} {to}", args.app))? {
             UpdateOutcome::Updated => {
+                // The new tree is valid: the next bump on it checks only its own pin.
+                store.verdicts().record(store.tree_of(commit)?, &summary);
                 report(out, &args, from.as_deref(), &to, Some(commit), false);
                 return Ok(Outcome::Success);
             }
@@ -225,6 +231,21 @@ struct Prepared {
     manifest: Vec<u8>,
     /// The commit message, trailers included (empty for a dry run).
     message: String,
+    /// What the resulting (valid) state's environments say, for its verdict.
+    summary: Summary,
+}
+
+/// A bump planned on one tip and validated.
+enum Planned {
+    /// The app is already pinned to exactly this.
+    Unchanged { version: String },
+    Change {
+        from: Option<String>,
+        pin: Pin,
+        before: String,
+        after: String,
+        summary: Summary,
+    },
 }
 
 /// Plans the bump on `tip` and validates the result. `None` when there is nothing to do
@@ -237,26 +258,12 @@ fn prepare(
     request: &BumpRequest,
     out: Output,
 ) -> Result<Option<Prepared>> {
-    let files = store.tree_source(tip, branch)?;
-    let Some(text) = files.get(MANIFEST).map(<[u8]>::to_vec) else {
-        return Err(
-            Error::failure(format!("branch `{branch}` has no `{MANIFEST}`"))
-                .hint("`ferry init` creates a deployment repository"),
-        );
+    let planned = match plan_on_verdict(store, args, tip, request)? {
+        Some(planned) => planned,
+        None => plan_in_full(store, args, branch, tip, request)?,
     };
-    let doc = Document::parse(text.clone()).map_err(|e| {
-        Error::failure(format!(
-            "`{branch}:{MANIFEST}` is not valid JSON: {}",
-            e.message
-        ))
-        .hint("run `ferry validate` on the branch's files")
-    })?;
-    let manifest = Manifest::deserialize(&doc.value).map_err(|e| {
-        Error::failure(format!("`{branch}:{MANIFEST}` is invalid: {e}"))
-            .hint("run `ferry validate` on the branch's files")
-    })?;
-    let (from, pin, new_text) = match bump::plan(&doc, &manifest, request) {
-        Ok(BumpPlan::Unchanged { version }) => {
+    let (from, pin, before, after, summary) = match planned {
+        Planned::Unchanged { version } => {
             out.status(format!(
                 "{}: {} is already at {version}; nothing to do",
                 args.env, args.app
@@ -264,48 +271,23 @@ fn prepare(
             report(out, args, Some(&version), &version, Some(tip), false);
             return Ok(None);
         }
-        Ok(BumpPlan::Change {
+        Planned::Change {
             from,
             pin,
-            manifest,
-        }) => (from, pin, manifest),
-        Err(refusal) => {
-            let hint = refusal.hint();
-            let error = Error::failure(format!("{}: {refusal}", args.env));
-            return Err(match hint {
-                Some(hint) => error.hint(hint),
-                None => error,
-            });
-        }
+            before,
+            after,
+            summary,
+        } => (from, pin, before, after, summary),
     };
 
-    // The whole resulting state must be valid, and the environment's policy (read from its
-    // own branch) must allow the version.
-    let after = files.with_file(MANIFEST, new_text.clone().into_bytes());
-    let checked = validate::check(&after);
-    let Some(state) = checked.state else {
-        // Was it the bump, or was the branch invalid already?
-        let before = validate::check(&after.clone().with_file(MANIFEST, text.clone()));
-        let (report, what) = if before.state.is_none() {
-            (
-                &before.report,
-                format!("branch `{branch}` is invalid already; bumping cannot fix that"),
-            )
-        } else {
-            (
-                &checked.report,
-                format!("the bump would leave `{branch}` invalid"),
-            )
-        };
-        return Err(invalid_state(report, &what));
-    };
-    let Some(env) = state.environments.get(&args.env) else {
+    // The environment's policy, read from its own branch, must allow the version.
+    let Some(env) = summary.environments.get(&args.env) else {
         return Err(Error::failure(format!(
             "branch `{branch}` has no environment `{}`",
             args.env
         )));
     };
-    if !request.version.pre.is_empty() && !env.policy.allow_prerelease {
+    if !request.version.pre.is_empty() && !env.allow_prerelease {
         return Err(Error::failure(format!(
             "{}: prerelease {} is not allowed: `policy.allow_prerelease` is false",
             args.env, request.version
@@ -318,8 +300,8 @@ fn prepare(
 
     if args.dry_run {
         let diff = textdiff::unified(
-            doc.text(),
-            &new_text,
+            &before,
+            &after,
             &format!("a/{MANIFEST}"),
             &format!("b/{MANIFEST}"),
         );
@@ -334,6 +316,7 @@ fn prepare(
             from,
             manifest: Vec::new(),
             message: String::new(),
+            summary,
         }));
     }
 
@@ -367,9 +350,137 @@ fn prepare(
     );
     Ok(Some(Prepared {
         from,
-        manifest: new_text.into_bytes(),
+        manifest: after.into_bytes(),
         message,
+        summary,
     }))
+}
+
+/// The bump on a tree this build of ferry found valid before (see [`crate::verdict`]): the
+/// pin is found and replaced in the manifest's text without parsing the rest, and only the
+/// new pin is checked. `None` whenever that does not apply (a new app, no verdict, a pin the
+/// check refuses): the full validation then decides, and explains.
+fn plan_on_verdict(
+    store: &Store,
+    args: &BumpArgs,
+    tip: git2::Oid,
+    request: &BumpRequest,
+) -> Result<Option<Planned>> {
+    if request.add {
+        return Ok(None);
+    }
+    let Some(summary) = store.verdicts().get(store.tree_of(tip)?) else {
+        return Ok(None);
+    };
+    let Some(text) = store
+        .read_file(tip, MANIFEST)?
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+    else {
+        return Ok(None);
+    };
+    let Some(member) = json::find_member(&text, &["artifacts", &request.app]) else {
+        return Ok(None);
+    };
+    let Ok(current) = serde_json::from_str::<Artifact>(&text[member.value.clone()]) else {
+        return Ok(None);
+    };
+    let (from, pin) = match bump::decide(Some(&current), request) {
+        Ok(Decision::Unchanged { version }) => return Ok(Some(Planned::Unchanged { version })),
+        Ok(Decision::Change { from, pin }) => (from, pin),
+        Err(refusal) => return Err(refused(args, &refusal)),
+    };
+    if !validate::artifacts_are_valid([(request.app.as_str(), &Artifact::Pinned(pin.clone()))]) {
+        return Ok(None);
+    }
+    tracing::debug!("bumping on a tree validated before: checking only the new pin");
+    let after = edit::replace_pin(&text, &member, &pin);
+    Ok(Some(Planned::Change {
+        from,
+        pin,
+        before: text,
+        after,
+        summary,
+    }))
+}
+
+/// The bump with the whole resulting state validated.
+fn plan_in_full(
+    store: &Store,
+    args: &BumpArgs,
+    branch: &str,
+    tip: git2::Oid,
+    request: &BumpRequest,
+) -> Result<Planned> {
+    let files = store.tree_source(tip, branch)?;
+    let Some(text) = files.get(MANIFEST).map(<[u8]>::to_vec) else {
+        return Err(
+            Error::failure(format!("branch `{branch}` has no `{MANIFEST}`"))
+                .hint("`ferry init` creates a deployment repository"),
+        );
+    };
+    let doc = Document::parse(text.clone()).map_err(|e| {
+        Error::failure(format!(
+            "`{branch}:{MANIFEST}` is not valid JSON: {}",
+            e.message
+        ))
+        .hint("run `ferry validate` on the branch's files")
+    })?;
+    let manifest = Manifest::deserialize(&doc.value).map_err(|e| {
+        Error::failure(format!("`{branch}:{MANIFEST}` is invalid: {e}"))
+            .hint("run `ferry validate` on the branch's files")
+    })?;
+    let (from, pin, after) = match bump::plan(&doc, &manifest, request) {
+        Ok(BumpPlan::Unchanged { version }) => return Ok(Planned::Unchanged { version }),
+        Ok(BumpPlan::Change {
+            from,
+            pin,
+            manifest,
+        }) => (from, pin, manifest),
+        Err(refusal) => return Err(refused(args, &refusal)),
+    };
+
+    // The whole resulting state must be valid.
+    let files = files.with_file(MANIFEST, after.clone().into_bytes());
+    let checked = validate::check(&files);
+    let Some(state) = checked.state else {
+        // Was it the bump, or was the branch invalid already?
+        let before = validate::check(&files.with_file(MANIFEST, text));
+        let (report, what) = if before.state.is_none() {
+            (
+                &before.report,
+                format!("branch `{branch}` is invalid already; bumping cannot fix that"),
+            )
+        } else {
+            (
+                &checked.report,
+                format!("the bump would leave `{branch}` invalid"),
+            )
+        };
+        return Err(invalid_state(report, &what));
+    };
+    let summary = Summary::of(&state);
+    // The tip differs from this valid state by one pin only: it is valid too when its own pin
+    // is, which gives the next bump on it a verdict (a retry, or the same bump run again).
+    if let Some(old) = manifest.artifacts.get(&request.app)
+        && validate::artifacts_are_valid([(request.app.as_str(), old)])
+    {
+        store.verdicts().record(store.tree_of(tip)?, &summary);
+    }
+    Ok(Planned::Change {
+        from,
+        pin,
+        before: doc.text().to_owned(),
+        after,
+        summary,
+    })
+}
+
+fn refused(args: &BumpArgs, refusal: &BumpRefusal) -> Error {
+    let error = Error::failure(format!("{}: {refusal}", args.env));
+    match refusal.hint() {
+        Some(hint) => error.hint(hint),
+        None => error,
+    }
 }
 
 fn report(

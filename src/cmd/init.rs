@@ -47,7 +47,7 @@ pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
     let remote = Remote::resolve(&args.remote)?;
     let create = remote.path.as_ref().is_some_and(|p| !p.exists());
     let store = if create {
-        Store::init_local(&remote, &envs[0])?
+        Store::init_local(&remote, &envs[0], &Remote::cache_root(&args.remote))?
     } else {
         Store::open(&remote, &Remote::cache_root(&args.remote))?
     };

@@ -16,6 +16,7 @@ use crate::plan::{edit, promote};
 use crate::render;
 use crate::store::Store;
 use crate::validate::{self, MANIFEST};
+use crate::verdict::Summary;
 
 /// GitHub's limits, which the embedded forge keeps too.
 pub const TITLE_LIMIT: usize = 255;
@@ -199,16 +200,27 @@ pub fn proposal(
             "`{to_branch}:{MANIFEST}` has no `artifacts` object"
         ))
     })?;
-    let after = target
-        .files
-        .clone()
-        .with_file(MANIFEST, new_text.clone().into_bytes());
-    let checked = validate::check(&after);
-    if checked.state.is_none() {
-        return Err(invalid_state(
-            &checked.report,
-            &format!("the promotion would leave `{to_branch}` invalid"),
-        ));
+    // The target's state is valid (it was loaded so). When every moved app is pinned there
+    // already, the result differs from it by pins only: valid when the new pins are (see
+    // `validate::artifacts_are_valid`). Otherwise, and to explain a refusal, the whole state.
+    let promoted: Vec<(String, Artifact)> = pins
+        .iter()
+        .map(|(app, pin)| (app.clone(), Artifact::Pinned(pin.clone())))
+        .collect();
+    let repins_only = moves.iter().all(|m| m.current.is_some())
+        && validate::artifacts_are_valid(promoted.iter().map(|(a, p)| (a.as_str(), p)));
+    if !repins_only {
+        let after = target
+            .files
+            .clone()
+            .with_file(MANIFEST, new_text.clone().into_bytes());
+        let checked = validate::check(&after);
+        if checked.state.is_none() {
+            return Err(invalid_state(
+                &checked.report,
+                &format!("the promotion would leave `{to_branch}` invalid"),
+            ));
+        }
     }
     let mut message = format!("{subject}\n\nFerry-Promotion: {from} -> {to}\n");
     for m in moves {
@@ -241,13 +253,18 @@ pub fn build_commit(
         signature_as(store, people.0)?,
         signature_as(store, people.1)?,
     );
-    Ok(store.write_commit(
+    let commit = store.write_commit(
         Some(target.tip),
         &[(MANIFEST.to_owned(), text.into_bytes())],
         &message,
         &author,
         &committer,
-    )?)
+    )?;
+    // Valid, with the target's environments: the merge, and bumps on it, check only pins.
+    store
+        .verdicts()
+        .record(store.tree_of(commit)?, &Summary::of(&target.state));
+    Ok(commit)
 }
 
 #[derive(Serialize)]
@@ -276,10 +293,10 @@ struct BodyData<'a> {
     count: usize,
     plural: bool,
     moves: &'a [MoveRow],
-    changelog: Vec<AppLog>,
+    changelog: &'a [AppLog],
     truncated: bool,
-    gates: Vec<GateRow<'a>>,
-    machine: String,
+    gates: &'a [GateRow<'a>],
+    machine: &'a str,
 }
 
 /// Renders the request's title and body, with the target branch's own templates when it has
@@ -296,7 +313,7 @@ pub fn render_request(
     moves: &[Move],
     rollback: bool,
     gates: &[GateResult],
-    mut changelog: Vec<AppLog>,
+    changelog: Vec<AppLog>,
 ) -> Result<(String, String)> {
     let template = |t: render::Template| -> Result<Option<(String, String)>> {
         let path = format!("templates/{}", t.file);
@@ -382,17 +399,24 @@ pub fn render_request(
     let title = truncate_title(title.lines().next().unwrap_or_default());
 
     // Cut the changelog first (halving it, then dropping the apps it has nothing left for),
-    // then the bot block's detail; never the table.
-    let total: usize = changelog.iter().map(|l| l.entries.len()).sum();
-    let mut cut = false;
-    let mut keep = total;
-    let mut machine = 0;
-    loop {
-        let truncated = cut;
-        if cut {
-            cut_changelog(&mut changelog, keep);
-            changelog.retain(|log| !log.entries.is_empty());
-        }
+    // then the bot block's detail; never the table. A longer changelog never makes a shorter
+    // body, so when the body does not fit without any changelog, halving it is skipped.
+    let body_template = render::compile(
+        render::PROMOTION_BODY,
+        body_template
+            .as_ref()
+            .map(|(t, o)| (t.as_str(), o.as_str())),
+    )
+    .map_err(render_err)?;
+    let gates: Vec<GateRow<'_>> = gates
+        .iter()
+        .map(|g| GateRow {
+            passed: g.passed,
+            gate: g.gate.as_str(),
+            message: &g.message,
+        })
+        .collect();
+    let render_body = |changelog: &[AppLog], truncated: bool, machine: &str| -> Result<String> {
         let data = BodyData {
             from,
             to,
@@ -402,44 +426,46 @@ pub fn render_request(
             count: moves.len(),
             plural: moves.len() != 1,
             moves: &rows,
-            changelog: changelog.clone(),
+            changelog,
             truncated,
-            gates: gates
-                .iter()
-                .map(|g| GateRow {
-                    passed: g.passed,
-                    gate: g.gate.as_str(),
-                    message: &g.message,
-                })
-                .collect(),
-            machine: machines[machine].clone(),
+            gates: &gates,
+            machine,
         };
-        let body = render::render(
-            render::PROMOTION_BODY,
-            body_template
-                .as_ref()
-                .map(|(t, o)| (t.as_str(), o.as_str())),
-            &data,
-        )
-        .map_err(render_err)?;
-        if body.len() <= BODY_LIMIT {
-            return Ok((title, body));
-        }
-        if !cut {
-            cut = true;
-            keep = total / 2;
-        } else if keep > 0 {
+        body_template.render(&data).map_err(render_err)
+    };
+    let fits = |body: &String| body.len() <= BODY_LIMIT;
+    let body = render_body(&changelog, false, &machines[0])?;
+    if fits(&body) {
+        return Ok((title, body));
+    }
+    let bare = render_body(&[], true, &machines[0])?;
+    if fits(&bare) {
+        let total: usize = changelog.iter().map(|l| l.entries.len()).sum();
+        let mut keep = total / 2;
+        while keep > 0 {
+            let mut cut = changelog.clone();
+            cut_changelog(&mut cut, keep);
+            cut.retain(|log| !log.entries.is_empty());
+            let body = render_body(&cut, true, &machines[0])?;
+            if fits(&body) {
+                return Ok((title, body));
+            }
             keep /= 2;
-        } else if machine + 1 < machines.len() {
-            machine += 1;
-        } else {
-            return Err(Error::failure(format!(
-                "the request's table alone is {} bytes, over the {BODY_LIMIT}-byte limit",
-                body.len()
-            ))
-            .hint("promote fewer apps at once with `--apps`"));
+        }
+        return Ok((title, bare));
+    }
+    let mut last = bare;
+    for machine in &machines[1..] {
+        last = render_body(&[], true, machine)?;
+        if fits(&last) {
+            return Ok((title, last));
         }
     }
+    Err(Error::failure(format!(
+        "the request's table alone is {} bytes, over the {BODY_LIMIT}-byte limit",
+        last.len()
+    ))
+    .hint("promote fewer apps at once with `--apps`"))
 }
 
 /// Keeps the newest `keep` changelog entries in all, spread over the apps in turn.

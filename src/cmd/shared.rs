@@ -7,6 +7,7 @@ use crate::diag::Report;
 use crate::error::Error;
 use crate::store::{History, Remote, RemoteArgs, Store, StoreError, TreeSource};
 use crate::validate::{self, State};
+use crate::verdict::Summary;
 
 impl From<StoreError> for Error {
     fn from(err: StoreError) -> Self {
@@ -101,13 +102,25 @@ pub fn load_env(store: &Store, env: &str, history: History) -> Result<Loaded, Er
 /// The validated state of `env` at `commit` of `branch`.
 pub fn load_at(store: &Store, env: &str, branch: &str, commit: Oid) -> Result<Loaded, Error> {
     let files = store.tree_source(commit, branch)?;
-    let checked = validate::check(&files);
-    let state = checked.state.ok_or_else(|| {
-        invalid_state(
-            &checked.report,
-            &format!("the desired state on `{branch}` is invalid"),
-        )
-    })?;
+    let tree = store.tree_of(commit)?;
+    let verified = store
+        .verdicts()
+        .get(tree)
+        .and_then(|summary| validate::load_valid(&files, &summary));
+    let state = match verified {
+        Some(state) => state,
+        None => {
+            let checked = validate::check(&files);
+            let state = checked.state.ok_or_else(|| {
+                invalid_state(
+                    &checked.report,
+                    &format!("the desired state on `{branch}` is invalid"),
+                )
+            })?;
+            store.verdicts().record(tree, &Summary::of(&state));
+            state
+        }
+    };
     if !state.environments.contains_key(env) {
         return Err(
             Error::failure(format!("branch `{branch}` has no environment `{env}`")).hint(format!(

@@ -14,7 +14,7 @@ use super::Duration;
 /// The seed layout's environments, in promotion order. `production` is another name for `prod`.
 pub const SEED_ORDER: [&str; 4] = ["dev", "staging", "prod", "production"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
     /// `environments/<name>.json`.

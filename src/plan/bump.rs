@@ -94,22 +94,49 @@ impl BumpRefusal {
     }
 }
 
+/// What a bump does to one pin, before any text is edited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The app is already pinned to exactly this.
+    Unchanged { version: String },
+    /// The pin becomes `pin`; `from` is the previous version (or bare file name), `None` for a
+    /// new app.
+    Change { from: Option<String>, pin: Pin },
+}
+
 /// Plans `request` against the manifest `doc` (whose typed form is `manifest`).
 pub fn plan(
     doc: &Document,
     manifest: &Manifest,
     request: &BumpRequest,
 ) -> Result<BumpPlan, BumpRefusal> {
+    let current = manifest.artifacts.get(&request.app);
+    if current.is_none() && !request.add {
+        return Err(BumpRefusal::NoSuchApp {
+            app: request.app.clone(),
+            known: manifest.artifacts.keys().cloned().collect(),
+        });
+    }
+    match decide(current, request)? {
+        Decision::Unchanged { version } => Ok(BumpPlan::Unchanged { version }),
+        Decision::Change { from, pin } => {
+            let manifest = edit::set_pins(doc, &[(request.app.as_str(), &pin)])
+                .ok_or(BumpRefusal::NoArtifacts)?;
+            Ok(BumpPlan::Change {
+                from,
+                pin,
+                manifest,
+            })
+        }
+    }
+}
+
+/// Decides the new pin of `request.app`, whose current pin is `current` (`None`: not pinned,
+/// and `request.add` was checked by the caller).
+pub fn decide(current: Option<&Artifact>, request: &BumpRequest) -> Result<Decision, BumpRefusal> {
     let app = &request.app;
     let to = request.version.to_string();
-    let current = manifest.artifacts.get(app);
     let from = match current {
-        None if !request.add => {
-            return Err(BumpRefusal::NoSuchApp {
-                app: app.clone(),
-                known: manifest.artifacts.keys().cloned().collect(),
-            });
-        }
         None => None,
         Some(Artifact::Bare(name)) => Some(name.clone()),
         Some(Artifact::Pinned(pin)) => Some(pin.version.clone()),
@@ -145,7 +172,7 @@ pub fn plan(
                 });
             }
             if old.url == pin.url {
-                return Ok(BumpPlan::Unchanged { version: to });
+                return Ok(Decision::Unchanged { version: to });
             }
             // Same artifact, new location (a mirror moved): allowed.
         } else if let Ok(old_version) = semver::Version::parse(&old.version)
@@ -159,14 +186,7 @@ pub fn plan(
             });
         }
     }
-
-    let manifest_text =
-        edit::set_pins(doc, &[(app.as_str(), &pin)]).ok_or(BumpRefusal::NoArtifacts)?;
-    Ok(BumpPlan::Change {
-        from,
-        pin,
-        manifest: manifest_text,
-    })
+    Ok(Decision::Change { from, pin })
 }
 
 #[cfg(test)]

@@ -21,10 +21,8 @@ pub fn set_pins(doc: &Document, pins: &[(&str, &Pin)]) -> Option<String> {
         let pointer = json::child("/artifacts", app);
         match doc.span(&pointer) {
             Some(span) => {
-                let old = &text[span.clone()];
-                let indent = line_indent(text, doc.key_offset(&pointer).unwrap_or(span.start));
-                let rendered =
-                    render_pin(pin, old.contains('\n'), old.starts_with("{ "), indent, unit);
+                let key = doc.key_offset(&pointer).unwrap_or(span.start);
+                let rendered = render_in_place(text, key, span.clone(), pin, unit);
                 edits.push((span, rendered));
             }
             None => added.push((app, pin)),
@@ -83,6 +81,25 @@ pub fn set_pins(doc: &Document, pins: &[(&str, &Pin)]) -> Option<String> {
         out.replace_range(range, &replacement);
     }
     Some(out)
+}
+
+/// `text` with the value of one existing pin (found by [`json::find_member`]) replaced: the
+/// single-pin edit of `ferry bump`, without a parsed document.
+pub fn replace_pin(text: &str, member: &json::Member, pin: &Pin) -> String {
+    let rendered = render_in_place(text, member.key, member.value.clone(), pin, unit(text));
+    let mut out = String::with_capacity(text.len() + rendered.len());
+    out.push_str(&text[..member.value.start]);
+    out.push_str(&rendered);
+    out.push_str(&text[member.value.end..]);
+    out
+}
+
+/// A pin formatted like the value at `span` it replaces (one line or a block, and indented
+/// like its key at `key`).
+fn render_in_place(text: &str, key: usize, span: Range<usize>, pin: &Pin, unit: &str) -> String {
+    let old = &text[span];
+    let indent = line_indent(text, key);
+    render_pin(pin, old.contains('\n'), old.starts_with("{ "), indent, unit)
 }
 
 /// The whitespace that starts the line holding `offset`.

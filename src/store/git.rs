@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::auth;
 use super::tree::TreeSource;
 use super::{Remote, StoreError};
+use crate::verdict::Verdicts;
 
 /// How much of a branch's history a command needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,8 @@ pub struct Store {
     _lock: Option<File>,
     /// The last ref advertisement, until [`Store::refresh`] or an update.
     refs: RefCell<Option<BTreeMap<String, Oid>>>,
+    /// The trees found valid before, in the cache directory.
+    verdicts: Verdicts,
 }
 
 /// Where the cache keeps a remote ref: branches as `refs/remotes/origin/…`, ferry's records
@@ -114,7 +117,12 @@ impl Store {
                 direct: true,
                 _lock: None,
                 refs: RefCell::new(None),
+                verdicts: Verdicts::open(cache_root),
             });
+        }
+        if remote.url.starts_with("https://") || remote.url.starts_with("http://") {
+            // An http:// server may redirect to https://.
+            super::tls::load_roots();
         }
         let cache_err = |path: &Path, e: &dyn std::fmt::Display| StoreError::Cache {
             path: path.display().to_string(),
@@ -143,12 +151,17 @@ impl Store {
             direct: false,
             _lock: Some(lock),
             refs: RefCell::new(None),
+            verdicts: Verdicts::open(cache_root),
         })
     }
 
     /// Creates a bare repository at a local remote's path (`ferry init`), with HEAD on
     /// `head_branch`.
-    pub fn init_local(remote: &Remote, head_branch: &str) -> Result<Store, StoreError> {
+    pub fn init_local(
+        remote: &Remote,
+        head_branch: &str,
+        cache_root: &Path,
+    ) -> Result<Store, StoreError> {
         let path = remote.path.as_ref().expect("a local remote");
         let repo = Repository::init_bare(path).map_err(git_err(remote))?;
         repo.set_head(&format!("refs/heads/{head_branch}"))
@@ -159,6 +172,7 @@ impl Store {
             direct: true,
             _lock: None,
             refs: RefCell::new(None),
+            verdicts: Verdicts::open(cache_root),
         })
     }
 
@@ -323,6 +337,19 @@ impl Store {
             .and_then(|c| c.tree())
             .map_err(git_err(&self.remote))?;
         TreeSource::read(&self.repo, &tree, label).map_err(git_err(&self.remote))
+    }
+
+    /// The tree of `commit`.
+    pub fn tree_of(&self, commit: Oid) -> Result<Oid, StoreError> {
+        self.repo
+            .find_commit(commit)
+            .map(|c| c.tree_id())
+            .map_err(git_err(&self.remote))
+    }
+
+    /// The trees this build of ferry found valid before.
+    pub fn verdicts(&self) -> &Verdicts {
+        &self.verdicts
     }
 
     /// The bytes of the file at `path` in `commit`, if there is one.

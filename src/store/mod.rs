@@ -11,6 +11,7 @@
 mod auth;
 mod git;
 mod remote;
+pub mod tls;
 mod tree;
 
 pub use git::{History, RefUpdate, Store, UpdateOutcome, signature};

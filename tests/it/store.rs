@@ -700,7 +700,7 @@ mod http {
         let cache = std::fs::read_dir(sandbox.path().join("cache/ferry"))
             .unwrap()
             .map(|e| e.unwrap().path())
-            .find(|p| p.is_dir())
+            .find(|p| p.is_dir() && !p.ends_with("verified"))
             .expect("a cache repository");
         assert!(cache.join("shallow").exists(), "the cache is shallow");
         let cache = cache.display().to_string();
@@ -1028,5 +1028,230 @@ mod read {
             entries[0]["changes"],
             json!([{"app": "api", "from": null, "to": "0.3.0"}])
         );
+    }
+}
+
+/// Verdicts (`src/verdict.rs`): a bump on a tree this ferry validated before checks only the
+/// pin it changes. It must commit exactly what a bump with the whole state validated commits,
+/// and refuse exactly what that refuses.
+mod verdicts {
+    use super::*;
+
+    const USED: &str = "bumping on a tree validated before";
+
+    fn bump(sandbox: &Sandbox, repo: &str, cache: &str, args: &[&str]) -> crate::common::Run {
+        sandbox
+            .ferry(&["bump", "web"])
+            .args(args)
+            .args(["--env", "dev", "--remote", repo, "--cache-dir", cache])
+            .env("FERRY_LOG", "ferry=debug")
+            .run()
+    }
+
+    #[test]
+    fn a_bump_on_a_tree_validated_before_commits_what_a_full_validation_commits() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        sandbox.git("", &["clone", "-q", "--bare", "deploy.git", "twin.git"]);
+        let twin = sandbox.path().join("twin.git").display().to_string();
+
+        // The first bump has no verdict: it validates in full, and records its parent's and
+        // its result's.
+        let warm = bump(&sandbox, &remote, "warm", &["1.1.0", "--sha256", B]);
+        warm.assert_code(0);
+        assert!(!warm.stderr.contains(USED), "{}", warm.stderr);
+        let second = bump(&sandbox, &remote, "warm", &["1.2.0", "--sha256", C]);
+        second.assert_code(0);
+        assert!(second.stderr.contains(USED), "{}", second.stderr);
+
+        // The same two bumps on a twin, each with an empty cache: the same commits, to the id.
+        for (version, digest, cache) in [("1.1.0", B, "cold-1"), ("1.2.0", C, "cold-2")] {
+            let run = bump(&sandbox, &twin, cache, &[version, "--sha256", digest]);
+            run.assert_code(0);
+            assert!(!run.stderr.contains(USED), "{}", run.stderr);
+        }
+        assert_eq!(
+            sandbox.tip("dev"),
+            sandbox.git("twin.git", &["rev-parse", "dev"]).trim()
+        );
+        sandbox.git("deploy.git", &["fsck", "--strict", "--no-dangling"]);
+    }
+
+    #[test]
+    fn what_the_full_validation_refuses_is_refused_with_its_diagnostics() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        bump(&sandbox, &remote, "c", &["1.1.0", "--sha256", B]).assert_code(0);
+        let before = sandbox.refs("deploy.git");
+        // A verdict exists for the tip, but the new pin is not valid: the full validation
+        // explains, with the file and position.
+        let run = bump(
+            &sandbox,
+            &remote,
+            "c",
+            &[
+                "1.2.0",
+                "--sha256",
+                C,
+                "--url",
+                "https://bot:hunter2@a.example/web-1.2.0.tgz",
+            ],
+        );
+        run.assert_code(1);
+        assert!(!run.stderr.contains(USED), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("dev:manifest.json:")
+                && run.stderr.contains("contains credentials"),
+            "{}",
+            run.stderr
+        );
+        // And the plan's own refusals come out the same on either path.
+        let run = bump(&sandbox, &remote, "c", &["1.0.5", "--sha256", C]);
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains("would go down from 1.1.0 to 1.0.5"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(sandbox.refs("deploy.git"), before);
+    }
+
+    #[test]
+    fn a_tree_changed_by_hand_has_no_verdict() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        bump(&sandbox, &remote, "c", &["1.1.0", "--sha256", B]).assert_code(0);
+        // A hand-made commit makes a new tree: validated in full, and found invalid.
+        sandbox.edit_env("dev", "dev", |env| {
+            env["protection"] = json!({"required_approvals": 9});
+        });
+        let run = bump(&sandbox, &remote, "c", &["1.2.0", "--sha256", C]);
+        run.assert_code(1);
+        assert!(!run.stderr.contains(USED), "{}", run.stderr);
+        assert!(run.stderr.contains("is invalid already"), "{}", run.stderr);
+    }
+}
+
+/// libgit2 starts without TLS roots (`src/store/tls.rs`) and gets them when an https remote
+/// is opened: an https remote must still be verified, against `SSL_CERT_FILE` when set.
+mod tls {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+
+    use super::*;
+
+    struct Server(Child);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn openssl(sandbox: &Sandbox, args: &[&str]) {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(sandbox.path())
+            .output()
+            .expect("openssl (installed by .ci/run)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn an_https_remote_is_verified_against_the_system_roots() {
+        let sandbox = Sandbox::new();
+        sandbox.init("dev,prod");
+        std::fs::create_dir_all(sandbox.path().join("srv")).unwrap();
+        sandbox.git(
+            "",
+            &["clone", "-q", "--bare", "deploy.git", "srv/deploy.git"],
+        );
+        std::fs::write(
+            sandbox.path().join("san.ext"),
+            "subjectAltName=IP:127.0.0.1\n",
+        )
+        .unwrap();
+        for args in [
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=ferry test CA",
+            ][..],
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        ] {
+            openssl(&sandbox, args);
+        }
+        let mut child = Command::new("python3")
+            .arg(crate::common::crate_path(
+                "tests/fixtures/tls_git_server.py",
+            ))
+            .args(["srv", "server.pem", "server.key"])
+            .current_dir(sandbox.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (installed by .ci/run)");
+        let mut port = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut port)
+            .unwrap();
+        let _server = Server(child);
+        let url = format!("https://127.0.0.1:{}/deploy.git", port.trim());
+
+        // Not signed by a root the system trusts: refused, nothing cached as fetched.
+        let run = sandbox.ferry(&["show", "dev", "--remote", &url]).run();
+        run.assert_code(1);
+        assert!(run.stderr.contains("certificate"), "{}", run.stderr);
+
+        // With the test CA as the roots, as OpenSSL reads them: verified, and read.
+        let ca = sandbox.path().join("ca.pem").display().to_string();
+        let run = sandbox
+            .ferry(&["show", "dev", "--remote", &url])
+            .env("SSL_CERT_FILE", &ca)
+            .run();
+        run.assert_code(0);
+        assert!(run.stdout.starts_with("dev at "), "{}", run.stdout);
     }
 }

@@ -111,6 +111,11 @@ impl Ferry {
         self
     }
 
+    pub fn args<S: AsRef<std::ffi::OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Ferry {
+        self.command.args(args);
+        self
+    }
+
     pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Ferry {
         self.command.arg(arg);
         self
