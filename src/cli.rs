@@ -50,11 +50,13 @@ pub enum Command {
     Diff(cmd::diff::DiffArgs),
     History(cmd::history::HistoryArgs),
     Promote(cmd::promote::PromoteArgs),
+    Protect(cmd::protect::ProtectArgs),
     Requests(cmd::requests::RequestsArgs),
     Approve(cmd::approve::ApproveArgs),
     Merge(cmd::merge::MergeArgs),
     Close(cmd::close::CloseArgs),
     Status(cmd::status::StatusArgs),
+    Hook(cmd::hook::HookArgs),
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod diag;
+pub mod enforce;
 pub mod error;
 pub mod forge;
 pub mod json;

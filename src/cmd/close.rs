@@ -16,7 +16,8 @@ pub struct CloseArgs {
     #[arg(value_parser = crate::cmd::shared::parse_id)]
     pub id: u64,
 
-    /// Who closes it. Default: `GIT_AUTHOR_NAME`, else git's `user.name`.
+    /// Who closes it. Default: `FERRY_USER`; on a path remote, the login (`USER`); else
+    /// `GIT_AUTHOR_NAME` or git's `user.name`. A remote with ferry's hook checks it is the pusher.
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
 

@@ -40,6 +40,8 @@ struct InitReport<'a> {
     environments: &'a [String],
     commit: String,
     created_repository: bool,
+    /// The pre-receive hook installed in a repository on this machine.
+    hook: Option<String>,
 }
 
 pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
@@ -102,12 +104,29 @@ pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
         }
     }
 
+    // A repository on this machine enforces the declared protection on every push.
+    let hook = match &remote.path {
+        Some(path) if store.repo().is_bare() => Some(
+            crate::store::hook::install(store.repo().path()).map_err(|e| {
+                Error::failure(format!(
+                    "the branches are initialized, but the pre-receive hook could not be installed: {e}"
+                ))
+                .hint(format!(
+                    "fix it, then `ferry protect apply --forge local --remote {}`",
+                    path.display()
+                ))
+            })?,
+        ),
+        _ => None,
+    };
+
     match out.format {
         Format::Json => out.json(&InitReport {
             remote: &remote.shown,
             environments: &envs,
             commit: commit.to_string(),
             created_repository: create,
+            hook: hook.as_ref().map(|h| h.display().to_string()),
         }),
         Format::Text => {
             out.data(format!(
@@ -116,6 +135,9 @@ pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
                 envs.join(" → "),
                 short(commit)
             ));
+            if hook.is_some() {
+                out.status("every push to it is checked by its pre-receive hook against each environment's `protection`");
+            }
             out.status(format!(
                 "next: pin an app in {first}:  ferry bump web 1.0.0 --env {first} --add --url URL --sha256 HEX --remote {remote}",
                 first = envs[0],

@@ -31,7 +31,8 @@ pub struct MergeArgs {
     #[arg(value_parser = crate::cmd::shared::parse_id)]
     pub id: u64,
 
-    /// Who merges. Default: `GIT_AUTHOR_NAME`, else git's `user.name`.
+    /// Who merges. Default: `FERRY_USER`; on a path remote, the login (`USER`); else
+    /// `GIT_AUTHOR_NAME` or git's `user.name`. A remote with ferry's hook checks it is the pusher.
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
 
@@ -53,6 +54,7 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     let forge = LocalForge::new(&store);
     let who = identity(&store, args.as_name.as_deref());
     let record = forge.request(args.id)?;
+    let record_tip = record.tip;
     let request = record.value;
     if request.state != RequestState::Open {
         return Err(Error::failure(format!(
@@ -145,7 +147,7 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     }
 
     // The target's protection.
-    let protection = &target.protection;
+    let protection = target.protection();
     let approvers = request.approvers(protection.dismiss_stale_reviews);
     let needed = protection.required_approvals as usize;
     if approvers.len() < needed {
@@ -199,38 +201,38 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
             (&request.author, &who),
         )?
     };
+    // The branch and the record move in one push: the remote's hook sees a merge (by the
+    // pusher, of an approved request), not a direct push.
+    let signature = signature(&store)?;
+    let mut merged = request.clone();
+    merged.state = RequestState::Merged;
+    merged.merged_by = Some(who.clone());
+    merged.merged_at = Some(now());
+    merged.merge_commit = Some(new.to_string());
+    let record = forge.request_update(
+        &merged,
+        record_tip,
+        &format!("request #{} merged by {who}", request.id),
+        &signature,
+    )?;
     match store.update(
-        &[RefUpdate::branch(&to.branch, Some(to.tip), new)],
+        &[RefUpdate::branch(&to.branch, Some(to.tip), new), record],
         false,
         &format!("ferry merge #{}", request.id),
     )? {
         UpdateOutcome::Updated => {}
-        UpdateOutcome::Moved { .. } => {
+        UpdateOutcome::Moved { refname, .. } => {
+            let what = if refname.starts_with("refs/heads/") {
+                format!("`{}` moved during the merge", to.branch)
+            } else {
+                format!("request #{} changed during the merge", request.id)
+            };
             return Err(
-                Error::failure(format!("`{}` moved during the merge", to.branch))
-                    .hint(format!("run `ferry merge {}` again", request.id)),
+                Error::failure(what).hint(format!("run `ferry merge {}` again", request.id))
             );
         }
     }
-
-    // The record: who merged, when, and what landed.
-    let signature = signature(&store)?;
-    let recorded = forge.modify(args.id, &signature, |request| {
-        request.state = RequestState::Merged;
-        request.merged_by = Some(who.clone());
-        request.merged_at = Some(now());
-        request.merge_commit = Some(new.to_string());
-        Ok::<_, Error>(Some(format!("request #{} merged by {who}", request.id)))
-    });
-    let request = recorded.map_err(|e| {
-        Error::failure(format!(
-            "`{}` is at {}, but request #{} could not be marked merged",
-            request.to,
-            short(new),
-            request.id
-        ))
-        .detail(format!("  {}", e.message))
-    })?;
+    let request = merged;
 
     match out.format {
         Format::Json => out.json(&MergeReport {

@@ -5,10 +5,12 @@ pub mod bump;
 pub mod close;
 pub mod diff;
 pub mod history;
+pub mod hook;
 pub mod init;
 pub mod merge;
 pub mod promote;
 pub mod promotion;
+pub mod protect;
 pub mod requests;
 pub mod schema;
 pub mod shared;
@@ -30,6 +32,8 @@ pub fn run(command: Command, out: Output) -> Result<Outcome> {
         Command::Diff(args) => diff::run(args, out),
         Command::History(args) => history::run(args, out),
         Command::Promote(args) => promote::run(args, out),
+        Command::Hook(args) => hook::run(args, out),
+        Command::Protect(args) => protect::run(args, out),
         Command::Requests(args) => requests::run(args, out),
         Command::Approve(args) => approve::run(args, out),
         Command::Merge(args) => merge::run(args, out),

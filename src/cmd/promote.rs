@@ -73,7 +73,8 @@ pub struct PromoteArgs {
     #[arg(long, value_name = "OWNER/NAME")]
     pub github_repo: Option<String>,
 
-    /// Who is promoting. Default: `GIT_AUTHOR_NAME`, else git's `user.name`.
+    /// Who is promoting. Default: `FERRY_USER`; on a path remote, the login (`USER`); else
+    /// `GIT_AUTHOR_NAME` or git's `user.name`. A remote with ferry's hook checks it is the pusher.
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
 
@@ -387,7 +388,7 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
                         args.to,
                         short(to.tip)
                     ));
-                    let needed = target.protection.required_approvals;
+                    let needed = target.protection().required_approvals;
                     out.status(format!(
                         "next: {}`ferry merge {}`",
                         if needed > 0 {

@@ -206,15 +206,25 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
         .collect()
 }
 
-/// Who is acting: `--as NAME`, else who git would say is committing (`GIT_AUTHOR_NAME`,
-/// `user.name`), else the login name.
+/// Who is acting: `--as NAME`, else `FERRY_USER`; for a repository on a path, the login
+/// (`USER`), which is who its pre-receive hook sees pushing; else who git would say is
+/// committing (`GIT_AUTHOR_NAME`, `user.name`), else the login. A repository with ferry's
+/// hook refuses a record whose name is not the pusher's.
 pub fn identity(store: &Store, as_name: Option<&str>) -> String {
     if let Some(name) = as_name.filter(|n| !n.trim().is_empty()) {
         return name.trim().to_owned();
     }
-    std::env::var("GIT_AUTHOR_NAME")
-        .ok()
-        .filter(|n| !n.is_empty())
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if let Some(name) = var("FERRY_USER") {
+        return name;
+    }
+    // A repository on a path sees the local login as the pusher (see `enforce::pusher`).
+    if store.remote().path.is_some()
+        && let Some(login) = var("USER").or_else(|| var("LOGNAME"))
+    {
+        return login;
+    }
+    var("GIT_AUTHOR_NAME")
         .or_else(|| {
             store
                 .repo()
@@ -222,7 +232,7 @@ pub fn identity(store: &Store, as_name: Option<&str>) -> String {
                 .ok()
                 .and_then(|c| c.get_string("user.name").ok())
         })
-        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| var("USER"))
         .unwrap_or_else(|| "unknown".to_owned())
 }
 

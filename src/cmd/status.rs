@@ -54,7 +54,8 @@ pub struct SetArgs {
     /// Where the details are, such as the CI run's page.
     #[arg(long)]
     pub url: Option<String>,
-    /// Who reports. Default: `GIT_AUTHOR_NAME`, else git's `user.name`.
+    /// Who reports. Default: `FERRY_USER`; on a path remote, the login (`USER`); else
+    /// `GIT_AUTHOR_NAME` or git's `user.name`. A remote with ferry's hook checks it is the pusher.
     #[arg(long = "as", value_name = "NAME")]
     pub as_name: Option<String>,
 }

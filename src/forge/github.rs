@@ -174,6 +174,7 @@ impl GitHub {
                     "GET" => self.client._get(path).await,
                     "POST" => self.client._post(path, body).await,
                     "PATCH" => self.client._patch(path, body).await,
+                    "PUT" => self.client._put(path, body).await,
                     other => unreachable!("no {other} calls"),
                 }
             });
@@ -277,6 +278,32 @@ impl GitHub {
             next = link;
         }
         Ok(items)
+    }
+
+    /// The branch protection of `branch`; `None` when the branch is not protected.
+    pub fn branch_protection(&self, branch: &str) -> Result<Option<Value>, GitHubError> {
+        let path = self.repo_path(&format!("/branches/{branch}/protection"));
+        match self.call("GET", &path, None) {
+            Ok((_, _, value)) => Ok(Some(value)),
+            Err(GitHubError::Refused {
+                status: 404,
+                message,
+                ..
+            }) if message == "Branch not protected" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets the branch protection of `branch` (replacing all of it); GitHub's answer.
+    pub fn set_branch_protection(&self, branch: &str, rules: &Value) -> Result<Value, GitHubError> {
+        let path = self.repo_path(&format!("/branches/{branch}/protection"));
+        self.call("PUT", &path, Some(rules))
+            .map(|(_, _, value)| value)
+    }
+
+    /// The repository's owner (a user or an organization).
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// The state of each check on `sha` (the combined status, every page).

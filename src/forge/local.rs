@@ -63,6 +63,32 @@ impl<'s> LocalForge<'s> {
         serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))
     }
 
+    /// The update that records `request` as the next state of its record (read at
+    /// `previous`), to push together with other updates (a merge moves the target branch and
+    /// marks its request merged in one push, which is how the remote's hook recognizes it).
+    pub fn request_update(
+        &self,
+        request: &Request,
+        previous: Oid,
+        event: &str,
+        signature: &Signature<'_>,
+    ) -> Result<RefUpdate, ForgeError> {
+        let mut text = serde_json::to_string_pretty(request).expect("records serialize");
+        text.push('\n');
+        let commit = self.store.write_commit(
+            Some(previous),
+            &[(REQUEST_FILE.to_owned(), text.into_bytes())],
+            event,
+            signature,
+            signature,
+        )?;
+        Ok(RefUpdate {
+            refname: format!("{REQUESTS}{}", request.id),
+            expected: Some(previous),
+            new: commit,
+        })
+    }
+
     /// Appends a new state of a record; `false` when the record moved meanwhile.
     fn write<T: Serialize>(
         &self,

@@ -35,8 +35,9 @@ pub struct Environment {
     pub promotes_from: Option<String>,
     #[serde(default)]
     pub policy: Policy,
-    #[serde(default)]
-    pub protection: Protection,
+    /// `None`: the branch is not protected (anyone who can push may change it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protection: Option<Protection>,
     #[serde(default)]
     pub agent: AgentSettings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,7 +119,27 @@ pub struct App {
     pub activate: Option<Vec<String>>,
 }
 
+/// What an environment without a `protection` block gets: no rule at all.
+pub static UNPROTECTED: Protection = Protection {
+    required_approvals: 0,
+    require_code_owner_review: false,
+    dismiss_stale_reviews: false,
+    required_checks: Vec::new(),
+    require_up_to_date: false,
+    allowed_mergers: Vec::new(),
+    allowed_pushers: Vec::new(),
+    linear_history: false,
+    allow_force_push: false,
+    allow_deletion: false,
+    enforce_admins: false,
+};
+
 impl Environment {
+    /// The environment's protection; [`UNPROTECTED`] when it declares none.
+    pub fn protection(&self) -> &Protection {
+        self.protection.as_ref().unwrap_or(&UNPROTECTED)
+    }
+
     /// The branch holding this environment's desired state.
     pub fn branch(&self) -> &str {
         self.branch.as_deref().unwrap_or(&self.name)
@@ -136,7 +157,7 @@ impl Environment {
             branch: None,
             promotes_from,
             policy: Policy::default(),
-            protection: Protection::default(),
+            protection: None,
             agent: AgentSettings::default(),
             apps: Some(apps),
             schema: None,

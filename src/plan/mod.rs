@@ -5,4 +5,5 @@ pub mod bump;
 pub mod compare;
 pub mod edit;
 pub mod promote;
+pub mod protection;
 pub mod textdiff;

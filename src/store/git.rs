@@ -537,38 +537,88 @@ impl Store {
                 });
             }
         }
+        // All refs are locked, checked against what the caller expects, shown to the
+        // repository's pre-receive hook (as `git push` would), and only then moved, together.
+        let err = git_err(&self.remote);
+        let mut transaction = self.repo.transaction().map_err(&err)?;
+        let mut lines = String::new();
         for u in updates {
-            let name = &u.refname;
-            let result = match (force, u.expected) {
-                (true, _) => self.repo.reference(name, u.new, true, message).map(|_| ()),
-                (false, None) => self.repo.reference(name, u.new, false, message).map(|_| ()),
-                (false, Some(expected)) => self
-                    .repo
-                    .reference_matching(name, u.new, true, expected, message)
-                    .map(|_| ()),
-            };
-            match result {
+            match transaction.lock_ref(&u.refname) {
                 Ok(()) => {}
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        ErrorCode::Exists
-                            | ErrorCode::Modified
-                            | ErrorCode::Locked
-                            | ErrorCode::NotFound
-                    ) =>
-                {
-                    let actual = self.repo.refname_to_id(name).ok();
-                    tracing::debug!(refname = %u.refname, ?actual, "ref moved");
+                Err(e) if e.code() == ErrorCode::Locked => {
                     return Ok(UpdateOutcome::Moved {
                         refname: u.refname.clone(),
-                        actual,
+                        actual: self.repo.refname_to_id(&u.refname).ok(),
                     });
                 }
-                Err(e) => return Err(git_err(&self.remote)(e)),
+                Err(e) => return Err(err(e)),
             }
+            let actual = self.repo.refname_to_id(&u.refname).ok();
+            if !force && actual != u.expected {
+                tracing::debug!(refname = %u.refname, ?actual, "ref moved");
+                return Ok(UpdateOutcome::Moved {
+                    refname: u.refname.clone(),
+                    actual,
+                });
+            }
+            lines.push_str(&format!(
+                "{} {} {}\n",
+                actual.unwrap_or(Oid::ZERO_SHA1),
+                u.new,
+                u.refname
+            ));
         }
+        self.run_pre_receive(&lines)?;
+        let signature = signature(&self.repo).map_err(&err)?;
+        for u in updates {
+            transaction
+                .set_target(&u.refname, u.new, Some(&signature), message)
+                .map_err(&err)?;
+        }
+        transaction.commit().map_err(&err)?;
         Ok(UpdateOutcome::Updated)
+    }
+
+    /// Runs the repository's `pre-receive` hook, if it has one, on `lines` (`OLD NEW REF`),
+    /// as `git receive-pack` does: a push to a local path is judged like any other.
+    fn run_pre_receive(&self, lines: &str) -> Result<(), StoreError> {
+        use std::io::Write;
+        let hook = self.repo.path().join("hooks").join("pre-receive");
+        if !is_executable(&hook) {
+            return Ok(());
+        }
+        let refused = |message: String| StoreError::Refused {
+            remote: self.remote.shown.clone(),
+            message,
+        };
+        let mut child = std::process::Command::new(&hook)
+            .current_dir(self.repo.path())
+            .env("GIT_DIR", self.repo.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| refused(format!("cannot run its pre-receive hook: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(lines.as_bytes());
+        }
+        let output = child
+            .wait_with_output()
+            .map_err(|e| refused(format!("its pre-receive hook failed: {e}")))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let said: Vec<String> = String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .chain(String::from_utf8_lossy(&output.stdout).lines())
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| format!("remote: {l}"))
+            .collect();
+        Err(refused(if said.is_empty() {
+            "its pre-receive hook declined".to_owned()
+        } else {
+            format!("pre-receive hook declined\n{}", said.join("\n"))
+        }))
     }
 
     /// Commits of `tip`'s first-parent history, newest first.
@@ -579,6 +629,11 @@ impl Store {
         walk.simplify_first_parent().map_err(&err)?;
         walk.collect::<Result<Vec<_>, _>>().map_err(&err)
     }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Writes a tree holding `files` (paths with `/`), subtrees included.

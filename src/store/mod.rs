@@ -10,6 +10,7 @@
 
 mod auth;
 mod git;
+pub mod hook;
 mod remote;
 pub mod tls;
 mod tree;

@@ -1,7 +1,9 @@
 //! ferry's integration tests: one binary, real processes of the `ferry` binary, real files.
 
 mod common;
+mod enforce;
 mod github;
 mod promote;
+mod protect;
 mod store;
 mod validate;

@@ -50,8 +50,15 @@ fn bump(sandbox: &Sandbox, remote: &str, args: &[&str]) {
     sandbox.ferry(&all).run().assert_code(0);
 }
 
+/// `ferry ARGS --remote REMOTE`. `--as NAME` among the args also runs it as the login NAME:
+/// the repository's hook checks that a record names who pushed it, and for a path that is
+/// the login.
 fn ferry(sandbox: &Sandbox, remote: &str, args: &[&str]) -> crate::common::Run {
-    sandbox.ferry(args).arg("--remote").arg(remote).run()
+    let mut f = sandbox.ferry(args).arg("--remote").arg(remote);
+    if let Some(i) = args.iter().position(|a| *a == "--as") {
+        f = f.env("USER", args[i + 1]);
+    }
+    f.run()
 }
 
 fn request(sandbox: &Sandbox, id: u64) -> serde_json::Value {
@@ -357,7 +364,7 @@ fn required_checks_refuse_until_green() {
     );
     assert_eq!(
         log,
-        "ci/test: success by CI Bot\nferry/deploy/dev: success by agent-dev\nci/test: failure by CI Bot\n"
+        "ci/test: success by ci-bot\nferry/deploy/dev: success by agent-dev\nci/test: failure by ci-bot\n"
     );
     // A merge re-checks: a check gone red since refuses it.
     ferry(

@@ -22,12 +22,30 @@ impl GitHttp {
     /// Serves the bare repositories under `root`; with `token`, only to clients that send it
     /// as the password of HTTP basic auth.
     pub fn serve(root: &Path, token: Option<&str>) -> GitHttp {
+        Self::serve_with(root, token.map(|t| vec![(String::new(), t.to_owned())]))
+    }
+
+    /// Serves with one token per user, as a forge does: the token says who is pushing, and
+    /// the server passes that on to git as `REMOTE_USER` (what hooks see).
+    pub fn serve_accounts(root: &Path, accounts: &[(&str, &str)]) -> GitHttp {
+        Self::serve_with(
+            root,
+            Some(
+                accounts
+                    .iter()
+                    .map(|(user, token)| ((*user).to_owned(), (*token).to_owned()))
+                    .collect(),
+            ),
+        )
+    }
+
+    /// `accounts`: (user, token) pairs; an empty user takes the name the client sends.
+    fn serve_with(root: &Path, accounts: Option<Vec<(String, String)>>) -> GitHttp {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let port = listener.local_addr().expect("addr").port();
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let root = root.to_owned();
-        let token = token.map(str::to_owned);
         let thread = {
             let stop = stop.clone();
             let requests = requests.clone();
@@ -38,10 +56,10 @@ impl GitHttp {
                     }
                     let Ok(stream) = stream else { continue };
                     let root = root.clone();
-                    let token = token.clone();
+                    let accounts = accounts.clone();
                     let requests = requests.clone();
                     std::thread::spawn(move || {
-                        let _ = handle(stream, &root, token.as_deref(), &requests);
+                        let _ = handle(stream, &root, accounts.as_deref(), &requests);
                     });
                 }
             })
@@ -78,7 +96,7 @@ impl Drop for GitHttp {
 fn handle(
     stream: TcpStream,
     root: &Path,
-    token: Option<&str>,
+    accounts: Option<&[(String, String)]>,
     log: &Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -128,8 +146,8 @@ fn handle(
     log.lock().expect("lock").push(format!("{method} {target}"));
 
     let mut stream = stream;
-    let user = header("authorization").and_then(|v| basic_user(&v, token));
-    if token.is_some() && user.is_none() {
+    let user = header("authorization").and_then(|v| basic_user(&v, accounts));
+    if accounts.is_some() && user.is_none() {
         let text = "authentication required\n";
         write!(
             stream,
@@ -214,14 +232,24 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The user of a `Basic` authorization whose password is `token` (any user without a token).
-fn basic_user(value: &str, token: Option<&str>) -> Option<String> {
+/// Who a `Basic` authorization is: the account whose token is its password (with no
+/// accounts, whoever it says).
+fn basic_user(value: &str, accounts: Option<&[(String, String)]>) -> Option<String> {
     let encoded = value.strip_prefix("Basic ")?;
     let decoded = String::from_utf8(base64_decode(encoded.trim())?).ok()?;
     let (user, password) = decoded.split_once(':')?;
-    match token {
-        Some(token) if password != token => None,
-        _ => Some(user.to_owned()),
+    match accounts {
+        None => Some(user.to_owned()),
+        Some(accounts) => accounts
+            .iter()
+            .find(|(_, token)| token == password)
+            .map(|(name, _)| {
+                if name.is_empty() {
+                    user.to_owned()
+                } else {
+                    name.clone()
+                }
+            }),
     }
 }
 

@@ -229,7 +229,12 @@ impl Sandbox {
             .env("GIT_COMMITTER_NAME", "CI Bot")
             .env("GIT_COMMITTER_EMAIL", "ci@example.com")
             .env("GIT_COMMITTER_DATE", AUTHOR_DATE)
-            .env("FERRY_NOW", NOW.to_string());
+            .env("FERRY_NOW", NOW.to_string())
+            // The login: who a repository on a path sees pushing (its hook's pusher).
+            .env("USER", "ci-bot")
+            .env_remove("LOGNAME")
+            .env_remove("FERRY_USER")
+            .env_remove("REMOTE_USER");
     }
 
     /// `ferry ARGS…` in the sandbox, its path shown as `[SANDBOX]`.
@@ -276,6 +281,29 @@ impl Sandbox {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs the real `git` in `dir` as the login `user` (what a hook sees pushing to a path),
+    /// with `env` on top: whether it succeeded, and its stderr.
+    pub fn git_as(
+        &self,
+        user: &str,
+        dir: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (bool, String) {
+        let mut command = Command::new("git");
+        command.args(args).current_dir(self.path().join(dir));
+        self.hermetic(&mut command);
+        command.env("USER", user);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().expect("run git");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 
     /// Commits `files` (path, contents) to `branch` of the sandbox's repository the way a

@@ -1,0 +1,71 @@
+//! `ferry hook pre-receive`: what the hook ferry installs in a local deployment repository
+//! runs, for git, on every push (see [`crate::enforce`]).
+
+use std::io::Read;
+
+use crate::enforce::{self, Update};
+use crate::error::{Error, Outcome, Result};
+use crate::output::Output;
+
+/// Git hooks that enforce branch protection in a deployment repository (run by git).
+///
+/// `ferry init` and `ferry protect apply --forge local` install a `pre-receive` hook that runs
+/// `ferry hook pre-receive`. It reads git's `OLD NEW REF` lines on stdin and refuses the whole
+/// push, saying why to the pusher, when an update breaks the protection declared on the
+/// environment's branch or rewrites ferry's records. The pusher is `REMOTE_USER` (HTTP),
+/// `FERRY_PUSHER` (ssh, set per key in authorized_keys) or the local login (a path).
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ferry protect apply --forge local --remote /srv/git/deploy.git   # installs the hook
+  # a hook of your own can call ferry's:
+  ferry hook pre-receive < /dev/stdin || exit 1")]
+pub struct HookArgs {
+    #[command(subcommand)]
+    pub hook: HookKind,
+}
+
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum HookKind {
+    /// Judge a push: git's `OLD NEW REF` lines on stdin; exit 1 refuses all of it.
+    PreReceive,
+}
+
+pub fn run(args: HookArgs, _out: Output) -> Result<Outcome> {
+    match args.hook {
+        HookKind::PreReceive => pre_receive(),
+    }
+}
+
+fn pre_receive() -> Result<Outcome> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| Error::usage("cannot read the hook's input").with_source(e))?;
+    let mut updates = Vec::new();
+    for line in input.lines().filter(|l| !l.trim().is_empty()) {
+        updates.push(Update::parse(line).ok_or_else(|| {
+            Error::usage(format!("`{line}` is not a pre-receive line")).hint(
+                "git gives `OLD NEW REFNAME` per line; this command is meant to be run by git",
+            )
+        })?);
+    }
+    // GIT_DIR and, during a push, git's quarantine of the incoming objects come from the
+    // environment git sets for its hooks.
+    let repo = git2::Repository::open_from_env().map_err(|e| {
+        Error::usage(format!("not run by git in a repository: {}", e.message()))
+            .hint("git runs this from the repository's hooks/pre-receive")
+    })?;
+    let pusher = enforce::pusher(|name| std::env::var(name).ok());
+    let refusals = enforce::check(&repo, pusher.as_deref(), &updates);
+    if refusals.is_empty() {
+        return Ok(Outcome::Success);
+    }
+    eprintln!(
+        "ferry: push refused ({} is pushing):",
+        pusher.as_deref().unwrap_or("an unknown pusher")
+    );
+    for refusal in &refusals {
+        eprintln!("  {refusal}");
+    }
+    Ok(Outcome::Failure)
+}

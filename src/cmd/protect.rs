@@ -1,0 +1,366 @@
+//! `ferry protect check|apply`: each environment's declared `protection` (read from its own
+//! branch) against GitHub's branch protection: drift field by field, or set and confirmed.
+
+use serde::Serialize;
+
+use crate::cmd::promote::github_error;
+use crate::cmd::shared::{branch_of, load_env, open_store};
+use crate::error::{Error, Outcome, Result};
+use crate::forge::github::{GitHub, GitHubError, repo_of_remote};
+use crate::output::{Format, Output};
+use crate::plan::protection::{Drift, Rules, drift};
+use crate::store::{History, RemoteArgs, Store};
+
+/// Branch protection as code: compare it with the forge, or apply it.
+///
+/// Each environment's `protection` block, read from that environment's own branch, is
+/// translated into GitHub's branch protection of that branch: required approvals, code-owner
+/// review, stale-review dismissal, required checks (strict: up to date), who may push without
+/// a pull request (`allowed_pushers`), who may update the branch at all (`allowed_mergers`,
+/// pushers included), linear history, force pushes, deletions, and whether admins are bound.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  GITHUB_TOKEN=… ferry protect check --remote https://github.com/acme/deploy
+  GITHUB_TOKEN=… ferry protect check --env prod --format json
+  GITHUB_TOKEN=… ferry protect apply --env prod   # needs an admin token")]
+pub struct ProtectArgs {
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Print the drift between each environment's declared protection and the forge's, field
+    /// by field; exit 1 on any drift or missing protection.
+    Check(Target),
+    /// Set each environment's branch protection on the forge, then read it back to confirm.
+    /// Idempotent. Needs a token with admin rights on the repository.
+    Apply(Target),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// Only these environments (default: every environment).
+    #[arg(long, short, value_delimiter = ',')]
+    pub env: Vec<String>,
+
+    /// The forge whose branch protection is checked or set.
+    #[arg(long, value_enum, default_value_t = ProtectForge::Github)]
+    pub forge: ProtectForge,
+
+    /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub github_repo: Option<String>,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtectForge {
+    /// The embedded forge: a `pre-receive` hook in the deployment repository (a path on this
+    /// machine) runs `ferry hook pre-receive` on every push.
+    Local,
+    /// GitHub's branch protection (REST API). Needs GITHUB_TOKEN; GITHUB_API_URL for GitHub
+    /// Enterprise.
+    Github,
+}
+
+#[derive(Serialize)]
+struct EnvReport {
+    env: String,
+    branch: String,
+    /// `in-sync`, `drift`, `missing` (the branch is not protected on the forge) or
+    /// `undeclared` (the environment declares no protection: nothing to compare).
+    state: &'static str,
+    drift: Vec<Drift>,
+}
+
+pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
+    let (apply, target) = match args.action {
+        Action::Check(t) => (false, t),
+        Action::Apply(t) => (true, t),
+    };
+    let store = open_store(&target.remote)?;
+    if target.forge == ProtectForge::Local {
+        return local(&store, apply, &target.env, out);
+    }
+    let repo = match &target.github_repo {
+        Some(repo) => repo.clone(),
+        None => repo_of_remote(&store.remote().shown).ok_or_else(|| {
+            Error::usage(format!("`{}` is not a GitHub URL", store.remote().shown))
+                .hint("pass `--github-repo owner/name`")
+        })?,
+    };
+    let github = GitHub::new(&repo).map_err(github_error)?;
+    let envs = environments_of(&store, &target.env)?;
+
+    let mut reports = Vec::new();
+    for env in &envs {
+        let loaded = load_env(&store, env, History::Tip)?;
+        let declared_env = &loaded.state.environments[env];
+        let Some(protection) = &declared_env.protection else {
+            reports.push(EnvReport {
+                env: env.clone(),
+                branch: loaded.branch.clone(),
+                state: "undeclared",
+                drift: Vec::new(),
+            });
+            continue;
+        };
+        let declared = Rules::declared(protection, github.owner()).map_err(|e| {
+            Error::failure(format!("{env}: {e}")).hint(format!(
+                "fix `protection` in `environments/{env}.json` on `{}`",
+                loaded.branch
+            ))
+        })?;
+        let branch = &loaded.branch;
+        let refused = |e: GitHubError| rights_error(e, &repo, branch, apply);
+        if apply {
+            github
+                .set_branch_protection(branch, &declared.to_github())
+                .map_err(refused)?;
+        }
+        let actual = github.branch_protection(branch).map_err(refused)?;
+        let report = match actual {
+            None => EnvReport {
+                env: env.clone(),
+                branch: branch.clone(),
+                state: "missing",
+                drift: Vec::new(),
+            },
+            Some(value) => {
+                let drift = drift(&declared, &Rules::from_github(&value));
+                EnvReport {
+                    env: env.clone(),
+                    branch: branch.clone(),
+                    state: if drift.is_empty() { "in-sync" } else { "drift" },
+                    drift,
+                }
+            }
+        };
+        if apply && report.state != "in-sync" {
+            return Err(Error::failure(format!(
+                "{env}: GitHub did not keep the protection of `{branch}` as set ({} field(s) differ on reading it back)",
+                report.drift.len().max(1)
+            ))
+            .hint("an organization ruleset or a plan limit may override branch protection; see the branch's settings on GitHub"));
+        }
+        reports.push(report);
+    }
+
+    let failed = reports
+        .iter()
+        .any(|r| r.state == "missing" || r.state == "drift");
+    match out.format {
+        Format::Json => out.json(&reports),
+        Format::Text => {
+            for r in &reports {
+                match r.state {
+                    "undeclared" => out.data(format!(
+                        "{} (`{}`): declares no `protection`: nothing to {}",
+                        r.env,
+                        r.branch,
+                        if apply { "apply" } else { "check" }
+                    )),
+                    "missing" => out.data(format!(
+                        "{} (`{}`): not protected on GitHub (run `ferry protect apply --env {}`)",
+                        r.env, r.branch, r.env
+                    )),
+                    "in-sync" if apply => out.data(format!(
+                        "{} (`{}`): protection applied and confirmed",
+                        r.env, r.branch
+                    )),
+                    "in-sync" => out.data(format!("{} (`{}`): in sync", r.env, r.branch)),
+                    _ => {
+                        out.data(format!(
+                            "{} (`{}`): {} field(s) drifted",
+                            r.env,
+                            r.branch,
+                            r.drift.len()
+                        ));
+                        let mut rows = vec![vec![
+                            "  field".to_owned(),
+                            "declared".to_owned(),
+                            "on GitHub".to_owned(),
+                        ]];
+                        rows.extend(r.drift.iter().map(|d| {
+                            vec![
+                                format!("  {}", d.field),
+                                d.declared.clone(),
+                                d.actual.clone(),
+                            ]
+                        }));
+                        for line in crate::cmd::shared::table(&rows) {
+                            out.data(line);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        Outcome::Failure
+    } else {
+        Outcome::Success
+    })
+}
+
+/// The environments to look at: those asked for (each must exist), else all of them, as the
+/// first environment's branch lists them.
+fn environments_of(store: &Store, asked: &[String]) -> Result<Vec<String>> {
+    if !asked.is_empty() {
+        for env in asked {
+            branch_of(store, env)?;
+        }
+        return Ok(asked.to_vec());
+    }
+    let heads = store.heads()?;
+    let first = heads
+        .keys()
+        .find(|b| !b.starts_with("ferry/"))
+        .cloned()
+        .ok_or_else(|| {
+            Error::failure(format!("`{}` has no branches", store.remote().shown))
+                .hint("`ferry init` creates a deployment repository")
+        })?;
+    let tip = store.tip(&first, History::Tip)?;
+    let files = store.tree_source(tip, &first)?;
+    let state = crate::validate::check(&files).state.ok_or_else(|| {
+        Error::failure(format!("the desired state on `{first}` is invalid"))
+            .hint("run `ferry validate` on its files, or name the environments with `--env`")
+    })?;
+    Ok(state.environments.keys().cloned().collect())
+}
+
+/// A refusal, said in terms of rights where that is what it means.
+fn rights_error(e: GitHubError, repo: &str, branch: &str, apply: bool) -> Error {
+    match &e {
+        GitHubError::Refused { status: 403, .. } | GitHubError::Refused { status: 404, .. } => {
+            Error::failure(e.to_string()).hint(if apply {
+                format!("setting branch protection needs a token with admin rights on `{repo}` (and the branch `{branch}` must exist)")
+            } else {
+                format!("reading branch protection needs a token with admin rights on `{repo}` (and the branch `{branch}` must exist)")
+            })
+        }
+        _ => github_error(e),
+    }
+}
+
+#[derive(Serialize)]
+struct LocalReport {
+    repository: String,
+    /// `installed`, `missing`, `foreign` (another program's hook) or `broken` (its ferry is
+    /// gone and none is on PATH).
+    hook: &'static str,
+    binary: Option<String>,
+    environments: Vec<LocalEnv>,
+}
+
+#[derive(Serialize)]
+struct LocalEnv {
+    env: String,
+    branch: String,
+    protected: bool,
+}
+
+/// The local forge: the hook in the repository itself.
+fn local(store: &Store, apply: bool, asked: &[String], out: Output) -> Result<Outcome> {
+    use crate::store::hook::{self, Installed};
+    let Some(path) = store.remote().path.clone() else {
+        return Err(Error::usage(format!(
+            "`{}` is not a repository on this machine: the local forge's hook lives in the repository itself",
+            store.remote().shown
+        ))
+        .hint("run `ferry protect … --forge local --remote /path/to/deploy.git` on the server that holds it"));
+    };
+    if !store.repo().is_bare() {
+        return Err(Error::usage(format!(
+            "`{}` is not a bare repository: pushes to it are not received",
+            path.display()
+        ))
+        .hint("protect the bare repository that people push to"));
+    }
+    let git_dir = store.repo().path().to_path_buf();
+    if apply {
+        hook::install(&git_dir)
+            .map_err(|e| Error::failure(format!("cannot install the pre-receive hook: {e}")))?;
+    }
+    let (state, binary) = match hook::installed(&git_dir) {
+        Installed::None => ("missing", None),
+        Installed::Foreign => ("foreign", None),
+        Installed::Ferry { binary } => {
+            let usable = |p: &std::path::Path| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::metadata(p)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            };
+            let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+                std::env::split_paths(&paths).any(|d| usable(&d.join("ferry")))
+            });
+            let state = if usable(&binary) || on_path {
+                "installed"
+            } else {
+                "broken"
+            };
+            (state, Some(binary.display().to_string()))
+        }
+    };
+    let mut environments = Vec::new();
+    for env in environments_of(store, asked)? {
+        let loaded = load_env(store, &env, History::Tip)?;
+        environments.push(LocalEnv {
+            protected: loaded.state.environments[&env].protection.is_some(),
+            branch: loaded.branch,
+            env,
+        });
+    }
+    let report = LocalReport {
+        repository: path.display().to_string(),
+        hook: state,
+        binary,
+        environments,
+    };
+    match out.format {
+        Format::Json => out.json(&report),
+        Format::Text => {
+            out.data(match report.hook {
+                "installed" => format!(
+                    "{}: pre-receive hook installed (runs {})",
+                    report.repository,
+                    report.binary.as_deref().unwrap_or("ferry")
+                ),
+                "missing" => format!(
+                    "{}: no pre-receive hook: pushes are not checked (`ferry protect apply --forge local` installs it)",
+                    report.repository
+                ),
+                "foreign" => format!(
+                    "{}: its pre-receive hook is another program's: make it run `ferry hook pre-receive` with the same input",
+                    report.repository
+                ),
+                _ => format!(
+                    "{}: the pre-receive hook runs {}, which is gone, and no `ferry` is on PATH: every push is refused",
+                    report.repository,
+                    report.binary.as_deref().unwrap_or("ferry")
+                ),
+            });
+            for e in &report.environments {
+                out.data(format!(
+                    "  {} (`{}`): {}",
+                    e.env,
+                    e.branch,
+                    if e.protected {
+                        "protected as its file declares"
+                    } else {
+                        "declares no `protection`: anyone who can push may change it"
+                    }
+                ));
+            }
+        }
+    }
+    Ok(if report.hook == "installed" {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    })
+}

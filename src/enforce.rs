@@ -1,0 +1,430 @@
+//! Enforcement in the deployment repository itself: what `ferry hook pre-receive` decides for
+//! a push, whoever makes it (`git push` or ferry).
+//!
+//! Each environment branch is protected by the `protection` block of its environment file as
+//! it is on the branch's current tip (a push cannot loosen the rules it is judged by). An
+//! update of a protected branch is either the landing of a promotion request (the same push
+//! marks the request merged, by the pusher) or a direct push (allowed to `allowed_pushers`
+//! only). ferry's records under `refs/ferry/` are append-only, and every name in them that
+//! says who did something (a request's author, an approver, the merger) must be the pusher.
+//! The pusher is who the transport authenticated: `REMOTE_USER` from an HTTP server,
+//! `FERRY_PUSHER` set per key for ssh, the local login for a path; never a name the client
+//! writes.
+
+use std::collections::BTreeMap;
+
+use git2::{ObjectType, Oid, Repository};
+
+use crate::forge::local::{REQUESTS, STATUSES};
+use crate::forge::{CheckState, Request, RequestState, Statuses};
+use crate::model::{Artifact, Environment, Manifest, Protection};
+use crate::validate::{ENVIRONMENTS_DIR, MANIFEST};
+
+/// One ref update of a push, as git gives it to `pre-receive` (zero ids: created, deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    pub old: Oid,
+    pub new: Oid,
+    pub refname: String,
+}
+
+impl Update {
+    /// Parses one line of `pre-receive`'s input: `OLD NEW REFNAME`.
+    pub fn parse(line: &str) -> Option<Update> {
+        let mut parts = line.split_whitespace();
+        let old = Oid::from_str(parts.next()?).ok()?;
+        let new = Oid::from_str(parts.next()?).ok()?;
+        let refname = parts.next()?.to_owned();
+        Some(Update { old, new, refname })
+    }
+}
+
+/// Who is pushing, as the transport authenticated them: `REMOTE_USER` (set by the HTTP server
+/// in front of `git http-backend`), `FERRY_PUSHER` for a push over ssh (set per key in
+/// `authorized_keys`, `environment="FERRY_PUSHER=alice"`), else the local login (`USER`,
+/// `LOGNAME`) for a push to a path.
+pub fn pusher(env: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    set("REMOTE_USER")
+        .or_else(|| set("SSH_CONNECTION").and_then(|_| set("FERRY_PUSHER")))
+        .or_else(|| set("USER"))
+        .or_else(|| set("LOGNAME"))
+}
+
+/// Every reason to refuse `updates` pushed by `pusher`, in the order of the updates. Empty:
+/// the push may go ahead.
+pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec<String> {
+    let mut refusals = Vec::new();
+    // The records first: their rules hold whatever the branches do, and a merge is
+    // recognized by its record.
+    let mut merges: BTreeMap<String, (Update, Request)> = BTreeMap::new();
+    for u in updates
+        .iter()
+        .filter(|u| u.refname.starts_with("refs/ferry/"))
+    {
+        if let Err(why) = check_record(repo, pusher, u, &mut merges) {
+            refusals.push(format!("{}: {why}", u.refname));
+        }
+    }
+    for u in updates {
+        let Some(branch) = u.refname.strip_prefix("refs/heads/") else {
+            continue;
+        };
+        if u.old.is_zero() {
+            continue; // a new branch: nothing protects it yet
+        }
+        let Some((env, protection)) = protection_of(repo, u.old, branch) else {
+            continue;
+        };
+        if let Some(protection) = protection
+            && let Err(why) = check_branch(repo, pusher, u, &env, &protection, &merges)
+        {
+            refusals.push(format!("{branch} ({env}): {why}"));
+        }
+        merges.remove(&env);
+    }
+    // A request marked merged whose target did not move to the merge in this push.
+    for (env, (u, request)) in merges {
+        refusals.push(format!(
+            "{}: request #{} is marked merged into {env}, but this push does not move `{}` to its merge commit",
+            u.refname, request.id, env
+        ));
+    }
+    refusals
+}
+
+/// The environment whose branch is `branch` and its protection (`None`: unprotected), from
+/// the files at `tip`.
+fn protection_of(
+    repo: &Repository,
+    tip: Oid,
+    branch: &str,
+) -> Option<(String, Option<Protection>)> {
+    let tree = repo.find_commit(tip).ok()?.tree().ok()?;
+    let dir = tree.get_path(std::path::Path::new(ENVIRONMENTS_DIR)).ok()?;
+    let dir = repo.find_tree(dir.id()).ok()?;
+    for entry in dir.iter() {
+        if entry.kind() != Some(ObjectType::Blob) {
+            continue;
+        }
+        let Ok(blob) = repo.find_blob(entry.id()) else {
+            continue;
+        };
+        let Ok(env) = serde_json::from_slice::<Environment>(blob.content()) else {
+            continue;
+        };
+        if env.branch() == branch {
+            return Some((env.name.clone(), env.protection.clone()));
+        }
+    }
+    None
+}
+
+fn named(pusher: Option<&str>) -> Result<&str, String> {
+    pusher.ok_or_else(|| {
+        "the pusher is unknown (no REMOTE_USER, FERRY_PUSHER or USER): protected refs need an authenticated push".to_owned()
+    })
+}
+
+fn check_branch(
+    repo: &Repository,
+    pusher: Option<&str>,
+    u: &Update,
+    env: &str,
+    p: &Protection,
+    merges: &BTreeMap<String, (Update, Request)>,
+) -> Result<(), String> {
+    if u.new.is_zero() {
+        return if p.allow_deletion {
+            Ok(())
+        } else {
+            Err("deleting a protected branch is not allowed (`allow_deletion` is false)".into())
+        };
+    }
+    let fast_forward = repo.graph_descendant_of(u.new, u.old).unwrap_or(false) || u.new == u.old;
+    if !fast_forward && !p.allow_force_push {
+        return Err(
+            "not a fast-forward: rewriting a protected branch is not allowed (`allow_force_push` is false)"
+                .into(),
+        );
+    }
+    if p.linear_history && fast_forward {
+        let mut walk = repo.revwalk().map_err(|e| e.message().to_owned())?;
+        walk.push(u.new).map_err(|e| e.message().to_owned())?;
+        walk.hide(u.old).map_err(|e| e.message().to_owned())?;
+        for id in walk.flatten() {
+            if repo.find_commit(id).is_ok_and(|c| c.parent_count() > 1) {
+                return Err(format!(
+                    "merge commit {} on a branch with `linear_history`",
+                    &id.to_string()[..7]
+                ));
+            }
+        }
+    }
+    let who = named(pusher)?;
+    match merges.get(env) {
+        Some((_, request)) if request.merge_commit.as_deref() == Some(&u.new.to_string()) => {
+            check_merge(repo, who, u, env, p, request)
+        }
+        _ => {
+            if p.allowed_pushers.iter().any(|a| a == who) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`{who}` may not push to it directly ({}); changes land through promotion requests (`ferry promote`, `ferry approve`, `ferry merge`)",
+                    if p.allowed_pushers.is_empty() {
+                        "`allowed_pushers` is empty".to_owned()
+                    } else {
+                        format!("allowed pushers: {}", p.allowed_pushers.join(", "))
+                    }
+                ))
+            }
+        }
+    }
+}
+
+/// The landing of `request` on the environment's branch (`u`), pushed by `who`.
+fn check_merge(
+    repo: &Repository,
+    who: &str,
+    u: &Update,
+    env: &str,
+    p: &Protection,
+    request: &Request,
+) -> Result<(), String> {
+    let id = request.id;
+    if !p.allowed_mergers.is_empty() && !p.allowed_mergers.iter().any(|m| m == who) {
+        return Err(format!(
+            "`{who}` may not merge request #{id} into {env}: allowed mergers are {}",
+            p.allowed_mergers.join(", ")
+        ));
+    }
+    let approvers = request.approvers(p.dismiss_stale_reviews);
+    if approvers.len() < p.required_approvals as usize {
+        return Err(format!(
+            "request #{id} has {} approval(s) from people other than its author {}; {env} requires {}",
+            approvers.len(),
+            request.author,
+            p.required_approvals
+        ));
+    }
+    if p.require_up_to_date && request.base != u.old.to_string() {
+        return Err(format!(
+            "request #{id} was built on {}, but {env} is at {} (`require_up_to_date`): promote again",
+            short(&request.base),
+            short(&u.old.to_string())
+        ));
+    }
+    if !p.required_checks.is_empty() {
+        let statuses = statuses(repo, &request.head);
+        let missing: Vec<&str> = p
+            .required_checks
+            .iter()
+            .filter(|c| statuses.get(*c).map(|s| s.state) != Some(CheckState::Success))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "request #{id}: required check(s) not green on its head {}: {}",
+                short(&request.head),
+                missing.join(", ")
+            ));
+        }
+    }
+    // What lands is what was reviewed: the target's tip with the request's pins, nothing else.
+    let manifest_at = |commit: Oid| -> Option<Manifest> {
+        let tree = repo.find_commit(commit).ok()?.tree().ok()?;
+        let entry = tree.get_name(MANIFEST)?;
+        let blob = repo.find_blob(entry.id()).ok()?;
+        serde_json::from_slice(blob.content()).ok()
+    };
+    let (Some(before), Some(after)) = (manifest_at(u.old), manifest_at(u.new)) else {
+        return Err(format!(
+            "request #{id}: cannot read `{MANIFEST}` of the merge"
+        ));
+    };
+    let mut expected = before.artifacts.clone();
+    for m in &request.moves {
+        expected.insert(m.app.clone(), m.pin.clone());
+    }
+    if after.artifacts != expected {
+        let differs: Vec<&String> = after
+            .artifacts
+            .keys()
+            .chain(expected.keys())
+            .filter(|app| after.artifacts.get(*app) != expected.get(*app))
+            .collect();
+        return Err(format!(
+            "the merge of request #{id} does not pin what the request moves (differs: {})",
+            differs
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let only_manifest = (|| -> Option<bool> {
+        let old = repo.find_commit(u.old).ok()?.tree().ok()?;
+        let new = repo.find_commit(u.new).ok()?.tree().ok()?;
+        let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), None).ok()?;
+        Some(diff.deltas().all(|d| {
+            d.new_file().path() == Some(std::path::Path::new(MANIFEST))
+                && d.old_file().path() == Some(std::path::Path::new(MANIFEST))
+        }))
+    })();
+    if only_manifest != Some(true) {
+        return Err(format!(
+            "the merge of request #{id} changes files other than `{MANIFEST}`"
+        ));
+    }
+    Ok(())
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(7)]
+}
+
+/// The statuses recorded for `commit` (none when there is no record).
+fn statuses(repo: &Repository, commit: &str) -> Statuses {
+    (|| -> Option<Statuses> {
+        let tip = repo.refname_to_id(&format!("{STATUSES}{commit}")).ok()?;
+        let tree = repo.find_commit(tip).ok()?.tree().ok()?;
+        let blob = repo.find_blob(tree.get_name("statuses.json")?.id()).ok()?;
+        serde_json::from_slice(blob.content()).ok()
+    })()
+    .unwrap_or_default()
+}
+
+fn request_at(repo: &Repository, commit: Oid) -> Result<Request, String> {
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(|e| e.message().to_owned())?;
+    let entry = tree
+        .get_name("request.json")
+        .ok_or("the record has no `request.json`")?;
+    let blob = repo
+        .find_blob(entry.id())
+        .map_err(|e| e.message().to_owned())?;
+    serde_json::from_slice(blob.content()).map_err(|e| format!("`request.json` is damaged: {e}"))
+}
+
+/// A record update: append-only, and every identity it adds is the pusher's.
+fn check_record(
+    repo: &Repository,
+    pusher: Option<&str>,
+    u: &Update,
+    merges: &mut BTreeMap<String, (Update, Request)>,
+) -> Result<(), String> {
+    if u.new.is_zero() {
+        return Err("records are append-only: deleting one is not allowed".into());
+    }
+    if !u.old.is_zero() && !repo.graph_descendant_of(u.new, u.old).unwrap_or(false) {
+        return Err("records are append-only: this rewrites its history".into());
+    }
+    if u.refname.starts_with(STATUSES) {
+        return Ok(());
+    }
+    if !u.refname.starts_with(REQUESTS) {
+        return Ok(());
+    }
+    let new = request_at(repo, u.new)?;
+    let old = if u.old.is_zero() {
+        None
+    } else {
+        Some(request_at(repo, u.old)?)
+    };
+    let who = named(pusher)?;
+    let claim = |what: &str, name: &str| -> Result<(), String> {
+        if name == who {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} is recorded as `{name}`, but `{who}` is pushing: a record names who pushed it"
+            ))
+        }
+    };
+    match &old {
+        None => claim("the request's author", &new.author)?,
+        Some(old) => {
+            if old.id != new.id || old.author != new.author || old.to != new.to {
+                return Err("a request's id, author and target never change".into());
+            }
+            if !new.approvals.starts_with(&old.approvals) {
+                return Err("approvals are append-only: this removes or changes one".into());
+            }
+            for approval in &new.approvals[old.approvals.len()..] {
+                claim("an approval", &approval.by)?;
+            }
+            if old.state != RequestState::Open && new.state != old.state {
+                return Err(format!(
+                    "request #{} is {} already",
+                    new.id,
+                    old.state.as_str()
+                ));
+            }
+        }
+    }
+    let was = old.as_ref().map(|o| o.state);
+    if new.state == RequestState::Merged && was != Some(RequestState::Merged) {
+        claim("the merger", new.merged_by.as_deref().unwrap_or("(nobody)"))?;
+        merges.insert(new.to.clone(), (u.clone(), new.clone()));
+    }
+    if new.state == RequestState::Closed && was != Some(RequestState::Closed) {
+        claim(
+            "who closed it",
+            new.closed_by.as_deref().unwrap_or("(nobody)"),
+        )?;
+    }
+    // Moves pin artifacts: a request cannot carry another kind of value.
+    if new.moves.iter().any(|m| matches!(m.pin, Artifact::Bare(_))) {
+        return Err("a request moves pinned artifacts only".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pusher_is_who_the_transport_says() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(
+            pusher(env(&[("REMOTE_USER", "alice"), ("USER", "git")])).as_deref(),
+            Some("alice")
+        );
+        // FERRY_PUSHER counts only for a push over ssh: locally, anyone could set it.
+        assert_eq!(
+            pusher(env(&[("FERRY_PUSHER", "bob"), ("USER", "carol")])).as_deref(),
+            Some("carol")
+        );
+        assert_eq!(
+            pusher(env(&[
+                ("SSH_CONNECTION", "1 2 3 4"),
+                ("FERRY_PUSHER", "bob"),
+                ("USER", "git")
+            ]))
+            .as_deref(),
+            Some("bob")
+        );
+        assert_eq!(pusher(env(&[])), None);
+    }
+
+    #[test]
+    fn parses_pre_receive_lines() {
+        let zero = "0".repeat(40);
+        let one = "1".repeat(40);
+        let u = Update::parse(&format!("{zero} {one} refs/heads/prod")).unwrap();
+        assert!(u.old.is_zero());
+        assert_eq!(u.refname, "refs/heads/prod");
+        assert_eq!(Update::parse("garbage"), None);
+    }
+}

@@ -1,0 +1,429 @@
+//! Branch protection enforced by the repository itself: the pre-receive hook `ferry init`
+//! installs judges every push, by `git push` and by ferry, over a path and over smart HTTP.
+
+use serde_json::{Value, json};
+
+use crate::common::http::{GitHttp, project_root};
+use crate::common::{DIGEST, Run, Sandbox};
+
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+/// dev → staging → prod, `web` 1.0.0 pinned in dev, and `protection` on `env`.
+fn repo(env: &str, protection: Value) -> (Sandbox, String) {
+    let sandbox = Sandbox::new();
+    let remote = sandbox.init("dev,staging,prod");
+    as_user(
+        &sandbox,
+        "ci-bot",
+        &["bump", "web", "1.0.0", "--env", "dev", "--add"],
+    )
+    .arg("--url")
+    .arg("https://a.example/web-1.0.0.tgz")
+    .arg("--sha256")
+    .arg(DIGEST)
+    .arg("--remote")
+    .arg(&remote)
+    .run()
+    .assert_code(0);
+    // Before this commit the branch is unprotected: the change itself goes in.
+    sandbox.edit_env(env, env, |e| e["protection"] = protection);
+    (sandbox, remote)
+}
+
+fn as_user(sandbox: &Sandbox, user: &str, args: &[&str]) -> crate::common::Ferry {
+    sandbox.ferry(args).env("USER", user)
+}
+
+#[track_caller]
+fn ferry_as(sandbox: &Sandbox, remote: &str, user: &str, args: &[&str]) -> Run {
+    as_user(sandbox, user, args)
+        .arg("--remote")
+        .arg(remote)
+        .run()
+}
+
+/// A clone of `branch` with one more commit, ready to push.
+fn change(sandbox: &Sandbox, branch: &str, dir: &str) {
+    sandbox.git("", &["clone", "-q", "--branch", branch, "deploy.git", dir]);
+    std::fs::write(sandbox.path().join(dir).join("NOTES"), "by hand\n").unwrap();
+    sandbox.git(dir, &["add", "NOTES"]);
+    sandbox.git(dir, &["commit", "-qm", "a change by hand"]);
+}
+
+#[test]
+fn init_installs_the_hook_and_protect_checks_it() {
+    let sandbox = Sandbox::new();
+    let remote = sandbox.init("dev,prod");
+    let hook = sandbox.path().join("deploy.git/hooks/pre-receive");
+    assert!(
+        std::fs::read_to_string(&hook)
+            .unwrap()
+            .contains("hook pre-receive")
+    );
+    let check = |code| {
+        let run = sandbox
+            .ferry(&["protect", "check", "--forge", "local", "--remote", &remote])
+            .run();
+        run.assert_code(code);
+        run
+    };
+    let run = check(0);
+    assert!(
+        run.stdout.contains("pre-receive hook installed"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("prod (`prod`): declares no `protection`: anyone who can push may change it"),
+        "{}",
+        run.stdout
+    );
+    std::fs::remove_file(&hook).unwrap();
+    assert!(
+        check(1)
+            .stdout
+            .contains("no pre-receive hook: pushes are not checked")
+    );
+    sandbox
+        .ferry(&["protect", "apply", "--forge", "local", "--remote", &remote])
+        .run()
+        .assert_code(0);
+    check(0);
+    // A network remote has no hook ferry can reach.
+    let run = sandbox
+        .ferry(&[
+            "protect",
+            "check",
+            "--forge",
+            "local",
+            "--remote",
+            "https://example.com/deploy.git",
+        ])
+        .run();
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("not a repository on this machine"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_direct_push_needs_an_allowed_pusher() {
+    let (sandbox, remote) = repo("prod", json!({"allowed_pushers": ["release-bot"]}));
+    let before = sandbox.tip("prod");
+    change(&sandbox, "prod", "work");
+    let (ok, stderr) = sandbox.git_as("mallory", "work", &["push", "origin", "prod"], &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "prod (prod): `mallory` may not push to it directly (allowed pushers: release-bot)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(sandbox.tip("prod"), before);
+    // ferry's own update of a path is judged the same way.
+    let run = ferry_as(
+        &sandbox,
+        &remote,
+        "ci-bot",
+        &[
+            "bump",
+            "web",
+            "1.0.0",
+            "--env",
+            "prod",
+            "--add",
+            "--url",
+            "https://a.example/web-1.0.0.tgz",
+            "--sha256",
+            DIGEST,
+        ],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("pre-receive hook declined"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("remote:   prod (prod): `ci-bot` may not push"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sandbox.tip("prod"), before);
+    let (ok, stderr) = sandbox.git_as("release-bot", "work", &["push", "origin", "prod"], &[]);
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn a_protected_history_is_not_rewritten_deleted_or_merged() {
+    let (sandbox, _) = repo(
+        "prod",
+        json!({"allowed_pushers": ["release-bot"], "linear_history": true}),
+    );
+    let before = sandbox.tip("prod");
+    change(&sandbox, "prod", "work");
+    // prod back to its parent: a rewrite.
+    let (ok, stderr) = sandbox.git_as(
+        "release-bot",
+        "work",
+        &["push", "--force", "origin", "origin/prod~1:prod"],
+        &[],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("not a fast-forward"), "{stderr}");
+    let (ok, stderr) = sandbox.git_as("release-bot", "work", &["push", "origin", ":prod"], &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("deleting a protected branch is not allowed"),
+        "{stderr}"
+    );
+    // A merge commit, on a branch with linear history.
+    sandbox.git("work", &["checkout", "-q", "-b", "side", "origin/prod"]);
+    sandbox.git("work", &["commit", "-q", "--allow-empty", "-m", "side"]);
+    sandbox.git("work", &["checkout", "-q", "prod"]);
+    sandbox.git(
+        "work",
+        &["merge", "-q", "--no-ff", "-m", "merge side", "side"],
+    );
+    let (ok, stderr) = sandbox.git_as("release-bot", "work", &["push", "origin", "prod"], &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("on a branch with `linear_history`"),
+        "{stderr}"
+    );
+    assert_eq!(sandbox.tip("prod"), before);
+}
+
+#[test]
+fn a_merge_needs_approvals_green_checks_and_an_allowed_merger() {
+    let (sandbox, remote) = repo(
+        "staging",
+        json!({"required_approvals": 1, "allowed_mergers": ["carol"], "required_checks": ["ci/test"]}),
+    );
+    ferry_as(&sandbox, &remote, "alice", &["promote", "dev", "staging"]).assert_code(0);
+    let head = sandbox.git("deploy.git", &["rev-parse", "ferry/promote/dev-to-staging"]);
+    let head = head.trim();
+    let run = ferry_as(&sandbox, &remote, "carol", &["merge", "1"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("0 approvals"), "{}", run.stderr);
+    ferry_as(&sandbox, &remote, "bob", &["approve", "1"]).assert_code(0);
+    let run = ferry_as(&sandbox, &remote, "bob", &["merge", "1"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("`bob` may not merge"), "{}", run.stderr);
+    // The checks the protection requires are the hook's to enforce: on the request's head.
+    let before = sandbox.tip("staging");
+    let run = ferry_as(&sandbox, &remote, "carol", &["merge", "1"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "required check(s) not green on its head {}: ci/test",
+            &head[..7]
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sandbox.tip("staging"), before);
+    ferry_as(
+        &sandbox,
+        &remote,
+        "ci-bot",
+        &["status", "set", head, "ci/test", "success"],
+    )
+    .assert_code(0);
+    ferry_as(&sandbox, &remote, "carol", &["merge", "1"]).assert_code(0);
+    assert_eq!(sandbox.tip("staging"), head);
+    let record: Value = serde_json::from_str(&sandbox.git(
+        "deploy.git",
+        &["show", "refs/ferry/requests/1:request.json"],
+    ))
+    .unwrap();
+    assert_eq!(record["merged_by"], "carol");
+    sandbox.git("deploy.git", &["fsck", "--strict", "--no-dangling"]);
+}
+
+#[test]
+fn a_record_names_who_pushed_it_and_is_append_only() {
+    let (sandbox, remote) = repo("staging", json!({"required_approvals": 1}));
+    ferry_as(&sandbox, &remote, "alice", &["promote", "dev", "staging"]).assert_code(0);
+    // mallory claims to be bob, with ferry and by hand.
+    let run = ferry_as(
+        &sandbox,
+        &remote,
+        "mallory",
+        &["approve", "1", "--as", "bob"],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("an approval is recorded as `bob`, but `mallory` is pushing"),
+        "{}",
+        run.stderr
+    );
+    sandbox.git("", &["clone", "-q", "deploy.git", "work"]);
+    sandbox.git("work", &["fetch", "-q", "origin", "refs/ferry/requests/1"]);
+    sandbox.git("work", &["checkout", "-q", "FETCH_HEAD"]);
+    let path = sandbox.path().join("work/request.json");
+    let mut request: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let head = request["head"].clone();
+    request["approvals"] = json!([{"by": "bob", "at": 1, "head": head}]);
+    std::fs::write(&path, serde_json::to_string_pretty(&request).unwrap()).unwrap();
+    sandbox.git("work", &["commit", "-qam", "approved by bob"]);
+    let (ok, stderr) = sandbox.git_as(
+        "mallory",
+        "work",
+        &["push", "origin", "HEAD:refs/ferry/requests/1"],
+        &[],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("but `mallory` is pushing"), "{stderr}");
+    // Rewriting or deleting a record.
+    sandbox.git("work", &["checkout", "-q", "--orphan", "rewritten"]);
+    sandbox.git("work", &["commit", "-q", "-m", "history rewritten"]);
+    let (ok, stderr) = sandbox.git_as(
+        "alice",
+        "work",
+        &["push", "--force", "origin", "HEAD:refs/ferry/requests/1"],
+        &[],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("this rewrites its history"), "{stderr}");
+    let (ok, stderr) = sandbox.git_as(
+        "alice",
+        "work",
+        &["push", "origin", ":refs/ferry/requests/1"],
+        &[],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("records are append-only"), "{stderr}");
+    // bob, as bob, is fine.
+    ferry_as(&sandbox, &remote, "bob", &["approve", "1"]).assert_code(0);
+}
+
+#[test]
+fn over_smart_http_the_server_says_who_pushes() {
+    const ALICE: &str = "token-of-alice";
+    const BOB: &str = "token-of-bob";
+    let sandbox = Sandbox::new();
+    let root = project_root(sandbox.path());
+    let path = root.join("deploy.git").display().to_string();
+    // Made on the server: `init` on a path installs the hook.
+    sandbox
+        .ferry(&["init", "--remote", &path, "--envs", "dev,staging"])
+        .run()
+        .assert_code(0);
+    let server = GitHttp::serve_accounts(&root, &[("alice", ALICE), ("bob", BOB)]);
+    let url = server.url("deploy.git");
+    let as_token = |token: &str, user: &str, args: &[&str]| {
+        sandbox
+            .ferry(args)
+            .arg("--remote")
+            .arg(&url)
+            .env("FERRY_GIT_TOKEN", token)
+            .env("FERRY_USER", user)
+            .run()
+    };
+    as_token(
+        ALICE,
+        "alice",
+        &[
+            "bump",
+            "web",
+            "1.0.0",
+            "--env",
+            "dev",
+            "--add",
+            "--url",
+            "https://a.example/w.tgz",
+            "--sha256",
+            B,
+        ],
+    )
+    .assert_code(0);
+    as_token(ALICE, "alice", &["promote", "dev", "staging"]).assert_code(0);
+    // alice's token, bob's name: the server says alice.
+    let run = as_token(ALICE, "bob", &["approve", "1"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("remote:   refs/ferry/requests/1: an approval is recorded as `bob`, but `alice` is pushing"),
+        "{}",
+        run.stderr
+    );
+    as_token(BOB, "bob", &["approve", "1"]).assert_code(0);
+    let record = sandbox.git(
+        "srv/deploy.git",
+        &["show", "refs/ferry/requests/1:request.json"],
+    );
+    let record: Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["approvals"][0]["by"], "bob");
+    // A plain git push over HTTP is judged the same.
+    let protect = json!({"allowed_pushers": ["bob"]});
+    let mut env: Value = serde_json::from_str(&sandbox.git(
+        "srv/deploy.git",
+        &["show", "staging:environments/staging.json"],
+    ))
+    .unwrap();
+    env["protection"] = protect;
+    let authed = url.replace("http://", &format!("http://alice:{ALICE}@"));
+    sandbox.git("", &["clone", "-q", "--branch", "staging", &authed, "work"]);
+    std::fs::write(
+        sandbox.path().join("work/environments/staging.json"),
+        serde_json::to_string_pretty(&env).unwrap() + "\n",
+    )
+    .unwrap();
+    sandbox.git("work", &["commit", "-qam", "staging: protected"]);
+    sandbox.git("work", &["push", "-q", "origin", "staging"]); // unprotected until now
+    sandbox.git("work", &["commit", "-q", "--allow-empty", "-m", "by alice"]);
+    let (ok, stderr) = sandbox.git_as("root", "work", &["push", "origin", "staging"], &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("`alice` may not push to it directly"),
+        "{stderr}"
+    );
+    let bob = url.replace("http://", &format!("http://bob:{BOB}@"));
+    let (ok, stderr) = sandbox.git_as("root", "work", &["push", &bob, "staging"], &[]);
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn a_hook_without_its_ferry_refuses_every_push() {
+    let sandbox = Sandbox::new();
+    let remote = sandbox.init("dev,prod");
+    let hook = sandbox.path().join("deploy.git/hooks/pre-receive");
+    let script = std::fs::read_to_string(&hook).unwrap();
+    let script: String = script
+        .lines()
+        .map(|l| {
+            if l.starts_with("FERRY=") {
+                "FERRY='/nonexistent/ferry'".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&hook, script + "\n").unwrap();
+    change(&sandbox, "dev", "work");
+    let (ok, stderr) = sandbox.git_as(
+        "ci-bot",
+        "work",
+        &["push", "origin", "dev"],
+        &[("PATH", "/usr/bin:/bin")],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("this repository's pre-receive hook needs the ferry binary"),
+        "{stderr}"
+    );
+    let run = sandbox
+        .ferry(&["protect", "check", "--forge", "local", "--remote", &remote])
+        .env("PATH", "/usr/bin:/bin")
+        .run();
+    run.assert_code(1);
+    assert!(run.stdout.contains("which is gone"), "{}", run.stdout);
+}
