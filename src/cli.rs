@@ -49,6 +49,7 @@ pub enum Command {
     Show(cmd::show::ShowArgs),
     Diff(cmd::diff::DiffArgs),
     History(cmd::history::HistoryArgs),
+    Audit(cmd::audit::AuditArgs),
     Promote(cmd::promote::PromoteArgs),
     Protect(cmd::protect::ProtectArgs),
     Requests(cmd::requests::RequestsArgs),

@@ -16,6 +16,28 @@ use std::collections::BTreeMap;
 use git2::{ObjectType, Oid, Repository};
 
 use crate::forge::local::{REQUESTS, STATUSES};
+
+/// The push log: one commit per accepted push (`push.json`: who, when, which refs moved from
+/// what to what), written by the repository's `post-receive` hook only. `ferry audit` reads it
+/// to say who pushed each change.
+pub const PUSHES: &str = "refs/ferry/pushes";
+const PUSH_FILE: &str = "push.json";
+
+/// One accepted push, as the log records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Push {
+    pub pusher: String,
+    /// Unix seconds.
+    pub at: i64,
+    pub updates: Vec<LoggedUpdate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoggedUpdate {
+    pub refname: String,
+    pub old: String,
+    pub new: String,
+}
 use crate::forge::{CheckState, Request, RequestState, Statuses};
 use crate::model::{Artifact, Environment, Manifest, Protection};
 use crate::validate::{ENVIRONMENTS_DIR, MANIFEST};
@@ -62,6 +84,13 @@ pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec
         .iter()
         .filter(|u| u.refname.starts_with("refs/ferry/"))
     {
+        if u.refname == PUSHES || u.refname.starts_with(&format!("{PUSHES}/")) {
+            refusals.push(format!(
+                "{}: the push log is written by the repository's hook only",
+                u.refname
+            ));
+            continue;
+        }
         if let Err(why) = check_record(repo, pusher, u, &mut merges) {
             refusals.push(format!("{}: {why}", u.refname));
         }
@@ -95,7 +124,7 @@ pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec
 
 /// The environment whose branch is `branch` and its protection (`None`: unprotected), from
 /// the files at `tip`.
-fn protection_of(
+pub fn protection_of(
     repo: &Repository,
     tip: Oid,
     branch: &str,
@@ -285,7 +314,7 @@ fn short(id: &str) -> &str {
 }
 
 /// The statuses recorded for `commit` (none when there is no record).
-fn statuses(repo: &Repository, commit: &str) -> Statuses {
+pub fn statuses(repo: &Repository, commit: &str) -> Statuses {
     (|| -> Option<Statuses> {
         let tip = repo.refname_to_id(&format!("{STATUSES}{commit}")).ok()?;
         let tree = repo.find_commit(tip).ok()?.tree().ok()?;
@@ -381,6 +410,83 @@ fn check_record(
         return Err("a request moves pinned artifacts only".into());
     }
     Ok(())
+}
+
+/// Appends an accepted push to the log (`post-receive`), retrying when another push's entry
+/// lands first.
+pub fn record_push(
+    repo: &Repository,
+    pusher: Option<&str>,
+    updates: &[Update],
+    at: i64,
+) -> Result<(), git2::Error> {
+    let push = Push {
+        pusher: pusher.unwrap_or("(unknown)").to_owned(),
+        at,
+        updates: updates
+            .iter()
+            .filter(|u| u.refname != PUSHES)
+            .map(|u| LoggedUpdate {
+                refname: u.refname.clone(),
+                old: u.old.to_string(),
+                new: u.new.to_string(),
+            })
+            .collect(),
+    };
+    let mut text = serde_json::to_string_pretty(&push).expect("pushes serialize");
+    text.push('\n');
+    let blob = repo.blob(text.as_bytes())?;
+    let mut tree = repo.treebuilder(None)?;
+    tree.insert(PUSH_FILE, blob, 0o100644)?;
+    let tree = repo.find_tree(tree.write()?)?;
+    let email = format!(
+        "{}@ferry.invalid",
+        push.pusher.replace(char::is_whitespace, "-")
+    );
+    let signature = git2::Signature::new(&push.pusher, &email, &git2::Time::new(at, 0))?;
+    let message = format!("push by {}", push.pusher);
+    for _ in 0..20 {
+        let previous = repo.refname_to_id(PUSHES).ok();
+        let parent = previous.and_then(|id| repo.find_commit(id).ok());
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        let commit = repo.commit(None, &signature, &signature, &message, &tree, &parents)?;
+        let moved = match previous {
+            None => repo.reference(PUSHES, commit, false, &message).map(|_| ()),
+            Some(previous) => repo
+                .reference_matching(PUSHES, commit, true, previous, &message)
+                .map(|_| ()),
+        };
+        match moved {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::Exists | git2::ErrorCode::Modified | git2::ErrorCode::Locked
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(git2::Error::from_str("the push log kept moving"))
+}
+
+/// The pushes in the log whose tip is `tip`, oldest first.
+pub fn pushes(repo: &Repository, tip: Oid) -> Vec<Push> {
+    let Ok(mut walk) = repo.revwalk() else {
+        return Vec::new();
+    };
+    if walk.push(tip).is_err() {
+        return Vec::new();
+    }
+    let mut out: Vec<Push> = walk
+        .flatten()
+        .filter_map(|id| {
+            let tree = repo.find_commit(id).ok()?.tree().ok()?;
+            let blob = repo.find_blob(tree.get_name(PUSH_FILE)?.id()).ok()?;
+            serde_json::from_slice(blob.content()).ok()
+        })
+        .collect();
+    out.reverse();
+    out
 }
 
 #[cfg(test)]

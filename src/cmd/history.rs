@@ -34,10 +34,10 @@ pub struct HistoryArgs {
 }
 
 #[derive(Debug, Serialize)]
-struct Move {
-    app: String,
-    from: Option<String>,
-    to: Option<String>,
+pub struct Move {
+    pub app: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -138,7 +138,7 @@ pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
 }
 
 /// The apps whose pin differs between two manifests.
-fn moves(before: Option<&Manifest>, after: Option<&Manifest>) -> Vec<Move> {
+pub fn moves(before: Option<&Manifest>, after: Option<&Manifest>) -> Vec<Move> {
     let empty = Manifest {
         version: None,
         description: None,

@@ -28,15 +28,34 @@ pub struct HookArgs {
 pub enum HookKind {
     /// Judge a push: git's `OLD NEW REF` lines on stdin; exit 1 refuses all of it.
     PreReceive,
+    /// Log an accepted push (who, when, which refs moved) under `refs/ferry/pushes`, for
+    /// `ferry audit`.
+    PostReceive,
 }
 
 pub fn run(args: HookArgs, _out: Output) -> Result<Outcome> {
     match args.hook {
         HookKind::PreReceive => pre_receive(),
+        HookKind::PostReceive => post_receive(),
     }
 }
 
-fn pre_receive() -> Result<Outcome> {
+fn post_receive() -> Result<Outcome> {
+    let (repo, updates) = input()?;
+    let pusher = enforce::pusher(|name| std::env::var(name).ok());
+    let now = crate::cmd::shared::now();
+    if let Err(e) = enforce::record_push(&repo, pusher.as_deref(), &updates, now) {
+        // The push has landed: say what could not be logged, and do not fail it.
+        eprintln!(
+            "ferry: the push landed, but could not be logged: {}",
+            e.message()
+        );
+    }
+    Ok(Outcome::Success)
+}
+
+/// The hook's input lines, and the repository git runs it in.
+fn input() -> Result<(git2::Repository, Vec<Update>)> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
@@ -53,8 +72,13 @@ fn pre_receive() -> Result<Outcome> {
     // environment git sets for its hooks.
     let repo = git2::Repository::open_from_env().map_err(|e| {
         Error::usage(format!("not run by git in a repository: {}", e.message()))
-            .hint("git runs this from the repository's hooks/pre-receive")
+            .hint("git runs this from the repository's hooks")
     })?;
+    Ok((repo, updates))
+}
+
+fn pre_receive() -> Result<Outcome> {
+    let (repo, updates) = input()?;
     let pusher = enforce::pusher(|name| std::env::var(name).ok());
     let refusals = enforce::check(&repo, pusher.as_deref(), &updates);
     if refusals.is_empty() {

@@ -88,6 +88,23 @@ pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
         )));
     }
 
+    // A repository on this machine enforces the declared protection on every push (and logs
+    // it, this first one included).
+    let hook = match &remote.path {
+        Some(path) if store.repo().is_bare() => Some(
+            crate::store::hook::install(store.repo().path()).map_err(|e| {
+                Error::failure(format!(
+                    "the branches are initialized, but the pre-receive hook could not be installed: {e}"
+                ))
+                .hint(format!(
+                    "fix it, then `ferry protect apply --forge local --remote {}`",
+                    path.display()
+                ))
+            })?,
+        ),
+        _ => None,
+    };
+
     let updates: Vec<RefUpdate> = envs
         .iter()
         .map(|env| RefUpdate::branch(env, heads.get(env).copied(), commit))
@@ -103,22 +120,6 @@ pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
             );
         }
     }
-
-    // A repository on this machine enforces the declared protection on every push.
-    let hook = match &remote.path {
-        Some(path) if store.repo().is_bare() => Some(
-            crate::store::hook::install(store.repo().path()).map_err(|e| {
-                Error::failure(format!(
-                    "the branches are initialized, but the pre-receive hook could not be installed: {e}"
-                ))
-                .hint(format!(
-                    "fix it, then `ferry protect apply --forge local --remote {}`",
-                    path.display()
-                ))
-            })?,
-        ),
-        _ => None,
-    };
 
     match out.format {
         Format::Json => out.json(&InitReport {

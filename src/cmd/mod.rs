@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments (whose doc comments are the help) and `run`.
 
 pub mod approve;
+pub mod audit;
 pub mod bump;
 pub mod close;
 pub mod diff;
@@ -32,6 +33,7 @@ pub fn run(command: Command, out: Output) -> Result<Outcome> {
         Command::Diff(args) => diff::run(args, out),
         Command::History(args) => history::run(args, out),
         Command::Promote(args) => promote::run(args, out),
+        Command::Audit(args) => audit::run(args, out),
         Command::Hook(args) => hook::run(args, out),
         Command::Protect(args) => protect::run(args, out),
         Command::Requests(args) => requests::run(args, out),

@@ -568,7 +568,7 @@ impl Store {
                 u.refname
             ));
         }
-        self.run_pre_receive(&lines)?;
+        self.run_hook("pre-receive", &lines)?;
         let signature = signature(&self.repo).map_err(&err)?;
         for u in updates {
             transaction
@@ -576,14 +576,19 @@ impl Store {
                 .map_err(&err)?;
         }
         transaction.commit().map_err(&err)?;
+        // As git does after a push: the repository's post-receive hook (ferry's logs the push).
+        if let Err(e) = self.run_hook("post-receive", &lines) {
+            tracing::warn!("the update landed, but {e}");
+        }
         Ok(UpdateOutcome::Updated)
     }
 
-    /// Runs the repository's `pre-receive` hook, if it has one, on `lines` (`OLD NEW REF`),
-    /// as `git receive-pack` does: a push to a local path is judged like any other.
-    fn run_pre_receive(&self, lines: &str) -> Result<(), StoreError> {
+    /// Runs the repository's hook `name` (`pre-receive`, `post-receive`), if it has one, on
+    /// `lines` (`OLD NEW REF`), as `git receive-pack` does: an update of a local path is
+    /// judged and logged like any push.
+    fn run_hook(&self, name: &str, lines: &str) -> Result<(), StoreError> {
         use std::io::Write;
-        let hook = self.repo.path().join("hooks").join("pre-receive");
+        let hook = self.repo.path().join("hooks").join(name);
         if !is_executable(&hook) {
             return Ok(());
         }
@@ -598,13 +603,13 @@ impl Store {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .map_err(|e| refused(format!("cannot run its pre-receive hook: {e}")))?;
+            .map_err(|e| refused(format!("cannot run its {name} hook: {e}")))?;
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(lines.as_bytes());
         }
         let output = child
             .wait_with_output()
-            .map_err(|e| refused(format!("its pre-receive hook failed: {e}")))?;
+            .map_err(|e| refused(format!("its {name} hook failed: {e}")))?;
         if output.status.success() {
             return Ok(());
         }
@@ -615,9 +620,9 @@ impl Store {
             .map(|l| format!("remote: {l}"))
             .collect();
         Err(refused(if said.is_empty() {
-            "its pre-receive hook declined".to_owned()
+            format!("its {name} hook declined")
         } else {
-            format!("pre-receive hook declined\n{}", said.join("\n"))
+            format!("{name} hook declined\n{}", said.join("\n"))
         }))
     }
 

@@ -427,3 +427,67 @@ fn a_hook_without_its_ferry_refuses_every_push() {
     run.assert_code(1);
     assert!(run.stdout.contains("which is gone"), "{}", run.stdout);
 }
+
+#[test]
+fn audit_says_who_approved_merged_and_pushed_and_flags_what_broke_protection() {
+    let (sandbox, remote) = repo(
+        "staging",
+        json!({"required_approvals": 1, "allowed_mergers": ["carol"]}),
+    );
+    ferry_as(&sandbox, &remote, "alice", &["promote", "dev", "staging"]).assert_code(0);
+    ferry_as(&sandbox, &remote, "bob", &["approve", "1"]).assert_code(0);
+    ferry_as(&sandbox, &remote, "carol", &["merge", "1"]).assert_code(0);
+    let audit = |args: &[&str]| {
+        ferry_as(
+            &sandbox,
+            &remote,
+            "ci-bot",
+            &[&["audit", "staging"], args].concat(),
+        )
+    };
+    let run = audit(&[]);
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .contains("request #1 by alice: web (new) → 1.0.0"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("approved by bob; merged by carol; checks green: none; pushed by carol"),
+        "{}",
+        run.stdout
+    );
+    // Someone turns the guard off and pushes by hand: the push log still says who.
+    std::fs::remove_file(sandbox.path().join("deploy.git/hooks/pre-receive")).unwrap();
+    change(&sandbox, "staging", "work");
+    let (ok, stderr) = sandbox.git_as("mallory", "work", &["push", "origin", "staging"], &[]);
+    assert!(ok, "{stderr}");
+    let run = audit(&[]);
+    run.assert_code(1);
+    assert!(
+        run.stdout
+            .contains("FLAGGED: pushed directly by mallory, who is not an allowed pusher (none)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr
+            .contains("1 change reached `staging` without satisfying its protection"),
+        "{}",
+        run.stderr
+    );
+    let json = audit(&["--format", "json"]).json();
+    assert_eq!(json[0]["kind"], "direct");
+    assert_eq!(json[0]["pushed_by"], "mallory");
+    assert_eq!(json[1]["kind"], "promotion");
+    assert_eq!(json[1]["request"], 1);
+    assert_eq!(json[1]["approved_by"], json!(["bob"]));
+    assert_eq!(json[1]["violations"], json!([]));
+    // A period with no change; a date that is not one.
+    audit(&["--since", "2999-01-01"]).assert_code(0);
+    let run = audit(&["--since", "last tuesday"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("is not a date"), "{}", run.stderr);
+}

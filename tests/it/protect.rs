@@ -207,3 +207,29 @@ async fn a_team_of_another_organization_is_refused_before_any_call() {
     );
     assert!(server.received_requests().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_branch_missing_on_github_is_said_so() {
+    let (sandbox, remote) = repo(as_recorded());
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(PROTECTION))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "message": "Branch not found",
+            "documentation_url": "https://docs.github.com/rest/branches/branch-protection#get-branch-protection"
+        })))
+        .mount(&server)
+        .await;
+    let run = protect(&sandbox, &remote, &server, &["check"]).await;
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("404 Branch not found"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("the branch `prod` must exist"),
+        "{}",
+        run.stderr
+    );
+}

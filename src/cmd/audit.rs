@@ -1,0 +1,389 @@
+//! `ferry audit`: for each change of an environment's branch, who requested, approved, merged
+//! or pushed it, which checks were green, which apps moved, and whether the protection in force
+//! at the time (the environment's file on the branch just before the change) was satisfied.
+//! It reads git history and the local forge's records: requests, statuses, and the push log
+//! the repository's hook keeps (`refs/ferry/pushes`).
+
+use std::collections::BTreeMap;
+
+use git2::Oid;
+use serde::Serialize;
+
+use crate::cmd::history::{Move, moves};
+use crate::cmd::shared::{Manifests, branch_of, format_time, open_store};
+use crate::enforce::{self, PUSHES};
+use crate::error::{Error, Outcome, Result};
+use crate::forge::local::{LocalForge, STATUSES};
+use crate::forge::{CheckState, Request, RequestState, Statuses};
+use crate::model::Protection;
+use crate::output::{Format, Output};
+use crate::store::{History, RemoteArgs, Store};
+
+/// Audit an environment: each change of its branch, who made and approved it, and whether it
+/// satisfied the branch's protection at the time.
+///
+/// For each change (newest first): time, commit, author, the promotion request it landed
+/// (with who approved and who merged it) or the direct push, who pushed it (from the push log
+/// the repository's hook keeps), which checks were green when it was merged, and which apps
+/// moved. A change that reached a protected branch without satisfying the protection declared
+/// just before it is flagged, and `ferry audit` then exits 1.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ferry audit prod
+  ferry audit prod --since 2026-10-14
+  ferry audit prod --format json")]
+pub struct AuditArgs {
+    /// The environment.
+    pub env: String,
+
+    /// Only changes from this date (`2026-10-14`) or time (`2026-10-14T09:00:00Z`) on.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+
+    /// Where the review records live.
+    #[arg(long, value_enum, default_value_t = AuditForge::Local)]
+    pub forge: AuditForge,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditForge {
+    /// The embedded forge: requests, statuses and the push log under `refs/ferry/`.
+    Local,
+}
+
+#[derive(Debug, Serialize)]
+struct Change {
+    time: String,
+    commit: String,
+    author: String,
+    subject: String,
+    /// `promotion` (a merged request), `direct` (a push) or `initial`.
+    kind: &'static str,
+    request: Option<u64>,
+    requested_by: Option<String>,
+    approved_by: Vec<String>,
+    merged_by: Option<String>,
+    pushed_by: Option<String>,
+    checks_green: Vec<String>,
+    moves: Vec<Move>,
+    /// Whether the branch was protected when the change landed.
+    protected: bool,
+    /// How the change broke that protection; empty when it did not.
+    violations: Vec<String>,
+}
+
+pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
+    let since = match &args.since {
+        Some(text) => Some(parse_since(text)?),
+        None => None,
+    };
+    let store = open_store(&args.remote)?;
+    let branch = branch_of(&store, &args.env)?;
+    let tip = store.tip(&branch, History::Full)?;
+    let repo = store.repo();
+    let git = |e: git2::Error| Error::failure(format!("git: {}", e.message()));
+
+    let forge = LocalForge::new(&store);
+    let requests: Vec<Request> = forge
+        .requests()?
+        .into_iter()
+        .map(|r| r.value)
+        .filter(|r| r.state == RequestState::Merged)
+        .collect();
+    let pushed = pushed_by(&store, &branch)?;
+
+    let mut manifests = Manifests::new(&store);
+    let mut changes = Vec::new();
+    for id in store.first_parents(tip)? {
+        let commit = repo.find_commit(id).map_err(git)?;
+        if since.is_some_and(|since| commit.committer().when().seconds() < since) {
+            break;
+        }
+        let parent = commit.parent(0).ok();
+        let after = Manifests::blob_of(&commit)?;
+        let before = match &parent {
+            Some(p) => Manifests::blob_of(p)?,
+            None => None,
+        };
+        let moved = if after == before {
+            Vec::new()
+        } else {
+            moves(
+                manifests.at_blob(before).as_ref(),
+                manifests.at_blob(after).as_ref(),
+            )
+        };
+        let protection: Option<Protection> = parent
+            .as_ref()
+            .and_then(|p| enforce::protection_of(repo, p.id(), &branch))
+            .and_then(|(_, p)| p);
+        let request = requests
+            .iter()
+            .find(|r| r.to == args.env && r.merge_commit.as_deref() == Some(&id.to_string()));
+        let pushed_by = pushed.get(&id).cloned();
+        let author = commit.author();
+        let mut change = Change {
+            time: format_time(commit.committer().when()),
+            commit: id.to_string(),
+            author: author.name().unwrap_or("?").to_owned(),
+            subject: commit.summary().ok().flatten().unwrap_or("").to_owned(),
+            kind: match (&parent, request) {
+                (None, _) => "initial",
+                (_, Some(_)) => "promotion",
+                _ => "direct",
+            },
+            request: request.map(|r| r.id),
+            requested_by: request.map(|r| r.author.clone()),
+            approved_by: Vec::new(),
+            merged_by: request.and_then(|r| r.merged_by.clone()),
+            pushed_by,
+            checks_green: Vec::new(),
+            moves: moved,
+            protected: protection.is_some(),
+            violations: Vec::new(),
+        };
+        if let Some(request) = request {
+            let merged_at = request.merged_at.unwrap_or(i64::MAX);
+            let statuses = statuses_at(&store, &request.head, merged_at)?;
+            change.checks_green = statuses
+                .iter()
+                .filter(|(_, s)| s.state == CheckState::Success)
+                .map(|(name, _)| name.clone())
+                .collect();
+            let dismiss = protection.as_ref().is_some_and(|p| p.dismiss_stale_reviews);
+            let mut in_time = request.clone();
+            in_time.approvals.retain(|a| a.at <= merged_at);
+            change.approved_by = in_time
+                .approvers(dismiss)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+        }
+        if let (Some(p), Some(_)) = (&protection, &parent) {
+            change.violations = violations(&change, p, request);
+        }
+        changes.push(change);
+    }
+
+    let flagged = changes.iter().filter(|c| !c.violations.is_empty()).count();
+    match out.format {
+        Format::Json => out.json(&changes),
+        Format::Text => {
+            for c in &changes {
+                let moved = if c.moves.is_empty() {
+                    "(no artifact moved)".to_owned()
+                } else {
+                    c.moves
+                        .iter()
+                        .map(|m| {
+                            format!(
+                                "{} {} → {}",
+                                m.app,
+                                m.from.as_deref().unwrap_or("(new)"),
+                                m.to.as_deref().unwrap_or("(removed)")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let what = match (c.kind, c.request) {
+                    ("promotion", Some(id)) => format!(
+                        "request #{id} by {}",
+                        c.requested_by.as_deref().unwrap_or("?")
+                    ),
+                    ("initial", _) => "first commit".to_owned(),
+                    _ => "direct push".to_owned(),
+                };
+                out.data(format!("{}  {}  {what}: {moved}", c.time, &c.commit[..7]));
+                let mut detail = vec![format!("author {}", c.author)];
+                if c.kind == "promotion" {
+                    detail.push(format!(
+                        "approved by {}",
+                        if c.approved_by.is_empty() {
+                            "nobody".to_owned()
+                        } else {
+                            c.approved_by.join(", ")
+                        }
+                    ));
+                    detail.push(format!(
+                        "merged by {}",
+                        c.merged_by.as_deref().unwrap_or("?")
+                    ));
+                    detail.push(format!(
+                        "checks green: {}",
+                        if c.checks_green.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            c.checks_green.join(", ")
+                        }
+                    ));
+                }
+                detail.push(format!(
+                    "pushed by {}",
+                    c.pushed_by.as_deref().unwrap_or("(not logged)")
+                ));
+                if !c.protected && c.kind != "initial" {
+                    detail.push("unprotected".to_owned());
+                }
+                out.data(format!("    {}", detail.join("; ")));
+                for v in &c.violations {
+                    out.data(format!("    FLAGGED: {v}"));
+                }
+            }
+            if changes.is_empty() {
+                out.status(format!("no change of `{branch}` in that period"));
+            } else if flagged > 0 {
+                out.status(format!(
+                    "{flagged} change{} reached `{branch}` without satisfying its protection",
+                    if flagged == 1 { "" } else { "s" }
+                ));
+            }
+        }
+    }
+    Ok(if flagged > 0 {
+        Outcome::Failure
+    } else {
+        Outcome::Success
+    })
+}
+
+/// How `change` broke protection `p` (the one in force just before it).
+fn violations(change: &Change, p: &Protection, request: Option<&Request>) -> Vec<String> {
+    let mut out = Vec::new();
+    match request {
+        Some(request) => {
+            let merger = change.merged_by.as_deref().unwrap_or("?");
+            if change.approved_by.len() < p.required_approvals as usize {
+                out.push(format!(
+                    "{} approval(s) from people other than {} when merged; {} required",
+                    change.approved_by.len(),
+                    request.author,
+                    p.required_approvals
+                ));
+            }
+            if !p.allowed_mergers.is_empty() && !p.allowed_mergers.iter().any(|m| m == merger) {
+                out.push(format!(
+                    "merged by {merger}, not an allowed merger ({})",
+                    p.allowed_mergers.join(", ")
+                ));
+            }
+            let missing: Vec<&str> = p
+                .required_checks
+                .iter()
+                .filter(|c| !change.checks_green.contains(c))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                out.push(format!("not green when merged: {}", missing.join(", ")));
+            }
+            match &change.pushed_by {
+                Some(pusher) if pusher != merger => {
+                    out.push(format!("recorded as merged by {merger}, but pushed by {pusher}"))
+                }
+                Some(_) => {}
+                None => out.push("no record of who pushed it (the repository's hook was not logging)".to_owned()),
+            }
+        }
+        None => match &change.pushed_by {
+            Some(pusher) if p.allowed_pushers.iter().any(|a| a == pusher) => {}
+            Some(pusher) => out.push(format!(
+                "pushed directly by {pusher}, who is not an allowed pusher ({})",
+                if p.allowed_pushers.is_empty() {
+                    "none".to_owned()
+                } else {
+                    p.allowed_pushers.join(", ")
+                }
+            )),
+            None => out.push(
+                "a direct change with no record of who pushed it (the repository's hook was not logging)"
+                    .to_owned(),
+            ),
+        },
+    }
+    out
+}
+
+/// Who pushed each commit of `branch`, from the push log.
+fn pushed_by(store: &Store, branch: &str) -> Result<BTreeMap<Oid, String>> {
+    let mut map = BTreeMap::new();
+    let Some(tip) = store
+        .fetch_refs(&[PUSHES.to_owned()], History::Full)?
+        .remove(PUSHES)
+        .flatten()
+    else {
+        return Ok(map);
+    };
+    let repo = store.repo();
+    let refname = format!("refs/heads/{branch}");
+    for push in enforce::pushes(repo, tip) {
+        for u in push.updates.iter().filter(|u| u.refname == refname) {
+            let (Ok(new), Ok(old)) = (Oid::from_str(&u.new), Oid::from_str(&u.old)) else {
+                continue;
+            };
+            let mut at = Some(new);
+            let mut steps = 0;
+            while let Some(id) = at.filter(|id| *id != old && !id.is_zero()) {
+                map.insert(id, push.pusher.clone());
+                steps += 1;
+                if steps > 10_000 {
+                    break;
+                }
+                at = repo.find_commit(id).ok().and_then(|c| c.parent_id(0).ok());
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// The statuses of `commit` as they were at `when`: each check's latest report then.
+fn statuses_at(store: &Store, commit: &str, when: i64) -> Result<Statuses> {
+    let name = format!("{STATUSES}{commit}");
+    let Some(tip) = store
+        .fetch_refs(std::slice::from_ref(&name), History::Full)?
+        .remove(&name)
+        .flatten()
+    else {
+        return Ok(Statuses::new());
+    };
+    let repo = store.repo();
+    let mut at_time = Statuses::new();
+    let mut walk = repo
+        .revwalk()
+        .map_err(|e| Error::failure(format!("git: {}", e.message())))?;
+    walk.push(tip)
+        .map_err(|e| Error::failure(format!("git: {}", e.message())))?;
+    for id in walk.flatten() {
+        let Some(version) = (|| -> Option<Statuses> {
+            let tree = repo.find_commit(id).ok()?.tree().ok()?;
+            let blob = repo.find_blob(tree.get_name("statuses.json")?.id()).ok()?;
+            serde_json::from_slice(blob.content()).ok()
+        })() else {
+            continue;
+        };
+        for (check, status) in version {
+            if status.at <= when && at_time.get(&check).is_none_or(|seen| seen.at < status.at) {
+                at_time.insert(check, status);
+            }
+        }
+    }
+    Ok(at_time)
+}
+
+fn parse_since(text: &str) -> Result<i64> {
+    let text = text.trim();
+    if let Ok(date) = text.parse::<jiff::civil::Date>()
+        && let Ok(start) = date.to_zoned(jiff::tz::TimeZone::UTC)
+    {
+        return Ok(start.timestamp().as_second());
+    }
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_second());
+    }
+    Err(
+        Error::usage(format!("`--since {text}` is not a date or a time"))
+            .hint("such as `2026-10-14` or `2026-10-14T09:00:00Z`"),
+    )
+}
