@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use git2::Oid;
 use serde::Serialize;
 
-use crate::cmd::history::{Move, moves};
+use crate::cmd::history::{Move, moves, shown};
 use crate::cmd::shared::{Manifests, branch_of, format_time, open_store};
 use crate::enforce::{self, PUSHES};
 use crate::error::{Error, Outcome, Result};
@@ -176,18 +176,7 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
                 let moved = if c.moves.is_empty() {
                     "(no artifact moved)".to_owned()
                 } else {
-                    c.moves
-                        .iter()
-                        .map(|m| {
-                            format!(
-                                "{} {} → {}",
-                                m.app,
-                                m.from.as_deref().unwrap_or("(new)"),
-                                m.to.as_deref().unwrap_or("(removed)")
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    shown(&c.moves)
                 };
                 let what = match (c.kind, c.request) {
                     ("promotion", Some(id)) => format!(

@@ -105,18 +105,7 @@ pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
                 let changes = if e.changes.is_empty() {
                     format!("(no artifact moved) {}", e.subject)
                 } else {
-                    e.changes
-                        .iter()
-                        .map(|m| {
-                            format!(
-                                "{} {} → {}",
-                                m.app,
-                                m.from.as_deref().unwrap_or("(new)"),
-                                m.to.as_deref().unwrap_or("(removed)")
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    shown(&e.changes)
                 };
                 rows.push(vec![
                     e.time.clone(),
@@ -135,6 +124,22 @@ pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// Moves as people read them: `web 1.0.0 → 1.1.0, api (new) → 0.3.0`.
+pub fn shown(moves: &[Move]) -> String {
+    moves
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {} → {}",
+                m.app,
+                m.from.as_deref().unwrap_or("(new)"),
+                m.to.as_deref().unwrap_or("(removed)")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The apps whose pin differs between two manifests.

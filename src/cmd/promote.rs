@@ -151,6 +151,17 @@ impl Backend<'_> {
 }
 
 /// GitHub's errors as user errors.
+/// The GitHub repository (`owner/name`): `--github-repo`, else parsed from the remote's URL.
+pub fn github_repo(store: &Store, given: Option<&str>) -> Result<String> {
+    match given {
+        Some(repo) => Ok(repo.to_owned()),
+        None => repo_of_remote(&store.remote().shown).ok_or_else(|| {
+            Error::usage(format!("`{}` is not a GitHub URL", store.remote().shown))
+                .hint("pass `--github-repo owner/name`")
+        }),
+    }
+}
+
 pub fn github_error(err: GitHubError) -> Error {
     let hint = err.hint();
     let error = Error::failure(err.to_string());
@@ -165,13 +176,7 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
     let backend = match args.forge {
         ForgeKind::Local => Backend::Local(LocalForge::new(&store)),
         ForgeKind::Github => {
-            let repo = match &args.github_repo {
-                Some(repo) => repo.clone(),
-                None => repo_of_remote(&store.remote().shown).ok_or_else(|| {
-                    Error::usage(format!("`{}` is not a GitHub URL", store.remote().shown))
-                        .hint("pass `--github-repo owner/name`")
-                })?,
-            };
+            let repo = github_repo(&store, args.github_repo.as_deref())?;
             Backend::GitHub(Box::new(GitHub::new(&repo).map_err(github_error)?))
         }
     };

@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
-use crate::cmd::promote::github_error;
+use crate::cmd::promote::{github_error, github_repo};
 use crate::cmd::shared::{branch_of, load_env, open_store};
 use crate::error::{Error, Outcome, Result};
-use crate::forge::github::{GitHub, GitHubError, repo_of_remote};
+use crate::forge::github::{GitHub, GitHubError};
 use crate::output::{Format, Output};
 use crate::plan::protection::{Drift, Rules, drift};
 use crate::store::{History, RemoteArgs, Store};
@@ -85,13 +85,7 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
     if target.forge == ProtectForge::Local {
         return local(&store, apply, &target.env, out);
     }
-    let repo = match &target.github_repo {
-        Some(repo) => repo.clone(),
-        None => repo_of_remote(&store.remote().shown).ok_or_else(|| {
-            Error::usage(format!("`{}` is not a GitHub URL", store.remote().shown))
-                .hint("pass `--github-repo owner/name`")
-        })?,
-    };
+    let repo = github_repo(&store, target.github_repo.as_deref())?;
     let github = GitHub::new(&repo).map_err(github_error)?;
     let envs = environments_of(&store, &target.env)?;
 

@@ -73,18 +73,39 @@ impl<'s> LocalForge<'s> {
         event: &str,
         signature: &Signature<'_>,
     ) -> Result<RefUpdate, ForgeError> {
-        let mut text = serde_json::to_string_pretty(request).expect("records serialize");
+        self.record_update(
+            &format!("{REQUESTS}{}", request.id),
+            Some(previous),
+            REQUEST_FILE,
+            request,
+            event,
+            signature,
+        )
+    }
+
+    /// The next state of a record, written as a commit on `previous`, and the update that
+    /// moves the record to it.
+    fn record_update<T: Serialize>(
+        &self,
+        refname: &str,
+        previous: Option<Oid>,
+        file: &str,
+        value: &T,
+        event: &str,
+        signature: &Signature<'_>,
+    ) -> Result<RefUpdate, ForgeError> {
+        let mut text = serde_json::to_string_pretty(value).expect("records serialize");
         text.push('\n');
         let commit = self.store.write_commit(
-            Some(previous),
-            &[(REQUEST_FILE.to_owned(), text.into_bytes())],
+            previous,
+            &[(file.to_owned(), text.into_bytes())],
             event,
             signature,
             signature,
         )?;
         Ok(RefUpdate {
-            refname: format!("{REQUESTS}{}", request.id),
-            expected: Some(previous),
+            refname: refname.to_owned(),
+            expected: previous,
             new: commit,
         })
     }
@@ -99,20 +120,7 @@ impl<'s> LocalForge<'s> {
         event: &str,
         signature: &Signature<'_>,
     ) -> Result<bool, ForgeError> {
-        let mut text = serde_json::to_string_pretty(value).expect("records serialize");
-        text.push('\n');
-        let commit = self.store.write_commit(
-            previous,
-            &[(file.to_owned(), text.into_bytes())],
-            event,
-            signature,
-            signature,
-        )?;
-        let update = RefUpdate {
-            refname: refname.to_owned(),
-            expected: previous,
-            new: commit,
-        };
+        let update = self.record_update(refname, previous, file, value, event, signature)?;
         Ok(match self.store.update(&[update], false, event)? {
             UpdateOutcome::Updated => true,
             UpdateOutcome::Moved { .. } => false,

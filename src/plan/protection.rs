@@ -347,6 +347,71 @@ mod tests {
         assert_eq!(drift(&rules, &Rules::from_github(&answer)), vec![]);
     }
 
+    /// GitHub's recorded answer (`@octokit/fixtures`, scenario `branch-protection`) against a
+    /// declaration that matches it, then against each field changed in turn: every kind of
+    /// drift is found, under its own name, and nothing else.
+    #[test]
+    fn every_kind_of_drift_is_found_against_the_recorded_answer() {
+        let record: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/github/protection-set.json"
+        ))
+        .unwrap();
+        let actual = Rules::from_github(&record["body"]);
+        let matching = protection(|p| {
+            p.required_approvals = 1;
+            p.dismiss_stale_reviews = true;
+            p.required_checks = vec!["foo/bar".into()];
+            p.require_up_to_date = true;
+            p.allowed_mergers = vec![
+                "octokit-fixture-user-a".into(),
+                "octokit-fixture-org/a-team".into(),
+            ];
+            p.enforce_admins = true;
+        });
+        let owner = "octokit-fixture-org";
+        assert_eq!(
+            drift(&Rules::declared(&matching, owner).unwrap(), &actual),
+            vec![]
+        );
+        type Edit = fn(&mut Protection);
+        let cases: [(&str, Edit); 11] = [
+            ("required_approvals", |p| p.required_approvals = 2),
+            ("require_code_owner_review", |p| {
+                p.require_code_owner_review = true
+            }),
+            ("dismiss_stale_reviews", |p| p.dismiss_stale_reviews = false),
+            ("required_checks", |p| {
+                p.required_checks.push("ci/e2e".into())
+            }),
+            ("require_up_to_date", |p| p.require_up_to_date = false),
+            ("allowed_pushers", |p| {
+                p.allowed_pushers = vec!["ci-bot".into()]
+            }),
+            ("allowed_mergers", |p| {
+                p.allowed_mergers = vec!["octokit-fixture-user-a".into()]
+            }),
+            ("linear_history", |p| p.linear_history = true),
+            ("allow_force_push", |p| p.allow_force_push = true),
+            ("allow_deletion", |p| p.allow_deletion = true),
+            ("enforce_admins", |p| p.enforce_admins = false),
+        ];
+        for (field, change) in cases {
+            let mut declared = matching.clone();
+            change(&mut declared);
+            let found: Vec<&str> = drift(&Rules::declared(&declared, owner).unwrap(), &actual)
+                .iter()
+                .map(|d| d.field)
+                .collect();
+            // A new pusher also joins the restricted set, when there is one.
+            let expected: &[&str] = if field == "allowed_pushers" {
+                &["allowed_pushers", "allowed_mergers"]
+            } else {
+                &[field]
+            };
+            assert_eq!(found, expected, "{field}");
+        }
+    }
+
     #[test]
     fn a_team_of_another_organization_is_refused() {
         let p = protection(|p| p.allowed_mergers = vec!["other/admins".into()]);

@@ -6,32 +6,12 @@ use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+use crate::common::github::{fixture, recorded};
 use crate::common::{DIGEST, Run, Sandbox};
 
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const TOKEN: &str = "ghp_test0000000000000000000000000000000";
 const REPO: &str = "/repos/acme/deploy";
-
-fn fixture(name: &str) -> Value {
-    let path = crate::common::crate_path(&format!("tests/fixtures/github/{name}"));
-    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture JSON")
-}
-
-/// A recorded response, replayed with its status, body and GitHub's own headers.
-fn recorded(name: &str) -> ResponseTemplate {
-    let record = fixture(name);
-    let mut response = ResponseTemplate::new(record["status"].as_u64().expect("status") as u16)
-        .set_body_json(record["body"].clone());
-    for (key, value) in record["headers"].as_object().expect("headers") {
-        if !matches!(
-            key.as_str(),
-            "content-length" | "connection" | "transfer-encoding" | "link"
-        ) {
-            response = response.insert_header(key.as_str(), value.as_str().unwrap_or_default());
-        }
-    }
-    response
-}
 
 /// The combined status of a commit, as GitHub records it, with these checks.
 fn combined_status(checks: &[(&str, &str)]) -> Value {

@@ -6,26 +6,11 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::common::github::recorded;
 use crate::common::{Run, Sandbox};
 
 const TOKEN: &str = "ghp_test0000000000000000000000000000000";
 const PROTECTION: &str = "/repos/acme/deploy/branches/prod/protection";
-
-fn recorded(name: &str) -> ResponseTemplate {
-    let path = crate::common::crate_path(&format!("tests/fixtures/github/{name}"));
-    let record: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut response = ResponseTemplate::new(record["status"].as_u64().unwrap() as u16)
-        .set_body_json(record["body"].clone());
-    for (key, value) in record["headers"].as_object().unwrap() {
-        if !matches!(
-            key.as_str(),
-            "content-length" | "connection" | "transfer-encoding"
-        ) {
-            response = response.insert_header(key.as_str(), value.as_str().unwrap_or_default());
-        }
-    }
-    response
-}
 
 /// What the recorded protection holds, declared in prod's file: GitHub's answer to the
 /// recorded PUT is then exactly the declaration.

@@ -186,6 +186,7 @@ pub fn crate_path(path: &str) -> PathBuf {
 /// A digest that satisfies the schema.
 pub const DIGEST: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
 
+pub mod github;
 pub mod http;
 
 /// Fixed identity and time for every commit made in tests, so commit ids are reproducible.
