@@ -209,14 +209,11 @@ impl<'s> LocalForge<'s> {
         event: &str,
         signature: &Signature<'_>,
     ) -> Result<bool, ForgeError> {
-        self.write(
-            &format!("{REQUESTS}{}", request.id),
-            Some(previous),
-            REQUEST_FILE,
-            request,
-            event,
-            signature,
-        )
+        let update = self.request_update(request, previous, event, signature)?;
+        Ok(match self.store.update(&[update], false, event)? {
+            UpdateOutcome::Updated => true,
+            UpdateOutcome::Moved { .. } => false,
+        })
     }
 
     /// Changes request `id` with `change` and records the result, re-reading and re-applying

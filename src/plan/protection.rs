@@ -213,83 +213,47 @@ pub struct Drift {
 
 /// Every difference between `declared` and `actual`, in declaration order.
 pub fn drift(declared: &Rules, actual: &Rules) -> Vec<Drift> {
-    let mut out = Vec::new();
-    let mut field = |name: &'static str, d: String, a: String| {
-        if d != a {
-            out.push(Drift {
-                field: name,
-                declared: d,
-                actual: a,
-            });
-        }
-    };
-    let list = |s: &BTreeSet<String>| {
-        if s.is_empty() {
-            "none".to_owned()
-        } else {
-            s.iter().cloned().collect::<Vec<_>>().join(", ")
-        }
-    };
-    let restricted = |r: &Option<Principals>| {
-        r.as_ref()
-            .map_or("anyone with write access".to_owned(), Principals::to_string)
-    };
-    field(
-        "required_approvals",
-        declared.required_approvals.to_string(),
-        actual.required_approvals.to_string(),
-    );
-    field(
-        "require_code_owner_review",
-        declared.require_code_owner_review.to_string(),
-        actual.require_code_owner_review.to_string(),
-    );
-    field(
-        "dismiss_stale_reviews",
-        declared.dismiss_stale_reviews.to_string(),
-        actual.dismiss_stale_reviews.to_string(),
-    );
-    field(
-        "required_checks",
-        list(&declared.required_checks),
-        list(&actual.required_checks),
-    );
-    field(
-        "require_up_to_date",
-        declared.require_up_to_date.to_string(),
-        actual.require_up_to_date.to_string(),
-    );
-    field(
-        "allowed_pushers",
-        declared.direct_pushers.to_string(),
-        actual.direct_pushers.to_string(),
-    );
-    field(
-        "allowed_mergers",
-        restricted(&declared.restricted_to),
-        restricted(&actual.restricted_to),
-    );
-    field(
-        "linear_history",
-        declared.linear_history.to_string(),
-        actual.linear_history.to_string(),
-    );
-    field(
-        "allow_force_push",
-        declared.allow_force_push.to_string(),
-        actual.allow_force_push.to_string(),
-    );
-    field(
-        "allow_deletion",
-        declared.allow_deletion.to_string(),
-        actual.allow_deletion.to_string(),
-    );
-    field(
-        "enforce_admins",
-        declared.enforce_admins.to_string(),
-        actual.enforce_admins.to_string(),
-    );
-    out
+    type Shown = fn(&Rules) -> String;
+    let fields: [(&'static str, Shown); 11] = [
+        ("required_approvals", |r| r.required_approvals.to_string()),
+        ("require_code_owner_review", |r| {
+            r.require_code_owner_review.to_string()
+        }),
+        ("dismiss_stale_reviews", |r| {
+            r.dismiss_stale_reviews.to_string()
+        }),
+        ("required_checks", |r| list(&r.required_checks)),
+        ("require_up_to_date", |r| r.require_up_to_date.to_string()),
+        ("allowed_pushers", |r| r.direct_pushers.to_string()),
+        ("allowed_mergers", |r| {
+            r.restricted_to
+                .as_ref()
+                .map_or("anyone with write access".to_owned(), Principals::to_string)
+        }),
+        ("linear_history", |r| r.linear_history.to_string()),
+        ("allow_force_push", |r| r.allow_force_push.to_string()),
+        ("allow_deletion", |r| r.allow_deletion.to_string()),
+        ("enforce_admins", |r| r.enforce_admins.to_string()),
+    ];
+    fields
+        .iter()
+        .filter_map(|(field, shown)| {
+            let (declared, actual) = (shown(declared), shown(actual));
+            (declared != actual).then_some(Drift {
+                field,
+                declared,
+                actual,
+            })
+        })
+        .collect()
+}
+
+fn list(names: &BTreeSet<String>) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
 }
 
 #[cfg(test)]
