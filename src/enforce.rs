@@ -23,10 +23,14 @@ use crate::forge::local::{REQUESTS, STATUSES};
 pub const PUSHES: &str = "refs/ferry/pushes";
 const PUSH_FILE: &str = "push.json";
 
+/// The prefix of request branches (`ferry/promote/FROM-to-TO`), reserved for ferry.
+const REQUEST_BRANCHES: &str = "ferry/";
+
 /// One accepted push, as the log records it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Push {
-    pub pusher: String,
+    /// `None`: the transport said nobody (a push to an unprotected branch may still land).
+    pub pusher: Option<String>,
     /// Unix seconds.
     pub at: i64,
     pub updates: Vec<LoggedUpdate>,
@@ -62,12 +66,15 @@ impl Update {
 }
 
 /// Who is pushing, as the transport authenticated them: `REMOTE_USER` (set by the HTTP server
-/// in front of `git http-backend`), `FERRY_PUSHER` for a push over ssh (set per key in
+/// that runs `git http-backend` as a CGI), `FERRY_PUSHER` for a push over ssh (set per key in
 /// `authorized_keys`, `environment="FERRY_PUSHER=alice"`), else the local login (`USER`,
 /// `LOGNAME`) for a push to a path.
 pub fn pusher(env: impl Fn(&str) -> Option<String>) -> Option<String> {
     let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-    set("REMOTE_USER")
+    // Each counts only where the transport sets it: REMOTE_USER under an HTTP server (CGI),
+    // FERRY_PUSHER under sshd; locally, anyone could set either.
+    set("GATEWAY_INTERFACE")
+        .and_then(|_| set("REMOTE_USER"))
         .or_else(|| set("SSH_CONNECTION").and_then(|_| set("FERRY_PUSHER")))
         .or_else(|| set("USER"))
         .or_else(|| set("LOGNAME"))
@@ -95,10 +102,30 @@ pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec
             refusals.push(format!("{}: {why}", u.refname));
         }
     }
+    // Request branches move only beside their record, as `ferry promote` pushes them: what
+    // reviewers see on the branch is what the record says is proposed.
+    let proposed: BTreeMap<String, String> = updates
+        .iter()
+        .filter(|u| u.refname.starts_with(REQUESTS) && !u.new.is_zero())
+        .filter_map(|u| request_at(repo, u.new).ok())
+        .map(|r| (r.branch, r.head))
+        .collect();
     for u in updates {
         let Some(branch) = u.refname.strip_prefix("refs/heads/") else {
             continue;
         };
+        if branch.starts_with(REQUEST_BRANCHES) {
+            if u.new.is_zero() {
+                refusals.push(format!(
+                    "{branch}: a request's branch is its review record: deleting it is not allowed"
+                ));
+            } else if proposed.get(branch) != Some(&u.new.to_string()) {
+                refusals.push(format!(
+                    "{branch}: a request's branch moves only with its request record (`ferry promote`)"
+                ));
+            }
+            continue;
+        }
         if u.old.is_zero() {
             continue; // a new branch: nothing protects it yet
         }
@@ -151,7 +178,7 @@ pub fn protection_of(
 
 fn named(pusher: Option<&str>) -> Result<&str, String> {
     pusher.ok_or_else(|| {
-        "the pusher is unknown (no REMOTE_USER, FERRY_PUSHER or USER): protected refs need an authenticated push".to_owned()
+        "the pusher is unknown: protected refs need an authenticated push (REMOTE_USER from the HTTP server, FERRY_PUSHER for ssh, USER for a path)".to_owned()
     })
 }
 
@@ -369,7 +396,7 @@ fn check_record(
             Ok(())
         } else {
             Err(format!(
-                "{what} is recorded as `{name}`, but `{who}` is pushing: a record names who pushed it"
+                "{what} is recorded as `{name}`, but `{who}` is pushing: a record names who pushed it (drop `--as` or FERRY_USER, or push as `{name}`)"
             ))
         }
     };
@@ -421,7 +448,7 @@ pub fn record_push(
     at: i64,
 ) -> Result<(), git2::Error> {
     let push = Push {
-        pusher: pusher.unwrap_or("(unknown)").to_owned(),
+        pusher: pusher.map(str::to_owned),
         at,
         updates: updates
             .iter()
@@ -439,12 +466,10 @@ pub fn record_push(
     let mut tree = repo.treebuilder(None)?;
     tree.insert(PUSH_FILE, blob, 0o100644)?;
     let tree = repo.find_tree(tree.write()?)?;
-    let email = format!(
-        "{}@ferry.invalid",
-        push.pusher.replace(char::is_whitespace, "-")
-    );
-    let signature = git2::Signature::new(&push.pusher, &email, &git2::Time::new(at, 0))?;
-    let message = format!("push by {}", push.pusher);
+    let name = push.pusher.as_deref().unwrap_or("unknown pusher");
+    let email = format!("{}@ferry.invalid", name.replace(char::is_whitespace, "-"));
+    let signature = git2::Signature::new(name, &email, &git2::Time::new(at, 0))?;
+    let message = format!("push by {name}");
     for _ in 0..20 {
         let previous = repo.refname_to_id(PUSHES).ok();
         let parent = previous.and_then(|id| repo.find_commit(id).ok());
@@ -503,11 +528,18 @@ mod tests {
                     .map(|(_, v)| (*v).to_owned())
             }
         };
+        const HTTP: [(&str, &str); 3] = [
+            ("GATEWAY_INTERFACE", "CGI/1.1"),
+            ("REMOTE_USER", "alice"),
+            ("USER", "git"),
+        ];
+        assert_eq!(pusher(env(&HTTP)).as_deref(), Some("alice"));
+        // REMOTE_USER counts only under an HTTP server (CGI), FERRY_PUSHER only for a push
+        // over ssh: locally, anyone could set either.
         assert_eq!(
             pusher(env(&[("REMOTE_USER", "alice"), ("USER", "git")])).as_deref(),
-            Some("alice")
+            Some("git")
         );
-        // FERRY_PUSHER counts only for a push over ssh: locally, anyone could set it.
         assert_eq!(
             pusher(env(&[("FERRY_PUSHER", "bob"), ("USER", "carol")])).as_deref(),
             Some("carol")

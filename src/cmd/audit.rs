@@ -55,6 +55,12 @@ pub enum AuditForge {
 }
 
 #[derive(Debug, Serialize)]
+struct GreenCheck {
+    check: String,
+    by: String,
+}
+
+#[derive(Debug, Serialize)]
 struct Change {
     time: String,
     commit: String,
@@ -67,7 +73,8 @@ struct Change {
     approved_by: Vec<String>,
     merged_by: Option<String>,
     pushed_by: Option<String>,
-    checks_green: Vec<String>,
+    /// The checks green on the request's head when it merged, and who reported each.
+    checks_green: Vec<GreenCheck>,
     moves: Vec<Move>,
     /// Whether the branch was protected when the change landed.
     protected: bool,
@@ -151,7 +158,10 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
             change.checks_green = statuses
                 .iter()
                 .filter(|(_, s)| s.state == CheckState::Success)
-                .map(|(name, _)| name.clone())
+                .map(|(name, s)| GreenCheck {
+                    check: name.clone(),
+                    by: s.by.clone(),
+                })
                 .collect();
             let dismiss = protection.as_ref().is_some_and(|p| p.dismiss_stale_reviews);
             let mut in_time = request.clone();
@@ -183,8 +193,8 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
                         "request #{id} by {}",
                         c.requested_by.as_deref().unwrap_or("?")
                     ),
-                    ("initial", _) => "first commit".to_owned(),
-                    _ => "direct push".to_owned(),
+                    ("initial", _) => format!("first commit \"{}\"", c.subject),
+                    _ => format!("direct push \"{}\"", c.subject),
                 };
                 out.data(format!("{}  {}  {what}: {moved}", c.time, &c.commit[..7]));
                 let mut detail = vec![format!("author {}", c.author)];
@@ -206,7 +216,11 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
                         if c.checks_green.is_empty() {
                             "none".to_owned()
                         } else {
-                            c.checks_green.join(", ")
+                            c.checks_green
+                                .iter()
+                                .map(|g| format!("{} (by {})", g.check, g.by))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         }
                     ));
                 }
@@ -262,7 +276,7 @@ fn violations(change: &Change, p: &Protection, request: Option<&Request>) -> Vec
             let missing: Vec<&str> = p
                 .required_checks
                 .iter()
-                .filter(|c| !change.checks_green.contains(c))
+                .filter(|c| !change.checks_green.iter().any(|g| &g.check == *c))
                 .map(String::as_str)
                 .collect();
             if !missing.is_empty() {
@@ -314,8 +328,11 @@ fn pushed_by(store: &Store, branch: &str) -> Result<BTreeMap<Oid, String>> {
             };
             let mut at = Some(new);
             let mut steps = 0;
+            let Some(pusher) = &push.pusher else {
+                continue;
+            };
             while let Some(id) = at.filter(|id| *id != old && !id.is_zero()) {
-                map.insert(id, push.pusher.clone());
+                map.insert(id, pusher.clone());
                 steps += 1;
                 if steps > 10_000 {
                     break;

@@ -92,7 +92,7 @@ pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
     // it, this first one included).
     let hook = match &remote.path {
         Some(path) if store.repo().is_bare() => Some(
-            crate::store::hook::install(store.repo().path()).map_err(|e| {
+            crate::store::hook::install(store.repo()).map_err(|e| {
                 Error::failure(format!(
                     "the branches are initialized, but the pre-receive hook could not be installed: {e}"
                 ))

@@ -9,8 +9,8 @@ use crate::cmd::shared::{
     branch_of, identity, load_at, load_env, now, open_store, short, signature,
 };
 use crate::error::{Error, Outcome, Result};
-use crate::forge::RequestState;
 use crate::forge::local::LocalForge;
+use crate::forge::{CheckState, RequestState};
 use crate::output::{Format, Output};
 use crate::plan::promote::{self, GateInputs};
 use crate::store::{History, RefUpdate, RemoteArgs, UpdateOutcome};
@@ -179,10 +179,42 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     {
         return Err(
             Error::failure(format!("`{who}` may not merge into `{}`", request.to)).hint(format!(
-                "allowed mergers: {}",
-                protection.allowed_mergers.join(", ")
+                "allowed mergers: {}{}",
+                protection.allowed_mergers.join(", "),
+                if protection.allowed_mergers.iter().any(|m| m.contains('/')) {
+                    " (teams match nobody on the local forge: list people)"
+                } else {
+                    ""
+                }
             )),
         );
+    }
+
+    // The checks the target's protection requires, on the request's head (what its hook
+    // enforces too).
+    if !protection.required_checks.is_empty() {
+        let head = Oid::from_str(&request.head)
+            .map_err(|_| Error::failure("the request's head commit is damaged"))?;
+        let statuses = forge.statuses(head)?;
+        let missing: Vec<&str> = protection
+            .required_checks
+            .iter()
+            .filter(|c| statuses.get(*c).map(|s| s.state) != Some(CheckState::Success))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::failure(format!(
+                "request #{}: `{}` requires {} green on the request's head {}",
+                request.id,
+                request.to,
+                missing.join(", "),
+                short(head)
+            ))
+            .hint(format!(
+                "CI reports each on that commit: `ferry status set {} {} success`",
+                request.head, missing[0]
+            )));
+        }
     }
 
     // The proposal as reviewed, or rebuilt on the target's new tip (same pins).

@@ -313,18 +313,24 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
                 &title,
                 (&author, &author),
             )?;
+            // The request branch moves with its record, in one update.
             let current = store.refs()?.get(&format!("refs/heads/{branch}")).copied();
-            store.update(
-                &[RefUpdate::branch(&branch, current, head)],
-                true,
-                "ferry promote",
-            )?;
+            let branch_update = RefUpdate::branch(&branch, current, head).rewriting();
             let open = match open {
                 Some(Open::Local(record)) => Some(*record),
                 _ => None,
             };
             let request = record_request(
-                &store, forge, &args, open, &to, source, head, &moves, title, body, labels, out,
+                &store,
+                forge,
+                &args,
+                open,
+                &to,
+                source,
+                (head, branch_update),
+                &moves,
+                (title, body, labels),
+                out,
             )?;
             RequestRef {
                 id: request.id,
@@ -394,6 +400,15 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
                         short(to.tip)
                     ));
                     let needed = target.protection().required_approvals;
+                    let checks = &target.protection().required_checks;
+                    if !checks.is_empty() {
+                        out.status(format!(
+                            "`{}` requires {} green on the request's head {}",
+                            args.to,
+                            checks.join(", "),
+                            &reference.head[..7]
+                        ));
+                    }
                     out.status(format!(
                         "next: {}`ferry merge {}`",
                         if needed > 0 {
@@ -432,7 +447,7 @@ fn close_stale(
             request.closed_at = Some(now());
             let signature = signature(store)?;
             let event = format!("request #{} closed: nothing left to promote", request.id);
-            if forge.save(&request, record.tip, &event, &signature)? {
+            if forge.save(&request, record.tip, &event, &signature, &[])? {
                 out.status(format!(
                     "closed request #{}: nothing left to promote",
                     request.id
@@ -460,11 +475,9 @@ fn record_request(
     open: Option<Record<Request>>,
     to: &Loaded,
     source: Oid,
-    head: Oid,
+    (head, branch): (Oid, RefUpdate),
     moves: &[Move],
-    title: String,
-    body: String,
-    labels: Vec<String>,
+    (title, body, labels): (String, String, Vec<String>),
     out: Output,
 ) -> Result<Request> {
     let author = identity(store, args.as_name.as_deref());
@@ -483,7 +496,7 @@ fn record_request(
             request.moves = requested;
             request.updated_at = now;
             let event = format!("request #{} updated by {author}", request.id);
-            if !forge.save(&request, record.tip, &event, &signature)? {
+            if !forge.save(&request, record.tip, &event, &signature, &[branch])? {
                 return Err(Error::failure(format!(
                     "request #{} changed while it was being updated",
                     request.id
@@ -520,6 +533,7 @@ fn record_request(
                     closed_at: None,
                 },
                 &signature,
+                &[branch],
             )?;
             out.status(format!("opened request #{}", request.id));
             Ok(request)

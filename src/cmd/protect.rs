@@ -13,6 +13,11 @@ use crate::store::{History, RemoteArgs, Store};
 
 /// Branch protection as code: compare it with the forge, or apply it.
 ///
+/// On the local forge (the default), protection is enforced by hooks in the deployment
+/// repository itself (a path on this machine): `check` reports them, `apply` installs them.
+/// On GitHub, each environment's declaration is compared with, or written to, the branch's
+/// protection.
+///
 /// Each environment's `protection` block, read from that environment's own branch, is
 /// translated into GitHub's branch protection of that branch: required approvals, code-owner
 /// review, stale-review dismissal, required checks (strict: up to date), who may push without
@@ -20,9 +25,10 @@ use crate::store::{History, RemoteArgs, Store};
 /// pushers included), linear history, force pushes, deletions, and whether admins are bound.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  GITHUB_TOKEN=… ferry protect check --remote https://github.com/acme/deploy
-  GITHUB_TOKEN=… ferry protect check --env prod --format json
-  GITHUB_TOKEN=… ferry protect apply --env prod   # needs an admin token")]
+  ferry protect check --remote /srv/git/deploy.git         # the local repository's hooks
+  ferry protect apply --remote /srv/git/deploy.git         # (re)install them
+  GITHUB_TOKEN=… ferry protect check --forge github --remote https://github.com/acme/deploy
+  GITHUB_TOKEN=… ferry protect apply --forge github --env prod   # needs an admin token")]
 pub struct ProtectArgs {
     #[command(subcommand)]
     pub action: Action,
@@ -45,7 +51,7 @@ pub struct Target {
     pub env: Vec<String>,
 
     /// The forge whose branch protection is checked or set.
-    #[arg(long, value_enum, default_value_t = ProtectForge::Github)]
+    #[arg(long, value_enum, default_value_t = ProtectForge::Local)]
     pub forge: ProtectForge,
 
     /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
@@ -244,10 +250,14 @@ fn rights_error(e: GitHubError, repo: &str, branch: &str, apply: bool) -> Error 
 #[derive(Serialize)]
 struct LocalReport {
     repository: String,
-    /// `installed`, `missing`, `foreign` (another program's hook) or `broken` (its ferry is
-    /// gone and none is on PATH).
+    /// Where git runs the repository's hooks from.
+    hooks: String,
+    /// `installed`, `missing`, `foreign` (another program's hook), `not-executable` (git
+    /// ignores it) or `broken` (its ferry is gone and none is on PATH).
     hook: &'static str,
     binary: Option<String>,
+    /// Whether accepted pushes are logged (ferry's post-receive hook), for `ferry audit`.
+    logging: bool,
     environments: Vec<LocalEnv>,
 }
 
@@ -256,9 +266,12 @@ struct LocalEnv {
     env: String,
     branch: String,
     protected: bool,
+    /// Teams named in `allowed_mergers` / `allowed_pushers`: the local forge has none, so they
+    /// match nobody.
+    teams: Vec<String>,
 }
 
-/// The local forge: the hook in the repository itself.
+/// The local forge: the hooks in the repository itself.
 fn local(store: &Store, apply: bool, asked: &[String], out: Output) -> Result<Outcome> {
     use crate::store::hook::{self, Installed};
     let Some(path) = store.remote().path.clone() else {
@@ -266,32 +279,28 @@ fn local(store: &Store, apply: bool, asked: &[String], out: Output) -> Result<Ou
             "`{}` is not a repository on this machine: the local forge's hook lives in the repository itself",
             store.remote().shown
         ))
-        .hint("run `ferry protect … --forge local --remote /path/to/deploy.git` on the server that holds it"));
+        .hint("run `ferry protect … --forge local --remote /path/to/deploy.git` on the server that holds it, or pass `--forge github`"));
     };
-    if !store.repo().is_bare() {
+    let repo = store.repo();
+    if !repo.is_bare() {
         return Err(Error::usage(format!(
             "`{}` is not a bare repository: pushes to it are not received",
             path.display()
         ))
         .hint("protect the bare repository that people push to"));
     }
-    let git_dir = store.repo().path().to_path_buf();
     if apply {
-        hook::install(&git_dir)
-            .map_err(|e| Error::failure(format!("cannot install the pre-receive hook: {e}")))?;
+        hook::install(repo)
+            .map_err(|e| Error::failure(format!("cannot install the hooks: {e}")))?;
     }
-    let (state, binary) = match hook::installed(&git_dir) {
+    let usable = |p: &std::path::Path| hook::is_executable(p);
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| usable(&d.join("ferry"))));
+    let (state, binary) = match hook::installed(repo, "pre-receive") {
         Installed::None => ("missing", None),
         Installed::Foreign => ("foreign", None),
+        Installed::NotExecutable => ("not-executable", None),
         Installed::Ferry { binary } => {
-            let usable = |p: &std::path::Path| {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::metadata(p)
-                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            };
-            let on_path = std::env::var_os("PATH").is_some_and(|paths| {
-                std::env::split_paths(&paths).any(|d| usable(&d.join("ferry")))
-            });
             let state = if usable(&binary) || on_path {
                 "installed"
             } else {
@@ -300,44 +309,65 @@ fn local(store: &Store, apply: bool, asked: &[String], out: Output) -> Result<Ou
             (state, Some(binary.display().to_string()))
         }
     };
+    let logging = matches!(
+        hook::installed(repo, "post-receive"),
+        Installed::Ferry { .. }
+    );
     let mut environments = Vec::new();
     for env in environments_of(store, asked)? {
         let loaded = load_env(store, &env, History::Tip)?;
+        let protection = &loaded.state.environments[&env].protection;
+        let teams = protection
+            .iter()
+            .flat_map(|p| p.allowed_mergers.iter().chain(&p.allowed_pushers))
+            .filter(|name| name.contains('/'))
+            .cloned()
+            .collect();
         environments.push(LocalEnv {
-            protected: loaded.state.environments[&env].protection.is_some(),
+            protected: protection.is_some(),
             branch: loaded.branch,
             env,
+            teams,
         });
     }
     let report = LocalReport {
         repository: path.display().to_string(),
+        hooks: hook::dir(repo).display().to_string(),
         hook: state,
         binary,
+        logging,
         environments,
     };
+    let ok = report.hook == "installed" && report.logging;
     match out.format {
         Format::Json => out.json(&report),
         Format::Text => {
+            let binary = report.binary.as_deref().unwrap_or("ferry");
             out.data(match report.hook {
                 "installed" => format!(
-                    "{}: pre-receive hook installed (runs {})",
-                    report.repository,
-                    report.binary.as_deref().unwrap_or("ferry")
+                    "{}: pre-receive hook installed in {} (runs {binary})",
+                    report.repository, report.hooks
                 ),
                 "missing" => format!(
-                    "{}: no pre-receive hook: pushes are not checked (`ferry protect apply --forge local` installs it)",
-                    report.repository
+                    "{}: no pre-receive hook in {}: pushes are not checked",
+                    report.repository, report.hooks
                 ),
                 "foreign" => format!(
-                    "{}: its pre-receive hook is another program's: make it run `ferry hook pre-receive` with the same input",
-                    report.repository
+                    "{}: the pre-receive hook in {} is another program's: make it run `ferry hook pre-receive` with the same input",
+                    report.repository, report.hooks
+                ),
+                "not-executable" => format!(
+                    "{}: the pre-receive hook in {} is not executable: git ignores it, and pushes are not checked",
+                    report.repository, report.hooks
                 ),
                 _ => format!(
-                    "{}: the pre-receive hook runs {}, which is gone, and no `ferry` is on PATH: every push is refused",
-                    report.repository,
-                    report.binary.as_deref().unwrap_or("ferry")
+                    "{}: the pre-receive hook runs {binary}, which is gone, and no `ferry` is on PATH: every push is refused",
+                    report.repository
                 ),
             });
+            if !report.logging {
+                out.data("  pushes are not logged for `ferry audit` (no ferry post-receive hook)");
+            }
             for e in &report.environments {
                 out.data(format!(
                     "  {} (`{}`): {}",
@@ -349,10 +379,19 @@ fn local(store: &Store, apply: bool, asked: &[String], out: Output) -> Result<Ou
                         "declares no `protection`: anyone who can push may change it"
                     }
                 ));
+                if !e.teams.is_empty() {
+                    out.data(format!(
+                        "    teams match nobody on the local forge, which has none: {}; list people",
+                        e.teams.join(", ")
+                    ));
+                }
+            }
+            if !ok {
+                out.status("`ferry protect apply --forge local` installs ferry's hooks");
             }
         }
     }
-    Ok(if report.hook == "installed" {
+    Ok(if ok {
         Outcome::Success
     } else {
         Outcome::Failure

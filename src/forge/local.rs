@@ -103,11 +103,7 @@ impl<'s> LocalForge<'s> {
             signature,
             signature,
         )?;
-        Ok(RefUpdate {
-            refname: refname.to_owned(),
-            expected: previous,
-            new: commit,
-        })
+        Ok(RefUpdate::of(refname.to_owned(), previous, commit))
     }
 
     /// Appends a new state of a record; `false` when the record moved meanwhile.
@@ -164,11 +160,14 @@ impl<'s> LocalForge<'s> {
         })
     }
 
-    /// Records a new request under the next free id, and returns it.
+    /// Records a new request under the next free id, and returns it. `with` moves in the same
+    /// update (the request's branch: a repository's hook accepts a request branch only beside
+    /// its record).
     pub fn create(
         &self,
         mut request: Request,
         signature: &Signature<'_>,
+        with: &[RefUpdate],
     ) -> Result<Request, ForgeError> {
         for _ in 0..20 {
             let next = self
@@ -184,14 +183,10 @@ impl<'s> LocalForge<'s> {
                 "request #{next} opened by {}: {} → {}",
                 request.author, request.from, request.to
             );
-            if self.write(
-                &format!("{REQUESTS}{next}"),
-                None,
-                REQUEST_FILE,
-                &request,
-                &event,
-                signature,
-            )? {
+            let refname = format!("{REQUESTS}{next}");
+            let record =
+                self.record_update(&refname, None, REQUEST_FILE, &request, &event, signature)?;
+            if self.push_with(with, record, &event)? {
                 return Ok(request);
             }
             self.store.refresh(); // someone took that id: take the next
@@ -201,19 +196,35 @@ impl<'s> LocalForge<'s> {
         })
     }
 
-    /// Records a new state of a request read at `previous`; `false` when it changed meanwhile.
+    /// Records a new state of a request read at `previous`, with `with` in the same update;
+    /// `false` when the record changed meanwhile.
     pub fn save(
         &self,
         request: &Request,
         previous: Oid,
         event: &str,
         signature: &Signature<'_>,
+        with: &[RefUpdate],
     ) -> Result<bool, ForgeError> {
-        let update = self.request_update(request, previous, event, signature)?;
-        Ok(match self.store.update(&[update], false, event)? {
-            UpdateOutcome::Updated => true,
-            UpdateOutcome::Moved { .. } => false,
-        })
+        let record = self.request_update(request, previous, event, signature)?;
+        self.push_with(with, record, event)
+    }
+
+    /// Moves `with` and `record` together: `false` when the record moved meanwhile, an error
+    /// when one of the others did.
+    fn push_with(
+        &self,
+        with: &[RefUpdate],
+        record: RefUpdate,
+        event: &str,
+    ) -> Result<bool, ForgeError> {
+        let mut updates = with.to_vec();
+        updates.push(record);
+        match self.store.update(&updates, false, event)? {
+            UpdateOutcome::Updated => Ok(true),
+            UpdateOutcome::Moved { refname, .. } if refname.starts_with(REQUESTS) => Ok(false),
+            UpdateOutcome::Moved { refname, .. } => Err(ForgeError::Contended { refname }),
+        }
     }
 
     /// Changes request `id` with `change` and records the result, re-reading and re-applying
@@ -231,7 +242,7 @@ impl<'s> LocalForge<'s> {
             let Some(event) = change(&mut request)? else {
                 return Ok(request);
             };
-            if self.save(&request, record.tip, &event, signature)? {
+            if self.save(&request, record.tip, &event, signature, &[])? {
                 return Ok(request);
             }
             self.store.refresh();

@@ -32,15 +32,32 @@ pub struct RefUpdate {
     pub refname: String,
     pub expected: Option<Oid>,
     pub new: Oid,
+    /// The ref may move to a commit that does not descend from where it is (a request branch
+    /// rebuilt); it must still be where `expected` says.
+    pub rewrite: bool,
 }
 
 impl RefUpdate {
     /// An update of branch `branch`.
     pub fn branch(branch: &str, expected: Option<Oid>, new: Oid) -> RefUpdate {
+        RefUpdate::of(format!("refs/heads/{branch}"), expected, new)
+    }
+
+    /// An update of ref `refname`.
+    pub fn of(refname: String, expected: Option<Oid>, new: Oid) -> RefUpdate {
         RefUpdate {
-            refname: format!("refs/heads/{branch}"),
+            refname,
             expected,
             new,
+            rewrite: false,
+        }
+    }
+
+    /// The same update, allowed to rewrite the ref's history.
+    pub fn rewriting(self) -> RefUpdate {
+        RefUpdate {
+            rewrite: true,
+            ..self
         }
     }
 }
@@ -429,7 +446,7 @@ impl Store {
                 .map_err(&err)?;
             refspecs.push(format!(
                 "{}{local}:{}",
-                if force { "+" } else { "" },
+                if force || u.rewrite { "+" } else { "" },
                 u.refname
             ));
         }
@@ -588,8 +605,8 @@ impl Store {
     /// judged and logged like any push.
     fn run_hook(&self, name: &str, lines: &str) -> Result<(), StoreError> {
         use std::io::Write;
-        let hook = self.repo.path().join("hooks").join(name);
-        if !is_executable(&hook) {
+        let hook = super::hook::dir(&self.repo).join(name);
+        if !super::hook::is_executable(&hook) {
             return Ok(());
         }
         let refused = |message: String| StoreError::Refused {
@@ -634,11 +651,6 @@ impl Store {
         walk.simplify_first_parent().map_err(&err)?;
         walk.collect::<Result<Vec<_>, _>>().map_err(&err)
     }
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Writes a tree holding `files` (paths with `/`), subtrees included.

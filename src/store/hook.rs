@@ -1,44 +1,70 @@
-//! The `pre-receive` hook ferry installs in a local deployment repository, so that every push
+//! The hooks ferry installs in a local deployment repository: `pre-receive`, so that every push
 //! (a plain `git push` included, and ferry's own updates: see `Store::update`) is judged by
-//! `ferry hook pre-receive` against each environment's declared protection.
+//! `ferry hook pre-receive` against each environment's declared protection, and
+//! `post-receive`, which logs each accepted push for `ferry audit`.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// What the hook script runs, to recognize ferry's hook.
-const MARKER: &str = "hook pre-receive";
+use git2::Repository;
 
-/// The pre-receive hook of the bare repository at `git_dir`.
-pub fn path(git_dir: &Path) -> PathBuf {
-    git_dir.join("hooks").join("pre-receive")
+/// The hooks ferry installs, and whether a push is refused when the hook cannot run ferry.
+const HOOKS: [(&str, bool); 2] = [("pre-receive", true), ("post-receive", false)];
+
+/// Where git runs the hooks of `repo` from: `core.hooksPath` (relative to the repository),
+/// else its `hooks/`.
+pub fn dir(repo: &Repository) -> PathBuf {
+    repo.config()
+        .ok()
+        .and_then(|c| c.get_path("core.hooksPath").ok())
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                repo.path().join(p)
+            }
+        })
+        .unwrap_or_else(|| repo.path().join("hooks"))
 }
 
-/// What a repository has as its pre-receive hook.
+/// What a repository has as one of its hooks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Installed {
     None,
     /// Someone else's hook: ferry leaves it alone.
     Foreign,
+    /// ferry's, but not executable: git ignores it.
+    NotExecutable,
     /// ferry's, running `binary` (which may have gone since).
     Ferry {
         binary: PathBuf,
     },
 }
 
-pub fn installed(git_dir: &Path) -> Installed {
-    let Ok(text) = std::fs::read_to_string(path(git_dir)) else {
+/// What `repo` has as its hook `name` (`pre-receive`, `post-receive`).
+pub fn installed(repo: &Repository, name: &str) -> Installed {
+    let path = dir(repo).join(name);
+    let Ok(text) = std::fs::read_to_string(&path) else {
         return Installed::None;
     };
-    if !text.contains(MARKER) {
-        return Installed::Foreign;
-    }
+    let runs = format!("exec \"$FERRY\" hook {name}");
     let binary = text
         .lines()
-        .find_map(|l| l.strip_prefix("FERRY="))
-        .map(|v| PathBuf::from(v.trim_matches('\'').replace("'\\''", "'")))
-        .unwrap_or_default();
+        .find_map(|l| l.strip_prefix("FERRY='"))
+        .and_then(|v| v.strip_suffix('\''))
+        .map(|v| PathBuf::from(v.replace("'\\''", "'")));
+    let (true, Some(binary)) = (text.lines().any(|l| l.trim() == runs), binary) else {
+        return Installed::Foreign;
+    };
+    if !is_executable(&path) {
+        return Installed::NotExecutable;
+    }
     Installed::Ferry { binary }
+}
+
+pub fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The script of hook `name`, running `exe` (or the `ferry` on PATH). Without a ferry, a hook
@@ -70,40 +96,30 @@ fn script(exe: &Path, name: &str, refuse: bool) -> String {
     )
 }
 
-fn write_script(path: &Path, script: &str) -> io::Result<()> {
-    let temp = path.with_extension("ferry-new");
-    std::fs::write(&temp, script)?;
-    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755))?;
-    std::fs::rename(&temp, path)
-}
-
-/// Installs (or refreshes) ferry's hook, running this ferry executable (or, should it be gone,
-/// the `ferry` on the server's PATH). Refuses to replace someone else's hook.
-pub fn install(git_dir: &Path) -> io::Result<PathBuf> {
-    if installed(git_dir) == Installed::Foreign {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!(
-                "`{}` is another program's hook; ferry does not replace it (call `ferry hook pre-receive` from it)",
-                path(git_dir).display()
-            ),
-        ));
+/// Installs (or refreshes) ferry's hooks in the directory git runs them from, running this
+/// ferry executable (or, should it be gone, the `ferry` on the server's PATH). Refuses to
+/// replace another program's hook. Returns where the pre-receive hook is.
+pub fn install(repo: &Repository) -> io::Result<PathBuf> {
+    let dir = dir(repo);
+    for (name, _) in HOOKS {
+        if installed(repo, name) == Installed::Foreign {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "`{}` is another program's hook; ferry does not replace it (call `ferry hook {name}` from it)",
+                    dir.join(name).display()
+                ),
+            ));
+        }
     }
     let exe = std::env::current_exe()?;
-    let hooks = git_dir.join("hooks");
-    std::fs::create_dir_all(&hooks)?;
-    let hook = path(git_dir);
-    write_script(&hook, &script(&exe, "pre-receive", true))?;
-    // The push log for `ferry audit`, unless the repository has a post-receive of its own.
-    let post = hooks.join("post-receive");
-    let ours = std::fs::read_to_string(&post).map_or(true, |t| t.contains("hook post-receive"));
-    if ours {
-        write_script(&post, &script(&exe, "post-receive", false))?;
-    } else {
-        tracing::warn!(
-            "{} is another program's hook: pushes are not logged for `ferry audit` (call `ferry hook post-receive` from it)",
-            post.display()
-        );
+    std::fs::create_dir_all(&dir)?;
+    for (name, refuse) in HOOKS {
+        let path = dir.join(name);
+        let temp = path.with_extension("ferry-new");
+        std::fs::write(&temp, script(&exe, name, refuse))?;
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(&temp, &path)?;
     }
-    Ok(hook)
+    Ok(dir.join("pre-receive"))
 }

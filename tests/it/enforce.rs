@@ -80,15 +80,38 @@ fn init_installs_the_hook_and_protect_checks_it() {
         run.stdout
     );
     std::fs::remove_file(&hook).unwrap();
+    assert!(check(1).stdout.contains("pushes are not checked"));
+    let apply = || {
+        sandbox
+            .ferry(&["protect", "apply", "--remote", &remote])
+            .run()
+            .assert_code(0);
+    };
+    apply();
+    check(0);
+    // A hook git ignores is no hook.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert!(
         check(1)
             .stdout
-            .contains("no pre-receive hook: pushes are not checked")
+            .contains("is not executable: git ignores it")
     );
-    sandbox
-        .ferry(&["protect", "apply", "--forge", "local", "--remote", &remote])
-        .run()
-        .assert_code(0);
+    apply();
+    // Hooks run from core.hooksPath when it is set: check looks there, apply installs there.
+    sandbox.git("deploy.git", &["config", "core.hooksPath", "shared-hooks"]);
+    assert!(
+        check(1)
+            .stdout
+            .contains("shared-hooks: pushes are not checked")
+    );
+    apply();
+    assert!(
+        sandbox
+            .path()
+            .join("deploy.git/shared-hooks/pre-receive")
+            .exists()
+    );
     check(0);
     // A network remote has no hook ferry can reach.
     let run = sandbox
@@ -214,17 +237,59 @@ fn a_merge_needs_approvals_green_checks_and_an_allowed_merger() {
     let run = ferry_as(&sandbox, &remote, "bob", &["merge", "1"]);
     run.assert_code(1);
     assert!(run.stderr.contains("`bob` may not merge"), "{}", run.stderr);
-    // The checks the protection requires are the hook's to enforce: on the request's head.
+    // The checks the protection requires, on the request's head: ferry says so first…
     let before = sandbox.tip("staging");
     let run = ferry_as(&sandbox, &remote, "carol", &["merge", "1"]);
     run.assert_code(1);
     assert!(
         run.stderr.contains(&format!(
+            "`staging` requires ci/test green on the request's head {}",
+            &head[..7]
+        )) && run.stderr.contains("ferry status set"),
+        "{}",
+        run.stderr
+    );
+    // …and the hook holds when the merge is made by hand: the branch and the record marked
+    // merged, in one plain `git push`.
+    sandbox.git("", &["clone", "-q", "deploy.git", "work"]);
+    sandbox.git(
+        "work",
+        &[
+            "fetch",
+            "-q",
+            "origin",
+            "refs/ferry/requests/1",
+            "ferry/promote/dev-to-staging",
+        ],
+    );
+    sandbox.git("work", &["checkout", "-q", "FETCH_HEAD"]);
+    let path = sandbox.path().join("work/request.json");
+    let mut request: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    request["state"] = json!("merged");
+    request["merged_by"] = json!("carol");
+    request["merged_at"] = json!(crate::common::NOW);
+    request["merge_commit"] = json!(head);
+    std::fs::write(&path, serde_json::to_string_pretty(&request).unwrap()).unwrap();
+    sandbox.git("work", &["commit", "-qam", "merged by carol"]);
+    let (ok, stderr) = sandbox.git_as(
+        "carol",
+        "work",
+        &[
+            "push",
+            "origin",
+            "HEAD:refs/ferry/requests/1",
+            &format!("{head}:refs/heads/staging"),
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!(
             "required check(s) not green on its head {}: ci/test",
             &head[..7]
         )),
-        "{}",
-        run.stderr
+        "{stderr}"
     );
     assert_eq!(sandbox.tip("staging"), before);
     ferry_as(

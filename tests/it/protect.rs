@@ -37,6 +37,8 @@ async fn protect(sandbox: &Sandbox, remote: &str, server: &MockServer, args: &[&
         .ferry(&["protect"])
         .args(args)
         .args([
+            "--forge",
+            "github",
             "--env",
             "prod",
             "--github-repo",

@@ -170,6 +170,7 @@ fn handle(
         .env("PATH_INFO", path)
         .env("QUERY_STRING", query)
         .env("CONTENT_LENGTH", body.len().to_string())
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
         .env("REMOTE_USER", user.as_deref().unwrap_or("anonymous"))
         .env("REMOTE_ADDR", "127.0.0.1")
         .stdin(Stdio::piped())
