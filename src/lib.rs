@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod deploy;
 pub mod diag;
 pub mod enforce;
 pub mod error;

@@ -1,0 +1,324 @@
+//! Fetching an artifact into the content-addressed cache (`<root>/sha256/<hex>`), verifying
+//! its SHA-256 while it streams. A download lands in `<root>/tmp/` first and is renamed into
+//! place only once complete, verified and synced, so the cache never holds a partial or wrong
+//! artifact; one whose digest differs is deleted and reported.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+
+/// Redirects followed at most, as curl's default is 50 and browsers' 20.
+const MAX_REDIRECTS: usize = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(
+        "`{url}`: the download's SHA-256 is {actual} ({bytes} bytes), not the pinned {expected}: discarded"
+    )]
+    Mismatch {
+        url: String,
+        expected: String,
+        actual: String,
+        bytes: u64,
+    },
+    #[error("`{url}`: HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("`{url}`: {message}")]
+    Transfer { url: String, message: String },
+    #[error("`{url}`: only https://, http:// and file:// artifacts are fetched this way")]
+    Scheme { url: String },
+    #[error("the artifact cache `{path}`: {source}")]
+    Cache { path: String, source: io::Error },
+}
+
+/// The artifact cache in a directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+    /// Longest wait for the next bytes of a download.
+    pub idle_timeout: Duration,
+}
+
+impl Cache {
+    pub fn new(root: impl Into<PathBuf>) -> Cache {
+        Cache {
+            root: root.into(),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Where the artifact with this digest is (or would be) cached.
+    pub fn path(&self, sha256: &str) -> PathBuf {
+        self.root.join("sha256").join(sha256)
+    }
+
+    /// The cached artifact `sha256`, fetched from `url` first if the cache lacks it.
+    pub fn get(&self, url: &str, sha256: &str) -> Result<PathBuf, FetchError> {
+        let path = self.path(sha256);
+        if path.is_file() {
+            return Ok(path);
+        }
+        let cache_err = |path: &Path, source: io::Error| FetchError::Cache {
+            path: path.display().to_string(),
+            source,
+        };
+        let tmp_dir = self.root.join("tmp");
+        std::fs::create_dir_all(&tmp_dir).map_err(|e| cache_err(&tmp_dir, e))?;
+        std::fs::create_dir_all(path.parent().expect("sha256 dir"))
+            .map_err(|e| cache_err(&path, e))?;
+        let temp = tmp_dir.join(format!("{sha256}.{}", std::process::id()));
+        let mut sink = Sink {
+            file: File::create(&temp).map_err(|e| cache_err(&temp, e))?,
+            hash: Sha256::new(),
+            bytes: 0,
+        };
+        let fetched = if let Some(rest) = url.strip_prefix("file://") {
+            fetch_file(rest, &mut sink).map_err(|e| FetchError::Transfer {
+                url: url.to_owned(),
+                message: e.to_string(),
+            })
+        } else if url.starts_with("https://") || url.starts_with("http://") {
+            fetch_http(url, &mut sink, self.idle_timeout)
+        } else {
+            Err(FetchError::Scheme {
+                url: url.to_owned(),
+            })
+        };
+        let finished = fetched.and_then(|()| {
+            sink.file.sync_all().map_err(|e| cache_err(&temp, e))?;
+            let actual = hex(&sink.hash.finalize_reset());
+            if actual != sha256 {
+                return Err(FetchError::Mismatch {
+                    url: url.to_owned(),
+                    expected: sha256.to_owned(),
+                    actual,
+                    bytes: sink.bytes,
+                });
+            }
+            std::fs::rename(&temp, &path).map_err(|e| cache_err(&path, e))?;
+            if let Ok(dir) = File::open(path.parent().expect("sha256 dir")) {
+                let _ = dir.sync_all();
+            }
+            Ok(path)
+        });
+        if finished.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        finished
+    }
+}
+
+/// Where a download goes: the file, hashed as it is written.
+struct Sink {
+    file: File,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl Sink {
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.hash.update(data);
+        self.bytes += data.len() as u64;
+        self.file.write_all(data)
+    }
+}
+
+fn fetch_file(rest: &str, sink: &mut Sink) -> io::Result<()> {
+    let path = rest.strip_prefix("localhost").unwrap_or(rest);
+    let mut file = File::open(path)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(());
+        }
+        sink.write(&buffer[..n])?;
+    }
+}
+
+fn fetch_http(url: &str, sink: &mut Sink, idle: Duration) -> Result<(), FetchError> {
+    let transfer = |message: String| FetchError::Transfer {
+        url: url.to_owned(),
+        message,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| transfer(e.to_string()))?;
+    runtime.block_on(async {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| transfer(format!("no TLS roots: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build::<_, http_body_util::Empty<hyper::body::Bytes>>(https);
+        let mut target = url.to_owned();
+        for _ in 0..=MAX_REDIRECTS {
+            let uri: hyper::Uri = target
+                .parse()
+                .map_err(|e| transfer(format!("not a URL: {e}")))?;
+            let request = hyper::Request::get(uri.clone())
+                .header(
+                    hyper::header::USER_AGENT,
+                    concat!("ferry/", env!("CARGO_PKG_VERSION")),
+                )
+                .body(http_body_util::Empty::new())
+                .map_err(|e| transfer(e.to_string()))?;
+            let response = tokio::time::timeout(idle, client.request(request))
+                .await
+                .map_err(|_| transfer(format!("no answer within {}s", idle.as_secs())))?
+                .map_err(|e| transfer(e.to_string()))?;
+            let status = response.status();
+            if status.is_redirection() {
+                let location = response
+                    .headers()
+                    .get(hyper::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| transfer(format!("HTTP {status} without a Location")))?;
+                target = resolve(&uri, location);
+                continue;
+            }
+            if !status.is_success() {
+                return Err(FetchError::Status {
+                    url: url.to_owned(),
+                    status: status.as_u16(),
+                });
+            }
+            let mut body = response.into_body();
+            loop {
+                let frame = tokio::time::timeout(idle, body.frame())
+                    .await
+                    .map_err(|_| transfer(format!("stalled for {}s", idle.as_secs())))?;
+                match frame {
+                    None => return Ok(()),
+                    Some(Err(e)) => return Err(transfer(e.to_string())),
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            sink.write(data).map_err(|e| transfer(e.to_string()))?;
+                        }
+                    }
+                }
+            }
+        }
+        Err(transfer(format!("more than {MAX_REDIRECTS} redirects")))
+    })
+}
+
+/// A redirect's `Location`, absolute or relative to `base`.
+fn resolve(base: &hyper::Uri, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_owned();
+    }
+    let scheme = base.scheme_str().unwrap_or("http");
+    let authority = base.authority().map_or("", |a| a.as_str());
+    if location.starts_with('/') {
+        format!("{scheme}://{authority}{location}")
+    } else {
+        let path = base.path();
+        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        format!("{scheme}://{authority}{dir}{location}")
+    }
+}
+
+/// Lowercase hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+
+    fn sha(data: &[u8]) -> String {
+        hex(&Sha256::digest(data))
+    }
+
+    /// Serves each request's path from `routes` (status, extra header, body), in a thread.
+    fn serve(routes: Vec<(&'static str, u16, &'static str, Vec<u8>)>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap() == 0 || header.trim().is_empty() {
+                        break;
+                    }
+                }
+                let mut stream = stream;
+                let (status, extra, body) = routes
+                    .iter()
+                    .find(|(p, ..)| *p == path)
+                    .map(|(_, s, h, b)| (*s, *h, b.clone()))
+                    .unwrap_or((404, "", b"not found".to_vec()));
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        format!("http://127.0.0.1:{port}")
+    }
+
+    #[test]
+    fn fetches_verifies_and_caches_over_http_and_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        let data = vec![7u8; 3 << 20];
+        let base = serve(vec![
+            ("/a.tgz", 200, "", data.clone()),
+            ("/moved", 302, "Location: /a.tgz\r\n", Vec::new()),
+        ]);
+        let path = cache.get(&format!("{base}/moved"), &sha(&data)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert_eq!(path, cache.path(&sha(&data)));
+
+        let file = dir.path().join("b.bin");
+        std::fs::write(&file, b"hello").unwrap();
+        let url = format!("file://{}", file.display());
+        let path = cache.get(&url, &sha(b"hello")).unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn a_wrong_digest_or_status_is_refused_and_nothing_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        let base = serve(vec![("/a.tgz", 200, "", b"tampered".to_vec())]);
+        let pinned = sha(b"original");
+        let err = cache.get(&format!("{base}/a.tgz"), &pinned).unwrap_err();
+        assert!(
+            matches!(err, FetchError::Mismatch { bytes: 8, .. }),
+            "{err}"
+        );
+        assert!(!cache.path(&pinned).exists());
+        let leftovers = std::fs::read_dir(dir.path().join("cache/tmp"))
+            .unwrap()
+            .count();
+        assert_eq!(leftovers, 0);
+        let err = cache
+            .get(&format!("{base}/missing.tgz"), &pinned)
+            .unwrap_err();
+        assert!(
+            matches!(err, FetchError::Status { status: 404, .. }),
+            "{err}"
+        );
+        let err = cache.get("oci://r.example/x:1", &pinned).unwrap_err();
+        assert!(matches!(err, FetchError::Scheme { .. }), "{err}");
+    }
+}

@@ -1,0 +1,6 @@
+//! Deploying pinned artifacts: the agent's side of ferry. An artifact is fetched into a
+//! content-addressed cache while it is hashed, refused (and discarded) when its digest is not
+//! the pinned one, and unpacked into a release directory that no entry may escape.
+
+pub mod fetch;
+pub mod unpack;
