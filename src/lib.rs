@@ -6,6 +6,7 @@
 //! [`model`] state → the commands in [`cmd`], which print through [`output`] and fail with
 //! [`error::Error`], whose kind decides the exit code.
 
+pub mod agent;
 pub mod cli;
 pub mod cmd;
 pub mod deploy;

@@ -1,5 +1,6 @@
 //! One module per subcommand: its arguments (whose doc comments are the help) and `run`.
 
+pub mod agent;
 pub mod approve;
 pub mod audit;
 pub mod bump;
@@ -33,6 +34,7 @@ pub fn run(command: Command, out: Output) -> Result<Outcome> {
         Command::Diff(args) => diff::run(args, out),
         Command::History(args) => history::run(args, out),
         Command::Promote(args) => promote::run(args, out),
+        Command::Agent(args) => agent::run(args, out),
         Command::Audit(args) => audit::run(args, out),
         Command::Hook(args) => hook::run(args, out),
         Command::Protect(args) => protect::run(args, out),

@@ -140,25 +140,65 @@ fn fetch_file(rest: &str, sink: &mut Sink) -> io::Result<()> {
     }
 }
 
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Empty<hyper::body::Bytes>,
+>;
+
+fn client() -> Result<Client, String> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| format!("no TLS roots: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https),
+    )
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The status of a `GET url` answered within `timeout` (a health check: the body is read and
+/// dropped; redirects are not followed).
+pub fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let client = client()?;
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+        let request = hyper::Request::get(uri)
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("ferry/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(http_body_util::Empty::new())
+            .map_err(|e| e.to_string())?;
+        let answer = async {
+            let response = client.request(request).await.map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let _ = response.into_body().collect().await;
+            Ok::<u16, String>(status)
+        };
+        tokio::time::timeout(timeout, answer)
+            .await
+            .map_err(|_| format!("no answer within {}s", timeout.as_secs_f32()))?
+    })
+}
+
 fn fetch_http(url: &str, sink: &mut Sink, idle: Duration) -> Result<(), FetchError> {
     let transfer = |message: String| FetchError::Transfer {
         url: url.to_owned(),
         message,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| transfer(e.to_string()))?;
+    let runtime = runtime().map_err(transfer)?;
     runtime.block_on(async {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| transfer(format!("no TLS roots: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build::<_, http_body_util::Empty<hyper::body::Bytes>>(https);
+        let client = client().map_err(transfer)?;
         let mut target = url.to_owned();
         for _ in 0..=MAX_REDIRECTS {
             let uri: hyper::Uri = target

@@ -289,6 +289,12 @@ impl Out {
     }
 
     fn dir(&mut self, entry: &str) -> Result<(), UnpackError> {
+        if Path::new(entry)
+            .components()
+            .all(|c| matches!(c, Component::CurDir))
+        {
+            return Ok(()); // `./`: the release directory itself
+        }
         let (_, path) = self.place(entry)?;
         std::fs::create_dir_all(&path).map_err(|source| UnpackError::Io {
             path: path.display().to_string(),

@@ -1,5 +1,6 @@
 //! ferry's integration tests: one binary, real processes of the `ferry` binary, real files.
 
+mod agent;
 mod common;
 mod enforce;
 mod github;

@@ -1,0 +1,507 @@
+//! The pull agent: inside an environment, make what runs match the environment's branch.
+//!
+//! One reconcile: read the branch's tip (one ref advertisement; a shallow fetch only when it
+//! moved), validate the whole desired state (an invalid one is never deployed), then for each
+//! app this host runs: fetch the pinned artifact into the cache while verifying its digest,
+//! unpack it as a new release, switch the live link atomically, run `activate`, wait for
+//! `healthcheck_url` to answer 2xx, and on failure switch back to the previous release. When
+//! nothing is to deploy, check each release for drift (metadata first) and heal it. The result
+//! is written to `status.json` in the state dir and reported as the commit status
+//! `ferry/deploy/<env>` through the forge.
+
+pub mod release;
+pub mod signal;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use git2::Oid;
+use serde::{Deserialize, Serialize};
+
+use crate::cmd::shared::{identity, load_at, now, signature};
+use crate::deploy::fetch::{Cache, probe};
+use crate::deploy::unpack::Limits;
+use crate::forge::local::LocalForge;
+use crate::forge::{CheckState, Status};
+use crate::model::{App, Artifact};
+use crate::store::{History, Store};
+use release::{Place, Recorded, is_release};
+
+/// What one reconcile came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every app runs its pinned release, healthy.
+    Converged,
+    /// This revision failed to deploy (rolled back where possible): it is not tried again
+    /// until the branch moves or `ferry agent retry`.
+    Failed(String),
+    /// The desired state cannot be deployed as it is (invalid): waiting for a fix.
+    Stalled(String),
+    /// The state store or an artifact server could not be reached: retried with backoff.
+    Transient(String),
+}
+
+impl Outcome {
+    fn state(&self) -> &'static str {
+        match self {
+            Outcome::Converged => "deployed",
+            Outcome::Failed(_) => "failed",
+            Outcome::Stalled(_) => "stalled",
+            Outcome::Transient(_) => "unreachable",
+        }
+    }
+}
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub env: String,
+    pub root: PathBuf,
+    pub state_dir: PathBuf,
+    /// Only the apps whose `host` is this.
+    pub host: Option<String>,
+    /// Releases kept per app (the live one and the previous included).
+    pub keep: usize,
+    pub limits: Limits,
+    /// Report `ferry/deploy/<env>` through the forge.
+    pub report: bool,
+}
+
+/// The agent's memory between reconciles (`agent.json` in the state dir).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Memory {
+    /// A revision that failed to deploy, not to be tried again until the branch moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    #[serde(default)]
+    pub drift_events: u64,
+}
+
+/// `status.json`: what the agent last did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub env: String,
+    pub revision: Option<String>,
+    /// `deployed`, `failed`, `stalled` or `unreachable`.
+    pub state: String,
+    pub message: String,
+    /// Unix seconds.
+    pub at: i64,
+    pub apps: BTreeMap<String, AppReport>,
+    pub drift_events: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppReport {
+    pub version: String,
+    pub release: Option<String>,
+    /// `deployed`, `failed`, `rolled-back` or `skipped`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+pub struct Agent<'s> {
+    store: &'s Store,
+    settings: Settings,
+    cache: Cache,
+    memory: Memory,
+    branch: String,
+    /// The environment's `agent.interval`, as last read.
+    pub interval: Option<Duration>,
+}
+
+impl<'s> Agent<'s> {
+    pub fn new(store: &'s Store, branch: String, settings: Settings) -> Result<Agent<'s>, String> {
+        std::fs::create_dir_all(&settings.state_dir)
+            .map_err(|e| format!("{}: {e}", settings.state_dir.display()))?;
+        let memory = std::fs::read(settings.state_dir.join("agent.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Ok(Agent {
+            store,
+            cache: Cache::new(settings.state_dir.join("artifacts")),
+            settings,
+            memory,
+            branch,
+            interval: None,
+        })
+    }
+
+    /// Forgets a failed revision, so the next reconcile tries it again (`ferry agent retry`).
+    pub fn retry(state_dir: &Path) -> Result<Option<String>, String> {
+        let path = state_dir.join("agent.json");
+        let mut memory: Memory = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let failed = memory.failed.take();
+        write_json(&path, &memory)?;
+        Ok(failed)
+    }
+
+    /// One reconcile, reported.
+    pub fn reconcile(&mut self) -> Outcome {
+        self.store.refresh();
+        let tip = match self.store.tip(&self.branch, History::Tip) {
+            Ok(tip) => tip,
+            Err(e) => {
+                let outcome = Outcome::Transient(e.to_string());
+                self.write_report(None, &outcome, BTreeMap::new());
+                return outcome;
+            }
+        };
+        let revision = tip.to_string();
+        if self.memory.failed.as_deref() == Some(revision.as_str()) {
+            // Already reported; nothing new until the branch moves.
+            return Outcome::Failed(format!(
+                "revision {} failed to deploy; waiting for a new one (or `ferry agent retry`)",
+                &revision[..7]
+            ));
+        }
+        let (outcome, apps) = self.deploy(tip);
+        if matches!(outcome, Outcome::Failed(_)) {
+            self.memory.failed = Some(revision.clone());
+        }
+        self.save_memory();
+        self.write_report(Some(tip), &outcome, apps);
+        outcome
+    }
+
+    fn deploy(&mut self, tip: Oid) -> (Outcome, BTreeMap<String, AppReport>) {
+        let mut apps = BTreeMap::new();
+        let loaded = match load_at(self.store, &self.settings.env, &self.branch, tip) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                let mut message = e.message.clone();
+                for detail in &e.details {
+                    message.push('\n');
+                    message.push_str(detail);
+                }
+                return (Outcome::Stalled(message), apps);
+            }
+        };
+        let env = &loaded.state.environments[&self.settings.env];
+        self.interval = Some(env.agent.interval.as_std());
+        let Some(settings) = &env.apps else {
+            return (
+                Outcome::Stalled(format!(
+                    "`environments/{}.json` has no `apps`: the agent does not know where to deploy",
+                    self.settings.env
+                )),
+                apps,
+            );
+        };
+        let mut failures = Vec::new();
+        let mut deployed_any = false;
+        for (name, artifact) in &loaded.state.manifest.artifacts {
+            let Some(app) = settings.get(name) else {
+                continue;
+            };
+            if let Some(host) = &self.settings.host
+                && app.host.as_deref() != Some(host.as_str())
+            {
+                continue;
+            }
+            let (report, changed) = self.deploy_app(name, artifact, app);
+            deployed_any |= changed;
+            if report.state != "deployed" {
+                failures.push(format!("{name}: {}", report.message));
+            }
+            apps.insert(name.clone(), report);
+        }
+        if !deployed_any && failures.is_empty() {
+            tracing::debug!("converged at {}", &tip.to_string()[..7]);
+        }
+        if failures.is_empty() {
+            (Outcome::Converged, apps)
+        } else {
+            (Outcome::Failed(failures.join("; ")), apps)
+        }
+    }
+
+    /// Makes app `name` run `artifact`; whether its live release changed.
+    fn deploy_app(&mut self, name: &str, artifact: &Artifact, app: &App) -> (AppReport, bool) {
+        let failed = |version: &str, message: String| {
+            (
+                AppReport {
+                    version: version.to_owned(),
+                    release: None,
+                    state: "failed".to_owned(),
+                    message,
+                },
+                false,
+            )
+        };
+        let Some(pin) = artifact.pin() else {
+            return failed(
+                &artifact.shown_version(),
+                "pinned by file name only, with no digest to verify: pin it with `ferry bump`"
+                    .to_owned(),
+            );
+        };
+        let id = format!("{}-{}", pin.version, &pin.sha256[..12]);
+        let place = Place::new(&self.settings.root, &app.deployment_path);
+        let current = match place.current() {
+            Ok(current) => current,
+            Err(e) => return failed(&pin.version, e),
+        };
+        let records = self.settings.state_dir.join("releases").join(name);
+        let mut drifted = None;
+        if let Some(live) = current.as_ref().filter(|live| is_release(live, &id)) {
+            // Running the pinned release: is it intact?
+            let recorded: Option<Recorded> = std::fs::read(records.join(format!("{id}.json")))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let drift = match &recorded {
+                Some(recorded) if live.is_dir() => recorded.drift(live),
+                Some(_) => vec!["the release directory is gone".to_owned()],
+                None => Vec::new(), // deployed by an older agent: nothing to compare with
+            };
+            if drift.is_empty() {
+                return (
+                    AppReport {
+                        version: pin.version.clone(),
+                        release: Some(id),
+                        state: "deployed".to_owned(),
+                        message: String::new(),
+                    },
+                    false,
+                );
+            }
+            self.memory.drift_events += 1;
+            tracing::warn!(app = name, drift = ?drift, "drift: healing");
+            self.record_event(name, &format!("drift healed: {}", drift.join(", ")));
+            drifted = Some(live.clone());
+        }
+        // Fetch and verify, unpack, switch.
+        let file_name = pin.url.rsplit('/').next().unwrap_or(name).to_owned();
+        let artifact_path = match self.cache.get(&pin.url, &pin.sha256) {
+            Ok(path) => path,
+            Err(e) => return failed(&pin.version, e.to_string()),
+        };
+        let (release, recorded) =
+            match place.unpack(&artifact_path, &file_name, &id, self.settings.limits) {
+                Ok(done) => done,
+                Err(e) => return failed(&pin.version, format!("unpacking: {e}")),
+            };
+        if let Err(e) = std::fs::create_dir_all(&records)
+            .map_err(|e| e.to_string())
+            .and_then(|()| write_json(&records.join(format!("{id}.json")), &recorded))
+        {
+            return failed(&pin.version, e);
+        }
+        // What to roll back to: what ran before, unless that is the release being healed.
+        let previous = current.filter(|p| p.is_dir() && drifted.as_ref() != Some(p));
+        if let Err(e) = place.switch(&release) {
+            return failed(&pin.version, e);
+        }
+        tracing::info!(app = name, release = %release.display(), "switched");
+        let checked = activate(name, &pin.version, &place.live, app).and_then(|()| health(app));
+        match checked {
+            Ok(()) => {
+                let keep: Vec<&Path> = [Some(release.as_path()), previous.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                place.prune(self.settings.keep.max(2), &keep);
+                if let Some(drifted) = &drifted {
+                    let _ = std::fs::remove_dir_all(drifted);
+                }
+                (
+                    AppReport {
+                        version: pin.version.clone(),
+                        release: Some(id),
+                        state: "deployed".to_owned(),
+                        message: String::new(),
+                    },
+                    true,
+                )
+            }
+            Err(why) => {
+                // Back to what ran before, if anything did.
+                let message = match &previous {
+                    Some(previous) => {
+                        let back = place.switch(previous).and_then(|()| {
+                            let version = previous
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default();
+                            activate(name, &version, &place.live, app)
+                        });
+                        match back {
+                            Ok(()) => format!("{why}; rolled back to {}", previous.display()),
+                            Err(e) => format!("{why}; the rollback failed too: {e}"),
+                        }
+                    }
+                    None => format!("{why}; nothing ran before, so nothing to roll back to"),
+                };
+                (
+                    AppReport {
+                        version: pin.version.clone(),
+                        release: previous.map(|p| {
+                            p.file_name()
+                                .unwrap_or_default()
+                                .to_string_lossy()
+                                .into_owned()
+                        }),
+                        state: "rolled-back".to_owned(),
+                        message,
+                    },
+                    true,
+                )
+            }
+        }
+    }
+
+    fn record_event(&self, app: &str, what: &str) {
+        let line = serde_json::json!({ "at": now(), "app": app, "event": what }).to_string();
+        let path = self.settings.state_dir.join("events.jsonl");
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
+    }
+
+    fn save_memory(&self) {
+        if let Err(e) = write_json(&self.settings.state_dir.join("agent.json"), &self.memory) {
+            tracing::warn!("cannot save the agent's memory: {e}");
+        }
+    }
+
+    fn write_report(&self, tip: Option<Oid>, outcome: &Outcome, apps: BTreeMap<String, AppReport>) {
+        let message = match outcome {
+            Outcome::Converged => String::new(),
+            Outcome::Failed(m) | Outcome::Stalled(m) | Outcome::Transient(m) => m.clone(),
+        };
+        let report = Report {
+            env: self.settings.env.clone(),
+            revision: tip.map(|t| t.to_string()),
+            state: outcome.state().to_owned(),
+            message: message.clone(),
+            at: now(),
+            apps,
+            drift_events: self.memory.drift_events,
+        };
+        if let Err(e) = write_json(&self.settings.state_dir.join("status.json"), &report) {
+            tracing::warn!("cannot write status.json: {e}");
+        }
+        let (Some(tip), true) = (tip, self.settings.report) else {
+            return;
+        };
+        let (state, description) = match outcome {
+            Outcome::Converged => (CheckState::Success, "deployed".to_owned()),
+            Outcome::Transient(_) => return,
+            _ => (CheckState::Failure, first_line(&message)),
+        };
+        if let Err(e) = self.report_status(tip, state, description) {
+            tracing::warn!("cannot report ferry/deploy/{}: {e}", self.settings.env);
+        }
+    }
+
+    fn report_status(
+        &self,
+        tip: Oid,
+        state: CheckState,
+        description: String,
+    ) -> Result<(), String> {
+        let forge = LocalForge::new(self.store);
+        let check = format!("ferry/deploy/{}", self.settings.env);
+        let current = forge.statuses(tip).map_err(|e| e.to_string())?;
+        if current
+            .get(&check)
+            .is_some_and(|s| s.state == state && s.description == description)
+        {
+            return Ok(()); // said already
+        }
+        let by = identity(self.store, None);
+        let signature = signature(self.store).map_err(|e| e.message)?;
+        forge
+            .set_status(
+                tip,
+                &check,
+                Status {
+                    state,
+                    description,
+                    url: None,
+                    by,
+                    at: now(),
+                },
+                &signature,
+            )
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    line.chars().take(140).collect()
+}
+
+/// Runs the app's `activate` command, if it has one, with `FERRY_APP`, `FERRY_VERSION` and
+/// `FERRY_PATH`; at most five minutes.
+fn activate(name: &str, version: &str, live: &Path, app: &App) -> Result<(), String> {
+    let Some(argv) = app.activate.as_ref().filter(|a| !a.is_empty()) else {
+        return Ok(());
+    };
+    let mut child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("FERRY_APP", name)
+        .env("FERRY_VERSION", version)
+        .env("FERRY_PATH", live)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("activate `{}`: {e}", argv[0]))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                return Err(format!("activate `{}` failed ({status})", argv.join(" ")));
+            }
+            Ok(None) if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("activate `{}` took over 5 minutes", argv.join(" ")));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("activate `{}`: {e}", argv[0])),
+        }
+    }
+}
+
+/// Waits for the app's `healthcheck_url` to answer 2xx: `healthcheck_retries` tries (3 by
+/// default), each within `healthcheck_timeout` (10s by default), a second apart.
+fn health(app: &App) -> Result<(), String> {
+    let Some(url) = &app.healthcheck_url else {
+        return Ok(());
+    };
+    let timeout = app
+        .healthcheck_timeout
+        .map_or(Duration::from_secs(10), |d| d.as_std());
+    let tries = app.healthcheck_retries.unwrap_or(3).max(1);
+    let mut last = String::new();
+    for attempt in 1..=tries {
+        match probe(url, timeout) {
+            Ok(status) if (200..300).contains(&status) => return Ok(()),
+            Ok(status) => last = format!("HTTP {status}"),
+            Err(e) => last = e,
+        }
+        if attempt < tries {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    Err(format!("health check {url} failed {tries} time(s): {last}"))
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
+    let mut text = serde_json::to_string_pretty(value).expect("serializes");
+    text.push('\n');
+    let temp = path.with_extension("json.tmp");
+    std::fs::write(&temp, text)
+        .and_then(|()| std::fs::rename(&temp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}

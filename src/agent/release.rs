@@ -1,0 +1,254 @@
+//! The directory driver: each app's live path (`ROOT` + `deployment_path`) is a symbolic link
+//! to an immutable release directory beside it (`.<name>.releases/<version>-<digest>`),
+//! switched with an atomic rename. A release's contents are recorded when it is unpacked (each
+//! file's digest, size and modification time), so drift is found by metadata first and by
+//! content only where the metadata differs.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::deploy::fetch::hex;
+use crate::deploy::unpack::{self, Entry, Limits};
+
+/// Where one app lives on this host.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// The live path: a link to the current release.
+    pub live: PathBuf,
+    /// The directory of its releases.
+    pub releases: PathBuf,
+}
+
+impl Place {
+    /// The place of an app deployed at `deployment_path` under `root`.
+    pub fn new(root: &Path, deployment_path: &str) -> Place {
+        let live = root.join(deployment_path.trim_start_matches('/'));
+        let name = live
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "app".to_owned());
+        let releases = live
+            .parent()
+            .unwrap_or(root)
+            .join(format!(".{name}.releases"));
+        Place { live, releases }
+    }
+
+    /// The release directory the live path points at, if it is one of this app's.
+    pub fn current(&self) -> Result<Option<PathBuf>, String> {
+        match std::fs::symlink_metadata(&self.live) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", self.live.display())),
+            Ok(meta) if !meta.file_type().is_symlink() => Err(format!(
+                "`{}` exists and is not a link to a release: ferry manages it as one; move it away",
+                self.live.display()
+            )),
+            Ok(_) => {
+                let target = std::fs::read_link(&self.live)
+                    .map_err(|e| format!("{}: {e}", self.live.display()))?;
+                let target = if target.is_absolute() {
+                    target
+                } else {
+                    self.live.parent().unwrap_or(Path::new("/")).join(target)
+                };
+                Ok(Some(target))
+            }
+        }
+    }
+
+    /// Points the live path at `release`, atomically (a new link renamed over the old one).
+    pub fn switch(&self, release: &Path) -> Result<(), String> {
+        let parent = self.live.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        let next = parent.join(format!(
+            ".{}.ferry-switch",
+            self.live.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let _ = std::fs::remove_file(&next);
+        std::os::unix::fs::symlink(release, &next)
+            .map_err(|e| format!("{}: {e}", next.display()))?;
+        std::fs::rename(&next, &self.live).map_err(|e| format!("{}: {e}", self.live.display()))?;
+        sync_dir(parent);
+        Ok(())
+    }
+
+    /// Unpacks `artifact` (named `name`) as a new release directory `id` (or `id~N` when that
+    /// name is taken, as after drift), made durable before it is returned.
+    pub fn unpack(
+        &self,
+        artifact: &Path,
+        name: &str,
+        id: &str,
+        limits: Limits,
+    ) -> Result<(PathBuf, Recorded), String> {
+        std::fs::create_dir_all(&self.releases)
+            .map_err(|e| format!("{}: {e}", self.releases.display()))?;
+        let staging = self
+            .releases
+            .join(format!(".{id}.unpacking-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        let entries = match unpack::unpack(artifact, name, &staging, limits) {
+            Ok(entries) => entries,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e.to_string());
+            }
+        };
+        let recorded = Recorded::of(&staging, entries)?;
+        sync_tree(&staging);
+        let mut n = 0;
+        let release = loop {
+            let candidate = if n == 0 {
+                self.releases.join(id)
+            } else {
+                self.releases.join(format!("{id}~{n}"))
+            };
+            if !candidate.exists() {
+                break candidate;
+            }
+            n += 1;
+        };
+        std::fs::rename(&staging, &release).map_err(|e| format!("{}: {e}", release.display()))?;
+        sync_dir(&self.releases);
+        Ok((release, recorded))
+    }
+
+    /// Removes all but the `keep` newest releases, never `protect`ed ones.
+    pub fn prune(&self, keep: usize, protect: &[&Path]) {
+        let Ok(dir) = std::fs::read_dir(&self.releases) else {
+            return;
+        };
+        let mut releases: Vec<(std::time::SystemTime, PathBuf)> = dir
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        releases.sort_by_key(|r| std::cmp::Reverse(r.0));
+        for (_, path) in releases.into_iter().skip(keep) {
+            if !protect.iter().any(|p| *p == path) {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+}
+
+/// Whether release directory `path` is release `id` (or a re-unpacked `id~N`).
+pub fn is_release(path: &Path, id: &str) -> bool {
+    path.file_name()
+        .map(|n| n.to_string_lossy())
+        .is_some_and(|n| n == id || n.strip_prefix(id).is_some_and(|r| r.starts_with('~')))
+}
+
+/// What a release held when it was unpacked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub entries: Vec<Entry>,
+    /// Each file's modification time (ns), for the cheap check.
+    pub mtimes: BTreeMap<String, i128>,
+}
+
+impl Recorded {
+    fn of(dir: &Path, entries: Vec<Entry>) -> Result<Recorded, String> {
+        let mut mtimes = BTreeMap::new();
+        for e in entries.iter().filter(|e| e.link.is_none()) {
+            let meta = std::fs::symlink_metadata(dir.join(&e.path))
+                .map_err(|err| format!("{}: {err}", e.path))?;
+            mtimes.insert(e.path.clone(), mtime(&meta));
+        }
+        Ok(Recorded { entries, mtimes })
+    }
+
+    /// How `release` differs from what was unpacked: modified, added and missing paths.
+    /// Metadata (type, size, modification time) first; a file's content is hashed only when
+    /// its metadata differs.
+    pub fn drift(&self, release: &Path) -> Vec<String> {
+        let mut found = BTreeMap::new();
+        walk(release, release, &mut found);
+        let mut out = Vec::new();
+        for e in &self.entries {
+            let Some(meta) = found.remove(&e.path) else {
+                out.push(format!("{} is missing", e.path));
+                continue;
+            };
+            let path = release.join(&e.path);
+            match &e.link {
+                Some(target) => {
+                    let now = std::fs::read_link(&path).ok();
+                    if !meta.file_type().is_symlink() || now.as_deref() != Some(Path::new(target)) {
+                        out.push(format!("{} was changed", e.path));
+                    }
+                }
+                None => {
+                    let same_meta = meta.file_type().is_file()
+                        && meta.len() == e.size
+                        && self.mtimes.get(&e.path) == Some(&mtime(&meta));
+                    if !same_meta && digest(&path).as_deref() != Some(e.sha256.as_str()) {
+                        out.push(format!("{} was modified", e.path));
+                    } else if e.executable != (meta.mode() & 0o111 != 0) {
+                        out.push(format!("{}'s mode was changed", e.path));
+                    }
+                }
+            }
+        }
+        out.extend(found.into_keys().map(|p| format!("{p} was added")));
+        out
+    }
+}
+
+fn mtime(meta: &std::fs::Metadata) -> i128 {
+    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+}
+
+fn digest(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut hash = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buffer).ok()?;
+        if n == 0 {
+            return Some(hex(&hash.finalize()));
+        }
+        hash.update(&buffer[..n]);
+    }
+}
+
+/// Every file and link under `dir` (not directories), by path relative to `root`.
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, std::fs::Metadata>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(root, &path, out);
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            out.insert(relative.to_string_lossy().into_owned(), meta);
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Syncs every directory of a freshly unpacked tree (files were synced as they were written).
+fn sync_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                sync_tree(&entry.path());
+            }
+        }
+    }
+    sync_dir(dir);
+}

@@ -1,0 +1,242 @@
+//! `ferry agent`: the pull agent of one environment (see [`crate::agent`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::agent::{Agent, Outcome, Settings, signal};
+use crate::cmd::shared::{branch_of, open_store};
+use crate::deploy::unpack::Limits;
+use crate::error::{Error, Outcome as Exit, Result};
+use crate::output::{Format, Output};
+use crate::store::RemoteArgs;
+
+/// Run an environment's pull agent: deploy the artifacts its branch pins, here, continuously.
+///
+/// Every interval the agent reads the environment's branch (one ref advertisement; a shallow
+/// fetch only when it moved) and validates the whole desired state: an invalid one is never
+/// deployed. Each app this host runs is fetched into the state dir's cache while its SHA-256 is
+/// verified, unpacked into a new release beside its live path (`--root` + `deployment_path`),
+/// and the live path, a link, is switched to it atomically; then `activate` runs and
+/// `healthcheck_url` must answer 2xx. A failure switches back to the previous release and is
+/// not retried until the branch moves (or `ferry agent retry`). When nothing is to deploy, each
+/// release is checked for drift (a changed link, a modified, added or deleted file) and
+/// healed. The outcome goes to `status.json` in the state dir and, as the commit status
+/// `ferry/deploy/ENV`, to the forge. SIGTERM finishes the step in flight, then exits.
+#[derive(Debug, clap::Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:
+  ferry agent --env prod --remote https://git.example.com/deploy.git --root /
+  ferry agent --env dev --remote /srv/git/deploy.git --root /tmp/sandbox --once
+  ferry agent --env prod --root / --host web-1 --interval 1m
+  ferry agent retry --env prod        # try a revision that failed again"
+)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub action: Option<AgentAction>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AgentAction {
+    /// Forget the revision that failed, so the running agent tries it again.
+    Retry {
+        /// The environment.
+        #[arg(long, short)]
+        env: String,
+        /// The agent's state dir (default: as the agent's).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The environment to deploy.
+    #[arg(long, short)]
+    pub env: Option<String>,
+
+    /// Prefixes every `deployment_path` (`/` on a real host; a directory to sandbox the agent).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Where the agent keeps its cache, releases' records and `status.json`. Default:
+    /// `$XDG_STATE_HOME/ferry/agent/ENV` (`~/.local/state/ferry/agent/ENV`).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Time between reconciles (`30s`, `5m`). Default: the environment's `agent.interval`.
+    #[arg(long, value_name = "DURATION")]
+    pub interval: Option<crate::model::Duration>,
+
+    /// Reconcile once and exit: 0 when converged, 1 otherwise (for cron and CI).
+    #[arg(long)]
+    pub once: bool,
+
+    /// Only the apps whose `host` is NAME (one agent per host of an environment).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+
+    /// Releases kept per app, the live and the previous one included.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub keep: usize,
+
+    /// Do not report `ferry/deploy/ENV` to the forge (for a read-only remote).
+    #[arg(long)]
+    pub no_report: bool,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+fn default_state_dir(env: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("ferry").join("agent").join(env)
+}
+
+pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
+    if let Some(AgentAction::Retry { env, state_dir }) = args.action {
+        let state_dir = state_dir.unwrap_or_else(|| default_state_dir(&env));
+        let failed = Agent::retry(&state_dir).map_err(Error::failure)?;
+        out.data(match failed {
+            Some(revision) => format!(
+                "{env}: revision {} will be tried again",
+                &revision[..7.min(revision.len())]
+            ),
+            None => format!("{env}: no failed revision to retry"),
+        });
+        return Ok(Exit::Success);
+    }
+    let args = args.run;
+    let Some(env) = args.env.clone() else {
+        return Err(Error::usage(
+            "`--env ENV` is needed: the environment this agent deploys",
+        ));
+    };
+    let Some(root) = args.root.clone() else {
+        return Err(
+            Error::usage("`--root DIR` is needed: it prefixes every `deployment_path`")
+                .hint("`--root /` on a real host; a directory to sandbox the agent"),
+        );
+    };
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| default_state_dir(&env));
+    // The agent's own cache: it holds the store for its whole life.
+    let mut remote = args.remote.clone();
+    if remote.cache_dir.is_none() {
+        remote.cache_dir = Some(state_dir.join("git"));
+    }
+    signal::install();
+    let store = open_store(&remote)?;
+    let branch = branch_of(&store, &env)?;
+    let mut agent = Agent::new(
+        &store,
+        branch,
+        Settings {
+            env: env.clone(),
+            root,
+            state_dir,
+            host: args.host.clone(),
+            keep: args.keep,
+            limits: Limits::default(),
+            report: !args.no_report,
+        },
+    )
+    .map_err(Error::failure)?;
+
+    let mut transient = 0u32;
+    loop {
+        let outcome = agent.reconcile();
+        match &outcome {
+            Outcome::Converged => tracing::info!("{env}: converged"),
+            Outcome::Failed(m) => tracing::warn!("{env}: failed: {m}"),
+            Outcome::Stalled(m) => tracing::warn!("{env}: stalled: {m}"),
+            Outcome::Transient(m) => tracing::warn!("{env}: unreachable: {m}"),
+        }
+        if args.once {
+            let status = std::fs::read(agent_status(&agent_state(&args, &env)))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            if out.format == Format::Json {
+                if let Some(status) = &status {
+                    out.json(status);
+                }
+            } else {
+                out.data(match &outcome {
+                    Outcome::Converged => format!("{env}: deployed"),
+                    Outcome::Failed(m) => format!("{env}: failed: {m}"),
+                    Outcome::Stalled(m) => format!("{env}: stalled: {m}"),
+                    Outcome::Transient(m) => format!("{env}: unreachable: {m}"),
+                });
+            }
+            return Ok(if outcome == Outcome::Converged {
+                Exit::Success
+            } else {
+                Exit::Failure
+            });
+        }
+        let interval = args
+            .interval
+            .map(|d| d.as_std())
+            .or(agent.interval)
+            .unwrap_or(Duration::from_secs(30));
+        let wait = match outcome {
+            Outcome::Transient(_) => {
+                transient += 1;
+                backoff(transient, interval)
+            }
+            _ => {
+                transient = 0;
+                jitter(interval)
+            }
+        };
+        if !signal::sleep(wait) {
+            tracing::info!("{env}: stopping");
+            return Ok(Exit::Success);
+        }
+    }
+}
+
+fn agent_state(args: &RunArgs, env: &str) -> PathBuf {
+    args.state_dir
+        .clone()
+        .unwrap_or_else(|| default_state_dir(env))
+}
+
+fn agent_status(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("status.json")
+}
+
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+/// The interval, ±10%, so that agents started together do not poll together.
+fn jitter(interval: Duration) -> Duration {
+    let spread = interval.as_millis() as u64 / 10;
+    if spread == 0 {
+        return interval;
+    }
+    let offset = random() % (2 * spread + 1);
+    Duration::from_millis(interval.as_millis() as u64 - spread + offset)
+}
+
+/// Exponential backoff with full jitter after `attempt` failures in a row: up to 1s × 2^n,
+/// never longer than the interval.
+fn backoff(attempt: u32, interval: Duration) -> Duration {
+    let ceiling = 1000u64
+        .saturating_mul(1 << attempt.min(10))
+        .min(interval.as_millis().max(1) as u64);
+    Duration::from_millis(random() % (ceiling + 1))
+}

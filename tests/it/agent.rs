@@ -1,0 +1,351 @@
+//! `ferry agent` deploying for real: artifacts made with the real `tar`, served from files and
+//! by an HTTP server the test controls (health checks), a sandboxed `--root`, and the agent's
+//! process stopped with a real SIGTERM.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use serde_json::{Value, json};
+
+use crate::common::{Run, Sandbox};
+
+/// An artifact `NAME-VERSION.tgz` holding `index.html` (saying VERSION) and an executable.
+fn artifact(sandbox: &Sandbox, version: &str) -> PathBuf {
+    let dir = sandbox.path().join(format!("pkg-{version}"));
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::write(dir.join("index.html"), format!("web {version}\n")).unwrap();
+    std::fs::write(dir.join("bin/web"), "#!/bin/sh\necho web\n").unwrap();
+    std::fs::set_permissions(dir.join("bin/web"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = sandbox.path().join(format!("web-{version}.tgz"));
+    let status = std::process::Command::new("tar")
+        .arg("czf")
+        .arg(&file)
+        .arg("-C")
+        .arg(&dir)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    file
+}
+
+/// Pins `web` VERSION in dev, from its file.
+fn bump(sandbox: &Sandbox, remote: &str, version: &str, file: &Path, add: bool) {
+    let mut args = vec!["bump", "web", version, "--env", "dev", "--remote", remote];
+    if add {
+        args.push("--add");
+    }
+    sandbox
+        .ferry(&args)
+        .arg("--url")
+        .arg(format!("file://{}", file.display()))
+        .arg("--artifact")
+        .arg(file)
+        .run()
+        .assert_code(0);
+}
+
+/// dev with `web` 1.0.0 pinned and deployed at `/srv/web`, with `settings` on top.
+fn repo(settings: Value) -> (Sandbox, String) {
+    let sandbox = Sandbox::new();
+    let remote = sandbox.init("dev,staging,prod");
+    let file = artifact(&sandbox, "1.0.0");
+    bump(&sandbox, &remote, "1.0.0", &file, true);
+    sandbox.edit_env("dev", "dev", |env| {
+        let mut web = json!({"host": "h1", "deployment_path": "/srv/web"});
+        for (k, v) in settings.as_object().unwrap() {
+            web[k] = v.clone();
+        }
+        env["apps"] = json!({ "web": web });
+    });
+    (sandbox, remote)
+}
+
+fn agent(sandbox: &Sandbox, remote: &str, extra: &[&str]) -> Run {
+    sandbox
+        .ferry(&["agent", "--env", "dev", "--remote", remote, "--once"])
+        .arg("--root")
+        .arg(sandbox.path().join("root"))
+        .arg("--state-dir")
+        .arg(sandbox.path().join("state"))
+        .args(extra)
+        .run()
+}
+
+fn live(sandbox: &Sandbox) -> PathBuf {
+    sandbox.path().join("root/srv/web")
+}
+
+fn status(sandbox: &Sandbox) -> Value {
+    serde_json::from_slice(&std::fs::read(sandbox.path().join("state/status.json")).unwrap())
+        .unwrap()
+}
+
+/// A health endpoint answering with the status the test sets.
+fn health_server() -> (String, Arc<AtomicU16>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answer = Arc::new(AtomicU16::new(200));
+    let shared = answer.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+            }
+            let mut stream = stream;
+            let code = shared.load(Ordering::SeqCst);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
+        }
+    });
+    (format!("http://127.0.0.1:{port}/healthz"), answer)
+}
+
+#[test]
+fn deploys_verifies_activates_and_reports() {
+    let activated = "activated.txt";
+    let (sandbox, remote) = repo(json!({
+        "activate": ["sh", "-c", format!("echo $FERRY_APP $FERRY_VERSION $FERRY_PATH > {activated}")]
+    }));
+    let run = agent(&sandbox, &remote, &[]);
+    run.assert_code(0);
+    assert_eq!(run.stdout.trim(), "dev: deployed");
+    let link = std::fs::read_link(live(&sandbox)).unwrap();
+    assert!(
+        link.to_string_lossy().contains(".web.releases/1.0.0-"),
+        "{link:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(live(&sandbox).join("index.html")).unwrap(),
+        "web 1.0.0\n"
+    );
+    let mode = std::fs::metadata(live(&sandbox).join("bin/web"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert!(mode & 0o111 != 0);
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path().join(activated))
+            .unwrap()
+            .trim(),
+        format!("web 1.0.0 {}", live(&sandbox).display())
+    );
+    assert_eq!(status(&sandbox)["state"], "deployed");
+    assert_eq!(status(&sandbox)["apps"]["web"]["version"], "1.0.0");
+    let matrix = sandbox.ferry(&["status", "--remote", &remote]).run();
+    assert!(
+        matrix.stdout.contains("deploy success"),
+        "{}",
+        matrix.stdout
+    );
+    // Nothing moved: nothing to do, and the same release stays.
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), link);
+}
+
+#[test]
+fn a_wrong_digest_is_refused_and_the_running_release_stays() {
+    let (sandbox, remote) = repo(json!({}));
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    let before = std::fs::read_link(live(&sandbox)).unwrap();
+    // 1.1.0 is pinned with its digest, then the file is replaced on the artifact server.
+    let file = artifact(&sandbox, "1.1.0");
+    bump(&sandbox, &remote, "1.1.0", &file, false);
+    std::fs::write(&file, "tampered").unwrap();
+    let run = agent(&sandbox, &remote, &[]);
+    run.assert_code(1);
+    assert!(run.stdout.contains("not the pinned"), "{}", run.stdout);
+    assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), before);
+    assert_eq!(status(&sandbox)["state"], "failed");
+    let cached: Vec<_> = std::fs::read_dir(sandbox.path().join("state/artifacts/sha256"))
+        .unwrap()
+        .collect();
+    assert_eq!(cached.len(), 1, "only 1.0.0 is cached");
+}
+
+#[test]
+fn a_failed_health_check_rolls_back_and_is_not_retried_in_a_loop() {
+    let (url, answer) = health_server();
+    let (sandbox, remote) = repo(json!({
+        "healthcheck_url": url, "healthcheck_timeout": "2s", "healthcheck_retries": 2
+    }));
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    let v1 = std::fs::read_link(live(&sandbox)).unwrap();
+    let file = artifact(&sandbox, "1.1.0");
+    bump(&sandbox, &remote, "1.1.0", &file, false);
+    answer.store(500, Ordering::SeqCst);
+    let run = agent(&sandbox, &remote, &[]);
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("failed 2 time(s): HTTP 500") && run.stdout.contains("rolled back"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), v1);
+    assert_eq!(status(&sandbox)["apps"]["web"]["state"], "rolled-back");
+    // The same revision is not tried again…
+    answer.store(200, Ordering::SeqCst);
+    let run = agent(&sandbox, &remote, &[]);
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("waiting for a new one"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), v1);
+    // …until asked to.
+    let retry = sandbox
+        .ferry(&["agent", "retry", "--env", "dev", "--state-dir"])
+        .arg(sandbox.path().join("state"))
+        .run();
+    retry.assert_code(0);
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(live(&sandbox).join("index.html")).unwrap(),
+        "web 1.1.0\n"
+    );
+}
+
+#[test]
+fn drift_is_found_and_healed() {
+    let (sandbox, remote) = repo(json!({}));
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    let release = std::fs::read_link(live(&sandbox)).unwrap();
+    // A file changed by hand, one added, one removed.
+    std::fs::write(release.join("index.html"), "hacked\n").unwrap();
+    std::fs::write(release.join("extra"), "x").unwrap();
+    std::fs::remove_file(release.join("bin/web")).unwrap();
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(live(&sandbox).join("index.html")).unwrap(),
+        "web 1.0.0\n"
+    );
+    assert!(!live(&sandbox).join("extra").exists());
+    assert!(live(&sandbox).join("bin/web").exists());
+    assert!(!release.exists(), "the drifted release is removed");
+    assert_eq!(status(&sandbox)["drift_events"], 1);
+    let events = std::fs::read_to_string(sandbox.path().join("state/events.jsonl")).unwrap();
+    assert!(
+        events.contains("bin/web is missing")
+            && events.contains("extra was added")
+            && events.contains("index.html was modified"),
+        "{events}"
+    );
+    // The live link pointed elsewhere by hand.
+    let other = sandbox.path().join("elsewhere");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::remove_file(live(&sandbox)).unwrap();
+    std::os::unix::fs::symlink(&other, live(&sandbox)).unwrap();
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(live(&sandbox).join("index.html")).unwrap(),
+        "web 1.0.0\n"
+    );
+}
+
+#[test]
+fn an_invalid_state_or_a_malicious_archive_is_never_deployed() {
+    let (sandbox, remote) = repo(json!({}));
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    let before = std::fs::read_link(live(&sandbox)).unwrap();
+    sandbox.edit_env("dev", "dev", |env| env["policy"]["soak"] = json!("soon"));
+    let run = agent(&sandbox, &remote, &[]);
+    run.assert_code(1);
+    assert!(
+        run.stdout
+            .contains("dev: stalled: the desired state on `dev` is invalid"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(status(&sandbox)["state"], "stalled");
+    assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), before);
+
+    let (sandbox, remote) = repo(json!({}));
+    let evil = sandbox.path().join("web-6.6.6.tgz");
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import io, sys, tarfile\n\
+             t = tarfile.open(sys.argv[1], 'w:gz')\n\
+             data = b'owned'\n\
+             info = tarfile.TarInfo('../../escaped')\n\
+             info.size = len(data)\n\
+             t.addfile(info, io.BytesIO(data))\n\
+             t.close()\n",
+        )
+        .arg(&evil)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    bump(&sandbox, &remote, "6.6.6", &evil, false);
+    let run = agent(&sandbox, &remote, &[]);
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("a path with `..`: refused"),
+        "{}",
+        run.stdout
+    );
+    assert!(!sandbox.path().join("escaped").exists());
+    assert!(!sandbox.path().join("root/escaped").exists());
+}
+
+#[test]
+fn sigterm_finishes_the_step_and_exits() {
+    let (sandbox, remote) = repo(json!({}));
+    let mut command = sandbox
+        .ferry(&[
+            "agent",
+            "--env",
+            "dev",
+            "--remote",
+            &remote,
+            "--interval",
+            "1s",
+        ])
+        .arg("--root")
+        .arg(sandbox.path().join("root"))
+        .arg("--state-dir")
+        .arg(sandbox.path().join("state"))
+        .command;
+    let mut child = command.spawn().unwrap();
+    let status_file = sandbox.path().join("state/status.json");
+    let started = std::time::Instant::now();
+    while !status_file.exists() && started.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(status_file.exists(), "the agent reconciled");
+    // It keeps going: a new pin is deployed by the loop.
+    let file = artifact(&sandbox, "1.2.0");
+    bump(&sandbox, &remote, "1.2.0", &file, false);
+    let index = live(&sandbox).join("index.html");
+    while std::fs::read_to_string(&index).ok().as_deref() != Some("web 1.2.0\n")
+        && started.elapsed().as_secs() < 30
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&index).unwrap(), "web 1.2.0\n");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let stopped = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(stopped.elapsed().as_secs() < 10, "the agent did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
