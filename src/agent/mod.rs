@@ -20,7 +20,7 @@ use git2::Oid;
 use serde::{Deserialize, Serialize};
 
 use crate::cmd::shared::{identity, load_at, now, signature};
-use crate::deploy::fetch::{Cache, probe};
+use crate::deploy::fetch::{Cache, FetchError, probe};
 use crate::deploy::unpack::Limits;
 use crate::forge::local::LocalForge;
 use crate::forge::{CheckState, Status};
@@ -76,6 +76,10 @@ pub struct Memory {
     pub failed: Option<String>,
     #[serde(default)]
     pub drift_events: u64,
+    /// Releases switched to but not yet activated and checked, by app: after a crash there,
+    /// the next reconcile finishes the job instead of taking the release as deployed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pending: BTreeMap<String, String>,
 }
 
 /// `status.json`: what the agent last did.
@@ -96,7 +100,8 @@ pub struct Report {
 pub struct AppReport {
     pub version: String,
     pub release: Option<String>,
-    /// `deployed`, `failed`, `rolled-back` or `skipped`.
+    /// `deployed`, `failed`, `rolled-back` or `unreachable` (its artifact could not be
+    /// fetched: retried).
     pub state: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
@@ -195,6 +200,7 @@ impl<'s> Agent<'s> {
             );
         };
         let mut failures = Vec::new();
+        let mut unreachable = Vec::new();
         let mut deployed_any = false;
         for (name, artifact) in &loaded.state.manifest.artifacts {
             let Some(app) = settings.get(name) else {
@@ -207,18 +213,24 @@ impl<'s> Agent<'s> {
             }
             let (report, changed) = self.deploy_app(name, artifact, app);
             deployed_any |= changed;
-            if report.state != "deployed" {
-                failures.push(format!("{name}: {}", report.message));
+            match report.state.as_str() {
+                "deployed" => {}
+                "unreachable" => unreachable.push(format!("{name}: {}", report.message)),
+                _ => failures.push(format!("{name}: {}", report.message)),
             }
             apps.insert(name.clone(), report);
         }
-        if !deployed_any && failures.is_empty() {
+        if !deployed_any && failures.is_empty() && unreachable.is_empty() {
             tracing::debug!("converged at {}", &tip.to_string()[..7]);
         }
-        if failures.is_empty() {
-            (Outcome::Converged, apps)
-        } else {
+        if !failures.is_empty() {
+            failures.extend(unreachable);
             (Outcome::Failed(failures.join("; ")), apps)
+        } else if !unreachable.is_empty() {
+            // The artifact server may come back: retried with backoff, the revision not failed.
+            (Outcome::Transient(unreachable.join("; ")), apps)
+        } else {
+            (Outcome::Converged, apps)
         }
     }
 
@@ -250,6 +262,29 @@ impl<'s> Agent<'s> {
         };
         let records = self.settings.state_dir.join("releases").join(name);
         let mut drifted = None;
+        let live_name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        if let Some(live) = current.as_ref().filter(|live| is_release(live, &id))
+            && self.memory.pending.get(name) == live_name(live).as_ref()
+        {
+            // Switched to, then interrupted before it was activated and checked: finish.
+            let checked = activate(name, &pin.version, &place.live, app).and_then(|()| health(app));
+            return match checked {
+                Ok(()) => {
+                    self.memory.pending.remove(name);
+                    self.save_memory();
+                    (
+                        AppReport {
+                            version: pin.version.clone(),
+                            release: Some(id),
+                            state: "deployed".to_owned(),
+                            message: String::new(),
+                        },
+                        true,
+                    )
+                }
+                Err(why) => failed(&pin.version, why),
+            };
+        }
         if let Some(live) = current.as_ref().filter(|live| is_release(live, &id)) {
             // Running the pinned release: is it intact?
             let recorded: Option<Recorded> = std::fs::read(records.join(format!("{id}.json")))
@@ -280,6 +315,17 @@ impl<'s> Agent<'s> {
         let file_name = pin.url.rsplit('/').next().unwrap_or(name).to_owned();
         let artifact_path = match self.cache.get(&pin.url, &pin.sha256) {
             Ok(path) => path,
+            Err(e @ (FetchError::Transfer { .. } | FetchError::Status { .. })) => {
+                return (
+                    AppReport {
+                        version: pin.version.clone(),
+                        release: current.and_then(|c| live_name(&c)),
+                        state: "unreachable".to_owned(),
+                        message: e.to_string(),
+                    },
+                    false,
+                );
+            }
             Err(e) => return failed(&pin.version, e.to_string()),
         };
         let (release, recorded) =
@@ -295,11 +341,17 @@ impl<'s> Agent<'s> {
         }
         // What to roll back to: what ran before, unless that is the release being healed.
         let previous = current.filter(|p| p.is_dir() && drifted.as_ref() != Some(p));
+        if let Some(release) = live_name(&release) {
+            self.memory.pending.insert(name.to_owned(), release);
+            self.save_memory();
+        }
         if let Err(e) = place.switch(&release) {
             return failed(&pin.version, e);
         }
         tracing::info!(app = name, release = %release.display(), "switched");
         let checked = activate(name, &pin.version, &place.live, app).and_then(|()| health(app));
+        self.memory.pending.remove(name);
+        self.save_memory();
         match checked {
             Ok(()) => {
                 let keep: Vec<&Path> = [Some(release.as_path()), previous.as_deref()]

@@ -87,10 +87,17 @@ impl Place {
     ) -> Result<(PathBuf, Recorded), String> {
         std::fs::create_dir_all(&self.releases)
             .map_err(|e| format!("{}: {e}", self.releases.display()))?;
+        // What an interrupted unpack left behind is never a release: clear it.
+        if let Ok(dir) = std::fs::read_dir(&self.releases) {
+            for entry in dir.flatten() {
+                if entry.file_name().to_string_lossy().contains(".unpacking-") {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
         let staging = self
             .releases
             .join(format!(".{id}.unpacking-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
         let entries = match unpack::unpack(artifact, name, &staging, limits) {
             Ok(entries) => entries,
             Err(e) => {

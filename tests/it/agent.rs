@@ -349,3 +349,144 @@ fn sigterm_finishes_the_step_and_exits() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+/// Files under `dir`, counted.
+fn files(dir: &Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.file_type().unwrap().is_dir() {
+            n += files(&entry.path());
+        } else {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn killed_at_any_point_it_converges_and_never_serves_a_partial_release() {
+    let (sandbox, remote) = repo(json!({}));
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    // 2.0.0 is big enough for a deploy to take a while: 1,500 more files.
+    let dir = sandbox.path().join("pkg-2.0.0");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    for i in 0..1500 {
+        std::fs::write(
+            dir.join(format!("data/{i:04}")),
+            format!("{i}").repeat(2000),
+        )
+        .unwrap();
+    }
+    let file = artifact(&sandbox, "2.0.0");
+    bump(&sandbox, &remote, "2.0.0", &file, false);
+    for delay in [0u64, 10, 30, 60, 100, 150, 250, 400, 600] {
+        let mut command = sandbox
+            .ferry(&["agent", "--env", "dev", "--remote", &remote, "--once"])
+            .arg("--root")
+            .arg(sandbox.path().join("root"))
+            .arg("--state-dir")
+            .arg(sandbox.path().join("state"))
+            .command;
+        let mut child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // Whatever the moment, the live path is a whole release: 1.0.0 or all of 2.0.0.
+        let index = std::fs::read_to_string(live(&sandbox).join("index.html")).unwrap();
+        let expected = if index == "web 2.0.0\n" { 1502 } else { 2 };
+        assert!(index == "web 1.0.0\n" || index == "web 2.0.0\n", "{index}");
+        assert_eq!(
+            files(&live(&sandbox)),
+            expected,
+            "after a kill at {delay} ms"
+        );
+    }
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(live(&sandbox).join("index.html")).unwrap(),
+        "web 2.0.0\n"
+    );
+    assert_eq!(files(&live(&sandbox)), 1502);
+    // What interrupted unpacks left is gone.
+    let leftovers = std::fs::read_dir(sandbox.path().join("root/srv/.web.releases"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".unpacking-"))
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+/// Serves `file` at `/NAME` with the status the test sets (the body only with 200).
+fn artifact_server(file: PathBuf) -> (String, Arc<AtomicU16>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answer = Arc::new(AtomicU16::new(200));
+    let shared = answer.clone();
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+            }
+            let mut stream = stream;
+            let code = shared.load(Ordering::SeqCst);
+            let body = if code == 200 {
+                std::fs::read(&file).unwrap()
+            } else {
+                b"unavailable".to_vec()
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    (format!("http://127.0.0.1:{port}/{name}"), answer)
+}
+
+#[test]
+fn an_artifact_server_down_keeps_the_release_and_is_retried_until_it_is_back() {
+    let (sandbox, remote) = repo(json!({}));
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    let before = std::fs::read_link(live(&sandbox)).unwrap();
+    let file = artifact(&sandbox, "1.1.0");
+    let (url, answer) = artifact_server(file.clone());
+    sandbox
+        .ferry(&[
+            "bump", "web", "1.1.0", "--env", "dev", "--remote", &remote, "--url", &url,
+        ])
+        .arg("--artifact")
+        .arg(&file)
+        .run()
+        .assert_code(0);
+    for code in [503, 404] {
+        answer.store(code, Ordering::SeqCst);
+        let run = agent(&sandbox, &remote, &[]);
+        run.assert_code(1);
+        assert!(
+            run.stdout
+                .contains(&format!("dev: unreachable: web: `{url}`: HTTP {code}")),
+            "{}",
+            run.stdout
+        );
+        assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), before);
+        assert_eq!(status(&sandbox)["state"], "unreachable");
+    }
+    // Not a failed revision: once the server is back, it deploys.
+    answer.store(200, Ordering::SeqCst);
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(live(&sandbox).join("index.html")).unwrap(),
+        "web 1.1.0\n"
+    );
+}
