@@ -149,6 +149,18 @@ pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec
     refusals
 }
 
+/// The environment whose branch is `branch`, from the files at `tip`.
+pub fn environment_at(repo: &Repository, tip: Oid, branch: &str) -> Option<Environment> {
+    let tree = repo.find_commit(tip).ok()?.tree().ok()?;
+    let dir = tree.get_path(std::path::Path::new(ENVIRONMENTS_DIR)).ok()?;
+    let dir = repo.find_tree(dir.id()).ok()?;
+    dir.iter()
+        .filter(|e| e.kind() == Some(ObjectType::Blob))
+        .filter_map(|e| repo.find_blob(e.id()).ok())
+        .filter_map(|b| serde_json::from_slice::<Environment>(b.content()).ok())
+        .find(|env| env.branch() == branch)
+}
+
 /// The environment whose branch is `branch` and its protection (`None`: unprotected), from
 /// the files at `tip`.
 pub fn protection_of(
@@ -156,24 +168,7 @@ pub fn protection_of(
     tip: Oid,
     branch: &str,
 ) -> Option<(String, Option<Protection>)> {
-    let tree = repo.find_commit(tip).ok()?.tree().ok()?;
-    let dir = tree.get_path(std::path::Path::new(ENVIRONMENTS_DIR)).ok()?;
-    let dir = repo.find_tree(dir.id()).ok()?;
-    for entry in dir.iter() {
-        if entry.kind() != Some(ObjectType::Blob) {
-            continue;
-        }
-        let Ok(blob) = repo.find_blob(entry.id()) else {
-            continue;
-        };
-        let Ok(env) = serde_json::from_slice::<Environment>(blob.content()) else {
-            continue;
-        };
-        if env.branch() == branch {
-            return Some((env.name.clone(), env.protection.clone()));
-        }
-    }
-    None
+    environment_at(repo, tip, branch).map(|env| (env.name, env.protection))
 }
 
 fn named(pusher: Option<&str>) -> Result<&str, String> {

@@ -9,6 +9,7 @@
 //! is written to `status.json` in the state dir and reported as the commit status
 //! `ferry/deploy/<env>` through the forge.
 
+pub mod http;
 pub mod release;
 pub mod signal;
 
@@ -43,7 +44,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn state(&self) -> &'static str {
+    /// How `status.json` and the metrics name it.
+    pub fn state(&self) -> &'static str {
         match self {
             Outcome::Converged => "deployed",
             Outcome::Failed(_) => "failed",
@@ -115,6 +117,18 @@ pub struct Agent<'s> {
     branch: String,
     /// The environment's `agent.interval`, as last read.
     pub interval: Option<Duration>,
+}
+
+impl Agent<'_> {
+    /// Drift events healed since the state dir was made.
+    pub fn drift_events(&self) -> u64 {
+        self.memory.drift_events
+    }
+
+    /// Artifact bytes downloaded since the agent started.
+    pub fn artifact_bytes(&self) -> u64 {
+        self.cache.fetched_bytes()
+    }
 }
 
 impl<'s> Agent<'s> {

@@ -24,16 +24,18 @@ pub fn stopping() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
-/// Sleeps for `duration`, waking early when a stop is asked for; `false` then.
-pub fn sleep(duration: std::time::Duration) -> bool {
+/// Sleeps for `duration`, waking early when a stop is asked for (`false` then) or when `wake`
+/// says so (a webhook trigger).
+pub fn sleep(duration: std::time::Duration, wake: &dyn Fn() -> bool) -> bool {
     let deadline = std::time::Instant::now() + duration;
-    while std::time::Instant::now() < deadline {
+    loop {
         if stopping() {
             return false;
         }
-        std::thread::sleep(
-            std::time::Duration::from_millis(50).min(deadline - std::time::Instant::now()),
-        );
+        let now = std::time::Instant::now();
+        if now >= deadline || wake() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50).min(deadline - now));
     }
-    !stopping()
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::agent::{Agent, Outcome, Settings, signal};
+use crate::agent::{Agent, Outcome, Settings, http, signal};
 use crate::cmd::shared::{branch_of, open_store};
 use crate::deploy::unpack::Limits;
 use crate::error::{Error, Outcome as Exit, Result};
@@ -87,6 +87,20 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_report: bool,
 
+    /// Serve `/metrics`, `/healthz`, `/readyz` and `POST /trigger` on this address
+    /// (`127.0.0.1:9480`, `0.0.0.0:9480`). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// The secret `POST /trigger` must be signed with (GitHub's `X-Hub-Signature-256`).
+    #[arg(
+        long,
+        env = "FERRY_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub webhook_secret: Option<String>,
+
     #[command(flatten)]
     pub remote: RemoteArgs,
 }
@@ -135,6 +149,18 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
         remote.cache_dir = Some(state_dir.join("git"));
     }
     signal::install();
+    let endpoint = match &args.listen {
+        Some(addr) => {
+            let shared = http::Shared::new(&env, args.webhook_secret.clone());
+            let bound = http::serve(addr, shared.clone()).map_err(|e| {
+                Error::usage(format!("cannot listen on `{addr}`: {e}"))
+                    .hint("an address and port such as `127.0.0.1:9480`")
+            })?;
+            tracing::info!("{env}: listening on http://{bound}");
+            Some(shared)
+        }
+        None => None,
+    };
     let store = open_store(&remote)?;
     let branch = branch_of(&store, &env)?;
     let mut agent = Agent::new(
@@ -154,7 +180,21 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
 
     let mut transient = 0u32;
     loop {
+        let started = std::time::Instant::now();
         let outcome = agent.reconcile();
+        if let Some(shared) = &endpoint {
+            let revision = std::fs::read(agent_status(&agent_state(&args, &env)))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["revision"].as_str().map(str::to_owned));
+            shared.record(
+                outcome.state(),
+                started.elapsed().as_secs_f64(),
+                revision,
+                agent.drift_events(),
+                agent.artifact_bytes(),
+            );
+        }
         match &outcome {
             Outcome::Converged => tracing::info!("{env}: converged"),
             Outcome::Failed(m) => tracing::warn!("{env}: failed: {m}"),
@@ -198,7 +238,8 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
                 jitter(interval)
             }
         };
-        if !signal::sleep(wait) {
+        let wake = || endpoint.as_ref().is_some_and(|s| s.take_trigger());
+        if !signal::sleep(wait, &wake) {
             tracing::info!("{env}: stopping");
             return Ok(Exit::Success);
         }

@@ -51,7 +51,63 @@ fn post_receive() -> Result<Outcome> {
             e.message()
         );
     }
+    trigger_agents(&repo, pusher.as_deref(), &updates);
     Ok(Outcome::Success)
+}
+
+/// Tells the agents of each environment whose branch moved (`agent.trigger_urls` in its file,
+/// as it is now), with a GitHub-style push event signed with the secret its `trigger_secret`
+/// names. A trigger that cannot be delivered never fails the push: the agents' polling still
+/// converges.
+fn trigger_agents(repo: &git2::Repository, pusher: Option<&str>, updates: &[Update]) {
+    for u in updates.iter().filter(|u| !u.new.is_zero()) {
+        let Some(branch) = u.refname.strip_prefix("refs/heads/") else {
+            continue;
+        };
+        let Some(env) = enforce::environment_at(repo, u.new, branch) else {
+            continue;
+        };
+        if env.agent.trigger_urls.is_empty() {
+            continue;
+        }
+        let repository = repo
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(".git").to_owned())
+            .unwrap_or_default();
+        let event = serde_json::json!({
+            "ref": u.refname,
+            "before": u.old.to_string(),
+            "after": u.new.to_string(),
+            "repository": { "name": repository, "full_name": repository },
+            "pusher": { "name": pusher.unwrap_or("unknown") },
+        });
+        let body = serde_json::to_vec(&event).expect("events serialize");
+        let secret = env
+            .agent
+            .trigger_secret
+            .as_deref()
+            .and_then(|name| std::env::var(name).ok())
+            .filter(|s| !s.is_empty());
+        let mut headers = vec![("X-GitHub-Event", "push".to_owned())];
+        if let Some(secret) = &secret {
+            headers.push((
+                "X-Hub-Signature-256",
+                crate::agent::http::signature(secret.as_bytes(), &body),
+            ));
+        }
+        for url in &env.agent.trigger_urls {
+            let timeout = std::time::Duration::from_secs(2);
+            match crate::deploy::fetch::post(url, body.clone(), &headers, timeout) {
+                Ok(status) if (200..300).contains(&status) => {}
+                Ok(status) => eprintln!(
+                    "ferry: the {} agent at {url} answered HTTP {status}",
+                    env.name
+                ),
+                Err(e) => eprintln!("ferry: could not tell the {} agent at {url}: {e}", env.name),
+            }
+        }
+    }
 }
 
 /// The hook's input lines, and the repository git runs it in.

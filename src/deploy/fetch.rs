@@ -41,6 +41,8 @@ pub struct Cache {
     root: PathBuf,
     /// Longest wait for the next bytes of a download.
     pub idle_timeout: Duration,
+    /// Bytes downloaded into this cache by this process.
+    fetched: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Cache {
@@ -48,7 +50,13 @@ impl Cache {
         Cache {
             root: root.into(),
             idle_timeout: Duration::from_secs(60),
+            fetched: Default::default(),
         }
+    }
+
+    /// Bytes downloaded into this cache by this process.
+    pub fn fetched_bytes(&self) -> u64 {
+        self.fetched.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where the artifact with this digest is (or would be) cached.
@@ -100,6 +108,8 @@ impl Cache {
                 });
             }
             std::fs::rename(&temp, &path).map_err(|e| cache_err(&path, e))?;
+            self.fetched
+                .fetch_add(sink.bytes, std::sync::atomic::Ordering::Relaxed);
             if let Ok(dir) = File::open(path.parent().expect("sha256 dir")) {
                 let _ = dir.sync_all();
             }
@@ -178,6 +188,49 @@ pub fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
                 concat!("ferry/", env!("CARGO_PKG_VERSION")),
             )
             .body(http_body_util::Empty::new())
+            .map_err(|e| e.to_string())?;
+        let answer = async {
+            let response = client.request(request).await.map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let _ = response.into_body().collect().await;
+            Ok::<u16, String>(status)
+        };
+        tokio::time::timeout(timeout, answer)
+            .await
+            .map_err(|_| format!("no answer within {}s", timeout.as_secs_f32()))?
+    })
+}
+
+/// `POST url` with a JSON `body` and `headers`, answered within `timeout`: the status.
+pub fn post(
+    url: &str,
+    body: Vec<u8>,
+    headers: &[(&str, String)],
+    timeout: Duration,
+) -> Result<u16, String> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| format!("no TLS roots: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build::<_, http_body_util::Full<hyper::body::Bytes>>(https);
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+        let mut request = hyper::Request::post(uri)
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("ferry/", env!("CARGO_PKG_VERSION")),
+            )
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        let request = request
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
             .map_err(|e| e.to_string())?;
         let answer = async {
             let response = client.request(request).await.map_err(|e| e.to_string())?;

@@ -89,12 +89,20 @@ pub struct Protection {
 pub struct AgentSettings {
     #[serde(default = "default_interval")]
     pub interval: Duration,
+    /// The agents' `POST /trigger` endpoints, told when the branch moves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trigger_urls: Vec<String>,
+    /// The environment variable holding the secret those events are signed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_secret: Option<String>,
 }
 
 impl Default for AgentSettings {
     fn default() -> Self {
         AgentSettings {
             interval: default_interval(),
+            trigger_urls: Vec::new(),
+            trigger_secret: None,
         }
     }
 }

@@ -317,7 +317,8 @@ fn sigterm_finishes_the_step_and_exits() {
         .arg("--state-dir")
         .arg(sandbox.path().join("state"))
         .command;
-    let mut child = command.spawn().unwrap();
+    let mut running = Running(command.spawn().unwrap());
+    let child = &mut running.0;
     let status_file = sandbox.path().join("state/status.json");
     let started = std::time::Instant::now();
     while !status_file.exists() && started.elapsed().as_secs() < 30 {
@@ -489,4 +490,119 @@ fn an_artifact_server_down_keeps_the_release_and_is_retried_until_it_is_back() {
         std::fs::read_to_string(live(&sandbox).join("index.html")).unwrap(),
         "web 1.1.0\n"
     );
+}
+
+/// A running agent, killed if the test ends first.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`: the status and the body.
+fn http(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    let status = answer.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn a_push_triggers_the_agent_which_serves_metrics_and_health() {
+    let (sandbox, remote) = repo(json!({}));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let trigger = format!("http://127.0.0.1:{port}/trigger");
+    sandbox.edit_env("dev", "dev", |env| {
+        env["agent"] = json!({
+            "interval": "1h", "trigger_urls": [trigger], "trigger_secret": "FERRY_TRIGGER_SECRET"
+        });
+    });
+    let mut command = sandbox
+        .ferry(&["agent", "--env", "dev", "--remote", &remote])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--root")
+        .arg(sandbox.path().join("root"))
+        .arg("--state-dir")
+        .arg(sandbox.path().join("state"))
+        .env("FERRY_WEBHOOK_SECRET", "s3cret")
+        .command;
+    let mut running = Running(command.spawn().unwrap());
+    let started = std::time::Instant::now();
+    let wait = |what: &dyn Fn() -> bool| {
+        while !what() {
+            assert!(started.elapsed().as_secs() < 30, "timed out");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait(&|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    wait(&|| http(port, "GET", "/readyz", "", "").0 == 200);
+    assert_eq!(
+        http(port, "GET", "/healthz", "", ""),
+        (200, "ok\n".to_owned())
+    );
+    // Unsigned, or signed with another secret: refused.
+    assert_eq!(http(port, "POST", "/trigger", "", "{}").0, 401);
+    let forged = "X-Hub-Signature-256: sha256=0000\r\n";
+    assert_eq!(http(port, "POST", "/trigger", forged, "{}").0, 401);
+    // The CI bot bumps dev: the repository's post-receive hook tells the agent, which
+    // deploys at once (its interval is an hour).
+    let file = artifact(&sandbox, "1.3.0");
+    sandbox
+        .ferry(&["bump", "web", "1.3.0", "--env", "dev", "--remote", &remote])
+        .arg("--url")
+        .arg(format!("file://{}", file.display()))
+        .arg("--artifact")
+        .arg(&file)
+        .env("FERRY_TRIGGER_SECRET", "s3cret")
+        .run()
+        .assert_code(0);
+    let index = live(&sandbox).join("index.html");
+    let bumped = std::time::Instant::now();
+    wait(&|| std::fs::read_to_string(&index).ok().as_deref() == Some("web 1.3.0\n"));
+    assert!(
+        bumped.elapsed().as_secs() < 5,
+        "deployed {:?} after the push",
+        bumped.elapsed()
+    );
+    // The reconcile is counted once it is over (the switch comes before its end).
+    let deployed_twice = "ferry_agent_reconciles_total{env=\"dev\",outcome=\"deployed\"} 2";
+    wait(&|| {
+        http(port, "GET", "/metrics", "", "")
+            .1
+            .contains(deployed_twice)
+    });
+    let (status, metrics) = http(port, "GET", "/metrics", "", "");
+    assert_eq!(status, 200);
+    for line in [
+        "ferry_agent_reconciles_total{env=\"dev\",outcome=\"deployed\"} 2",
+        "ferry_agent_triggers_total{env=\"dev\"} 1",
+        "ferry_agent_errors_total{env=\"dev\",class=\"failed\"} 0",
+        "# TYPE ferry_agent_reconcile_duration_seconds summary",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &running.0.id().to_string()])
+        .status();
+    let exit = running.0.wait().unwrap();
+    assert!(exit.success());
 }
