@@ -114,6 +114,12 @@ impl<'a> At<'a> {
         self.make(Severity::Error, position, pointer, message.into())
     }
 
+    /// A warning at the key of the member that `pointer` names.
+    pub fn warning_at_key(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
+        let position = self.doc.map(|d| d.locate_key(pointer));
+        self.make(Severity::Warning, position, pointer, message.into())
+    }
+
     pub fn warning(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
         let position = self.doc.map(|d| d.locate(pointer));
         self.make(Severity::Warning, position, pointer, message.into())

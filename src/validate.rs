@@ -739,15 +739,20 @@ fn check_apps(
         }
         for name in apps.keys() {
             if !manifest.artifacts.contains_key(name) {
+                // Where an app will run may be declared before it is promoted here: a
+                // warning, which says what a typo would look like.
                 let hint =
                     match schema::suggest(name, manifest.artifacts.keys().map(String::as_str)) {
                         Some(close) => format!("did you mean `{close}`?"),
-                        None => format!("add it to `{}` or remove it here", manifest_at.file),
+                        None => "it deploys once it is pinned here (by a promotion)".to_owned(),
                     };
                 out.push(
-                    at.error_at_key(
+                    at.warning_at_key(
                         &json::child(apps_pointer, name),
-                        format!("`{name}` is not an artifact of `{}`", manifest_at.file),
+                        format!(
+                            "`{name}` is not an artifact of `{}` (yet): nothing is deployed for it",
+                            manifest_at.file
+                        ),
                     )
                     .hint(hint),
                 );

@@ -539,16 +539,16 @@ fn activate(name: &str, version: &str, live: &Path, app: &App) -> Result<(), Str
     }
 }
 
-/// Waits for the app's `healthcheck_url` to answer 2xx: `healthcheck_retries` tries (3 by
-/// default), each within `healthcheck_timeout` (10s by default), a second apart.
+/// Waits for the app's `healthcheck_url` to answer 2xx: `healthcheck_retries` tries (10 by
+/// default), each within `healthcheck_timeout` (30s by default), a second apart.
 fn health(app: &App) -> Result<(), String> {
     let Some(url) = &app.healthcheck_url else {
         return Ok(());
     };
     let timeout = app
         .healthcheck_timeout
-        .map_or(Duration::from_secs(10), |d| d.as_std());
-    let tries = app.healthcheck_retries.unwrap_or(3).max(1);
+        .map_or(Duration::from_secs(30), |d| d.as_std());
+    let tries = app.healthcheck_retries.unwrap_or(10).max(1);
     let mut last = String::new();
     for attempt in 1..=tries {
         match probe(url, timeout) {
