@@ -327,6 +327,8 @@ impl<'s> Agent<'s> {
         }
         // Fetch and verify, unpack, switch.
         let file_name = pin.url.rsplit('/').next().unwrap_or(name).to_owned();
+        let fetching = std::time::Instant::now();
+        let fetched_before = self.cache.fetched_bytes();
         let artifact_path = match self.cache.get(&pin.url, &pin.sha256) {
             Ok(path) => path,
             Err(e @ (FetchError::Transfer { .. } | FetchError::Status { .. })) => {
@@ -342,11 +344,25 @@ impl<'s> Agent<'s> {
             }
             Err(e) => return failed(&pin.version, e.to_string()),
         };
+        let bytes = self.cache.fetched_bytes() - fetched_before;
+        if bytes > 0 {
+            let seconds = fetching.elapsed().as_secs_f64();
+            tracing::info!(app = name, bytes, seconds, "fetched and verified");
+        }
+        let unpacking = std::time::Instant::now();
         let (release, recorded) =
             match place.unpack(&artifact_path, &file_name, &id, self.settings.limits) {
                 Ok(done) => done,
                 Err(e) => return failed(&pin.version, format!("unpacking: {e}")),
             };
+        let written: u64 = recorded.entries.iter().map(|e| e.size).sum();
+        tracing::info!(
+            app = name,
+            files = recorded.entries.len(),
+            bytes = written,
+            seconds = unpacking.elapsed().as_secs_f64(),
+            "unpacked"
+        );
         if let Err(e) = std::fs::create_dir_all(&records)
             .map_err(|e| e.to_string())
             .and_then(|()| write_json(&records.join(format!("{id}.json")), &recorded))

@@ -248,14 +248,19 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Syncs every directory of a freshly unpacked tree (files were synced as they were written).
+/// Makes a freshly unpacked tree durable: one `syncfs` of its file system (every file and
+/// directory written, at once: far cheaper than a `fsync` per file of a large release).
 fn sync_tree(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                sync_tree(&entry.path());
-            }
+    use std::os::fd::AsRawFd;
+    if let Ok(d) = std::fs::File::open(dir) {
+        // SAFETY: a valid open descriptor; syncfs only reads it.
+        let failed = unsafe { libc::syncfs(d.as_raw_fd()) } != 0;
+        if failed {
+            tracing::warn!(
+                "syncfs {}: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            );
         }
     }
-    sync_dir(dir);
 }
