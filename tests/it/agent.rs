@@ -606,3 +606,56 @@ fn a_push_triggers_the_agent_which_serves_metrics_and_health() {
     let exit = running.0.wait().unwrap();
     assert!(exit.success());
 }
+
+#[test]
+fn a_state_store_down_keeps_the_release_and_the_agent_recovers_by_itself() {
+    let (sandbox, _) = repo(json!({}));
+    // The same repository, served over smart HTTP to the agent.
+    let root = crate::common::http::project_root(sandbox.path());
+    std::fs::rename(sandbox.path().join("deploy.git"), root.join("deploy.git")).unwrap();
+    let path = root.join("deploy.git").display().to_string();
+    let server = crate::common::http::GitHttp::serve(&root, None);
+    let port = server.port;
+    let url = server.url("deploy.git");
+    let mut command = sandbox
+        .ferry(&[
+            "agent",
+            "--env",
+            "dev",
+            "--remote",
+            &url,
+            "--interval",
+            "1s",
+        ])
+        .arg("--root")
+        .arg(sandbox.path().join("root"))
+        .arg("--state-dir")
+        .arg(sandbox.path().join("state"))
+        .command;
+    let _running = Running(command.spawn().unwrap());
+    let started = std::time::Instant::now();
+    let wait = |what: &dyn Fn() -> bool| {
+        while !what() {
+            assert!(started.elapsed().as_secs() < 60, "timed out");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let state = || {
+        std::fs::read(sandbox.path().join("state/status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(|v| v["state"].as_str().unwrap_or_default().to_owned())
+    };
+    wait(&|| state().as_deref() == Some("deployed"));
+    let release = std::fs::read_link(live(&sandbox)).unwrap();
+    // The server goes down; a new pin lands meanwhile (on the server's side).
+    drop(server);
+    wait(&|| state().as_deref() == Some("unreachable"));
+    assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), release);
+    let file = artifact(&sandbox, "1.4.0");
+    bump(&sandbox, &path, "1.4.0", &file, false);
+    // Back up: the agent converges on its own.
+    let _server = crate::common::http::GitHttp::serve_at(&root, port);
+    let index = live(&sandbox).join("index.html");
+    wait(&|| std::fs::read_to_string(&index).ok().as_deref() == Some("web 1.4.0\n"));
+}

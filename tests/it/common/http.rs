@@ -39,9 +39,26 @@ impl GitHttp {
         )
     }
 
+    /// Serves `root` again on `port` (a server that went down and came back).
+    pub fn serve_at(root: &Path, port: u16) -> GitHttp {
+        Self::serve_bound(
+            root,
+            None,
+            TcpListener::bind(("127.0.0.1", port)).expect("bind the same port again"),
+        )
+    }
+
     /// `accounts`: (user, token) pairs; an empty user takes the name the client sends.
     fn serve_with(root: &Path, accounts: Option<Vec<(String, String)>>) -> GitHttp {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        Self::serve_bound(root, accounts, listener)
+    }
+
+    fn serve_bound(
+        root: &Path,
+        accounts: Option<Vec<(String, String)>>,
+        listener: TcpListener,
+    ) -> GitHttp {
         let port = listener.local_addr().expect("addr").port();
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(Mutex::new(Vec::new()));
