@@ -56,7 +56,7 @@ impl Outcome {
 }
 
 /// How the agent runs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Settings {
     pub env: String,
     pub root: PathBuf,
@@ -66,8 +66,27 @@ pub struct Settings {
     /// Releases kept per app (the live one and the previous included).
     pub keep: usize,
     pub limits: Limits,
-    /// Report `ferry/deploy/<env>` through the forge.
-    pub report: bool,
+    /// Where `ferry/deploy/<env>` is reported.
+    pub report: Reporting,
+}
+
+/// Where the agent reports its deploys.
+pub enum Reporting {
+    None,
+    /// The local forge's records in the deployment repository.
+    Local,
+    /// GitHub's statuses API, with the agent's own token.
+    GitHub(Box<crate::forge::github::GitHub>),
+}
+
+impl std::fmt::Debug for Reporting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reporting::None => "none",
+            Reporting::Local => "local",
+            Reporting::GitHub(_) => "github",
+        })
+    }
 }
 
 /// The agent's memory between reconciles (`agent.json` in the state dir).
@@ -117,6 +136,8 @@ pub struct Agent<'s> {
     branch: String,
     /// The environment's `agent.interval`, as last read.
     pub interval: Option<Duration>,
+    /// The last status reported to GitHub, not to repeat it every interval.
+    reported: std::cell::RefCell<Option<(Oid, CheckState, String)>>,
 }
 
 impl Agent<'_> {
@@ -146,6 +167,7 @@ impl<'s> Agent<'s> {
             memory,
             branch,
             interval: None,
+            reported: Default::default(),
         })
     }
 
@@ -471,7 +493,7 @@ impl<'s> Agent<'s> {
         if let Err(e) = write_json(&self.settings.state_dir.join("status.json"), &report) {
             tracing::warn!("cannot write status.json: {e}");
         }
-        let (Some(tip), true) = (tip, self.settings.report) else {
+        let Some(tip) = tip else {
             return;
         };
         let (state, description) = match outcome {
@@ -490,8 +512,24 @@ impl<'s> Agent<'s> {
         state: CheckState,
         description: String,
     ) -> Result<(), String> {
-        let forge = LocalForge::new(self.store);
         let check = format!("ferry/deploy/{}", self.settings.env);
+        let github = match &self.settings.report {
+            Reporting::None => return Ok(()),
+            Reporting::GitHub(github) => Some(github),
+            Reporting::Local => None,
+        };
+        if let Some(github) = github {
+            let said = (tip, state, description.clone());
+            if self.reported.borrow().as_ref() == Some(&said) {
+                return Ok(()); // said already
+            }
+            github
+                .create_status(&tip.to_string(), state.as_str(), &check, &description)
+                .map_err(|e| e.to_string())?;
+            *self.reported.borrow_mut() = Some(said);
+            return Ok(());
+        }
+        let forge = LocalForge::new(self.store);
         let current = forge.statuses(tip).map_err(|e| e.to_string())?;
         if current
             .get(&check)

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::agent::{Agent, Outcome, Settings, http, signal};
+use crate::agent::{Agent, Outcome, Reporting, Settings, http, signal};
 use crate::cmd::shared::{branch_of, open_store};
 use crate::deploy::unpack::Limits;
 use crate::error::{Error, Outcome as Exit, Result};
@@ -87,6 +87,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_report: bool,
 
+    /// Where `ferry/deploy/ENV` is reported: the local forge's records in the deployment
+    /// repository, or GitHub's statuses API (with the agent's own `GITHUB_TOKEN`, which needs
+    /// only the statuses permission).
+    #[arg(long, value_enum, default_value_t = crate::cmd::promote::ForgeKind::Local)]
+    pub forge: crate::cmd::promote::ForgeKind,
+
+    /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub github_repo: Option<String>,
+
     /// Serve `/metrics`, `/healthz`, `/readyz` and `POST /trigger` on this address
     /// (`127.0.0.1:9480`, `0.0.0.0:9480`). Off by default.
     #[arg(long, value_name = "ADDR")]
@@ -169,6 +179,16 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
     };
     let store = open_store(&remote)?;
     let branch = branch_of(&store, &env)?;
+    let report = match (args.no_report, args.forge) {
+        (true, _) => Reporting::None,
+        (false, crate::cmd::promote::ForgeKind::Local) => Reporting::Local,
+        (false, crate::cmd::promote::ForgeKind::Github) => {
+            let repo = crate::cmd::promote::github_repo(&store, args.github_repo.as_deref())?;
+            let github = crate::forge::github::GitHub::new(&repo)
+                .map_err(crate::cmd::promote::github_error)?;
+            Reporting::GitHub(Box::new(github))
+        }
+    };
     let mut agent = Agent::new(
         &store,
         branch,
@@ -179,7 +199,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             host: args.host.clone(),
             keep: args.keep,
             limits: Limits::default(),
-            report: !args.no_report,
+            report,
         },
     )
     .map_err(Error::failure)?;

@@ -306,6 +306,25 @@ impl GitHub {
         &self.owner
     }
 
+    /// Reports `context` as `state` (`pending`, `success`, `failure`, `error`) on `sha`.
+    pub fn create_status(
+        &self,
+        sha: &str,
+        state: &str,
+        context: &str,
+        description: &str,
+    ) -> Result<(), GitHubError> {
+        // GitHub keeps descriptions to 140 characters.
+        let description: String = description.chars().take(140).collect();
+        let body = json!({ "state": state, "context": context, "description": description });
+        self.call(
+            "POST",
+            &self.repo_path(&format!("/statuses/{sha}")),
+            Some(&body),
+        )
+        .map(|_| ())
+    }
+
     /// The state of each check on `sha` (the combined status, every page).
     pub fn statuses(&self, sha: &str) -> Result<BTreeMap<String, String>, GitHubError> {
         let mut checks = BTreeMap::new();

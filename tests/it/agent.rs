@@ -659,3 +659,37 @@ fn a_state_store_down_keeps_the_release_and_the_agent_recovers_by_itself() {
     let index = live(&sandbox).join("index.html");
     wait(&|| std::fs::read_to_string(&index).ok().as_deref() == Some("web 1.4.0\n"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploys_are_reported_to_github_with_the_agents_own_token() {
+    use wiremock::matchers::{body_json, method, path_regex};
+    use wiremock::{Mock, MockServer};
+    let (sandbox, remote) = repo(json!({}));
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/repos/acme/deploy/statuses/[0-9a-f]{40}$"))
+        .and(body_json(json!({
+            "state": "success", "context": "ferry/deploy/dev", "description": "deployed"
+        })))
+        .respond_with(crate::common::github::recorded("create-status.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let f = sandbox
+        .ferry(&["agent", "--env", "dev", "--remote", &remote, "--once"])
+        .args(["--forge", "github", "--github-repo", "acme/deploy"])
+        .arg("--root")
+        .arg(sandbox.path().join("root"))
+        .arg("--state-dir")
+        .arg(sandbox.path().join("state"))
+        .env("GITHUB_API_URL", &server.uri())
+        .env("GITHUB_TOKEN", "ghs_agent0000000000000000000000000000000");
+    let run = tokio::task::spawn_blocking(move || f.run()).await.unwrap();
+    run.assert_code(0);
+    let tip = sandbox.tip("dev");
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(
+        requests[0].url.path(),
+        format!("/repos/acme/deploy/statuses/{tip}")
+    );
+}
