@@ -693,3 +693,38 @@ async fn deploys_are_reported_to_github_with_the_agents_own_token() {
         format!("/repos/acme/deploy/statuses/{tip}")
     );
 }
+
+#[test]
+fn an_agent_for_one_host_deploys_only_that_hosts_apps() {
+    let sandbox = Sandbox::new();
+    let remote = sandbox.init("dev,staging,prod");
+    let file = artifact(&sandbox, "1.0.0");
+    bump(&sandbox, &remote, "1.0.0", &file, true);
+    sandbox
+        .ferry(&[
+            "bump", "api", "2.0.0", "--env", "dev", "--add", "--remote", &remote,
+        ])
+        .arg("--url")
+        .arg(format!("file://{}", file.display()))
+        .arg("--artifact")
+        .arg(&file)
+        .run()
+        .assert_code(0);
+    sandbox.edit_env("dev", "dev", |env| {
+        env["apps"] = json!({
+            "web": {"host": "web-1", "deployment_path": "/srv/web"},
+            "api": {"host": "api-1", "deployment_path": "/srv/api"}
+        });
+    });
+    agent(&sandbox, &remote, &["--host", "api-1"]).assert_code(0);
+    assert!(sandbox.path().join("root/srv/api/index.html").exists());
+    assert!(!sandbox.path().join("root/srv/web").exists());
+    assert_eq!(
+        status(&sandbox)["apps"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["api"]
+    );
+}
