@@ -26,7 +26,7 @@ pub struct Shared {
 /// The agent's counters, since it started.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
-    /// Reconciles by outcome (`deployed`, `failed`, `stalled`, `unreachable`).
+    /// Reconciles by outcome (`deployed`, `failed`, `stalled`, `retrying`).
     pub reconciles: std::collections::BTreeMap<String, u64>,
     pub seconds_sum: f64,
     pub drift_events: u64,
@@ -78,7 +78,7 @@ impl Shared {
         let mut out = String::new();
         out.push_str("# HELP ferry_agent_reconciles_total Reconciles, by outcome.\n");
         out.push_str("# TYPE ferry_agent_reconciles_total counter\n");
-        for outcome in ["deployed", "failed", "stalled", "unreachable"] {
+        for outcome in ["deployed", "failed", "stalled", "retrying"] {
             let n = m.reconciles.get(outcome).copied().unwrap_or(0);
             out.push_str(&format!(
                 "ferry_agent_reconciles_total{{env=\"{env}\",outcome=\"{outcome}\"}} {n}\n"
@@ -97,7 +97,7 @@ impl Shared {
             "# HELP ferry_agent_errors_total Reconciles that did not converge, by class.\n",
         );
         out.push_str("# TYPE ferry_agent_errors_total counter\n");
-        for class in ["failed", "stalled", "unreachable"] {
+        for class in ["failed", "stalled", "retrying"] {
             let n = m.reconciles.get(class).copied().unwrap_or(0);
             out.push_str(&format!(
                 "ferry_agent_errors_total{{env=\"{env}\",class=\"{class}\"}} {n}\n"

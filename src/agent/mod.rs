@@ -39,7 +39,8 @@ pub enum Outcome {
     Failed(String),
     /// The desired state cannot be deployed as it is (invalid): waiting for a fix.
     Stalled(String),
-    /// The state store or an artifact server could not be reached: retried with backoff.
+    /// The state store or an artifact server could not be reached, or the host could not
+    /// write (a full disk): retried with backoff, the running release kept.
     Transient(String),
 }
 
@@ -50,7 +51,7 @@ impl Outcome {
             Outcome::Converged => "deployed",
             Outcome::Failed(_) => "failed",
             Outcome::Stalled(_) => "stalled",
-            Outcome::Transient(_) => "unreachable",
+            Outcome::Transient(_) => "retrying",
         }
     }
 }
@@ -108,7 +109,7 @@ pub struct Memory {
 pub struct Report {
     pub env: String,
     pub revision: Option<String>,
-    /// `deployed`, `failed`, `stalled` or `unreachable`.
+    /// `deployed`, `failed`, `stalled` or `retrying`.
     pub state: String,
     pub message: String,
     /// Unix seconds.
@@ -121,8 +122,9 @@ pub struct Report {
 pub struct AppReport {
     pub version: String,
     pub release: Option<String>,
-    /// `deployed`, `failed`, `rolled-back` or `unreachable` (its artifact could not be
-    /// fetched: retried).
+    /// `deployed`, `failed`, `rolled-back`, `unreachable` (its artifact could not be fetched)
+    /// or `retrying` (it could not be written here, such as on a full disk); the last two are
+    /// retried.
     pub state: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
@@ -251,7 +253,9 @@ impl<'s> Agent<'s> {
             deployed_any |= changed;
             match report.state.as_str() {
                 "deployed" => {}
-                "unreachable" => unreachable.push(format!("{name}: {}", report.message)),
+                "unreachable" | "retrying" => {
+                    unreachable.push(format!("{name}: {}", report.message))
+                }
                 _ => failures.push(format!("{name}: {}", report.message)),
             }
             apps.insert(name.clone(), report);
@@ -263,7 +267,8 @@ impl<'s> Agent<'s> {
             failures.extend(unreachable);
             (Outcome::Failed(failures.join("; ")), apps)
         } else if !unreachable.is_empty() {
-            // The artifact server may come back: retried with backoff, the revision not failed.
+            // The artifact server may come back, the disk may be freed: retried with backoff,
+            // the revision not failed.
             (Outcome::Transient(unreachable.join("; ")), apps)
         } else {
             (Outcome::Converged, apps)
@@ -375,6 +380,17 @@ impl<'s> Agent<'s> {
         let (release, recorded) =
             match place.unpack(&artifact_path, &file_name, &id, self.settings.limits) {
                 Ok(done) => done,
+                Err(release::Unpacking::Io(e)) => {
+                    return (
+                        AppReport {
+                            version: pin.version.clone(),
+                            release: current.and_then(|c| live_name(&c)),
+                            state: "retrying".to_owned(),
+                            message: format!("unpacking: {e}"),
+                        },
+                        false,
+                    );
+                }
                 Err(e) => return failed(&pin.version, format!("unpacking: {e}")),
             };
         let written: u64 = recorded.entries.iter().map(|e| e.size).sum();

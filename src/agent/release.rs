@@ -84,9 +84,12 @@ impl Place {
         name: &str,
         id: &str,
         limits: Limits,
-    ) -> Result<(PathBuf, Recorded), String> {
-        std::fs::create_dir_all(&self.releases)
-            .map_err(|e| format!("{}: {e}", self.releases.display()))?;
+    ) -> Result<(PathBuf, Recorded), Unpacking> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |e: std::io::Error| Unpacking::Io(format!("{path}: {e}"))
+        };
+        std::fs::create_dir_all(&self.releases).map_err(io(&self.releases))?;
         // What an interrupted unpack left behind is never a release: clear it.
         if let Ok(dir) = std::fs::read_dir(&self.releases) {
             for entry in dir.flatten() {
@@ -102,10 +105,13 @@ impl Place {
             Ok(entries) => entries,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&staging);
-                return Err(e.to_string());
+                return Err(match e {
+                    unpack::UnpackError::Io { .. } => Unpacking::Io(e.to_string()),
+                    _ => Unpacking::Refused(e.to_string()),
+                });
             }
         };
-        let recorded = Recorded::of(&staging, entries)?;
+        let recorded = Recorded::of(&staging, entries).map_err(Unpacking::Io)?;
         sync_tree(&staging);
         let mut n = 0;
         let release = loop {
@@ -119,7 +125,7 @@ impl Place {
             }
             n += 1;
         };
-        std::fs::rename(&staging, &release).map_err(|e| format!("{}: {e}", release.display()))?;
+        std::fs::rename(&staging, &release).map_err(io(&release))?;
         sync_dir(&self.releases);
         Ok((release, recorded))
     }
@@ -139,6 +145,23 @@ impl Place {
             if !protect.iter().any(|p| *p == path) {
                 let _ = std::fs::remove_dir_all(&path);
             }
+        }
+    }
+}
+
+/// Why an artifact could not become a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unpacking {
+    /// The archive itself is refused (unsafe, corrupt, over the limits): this revision fails.
+    Refused(String),
+    /// The host could not write it (a full disk, permissions): retried, as it may clear.
+    Io(String),
+}
+
+impl std::fmt::Display for Unpacking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unpacking::Refused(m) | Unpacking::Io(m) => f.write_str(m),
         }
     }
 }

@@ -225,7 +225,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             Outcome::Converged => tracing::info!("{env}: converged"),
             Outcome::Failed(m) => tracing::warn!("{env}: failed: {m}"),
             Outcome::Stalled(m) => tracing::warn!("{env}: stalled: {m}"),
-            Outcome::Transient(m) => tracing::warn!("{env}: unreachable: {m}"),
+            Outcome::Transient(m) => tracing::warn!("{env}: retrying: {m}"),
         }
         if args.once {
             let status = std::fs::read(agent_status(&agent_state(&args, &env)))
@@ -240,7 +240,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
                     Outcome::Converged => format!("{env}: deployed"),
                     Outcome::Failed(m) => format!("{env}: failed: {m}"),
                     Outcome::Stalled(m) => format!("{env}: stalled: {m}"),
-                    Outcome::Transient(m) => format!("{env}: unreachable: {m}"),
+                    Outcome::Transient(m) => format!("{env}: retrying: {m}"),
                 });
             }
             return Ok(if outcome == Outcome::Converged {

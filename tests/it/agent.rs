@@ -317,7 +317,7 @@ fn sigterm_finishes_the_step_and_exits() {
         .arg("--state-dir")
         .arg(sandbox.path().join("state"))
         .command;
-    let mut running = Running(command.spawn().unwrap());
+    let mut running = Running(command.stderr(std::process::Stdio::null()).spawn().unwrap());
     let child = &mut running.0;
     let status_file = sandbox.path().join("state/status.json");
     let started = std::time::Instant::now();
@@ -476,12 +476,13 @@ fn an_artifact_server_down_keeps_the_release_and_is_retried_until_it_is_back() {
         run.assert_code(1);
         assert!(
             run.stdout
-                .contains(&format!("dev: unreachable: web: `{url}`: HTTP {code}")),
+                .contains(&format!("dev: retrying: web: `{url}`: HTTP {code}")),
             "{}",
             run.stdout
         );
         assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), before);
-        assert_eq!(status(&sandbox)["state"], "unreachable");
+        assert_eq!(status(&sandbox)["state"], "retrying");
+        assert_eq!(status(&sandbox)["apps"]["web"]["state"], "unreachable");
     }
     // Not a failed revision: once the server is back, it deploys.
     answer.store(200, Ordering::SeqCst);
@@ -545,7 +546,7 @@ fn a_push_triggers_the_agent_which_serves_metrics_and_health() {
         .arg(sandbox.path().join("state"))
         .env("FERRY_WEBHOOK_SECRET", "s3cret")
         .command;
-    let mut running = Running(command.spawn().unwrap());
+    let mut running = Running(command.stderr(std::process::Stdio::null()).spawn().unwrap());
     let started = std::time::Instant::now();
     let wait = |what: &dyn Fn() -> bool| {
         while !what() {
@@ -632,7 +633,7 @@ fn a_state_store_down_keeps_the_release_and_the_agent_recovers_by_itself() {
         .arg("--state-dir")
         .arg(sandbox.path().join("state"))
         .command;
-    let _running = Running(command.spawn().unwrap());
+    let _running = Running(command.stderr(std::process::Stdio::null()).spawn().unwrap());
     let started = std::time::Instant::now();
     let wait = |what: &dyn Fn() -> bool| {
         while !what() {
@@ -650,7 +651,7 @@ fn a_state_store_down_keeps_the_release_and_the_agent_recovers_by_itself() {
     let release = std::fs::read_link(live(&sandbox)).unwrap();
     // The server goes down; a new pin lands meanwhile (on the server's side).
     drop(server);
-    wait(&|| state().as_deref() == Some("unreachable"));
+    wait(&|| state().as_deref() == Some("retrying"));
     assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), release);
     let file = artifact(&sandbox, "1.4.0");
     bump(&sandbox, &path, "1.4.0", &file, false);
@@ -726,5 +727,56 @@ fn an_agent_for_one_host_deploys_only_that_hosts_apps() {
             .keys()
             .collect::<Vec<_>>(),
         ["api"]
+    );
+}
+
+/// A small file system (tmpfs), unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_the_release_and_the_agent_deploys_once_space_is_back() {
+    let (sandbox, remote) = repo(json!({}));
+    // The agent's root on a 4 MiB file system (tests run as root, as CI does).
+    let root = sandbox.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    let _disk = SmallDisk(root.clone());
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    let before = std::fs::read_link(live(&sandbox)).unwrap();
+    // Something else fills the disk; 1.5.0 needs 2 MiB.
+    let junk = root.join("junk");
+    let _ = std::fs::write(&junk, vec![1u8; 4 << 20]);
+    let dir = sandbox.path().join("pkg-1.5.0");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("data"), vec![7u8; 2 << 20]).unwrap();
+    let file = artifact(&sandbox, "1.5.0");
+    bump(&sandbox, &remote, "1.5.0", &file, false);
+    let run = agent(&sandbox, &remote, &[]);
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("dev: retrying: web: unpacking:")
+            && run.stdout.contains("No space left"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), before);
+    assert_eq!(status(&sandbox)["apps"]["web"]["state"], "retrying");
+    // Space is back: not a failed revision, so the next reconcile deploys it.
+    std::fs::remove_file(&junk).unwrap();
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(live(&sandbox).join("index.html")).unwrap(),
+        "web 1.5.0\n"
     );
 }
