@@ -18,7 +18,8 @@
 #   FERRY_BIN=/path/to/ferry bench/agent.sh
 #   options: --fetch-mib N (1024)  --files N (2000)
 #
-# Needs git (git-http-backend), python3, curl, openssl and tar. The server is bench/git_http.py.
+# Needs git (git-http-backend), python3, curl, openssl and tar. The server is
+# tests/fixtures/git_http.py.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -54,8 +54,8 @@ def tgz(name, version, extra=None):
     return path
 
 
-server = subprocess.Popen([sys.executable, os.path.join(BENCH, "git_http.py"), SRV, ART, LOG],
-                          stdout=subprocess.PIPE, text=True)
+server = subprocess.Popen([sys.executable, os.path.join(BENCH, "..", "tests", "fixtures", "git_http.py"),
+                           SRV, "--files", ART, "--log", LOG], stdout=subprocess.PIPE, text=True)
 PORT = int(server.stdout.readline())
 URL = f"http://127.0.0.1:{PORT}/deploy.git"
 FILES_URL = f"http://127.0.0.1:{PORT}/files"

@@ -130,6 +130,17 @@ pub struct AppReport {
     pub message: String,
 }
 
+impl AppReport {
+    fn deployed(version: &str, release: String) -> AppReport {
+        AppReport {
+            version: version.to_owned(),
+            release: Some(release),
+            state: "deployed".to_owned(),
+            message: String::new(),
+        }
+    }
+}
+
 pub struct Agent<'s> {
     store: &'s Store,
     settings: Settings,
@@ -313,15 +324,7 @@ impl<'s> Agent<'s> {
                 Ok(()) => {
                     self.memory.pending.remove(name);
                     self.save_memory();
-                    (
-                        AppReport {
-                            version: pin.version.clone(),
-                            release: Some(id),
-                            state: "deployed".to_owned(),
-                            message: String::new(),
-                        },
-                        true,
-                    )
+                    (AppReport::deployed(&pin.version, id), true)
                 }
                 Err(why) => failed(&pin.version, why),
             };
@@ -337,15 +340,7 @@ impl<'s> Agent<'s> {
                 None => Vec::new(), // deployed by an older agent: nothing to compare with
             };
             if drift.is_empty() {
-                return (
-                    AppReport {
-                        version: pin.version.clone(),
-                        release: Some(id),
-                        state: "deployed".to_owned(),
-                        message: String::new(),
-                    },
-                    false,
-                );
+                return (AppReport::deployed(&pin.version, id), false);
             }
             self.memory.drift_events += 1;
             tracing::warn!(app = name, drift = ?drift, "drift: healing");
@@ -430,15 +425,7 @@ impl<'s> Agent<'s> {
                 if let Some(drifted) = &drifted {
                     let _ = std::fs::remove_dir_all(drifted);
                 }
-                (
-                    AppReport {
-                        version: pin.version.clone(),
-                        release: Some(id),
-                        state: "deployed".to_owned(),
-                        message: String::new(),
-                    },
-                    true,
-                )
+                (AppReport::deployed(&pin.version, id), true)
             }
             Err(why) => {
                 // Back to what ran before, if anything did.

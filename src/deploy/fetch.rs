@@ -150,9 +150,11 @@ fn fetch_file(rest: &str, sink: &mut Sink) -> io::Result<()> {
     }
 }
 
+type Body = http_body_util::Full<hyper::body::Bytes>;
+
 type Client = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    http_body_util::Empty<hyper::body::Bytes>,
+    Body,
 >;
 
 fn client() -> Result<Client, String> {
@@ -175,20 +177,20 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The status of a `GET url` answered within `timeout` (a health check: the body is read and
-/// dropped; redirects are not followed).
-pub fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
-    let runtime = runtime()?;
-    runtime.block_on(async {
+/// A request to `url` with ferry's user agent.
+fn request(method: hyper::Method, url: &str) -> Result<hyper::http::request::Builder, String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    Ok(hyper::Request::builder().method(method).uri(uri).header(
+        hyper::header::USER_AGENT,
+        concat!("ferry/", env!("CARGO_PKG_VERSION")),
+    ))
+}
+
+/// The status of `request`, answered within `timeout` (its body read and dropped; redirects
+/// not followed).
+fn status_of(request: hyper::Request<Body>, timeout: Duration) -> Result<u16, String> {
+    runtime()?.block_on(async {
         let client = client()?;
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-        let request = hyper::Request::get(uri)
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("ferry/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(http_body_util::Empty::new())
-            .map_err(|e| e.to_string())?;
         let answer = async {
             let response = client.request(request).await.map_err(|e| e.to_string())?;
             let status = response.status().as_u16();
@@ -201,6 +203,14 @@ pub fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
     })
 }
 
+/// The status of a `GET url` answered within `timeout` (a health check).
+pub fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
+    let request = request(hyper::Method::GET, url)?
+        .body(Body::default())
+        .map_err(|e| e.to_string())?;
+    status_of(request, timeout)
+}
+
 /// `POST url` with a JSON `body` and `headers`, answered within `timeout`: the status.
 pub fn post(
     url: &str,
@@ -208,40 +218,15 @@ pub fn post(
     headers: &[(&str, String)],
     timeout: Duration,
 ) -> Result<u16, String> {
-    let runtime = runtime()?;
-    runtime.block_on(async {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| format!("no TLS roots: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build::<_, http_body_util::Full<hyper::body::Bytes>>(https);
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-        let mut request = hyper::Request::post(uri)
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("ferry/", env!("CARGO_PKG_VERSION")),
-            )
-            .header(hyper::header::CONTENT_TYPE, "application/json");
-        for (name, value) in headers {
-            request = request.header(*name, value.as_str());
-        }
-        let request = request
-            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let answer = async {
-            let response = client.request(request).await.map_err(|e| e.to_string())?;
-            let status = response.status().as_u16();
-            let _ = response.into_body().collect().await;
-            Ok::<u16, String>(status)
-        };
-        tokio::time::timeout(timeout, answer)
-            .await
-            .map_err(|_| format!("no answer within {}s", timeout.as_secs_f32()))?
-    })
+    let mut builder =
+        request(hyper::Method::POST, url)?.header(hyper::header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        builder = builder.header(*name, value.as_str());
+    }
+    let request = builder
+        .body(Body::new(hyper::body::Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    status_of(request, timeout)
 }
 
 fn fetch_http(url: &str, sink: &mut Sink, idle: Duration) -> Result<(), FetchError> {
@@ -257,12 +242,9 @@ fn fetch_http(url: &str, sink: &mut Sink, idle: Duration) -> Result<(), FetchErr
             let uri: hyper::Uri = target
                 .parse()
                 .map_err(|e| transfer(format!("not a URL: {e}")))?;
-            let request = hyper::Request::get(uri.clone())
-                .header(
-                    hyper::header::USER_AGENT,
-                    concat!("ferry/", env!("CARGO_PKG_VERSION")),
-                )
-                .body(http_body_util::Empty::new())
+            let request = request(hyper::Method::GET, &target)
+                .map_err(transfer)?
+                .body(Body::default())
                 .map_err(|e| transfer(e.to_string()))?;
             let response = tokio::time::timeout(idle, client.request(request))
                 .await

@@ -1225,10 +1225,8 @@ mod tls {
             openssl(&sandbox, args);
         }
         let mut child = Command::new("python3")
-            .arg(crate::common::crate_path(
-                "tests/fixtures/tls_git_server.py",
-            ))
-            .args(["srv", "server.pem", "server.key"])
+            .arg(crate::common::crate_path("tests/fixtures/git_http.py"))
+            .args(["srv", "--tls", "server.pem", "server.key"])
             .current_dir(sandbox.path())
             .stdout(Stdio::piped())
             .spawn()
