@@ -209,6 +209,9 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             shared.metrics.lock().expect("metrics lock").triggers += 1;
             respond(&mut stream, 202, "reconciling\n", "text/plain")
         }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/trigger") => {
+            respond(&mut stream, 405, "method not allowed\n", "text/plain")
+        }
         _ => respond(&mut stream, 404, "not found\n", "text/plain"),
     }
 }
@@ -256,6 +259,7 @@ fn respond(stream: &mut TcpStream, status: u16, body: &str, kind: &str) -> std::
         202 => "Accepted",
         401 => "Unauthorized",
         404 => "Not Found",
+        405 => "Method Not Allowed",
         413 => "Payload Too Large",
         _ => "Service Unavailable",
     };

@@ -96,6 +96,13 @@ pub struct Memory {
     /// A revision that failed to deploy, not to be tried again until the branch moves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
+    /// Why it failed, to say again while waiting.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub failed_reason: String,
+    /// The release each app was last deployed to (a directory name), to tell a live link
+    /// changed by hand from a new revision.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployed: BTreeMap<String, String>,
     #[serde(default)]
     pub drift_events: u64,
     /// Releases switched to but not yet activated and checked, by app: after a crash there,
@@ -208,16 +215,25 @@ impl<'s> Agent<'s> {
             }
         };
         let revision = tip.to_string();
+        // `ferry agent retry` clears the failed revision in the state dir, while this runs.
+        let on_disk: Option<Memory> = std::fs::read(self.settings.state_dir.join("agent.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if on_disk.is_some_and(|m| m.failed.is_none()) {
+            self.memory.failed = None;
+        }
         if self.memory.failed.as_deref() == Some(revision.as_str()) {
             // Already reported; nothing new until the branch moves.
             return Outcome::Failed(format!(
-                "revision {} failed to deploy; waiting for a new one (or `ferry agent retry`)",
-                &revision[..7]
+                "revision {} failed to deploy ({}); waiting for a new one (or `ferry agent retry`)",
+                &revision[..7],
+                self.memory.failed_reason
             ));
         }
         let (outcome, apps) = self.deploy(tip);
-        if matches!(outcome, Outcome::Failed(_)) {
+        if let Outcome::Failed(reason) = &outcome {
             self.memory.failed = Some(revision.clone());
+            self.memory.failed_reason = reason.clone();
         }
         self.save_memory();
         self.write_report(Some(tip), &outcome, apps);
@@ -271,6 +287,17 @@ impl<'s> Agent<'s> {
             }
             apps.insert(name.clone(), report);
         }
+        if apps.is_empty()
+            && let Some(host) = &self.settings.host
+        {
+            return (
+                Outcome::Stalled(format!(
+                    "no app of `{}` runs on host `{host}` (each app's `host` in `environments/{}.json`)",
+                    self.settings.env, self.settings.env
+                )),
+                apps,
+            );
+        }
         if !deployed_any && failures.is_empty() && unreachable.is_empty() {
             tracing::debug!("converged at {}", &tip.to_string()[..7]);
         }
@@ -310,11 +337,43 @@ impl<'s> Agent<'s> {
         let place = Place::new(&self.settings.root, &app.deployment_path);
         let current = match place.current() {
             Ok(current) => current,
-            Err(e) => return failed(&pin.version, e),
+            // The operator moves it away; then this converges by itself.
+            Err(e) => {
+                return (
+                    AppReport {
+                        version: pin.version.clone(),
+                        release: None,
+                        state: "retrying".to_owned(),
+                        message: e,
+                    },
+                    false,
+                );
+            }
         };
         let records = self.settings.state_dir.join("releases").join(name);
-        let mut drifted = None;
         let live_name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        // The live link changed by hand (or removed) while the pinned release is still there:
+        // drift, healed by pointing it back.
+        if let Some(deployed) = self.memory.deployed.get(name).cloned()
+            && is_release(Path::new(&deployed), &id)
+            && current.as_ref().and_then(|c| live_name(c)).as_ref() != Some(&deployed)
+        {
+            let release = place.releases.join(&deployed);
+            if release.is_dir() {
+                let was = current.as_ref().map_or("removed".to_owned(), |c| {
+                    format!("pointed at {}", c.display())
+                });
+                self.memory.drift_events += 1;
+                tracing::warn!(app = name, "drift: the live link was {was}; healing");
+                self.record_event(name, &format!("drift healed: the live link was {was}"));
+                if let Err(e) = place.switch(&release) {
+                    return failed(&pin.version, e);
+                }
+                self.save_memory();
+                return (AppReport::deployed(&pin.version, deployed), true);
+            }
+        }
+        let mut drifted = None;
         if let Some(live) = current.as_ref().filter(|live| is_release(live, &id))
             && self.memory.pending.get(name) == live_name(live).as_ref()
         {
@@ -422,8 +481,12 @@ impl<'s> Agent<'s> {
                     .flatten()
                     .collect();
                 place.prune(self.settings.keep.max(2), &keep);
-                if let Some(drifted) = &drifted {
+                if let Some(drifted) = drifted.as_ref().filter(|d| **d != release) {
                     let _ = std::fs::remove_dir_all(drifted);
+                }
+                if let Some(release) = live_name(&release) {
+                    self.memory.deployed.insert(name.to_owned(), release);
+                    self.save_memory();
                 }
                 (AppReport::deployed(&pin.version, id), true)
             }
@@ -432,11 +495,7 @@ impl<'s> Agent<'s> {
                 let message = match &previous {
                     Some(previous) => {
                         let back = place.switch(previous).and_then(|()| {
-                            let version = previous
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default();
-                            activate(name, &version, &place.live, app)
+                            activate(name, &release::version_of(previous), &place.live, app)
                         });
                         match back {
                             Ok(()) => format!("{why}; rolled back to {}", previous.display()),
@@ -445,17 +504,15 @@ impl<'s> Agent<'s> {
                     }
                     None => format!("{why}; nothing ran before, so nothing to roll back to"),
                 };
+                // What runs now: the previous release, and its version.
                 (
                     AppReport {
-                        version: pin.version.clone(),
-                        release: previous.map(|p| {
-                            p.file_name()
-                                .unwrap_or_default()
-                                .to_string_lossy()
-                                .into_owned()
-                        }),
+                        version: previous
+                            .as_deref()
+                            .map_or(pin.version.clone(), release::version_of),
+                        release: previous.as_deref().and_then(live_name),
                         state: "rolled-back".to_owned(),
-                        message,
+                        message: format!("{} failed: {message}", pin.version),
                     },
                     true,
                 )
@@ -559,9 +616,15 @@ impl<'s> Agent<'s> {
     }
 }
 
+/// The first line of `text`, within GitHub's 140 characters for a status, marked when cut.
 fn first_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or_default();
-    line.chars().take(140).collect()
+    if line.chars().count() <= 140 {
+        return line.to_owned();
+    }
+    let mut cut: String = line.chars().take(139).collect();
+    cut.push('…');
+    cut
 }
 
 /// Runs the app's `activate` command, if it has one, with `FERRY_APP`, `FERRY_VERSION` and

@@ -166,6 +166,17 @@ impl std::fmt::Display for Unpacking {
     }
 }
 
+/// The version of release directory `path` (`VERSION-DIGEST12`, or `…~N`).
+pub fn version_of(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.split('~').next().unwrap_or_default();
+    name.rsplit_once('-')
+        .map_or(name.to_owned(), |(version, _)| version.to_owned())
+}
+
 /// Whether release directory `path` is release `id` (or a re-unpacked `id~N`).
 pub fn is_release(path: &Path, id: &str) -> bool {
     path.file_name()

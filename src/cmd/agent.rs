@@ -127,6 +127,13 @@ fn default_state_dir(env: &str) -> PathBuf {
 pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
     if let Some(AgentAction::Retry { env, state_dir }) = args.action {
         let state_dir = state_dir.unwrap_or_else(|| default_state_dir(&env));
+        if !state_dir.join("agent.json").exists() {
+            return Err(Error::failure(format!(
+                "no agent state in `{}`: has an agent for `{env}` run with this state dir?",
+                state_dir.display()
+            ))
+            .hint("pass the agent's `--state-dir`"));
+        }
         let failed = Agent::retry(&state_dir).map_err(Error::failure)?;
         out.data(match failed {
             Some(revision) => format!(
@@ -149,6 +156,19 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
                 .hint("`--root /` on a real host; a directory to sandbox the agent"),
         );
     };
+    // Links to releases are absolute: so is the root.
+    std::fs::create_dir_all(&root)
+        .map_err(|e| Error::usage(format!("`--root {}`: {e}", root.display())))?;
+    let root = std::fs::canonicalize(&root)
+        .map_err(|e| Error::usage(format!("`--root {}`: {e}", root.display())))?;
+    if let Some(interval) = args.interval
+        && interval.as_std() < Duration::from_secs(1)
+    {
+        return Err(Error::usage(format!(
+            "`--interval {interval}` is under a second: the agent would poll without a pause"
+        ))
+        .hint("such as `30s` or `5m`"));
+    }
     let state_dir = args
         .state_dir
         .clone()

@@ -241,16 +241,24 @@ fn drift_is_found_and_healed() {
             && events.contains("index.html was modified"),
         "{events}"
     );
-    // The live link pointed elsewhere by hand.
+    // The live link pointed elsewhere by hand: pointed back, and recorded.
+    let healed = std::fs::read_link(live(&sandbox)).unwrap();
     let other = sandbox.path().join("elsewhere");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::remove_file(live(&sandbox)).unwrap();
     std::os::unix::fs::symlink(&other, live(&sandbox)).unwrap();
     agent(&sandbox, &remote, &[]).assert_code(0);
-    assert_eq!(
-        std::fs::read_to_string(live(&sandbox).join("index.html")).unwrap(),
-        "web 1.0.0\n"
-    );
+    assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), healed);
+    assert_eq!(status(&sandbox)["drift_events"], 2);
+    let events = std::fs::read_to_string(sandbox.path().join("state/events.jsonl")).unwrap();
+    assert!(events.contains("the live link was pointed at"), "{events}");
+    // The release directory deleted: unpacked again, and kept.
+    std::fs::remove_dir_all(&healed).unwrap();
+    for _ in 0..2 {
+        agent(&sandbox, &remote, &[]).assert_code(0);
+        let index = std::fs::read_to_string(live(&sandbox).join("index.html")).unwrap();
+        assert_eq!(index, "web 1.0.0\n");
+    }
 }
 
 #[test]
@@ -717,6 +725,14 @@ fn an_agent_for_one_host_deploys_only_that_hosts_apps() {
             "api": {"host": "api-1", "deployment_path": "/srv/api"}
         });
     });
+    // A host no app runs on: nothing to do is not a success.
+    let run = agent(&sandbox, &remote, &["--host", "db-1"]);
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("no app of `dev` runs on host `db-1`"),
+        "{}",
+        run.stdout
+    );
     agent(&sandbox, &remote, &["--host", "api-1"]).assert_code(0);
     assert!(sandbox.path().join("root/srv/api/index.html").exists());
     assert!(!sandbox.path().join("root/srv/web").exists());
@@ -778,5 +794,24 @@ fn a_full_disk_keeps_the_release_and_the_agent_deploys_once_space_is_back() {
     assert_eq!(
         std::fs::read_to_string(live(&sandbox).join("index.html")).unwrap(),
         "web 1.5.0\n"
+    );
+}
+
+#[test]
+fn a_relative_root_gives_links_that_resolve() {
+    let (sandbox, remote) = repo(json!({}));
+    sandbox
+        .ferry(&[
+            "agent", "--env", "dev", "--remote", &remote, "--once", "--root", "rel",
+        ])
+        .arg("--state-dir")
+        .arg(sandbox.path().join("state"))
+        .run()
+        .assert_code(0);
+    let link = std::fs::read_link(sandbox.path().join("rel/srv/web")).unwrap();
+    assert!(link.is_absolute(), "{link:?}");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path().join("rel/srv/web/index.html")).unwrap(),
+        "web 1.0.0\n"
     );
 }
