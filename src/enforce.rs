@@ -42,7 +42,7 @@ pub struct LoggedUpdate {
     pub old: String,
     pub new: String,
 }
-use crate::forge::{CheckState, Request, RequestState, Statuses};
+use crate::forge::{Request, RequestState, Statuses};
 use crate::model::{Artifact, Environment, Manifest, Protection};
 use crate::validate::{ENVIRONMENTS_DIR, MANIFEST};
 
@@ -268,12 +268,7 @@ fn check_merge(
     }
     if !p.required_checks.is_empty() {
         let statuses = statuses(repo, &request.head);
-        let missing: Vec<&str> = p
-            .required_checks
-            .iter()
-            .filter(|c| statuses.get(*c).map(|s| s.state) != Some(CheckState::Success))
-            .map(String::as_str)
-            .collect();
+        let missing = crate::forge::missing_checks(&p.required_checks, &statuses);
         if !missing.is_empty() {
             return Err(format!(
                 "request #{id}: required check(s) not green on its head {}: {}",

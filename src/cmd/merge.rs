@@ -9,8 +9,8 @@ use crate::cmd::shared::{
     branch_of, identity, load_at, load_env, now, open_store, short, signature,
 };
 use crate::error::{Error, Outcome, Result};
+use crate::forge::RequestState;
 use crate::forge::local::LocalForge;
-use crate::forge::{CheckState, RequestState};
 use crate::output::{Format, Output};
 use crate::plan::promote::{self, GateInputs};
 use crate::store::{History, RefUpdate, RemoteArgs, UpdateOutcome};
@@ -196,12 +196,7 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
         let head = Oid::from_str(&request.head)
             .map_err(|_| Error::failure("the request's head commit is damaged"))?;
         let statuses = forge.statuses(head)?;
-        let missing: Vec<&str> = protection
-            .required_checks
-            .iter()
-            .filter(|c| statuses.get(*c).map(|s| s.state) != Some(CheckState::Success))
-            .map(String::as_str)
-            .collect();
+        let missing = crate::forge::missing_checks(&protection.required_checks, &statuses);
         if !missing.is_empty() {
             return Err(Error::failure(format!(
                 "request #{}: `{}` requires {} green on the request's head {}",

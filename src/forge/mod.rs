@@ -144,3 +144,12 @@ pub struct Status {
 
 /// The statuses of one commit, by check name.
 pub type Statuses = BTreeMap<String, Status>;
+
+/// The checks of `required` that are not green in `statuses`.
+pub fn missing_checks<'a>(required: &'a [String], statuses: &Statuses) -> Vec<&'a str> {
+    required
+        .iter()
+        .filter(|c| statuses.get(*c).map(|s| s.state) != Some(CheckState::Success))
+        .map(String::as_str)
+        .collect()
+}
