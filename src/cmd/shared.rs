@@ -80,7 +80,10 @@ pub fn branch_of(store: &Store, env: &str) -> Result<String, Error> {
     .hint(if branches.is_empty() {
         "the repository has no branches yet: `ferry init` creates them".to_owned()
     } else {
-        format!("branches: {}", branches.join(", "))
+        match crate::schema::suggest(env, branches.iter().copied()) {
+            Some(close) => format!("did you mean `{close}`? branches: {}", branches.join(", ")),
+            None => format!("branches: {}", branches.join(", ")),
+        }
     }))
 }
 

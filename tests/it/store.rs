@@ -247,6 +247,10 @@ mod bump {
                 vec!["bump", "web", "1.1.0", "--env", "qa", "--sha256", B],
             ),
             (
+                "misspelt environment",
+                vec!["bump", "web", "1.1.0", "--env", "dve", "--sha256", B],
+            ),
+            (
                 "prerelease where the policy forbids it",
                 vec![
                     "bump",
