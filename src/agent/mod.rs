@@ -158,12 +158,19 @@ pub struct Agent<'s> {
     pub interval: Option<Duration>,
     /// The last status reported to GitHub, not to repeat it every interval.
     reported: std::cell::RefCell<Option<(Oid, CheckState, String)>>,
+    /// What `status.json` holds: the last report, written or found at start.
+    last: Option<Report>,
 }
 
 impl Agent<'_> {
     /// Drift events healed since the state dir was made.
     pub fn drift_events(&self) -> u64 {
         self.memory.drift_events
+    }
+
+    /// The last report (what `status.json` holds).
+    pub fn last_report(&self) -> Option<&Report> {
+        self.last.as_ref()
     }
 
     /// Artifact bytes downloaded since the agent started.
@@ -180,6 +187,9 @@ impl<'s> Agent<'s> {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        let last = std::fs::read(settings.state_dir.join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
         Ok(Agent {
             store,
             cache: Cache::new(settings.state_dir.join("artifacts")),
@@ -188,6 +198,7 @@ impl<'s> Agent<'s> {
             branch,
             interval: None,
             reported: Default::default(),
+            last,
         })
     }
 
@@ -266,7 +277,6 @@ impl<'s> Agent<'s> {
         };
         let mut failures = Vec::new();
         let mut unreachable = Vec::new();
-        let mut deployed_any = false;
         for (name, artifact) in &loaded.state.manifest.artifacts {
             let Some(app) = settings.get(name) else {
                 continue;
@@ -276,8 +286,7 @@ impl<'s> Agent<'s> {
             {
                 continue;
             }
-            let (report, changed) = self.deploy_app(name, artifact, app);
-            deployed_any |= changed;
+            let report = self.deploy_app(name, artifact, app);
             match report.state.as_str() {
                 "deployed" => {}
                 "unreachable" | "retrying" => {
@@ -298,9 +307,6 @@ impl<'s> Agent<'s> {
                 apps,
             );
         }
-        if !deployed_any && failures.is_empty() && unreachable.is_empty() {
-            tracing::debug!("converged at {}", &tip.to_string()[..7]);
-        }
         if !failures.is_empty() {
             failures.extend(unreachable);
             (Outcome::Failed(failures.join("; ")), apps)
@@ -313,18 +319,13 @@ impl<'s> Agent<'s> {
         }
     }
 
-    /// Makes app `name` run `artifact`; whether its live release changed.
-    fn deploy_app(&mut self, name: &str, artifact: &Artifact, app: &App) -> (AppReport, bool) {
-        let failed = |version: &str, message: String| {
-            (
-                AppReport {
-                    version: version.to_owned(),
-                    release: None,
-                    state: "failed".to_owned(),
-                    message,
-                },
-                false,
-            )
+    /// Makes app `name` run `artifact`.
+    fn deploy_app(&mut self, name: &str, artifact: &Artifact, app: &App) -> AppReport {
+        let failed = |version: &str, message: String| AppReport {
+            version: version.to_owned(),
+            release: None,
+            state: "failed".to_owned(),
+            message,
         };
         let Some(pin) = artifact.pin() else {
             return failed(
@@ -339,15 +340,12 @@ impl<'s> Agent<'s> {
             Ok(current) => current,
             // The operator moves it away; then this converges by itself.
             Err(e) => {
-                return (
-                    AppReport {
-                        version: pin.version.clone(),
-                        release: None,
-                        state: "retrying".to_owned(),
-                        message: e,
-                    },
-                    false,
-                );
+                return AppReport {
+                    version: pin.version.clone(),
+                    release: None,
+                    state: "retrying".to_owned(),
+                    message: e,
+                };
             }
         };
         let records = self.settings.state_dir.join("releases").join(name);
@@ -370,7 +368,7 @@ impl<'s> Agent<'s> {
                     return failed(&pin.version, e);
                 }
                 self.save_memory();
-                return (AppReport::deployed(&pin.version, deployed), true);
+                return AppReport::deployed(&pin.version, deployed);
             }
         }
         let mut drifted = None;
@@ -383,7 +381,7 @@ impl<'s> Agent<'s> {
                 Ok(()) => {
                     self.memory.pending.remove(name);
                     self.save_memory();
-                    (AppReport::deployed(&pin.version, id), true)
+                    AppReport::deployed(&pin.version, id)
                 }
                 Err(why) => failed(&pin.version, why),
             };
@@ -399,7 +397,7 @@ impl<'s> Agent<'s> {
                 None => Vec::new(), // deployed by an older agent: nothing to compare with
             };
             if drift.is_empty() {
-                return (AppReport::deployed(&pin.version, id), false);
+                return AppReport::deployed(&pin.version, id);
             }
             self.memory.drift_events += 1;
             tracing::warn!(app = name, drift = ?drift, "drift: healing");
@@ -413,15 +411,12 @@ impl<'s> Agent<'s> {
         let artifact_path = match self.cache.get(&pin.url, &pin.sha256) {
             Ok(path) => path,
             Err(e @ (FetchError::Transfer { .. } | FetchError::Status { .. })) => {
-                return (
-                    AppReport {
-                        version: pin.version.clone(),
-                        release: current.and_then(|c| live_name(&c)),
-                        state: "unreachable".to_owned(),
-                        message: e.to_string(),
-                    },
-                    false,
-                );
+                return AppReport {
+                    version: pin.version.clone(),
+                    release: current.and_then(|c| live_name(&c)),
+                    state: "unreachable".to_owned(),
+                    message: e.to_string(),
+                };
             }
             Err(e) => return failed(&pin.version, e.to_string()),
         };
@@ -435,15 +430,12 @@ impl<'s> Agent<'s> {
             match place.unpack(&artifact_path, &file_name, &id, self.settings.limits) {
                 Ok(done) => done,
                 Err(release::Unpacking::Io(e)) => {
-                    return (
-                        AppReport {
-                            version: pin.version.clone(),
-                            release: current.and_then(|c| live_name(&c)),
-                            state: "retrying".to_owned(),
-                            message: format!("unpacking: {e}"),
-                        },
-                        false,
-                    );
+                    return AppReport {
+                        version: pin.version.clone(),
+                        release: current.and_then(|c| live_name(&c)),
+                        state: "retrying".to_owned(),
+                        message: format!("unpacking: {e}"),
+                    };
                 }
                 Err(e) => return failed(&pin.version, format!("unpacking: {e}")),
             };
@@ -488,7 +480,7 @@ impl<'s> Agent<'s> {
                     self.memory.deployed.insert(name.to_owned(), release);
                     self.save_memory();
                 }
-                (AppReport::deployed(&pin.version, id), true)
+                AppReport::deployed(&pin.version, id)
             }
             Err(why) => {
                 // Back to what ran before, if anything did.
@@ -505,17 +497,14 @@ impl<'s> Agent<'s> {
                     None => format!("{why}; nothing ran before, so nothing to roll back to"),
                 };
                 // What runs now: the previous release, and its version.
-                (
-                    AppReport {
-                        version: previous
-                            .as_deref()
-                            .map_or(pin.version.clone(), release::version_of),
-                        release: previous.as_deref().and_then(live_name),
-                        state: "rolled-back".to_owned(),
-                        message: format!("{} failed: {message}", pin.version),
-                    },
-                    true,
-                )
+                AppReport {
+                    version: previous
+                        .as_deref()
+                        .map_or(pin.version.clone(), release::version_of),
+                    release: previous.as_deref().and_then(live_name),
+                    state: "rolled-back".to_owned(),
+                    message: format!("{} failed: {message}", pin.version),
+                }
             }
         }
     }
@@ -536,7 +525,12 @@ impl<'s> Agent<'s> {
         }
     }
 
-    fn write_report(&self, tip: Option<Oid>, outcome: &Outcome, apps: BTreeMap<String, AppReport>) {
+    fn write_report(
+        &mut self,
+        tip: Option<Oid>,
+        outcome: &Outcome,
+        apps: BTreeMap<String, AppReport>,
+    ) {
         let message = match outcome {
             Outcome::Converged => String::new(),
             Outcome::Failed(m) | Outcome::Stalled(m) | Outcome::Transient(m) => m.clone(),
@@ -553,6 +547,7 @@ impl<'s> Agent<'s> {
         if let Err(e) = write_json(&self.settings.state_dir.join("status.json"), &report) {
             tracing::warn!("cannot write status.json: {e}");
         }
+        self.last = Some(report);
         let Some(tip) = tip else {
             return;
         };

@@ -229,10 +229,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
         let started = std::time::Instant::now();
         let outcome = agent.reconcile();
         if let Some(shared) = &endpoint {
-            let revision = std::fs::read(agent_status(&agent_state(&args, &env)))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v["revision"].as_str().map(str::to_owned));
+            let revision = agent.last_report().and_then(|r| r.revision.clone());
             shared.record(
                 outcome.state(),
                 started.elapsed().as_secs_f64(),
@@ -248,12 +245,9 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             Outcome::Transient(m) => tracing::warn!("{env}: retrying: {m}"),
         }
         if args.once {
-            let status = std::fs::read(agent_status(&agent_state(&args, &env)))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
             if out.format == Format::Json {
-                if let Some(status) = &status {
-                    out.json(status);
+                if let Some(report) = agent.last_report() {
+                    out.json(report);
                 }
             } else {
                 out.data(match &outcome {
@@ -290,16 +284,6 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             return Ok(Exit::Success);
         }
     }
-}
-
-fn agent_state(args: &RunArgs, env: &str) -> PathBuf {
-    args.state_dir
-        .clone()
-        .unwrap_or_else(|| default_state_dir(env))
-}
-
-fn agent_status(state_dir: &std::path::Path) -> PathBuf {
-    state_dir.join("status.json")
 }
 
 fn random() -> u64 {
