@@ -20,10 +20,8 @@ pub struct ApproveArgs {
     #[arg(value_parser = crate::cmd::shared::parse_id)]
     pub id: u64,
 
-    /// Who approves. Default: `FERRY_USER`; on a path remote, the login (`USER`); else
-    /// `GIT_AUTHOR_NAME` or git's `user.name`. A remote with ferry's hook checks it is the pusher.
-    #[arg(long = "as", value_name = "NAME")]
-    pub as_name: Option<String>,
+    #[command(flatten)]
+    pub actor: crate::cmd::shared::Actor,
 
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -32,7 +30,7 @@ pub struct ApproveArgs {
 pub fn run(args: ApproveArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
     let forge = LocalForge::new(&store);
-    let who = identity(&store, args.as_name.as_deref());
+    let who = identity(&store, args.actor.as_name.as_deref());
     let signature = signature(&store)?;
     let mut already = false;
     let request = forge.modify(args.id, &signature, |request| {

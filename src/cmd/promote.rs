@@ -73,10 +73,8 @@ pub struct PromoteArgs {
     #[arg(long, value_name = "OWNER/NAME")]
     pub github_repo: Option<String>,
 
-    /// Who is promoting. Default: `FERRY_USER`; on a path remote, the login (`USER`); else
-    /// `GIT_AUTHOR_NAME` or git's `user.name`. A remote with ferry's hook checks it is the pusher.
-    #[arg(long = "as", value_name = "NAME")]
-    pub as_name: Option<String>,
+    #[command(flatten)]
+    pub actor: crate::cmd::shared::Actor,
 
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -304,7 +302,7 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
     let open = backend.open(&args.from, &args.to, &to.branch)?;
     let reference = match &backend {
         Backend::Local(forge) => {
-            let author = identity(&store, args.as_name.as_deref());
+            let author = identity(&store, args.actor.as_name.as_deref());
             let head = promotion::build_commit(
                 &store,
                 &to,
@@ -443,7 +441,7 @@ fn close_stale(
             let record = *record;
             let mut request = record.value;
             request.state = RequestState::Closed;
-            request.closed_by = Some(identity(store, args.as_name.as_deref()));
+            request.closed_by = Some(identity(store, args.actor.as_name.as_deref()));
             request.closed_at = Some(now());
             let signature = signature(store)?;
             let event = format!("request #{} closed: nothing left to promote", request.id);
@@ -480,7 +478,7 @@ fn record_request(
     (title, body, labels): (String, String, Vec<String>),
     out: Output,
 ) -> Result<Request> {
-    let author = identity(store, args.as_name.as_deref());
+    let author = identity(store, args.actor.as_name.as_deref());
     let signature = signature(store)?;
     let now = now();
     let requested = promotion::requested(moves);

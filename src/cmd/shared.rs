@@ -209,6 +209,15 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
         .collect()
 }
 
+/// `--as NAME`, for the commands that write the local forge's records.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Actor {
+    /// Who is acting. Default: `FERRY_USER`; on a path remote, the login (`USER`); else
+    /// `GIT_AUTHOR_NAME` or git's `user.name`. A remote with ferry's hook checks it is the pusher.
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_name: Option<String>,
+}
+
 /// Who is acting: `--as NAME`, else `FERRY_USER`; for a repository on a path, the login
 /// (`USER`), which is who its pre-receive hook sees pushing; else who git would say is
 /// committing (`GIT_AUTHOR_NAME`, `user.name`), else the login. A repository with ferry's

@@ -54,10 +54,8 @@ pub struct SetArgs {
     /// Where the details are, such as the CI run's page.
     #[arg(long)]
     pub url: Option<String>,
-    /// Who reports. Default: `FERRY_USER`; on a path remote, the login (`USER`); else
-    /// `GIT_AUTHOR_NAME` or git's `user.name`. A remote with ferry's hook checks it is the pusher.
-    #[arg(long = "as", value_name = "NAME")]
-    pub as_name: Option<String>,
+    #[command(flatten)]
+    pub actor: crate::cmd::shared::Actor,
 }
 
 pub fn run(args: StatusArgs, out: Output) -> Result<Outcome> {
@@ -74,7 +72,7 @@ fn run_set(store: &Store, args: SetArgs, out: Output) -> Result<Outcome> {
     }
     let commit = resolve(store, &args.target)?;
     let forge = LocalForge::new(store);
-    let by = identity(store, args.as_name.as_deref());
+    let by = identity(store, args.actor.as_name.as_deref());
     let status = Status {
         state: args.state,
         description: args.description,
