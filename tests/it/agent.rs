@@ -35,18 +35,27 @@ fn artifact(sandbox: &Sandbox, version: &str) -> PathBuf {
 
 /// Pins `web` VERSION in dev, from its file.
 fn bump(sandbox: &Sandbox, remote: &str, version: &str, file: &Path, add: bool) {
-    let mut args = vec!["bump", "web", version, "--env", "dev", "--remote", remote];
+    let url = format!("file://{}", file.display());
+    let mut command = bump_from(sandbox, remote, version, &url, file);
     if add {
-        args.push("--add");
+        command = command.arg("--add");
     }
+    command.run().assert_code(0);
+}
+
+/// `ferry bump web VERSION` in dev, fetched from `url`, its digest computed from `file`.
+fn bump_from(
+    sandbox: &Sandbox,
+    remote: &str,
+    version: &str,
+    url: &str,
+    file: &Path,
+) -> crate::common::Ferry {
     sandbox
-        .ferry(&args)
-        .arg("--url")
-        .arg(format!("file://{}", file.display()))
+        .ferry(&["bump", "web", version, "--env", "dev", "--remote", remote])
+        .args(["--url", url])
         .arg("--artifact")
         .arg(file)
-        .run()
-        .assert_code(0);
 }
 
 /// dev with `web` 1.0.0 pinned and deployed at `/srv/web`, with `settings` on top.
@@ -470,12 +479,7 @@ fn an_artifact_server_down_keeps_the_release_and_is_retried_until_it_is_back() {
     let before = std::fs::read_link(live(&sandbox)).unwrap();
     let file = artifact(&sandbox, "1.1.0");
     let (url, answer) = artifact_server(file.clone());
-    sandbox
-        .ferry(&[
-            "bump", "web", "1.1.0", "--env", "dev", "--remote", &remote, "--url", &url,
-        ])
-        .arg("--artifact")
-        .arg(&file)
+    bump_from(&sandbox, &remote, "1.1.0", &url, &file)
         .run()
         .assert_code(0);
     for code in [503, 404] {
@@ -575,12 +579,8 @@ fn a_push_triggers_the_agent_which_serves_metrics_and_health() {
     // The CI bot bumps dev: the repository's post-receive hook tells the agent, which
     // deploys at once (its interval is an hour).
     let file = artifact(&sandbox, "1.3.0");
-    sandbox
-        .ferry(&["bump", "web", "1.3.0", "--env", "dev", "--remote", &remote])
-        .arg("--url")
-        .arg(format!("file://{}", file.display()))
-        .arg("--artifact")
-        .arg(&file)
+    let url = format!("file://{}", file.display());
+    bump_from(&sandbox, &remote, "1.3.0", &url, &file)
         .env("FERRY_TRIGGER_SECRET", "s3cret")
         .run()
         .assert_code(0);
