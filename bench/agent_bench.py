@@ -132,7 +132,8 @@ try:
     stop(idle)
     kinds = {}
     for r in requests:
-        kinds[r.split("?")[0]] = kinds.get(r.split("?")[0], 0) + 1
+        kind = " ".join(r.split()[:2]).split("?")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
     other = sum(n for k, n in kinds.items() if k != "GET /deploy.git/info/refs")
     print(f"idle, 10 s at --interval 1s: {len(requests)} requests ({kinds}); resident memory {rss:.1f} MiB")
     results.append(("idle: only ref advertisements", other == 0 and len(requests) <= 12, f"{len(requests)} requests, {other} other"))

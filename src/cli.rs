@@ -57,6 +57,7 @@ pub enum Command {
     Merge(cmd::merge::MergeArgs),
     Close(cmd::close::CloseArgs),
     Status(cmd::status::StatusArgs),
+    Publish(cmd::publish::PublishArgs),
     Agent(cmd::agent::AgentArgs),
     Hook(cmd::hook::HookArgs),
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod forge;
 pub mod json;
 pub mod model;
+pub mod oci;
 pub mod output;
 pub mod plan;
 pub mod render;

@@ -292,6 +292,17 @@ fn check_manifest(doc: &Document, at: At<'_>, out: &mut Vec<Diagnostic>) -> Opti
                         diagnostic.hint("such as `https://artifacts.example.com/web/web-2.1.0.tar.gz`, `file:///srv/artifacts/web-2.1.0.tar.gz` or `oci://registry.example.com/web:2.1.0`")
                     });
                 }
+                if let Some(named) = pin.url.strip_prefix("oci://").and_then(|r| r.split_once("@sha256:")).map(|(_, d)| d)
+                    && named != pin.sha256
+                {
+                    out.push(
+                        at.error(
+                            &json::child(&pointer, "url"),
+                            format!("`url` names manifest digest sha256:{named}, but `sha256` pins {}", pin.sha256),
+                        )
+                        .hint("for an `oci://` artifact, `sha256` is the digest of its OCI manifest: the two must agree"),
+                    );
+                }
             }
         }
     }

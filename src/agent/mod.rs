@@ -1,7 +1,8 @@
 //! The pull agent: inside an environment, make what runs match the environment's branch.
 //!
 //! One reconcile: read the branch's tip (one ref advertisement; a shallow fetch only when it
-//! moved), validate the whole desired state (an invalid one is never deployed), then for each
+//! moved), or with an OCI source the artifact's digest (one `HEAD`; a pull only when it
+//! changed), validate the whole desired state (an invalid one is never deployed), then for each
 //! app this host runs: fetch the pinned artifact into the cache while verifying its digest,
 //! unpack it as a new release, switch the live link atomically, run `activate`, wait for
 //! `healthcheck_url` to answer 2xx, and on failure switch back to the previous release. When
@@ -19,14 +20,17 @@ use std::time::Duration;
 
 use git2::Oid;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
-use crate::cmd::shared::{identity, load_at, now, signature};
+use crate::cmd::shared::{identity, load_at, now, signature, validate_files};
 use crate::deploy::fetch::{Cache, FetchError, probe};
 use crate::deploy::unpack::Limits;
 use crate::forge::local::LocalForge;
 use crate::forge::{CheckState, Status};
 use crate::model::{App, Artifact};
-use crate::store::{History, Store};
+use crate::oci::{OciError, OciUrl, Registry, state as oci_state};
+use crate::store::{History, Store, TreeSource};
+use crate::validate::State;
 use release::{Place, Recorded, is_release};
 
 /// What one reconcile came to.
@@ -148,12 +152,52 @@ impl AppReport {
     }
 }
 
+/// Where the agent reads the desired state from.
+pub enum Origin<'s> {
+    /// The environment's branch in the git store.
+    Git { store: &'s Store, branch: String },
+    /// The artifact `ferry publish` pushes to a registry, at a tag (`oci://HOST/REPO:ENV`).
+    Oci(OciOrigin),
+}
+
+/// An OCI source: the tag, its registry, and the state last pulled from it.
+pub struct OciOrigin {
+    url: OciUrl,
+    registry: std::sync::Arc<Registry>,
+    pulled: Option<Pulled>,
+}
+
+impl OciOrigin {
+    pub fn new(url: OciUrl, registry: std::sync::Arc<Registry>) -> OciOrigin {
+        OciOrigin {
+            url,
+            registry,
+            pulled: None,
+        }
+    }
+}
+
+/// A state pulled from a registry: kept while the tag's digest stays the same.
+struct Pulled {
+    digest: String,
+    revision: String,
+    state: std::rc::Rc<State>,
+}
+
+/// The desired state one reconcile works from.
+struct Desired {
+    /// The commit (or, for an artifact without one, its digest).
+    revision: String,
+    state: Result<std::rc::Rc<State>, String>,
+}
+
 pub struct Agent<'s> {
-    store: &'s Store,
+    origin: Origin<'s>,
+    /// Where the local forge's statuses are recorded (the deployment repository).
+    store: Option<&'s Store>,
     settings: Settings,
     cache: Cache,
     memory: Memory,
-    branch: String,
     /// The environment's `agent.interval`, as last read.
     pub interval: Option<Duration>,
     /// The last status reported to GitHub, not to repeat it every interval.
@@ -180,7 +224,14 @@ impl Agent<'_> {
 }
 
 impl<'s> Agent<'s> {
-    pub fn new(store: &'s Store, branch: String, settings: Settings) -> Result<Agent<'s>, String> {
+    /// An agent deploying from `origin`, recording local statuses in `store` (when reporting
+    /// to the local forge).
+    pub fn new(
+        origin: Origin<'s>,
+        store: Option<&'s Store>,
+        cache: Cache,
+        settings: Settings,
+    ) -> Result<Agent<'s>, String> {
         std::fs::create_dir_all(&settings.state_dir)
             .map_err(|e| format!("{}: {e}", settings.state_dir.display()))?;
         let memory = std::fs::read(settings.state_dir.join("agent.json"))
@@ -191,11 +242,11 @@ impl<'s> Agent<'s> {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         Ok(Agent {
+            origin,
             store,
-            cache: Cache::new(settings.state_dir.join("artifacts")),
+            cache,
             settings,
             memory,
-            branch,
             interval: None,
             reported: Default::default(),
             last,
@@ -214,18 +265,75 @@ impl<'s> Agent<'s> {
         Ok(failed)
     }
 
+    /// The desired state now: `Err` when it cannot be read at all.
+    fn desired(&mut self) -> Result<Desired, Outcome> {
+        let env = self.settings.env.clone();
+        match &mut self.origin {
+            Origin::Git { store, branch } => {
+                store.refresh();
+                let tip = store
+                    .tip(branch, History::Tip)
+                    .map_err(|e| Outcome::Transient(e.to_string()))?;
+                let state = load_at(store, &env, branch, tip)
+                    .map(|loaded| std::rc::Rc::new(loaded.state))
+                    .map_err(|e| {
+                        let mut message = e.message.clone();
+                        for detail in &e.details {
+                            message.push('\n');
+                            message.push_str(detail);
+                        }
+                        message
+                    });
+                Ok(Desired {
+                    revision: tip.to_string(),
+                    state,
+                })
+            }
+            Origin::Oci(oci) => {
+                let outcome = |e: OciError| {
+                    if e.is_transient() {
+                        Outcome::Transient(e.to_string())
+                    } else {
+                        Outcome::Stalled(e.to_string())
+                    }
+                };
+                let digest = oci.registry.head(&oci.url).map_err(outcome)?.ok_or_else(|| {
+                    Outcome::Stalled(format!(
+                        "{}: no such tag in the registry (has `ferry publish {env} --to oci://{}/{}` run?)",
+                        oci.url, oci.url.registry, oci.url.repository
+                    ))
+                })?;
+                if let Some(pulled) = oci.pulled.as_ref().filter(|p| p.digest == digest) {
+                    return Ok(Desired {
+                        revision: pulled.revision.clone(),
+                        state: Ok(pulled.state.clone()),
+                    });
+                }
+                let (revision, state) = pull_state(oci, &digest, &env, &self.cache)?;
+                let state = state.map(std::rc::Rc::new);
+                if let Ok(state) = &state {
+                    tracing::info!(digest, revision, "pulled the desired state");
+                    oci.pulled = Some(Pulled {
+                        digest,
+                        revision: revision.clone(),
+                        state: state.clone(),
+                    });
+                }
+                Ok(Desired { revision, state })
+            }
+        }
+    }
+
     /// One reconcile, reported.
     pub fn reconcile(&mut self) -> Outcome {
-        self.store.refresh();
-        let tip = match self.store.tip(&self.branch, History::Tip) {
-            Ok(tip) => tip,
-            Err(e) => {
-                let outcome = Outcome::Transient(e.to_string());
+        let desired = match self.desired() {
+            Ok(desired) => desired,
+            Err(outcome) => {
                 self.write_report(None, &outcome, BTreeMap::new());
                 return outcome;
             }
         };
-        let revision = tip.to_string();
+        let revision = desired.revision.clone();
         // `ferry agent retry` clears the failed revision in the state dir, while this runs.
         let on_disk: Option<Memory> = std::fs::read(self.settings.state_dir.join("agent.json"))
             .ok()
@@ -241,30 +349,22 @@ impl<'s> Agent<'s> {
                 self.memory.failed_reason
             ));
         }
-        let (outcome, apps) = self.deploy(tip);
+        let (outcome, apps) = match &desired.state {
+            Ok(state) => self.deploy(state),
+            Err(message) => (Outcome::Stalled(message.clone()), BTreeMap::new()),
+        };
         if let Outcome::Failed(reason) = &outcome {
             self.memory.failed = Some(revision.clone());
             self.memory.failed_reason = reason.clone();
         }
         self.save_memory();
-        self.write_report(Some(tip), &outcome, apps);
+        self.write_report(Some(&revision), &outcome, apps);
         outcome
     }
 
-    fn deploy(&mut self, tip: Oid) -> (Outcome, BTreeMap<String, AppReport>) {
+    fn deploy(&mut self, state: &State) -> (Outcome, BTreeMap<String, AppReport>) {
         let mut apps = BTreeMap::new();
-        let loaded = match load_at(self.store, &self.settings.env, &self.branch, tip) {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                let mut message = e.message.clone();
-                for detail in &e.details {
-                    message.push('\n');
-                    message.push_str(detail);
-                }
-                return (Outcome::Stalled(message), apps);
-            }
-        };
-        let env = &loaded.state.environments[&self.settings.env];
+        let env = &state.environments[&self.settings.env];
         self.interval = Some(env.agent.interval.as_std());
         let Some(settings) = &env.apps else {
             return (
@@ -277,7 +377,7 @@ impl<'s> Agent<'s> {
         };
         let mut failures = Vec::new();
         let mut unreachable = Vec::new();
-        for (name, artifact) in &loaded.state.manifest.artifacts {
+        for (name, artifact) in &state.manifest.artifacts {
             let Some(app) = settings.get(name) else {
                 continue;
             };
@@ -405,7 +505,6 @@ impl<'s> Agent<'s> {
             drifted = Some(live.clone());
         }
         // Fetch and verify, unpack, switch.
-        let file_name = pin.url.rsplit('/').next().unwrap_or(name).to_owned();
         let fetching = std::time::Instant::now();
         let fetched_before = self.cache.fetched_bytes();
         let artifact_path = match self.cache.get(&pin.url, &pin.sha256) {
@@ -420,6 +519,7 @@ impl<'s> Agent<'s> {
             }
             Err(e) => return failed(&pin.version, e.to_string()),
         };
+        let file_name = self.cache.file_name(&pin.url, &pin.sha256);
         let bytes = self.cache.fetched_bytes() - fetched_before;
         if bytes > 0 {
             let seconds = fetching.elapsed().as_secs_f64();
@@ -527,7 +627,7 @@ impl<'s> Agent<'s> {
 
     fn write_report(
         &mut self,
-        tip: Option<Oid>,
+        revision: Option<&str>,
         outcome: &Outcome,
         apps: BTreeMap<String, AppReport>,
     ) {
@@ -537,7 +637,7 @@ impl<'s> Agent<'s> {
         };
         let report = Report {
             env: self.settings.env.clone(),
-            revision: tip.map(|t| t.to_string()),
+            revision: revision.map(str::to_owned),
             state: outcome.state().to_owned(),
             message: message.clone(),
             at: now(),
@@ -548,7 +648,8 @@ impl<'s> Agent<'s> {
             tracing::warn!("cannot write status.json: {e}");
         }
         self.last = Some(report);
-        let Some(tip) = tip else {
+        // Statuses are set on commits: an artifact without one has nowhere to report.
+        let Some(tip) = revision.and_then(|r| Oid::from_str(r).ok()) else {
             return;
         };
         let (state, description) = match outcome {
@@ -584,7 +685,10 @@ impl<'s> Agent<'s> {
             *self.reported.borrow_mut() = Some(said);
             return Ok(());
         }
-        let forge = LocalForge::new(self.store);
+        let Some(store) = self.store else {
+            return Ok(());
+        };
+        let forge = LocalForge::new(store);
         let current = forge.statuses(tip).map_err(|e| e.to_string())?;
         if current
             .get(&check)
@@ -592,8 +696,8 @@ impl<'s> Agent<'s> {
         {
             return Ok(()); // said already
         }
-        let by = identity(self.store, None);
-        let signature = signature(self.store).map_err(|e| e.message)?;
+        let by = identity(store, None);
+        let signature = signature(store).map_err(|e| e.message)?;
         forge
             .set_status(
                 tip,
@@ -609,6 +713,59 @@ impl<'s> Agent<'s> {
             )
             .map_err(|e| e.to_string())
     }
+}
+
+/// Pulls the state artifact `digest` of `oci`'s repository: its revision, and the state,
+/// validated (`Err` inside: why it cannot be deployed). The layer is kept in the artifact
+/// cache, so a restarted agent fetches only the manifest.
+fn pull_state(
+    oci: &OciOrigin,
+    digest: &str,
+    env: &str,
+    cache: &Cache,
+) -> Result<(String, Result<State, String>), Outcome> {
+    let at = oci.url.at_digest(digest);
+    let stalled = |e: OciError| {
+        if e.is_transient() {
+            Outcome::Transient(e.to_string())
+        } else {
+            Outcome::Stalled(e.to_string())
+        }
+    };
+    let (manifest, _) = oci.registry.manifest(&at).map_err(stalled)?;
+    let parsed =
+        oci_state::parse(&manifest).map_err(|e| Outcome::Stalled(format!("{}: {e}", oci.url)))?;
+    let revision = parsed.revision.clone().unwrap_or_else(|| digest.to_owned());
+    let hex = parsed.layer.digest.trim_start_matches("sha256:").to_owned();
+    let path = cache.path(&hex);
+    let layer = match std::fs::read(&path) {
+        Ok(bytes) if crate::deploy::fetch::hex(&sha2::Sha256::digest(&bytes)) == hex => bytes,
+        _ => {
+            let mut bytes = Vec::new();
+            oci.registry
+                .blob(&at, &parsed.layer, &mut |data| {
+                    bytes.extend_from_slice(data);
+                    Ok(())
+                })
+                .map_err(stalled)?;
+            cache.store(&hex, &bytes);
+            bytes
+        }
+    };
+    let label = oci.url.to_string();
+    let state = oci_state::unpack(&layer)
+        .map_err(|e| format!("{label}: {e}"))
+        .and_then(|files| {
+            validate_files(&TreeSource::from_files(&label, files), env, &label).map_err(|e| {
+                let mut message = e.message.clone();
+                for detail in &e.details {
+                    message.push('\n');
+                    message.push_str(detail);
+                }
+                message
+            })
+        });
+    Ok((revision, state))
 }
 
 /// The first line of `text`, within GitHub's 140 characters for a status, marked when cut.

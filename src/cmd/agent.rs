@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::agent::{Agent, Outcome, Reporting, Settings, http, signal};
+use crate::agent::{Agent, OciOrigin, Origin, Outcome, Reporting, Settings, http, signal};
 use crate::cmd::shared::{branch_of, open_store};
+use crate::deploy::fetch::Cache;
 use crate::deploy::unpack::Limits;
 use crate::error::{Error, Outcome as Exit, Result};
+use crate::oci::{OciUrl, Registries};
 use crate::output::{Format, Output};
 use crate::store::RemoteArgs;
 
@@ -111,6 +113,16 @@ pub struct RunArgs {
     )]
     pub webhook_secret: Option<String>,
 
+    /// Read the desired state from a registry instead of git: the artifact `ferry publish`
+    /// pushes, at a tag (`oci://HOST/REPO:ENV`; the tag defaults to ENV). One manifest `HEAD`
+    /// per interval; a pull only when its digest changed. Statuses still go to the forge:
+    /// `--remote` for the local one, or `--forge github --github-repo`.
+    #[arg(long, value_name = "oci://HOST/REPO:TAG")]
+    pub source: Option<String>,
+
+    #[command(flatten)]
+    pub registry: crate::cmd::publish::RegistryArgs,
+
     #[command(flatten)]
     pub remote: RemoteArgs,
 }
@@ -197,21 +209,71 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
         }
         None => None,
     };
-    let store = open_store(&remote)?;
-    let branch = branch_of(&store, &env)?;
-    let report = match (args.no_report, args.forge) {
-        (true, _) => Reporting::None,
-        (false, crate::cmd::promote::ForgeKind::Local) => Reporting::Local,
-        (false, crate::cmd::promote::ForgeKind::Github) => {
-            let repo = crate::cmd::promote::github_repo(&store, args.github_repo.as_deref())?;
+    let registries = std::sync::Arc::new(Registries::new(args.registry.access()));
+    let source = match &args.source {
+        Some(source) => {
+            let mut url = OciUrl::parse(source).map_err(|e| {
+                Error::usage(format!("`--source`: {e}"))
+                    .hint(format!("such as `oci://registry.example.com/deploy:{env}`"))
+            })?;
+            if url.tag.is_none() && url.digest.is_none() {
+                url = url.at_tag(&env);
+            }
+            Some(url)
+        }
+        None => None,
+    };
+    // With a registry source, the git store is only where local statuses go: opened only
+    // when named.
+    let store = match &source {
+        Some(_) if args.remote.remote.is_none() => None,
+        _ => Some(open_store(&remote)?),
+    };
+    let report = match (args.no_report, args.forge, &store) {
+        (true, ..) => Reporting::None,
+        (false, crate::cmd::promote::ForgeKind::Local, Some(_)) => Reporting::Local,
+        (false, crate::cmd::promote::ForgeKind::Local, None) => {
+            tracing::info!(
+                "{env}: statuses are not reported (no `--remote` for the local forge, nor `--forge github`)"
+            );
+            Reporting::None
+        }
+        (false, crate::cmd::promote::ForgeKind::Github, store) => {
+            let repo = match (store, args.github_repo.as_deref()) {
+                (_, Some(repo)) => repo.to_owned(),
+                (Some(store), None) => crate::cmd::promote::github_repo(store, None)?,
+                (None, None) => {
+                    return Err(Error::usage(
+                        "`--forge github` with `--source` needs `--github-repo OWNER/NAME`",
+                    ));
+                }
+            };
             let github = crate::forge::github::GitHub::new(&repo)
                 .map_err(crate::cmd::promote::github_error)?;
             Reporting::GitHub(Box::new(github))
         }
     };
+    let origin = match source {
+        Some(url) => {
+            let registry = registries
+                .get(&url.registry)
+                .map_err(crate::cmd::publish::registry_error)?;
+            tracing::info!("{env}: reading the desired state from {url}");
+            Origin::Oci(OciOrigin::new(url, registry))
+        }
+        None => {
+            let store = store.as_ref().expect("opened without --source");
+            Origin::Git {
+                store,
+                branch: branch_of(store, &env)?,
+            }
+        }
+    };
+    let cache = Cache::new(state_dir.join("artifacts")).with_registries(registries.clone());
     let mut agent = Agent::new(
-        &store,
-        branch,
+        origin,
+        store.as_ref(),
+        cache,
         Settings {
             env: env.clone(),
             root,

@@ -13,6 +13,7 @@ pub mod merge;
 pub mod promote;
 pub mod promotion;
 pub mod protect;
+pub mod publish;
 pub mod requests;
 pub mod schema;
 pub mod shared;
@@ -31,6 +32,7 @@ pub fn run(command: Command, out: Output) -> Result<Outcome> {
         Command::Init(args) => init::run(args, out),
         Command::Bump(args) => bump::run(args, out),
         Command::Show(args) => show::run(args, out),
+        Command::Publish(args) => publish::run(args, out),
         Command::Diff(args) => diff::run(args, out),
         Command::History(args) => history::run(args, out),
         Command::Promote(args) => promote::run(args, out),

@@ -102,6 +102,21 @@ pub fn load_env(store: &Store, env: &str, history: History) -> Result<Loaded, Er
     load_at(store, env, &branch, tip)
 }
 
+/// The validated state in `files` (read from `what`), which must describe `env`.
+pub fn validate_files(files: &TreeSource, env: &str, what: &str) -> Result<State, Error> {
+    let checked = validate::check(files);
+    let state = checked.state.ok_or_else(|| {
+        invalid_state(
+            &checked.report,
+            &format!("the desired state in {what} is invalid"),
+        )
+    })?;
+    if !state.environments.contains_key(env) {
+        return Err(Error::failure(format!("{what} has no environment `{env}`")));
+    }
+    Ok(state)
+}
+
 /// The validated state of `env` at `commit` of `branch`.
 pub fn load_at(store: &Store, env: &str, branch: &str, commit: Oid) -> Result<Loaded, Error> {
     let files = store.tree_source(commit, branch)?;

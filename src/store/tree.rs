@@ -78,6 +78,28 @@ impl TreeSource {
         self
     }
 
+    /// Files read from elsewhere (a state artifact pulled from a registry).
+    pub fn from_files(label: &str, files: BTreeMap<String, Vec<u8>>) -> TreeSource {
+        TreeSource {
+            label: label.to_owned(),
+            files: files
+                .into_iter()
+                .map(|(path, bytes)| (path, Entry::Blob(bytes)))
+                .collect(),
+        }
+    }
+
+    /// Every file small enough to be read, by path.
+    pub fn files(&self) -> BTreeMap<String, Vec<u8>> {
+        self.files
+            .iter()
+            .filter_map(|(path, entry)| match entry {
+                Entry::Blob(bytes) => Some((path.clone(), bytes.clone())),
+                Entry::TooLarge(_) => None,
+            })
+            .collect()
+    }
+
     /// The bytes of a file, if present and not too large.
     pub fn get(&self, path: &str) -> Option<&[u8]> {
         match self.files.get(path) {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::common::{Run, Sandbox};
 
 /// An artifact `NAME-VERSION.tgz` holding `index.html` (saying VERSION) and an executable.
-fn artifact(sandbox: &Sandbox, version: &str) -> PathBuf {
+pub(crate) fn artifact(sandbox: &Sandbox, version: &str) -> PathBuf {
     let dir = sandbox.path().join(format!("pkg-{version}"));
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     std::fs::write(dir.join("index.html"), format!("web {version}\n")).unwrap();
@@ -34,7 +34,7 @@ fn artifact(sandbox: &Sandbox, version: &str) -> PathBuf {
 }
 
 /// Pins `web` VERSION in dev, from its file.
-fn bump(sandbox: &Sandbox, remote: &str, version: &str, file: &Path, add: bool) {
+pub(crate) fn bump(sandbox: &Sandbox, remote: &str, version: &str, file: &Path, add: bool) {
     let url = format!("file://{}", file.display());
     let mut command = bump_from(sandbox, remote, version, &url, file);
     if add {
@@ -44,7 +44,7 @@ fn bump(sandbox: &Sandbox, remote: &str, version: &str, file: &Path, add: bool) 
 }
 
 /// `ferry bump web VERSION` in dev, fetched from `url`, its digest computed from `file`.
-fn bump_from(
+pub(crate) fn bump_from(
     sandbox: &Sandbox,
     remote: &str,
     version: &str,
@@ -59,7 +59,7 @@ fn bump_from(
 }
 
 /// dev with `web` 1.0.0 pinned and deployed at `/srv/web`, with `settings` on top.
-fn repo(settings: Value) -> (Sandbox, String) {
+pub(crate) fn repo(settings: Value) -> (Sandbox, String) {
     let sandbox = Sandbox::new();
     let remote = sandbox.init("dev,staging,prod");
     let file = artifact(&sandbox, "1.0.0");
@@ -85,11 +85,11 @@ fn agent(sandbox: &Sandbox, remote: &str, extra: &[&str]) -> Run {
         .run()
 }
 
-fn live(sandbox: &Sandbox) -> PathBuf {
+pub(crate) fn live(sandbox: &Sandbox) -> PathBuf {
     sandbox.path().join("root/srv/web")
 }
 
-fn status(sandbox: &Sandbox) -> Value {
+pub(crate) fn status(sandbox: &Sandbox) -> Value {
     serde_json::from_slice(&std::fs::read(sandbox.path().join("state/status.json")).unwrap())
         .unwrap()
 }

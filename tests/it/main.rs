@@ -4,6 +4,7 @@ mod agent;
 mod common;
 mod enforce;
 mod github;
+mod oci;
 mod promote;
 mod protect;
 mod store;

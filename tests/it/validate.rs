@@ -81,9 +81,21 @@ fn oci_and_file_urls_are_accepted() {
         m["artifacts"]["web"]["url"] = json!("oci://registry.example.com:5000/team/web:2.1.0");
         m["artifacts"]["api"]["url"] =
             json!(format!("oci://registry.example.com/api@sha256:{DIGEST}"));
+        m["artifacts"]["api"]["sha256"] = json!(DIGEST);
         m["artifacts"]["worker"]["url"] = json!("file:///srv/artifacts/worker-0.9.3.tar.gz");
     });
     repo.validate(&[]).assert_code(0);
+    // An `oci://…@sha256:` URL must name the digest `sha256` pins (its manifest digest).
+    repo.edit_json("manifest.json", |m| {
+        m["artifacts"]["api"]["sha256"] = json!("ab".repeat(32));
+    });
+    let run = repo.validate(&[]);
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("`url` names manifest digest sha256:"),
+        "{}",
+        run.render()
+    );
 }
 
 #[test]

@@ -188,6 +188,7 @@ pub const DIGEST: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e
 
 pub mod github;
 pub mod http;
+pub mod registry;
 
 /// Fixed identity and time for every commit made in tests, so commit ids are reproducible.
 pub const AUTHOR_DATE: &str = "1700000000 +0000";

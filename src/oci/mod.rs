@@ -1,0 +1,716 @@
+//! OCI registries: ferry's second state store, and a place artifacts are pulled from.
+//!
+//! `oci://HOST/REPO:TAG` and `oci://HOST/REPO@sha256:DIGEST` name an artifact ([`OciUrl`]).
+//! [`Registry`] is a blocking face over `oci-client` for one registry host, with the
+//! credentials ferry finds for it ([`auth`]): pulls and pushes go through `oci-client`; the
+//! agent's change detection is one `HEAD` of a manifest, sent directly so that a steady poll
+//! costs exactly one request (the token `oci-client` got is reused, and renewed on a 401).
+//! Plain `http` is spoken only to loopback registries and to hosts named with
+//! `--insecure-registry`.
+//!
+//! What a `sha256` pin means for an `oci://` artifact: the digest of its OCI manifest, which
+//! covers the config and every layer by their own digests. Each blob is verified against its
+//! descriptor as it streams.
+
+pub mod auth;
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Reference, RegistryOperation};
+use sha2::{Digest, Sha256};
+
+use crate::deploy::fetch::{self, hex};
+use auth::Credentials;
+
+/// The OCI image manifest media type, which ferry writes and reads.
+pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Docker's schema 2 manifest, which registries still serve for older artifacts.
+const DOCKER_MANIFEST_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Longest wait for a registry to answer one request.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `oci://HOST/REPO:TAG` or `oci://HOST/REPO@sha256:DIGEST`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciUrl {
+    /// `host` or `host:port`.
+    pub registry: String,
+    pub repository: String,
+    pub tag: Option<String>,
+    /// `sha256:…`, when the URL names a digest.
+    pub digest: Option<String>,
+}
+
+impl OciUrl {
+    pub fn parse(url: &str) -> Result<OciUrl, String> {
+        let rest = url.strip_prefix("oci://").ok_or_else(|| {
+            format!("`{url}` is not an `oci://` URL: expected `oci://HOST/REPO:TAG`")
+        })?;
+        let (registry, path) = rest
+            .split_once('/')
+            .filter(|(r, p)| !r.is_empty() && !p.is_empty())
+            .ok_or_else(|| {
+                format!("`{url}` names no repository: expected `oci://HOST/REPO:TAG`")
+            })?;
+        if registry.contains('@') {
+            return Err(format!(
+                "`oci://{}/…` holds credentials: ferry reads them from FERRY_REGISTRY_USER and FERRY_REGISTRY_PASSWORD or Docker's config.json",
+                registry.rsplit('@').next().unwrap_or_default()
+            ));
+        }
+        let (path, digest) = match path.split_once('@') {
+            Some((path, digest)) => {
+                let hex = digest.strip_prefix("sha256:").unwrap_or("");
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!(
+                        "`{url}`: `@{digest}` is not a digest: expected `@sha256:` and 64 hex digits"
+                    ));
+                }
+                (path, Some(digest.to_ascii_lowercase()))
+            }
+            None => (path, None),
+        };
+        let (repository, tag) = match path.rsplit_once(':') {
+            Some((repository, tag)) if !tag.contains('/') => (repository, Some(tag.to_owned())),
+            _ => (path, None),
+        };
+        let component_ok = |c: &str| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && c.as_bytes()[0].is_ascii_alphanumeric()
+        };
+        if !repository.split('/').all(component_ok) {
+            return Err(format!(
+                "`{url}`: repository `{repository}` is not valid: lowercase letters, digits, and `.`, `_`, `-` between `/`"
+            ));
+        }
+        if let Some(tag) = &tag
+            && !tag_ok(tag)
+        {
+            return Err(format!(
+                "`{url}`: tag `{tag}` is not valid: up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`"
+            ));
+        }
+        Ok(OciUrl {
+            registry: registry.to_ascii_lowercase(),
+            repository: repository.to_owned(),
+            tag,
+            digest,
+        })
+    }
+
+    /// The same repository at `tag`.
+    pub fn at_tag(&self, tag: &str) -> OciUrl {
+        OciUrl {
+            tag: Some(tag.to_owned()),
+            digest: None,
+            ..self.clone()
+        }
+    }
+
+    /// The same repository at `digest`.
+    pub fn at_digest(&self, digest: &str) -> OciUrl {
+        OciUrl {
+            tag: None,
+            digest: Some(digest.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// What a manifest request names: the digest if there is one, else the tag (`latest`).
+    fn target(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
+    }
+
+    fn reference(&self) -> Reference {
+        match &self.digest {
+            Some(digest) => Reference::with_digest(
+                self.registry.clone(),
+                self.repository.clone(),
+                digest.clone(),
+            ),
+            None => Reference::with_tag(
+                self.registry.clone(),
+                self.repository.clone(),
+                self.target().to_owned(),
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for OciUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "oci://{}/{}", self.registry, self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub fn tag_ok(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && (tag.as_bytes()[0].is_ascii_alphanumeric() || tag.starts_with('_'))
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Why a registry operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OciError {
+    /// Could not connect, timed out, or the registry answered 5xx or 429: worth retrying.
+    #[error("{registry}: the registry cannot be reached: {message}")]
+    Unreachable { registry: String, message: String },
+    #[error("{what}: the registry refused access ({how})")]
+    Refused { what: String, how: String },
+    #[error("{what}: not found in the registry")]
+    Missing { what: String },
+    #[error("{what}: the SHA-256 is {actual}, not {expected}: discarded")]
+    Mismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{what}: {message}")]
+    Invalid { what: String, message: String },
+    #[error("{registry}: {message}")]
+    Insecure { registry: String, message: String },
+}
+
+impl OciError {
+    /// Whether trying again later may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, OciError::Unreachable { .. })
+    }
+}
+
+/// Which registries may be spoken to over plain `http`.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Hosts (`host` or `host:port`) named with `--insecure-registry`.
+    pub insecure: Vec<String>,
+}
+
+impl Access {
+    pub fn new(insecure: &[String]) -> Access {
+        Access {
+            insecure: insecure.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        }
+    }
+
+    /// Plain `http` for loopback registries and the hosts named insecure, `https` for the rest.
+    pub fn plain_http(&self, registry: &str) -> bool {
+        let host = host_of(registry);
+        is_loopback(host)
+            || self
+                .insecure
+                .iter()
+                .any(|h| h == registry || h.as_str() == host)
+    }
+}
+
+/// `registry` without its port.
+fn host_of(registry: &str) -> &str {
+    if let Some(rest) = registry.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    registry.split(':').next().unwrap_or(registry)
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The registries one process talks to, each opened once (its connections and tokens kept).
+#[derive(Debug, Default)]
+pub struct Registries {
+    access: Access,
+    open: Mutex<HashMap<String, Arc<Registry>>>,
+}
+
+impl Registries {
+    pub fn new(access: Access) -> Registries {
+        Registries {
+            access,
+            open: Mutex::default(),
+        }
+    }
+
+    pub fn get(&self, registry: &str) -> Result<Arc<Registry>, OciError> {
+        let mut open = self.open.lock().expect("registries lock");
+        if let Some(found) = open.get(registry) {
+            return Ok(found.clone());
+        }
+        let opened = Arc::new(Registry::open(registry, &self.access)?);
+        open.insert(registry.to_owned(), opened.clone());
+        Ok(opened)
+    }
+}
+
+/// One registry host, with its credentials: blocking calls.
+pub struct Registry {
+    registry: String,
+    scheme: &'static str,
+    runtime: tokio::runtime::Runtime,
+    client: oci_client::Client,
+    http: fetch::Client,
+    credentials: Credentials,
+    /// The `Authorization` the last successful request used, for direct `HEAD`s.
+    authorization: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("registry", &self.registry)
+            .field("scheme", &self.scheme)
+            .field("credentials", &self.credentials.source())
+            .finish()
+    }
+}
+
+impl Registry {
+    pub fn open(registry: &str, access: &Access) -> Result<Registry, OciError> {
+        // reqwest's rustls takes the process's provider: the same ring the rest of ferry uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let plain = access.plain_http(registry);
+        let config = oci_client::client::ClientConfig {
+            protocol: if plain {
+                oci_client::client::ClientProtocol::HttpsExcept(vec![registry.to_owned()])
+            } else {
+                oci_client::client::ClientProtocol::Https
+            },
+            platform_resolver: None,
+            ..Default::default()
+        };
+        let invalid = |message: String| OciError::Invalid {
+            what: registry.to_owned(),
+            message,
+        };
+        let credentials = auth::credentials(registry).map_err(invalid)?;
+        tracing::debug!(registry, source = credentials.source(), plain, "registry");
+        Ok(Registry {
+            registry: registry.to_owned(),
+            scheme: if plain { "http" } else { "https" },
+            runtime: fetch::runtime().map_err(invalid)?,
+            client: oci_client::Client::new(config),
+            http: fetch::client().map_err(invalid)?,
+            credentials,
+            authorization: Mutex::default(),
+        })
+    }
+
+    fn auth(&self) -> RegistryAuth {
+        self.credentials.registry_auth()
+    }
+
+    /// The digest of the manifest `url` names, from one `HEAD` request (`None`: no such tag).
+    pub fn head(&self, url: &OciUrl) -> Result<Option<String>, OciError> {
+        let target = format!(
+            "{}://{}/v2/{}/manifests/{}",
+            self.scheme,
+            self.registry,
+            url.repository,
+            url.target()
+        );
+        let mut renewed = false;
+        loop {
+            let mut request = fetch::request(hyper::Method::HEAD, &target)
+                .map_err(|message| self.invalid(url, message))?
+                .header(
+                    hyper::header::ACCEPT,
+                    format!("{MANIFEST_TYPE}, {DOCKER_MANIFEST_TYPE}"),
+                );
+            if let Some(authorization) = self.authorization.lock().expect("lock").clone() {
+                request = request.header(hyper::header::AUTHORIZATION, authorization);
+            }
+            let request = request
+                .body(fetch::Body::default())
+                .map_err(|e| self.invalid(url, e.to_string()))?;
+            let response = self.runtime.block_on(async {
+                let sent = tokio::time::timeout(TIMEOUT, self.http.request(request)).await;
+                match sent {
+                    Err(_) => Err(format!("no answer within {}s", TIMEOUT.as_secs())),
+                    Ok(Err(e)) => Err(transfer_message(&e)),
+                    Ok(Ok(response)) => {
+                        let (parts, body) = response.into_parts();
+                        let _ = body.collect().await;
+                        Ok(parts)
+                    }
+                }
+            });
+            let parts = response.map_err(|message| self.unreachable(message))?;
+            match parts.status.as_u16() {
+                200 => {
+                    return match parts
+                        .headers
+                        .get("docker-content-digest")
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        Some(digest) => Ok(Some(digest.to_owned())),
+                        // Not every registry sends it on HEAD: ask oci-client, which GETs.
+                        None => self
+                            .block(
+                                self.client
+                                    .fetch_manifest_digest(&url.reference(), &self.auth()),
+                            )
+                            .map(Some)
+                            .map_err(|e| self.classify(e, &url.to_string())),
+                    };
+                }
+                404 => return Ok(None),
+                401 if !renewed => {
+                    renewed = true;
+                    self.authorize(url)?;
+                }
+                401 | 403 => return Err(self.refused(&url.to_string())),
+                status @ (429 | 500..) => {
+                    return Err(self.unreachable(format!("HTTP {status}")));
+                }
+                status => {
+                    return Err(self.invalid(url, format!("HTTP {status} to a manifest HEAD")));
+                }
+            }
+        }
+    }
+
+    /// Gets a token (or settles on basic credentials) for pulling from `url`'s repository.
+    fn authorize(&self, url: &OciUrl) -> Result<(), OciError> {
+        let token = self
+            .block(
+                self.client
+                    .auth(&url.reference(), &self.auth(), RegistryOperation::Pull),
+            )
+            .map_err(|e| self.classify(e, &url.to_string()))?;
+        let authorization = match (token, &self.credentials) {
+            (Some(token), _) => format!("Bearer {token}"),
+            (None, Credentials::Basic { user, password, .. }) => {
+                use base64::Engine;
+                let pair = format!("{user}:{password}");
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )
+            }
+            (None, Credentials::Anonymous) => return Err(self.refused(&url.to_string())),
+        };
+        *self.authorization.lock().expect("lock") = Some(authorization);
+        Ok(())
+    }
+
+    /// The manifest `url` names, as the registry holds it (bytes), and its digest, verified:
+    /// the bytes hash to the digest, and to the one `url` names if it names one.
+    pub fn manifest(&self, url: &OciUrl) -> Result<(Vec<u8>, String), OciError> {
+        let (bytes, _) = self
+            .block(self.client.pull_manifest_raw(
+                &url.reference(),
+                &self.auth(),
+                &[MANIFEST_TYPE, DOCKER_MANIFEST_TYPE],
+            ))
+            .map_err(|e| self.classify(e, &url.to_string()))?;
+        let digest = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
+        if let Some(expected) = &url.digest
+            && *expected != digest
+        {
+            return Err(OciError::Mismatch {
+                what: format!("{url} (its manifest)"),
+                expected: expected.clone(),
+                actual: digest,
+            });
+        }
+        Ok((bytes.to_vec(), digest))
+    }
+
+    /// Streams blob `descriptor` of `url`'s repository into `sink`, checking its size and
+    /// SHA-256 against the descriptor. Until this returns Ok, what `sink` got is not to be used.
+    pub fn blob(
+        &self,
+        url: &OciUrl,
+        descriptor: &OciDescriptor,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, OciError> {
+        use futures_util::StreamExt;
+        let what = format!("{url} (blob {})", descriptor.digest);
+        let reference = url.reference();
+        self.block(
+            self.client
+                .store_auth_if_needed(&self.registry, &self.auth()),
+        );
+        let mut hash = Sha256::new();
+        let mut bytes = 0u64;
+        let streamed: Result<(), OciError> = self.runtime.block_on(async {
+            let mut stream = tokio::time::timeout(
+                TIMEOUT,
+                self.client.pull_blob_stream(&reference, descriptor),
+            )
+            .await
+            .map_err(|_| self.unreachable(format!("no answer within {}s", TIMEOUT.as_secs())))?
+            .map_err(|e| self.classify(e, &what))?;
+            loop {
+                let next = tokio::time::timeout(TIMEOUT, stream.next())
+                    .await
+                    .map_err(|_| self.unreachable(format!("stalled for {}s", TIMEOUT.as_secs())))?;
+                let Some(chunk) = next else { return Ok(()) };
+                let chunk = chunk.map_err(|e| {
+                    let digest = e
+                        .get_ref()
+                        .and_then(|inner| inner.downcast_ref::<oci_client::errors::DigestError>());
+                    match digest {
+                        Some(digest) => OciError::Invalid {
+                            what: what.clone(),
+                            message: format!("digest verification failed: {digest}"),
+                        },
+                        None => self.unreachable(transfer_message(&e)),
+                    }
+                })?;
+                hash.update(&chunk);
+                bytes += chunk.len() as u64;
+                sink(&chunk).map_err(|e| OciError::Invalid {
+                    what: what.clone(),
+                    message: format!("writing it: {e}"),
+                })?;
+            }
+        });
+        streamed?;
+        let actual = format!("sha256:{}", hex(&hash.finalize()));
+        if actual != descriptor.digest {
+            return Err(OciError::Mismatch {
+                what,
+                expected: descriptor.digest.clone(),
+                actual,
+            });
+        }
+        if descriptor.size >= 0 && bytes != descriptor.size as u64 {
+            return Err(OciError::Invalid {
+                what,
+                message: format!(
+                    "{bytes} bytes, not the {} its descriptor says",
+                    descriptor.size
+                ),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Uploads `data` as a blob of `url`'s repository, unless the registry has it already.
+    pub fn push_blob(&self, url: &OciUrl, data: &[u8], digest: &str) -> Result<(), OciError> {
+        let reference = url.reference();
+        let what = format!("{url} (blob {digest})");
+        self.block(
+            self.client
+                .store_auth_if_needed(&self.registry, &self.auth()),
+        );
+        let exists = self
+            .block(self.client.blob_exists(&reference, digest))
+            .map_err(|e| self.classify(e, &what))?;
+        if exists {
+            return Ok(());
+        }
+        self.block(
+            self.client
+                .auth(&reference, &self.auth(), RegistryOperation::Push),
+        )
+        .map_err(|e| self.classify(e, &what))?;
+        self.block(self.client.push_blob(&reference, data.to_vec(), digest))
+            .map(|_| ())
+            .map_err(|e| self.classify(e, &what))
+    }
+
+    /// Stores `manifest` (an OCI image manifest) under `url`'s tag.
+    pub fn push_manifest(&self, url: &OciUrl, manifest: &[u8]) -> Result<(), OciError> {
+        let reference = url.reference();
+        self.block(
+            self.client
+                .auth(&reference, &self.auth(), RegistryOperation::Push),
+        )
+        .map_err(|e| self.classify(e, &url.to_string()))?;
+        self.block(self.client.push_manifest_raw(
+            &reference,
+            manifest.to_vec(),
+            http::HeaderValue::from_static(MANIFEST_TYPE),
+        ))
+        .map(|_| ())
+        .map_err(|e| self.classify(e, &url.to_string()))
+    }
+
+    fn block<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    fn unreachable(&self, message: String) -> OciError {
+        OciError::Unreachable {
+            registry: self.registry.clone(),
+            message,
+        }
+    }
+
+    fn invalid(&self, url: &OciUrl, message: String) -> OciError {
+        OciError::Invalid {
+            what: url.to_string(),
+            message,
+        }
+    }
+
+    fn refused(&self, what: &str) -> OciError {
+        OciError::Refused {
+            what: what.to_owned(),
+            how: match &self.credentials {
+                Credentials::Anonymous => format!(
+                    "anonymously: no credentials for {} in FERRY_REGISTRY_USER/FERRY_REGISTRY_PASSWORD or Docker's config.json",
+                    self.registry
+                ),
+                Credentials::Basic { source, .. } => format!("with the credentials from {source}"),
+            },
+        }
+    }
+
+    /// An `oci-client` error, in the terms above.
+    fn classify(&self, error: OciDistributionError, what: &str) -> OciError {
+        let missing = || OciError::Missing {
+            what: what.to_owned(),
+        };
+        match error {
+            OciDistributionError::RequestError(e) => {
+                if let Some(status) = e.status() {
+                    return self.status_error(status.as_u16(), what, e.to_string());
+                }
+                self.unreachable(transfer_message(&e))
+            }
+            OciDistributionError::ServerError { code, message, .. } => {
+                self.status_error(code, what, message)
+            }
+            OciDistributionError::UnauthorizedError { .. }
+            | OciDistributionError::AuthenticationFailure(_) => self.refused(what),
+            OciDistributionError::ImageManifestNotFoundError(_) => missing(),
+            OciDistributionError::RegistryError { envelope, .. } => {
+                let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+                if codes
+                    .iter()
+                    .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+                {
+                    self.refused(what)
+                } else if codes.iter().any(|c| {
+                    matches!(
+                        c,
+                        OciErrorCode::ManifestUnknown
+                            | OciErrorCode::NameUnknown
+                            | OciErrorCode::BlobUnknown
+                            | OciErrorCode::NotFound
+                    )
+                }) {
+                    missing()
+                } else if codes
+                    .iter()
+                    .any(|c| matches!(c, OciErrorCode::Toomanyrequests))
+                {
+                    self.unreachable("too many requests (HTTP 429)".to_owned())
+                } else {
+                    let messages: Vec<String> =
+                        envelope.errors.iter().map(|e| e.message.clone()).collect();
+                    OciError::Invalid {
+                        what: what.to_owned(),
+                        message: format!("the registry said: {}", messages.join("; ")),
+                    }
+                }
+            }
+            OciDistributionError::DigestError(e) => OciError::Invalid {
+                what: what.to_owned(),
+                message: format!("digest verification failed: {e}"),
+            },
+            other => OciError::Invalid {
+                what: what.to_owned(),
+                message: other.to_string(),
+            },
+        }
+    }
+
+    fn status_error(&self, status: u16, what: &str, message: String) -> OciError {
+        match status {
+            401 | 403 => self.refused(what),
+            404 => OciError::Missing {
+                what: what.to_owned(),
+            },
+            429 | 500.. => self.unreachable(format!("HTTP {status}")),
+            _ => OciError::Invalid {
+                what: what.to_owned(),
+                message: format!("HTTP {status}: {message}"),
+            },
+        }
+    }
+}
+
+/// A transfer error in a line, its causes included (a refused connection says so).
+fn transfer_message(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_into_registry_repository_tag_and_digest() {
+        let url = OciUrl::parse("oci://127.0.0.1:5000/team/web:1.2.0").unwrap();
+        assert_eq!(url.registry, "127.0.0.1:5000");
+        assert_eq!(url.repository, "team/web");
+        assert_eq!(url.tag.as_deref(), Some("1.2.0"));
+        assert_eq!(url.to_string(), "oci://127.0.0.1:5000/team/web:1.2.0");
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let url = OciUrl::parse(&format!("oci://r.example/web@{digest}")).unwrap();
+        assert_eq!(url.digest.as_deref(), Some(digest.as_str()));
+        assert_eq!(url.tag, None);
+        let url = OciUrl::parse("oci://r.example/deploy").unwrap();
+        assert_eq!(url.target(), "latest");
+        for bad in [
+            "https://r.example/x",
+            "oci://r.example",
+            "oci:///x",
+            "oci://r.example/Web:1",
+            "oci://r.example/web:-x",
+            "oci://u:p@r.example/web:1",
+            "oci://r.example/web@sha256:abc",
+        ] {
+            assert!(OciUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_and_named_hosts() {
+        let access = Access::new(&["build.internal:5000".to_owned()]);
+        assert!(access.plain_http("127.0.0.1:5000"));
+        assert!(access.plain_http("localhost"));
+        assert!(access.plain_http("[::1]:5000"));
+        assert!(access.plain_http("build.internal:5000"));
+        assert!(!access.plain_http("build.internal:5001"));
+        assert!(!access.plain_http("ghcr.io"));
+    }
+}

@@ -1,0 +1,249 @@
+//! The desired state of one environment as an OCI artifact (`ferry publish`, and the agent's
+//! `--source oci://…`).
+//!
+//! One image manifest: a config blob (`application/vnd.ferry.state.config.v1+json`: the
+//! environment, branch, commit and source) and one layer
+//! (`application/vnd.ferry.state.content.v1.tar+gzip`: `manifest.json` and the environment
+//! files, as they are at the commit). Packing is deterministic (sorted entries, fixed modes,
+//! the commit's time), so the same commit always gives the same digest and publishing it
+//! again changes nothing.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::deploy::fetch::hex;
+use crate::json::MAX_FILE_SIZE;
+use oci_client::manifest::OciDescriptor;
+
+/// The artifact type: what tells a ferry state from any other artifact.
+pub const ARTIFACT_TYPE: &str = "application/vnd.ferry.state.v1";
+pub const CONFIG_TYPE: &str = "application/vnd.ferry.state.config.v1+json";
+pub const LAYER_TYPE: &str = "application/vnd.ferry.state.content.v1.tar+gzip";
+/// The layer's file name for tools that save layers as files (oras).
+pub const LAYER_TITLE: &str = "ferry-state.tar.gz";
+/// At most this many bytes of files in a state artifact.
+const MAX_STATE: u64 = 256 << 20;
+
+/// What the artifact says of itself.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Meta {
+    pub environment: String,
+    pub branch: String,
+    /// The commit.
+    pub revision: String,
+    /// The deployment repository (credentials never included).
+    pub source: String,
+    /// The commit's time, RFC 3339.
+    pub created: String,
+}
+
+/// A packed state, ready to push.
+pub struct Packed {
+    pub config: Vec<u8>,
+    pub config_digest: String,
+    pub layer: Vec<u8>,
+    pub layer_digest: String,
+    pub manifest: Vec<u8>,
+    pub digest: String,
+}
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+/// Packs `files` (path → bytes) as the state artifact described by `meta`.
+pub fn pack(files: &BTreeMap<String, Vec<u8>>, meta: &Meta, mtime: u64) -> Packed {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.mode(tar::HeaderMode::Deterministic);
+    for (path, bytes) in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(mtime);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, path, bytes.as_slice())
+            .expect("writing to memory");
+    }
+    let tar = tar.into_inner().expect("writing to memory");
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &tar).expect("writing to memory");
+    let layer = gz.finish().expect("writing to memory");
+    let config = serde_json::to_vec(meta).expect("serializes");
+    let (config_digest, layer_digest) = (digest(&config), digest(&layer));
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": super::MANIFEST_TYPE,
+        "artifactType": ARTIFACT_TYPE,
+        "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": config.len()},
+        "layers": [{
+            "mediaType": LAYER_TYPE,
+            "digest": layer_digest,
+            "size": layer.len(),
+            "annotations": {"org.opencontainers.image.title": LAYER_TITLE},
+        }],
+        "annotations": {
+            "org.opencontainers.image.created": meta.created,
+            "org.opencontainers.image.revision": meta.revision,
+            "org.opencontainers.image.source": meta.source,
+            "org.opencontainers.image.ref.name": meta.environment,
+            "dev.ferry.branch": meta.branch,
+        },
+    });
+    let manifest = serde_json::to_vec(&manifest).expect("serializes");
+    Packed {
+        digest: digest(&manifest),
+        config,
+        config_digest,
+        layer,
+        layer_digest,
+        manifest,
+    }
+}
+
+/// A pulled manifest that is ferry's state: its config and layer descriptors and revision.
+#[derive(Debug)]
+pub struct Parsed {
+    pub config: OciDescriptor,
+    pub layer: OciDescriptor,
+    /// `org.opencontainers.image.revision`.
+    pub revision: Option<String>,
+    pub source: Option<String>,
+}
+
+/// Checks that `manifest` (bytes as pulled) is a ferry state artifact.
+pub fn parse(manifest: &[u8]) -> Result<Parsed, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(manifest).map_err(|e| format!("its manifest is not JSON: {e}"))?;
+    let config: OciDescriptor = value
+        .get("config")
+        .cloned()
+        .and_then(|c| serde_json::from_value(c).ok())
+        .ok_or("its manifest has no config descriptor: not an OCI image manifest")?;
+    if config.media_type != CONFIG_TYPE {
+        let artifact_type = value
+            .get("artifactType")
+            .and_then(|t| t.as_str())
+            .unwrap_or(&config.media_type);
+        return Err(format!(
+            "not a ferry state: its type is `{artifact_type}`, not `{ARTIFACT_TYPE}` (publish one with `ferry publish`)"
+        ));
+    }
+    let layers: Vec<OciDescriptor> = value
+        .get("layers")
+        .cloned()
+        .and_then(|l| serde_json::from_value(l).ok())
+        .unwrap_or_default();
+    let [layer] = <[OciDescriptor; 1]>::try_from(layers)
+        .map_err(|layers| format!("a ferry state has one layer, this one has {}", layers.len()))?;
+    if layer.media_type != LAYER_TYPE {
+        return Err(format!(
+            "its layer is `{}`, not `{LAYER_TYPE}`",
+            layer.media_type
+        ));
+    }
+    if layer.size < 0 || layer.size as u64 > MAX_STATE {
+        return Err(format!("its layer of {} bytes is too large", layer.size));
+    }
+    let annotation = |name: &str| {
+        value
+            .pointer(&format!("/annotations/{}", name.replace('/', "~1")))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    Ok(Parsed {
+        config,
+        layer,
+        revision: annotation("org.opencontainers.image.revision"),
+        source: annotation("org.opencontainers.image.source"),
+    })
+}
+
+/// The files of a state layer (`.tar.gz`): regular files only, at the paths a deployment
+/// repository's state has (`manifest.json`, `environments/*.json`, `*-env.json`).
+pub fn unpack(layer: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(layer));
+    let mut files = BTreeMap::new();
+    let mut total = 0u64;
+    for entry in archive.entries().map_err(|e| format!("its layer: {e}"))? {
+        let mut entry = entry.map_err(|e| format!("its layer: {e}"))?;
+        let path = entry
+            .path()
+            .map_err(|e| format!("its layer: {e}"))?
+            .to_string_lossy()
+            .into_owned();
+        let allowed = path == crate::validate::MANIFEST
+            || (path.ends_with("-env.json") && !path.contains('/'))
+            || path
+                .strip_prefix(crate::validate::ENVIRONMENTS_DIR)
+                .and_then(|p| p.strip_prefix('/'))
+                .is_some_and(|name| {
+                    name.ends_with(".json") && !name.contains('/') && !name.starts_with('.')
+                });
+        if !entry.header().entry_type().is_file() || !allowed {
+            return Err(format!(
+                "its layer holds `{path}`: a ferry state holds only `manifest.json` and environment files"
+            ));
+        }
+        let size = entry.size();
+        total += size;
+        if size > MAX_FILE_SIZE || total > MAX_STATE {
+            return Err(format!("its layer's `{path}` is too large"));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("its layer's `{path}`: {e}"))?;
+        files.insert(path, bytes);
+    }
+    if !files.contains_key(crate::validate::MANIFEST) {
+        return Err("its layer holds no `manifest.json`".to_owned());
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Meta {
+        Meta {
+            environment: "dev".into(),
+            branch: "dev".into(),
+            revision: "a".repeat(40),
+            source: "/srv/deploy.git".into(),
+            created: "2026-11-25T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn packing_is_deterministic_and_round_trips() {
+        let files = BTreeMap::from([
+            ("manifest.json".to_owned(), b"{}".to_vec()),
+            ("environments/dev.json".to_owned(), b"{\"a\":1}".to_vec()),
+        ]);
+        let one = pack(&files, &meta(), 1_700_000_000);
+        let two = pack(&files, &meta(), 1_700_000_000);
+        assert_eq!(one.digest, two.digest);
+        assert_eq!(one.manifest, two.manifest);
+        let parsed = parse(&one.manifest).unwrap();
+        assert_eq!(parsed.layer.digest, one.layer_digest);
+        assert_eq!(parsed.revision.as_deref(), Some("a".repeat(40).as_str()));
+        assert_eq!(unpack(&one.layer).unwrap(), files);
+    }
+
+    #[test]
+    fn other_artifacts_and_stray_files_are_refused() {
+        let other = json!({"schemaVersion": 2, "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", "0".repeat(64)), "size": 2}, "layers": []});
+        let err = parse(&serde_json::to_vec(&other).unwrap()).unwrap_err();
+        assert!(err.contains("not a ferry state"), "{err}");
+        let files = BTreeMap::from([("scripts/run.sh".to_owned(), b"x".to_vec())]);
+        let packed = pack(&files, &meta(), 0);
+        let err = unpack(&packed.layer).unwrap_err();
+        assert!(err.contains("holds only"), "{err}");
+    }
+}
