@@ -237,16 +237,22 @@ fn the_agent_deploys_from_the_registry_with_one_head_per_interval() {
         assert!(started.elapsed() < Duration::from_secs(60), "not deployed");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The deploy is reported after the switch: wait for the report, in status.json and in
+    // the (local) forge, which `--remote` names.
+    let tip = sandbox.tip("dev");
+    let reported = || {
+        let statuses = sandbox
+            .ferry(&["status", "--remote", &remote, "--format", "json"])
+            .run()
+            .json();
+        statuses[0]["commit"] == tip.as_str() && statuses[0]["deploy"]["state"] == "success"
+    };
+    while status(&sandbox)["revision"] != tip.as_str() || !reported() {
+        assert!(started.elapsed() < Duration::from_secs(60), "not reported");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(status(&sandbox)["revision"], sandbox.tip("dev").as_str());
-    // With `--remote`, the status still reaches the (local) forge.
-    let statuses = sandbox
-        .ferry(&["status", "--remote", &remote, "--format", "json"])
-        .run()
-        .json();
-    assert_eq!(statuses[0]["commit"], sandbox.tip("dev").as_str());
-    assert_eq!(statuses[0]["deploy"]["state"], "success", "{statuses}");
 }
 
 #[test]
