@@ -74,6 +74,16 @@ impl Error {
         self
     }
 
+    /// The message and its detail lines, without hints (for a report that keeps the why).
+    pub fn message_with_details(&self) -> String {
+        let mut text = self.message.clone();
+        for line in &self.details {
+            text.push('\n');
+            text.push_str(line);
+        }
+        text
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self.kind {
             ErrorKind::Failure => 1,

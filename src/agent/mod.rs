@@ -177,11 +177,12 @@ impl OciOrigin {
     }
 }
 
-/// A state pulled from a registry: kept while the tag's digest stays the same.
+/// A state pulled from a registry (or why it cannot be deployed): kept while the tag's digest
+/// stays the same.
 struct Pulled {
     digest: String,
     revision: String,
-    state: std::rc::Rc<State>,
+    state: Result<std::rc::Rc<State>, String>,
 }
 
 /// The desired state one reconcile works from.
@@ -276,28 +277,14 @@ impl<'s> Agent<'s> {
                     .map_err(|e| Outcome::Transient(e.to_string()))?;
                 let state = load_at(store, &env, branch, tip)
                     .map(|loaded| std::rc::Rc::new(loaded.state))
-                    .map_err(|e| {
-                        let mut message = e.message.clone();
-                        for detail in &e.details {
-                            message.push('\n');
-                            message.push_str(detail);
-                        }
-                        message
-                    });
+                    .map_err(|e| e.message_with_details());
                 Ok(Desired {
                     revision: tip.to_string(),
                     state,
                 })
             }
             Origin::Oci(oci) => {
-                let outcome = |e: OciError| {
-                    if e.is_transient() {
-                        Outcome::Transient(e.to_string())
-                    } else {
-                        Outcome::Stalled(e.to_string())
-                    }
-                };
-                let digest = oci.registry.head(&oci.url).map_err(outcome)?.ok_or_else(|| {
+                let digest = oci.registry.head(&oci.url).map_err(outcome_of)?.ok_or_else(|| {
                     Outcome::Stalled(format!(
                         "{}: no such tag in the registry (has `ferry publish {env} --to oci://{}/{}` run?)",
                         oci.url, oci.url.registry, oci.url.repository
@@ -306,19 +293,18 @@ impl<'s> Agent<'s> {
                 if let Some(pulled) = oci.pulled.as_ref().filter(|p| p.digest == digest) {
                     return Ok(Desired {
                         revision: pulled.revision.clone(),
-                        state: Ok(pulled.state.clone()),
+                        state: pulled.state.clone(),
                     });
                 }
                 let (revision, state) = pull_state(oci, &digest, &env, &self.cache)?;
                 let state = state.map(std::rc::Rc::new);
-                if let Ok(state) = &state {
-                    tracing::info!(digest, revision, "pulled the desired state");
-                    oci.pulled = Some(Pulled {
-                        digest,
-                        revision: revision.clone(),
-                        state: state.clone(),
-                    });
-                }
+                tracing::info!(digest, revision, "pulled the desired state");
+                // An invalid state is kept too: it is not pulled again until the tag moves.
+                oci.pulled = Some(Pulled {
+                    digest,
+                    revision: revision.clone(),
+                    state: state.clone(),
+                });
                 Ok(Desired { revision, state })
             }
         }
@@ -725,14 +711,7 @@ fn pull_state(
     cache: &Cache,
 ) -> Result<(String, Result<State, String>), Outcome> {
     let at = oci.url.at_digest(digest);
-    let stalled = |e: OciError| {
-        if e.is_transient() {
-            Outcome::Transient(e.to_string())
-        } else {
-            Outcome::Stalled(e.to_string())
-        }
-    };
-    let (manifest, _) = oci.registry.manifest(&at).map_err(stalled)?;
+    let (manifest, _) = oci.registry.manifest(&at).map_err(outcome_of)?;
     let parsed =
         oci_state::parse(&manifest).map_err(|e| Outcome::Stalled(format!("{}: {e}", oci.url)))?;
     let revision = parsed.revision.clone().unwrap_or_else(|| digest.to_owned());
@@ -747,7 +726,7 @@ fn pull_state(
                     bytes.extend_from_slice(data);
                     Ok(())
                 })
-                .map_err(stalled)?;
+                .map_err(outcome_of)?;
             cache.store(&hex, &bytes);
             bytes
         }
@@ -756,16 +735,19 @@ fn pull_state(
     let state = oci_state::unpack(&layer)
         .map_err(|e| format!("{label}: {e}"))
         .and_then(|files| {
-            validate_files(&TreeSource::from_files(&label, files), env, &label).map_err(|e| {
-                let mut message = e.message.clone();
-                for detail in &e.details {
-                    message.push('\n');
-                    message.push_str(detail);
-                }
-                message
-            })
+            validate_files(&TreeSource::from_files(&label, files), env, &label)
+                .map_err(|e| e.message_with_details())
         });
     Ok((revision, state))
+}
+
+/// A registry that cannot be reached is retried; any other refusal waits for someone to act.
+fn outcome_of(error: OciError) -> Outcome {
+    if error.is_transient() {
+        Outcome::Transient(error.to_string())
+    } else {
+        Outcome::Stalled(error.to_string())
+    }
 }
 
 /// The first line of `text`, within GitHub's 140 characters for a status, marked when cut.

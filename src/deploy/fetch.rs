@@ -216,7 +216,6 @@ impl Cache {
             .filter(|t| !t.is_empty() && *t != "." && *t != "..")
             .map(str::to_owned)
             .unwrap_or_else(|| name_for(&layer.media_type, &oci.repository));
-        sink.hash = Sha256::new();
         registry
             .blob(&oci, &layer, &mut |data| sink.file.write_all(data))
             .map_err(|e| from_oci(url, e))?;
@@ -246,17 +245,14 @@ fn name_for(media_type: &str, repository: &str) -> String {
 /// A registry's error, as the fetch errors the agent tells apart.
 fn from_oci(url: &str, error: OciError) -> FetchError {
     match error {
-        OciError::Unreachable { .. } => FetchError::Transfer {
+        // Retried, as an artifact server that is down or refuses: the operator may fix it.
+        OciError::Unreachable { .. } | OciError::Refused { .. } => FetchError::Transfer {
             url: url.to_owned(),
             message: error.to_string(),
         },
         OciError::Missing { .. } => FetchError::Status {
             url: url.to_owned(),
             status: 404,
-        },
-        OciError::Refused { .. } => FetchError::Transfer {
-            url: url.to_owned(),
-            message: error.to_string(),
         },
         other => FetchError::Artifact {
             url: url.to_owned(),
