@@ -74,15 +74,20 @@ pub(crate) fn repo(settings: Value) -> (Sandbox, String) {
     (sandbox, remote)
 }
 
-fn agent(sandbox: &Sandbox, remote: &str, extra: &[&str]) -> Run {
+pub(crate) fn agent(sandbox: &Sandbox, remote: &str, extra: &[&str]) -> Run {
+    once(sandbox, &["--remote", remote]).args(extra).run()
+}
+
+/// `ferry agent --env dev --once` reading from `source` (`--remote URL`, `--source URL`),
+/// deploying into the sandbox's `root` with its state in `state`.
+pub(crate) fn once(sandbox: &Sandbox, source: &[&str]) -> crate::common::Ferry {
     sandbox
-        .ferry(&["agent", "--env", "dev", "--remote", remote, "--once"])
+        .ferry(&["agent", "--env", "dev", "--once"])
+        .args(source)
         .arg("--root")
         .arg(sandbox.path().join("root"))
         .arg("--state-dir")
         .arg(sandbox.path().join("state"))
-        .args(extra)
-        .run()
 }
 
 pub(crate) fn live(sandbox: &Sandbox) -> PathBuf {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::agent::{artifact, bump, live, repo, status};
+use crate::agent::{agent, artifact, bump, live, once, repo, status};
 use crate::common::Sandbox;
 use crate::common::registry::{Registry, oras};
 
@@ -19,15 +19,8 @@ fn publish(sandbox: &Sandbox, remote: &str, to: &str) -> crate::common::Run {
 }
 
 /// `ferry agent --env dev --source SOURCE --once`, deploying into the sandbox.
-fn agent_from(sandbox: &Sandbox, source: &str, extra: &[&str]) -> crate::common::Run {
-    sandbox
-        .ferry(&["agent", "--env", "dev", "--source", source, "--once"])
-        .arg("--root")
-        .arg(sandbox.path().join("root"))
-        .arg("--state-dir")
-        .arg(sandbox.path().join("state"))
-        .args(extra)
-        .run()
+fn agent_from(sandbox: &Sandbox, source: &str) -> crate::common::Run {
+    once(sandbox, &["--source", source]).run()
 }
 
 fn deployed_version(sandbox: &Sandbox) -> String {
@@ -185,7 +178,7 @@ fn the_agent_deploys_from_the_registry_with_one_head_per_interval() {
     publish(&sandbox, &remote, &to).assert_code(0);
     let source = format!("{to}:dev");
 
-    let run = agent_from(&sandbox, &source, &[]);
+    let run = agent_from(&sandbox, &source);
     run.assert_code(0);
     assert_eq!(run.stdout.trim(), "dev: deployed");
     assert_eq!(deployed_version(&sandbox), "web 1.0.0\n");
@@ -259,7 +252,7 @@ fn the_agent_deploys_from_the_registry_with_one_head_per_interval() {
 fn oci_artifacts_in_a_manifest_are_pinned_by_manifest_digest() {
     let (sandbox, remote) = repo(json!({}));
     let registry = Registry::start(sandbox.path());
-    agent_from_git(&sandbox, &remote).assert_code(0);
+    agent(&sandbox, &remote, &[]).assert_code(0);
     // oras (an independent client) pushes the artifact; the manifest pins its digest.
     let file = artifact(&sandbox, "2.0.0");
     let renamed = sandbox.path().join("web-2.0.0.tar.gz");
@@ -273,7 +266,7 @@ fn oci_artifacts_in_a_manifest_are_pinned_by_manifest_digest() {
         .args(["--url", &url, "--sha256", &digest])
         .run()
         .assert_code(0);
-    agent_from_git(&sandbox, &remote).assert_code(0);
+    agent(&sandbox, &remote, &[]).assert_code(0);
     assert_eq!(deployed_version(&sandbox), "web 2.0.0\n");
 
     // A pin whose digest is not what the tag holds (the tag was moved, or the pin is wrong):
@@ -299,7 +292,7 @@ fn oci_artifacts_in_a_manifest_are_pinned_by_manifest_digest() {
         ])
         .run()
         .assert_code(0);
-    let run = agent_from_git(&sandbox, &remote);
+    let run = agent(&sandbox, &remote, &[]);
     run.assert_code(1);
     assert!(run.stdout.contains("manifest digest"), "{}", run.stdout);
     assert_eq!(
@@ -309,27 +302,17 @@ fn oci_artifacts_in_a_manifest_are_pinned_by_manifest_digest() {
     );
 }
 
-fn agent_from_git(sandbox: &Sandbox, remote: &str) -> crate::common::Run {
-    sandbox
-        .ferry(&["agent", "--env", "dev", "--remote", remote, "--once"])
-        .arg("--root")
-        .arg(sandbox.path().join("root"))
-        .arg("--state-dir")
-        .arg(sandbox.path().join("state"))
-        .run()
-}
-
 #[test]
 fn registry_failures_are_clear_and_the_running_release_stays() {
     let (sandbox, remote) = repo(json!({}));
     let mut registry = Registry::start(sandbox.path());
     let to = format!("oci://{}/deploy", registry.host());
     publish(&sandbox, &remote, &to).assert_code(0);
-    agent_from(&sandbox, &format!("{to}:dev"), &[]).assert_code(0);
+    agent_from(&sandbox, &format!("{to}:dev")).assert_code(0);
     let running = std::fs::read_link(live(&sandbox)).unwrap();
 
     // A tag nobody published.
-    let run = agent_from(&sandbox, &format!("{to}:nope"), &[]);
+    let run = agent_from(&sandbox, &format!("{to}:nope"));
     run.assert_code(1);
     assert!(run.stdout.contains("no such tag"), "{}", run.stdout);
     assert!(run.stdout.contains("ferry publish dev"), "{}", run.stdout);
@@ -345,13 +328,13 @@ fn registry_failures_are_clear_and_the_running_release_stays() {
         ],
         &[],
     );
-    let run = agent_from(&sandbox, &format!("{to}:notes"), &[]);
+    let run = agent_from(&sandbox, &format!("{to}:notes"));
     run.assert_code(1);
     assert!(run.stdout.contains("not a ferry state"), "{}", run.stdout);
 
     // The registry is down: retried, nothing changed.
     registry.stop();
-    let run = agent_from(&sandbox, &format!("{to}:dev"), &[]);
+    let run = agent_from(&sandbox, &format!("{to}:dev"));
     run.assert_code(1);
     assert!(run.stdout.contains("dev: retrying"), "{}", run.stdout);
     assert!(run.stdout.contains("cannot be reached"), "{}", run.stdout);
@@ -359,7 +342,7 @@ fn registry_failures_are_clear_and_the_running_release_stays() {
     assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), running);
     assert_eq!(deployed_version(&sandbox), "web 1.0.0\n");
     let registry = registry.restart();
-    agent_from(&sandbox, &format!("{to}:dev"), &[]).assert_code(0);
+    agent_from(&sandbox, &format!("{to}:dev")).assert_code(0);
     drop(registry);
 }
 
@@ -409,19 +392,7 @@ fn credentials_come_from_the_environment_or_docker_config_and_a_refusal_is_clear
     let auth = base64::engine::general_purpose::STANDARD.encode("ci:s3cret-pw");
     let config = json!({"auths": {registry.host(): {"auth": auth}}});
     std::fs::write(docker.join("config.json"), config.to_string()).unwrap();
-    let run = sandbox
-        .ferry(&[
-            "agent",
-            "--env",
-            "dev",
-            "--source",
-            &format!("{to}:dev"),
-            "--once",
-        ])
-        .arg("--root")
-        .arg(sandbox.path().join("root"))
-        .arg("--state-dir")
-        .arg(sandbox.path().join("state"))
+    let run = once(&sandbox, &["--source", &format!("{to}:dev")])
         .arg("-vvv")
         .env("DOCKER_CONFIG", docker.to_str().unwrap())
         .run();
@@ -430,7 +401,7 @@ fn credentials_come_from_the_environment_or_docker_config_and_a_refusal_is_clear
     assert!(!run.stderr.contains("s3cret-pw") && !run.stderr.contains(&auth));
 
     // Without them, the agent is refused and says so; the running release stays.
-    let run = agent_from(&sandbox, &format!("{to}:dev"), &[]);
+    let run = agent_from(&sandbox, &format!("{to}:dev"));
     run.assert_code(1);
     assert!(run.stdout.contains("refused access"), "{}", run.stdout);
     assert_eq!(deployed_version(&sandbox), "web 1.0.0\n");
@@ -495,20 +466,10 @@ fn bearer_token_registries_are_published_to_and_pulled_from() {
     )
     .assert_code(0);
     assert_eq!(registry.tags("deploy").len(), 2);
-    let agent = sandbox
-        .ferry(&[
-            "agent",
-            "--env",
-            "dev",
-            "--source",
-            &format!("{to}:dev"),
-            "--once",
-        ])
-        .arg("--root")
-        .arg(sandbox.path().join("root"))
-        .arg("--state-dir")
-        .arg(sandbox.path().join("state"));
-    let run = with_credentials(agent, "t0ken-pw");
+    let run = with_credentials(
+        once(&sandbox, &["--source", &format!("{to}:dev")]),
+        "t0ken-pw",
+    );
     run.assert_code(0);
     assert_eq!(deployed_version(&sandbox), "web 1.0.0\n");
 }
