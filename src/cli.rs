@@ -42,6 +42,7 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Quickstart(cmd::quickstart::QuickstartArgs),
     Validate(cmd::validate::ValidateArgs),
     Schema(cmd::schema::SchemaArgs),
     Init(cmd::init::InitArgs),

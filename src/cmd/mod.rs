@@ -14,6 +14,7 @@ pub mod promote;
 pub mod promotion;
 pub mod protect;
 pub mod publish;
+pub mod quickstart;
 pub mod requests;
 pub mod schema;
 pub mod shared;
@@ -45,5 +46,6 @@ pub fn run(command: Command, out: Output) -> Result<Outcome> {
         Command::Merge(args) => merge::run(args, out),
         Command::Close(args) => close::run(args, out),
         Command::Status(args) => status::run(args, out),
+        Command::Quickstart(args) => quickstart::run(args, out),
     }
 }

@@ -7,5 +7,6 @@ mod github;
 mod oci;
 mod promote;
 mod protect;
+mod quickstart;
 mod store;
 mod validate;

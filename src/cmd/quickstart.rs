@@ -1,0 +1,681 @@
+//! `ferry quickstart`: the whole loop on the embedded default, narrated, in one directory: a
+//! deployment repository, a demo artifact, a CI bump, one agent per environment, two
+//! promotions under the declared protection, and `ferry status`. Each step runs the real
+//! `ferry` command it shows (this binary, as a child process), so what the user reads is what
+//! they can type next; only the demo's scaffolding (the artifact, the environment files, a
+//! stand-in web server per environment) is done in-process.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Outcome, Result};
+use crate::forge::CheckState;
+use crate::forge::local::LocalForge;
+use crate::output::{Format, Output};
+use crate::store::{History, RefUpdate, Remote, Store, UpdateOutcome};
+
+/// Build the whole loop locally and watch it run: no network, no account, about ten seconds.
+///
+/// In DIR (a new directory under the system's temp dir by default; an existing DIR must be
+/// empty) it creates a deployment repository with dev, staging and prod, makes a demo
+/// artifact, bumps it in dev as CI would, starts one agent per environment (each serving
+/// `/healthz`, `/readyz` and `/metrics`, and health-checking the app it deploys), promotes dev
+/// → staging → prod through requests that are approved and merged under each environment's
+/// protection, and shows `ferry status`. Every step prints the command it runs. It stops the
+/// agents it started and leaves DIR behind to explore.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ferry quickstart                      # in a new temp dir
+  ferry quickstart ./ferry-demo         # in ./ferry-demo (created; must be empty)
+  ferry quickstart --format json        # narration on stderr, a summary as JSON on stdout")]
+pub struct QuickstartArgs {
+    /// Where to build it: a directory that is empty or does not exist yet.
+    pub dir: Option<PathBuf>,
+}
+
+/// The environments, in promotion order.
+const ENVS: [&str; 3] = ["dev", "staging", "prod"];
+/// How long an agent may take to deploy a version before the quickstart gives up.
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(45);
+
+pub fn run(args: QuickstartArgs, out: Output) -> Result<Outcome> {
+    let dir = prepare_dir(args.dir)?;
+    let mut run = Quickstart::new(dir, out)?;
+    let result = run.steps();
+    let stopped = run.stop_agents();
+    match result {
+        Ok(summary) => {
+            run.say(format!(
+                "\nStopped the {stopped} agents. Everything stays in {}:",
+                run.dir.display()
+            ));
+            run.say(format!(
+                "  export FERRY_REMOTE={}\n  ferry history prod          # each change of prod's branch\n  ferry audit prod            # who requested, approved, merged and pushed each change\n  ferry requests 2            # the promotion request, as its reviewers saw it\n  ferry diff dev prod         # what the next promotion would move\n  git clone {} work   # the branches themselves\n  ferry agent --env dev --root {}/dev --state-dir {}/dev/var/lib/ferry-agent   # dev's agent again",
+                run.remote,
+                run.remote,
+                run.dir.display(),
+                run.dir.display()
+            ));
+            if out.format == Format::Json {
+                out.json(&summary);
+            }
+            Ok(Outcome::Success)
+        }
+        Err(err) => {
+            run.say(format!(
+                "\nThe quickstart stopped; stopped the {stopped} agents it had started. What it made is in {} (each agent's log: ENV/var/log/ferry-agent.log).",
+                run.dir.display()
+            ));
+            Err(err)
+        }
+    }
+}
+
+/// `dir`, created, empty and absolute; a new temp dir when not given.
+fn prepare_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = match dir {
+        Some(dir) => {
+            if dir.exists() {
+                let mut entries = std::fs::read_dir(&dir)
+                    .map_err(|e| Error::failure(format!("cannot read `{}`: {e}", dir.display())))?;
+                if entries.next().is_some() {
+                    return Err(Error::failure(format!(
+                        "`{}` is not empty",
+                        dir.display()
+                    ))
+                    .hint("name a new or empty directory, or none for a temp dir; nothing was changed"));
+                }
+            } else {
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    Error::failure(format!("cannot create `{}`: {e}", dir.display()))
+                })?;
+            }
+            dir
+        }
+        None => {
+            let base = std::env::temp_dir();
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let dir = base.join(format!("ferry-quickstart-{stamp}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::failure(format!("cannot create `{}`: {e}", dir.display())))?;
+            dir
+        }
+    };
+    std::fs::canonicalize(&dir)
+        .map_err(|e| Error::failure(format!("cannot resolve `{}`: {e}", dir.display())))
+}
+
+/// One environment's running pieces: its agent, and the stand-in web server of its app.
+struct Env {
+    name: &'static str,
+    agent: Option<Child>,
+    agent_port: u16,
+    web_port: u16,
+}
+
+struct Quickstart {
+    dir: PathBuf,
+    remote: String,
+    exe: PathBuf,
+    out: Output,
+    envs: Vec<Env>,
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        self.stop_agents();
+    }
+}
+
+impl Quickstart {
+    fn new(dir: PathBuf, out: Output) -> Result<Quickstart> {
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::failure(format!("cannot find the ferry binary itself: {e}")))?;
+        let remote = dir.join("deploy.git").display().to_string();
+        let mut envs = Vec::new();
+        for name in ENVS {
+            let live = dir.join(name).join("srv/web");
+            envs.push(Env {
+                name,
+                agent: None,
+                agent_port: free_port()?,
+                web_port: serve_web(name, live)?,
+            });
+        }
+        Ok(Quickstart {
+            dir,
+            remote,
+            exe,
+            out,
+            envs,
+        })
+    }
+
+    /// Narration: stdout, or stderr when stdout carries JSON.
+    fn say(&self, line: impl AsRef<str>) {
+        match self.out.format {
+            Format::Json => self.out.stderr(line),
+            _ => self.out.data(line),
+        }
+    }
+
+    fn step(&self, n: u32, title: &str) {
+        self.say(format!("\n{n}. {title}"));
+    }
+
+    fn steps(&mut self) -> Result<serde_json::Value> {
+        self.say(format!(
+            "ferry quickstart: the whole loop in {dir} (no network, no account)\nEach step shows the command it runs, as if after\n  cd {dir}\n  export FERRY_REMOTE=$PWD/deploy.git",
+            dir = self.dir.display()
+        ));
+
+        self.step(
+            1,
+            "A deployment repository: one branch per environment, dev → staging → prod",
+        );
+        self.ferry("you", &["init"])?;
+
+        self.step(
+            2,
+            "Each environment declares where web runs, its health check, its gates and who may change it",
+        );
+        self.configure()?;
+        self.say("   dev:     only ci-bot pushes (CI's bumps land here)");
+        self.say(
+            "   staging: promoted from dev once dev's deploy is green; 1 approval; carol merges",
+        );
+        self.say("   prod:    promoted from staging once staging's deploy is green; 1 approval; carol merges");
+        self.say("   From now on the repository's pre-receive hook refuses any push that breaks these rules.");
+
+        self.step(3, "CI builds web 1.0.0 and bumps dev, as its bot");
+        let (artifact, url) = self.artifact("1.0.0")?;
+        self.ferry(
+            "ci-bot",
+            &[
+                "bump",
+                "web",
+                "1.0.0",
+                "--env",
+                "dev",
+                "--add",
+                "--url",
+                &url,
+                "--artifact",
+                &artifact,
+            ],
+        )?;
+
+        self.step(
+            4,
+            "One agent per environment pulls its branch every second and deploys what it pins",
+        );
+        for i in 0..self.envs.len() {
+            self.start_agent(i)?;
+        }
+        self.deployed("dev", "1.0.0")?;
+
+        self.step(
+            5,
+            "alice promotes dev → staging; bob approves; carol merges",
+        );
+        self.ferry("alice", &["promote", "dev", "staging"])?;
+        self.ferry("bob", &["approve", "1"])?;
+        self.ferry("carol", &["merge", "1"])?;
+        self.deployed("staging", "1.0.0")?;
+
+        self.step(6, "staging → prod, under prod's protection");
+        self.ferry("alice", &["promote", "staging", "prod"])?;
+        self.refused("carol", &["merge", "2"], "no approval yet: refused")?;
+        self.ferry("bob", &["approve", "2"])?;
+        self.ferry("carol", &["merge", "2"])?;
+        self.deployed("prod", "1.0.0")?;
+
+        self.step(7, "CI ships web 1.1.0: dev moves on, staging and prod stay");
+        let (artifact, url) = self.artifact("1.1.0")?;
+        self.ferry(
+            "ci-bot",
+            &[
+                "bump",
+                "web",
+                "1.1.0",
+                "--env",
+                "dev",
+                "--url",
+                &url,
+                "--artifact",
+                &artifact,
+            ],
+        )?;
+        self.deployed("dev", "1.1.0")?;
+
+        self.step(8, "Where everything stands");
+        let mut environments = Vec::new();
+        for env in &self.envs {
+            let page = http_get(env.web_port, "/").unwrap_or_default();
+            let ready = http_get(env.agent_port, "/readyz").unwrap_or_default();
+            self.say(format!(
+                "   {:<8} http://127.0.0.1:{}/ serves {:?}; its agent's http://127.0.0.1:{}/readyz says {:?}",
+                env.name,
+                env.web_port,
+                page.trim(),
+                env.agent_port,
+                ready.trim()
+            ));
+            environments.push(json!({
+                "env": env.name,
+                "root": self.dir.join(env.name),
+                "serves": page.trim(),
+                "ready": ready.trim(),
+            }));
+        }
+        self.ferry("you", &["status"])?;
+        Ok(json!({
+            "dir": self.dir,
+            "remote": self.remote,
+            "environments": environments,
+        }))
+    }
+
+    /// Runs `ferry ARGS` as `user` (the login a repository on a path sees pushing), showing
+    /// the command and its output; its failure stops the quickstart.
+    fn ferry(&self, user: &str, args: &[&str]) -> Result<()> {
+        let output = self.child(user, args)?;
+        if !output.status.success() {
+            return Err(Error::failure(format!(
+                "`ferry {}` failed:\n{}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim_end()
+            )));
+        }
+        self.show_output(&output.stdout);
+        Ok(())
+    }
+
+    /// Runs `ferry ARGS` as `user`, which must be refused (exit 1): protection at work.
+    fn refused(&self, user: &str, args: &[&str], why: &str) -> Result<()> {
+        let output = self.child(user, args)?;
+        if output.status.code() != Some(1) {
+            return Err(Error::failure(format!(
+                "`ferry {}` should have been refused ({why}), but exited with {}",
+                args.join(" "),
+                output.status
+            )));
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first = stderr.lines().next().unwrap_or_default();
+        self.say(format!("     {first}"));
+        self.say(format!("     ({why}, exit 1; nothing changed)"));
+        Ok(())
+    }
+
+    fn child(&self, user: &str, args: &[&str]) -> Result<std::process::Output> {
+        let prefix = if user == "you" {
+            String::new()
+        } else {
+            format!("USER={user} ")
+        };
+        self.say(format!(
+            "   $ {prefix}ferry {}",
+            shown_args(args, &self.dir)
+        ));
+        let mut command = self.command(user);
+        command.args(args);
+        command
+            .output()
+            .map_err(|e| Error::failure(format!("cannot run `{}`: {e}", self.exe.display())))
+    }
+
+    fn show_output(&self, stdout: &[u8]) {
+        for line in String::from_utf8_lossy(stdout).lines() {
+            self.say(format!("     {line}"));
+        }
+    }
+
+    /// The ferry binary, in DIR, as `user`, against the quickstart's repository.
+    fn command(&self, user: &str) -> Command {
+        let mut command = Command::new(&self.exe);
+        command
+            .current_dir(&self.dir)
+            .env("FERRY_REMOTE", &self.remote)
+            .env_remove("FERRY_USER")
+            .env_remove("FERRY_CACHE_DIR")
+            .stdin(Stdio::null());
+        if user != "you" {
+            let email = format!("{user}@ferry.invalid");
+            command
+                .env("USER", user)
+                .env("LOGNAME", user)
+                .env("GIT_AUTHOR_NAME", user)
+                .env("GIT_AUTHOR_EMAIL", &email)
+                .env("GIT_COMMITTER_NAME", user)
+                .env("GIT_COMMITTER_EMAIL", &email);
+        }
+        command
+    }
+
+    /// One commit on all three branches (they all hold every environment file): where web
+    /// runs, its health check, the promotion gates and the protection. Pushed before any
+    /// protection is in force, as the repository's owner would.
+    fn configure(&self) -> Result<()> {
+        let remote = Remote::parse(&self.remote);
+        let store = Store::open(&remote, &self.dir.join(".cache"))?;
+        let base = store.tip("dev", History::Tip)?;
+        let mut files = Vec::new();
+        for (i, env) in self.envs.iter().enumerate() {
+            let mut file = json!({
+                "$schema": "../schemas/environment.schema.json",
+                "name": env.name,
+                "description": match env.name {
+                    "dev" => "Development: CI's bumps land here",
+                    "staging" => "Staging: what prod will run, tested",
+                    _ => "Production",
+                },
+                "branch": env.name,
+                "policy": { "allow_prerelease": i == 0 },
+                "agent": { "interval": "1s" },
+                "apps": { "web": {
+                    "host": format!("{}-web", env.name),
+                    "deployment_path": "/srv/web",
+                    "healthcheck_url": format!("http://127.0.0.1:{}/healthz", env.web_port),
+                    "healthcheck_timeout": "10s",
+                }},
+            });
+            if i == 0 {
+                file["protection"] = json!({ "allowed_pushers": ["ci-bot"] });
+            } else {
+                let from = self.envs[i - 1].name;
+                file["promotes_from"] = json!(from);
+                file["policy"]["required_checks"] = json!([format!("ferry/deploy/{from}")]);
+                file["protection"] = json!({
+                    "required_approvals": 1,
+                    "dismiss_stale_reviews": true,
+                    "allowed_mergers": ["carol"],
+                });
+            }
+            let mut text = serde_json::to_string_pretty(&file).expect("JSON serializes");
+            text.push('\n');
+            files.push((format!("environments/{}.json", env.name), text.into_bytes()));
+        }
+        let signature = crate::cmd::shared::signature(&store)?;
+        let commit = store.write_commit(
+            Some(base),
+            &files,
+            "Declare where web runs, its health check, the gates and the protection",
+            &signature,
+            &signature,
+        )?;
+        let updates: Vec<RefUpdate> = ENVS
+            .iter()
+            .map(|env| RefUpdate::branch(env, Some(base), commit))
+            .collect();
+        match store.update(&updates, false, "ferry quickstart")? {
+            UpdateOutcome::Updated => Ok(()),
+            UpdateOutcome::Moved { refname, .. } => Err(Error::failure(format!(
+                "`{refname}` moved while the quickstart configured it"
+            ))),
+        }
+    }
+
+    /// The demo artifact of web `version`: an index page and the health file its check
+    /// reads; its path relative to DIR and its `file://` URL.
+    fn artifact(&self, version: &str) -> Result<(String, String)> {
+        let relative = format!("artifacts/web-{version}.tar.gz");
+        let path = self.dir.join(&relative);
+        let io = |e: std::io::Error| Error::failure(format!("cannot write `{relative}`: {e}"));
+        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(io)?;
+        let file = std::fs::File::create(&path).map_err(io)?;
+        let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        let files = [
+            (
+                "index.html",
+                format!("hello from web {version}\n").into_bytes(),
+            ),
+            ("healthz", b"ok\n".to_vec()),
+        ];
+        for (name, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_cksum();
+            tar.append_data(&mut header, name, data.as_slice())
+                .map_err(io)?;
+        }
+        tar.into_inner().and_then(|gz| gz.finish()).map_err(io)?;
+        let digest = Sha256::digest(std::fs::read(&path).map_err(io)?);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        self.say(format!(
+            "   made {relative}: index.html and healthz (sha256 {}…)",
+            &hex[..12]
+        ));
+        Ok((relative, format!("file://{}", path.display())))
+    }
+
+    fn start_agent(&mut self, i: usize) -> Result<()> {
+        let env = &self.envs[i];
+        let name = env.name;
+        let root = self.dir.join(name);
+        let log_path = root.join("var/log/ferry-agent.log");
+        std::fs::create_dir_all(log_path.parent().expect("a parent"))
+            .map_err(|e| Error::failure(format!("cannot create {}: {e}", root.display())))?;
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| Error::failure(format!("cannot create {}: {e}", log_path.display())))?;
+        let listen = format!("127.0.0.1:{}", env.agent_port);
+        let args = [
+            "agent",
+            "--env",
+            name,
+            "--root",
+            name,
+            "--state-dir",
+            &format!("{name}/var/lib/ferry-agent"),
+            "--listen",
+            &listen,
+            "-v",
+        ];
+        self.say(format!(
+            "   $ USER=agent ferry {} 2> {name}/var/log/ferry-agent.log &",
+            args.join(" ")
+        ));
+        let mut command = self.command("agent");
+        command.args(args).stdout(Stdio::null()).stderr(log);
+        // The agents end with the quickstart, however it ends.
+        // SAFETY: prctl is async-signal-safe and touches only the child's own settings.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| Error::failure(format!("cannot start {name}'s agent: {e}")))?;
+        self.envs[i].agent = Some(child);
+        Ok(())
+    }
+
+    /// Waits until `env`'s agent reports web `version` deployed (the `ferry/deploy/ENV`
+    /// status on the branch's tip, which the next promotion's gate reads), then says so.
+    fn deployed(&mut self, env: &str, version: &str) -> Result<()> {
+        let started = Instant::now();
+        let check = format!("ferry/deploy/{env}");
+        let index = self
+            .envs
+            .iter()
+            .position(|e| e.name == env)
+            .expect("a quickstart environment");
+        loop {
+            let store = Store::open(&Remote::parse(&self.remote), &self.dir.join(".cache"))?;
+            let tip = store.tip(env, History::Tip)?;
+            let status = LocalForge::new(&store).statuses(tip)?.remove(&check);
+            match status {
+                Some(s) if s.state == CheckState::Success => {
+                    let page = http_get(self.envs[index].web_port, "/").unwrap_or_default();
+                    self.say(format!(
+                        "   {env}'s agent deployed web {version} in {:.1}s; its health check passed and it reported {check}: success\n   {env}/srv/web now serves {:?}",
+                        started.elapsed().as_secs_f64(),
+                        page.trim()
+                    ));
+                    return Ok(());
+                }
+                Some(s) if matches!(s.state, CheckState::Failure | CheckState::Error) => {
+                    return Err(self.agent_failed(
+                        env,
+                        &format!(
+                            "it reported {check} {}: {}",
+                            s.state.as_str(),
+                            s.description
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            if let Some(agent) = self.envs[index].agent.as_mut()
+                && let Ok(Some(exit)) = agent.try_wait()
+            {
+                return Err(self.agent_failed(env, &format!("it exited ({exit})")));
+            }
+            if started.elapsed() > DEPLOY_TIMEOUT {
+                return Err(self.agent_failed(
+                    env,
+                    &format!(
+                        "it did not report web {version} deployed within {}s",
+                        DEPLOY_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn agent_failed(&self, env: &str, what: &str) -> Error {
+        let log = self.dir.join(env).join("var/log/ferry-agent.log");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        let mut error = Error::failure(format!("{env}'s agent: {what}"));
+        for line in tail.into_iter().rev() {
+            error = error.detail(line.to_owned());
+        }
+        error.hint(format!("its whole log: {}", log.display()))
+    }
+
+    /// SIGTERM to every agent (each finishes its step and exits), SIGKILL to one that has
+    /// not after ten seconds; how many were running.
+    fn stop_agents(&mut self) -> usize {
+        let mut stopped = 0;
+        for env in &mut self.envs {
+            let Some(mut child) = env.agent.take() else {
+                continue;
+            };
+            stopped += 1;
+            if let Ok(pid) = i32::try_from(child.id()) {
+                // SAFETY: a signal to our own child, which we have not reaped yet.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+        stopped
+    }
+}
+
+/// The arguments as shown: paths inside DIR relative to it.
+fn shown_args(args: &[&str], dir: &Path) -> String {
+    let prefix = format!("{}/", dir.display());
+    args.iter()
+        .map(|a| a.replace(&prefix, "$PWD/"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A port free on loopback now (for an agent's `--listen`).
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::failure(format!("cannot listen on loopback: {e}")))?;
+    Ok(listener.local_addr().expect("a bound address").port())
+}
+
+/// The stand-in for the app's own server in `env`: serves the files of the live release at
+/// `live` (`/` is `index.html`), so its `/healthz` answers once a release is deployed. A
+/// thread; it ends with the process.
+fn serve_web(env: &str, live: PathBuf) -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::failure(format!("cannot listen on loopback for {env}'s web: {e}")))?;
+    let port = listener.local_addr().expect("a bound address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = answer(stream, &live);
+        }
+    });
+    Ok(port)
+}
+
+fn answer(stream: TcpStream, live: &Path) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("/");
+    let name = match path.trim_start_matches('/') {
+        "" => "index.html",
+        name => name,
+    };
+    let file = (!name.contains("..") && !name.contains('/'))
+        .then(|| std::fs::read(live.join(name)).ok())
+        .flatten();
+    let (status, body) = match file {
+        Some(body) => ("200 OK", body),
+        None => ("404 Not Found", b"not deployed\n".to_vec()),
+    };
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(&body)
+}
+
+/// The body of `GET path` on a loopback port (a plain HTTP/1.1 exchange, closed after).
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default())
+}
