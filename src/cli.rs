@@ -38,6 +38,17 @@ pub struct GlobalArgs {
     /// Only errors on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// How logs on stderr are written: for people, or one JSON object per line (timestamp,
+    /// level, message and fields) for log collectors.
+    #[arg(long, global = true, value_enum, env = "FERRY_LOG_FORMAT", default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,13 +72,113 @@ pub enum Command {
     Publish(cmd::publish::PublishArgs),
     Agent(cmd::agent::AgentArgs),
     Hook(cmd::hook::HookArgs),
+    Completions(cmd::completions::CompletionsArgs),
+    Man(cmd::completions::ManArgs),
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::{CommandFactory, Parser};
+
     #[test]
     fn the_command_line_is_well_formed() {
-        use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// Every command's `--help` ends with at least two examples, and each example that runs
+    /// ferry is a command line ferry accepts (so examples cannot rot as flags change).
+    #[test]
+    fn every_command_ends_its_help_with_examples_that_parse() {
+        fn visit(command: &clap::Command, path: &str, problems: &mut Vec<String>) {
+            let subcommands: Vec<&clap::Command> = command
+                .get_subcommands()
+                .filter(|s| s.get_name() != "help")
+                .collect();
+            if !path.is_empty() {
+                let help = command
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                let Some(examples) = help.split_once("Examples:\n").map(|(_, e)| e) else {
+                    problems.push(format!("`ferry {path} --help` has no examples"));
+                    return;
+                };
+                let mut ran = 0;
+                for line in examples.lines() {
+                    let Some(words) = example_words(line) else {
+                        continue;
+                    };
+                    ran += 1;
+                    if let Err(e) = super::Cli::try_parse_from(&words) {
+                        problems.push(format!(
+                            "`ferry {path}`: example `{}` does not parse: {}",
+                            line.trim(),
+                            e.kind()
+                        ));
+                    }
+                }
+                if ran < 2 && subcommands.is_empty() {
+                    problems.push(format!("`ferry {path} --help` has {ran} example(s)"));
+                }
+            }
+            for sub in subcommands {
+                let name = if path.is_empty() {
+                    sub.get_name().to_owned()
+                } else {
+                    format!("{path} {}", sub.get_name())
+                };
+                visit(sub, &name, problems);
+            }
+        }
+        let mut problems = Vec::new();
+        visit(&super::Cli::command(), "", &mut problems);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    /// The words of the ferry command in an example line: without its comment, the
+    /// `VAR=value` assignments before it, a `sudo`, or what is piped or redirected.
+    fn example_words(line: &str) -> Option<Vec<String>> {
+        let line = line.split("  #").next()?.trim();
+        let line = line.strip_prefix("source <(").unwrap_or(line);
+        let line = line.split([')', '|', '>', '<']).next()?.trim();
+        let mut words = shell_words(line).into_iter().peekable();
+        while words
+            .peek()
+            .is_some_and(|w| w == "sudo" || (w.contains('=') && !w.starts_with('-')))
+        {
+            words.next();
+        }
+        let words: Vec<String> = words.collect();
+        (words.first().map(String::as_str) == Some("ferry")).then_some(words)
+    }
+
+    fn shell_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut quote = None;
+        let mut started = false;
+        for c in line.chars() {
+            match (quote, c) {
+                (None, '"' | '\'') => {
+                    quote = Some(c);
+                    started = true;
+                }
+                (Some(q), c) if c == q => quote = None,
+                (None, c) if c.is_whitespace() => {
+                    if started {
+                        words.push(std::mem::take(&mut word));
+                        started = false;
+                    }
+                }
+                (_, c) => {
+                    word.push(c);
+                    started = true;
+                }
+            }
+        }
+        if started {
+            words.push(word);
+        }
+        words
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use ferry::cli::Cli;
+use ferry::cli::{Cli, LogFormat};
 use ferry::error::Outcome;
 use ferry::output::Output;
 
@@ -30,13 +30,29 @@ fn main() -> ExitCode {
     // Colours only on a terminal, and never with NO_COLOR (https://no-color.org).
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
+    let json_logs = cli.global.log_format == LogFormat::Json;
+    if json_logs || cli.global.quiet {
+        ferry::progress::disable();
+    }
+    if json_logs {
+        // One object per line: what Loki, Elasticsearch and Cloud Logging ingest as is.
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(colour)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .without_time()
+            .init();
+    }
 
     let out = Output {
         format: cli.global.format,
@@ -46,7 +62,18 @@ fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Failure) => ExitCode::from(1),
         Err(err) => {
-            eprintln!("{err}");
+            if json_logs {
+                // A collector parses every line: the last one too.
+                let hint = err.hints.join("\n");
+                tracing::error!(
+                    exit_code = err.exit_code(),
+                    hint = hint.as_str(),
+                    "{}",
+                    err.message_with_details()
+                );
+            } else {
+                eprintln!("{err}");
+            }
             ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))
         }
     }

@@ -44,6 +44,9 @@ pub struct AgentArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum AgentAction {
     /// Forget the revision that failed, so the running agent tries it again.
+    #[command(after_help = "Examples:
+  ferry agent retry --env prod
+  ferry agent retry --env dev --state-dir /var/lib/ferry-agent/dev")]
     Retry {
         /// The environment.
         #[arg(long, short)]
@@ -104,7 +107,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// The secret `POST /trigger` must be signed with (GitHub's `X-Hub-Signature-256`).
+    /// The secret `POST /trigger` must be signed with (GitHub's `X-Hub-Signature-256`);
+    /// `FERRY_WEBHOOK_SECRET_FILE` may name a file holding it.
     #[arg(
         long,
         env = "FERRY_WEBHOOK_SECRET",
@@ -199,7 +203,11 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
     }
     let endpoint = match &args.listen {
         Some(addr) => {
-            let shared = http::Shared::new(&env, args.webhook_secret.clone());
+            let secret = match args.webhook_secret.clone() {
+                Some(secret) => Some(secret),
+                None => crate::secret::from_env("FERRY_WEBHOOK_SECRET").map_err(Error::usage)?,
+            };
+            let shared = http::Shared::new(&env, secret);
             let bound = http::serve(addr, shared.clone()).map_err(|e| {
                 Error::usage(format!("cannot listen on `{addr}`: {e}"))
                     .hint("an address and port such as `127.0.0.1:9480`")

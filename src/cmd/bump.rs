@@ -39,8 +39,8 @@ const MAX_ATTEMPTS: u32 = 12;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry bump web 2.1.0 --env dev --artifact target/web-2.1.0.tar.gz
-  ferry bump web 2.1.0 --env dev --sha256 9f86d08…  # URL derived from the current one
-  ferry bump search 0.1.0 --env dev --add --url https://artifacts.example.com/search-0.1.0.tgz --artifact search.tgz")]
+  ferry bump web 2.2.0-rc.1 --env dev --artifact web.tgz --dry-run   # the diff; nothing pushed
+  ferry bump search 0.1.0 --env dev --add --url https://example.com/search.tgz --artifact search.tgz")]
 pub struct BumpArgs {
     /// The app whose pin changes.
     pub app: String,

@@ -10,7 +10,9 @@ use crate::store::RemoteArgs;
 /// Close a promotion request without merging it.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  ferry close 3")]
+  ferry close 3
+  ferry close 3 --as alice
+  ferry requests --state open      # what is still open")]
 pub struct CloseArgs {
     /// The request's id.
     #[arg(value_parser = crate::cmd::shared::parse_id)]

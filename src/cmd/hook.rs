@@ -27,9 +27,15 @@ pub struct HookArgs {
 #[derive(Debug, Clone, Copy, clap::Subcommand)]
 pub enum HookKind {
     /// Judge a push: git's `OLD NEW REF` lines on stdin; exit 1 refuses all of it.
+    #[command(after_help = "Examples:
+  ferry hook pre-receive            # as hooks/pre-receive, which git runs with the push on stdin
+  REMOTE_USER=alice ferry hook pre-receive < push.txt   # judge a recorded push by hand")]
     PreReceive,
     /// Log an accepted push (who, when, which refs moved) under `refs/ferry/pushes`, for
     /// `ferry audit`.
+    #[command(after_help = "Examples:
+  ferry hook post-receive           # as hooks/post-receive, after git accepted the push
+  ferry audit prod                  # reads what it logged")]
     PostReceive,
 }
 

@@ -5,6 +5,7 @@ pub mod approve;
 pub mod audit;
 pub mod bump;
 pub mod close;
+pub mod completions;
 pub mod diff;
 pub mod history;
 pub mod hook;
@@ -47,5 +48,7 @@ pub fn run(command: Command, out: Output) -> Result<Outcome> {
         Command::Close(args) => close::run(args, out),
         Command::Status(args) => status::run(args, out),
         Command::Quickstart(args) => quickstart::run(args, out),
+        Command::Completions(args) => completions::run(args, out),
+        Command::Man(args) => completions::man(args, out),
     }
 }

@@ -38,9 +38,17 @@ pub struct ProtectArgs {
 pub enum Action {
     /// Print the drift between each environment's declared protection and the forge's, field
     /// by field; exit 1 on any drift or missing protection.
+    #[command(after_help = "Examples:
+  ferry protect check --remote /srv/git/deploy.git          # the local repository's hooks
+  GITHUB_TOKEN=… ferry protect check --forge github --env prod
+  ferry protect check --forge github --github-repo acme/deploy --format json")]
     Check(Target),
     /// Set each environment's branch protection on the forge, then read it back to confirm.
     /// Idempotent. Needs a token with admin rights on the repository.
+    #[command(after_help = "Examples:
+  ferry protect apply --remote /srv/git/deploy.git          # (re)install the enforcing hooks
+  GITHUB_TOKEN=… ferry protect apply --forge github          # every environment's branch
+  GITHUB_TOKEN=… ferry protect apply --forge github --env staging,prod")]
     Apply(Target),
 }
 

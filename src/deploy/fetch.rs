@@ -3,6 +3,7 @@
 //! place only once complete, verified and synced, so the cache never holds a partial or wrong
 //! artifact; one whose digest differs is deleted and reported.
 
+use crate::progress::Transfer;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -132,6 +133,7 @@ impl Cache {
             hash: Sha256::new(),
             bytes: 0,
             pinned: false,
+            progress: Transfer::start(&format!("fetching {}", short_url(url))),
         };
         let fetched = if let Some(rest) = url.strip_prefix("file://") {
             fetch_file(rest, &mut sink).map_err(|e| FetchError::Transfer {
@@ -150,6 +152,7 @@ impl Cache {
                 url: url.to_owned(),
             })
         };
+        sink.progress.finish();
         let finished = fetched.and_then(|()| {
             sink.file.sync_all().map_err(|e| cache_err(&temp, e))?;
             let actual = hex(&sink.hash.finalize_reset());
@@ -216,8 +219,12 @@ impl Cache {
             .filter(|t| !t.is_empty() && *t != "." && *t != "..")
             .map(str::to_owned)
             .unwrap_or_else(|| name_for(&layer.media_type, &oci.repository));
+        sink.progress.total(layer.size.max(0) as u64);
         registry
-            .blob(&oci, &layer, &mut |data| sink.file.write_all(data))
+            .blob(&oci, &layer, &mut |data| {
+                sink.progress.inc(data.len() as u64);
+                sink.file.write_all(data)
+            })
             .map_err(|e| from_oci(url, e))?;
         // The file holds the layer (verified against its descriptor, which the pinned manifest
         // digest covers): what the cache checks from here is the pin.
@@ -268,12 +275,15 @@ struct Sink {
     bytes: u64,
     /// Verified by other means than the hash of its bytes (an `oci://` layer).
     pinned: bool,
+    /// On a terminal, the transfer's bar.
+    progress: Transfer,
 }
 
 impl Sink {
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
         self.hash.update(data);
         self.bytes += data.len() as u64;
+        self.progress.inc(data.len() as u64);
         self.file.write_all(data)
     }
 }
@@ -281,6 +291,9 @@ impl Sink {
 fn fetch_file(rest: &str, sink: &mut Sink) -> io::Result<()> {
     let path = rest.strip_prefix("localhost").unwrap_or(rest);
     let mut file = File::open(path)?;
+    if let Ok(meta) = file.metadata() {
+        sink.progress.total(meta.len());
+    }
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buffer)?;
@@ -410,6 +423,14 @@ fn fetch_http(url: &str, sink: &mut Sink, idle: Duration) -> Result<(), FetchErr
                     status: status.as_u16(),
                 });
             }
+            if let Some(length) = response
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                sink.progress.total(length);
+            }
             let mut body = response.into_body();
             loop {
                 let frame = tokio::time::timeout(idle, body.frame())
@@ -449,6 +470,12 @@ fn resolve(base: &hyper::Uri, location: &str) -> String {
 /// Lowercase hex of a digest.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The end of a URL, for a progress bar: its last path segment (`web-2.1.0.tar.gz`).
+fn short_url(url: &str) -> &str {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    path.rsplit('/').find(|s| !s.is_empty()).unwrap_or(url)
 }
 
 #[cfg(test)]

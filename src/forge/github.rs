@@ -23,6 +23,8 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 pub enum GitHubError {
     #[error("`{0}` is not `owner/name`")]
     BadRepo(String),
+    #[error("{0}")]
+    TokenFile(String),
     #[error("GITHUB_TOKEN is not set")]
     NoToken,
     #[error("cannot reach the GitHub API at `{api}`: {message}")]
@@ -117,9 +119,8 @@ impl GitHub {
             .split_once('/')
             .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
             .ok_or_else(|| GitHubError::BadRepo(repo.to_owned()))?;
-        let token = std::env::var("GITHUB_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())
+        let token = crate::secret::from_env("GITHUB_TOKEN")
+            .map_err(GitHubError::TokenFile)?
             .ok_or(GitHubError::NoToken)?;
         let api = std::env::var("GITHUB_API_URL")
             .ok()

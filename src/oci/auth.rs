@@ -53,7 +53,7 @@ impl Credentials {
 /// The credentials for `registry` (`host` or `host:port`).
 pub fn credentials(registry: &str) -> Result<Credentials, String> {
     let user = std::env::var("FERRY_REGISTRY_USER").unwrap_or_default();
-    let password = std::env::var("FERRY_REGISTRY_PASSWORD").unwrap_or_default();
+    let password = crate::secret::from_env("FERRY_REGISTRY_PASSWORD")?.unwrap_or_default();
     match (user.is_empty(), password.is_empty()) {
         (false, false) => {
             return Ok(Credentials::Basic {

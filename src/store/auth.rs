@@ -33,8 +33,7 @@ pub fn callbacks<'a>() -> RemoteCallbacks<'a> {
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
             if !tried_token {
                 tried_token = true;
-                if let Ok(token) = std::env::var("FERRY_GIT_TOKEN")
-                    && !token.is_empty() {
+                if let Some(token) = crate::secret::from_env_or_warn("FERRY_GIT_TOKEN") {
                         tracing::debug!("https: using FERRY_GIT_TOKEN");
                         return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), &token);
                     }

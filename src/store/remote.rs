@@ -56,9 +56,7 @@ impl Remote {
         if let Some(password) = password_of(&self.url) {
             text = text.replace(password, "***");
         }
-        if let Ok(token) = std::env::var("FERRY_GIT_TOKEN")
-            && !token.is_empty()
-        {
+        if let Ok(Some(token)) = crate::secret::from_env("FERRY_GIT_TOKEN") {
             text = text.replace(&token, "***");
         }
         text

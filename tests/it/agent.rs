@@ -820,3 +820,92 @@ fn a_relative_root_gives_links_that_resolve() {
         "web 1.0.0\n"
     );
 }
+
+/// Serves `file` for any request, slowly (64 KiB every 20 ms), with its Content-Length.
+fn slow_server(file: &Path) -> String {
+    let body = std::fs::read(file).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+            }
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            for chunk in body.chunks(64 << 10) {
+                if stream.write_all(chunk).is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    });
+    format!("http://127.0.0.1:{port}/web-1.1.0.tgz")
+}
+
+/// On a terminal (script(1) gives the agent one, with a `TERM`), a download draws a progress bar on stderr;
+/// on a pipe, as in every other test, nothing of it shows.
+#[test]
+fn a_download_draws_a_progress_bar_on_a_terminal_only() {
+    let (sandbox, remote) = repo(json!({}));
+    // An artifact of over 1 MiB that does not compress, served in about half a second.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let noise: Vec<u8> = (0..3u32 << 19)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::create_dir_all(sandbox.path().join("pkg-1.1.0")).unwrap();
+    std::fs::write(sandbox.path().join("pkg-1.1.0/noise.bin"), &noise).unwrap();
+    let file = artifact(&sandbox, "1.1.0");
+    let url = slow_server(&file);
+    bump_from(&sandbox, &remote, "1.1.0", &url, &file)
+        .run()
+        .assert_code(0);
+    let ferry = once(&sandbox, &["--remote", &remote, "--no-report"]);
+    let mut line = format!("'{}'", ferry.command.get_program().to_string_lossy());
+    for arg in ferry.command.get_args() {
+        line.push_str(&format!(" '{}'", arg.to_string_lossy()));
+    }
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .env("TERM", "xterm");
+    for (key, value) in ferry.command.get_envs() {
+        if let Some(value) = value {
+            script.env(key, value);
+        }
+    }
+    let output = script.output().expect("script(1), from util-linux");
+    let terminal = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{terminal}");
+    assert!(
+        terminal.contains("fetching web-1.1.0.tgz") && terminal.contains(" MiB "),
+        "no progress bar on a terminal:\n{terminal}"
+    );
+
+    // The same download on a pipe (a new state dir: nothing cached).
+    let run = sandbox
+        .ferry(&["agent", "--env", "dev", "--once", "--no-report"])
+        .args(["--remote", &remote])
+        .arg("--state-dir")
+        .arg(sandbox.path().join("state-pipe"))
+        .arg("--root")
+        .arg(sandbox.path().join("root-pipe"))
+        .run();
+    run.assert_code(0);
+    assert!(!run.stderr.contains("fetching"), "{}", run.render());
+}

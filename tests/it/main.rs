@@ -1,7 +1,9 @@
 //! ferry's integration tests: one binary, real processes of the `ferry` binary, real files.
 
 mod agent;
+mod cli;
 mod common;
+mod deploy;
 mod enforce;
 mod github;
 mod oci;

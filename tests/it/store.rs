@@ -641,6 +641,27 @@ mod http {
             "{}",
             run.render()
         );
+        // From a file (`FERRY_GIT_TOKEN_FILE`, as systemd's LoadCredential= and Kubernetes'
+        // Secret volumes hand it over), with its trailing newline; a file that cannot be read
+        // is named, not guessed around.
+        std::fs::write(sandbox.path().join("git-token"), format!("{token}\n")).unwrap();
+        let run = sandbox
+            .ferry(&["-vvv", "show", "dev", "--remote", &url])
+            .env("FERRY_GIT_TOKEN_FILE", "git-token")
+            .run();
+        run.assert_code(0);
+        assert!(!run.stderr.contains(token), "{}", run.render());
+        let run = sandbox
+            .ferry(&["show", "dev", "--remote", &url])
+            .env("FERRY_GIT_TOKEN_FILE", "no-such-token")
+            .run();
+        run.assert_code(1);
+        assert!(
+            run.stderr
+                .contains("FERRY_GIT_TOKEN_FILE names `no-such-token`, which cannot be read"),
+            "{}",
+            run.render()
+        );
         // A password in the URL is hidden in messages too.
         let with_password = url.replace("http://", &format!("http://bot:{token}@"));
         let run = sandbox
