@@ -126,6 +126,9 @@ pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec
             }
             continue;
         }
+        if let Err(why) = check_valid(repo, u, branch) {
+            refusals.push(format!("{branch}: {why}"));
+        }
         if u.old.is_zero() {
             continue; // a new branch: nothing protects it yet
         }
@@ -147,6 +150,44 @@ pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec
         ));
     }
     refusals
+}
+
+/// What lands on an environment branch (one the files before or after the push say is an
+/// environment's) must be a valid desired state, as `ferry validate` says: its agents would
+/// stall on anything else, and a promotion out of it would be refused.
+fn check_valid(repo: &Repository, u: &Update, branch: &str) -> Result<(), String> {
+    if u.new.is_zero() {
+        return Ok(());
+    }
+    let declared = |tip: Oid| !tip.is_zero() && environment_at(repo, tip, branch).is_some();
+    if !declared(u.new) && !declared(u.old) {
+        return Ok(());
+    }
+    let tree = repo
+        .find_commit(u.new)
+        .and_then(|c| c.tree())
+        .map_err(|e| format!("cannot read the pushed commit: {}", e.message()))?;
+    let source = crate::store::TreeSource::read(repo, &tree, branch)
+        .map_err(|e| format!("cannot read the pushed state: {}", e.message()))?;
+    let checked = crate::validate::check(&source);
+    let errors = &checked.report.errors;
+    if errors.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 5;
+    let mut why = format!(
+        "the pushed state is invalid ({} error{}; `ferry validate` in a checkout of {} shows them all):",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" },
+        &u.new.to_string()[..7]
+    );
+    for d in errors.iter().take(SHOWN) {
+        why.push_str(&format!("\n    {}: {}", d.location(), d.message));
+    }
+    if errors.len() > SHOWN {
+        why.push_str(&format!("\n    … and {} more", errors.len() - SHOWN));
+    }
+    Err(why)
 }
 
 /// The environment whose branch is `branch`, from the files at `tip`.
@@ -222,7 +263,7 @@ fn check_branch(
                 Ok(())
             } else {
                 Err(format!(
-                    "`{who}` may not push to it directly ({}); changes land through promotion requests (`ferry promote`, `ferry approve`, `ferry merge`)",
+                    "`{who}` may not push to it directly ({}); versions land through promotion requests (`ferry promote`, `ferry approve`, `ferry merge`), and changes to its environment files by someone in `protection.allowed_pushers` (declare your release managers there)",
                     if p.allowed_pushers.is_empty() {
                         "`allowed_pushers` is empty".to_owned()
                     } else {
@@ -355,6 +396,87 @@ fn request_at(repo: &Repository, commit: Oid) -> Result<Request, String> {
     serde_json::from_slice(blob.content()).map_err(|e| format!("`request.json` is damaged: {e}"))
 }
 
+/// A statuses record's update (`refs/ferry/statuses/COMMIT`): each status it sets names the
+/// pusher as its reporter, and `ferry/deploy/ENV` comes only from ENV's `agent.reporters` (as
+/// the environment file of COMMIT declares them), when it names any.
+fn check_statuses(
+    repo: &Repository,
+    pusher: Option<&str>,
+    u: &Update,
+    commit: &str,
+) -> Result<(), String> {
+    let read = |tip: Oid| -> Result<Statuses, String> {
+        if tip.is_zero() {
+            return Ok(Statuses::default());
+        }
+        let tree = repo
+            .find_commit(tip)
+            .and_then(|c| c.tree())
+            .map_err(|e| e.message().to_owned())?;
+        let Some(entry) = tree.get_name(crate::forge::local::STATUSES_FILE) else {
+            return Ok(Statuses::default());
+        };
+        let blob = repo
+            .find_blob(entry.id())
+            .map_err(|e| e.message().to_owned())?;
+        serde_json::from_slice(blob.content())
+            .map_err(|e| format!("`statuses.json` is damaged: {e}"))
+    };
+    // Each commit the push adds, against its parent: what was set, by whom.
+    let mut walk = repo.revwalk().map_err(|e| e.message().to_owned())?;
+    walk.push(u.new).map_err(|e| e.message().to_owned())?;
+    if !u.old.is_zero() {
+        walk.hide(u.old).map_err(|e| e.message().to_owned())?;
+    }
+    let target = Oid::from_str(commit).ok();
+    for id in walk {
+        let id = id.map_err(|e| e.message().to_owned())?;
+        let parent = repo
+            .find_commit(id)
+            .ok()
+            .and_then(|c| c.parent_id(0).ok())
+            .unwrap_or(Oid::ZERO_SHA1);
+        let (before, after) = (read(parent)?, read(id)?);
+        for (check, status) in &after {
+            if before.get(check) == Some(status) {
+                continue;
+            }
+            let who = named(pusher)?;
+            if status.by != who {
+                return Err(format!(
+                    "`{check}` is recorded as reported by `{}`, but `{who}` is pushing: a record names who pushed it (drop `--as` or FERRY_USER, or push as `{}`)",
+                    status.by, status.by
+                ));
+            }
+            if let Some(env) = check.strip_prefix("ferry/deploy/") {
+                let reporters = target
+                    .and_then(|t| declared_environment(repo, t, env))
+                    .map(|e| e.agent.reporters)
+                    .unwrap_or_default();
+                if !reporters.is_empty() && !reporters.iter().any(|r| r == who) {
+                    return Err(format!(
+                        "`{check}` is reported by {env}'s agents only (`agent.reporters`: {}), not by `{who}`",
+                        reporters.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The environment named `env` as the files at `tip` declare it.
+fn declared_environment(repo: &Repository, tip: Oid, env: &str) -> Option<Environment> {
+    let tree = repo.find_commit(tip).ok()?.tree().ok()?;
+    let entry = tree
+        .get_path(std::path::Path::new(&format!(
+            "{ENVIRONMENTS_DIR}/{env}.json"
+        )))
+        .ok()?;
+    let blob = repo.find_blob(entry.id()).ok()?;
+    serde_json::from_slice(blob.content()).ok()
+}
+
 /// A record update: append-only, and every identity it adds is the pusher's.
 fn check_record(
     repo: &Repository,
@@ -368,8 +490,8 @@ fn check_record(
     if !u.old.is_zero() && !repo.graph_descendant_of(u.new, u.old).unwrap_or(false) {
         return Err("records are append-only: this rewrites its history".into());
     }
-    if u.refname.starts_with(STATUSES) {
-        return Ok(());
+    if let Some(commit) = u.refname.strip_prefix(STATUSES) {
+        return check_statuses(repo, pusher, u, commit);
     }
     if !u.refname.starts_with(REQUESTS) {
         return Ok(());

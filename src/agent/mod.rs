@@ -355,8 +355,8 @@ impl<'s> Agent<'s> {
         let Some(settings) = &env.apps else {
             return (
                 Outcome::Stalled(format!(
-                    "`environments/{}.json` has no `apps`: the agent does not know where to deploy",
-                    self.settings.env
+                    "`environments/{env}.json` has no `apps`: the agent does not know where to deploy (add `\"apps\": {{\"APP\": {{\"deployment_path\": \"/srv/APP\"}}}}` to it on the environment's branch)",
+                    env = self.settings.env
                 )),
                 apps,
             );

@@ -572,10 +572,14 @@ fn gate_hints(
             .filter(|g| g.gate == Gate::RequiredChecks)
             .filter_map(|g| g.message.split('`').nth(1))
             .collect();
-        error = error.hint(format!(
-            "CI reports checks on `{from}`'s commit: `ferry status set {from} {} success`",
-            missing.first().copied().unwrap_or("CHECK")
-        ));
+        let check = missing.first().copied().unwrap_or("CHECK");
+        error = error.hint(match check.strip_prefix("ferry/deploy/") {
+            // Only an agent's deploy may turn it green: say where to look, not how to fake it.
+            Some(env) => format!(
+                "`{check}` is reported by {env}'s agent once it has deployed the commit: `ferry status` shows its last deploy, its `status.json` and log say why"
+            ),
+            None => format!("CI reports checks on `{from}`'s commit: `ferry status set {from} {check} success`"),
+        });
     }
     if has(Gate::Soak) || has(Gate::Prerelease) {
         error = error.hint(format!(

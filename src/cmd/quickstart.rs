@@ -20,7 +20,7 @@ use crate::forge::local::LocalForge;
 use crate::output::{Format, Output};
 use crate::store::{History, RefUpdate, Remote, Store, UpdateOutcome};
 
-/// Build the whole loop locally and watch it run: no network, no account, about ten seconds.
+/// Build the whole loop locally and watch it run, in seconds: no network, no account.
 ///
 /// In DIR (a new directory under the system's temp dir by default; an existing DIR must be
 /// empty) it creates a deployment repository with dev, staging and prod, makes a demo
@@ -56,11 +56,9 @@ pub fn run(args: QuickstartArgs, out: Output) -> Result<Outcome> {
                 run.dir.display()
             ));
             run.say(format!(
-                "  export FERRY_REMOTE={}\n  ferry history prod          # each change of prod's branch\n  ferry audit prod            # who requested, approved, merged and pushed each change\n  ferry requests 2            # the promotion request, as its reviewers saw it\n  ferry diff dev prod         # what the next promotion would move\n  git clone {} work   # the branches themselves\n  ferry agent --env dev --root {}/dev --state-dir {}/dev/var/lib/ferry-agent   # dev's agent again",
+                "  export FERRY_REMOTE={}\n  ferry history prod          # each change of prod's branch\n  ferry audit prod            # who requested, approved, merged and pushed each change\n  ferry requests 2            # the promotion request, as its reviewers saw it\n  ferry diff dev prod         # what the next promotion would move\n  git clone {} work   # the branches themselves (environments/*.json: what step 2 declared)\nThe pages on 127.0.0.1 were served by the quickstart itself, standing in for each host's web\nserver, and stopped with it; an agent started again would find no health check answering.",
                 run.remote,
                 run.remote,
-                run.dir.display(),
-                run.dir.display()
             ));
             if out.format == Format::Json {
                 out.json(&summary);
@@ -194,6 +192,10 @@ impl Quickstart {
             "   staging: promoted from dev once dev's deploy is green; 1 approval; carol merges",
         );
         self.say("   prod:    promoted from staging once staging's deploy is green; 1 approval; carol merges");
+        self.say(
+            "   By hand: git clone deploy.git work, edit work/environments/*.json, commit, then",
+        );
+        self.say("   git -C work push origin HEAD:dev HEAD:staging HEAD:prod (one commit, on every branch).");
         self.say("   From now on the repository's pre-receive hook refuses any push that breaks these rules.");
 
         self.step(3, "CI builds web 1.0.0 and bumps dev, as its bot");
@@ -318,16 +320,20 @@ impl Quickstart {
     }
 
     fn child(&self, user: &str, args: &[&str]) -> Result<std::process::Output> {
-        let prefix = if user == "you" {
-            String::new()
-        } else {
-            format!("USER={user} ")
+        let prefix = match (user, args.first()) {
+            ("you", _) => String::new(),
+            (user, Some(&"bump")) => format!("USER={user} GIT_AUTHOR_NAME={user} "),
+            (user, _) => format!("USER={user} "),
         };
         self.say(format!(
             "   $ {prefix}ferry {}",
             shown_args(args, &self.dir)
         ));
         let mut command = self.command(user);
+        if user != "you" && args.first() == Some(&"bump") {
+            // CI names the commit's author (a bump is a commit like any other).
+            command.env("GIT_AUTHOR_NAME", user);
+        }
         command.args(args);
         command
             .output()
@@ -350,14 +356,8 @@ impl Quickstart {
             .env_remove("FERRY_CACHE_DIR")
             .stdin(Stdio::null());
         if user != "you" {
-            let email = format!("{user}@ferry.invalid");
-            command
-                .env("USER", user)
-                .env("LOGNAME", user)
-                .env("GIT_AUTHOR_NAME", user)
-                .env("GIT_AUTHOR_EMAIL", &email)
-                .env("GIT_COMMITTER_NAME", user)
-                .env("GIT_COMMITTER_EMAIL", &email);
+            // The login is who a repository on a path sees pushing, and who ferry says is acting.
+            command.env("USER", user).env("LOGNAME", user);
         }
         command
     }
@@ -381,7 +381,8 @@ impl Quickstart {
                 },
                 "branch": env.name,
                 "policy": { "allow_prerelease": i == 0 },
-                "agent": { "interval": "1s" },
+                // Its deploys are reported by its agents only (they push as `agent`).
+                "agent": { "interval": "1s", "reporters": ["agent"] },
                 "apps": { "web": {
                     "host": format!("{}-web", env.name),
                     "deployment_path": "/srv/web",

@@ -80,7 +80,10 @@ pub fn run(args: RequestsArgs, out: Output) -> Result<Outcome> {
         ),
         Format::Text => {
             if requests.is_empty() {
-                out.status("no requests");
+                out.status(match args.state {
+                    StateFilter::Open => "no open requests (`--state all` lists every request)",
+                    _ => "no requests",
+                });
                 return Ok(Outcome::Success);
             }
             let mut rows = vec![

@@ -215,9 +215,10 @@ fn run_matrix(store: &Store, out: Output) -> Result<Outcome> {
             for e in &envs {
                 let deploy = match &e.deploy {
                     Some(s) => format!(
-                        "{} {} ago{}",
+                        "{} {} ago by {}{}",
                         s.state.as_str(),
                         human(now - s.at),
+                        s.by,
                         if s.description.is_empty() {
                             String::new()
                         } else {

@@ -16,7 +16,7 @@ use crate::store::{History, RefUpdate, Store, StoreError, UpdateOutcome};
 pub const REQUESTS: &str = "refs/ferry/requests/";
 pub const STATUSES: &str = "refs/ferry/statuses/";
 const REQUEST_FILE: &str = "request.json";
-const STATUSES_FILE: &str = "statuses.json";
+pub const STATUSES_FILE: &str = "statuses.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForgeError {

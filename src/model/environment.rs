@@ -95,6 +95,9 @@ pub struct AgentSettings {
     /// The environment variable holding the secret those events are signed with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_secret: Option<String>,
+    /// Who may report `ferry/deploy/ENV` (empty: anyone who may push).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reporters: Vec<String>,
 }
 
 impl Default for AgentSettings {
@@ -103,6 +106,7 @@ impl Default for AgentSettings {
             interval: default_interval(),
             trigger_urls: Vec::new(),
             trigger_secret: None,
+            reporters: Vec::new(),
         }
     }
 }

@@ -280,7 +280,11 @@ fn an_invalid_state_or_a_malicious_archive_is_never_deployed() {
     let (sandbox, remote) = repo(json!({}));
     agent(&sandbox, &remote, &[]).assert_code(0);
     let before = std::fs::read_link(live(&sandbox)).unwrap();
-    sandbox.edit_env("dev", "dev", |env| env["policy"]["soak"] = json!("soon"));
+    // The repository's own hook refuses an invalid state; a forge that does not run it lets
+    // it land, and the agent must hold.
+    sandbox.past_the_hook(|| {
+        sandbox.edit_env("dev", "dev", |env| env["policy"]["soak"] = json!("soon"))
+    });
     let run = agent(&sandbox, &remote, &[]);
     run.assert_code(1);
     assert!(

@@ -556,3 +556,82 @@ fn audit_says_who_approved_merged_and_pushed_and_flags_what_broke_protection() {
     run.assert_code(2);
     assert!(run.stderr.contains("is not a date"), "{}", run.stderr);
 }
+
+#[test]
+fn an_invalid_state_is_refused_with_its_positions_and_nothing_lands() {
+    let (sandbox, _remote) = repo("staging", json!({"allowed_pushers": ["alice"]}));
+    let before = sandbox.refs("deploy.git");
+    sandbox.git(
+        "",
+        &["clone", "-q", "--branch", "staging", "deploy.git", "work"],
+    );
+    let path = sandbox.path().join("work/environments/staging.json");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "\"name\": \"staging\"",
+        "\"name\": \"staging\",\n  \"polcy\": {}",
+    );
+    std::fs::write(&path, text).unwrap();
+    sandbox.git("work", &["commit", "-qam", "a typo"]);
+    // alice may push to staging: the state itself is what is refused.
+    let (ok, stderr) = sandbox.git_as("alice", "work", &["push", "origin", "staging"], &[]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("staging: the pushed state is invalid (1 error;")
+            && stderr.contains("environments/staging.json:4:3: unknown field `polcy`"),
+        "{stderr}"
+    );
+    assert_eq!(sandbox.refs("deploy.git"), before);
+    // Fixed, it lands.
+    sandbox.git("work", &["reset", "-q", "--hard", "HEAD~1"]);
+    change(&sandbox, "staging", "work2");
+    let (ok, stderr) = sandbox.git_as("alice", "work2", &["push", "origin", "staging"], &[]);
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn deploys_are_reported_by_the_agents_the_environment_names() {
+    let (sandbox, remote) = repo("dev", json!({"allowed_pushers": ["ci-bot", "alice"]}));
+    // dev's deploys come from its agents, which push as `agent-dev`.
+    sandbox.edit_env("dev", "dev", |e| {
+        e["agent"] = json!({"reporters": ["agent-dev"]})
+    });
+    let dev = sandbox.tip("dev");
+    let set = |user: &str, extra: &[&str]| {
+        let mut args = vec!["status", "set", dev.as_str(), "ferry/deploy/dev", "success"];
+        args.extend_from_slice(extra);
+        ferry_as(&sandbox, &remote, user, &args)
+    };
+    // alice cannot fake a deploy, under her name or the agent's.
+    let run = set("alice", &[]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(
+            "`ferry/deploy/dev` is reported by dev's agents only (`agent.reporters`: agent-dev), not by `alice`"
+        ),
+        "{}",
+        run.stderr
+    );
+    let run = set("alice", &["--as", "agent-dev"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("is recorded as reported by `agent-dev`, but `alice` is pushing"),
+        "{}",
+        run.stderr
+    );
+    // Other checks are anyone's (who names themself); the agent reports its own.
+    ferry_as(
+        &sandbox,
+        &remote,
+        "alice",
+        &["status", "set", &dev, "ci/test", "success"],
+    )
+    .assert_code(0);
+    set("agent-dev", &[]).assert_code(0);
+    let status = sandbox.ferry(&["status", "--remote", &remote]).run();
+    assert!(
+        status.stdout.contains("deploy success") && status.stdout.contains("by agent-dev"),
+        "{}",
+        status.stdout
+    );
+}

@@ -47,7 +47,9 @@ fn publish_pushes_an_immutable_commit_tag_and_moves_the_environment_tag() {
     assert_eq!(first["revision"], tip.as_str());
     assert_eq!(first["changed"], true);
     let digest = first["digest"].as_str().unwrap().to_owned();
-    assert_eq!(registry.tags("deploy"), vec![tip.clone(), "dev".to_owned()]);
+    let mut expected = vec![tip.clone(), "dev".to_owned()];
+    expected.sort();
+    assert_eq!(registry.tags("deploy"), expected);
     assert_eq!(
         registry.digest("deploy", "dev").as_deref(),
         Some(digest.as_str())

@@ -38,7 +38,7 @@ fn the_quickstart_runs_the_whole_loop_and_stops_its_agents() {
     for step in [
         "1. A deployment repository",
         "$ ferry init",
-        "$ USER=ci-bot ferry bump web 1.0.0 --env dev --add",
+        "$ USER=ci-bot GIT_AUTHOR_NAME=ci-bot ferry bump web 1.0.0 --env dev --add",
         "$ USER=agent ferry agent --env prod",
         "dev's agent deployed web 1.0.0",
         "$ USER=alice ferry promote dev staging",

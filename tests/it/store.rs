@@ -878,11 +878,13 @@ fn a_bump_on_a_branch_invalid_already_says_so() {
         serde_json::from_str(&sandbox.show("dev", "environments/dev.json")).unwrap();
     env["protection"] = json!({"required_approvals": 9});
     let env = serde_json::to_string_pretty(&env).unwrap();
-    sandbox.commit_files(
-        "dev",
-        &[("environments/dev.json", &env)],
-        "dev: a bad edit by hand",
-    );
+    sandbox.past_the_hook(|| {
+        sandbox.commit_files(
+            "dev",
+            &[("environments/dev.json", &env)],
+            "dev: a bad edit by hand",
+        )
+    });
     let run = sandbox
         .ferry(&[
             "bump", "web", "1.1.0", "--env", "dev", "--sha256", B, "--remote", &remote,
@@ -1147,8 +1149,10 @@ mod verdicts {
         let remote = with_web(&sandbox);
         bump(&sandbox, &remote, "c", &["1.1.0", "--sha256", B]).assert_code(0);
         // A hand-made commit makes a new tree: validated in full, and found invalid.
-        sandbox.edit_env("dev", "dev", |env| {
-            env["protection"] = json!({"required_approvals": 9});
+        sandbox.past_the_hook(|| {
+            sandbox.edit_env("dev", "dev", |env| {
+                env["protection"] = json!({"required_approvals": 9});
+            })
         });
         let run = bump(&sandbox, &remote, "c", &["1.2.0", "--sha256", C]);
         run.assert_code(1);
