@@ -214,7 +214,7 @@ pub fn protection_of(
 
 fn named(pusher: Option<&str>) -> Result<&str, String> {
     pusher.ok_or_else(|| {
-        "the pusher is unknown: protected refs need an authenticated push (REMOTE_USER from the HTTP server, FERRY_PUSHER for ssh, USER for a path)".to_owned()
+        "the pusher is unknown: protected refs and records need an authenticated push (REMOTE_USER from the HTTP server, FERRY_PUSHER for ssh, the login USER for a path: `export USER=$(id -un)` where it is unset, as in some containers)".to_owned()
     })
 }
 

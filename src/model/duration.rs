@@ -11,7 +11,7 @@ pub struct Duration(std::time::Duration);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
-    #[error("`{0}` is not a duration")]
+    #[error("`{0}` is not a duration (a number and a unit: `30s`, `5m`, `1h30m`)")]
     Syntax(String),
     #[error("`{0}` is too long a duration")]
     Overflow(String),
