@@ -121,6 +121,12 @@ pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
         }
     }
 
+    // A bare repository made with `git init --bare` points HEAD at a branch nobody will
+    // create: point it at the first environment, so a clone checks that out.
+    if remote.path.is_some() && store.repo().is_bare() && store.repo().head().is_err() {
+        let _ = store.repo().set_head(&format!("refs/heads/{}", envs[0]));
+    }
+
     match out.format {
         Format::Json => out.json(&InitReport {
             remote: &remote.shown,
@@ -140,7 +146,7 @@ pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
                 out.status("every push to it is checked by its pre-receive hook against each environment's `protection`");
             }
             out.status(format!(
-                "next: pin an app in {first}:  ferry bump web 1.0.0 --env {first} --add --url URL --sha256 HEX --remote {remote}",
+                "next: say where each app runs (`apps` in environments/ENV.json, on every branch), then pin one in {first}:  ferry bump web 1.0.0 --env {first} --add --url URL --sha256 HEX --remote {remote}",
                 first = envs[0],
                 remote = remote.shown
             ));

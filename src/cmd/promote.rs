@@ -576,7 +576,7 @@ fn gate_hints(
         error = error.hint(match check.strip_prefix("ferry/deploy/") {
             // Only an agent's deploy may turn it green: say where to look, not how to fake it.
             Some(env) => format!(
-                "`{check}` is reported by {env}'s agent once it has deployed the commit: `ferry status` shows its last deploy, its `status.json` and log say why"
+                "`{check}` is reported by {env}'s agent once it has deployed the commit (not when it runs with `--no-report`): `ferry status` shows its last deploy, its `status.json` and log say why"
             ),
             None => format!("CI reports checks on `{from}`'s commit: `ferry status set {from} {check} success`"),
         });

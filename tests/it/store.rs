@@ -37,6 +37,22 @@ mod init {
     use super::*;
 
     #[test]
+    fn an_empty_repository_made_by_git_clones_onto_the_first_environment() {
+        let sandbox = Sandbox::new();
+        sandbox.git("", &["init", "-q", "--bare", "deploy.git"]);
+        let remote = sandbox.remote();
+        sandbox
+            .ferry(&["init", "--remote", &remote])
+            .run()
+            .assert_code(0);
+        let head = sandbox.git("deploy.git", &["symbolic-ref", "HEAD"]);
+        assert_eq!(head.trim(), "refs/heads/dev");
+        sandbox.git("", &["clone", "-q", "deploy.git", "work"]);
+        let branch = sandbox.git("work", &["branch", "--show-current"]);
+        assert_eq!(branch.trim(), "dev");
+    }
+
+    #[test]
     fn creates_a_bare_repository_with_a_branch_per_environment() {
         let sandbox = Sandbox::new();
         let remote = sandbox.remote();
