@@ -189,14 +189,16 @@ impl Quickstart {
         self.configure()?;
         self.say("   dev:     only ci-bot pushes (CI's bumps land here)");
         self.say(
-            "   staging: promoted from dev once dev's deploy is green; 1 approval; carol merges",
+            "   staging: promoted from dev once dev's deploy is green; 1 approval; carol merges (and alone edits its settings)",
         );
-        self.say("   prod:    promoted from staging once staging's deploy is green; 1 approval; carol merges");
+        self.say("   prod:    promoted from staging once staging's deploy is green; 1 approval; carol merges (and alone edits its settings)");
         self.say(
             "   By hand: git clone deploy.git work, edit work/environments/*.json, commit, then",
         );
         self.say("   git -C work push origin HEAD:dev HEAD:staging HEAD:prod (one commit, on every branch).");
-        self.say("   From now on the repository's pre-receive hook refuses any push that breaks these rules.");
+        self.say("   Each file says so: git --git-dir deploy.git show prod:environments/prod.json");
+        self.say("   From now on the repository's pre-receive hook refuses any push that breaks these rules,");
+        self.say("   an invalid state, and a deploy reported by anyone but the agents (`agent.reporters`).");
 
         self.step(3, "CI builds web 1.0.0 and bumps dev, as its bot");
         let (artifact, url) = self.artifact("1.0.0")?;
@@ -400,6 +402,7 @@ impl Quickstart {
                     "required_approvals": 1,
                     "dismiss_stale_reviews": true,
                     "allowed_mergers": ["carol"],
+                    "allowed_pushers": ["carol"],
                 });
             }
             let mut text = serde_json::to_string_pretty(&file).expect("JSON serializes");
