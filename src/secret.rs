@@ -6,13 +6,28 @@
 /// An empty value is no secret. A `_FILE` that cannot be read is an error that names the
 /// variable and the path, never the content.
 pub fn from_env(name: &str) -> Result<Option<String>, String> {
-    if let Ok(value) = std::env::var(name)
+    lookup(name, |key| std::env::var_os(key))
+}
+
+/// [`from_env`] where a secret that cannot be read is as good as none, logged once.
+pub fn from_env_or_warn(name: &str) -> Option<String> {
+    from_env(name).unwrap_or_else(|e| {
+        tracing::warn!("{e}");
+        None
+    })
+}
+
+fn lookup(
+    name: &str,
+    var: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Option<String>, String> {
+    if let Some(value) = var(name).and_then(|v| v.into_string().ok())
         && !value.is_empty()
     {
         return Ok(Some(value));
     }
     let file_var = format!("{name}_FILE");
-    let Some(path) = std::env::var_os(&file_var).filter(|p| !p.is_empty()) else {
+    let Some(path) = var(&file_var).filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
     let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -28,50 +43,34 @@ pub fn from_env(name: &str) -> Result<Option<String>, String> {
     Ok((!value.is_empty()).then(|| value.to_owned()))
 }
 
-/// [`from_env`] where a secret that cannot be read is as good as none, logged once.
-pub fn from_env_or_warn(name: &str) -> Option<String> {
-    from_env(name).unwrap_or_else(|e| {
-        tracing::warn!("{e}");
-        None
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::from_env;
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    use super::lookup;
 
     #[test]
     fn a_file_holds_the_secret_when_the_variable_does_not() {
-        // Variable names of this test only: no other test reads them.
         let dir = std::env::temp_dir().join(format!("ferry-secret-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("token");
         std::fs::write(&file, "s3cret\n").unwrap();
-        // SAFETY: these variables are read by this test alone.
-        unsafe {
-            std::env::set_var("FERRY_TEST_SECRET_FILE", &file);
-        }
-        assert_eq!(
-            from_env("FERRY_TEST_SECRET").unwrap().as_deref(),
-            Some("s3cret")
-        );
-        unsafe {
-            std::env::set_var("FERRY_TEST_SECRET", "direct");
-        }
-        assert_eq!(
-            from_env("FERRY_TEST_SECRET").unwrap().as_deref(),
-            Some("direct")
-        );
-        unsafe {
-            std::env::remove_var("FERRY_TEST_SECRET");
-            std::env::set_var("FERRY_TEST_SECRET_FILE", dir.join("missing"));
-        }
-        let error = from_env("FERRY_TEST_SECRET").unwrap_err();
-        assert!(error.starts_with("FERRY_TEST_SECRET_FILE names"), "{error}");
-        unsafe {
-            std::env::remove_var("FERRY_TEST_SECRET_FILE");
-        }
-        assert_eq!(from_env("FERRY_TEST_SECRET").unwrap(), None);
+        let env = |pairs: &[(&str, OsString)]| {
+            let map: HashMap<String, OsString> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            move |key: &str| map.get(key).cloned()
+        };
+        let with_file = env(&[("T_FILE", file.clone().into())]);
+        assert_eq!(lookup("T", &with_file).unwrap().as_deref(), Some("s3cret"));
+        let both = env(&[("T", "direct".into()), ("T_FILE", file.clone().into())]);
+        assert_eq!(lookup("T", &both).unwrap().as_deref(), Some("direct"));
+        let missing = env(&[("T_FILE", dir.join("missing").into())]);
+        let error = lookup("T", &missing).unwrap_err();
+        assert!(error.starts_with("T_FILE names"), "{error}");
+        assert_eq!(lookup("T", env(&[])).unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
