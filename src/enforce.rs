@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use git2::{ObjectType, Oid, Repository};
 
-use crate::forge::local::{REQUESTS, STATUSES};
+use crate::forge::local::{REQUESTS, STATUSES, STATUSES_FILE};
 
 /// The push log: one commit per accepted push (`push.json`: who, when, which refs moved from
 /// what to what), written by the repository's `post-receive` hook only. `ferry audit` reads it
@@ -373,27 +373,35 @@ fn short(id: &str) -> &str {
 
 /// The statuses recorded for `commit` (none when there is no record).
 pub fn statuses(repo: &Repository, commit: &str) -> Statuses {
-    (|| -> Option<Statuses> {
-        let tip = repo.refname_to_id(&format!("{STATUSES}{commit}")).ok()?;
-        let tree = repo.find_commit(tip).ok()?.tree().ok()?;
-        let blob = repo.find_blob(tree.get_name("statuses.json")?.id()).ok()?;
-        serde_json::from_slice(blob.content()).ok()
-    })()
-    .unwrap_or_default()
+    repo.refname_to_id(&format!("{STATUSES}{commit}"))
+        .ok()
+        .and_then(|tip| file_at(repo, tip, STATUSES_FILE).ok().flatten())
+        .unwrap_or_default()
 }
 
 fn request_at(repo: &Repository, commit: Oid) -> Result<Request, String> {
+    file_at(repo, commit, "request.json")?.ok_or_else(|| "the record has no `request.json`".into())
+}
+
+/// The JSON file at `path` in `commit`'s tree, parsed (`None`: no such file).
+fn file_at<T: serde::de::DeserializeOwned>(
+    repo: &Repository,
+    commit: Oid,
+    path: &str,
+) -> Result<Option<T>, String> {
     let tree = repo
         .find_commit(commit)
         .and_then(|c| c.tree())
         .map_err(|e| e.message().to_owned())?;
-    let entry = tree
-        .get_name("request.json")
-        .ok_or("the record has no `request.json`")?;
+    let Ok(entry) = tree.get_path(std::path::Path::new(path)) else {
+        return Ok(None);
+    };
     let blob = repo
         .find_blob(entry.id())
         .map_err(|e| e.message().to_owned())?;
-    serde_json::from_slice(blob.content()).map_err(|e| format!("`request.json` is damaged: {e}"))
+    serde_json::from_slice(blob.content())
+        .map(Some)
+        .map_err(|e| format!("`{path}` is damaged: {e}"))
 }
 
 /// A statuses record's update (`refs/ferry/statuses/COMMIT`): each status it sets names the
@@ -409,18 +417,7 @@ fn check_statuses(
         if tip.is_zero() {
             return Ok(Statuses::default());
         }
-        let tree = repo
-            .find_commit(tip)
-            .and_then(|c| c.tree())
-            .map_err(|e| e.message().to_owned())?;
-        let Some(entry) = tree.get_name(crate::forge::local::STATUSES_FILE) else {
-            return Ok(Statuses::default());
-        };
-        let blob = repo
-            .find_blob(entry.id())
-            .map_err(|e| e.message().to_owned())?;
-        serde_json::from_slice(blob.content())
-            .map_err(|e| format!("`statuses.json` is damaged: {e}"))
+        Ok(file_at(repo, tip, STATUSES_FILE)?.unwrap_or_default())
     };
     // Each commit the push adds, against its parent: what was set, by whom.
     let mut walk = repo.revwalk().map_err(|e| e.message().to_owned())?;
@@ -467,14 +464,9 @@ fn check_statuses(
 
 /// The environment named `env` as the files at `tip` declare it.
 fn declared_environment(repo: &Repository, tip: Oid, env: &str) -> Option<Environment> {
-    let tree = repo.find_commit(tip).ok()?.tree().ok()?;
-    let entry = tree
-        .get_path(std::path::Path::new(&format!(
-            "{ENVIRONMENTS_DIR}/{env}.json"
-        )))
-        .ok()?;
-    let blob = repo.find_blob(entry.id()).ok()?;
-    serde_json::from_slice(blob.content()).ok()
+    file_at(repo, tip, &format!("{ENVIRONMENTS_DIR}/{env}.json"))
+        .ok()
+        .flatten()
 }
 
 /// A record update: append-only, and every identity it adds is the pusher's.
