@@ -138,47 +138,88 @@ impl Shared {
 pub fn serve(addr: &str, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let shared = shared.clone();
-            std::thread::spawn(move || {
-                let _ = handle(stream, &shared);
-            });
-        }
-    });
+    serve_on(listener, move |stream| handle(stream, &shared));
     Ok(bound)
 }
 
-fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_owned();
-    let path = parts.next().unwrap_or("/").to_owned();
-    let mut length = 0usize;
-    let mut signature = None;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
+/// Answers each connection `listener` accepts with `handler`, in a thread of its own; the
+/// accepting loop is a thread too, which ends with the process.
+pub(crate) fn serve_on(
+    listener: TcpListener,
+    handler: impl Fn(TcpStream) -> std::io::Result<()> + Send + Sync + 'static,
+) {
+    let handler = Arc::new(handler);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let handler = handler.clone();
+            std::thread::spawn(move || {
+                let _ = handler(stream);
+            });
         }
-        if let Some((name, value)) = header.split_once(':') {
-            match name.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse().unwrap_or(0),
-                "x-hub-signature-256" => signature = Some(value.trim().to_owned()),
-                _ => {}
+    });
+}
+
+/// A request's method, path (without its query) and headers (names in lower case), and the
+/// reader, at the start of its body.
+pub(crate) struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: BufReader<TcpStream>,
+}
+
+impl Request {
+    /// Reads the request line and the headers, waiting at most `timeout` for each read.
+    pub(crate) fn read(stream: &TcpStream, timeout: Duration) -> std::io::Result<Request> {
+        stream.set_read_timeout(Some(timeout))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_owned();
+        let path = parts.next().unwrap_or("/");
+        let path = path.split('?').next().unwrap_or("/").to_owned();
+        let mut headers = Vec::new();
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
             }
         }
+        Ok(Request {
+            method,
+            path,
+            headers,
+            body: reader,
+        })
     }
+
+    /// The value of the header `name` (lower case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let mut request = Request::read(&stream, Duration::from_secs(10))?;
+    let length: usize = request
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let signature = request.header("x-hub-signature-256").map(str::to_owned);
     let mut stream = stream;
     if length > MAX_BODY {
         return respond(&mut stream, 413, "body too large\n", "text/plain");
     }
     let mut body = vec![0u8; length];
-    reader.read_exact(&mut body)?;
-    let path = path.split('?').next().unwrap_or("/");
+    request.body.read_exact(&mut body)?;
+    let (method, path) = (request.method, request.path.as_str());
     match (method.as_str(), path) {
         ("GET", "/healthz") => respond(&mut stream, 200, "ok\n", "text/plain"),
         ("GET", "/readyz") => {
@@ -191,7 +232,7 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         ("GET", "/metrics") => respond(
             &mut stream,
             200,
-            &shared.metrics_text(),
+            shared.metrics_text(),
             "text/plain; version=0.0.4",
         ),
         ("POST", "/trigger") => {
@@ -253,7 +294,14 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn respond(stream: &mut TcpStream, status: u16, body: &str, kind: &str) -> std::io::Result<()> {
+/// Writes a whole response and closes the exchange (`Connection: close`).
+pub(crate) fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    body: impl AsRef<[u8]>,
+    kind: &str,
+) -> std::io::Result<()> {
+    let body = body.as_ref();
     let reason = match status {
         200 => "OK",
         202 => "Accepted",
@@ -265,9 +313,10 @@ fn respond(stream: &mut TcpStream, status: u16, body: &str, kind: &str) -> std::
     };
     write!(
         stream,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
+    stream.write_all(body)?;
     stream.flush()
 }
 

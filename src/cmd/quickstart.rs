@@ -5,7 +5,7 @@
 //! they can type next; only the demo's scaffolding (the artifact, the environment files, a
 //! stand-in web server per environment) is done in-process.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::agent::http;
 use crate::error::{Error, Outcome, Result};
 use crate::forge::CheckState;
 use crate::forge::local::LocalForge;
@@ -201,22 +202,7 @@ impl Quickstart {
         self.say("   an invalid state, and a deploy reported by anyone but the agents (`agent.reporters`).");
 
         self.step(3, "CI builds web 1.0.0 and bumps dev, as its bot");
-        let (artifact, url) = self.artifact("1.0.0")?;
-        self.ferry(
-            "ci-bot",
-            &[
-                "bump",
-                "web",
-                "1.0.0",
-                "--env",
-                "dev",
-                "--add",
-                "--url",
-                &url,
-                "--artifact",
-                &artifact,
-            ],
-        )?;
+        self.bump("1.0.0", true)?;
 
         self.step(
             4,
@@ -244,21 +230,7 @@ impl Quickstart {
         self.deployed("prod", "1.0.0")?;
 
         self.step(7, "CI ships web 1.1.0: dev moves on, staging and prod stay");
-        let (artifact, url) = self.artifact("1.1.0")?;
-        self.ferry(
-            "ci-bot",
-            &[
-                "bump",
-                "web",
-                "1.1.0",
-                "--env",
-                "dev",
-                "--url",
-                &url,
-                "--artifact",
-                &artifact,
-            ],
-        )?;
+        self.bump("1.1.0", false)?;
         self.deployed("dev", "1.1.0")?;
 
         self.step(8, "Where everything stands");
@@ -287,6 +259,17 @@ impl Quickstart {
             "remote": self.remote,
             "environments": environments,
         }))
+    }
+
+    /// CI's part: makes web `version` and pins it in dev as `ci-bot` (`add`: its first pin).
+    fn bump(&self, version: &str, add: bool) -> Result<()> {
+        let (artifact, url) = self.artifact(version)?;
+        let mut args = vec!["bump", "web", version, "--env", "dev"];
+        if add {
+            args.push("--add");
+        }
+        args.extend(["--url", &url, "--artifact", &artifact]);
+        self.ferry("ci-bot", &args)
     }
 
     /// Runs `ferry ARGS` as `user` (the login a repository on a path sees pushing), showing
@@ -628,44 +611,23 @@ fn serve_web(env: &str, live: PathBuf) -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .map_err(|e| Error::failure(format!("cannot listen on loopback for {env}'s web: {e}")))?;
     let port = listener.local_addr().expect("a bound address").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let _ = answer(stream, &live);
-        }
-    });
+    http::serve_on(listener, move |stream| answer(stream, &live));
     Ok(port)
 }
 
-fn answer(stream: TcpStream, live: &Path) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
-        }
-    }
-    let path = request.split_whitespace().nth(1).unwrap_or("/");
-    let name = match path.trim_start_matches('/') {
+fn answer(mut stream: TcpStream, live: &Path) -> std::io::Result<()> {
+    let request = http::Request::read(&stream, Duration::from_secs(5))?;
+    let name = match request.path.trim_start_matches('/') {
         "" => "index.html",
         name => name,
     };
     let file = (!name.contains("..") && !name.contains('/'))
         .then(|| std::fs::read(live.join(name)).ok())
         .flatten();
-    let (status, body) = match file {
-        Some(body) => ("200 OK", body),
-        None => ("404 Not Found", b"not deployed\n".to_vec()),
-    };
-    let mut stream = stream;
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    stream.write_all(&body)
+    match file {
+        Some(body) => http::respond(&mut stream, 200, body, "text/plain"),
+        None => http::respond(&mut stream, 404, "not deployed\n", "text/plain"),
+    }
 }
 
 /// The body of `GET path` on a loopback port (a plain HTTP/1.1 exchange, closed after).
