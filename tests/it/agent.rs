@@ -99,6 +99,17 @@ pub(crate) fn status(sandbox: &Sandbox) -> Value {
         .unwrap()
 }
 
+/// Reads a request's line and headers (the servers here answer whatever was asked).
+fn read_request_head(stream: &std::net::TcpStream) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+    }
+}
+
 /// A health endpoint answering with the status the test sets.
 fn health_server() -> (String, Arc<AtomicU16>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -107,13 +118,7 @@ fn health_server() -> (String, Arc<AtomicU16>) {
     let shared = answer.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                    break;
-                }
-            }
+            read_request_head(&stream);
             let mut stream = stream;
             let code = shared.load(Ordering::SeqCst);
             let _ = write!(
@@ -456,13 +461,7 @@ fn artifact_server(file: PathBuf) -> (String, Arc<AtomicU16>) {
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                    break;
-                }
-            }
+            read_request_head(&stream);
             let mut stream = stream;
             let code = shared.load(Ordering::SeqCst);
             let body = if code == 200 {
@@ -832,13 +831,7 @@ fn slow_server(file: &Path) -> String {
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                    break;
-                }
-            }
+            read_request_head(&stream);
             let mut stream = stream;
             let _ = write!(
                 stream,
