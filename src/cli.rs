@@ -15,7 +15,16 @@ use crate::output::Format;
     name = "ferry",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "Examples:
+  ferry quickstart                                  # the whole loop on this machine, narrated
+  ferry validate                                    # the deployment repository around you
+  ferry init --remote /srv/git/deploy.git           # a new one: dev → staging → prod
+  ferry bump web 1.4.0 --env dev --artifact web-1.4.0.tgz
+  ferry promote dev staging                         # open the promotion request
+  ferry agent --env prod --root /                   # deploy prod's pins on this host
+
+`ferry COMMAND --help` shows a command's options and examples."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -25,23 +34,27 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The heading of the options every command takes, apart from each command's own (as cargo
+/// and gh group theirs).
+pub const GLOBAL: &str = "Global Options";
+
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Output format of the command's data on stdout.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text, help_heading = GLOBAL)]
     pub format: Format,
 
     /// More logging on stderr (-v info, -vv debug, -vvv trace); `FERRY_LOG` takes a filter.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
 
     /// Only errors on stderr.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     pub quiet: bool,
 
     /// How logs on stderr are written: for people, or one JSON object per line (timestamp,
     /// level, message and fields) for log collectors.
-    #[arg(long, global = true, value_enum, env = "FERRY_LOG_FORMAT", default_value_t = LogFormat::Human)]
+    #[arg(long, global = true, value_enum, env = "FERRY_LOG_FORMAT", default_value_t = LogFormat::Human, help_heading = GLOBAL)]
     pub log_format: LogFormat,
 }
 
@@ -94,7 +107,7 @@ mod tests {
                 .get_subcommands()
                 .filter(|s| s.get_name() != "help")
                 .collect();
-            if !path.is_empty() {
+            {
                 let help = command
                     .get_after_help()
                     .map(|h| h.to_string())
@@ -133,6 +146,37 @@ mod tests {
         let mut problems = Vec::new();
         visit(&super::Cli::command(), "", &mut problems);
         assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    /// Each help lists a command's own options apart from the ones every command takes.
+    #[test]
+    fn global_options_have_their_own_heading() {
+        let mut command = super::Cli::command();
+        command.build();
+        let help = command
+            .find_subcommand_mut("bump")
+            .expect("bump")
+            .render_long_help()
+            .to_string();
+        let (own, global) = help
+            .split_once(&format!("{}:", super::GLOBAL))
+            .expect("a global heading");
+        assert!(own.contains("--env"), "{own}");
+        assert!(!own.contains("--log-format"), "{own}");
+        assert!(
+            global.contains("--log-format") && global.contains("--quiet"),
+            "{global}"
+        );
+        // The agent's usage line says what it needs.
+        let usage = super::Cli::command()
+            .find_subcommand_mut("agent")
+            .expect("agent")
+            .render_usage()
+            .to_string();
+        assert!(
+            usage.contains("--env <ENV>") && usage.contains("--root <DIR>"),
+            "{usage}"
+        );
     }
 
     /// The words of the ferry command in an example line: without its comment, the

@@ -80,6 +80,41 @@ pub fn pusher(env: impl Fn(&str) -> Option<String>) -> Option<String> {
         .or_else(|| set("LOGNAME"))
 }
 
+/// The pusher of the push this process's hook is checking: [`pusher`] over the process's
+/// environment; for a push to a path (no HTTP server or sshd in between) where `USER` and
+/// `LOGNAME` are unset (some containers, cron), the login of the user running it, from the
+/// system's user database.
+pub fn pusher_of_this_push() -> Option<String> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    pusher(env).or_else(|| {
+        let local = env("GATEWAY_INTERFACE").is_none() && env("SSH_CONNECTION").is_none();
+        if local { login_of_uid() } else { None }
+    })
+}
+
+/// The login name of this process's effective user, from the user database.
+pub fn login_of_uid() -> Option<String> {
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: a zeroed `passwd` is a valid out-parameter; getpwuid_r writes only into it and
+    // into `buffer`, whose length it is given, and `result` points at `pwd` or is null.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pwd,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut result,
+        );
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr(pwd.pw_name).to_str().ok()?;
+        (!name.is_empty()).then(|| name.to_owned())
+    }
+}
+
 /// Every reason to refuse `updates` pushed by `pusher`, in the order of the updates. Empty:
 /// the push may go ahead.
 pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec<String> {
@@ -183,6 +218,9 @@ fn check_valid(repo: &Repository, u: &Update, branch: &str) -> Result<(), String
     );
     for d in errors.iter().take(SHOWN) {
         why.push_str(&format!("\n    {}: {}", d.location(), d.message));
+        if let Some(hint) = &d.hint {
+            why.push_str(&format!("\n      hint: {hint}"));
+        }
     }
     if errors.len() > SHOWN {
         why.push_str(&format!("\n    … and {} more", errors.len() - SHOWN));

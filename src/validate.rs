@@ -752,11 +752,20 @@ fn check_apps(
             if !manifest.artifacts.contains_key(name) {
                 // Where an app will run may be declared before it is promoted here: a
                 // warning, which says what a typo would look like.
-                let hint =
-                    match schema::suggest(name, manifest.artifacts.keys().map(String::as_str)) {
-                        Some(close) => format!("did you mean `{close}`?"),
-                        None => "it deploys once it is pinned here (by a promotion)".to_owned(),
-                    };
+                let hint = match schema::suggest(
+                    name,
+                    manifest.artifacts.keys().map(String::as_str),
+                ) {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => match entry.env.as_ref() {
+                        // The first environment gets its pins from CI's bumps.
+                        Some(env) if env.promotes_from.is_none() => format!(
+                            "it deploys once it is pinned here: `ferry bump {name} VERSION --env {} --add --url URL --artifact FILE`",
+                            env.name
+                        ),
+                        _ => "it deploys once it is pinned here (by a promotion)".to_owned(),
+                    },
+                };
                 out.push(
                     at.warning_at_key(
                         &json::child(apps_pointer, name),

@@ -27,6 +27,7 @@ use crate::store::RemoteArgs;
 #[derive(Debug, clap::Args)]
 #[command(
     args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
     after_help = "Examples:
   ferry agent --env prod --remote https://git.example.com/deploy.git --root /
   ferry agent --env dev --remote /srv/git/deploy.git --root /tmp/sandbox --once
@@ -60,11 +61,12 @@ pub enum AgentAction {
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The environment to deploy.
-    #[arg(long, short)]
+    #[arg(long, short, required = true)]
     pub env: Option<String>,
 
-    /// Prefixes every `deployment_path` (`/` on a real host; a directory to sandbox the agent).
-    #[arg(long, value_name = "DIR")]
+    /// Prefixes every `deployment_path`: `/` on a real host; an existing directory to sandbox
+    /// the agent.
+    #[arg(long, value_name = "DIR", required = true)]
     pub root: Option<PathBuf>,
 
     /// Where the agent keeps its cache, releases' records and `status.json`. Default:
@@ -172,11 +174,31 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
                 .hint("`--root /` on a real host; a directory to sandbox the agent"),
         );
     };
-    // Links to releases are absolute: so is the root.
-    std::fs::create_dir_all(&root)
-        .map_err(|e| Error::usage(format!("`--root {}`: {e}", root.display())))?;
-    let root = std::fs::canonicalize(&root)
-        .map_err(|e| Error::usage(format!("`--root {}`: {e}", root.display())))?;
+    // The root must exist: a typo must not deploy into a new tree nobody serves from. Links
+    // to releases are absolute: so is the root.
+    let root = match std::fs::metadata(&root) {
+        Ok(meta) if meta.is_dir() => std::fs::canonicalize(&root)
+            .map_err(|e| Error::usage(format!("`--root {}`: {e}", root.display())))?,
+        Ok(_) => {
+            return Err(
+                Error::usage(format!("`--root {}` is not a directory", root.display()))
+                    .hint("`--root /` on a real host; an existing directory to sandbox the agent"),
+            );
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::usage(format!(
+                "`--root {}` does not exist",
+                root.display()
+            ))
+            .hint(format!(
+                "`--root /` on a real host; to sandbox the agent in a directory, create it first: `mkdir -p {}`",
+                root.display()
+            )));
+        }
+        Err(e) => {
+            return Err(Error::usage(format!("`--root {}`: {e}", root.display())));
+        }
+    };
     if let Some(interval) = args.interval
         && interval.as_std() < Duration::from_secs(1)
     {

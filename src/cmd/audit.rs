@@ -54,10 +54,25 @@ pub enum AuditForge {
     Local,
 }
 
+/// One check that gated a promotion, as it stood when the request merged.
 #[derive(Debug, Serialize)]
-struct GreenCheck {
+struct GateCheck {
     check: String,
-    by: String,
+    /// What required it: `policy` (`policy.required_checks`, on the promoted source commit) or
+    /// `protection` (`protection.required_checks`, on the request's head).
+    required_by: &'static str,
+    /// The commit it was required on.
+    commit: String,
+    /// Its state when the request merged; `None`: not reported by then.
+    state: Option<CheckState>,
+    /// Who reported that state.
+    by: Option<String>,
+}
+
+impl GateCheck {
+    fn green(&self) -> bool {
+        self.state == Some(CheckState::Success)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -73,8 +88,12 @@ struct Change {
     approved_by: Vec<String>,
     merged_by: Option<String>,
     pushed_by: Option<String>,
-    /// The checks green on the request's head when it merged, and who reported each.
-    checks_green: Vec<GreenCheck>,
+    /// Whether the push log has the push (`pushed_by` is then `None` only when the transport
+    /// named nobody).
+    push_logged: bool,
+    /// Every check that gated the promotion (the target's policy and protection in force just
+    /// before it), with its state when the request merged.
+    checks: Vec<GateCheck>,
     moves: Vec<Move>,
     /// Whether the branch was protected when the change landed.
     protected: bool,
@@ -123,14 +142,14 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
                 manifests.at_blob(after).as_ref(),
             )
         };
-        let protection: Option<Protection> = parent
+        let declared = parent
             .as_ref()
-            .and_then(|p| enforce::protection_of(repo, p.id(), &branch))
-            .and_then(|(_, p)| p);
+            .and_then(|p| enforce::environment_at(repo, p.id(), &branch));
+        let protection: Option<Protection> = declared.as_ref().and_then(|e| e.protection.clone());
         let request = requests
             .iter()
             .find(|r| r.to == args.env && r.merge_commit.as_deref() == Some(&id.to_string()));
-        let pushed_by = pushed.get(&id).cloned();
+        let logged = pushed.get(&id);
         let author = commit.author();
         let mut change = Change {
             time: format_time(commit.committer().when()),
@@ -146,23 +165,42 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
             requested_by: request.map(|r| r.author.clone()),
             approved_by: Vec::new(),
             merged_by: request.and_then(|r| r.merged_by.clone()),
-            pushed_by,
-            checks_green: Vec::new(),
+            pushed_by: logged.cloned().flatten(),
+            push_logged: logged.is_some(),
+            checks: Vec::new(),
             moves: moved,
             protected: protection.is_some(),
             violations: Vec::new(),
         };
         if let Some(request) = request {
             let merged_at = request.merged_at.unwrap_or(i64::MAX);
-            let statuses = statuses_at(&store, &request.head, merged_at)?;
-            change.checks_green = statuses
-                .iter()
-                .filter(|(_, s)| s.state == CheckState::Success)
-                .map(|(name, s)| GreenCheck {
-                    check: name.clone(),
-                    by: s.by.clone(),
-                })
-                .collect();
+            let policy = declared
+                .as_ref()
+                .map(|e| e.policy.required_checks.as_slice())
+                .unwrap_or_default();
+            let guarded = protection
+                .as_ref()
+                .map(|p| p.required_checks.as_slice())
+                .unwrap_or_default();
+            for (required_by, checks, commit) in [
+                ("policy", policy, &request.source),
+                ("protection", guarded, &request.head),
+            ] {
+                if checks.is_empty() {
+                    continue;
+                }
+                let statuses = statuses_at(&store, commit, merged_at)?;
+                change.checks.extend(checks.iter().map(|check| {
+                    let status = statuses.get(check);
+                    GateCheck {
+                        check: check.clone(),
+                        required_by,
+                        commit: commit.clone(),
+                        state: status.map(|s| s.state),
+                        by: status.map(|s| s.by.clone()),
+                    }
+                }));
+            }
             let dismiss = protection.as_ref().is_some_and(|p| p.dismiss_stale_reviews);
             let mut in_time = request.clone();
             in_time.approvals.retain(|a| a.at <= merged_at);
@@ -211,23 +249,33 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
                         "merged by {}",
                         c.merged_by.as_deref().unwrap_or("?")
                     ));
-                    detail.push(format!(
-                        "checks green: {}",
-                        if c.checks_green.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            c.checks_green
+                    detail.push(if c.checks.is_empty() {
+                        "no checks required".to_owned()
+                    } else {
+                        format!(
+                            "checks: {}",
+                            c.checks
                                 .iter()
-                                .map(|g| format!("{} (by {})", g.check, g.by))
+                                .map(|g| format!(
+                                    "{} {}{} on {} ({})",
+                                    g.check,
+                                    g.state.map_or("not reported", CheckState::as_str),
+                                    g.by.as_deref()
+                                        .map(|by| format!(" by {by}"))
+                                        .unwrap_or_default(),
+                                    &g.commit[..7.min(g.commit.len())],
+                                    g.required_by
+                                ))
                                 .collect::<Vec<_>>()
                                 .join(", ")
-                        }
-                    ));
+                        )
+                    });
                 }
-                detail.push(format!(
-                    "pushed by {}",
-                    c.pushed_by.as_deref().unwrap_or("(not logged)")
-                ));
+                detail.push(match (&c.pushed_by, c.push_logged) {
+                    (Some(pusher), _) => format!("pushed by {pusher}"),
+                    (None, true) => "pushed by someone the transport did not name (no REMOTE_USER from the HTTP server, no FERRY_PUSHER over ssh)".to_owned(),
+                    (None, false) => "pushed by (not logged: the repository's hook was not installed)".to_owned(),
+                });
                 if !c.protected && c.kind != "initial" {
                     detail.push("unprotected".to_owned());
                 }
@@ -276,7 +324,12 @@ fn violations(change: &Change, p: &Protection, request: Option<&Request>) -> Vec
             let missing: Vec<&str> = p
                 .required_checks
                 .iter()
-                .filter(|c| !change.checks_green.iter().any(|g| &g.check == *c))
+                .filter(|c| {
+                    !change
+                        .checks
+                        .iter()
+                        .any(|g| g.required_by == "protection" && &g.check == *c && g.green())
+                })
                 .map(String::as_str)
                 .collect();
             if !missing.is_empty() {
@@ -287,6 +340,7 @@ fn violations(change: &Change, p: &Protection, request: Option<&Request>) -> Vec
                     out.push(format!("recorded as merged by {merger}, but pushed by {pusher}"))
                 }
                 Some(_) => {}
+                None if change.push_logged => out.push("pushed by someone the transport did not name".to_owned()),
                 None => out.push("no record of who pushed it (the repository's hook was not logging)".to_owned()),
             }
         }
@@ -300,6 +354,9 @@ fn violations(change: &Change, p: &Protection, request: Option<&Request>) -> Vec
                     p.allowed_pushers.join(", ")
                 }
             )),
+            None if change.push_logged => out.push(
+                "a direct change by someone the transport did not name".to_owned(),
+            ),
             None => out.push(
                 "a direct change with no record of who pushed it (the repository's hook was not logging)"
                     .to_owned(),
@@ -309,8 +366,9 @@ fn violations(change: &Change, p: &Protection, request: Option<&Request>) -> Vec
     out
 }
 
-/// Who pushed each commit of `branch`, from the push log.
-fn pushed_by(store: &Store, branch: &str) -> Result<BTreeMap<Oid, String>> {
+/// Who pushed each commit of `branch`, from the push log (`None`: a logged push whose transport
+/// named nobody).
+fn pushed_by(store: &Store, branch: &str) -> Result<BTreeMap<Oid, Option<String>>> {
     let mut map = BTreeMap::new();
     let Some(tip) = store
         .fetch_refs(&[PUSHES.to_owned()], History::Full)?
@@ -328,9 +386,7 @@ fn pushed_by(store: &Store, branch: &str) -> Result<BTreeMap<Oid, String>> {
             };
             let mut at = Some(new);
             let mut steps = 0;
-            let Some(pusher) = &push.pusher else {
-                continue;
-            };
+            let pusher = &push.pusher;
             while let Some(id) = at.filter(|id| *id != old && !id.is_zero()) {
                 map.insert(id, pusher.clone());
                 steps += 1;

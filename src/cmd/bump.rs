@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cmd::shared::{branch_of, invalid_state, open_store, short, signature};
+use crate::cmd::shared::{
+    branch_of, identity, invalid_state, open_store, short, signature, signature_as,
+};
 use crate::error::{Error, Outcome, Result};
 use crate::json;
 use crate::json::Document;
@@ -127,7 +129,10 @@ struct BumpReport<'a> {
     from: Option<&'a str>,
     to: &'a str,
     commit: Option<String>,
+    /// Whether a commit was made (or, for a dry run, would be).
     changed: bool,
+    /// The pin's fields that changed: `version`, `url`, `sha256`.
+    fields: Vec<&'static str>,
     dry_run: bool,
 }
 
@@ -176,7 +181,7 @@ pub fn run(args: BumpArgs, out: Output) -> Result<Outcome> {
         attempt += 1;
         let tip = store.tip(&branch, History::Tip)?;
         let Some(Prepared {
-            from,
+            change,
             manifest,
             message: commit_message,
             summary,
@@ -185,23 +190,26 @@ pub fn run(args: BumpArgs, out: Output) -> Result<Outcome> {
             return Ok(Outcome::Success);
         };
         if args.dry_run {
-            report(out, &args, from.as_deref(), &to, None, true);
+            report(out, &args, &change, None, true);
             return Ok(Outcome::Success);
         }
-        let signature = signature(&store)?;
+        // The author is who is acting (CI's bot, as the transport knows it); the committer is
+        // who git says is committing (`user.name`, else ferry).
+        let author = signature_as(&store, &identity(&store, None))?;
+        let committer = signature(&store)?;
         let commit = store.write_commit(
             Some(tip),
             &[(MANIFEST.to_owned(), manifest)],
             &commit_message,
-            &signature,
-            &signature,
+            &author,
+            &committer,
         )?;
         let update = RefUpdate::branch(&branch, Some(tip), commit);
         match store.update(&[update], false, &format!("ferry bump {} {to}", args.app))? {
             UpdateOutcome::Updated => {
                 // The new tree is valid: the next bump on it checks only its own pin.
                 store.verdicts().record(store.tree_of(commit)?, &summary);
-                report(out, &args, from.as_deref(), &to, Some(commit), false);
+                report(out, &args, &change, Some(commit), false);
                 return Ok(Outcome::Success);
             }
             UpdateOutcome::Moved { actual, .. } if attempt < MAX_ATTEMPTS => {
@@ -223,10 +231,23 @@ pub fn run(args: BumpArgs, out: Output) -> Result<Outcome> {
     }
 }
 
+/// What a bump changes in one pin.
+struct Change {
+    /// The previous pin; `None` for a new app.
+    previous: Option<Artifact>,
+    pin: Pin,
+}
+
+impl Change {
+    /// The previous version (or file name); `None` for a new app.
+    fn from(&self) -> Option<String> {
+        self.previous.as_ref().map(Artifact::shown_version)
+    }
+}
+
 /// A bump ready to commit.
 struct Prepared {
-    /// The previous version (or file name); `None` for a new app.
-    from: Option<String>,
+    change: Change,
     /// The new `manifest.json` (empty for a dry run).
     manifest: Vec<u8>,
     /// The commit message, trailers included (empty for a dry run).
@@ -240,8 +261,7 @@ enum Planned {
     /// The app is already pinned to exactly this.
     Unchanged { version: String },
     Change {
-        from: Option<String>,
-        pin: Pin,
+        change: Change,
         before: String,
         after: String,
         summary: Summary,
@@ -262,23 +282,35 @@ fn prepare(
         Some(planned) => planned,
         None => plan_in_full(store, args, branch, tip, request)?,
     };
-    let (from, pin, before, after, summary) = match planned {
+    let (change, before, after, summary) = match planned {
         Planned::Unchanged { version } => {
             out.status(format!(
                 "{}: {} is already at {version}; nothing to do",
                 args.env, args.app
             ));
-            report(out, args, Some(&version), &version, Some(tip), false);
+            if out.format == Format::Json {
+                out.json(&BumpReport {
+                    env: &args.env,
+                    app: &args.app,
+                    from: Some(&version),
+                    to: &version,
+                    commit: Some(tip.to_string()),
+                    changed: false,
+                    fields: Vec::new(),
+                    dry_run: args.dry_run,
+                });
+            }
             return Ok(None);
         }
         Planned::Change {
-            from,
-            pin,
+            change,
             before,
             after,
             summary,
-        } => (from, pin, before, after, summary),
+        } => (change, before, after, summary),
     };
+    let from = change.from();
+    let pin = &change.pin;
 
     // The environment's policy, read from its own branch, must allow the version.
     let Some(env) = summary.environments.get(&args.env) else {
@@ -313,7 +345,7 @@ fn prepare(
             store.remote().shown
         ));
         return Ok(Some(Prepared {
-            from,
+            change,
             manifest: Vec::new(),
             message: String::new(),
             summary,
@@ -349,7 +381,7 @@ fn prepare(
         from.as_deref().unwrap_or("none")
     );
     Ok(Some(Prepared {
-        from,
+        change,
         manifest: after.into_bytes(),
         message,
         summary,
@@ -384,9 +416,9 @@ fn plan_on_verdict(
     let Ok(current) = serde_json::from_str::<Artifact>(&text[member.value.clone()]) else {
         return Ok(None);
     };
-    let (from, pin) = match bump::decide(Some(&current), request) {
+    let pin = match bump::decide(Some(&current), request) {
         Ok(Decision::Unchanged { version }) => return Ok(Some(Planned::Unchanged { version })),
-        Ok(Decision::Change { from, pin }) => (from, pin),
+        Ok(Decision::Change { pin, .. }) => pin,
         Err(refusal) => return Err(refused(args, &refusal)),
     };
     if !validate::artifacts_are_valid([(request.app.as_str(), &Artifact::Pinned(pin.clone()))]) {
@@ -395,8 +427,10 @@ fn plan_on_verdict(
     tracing::debug!("bumping on a tree validated before: checking only the new pin");
     let after = edit::replace_pin(&text, &member, &pin);
     Ok(Some(Planned::Change {
-        from,
-        pin,
+        change: Change {
+            previous: Some(current),
+            pin,
+        },
         before: text,
         after,
         summary,
@@ -429,13 +463,9 @@ fn plan_in_full(
         Error::failure(format!("`{branch}:{MANIFEST}` is invalid: {e}"))
             .hint("run `ferry validate` on the branch's files")
     })?;
-    let (from, pin, after) = match bump::plan(&doc, &manifest, request) {
+    let (pin, after) = match bump::plan(&doc, &manifest, request) {
         Ok(BumpPlan::Unchanged { version }) => return Ok(Planned::Unchanged { version }),
-        Ok(BumpPlan::Change {
-            from,
-            pin,
-            manifest,
-        }) => (from, pin, manifest),
+        Ok(BumpPlan::Change { pin, manifest, .. }) => (pin, manifest),
         Err(refusal) => return Err(refused(args, &refusal)),
     };
 
@@ -467,8 +497,10 @@ fn plan_in_full(
         store.verdicts().record(store.tree_of(tip)?, &summary);
     }
     Ok(Planned::Change {
-        from,
-        pin,
+        change: Change {
+            previous: manifest.artifacts.get(&request.app).cloned(),
+            pin,
+        },
         before: doc.text().to_owned(),
         after,
         summary,
@@ -483,34 +515,50 @@ fn refused(args: &BumpArgs, refusal: &BumpRefusal) -> Error {
     }
 }
 
-fn report(
-    out: Output,
-    args: &BumpArgs,
-    from: Option<&str>,
-    to: &str,
-    commit: Option<git2::Oid>,
-    dry_run: bool,
-) {
-    // Whether the pin changes (or, for a dry run, would change).
-    let changed = from != Some(to);
+fn report(out: Output, args: &BumpArgs, change: &Change, commit: Option<git2::Oid>, dry_run: bool) {
+    let from = change.from();
+    let fields = bump::changed_fields(change.previous.as_ref(), &change.pin);
+    let to = &change.pin.version;
     match out.format {
         Format::Json => out.json(&BumpReport {
             env: &args.env,
             app: &args.app,
-            from,
+            from: from.as_deref(),
             to,
             commit: commit.map(|c| c.to_string()),
-            changed,
+            changed: commit.is_some() || dry_run,
+            fields,
             dry_run,
         }),
-        Format::Text if changed && !dry_run => out.data(format!(
-            "{}: {} {} → {to} ({})",
-            args.env,
-            args.app,
-            from.unwrap_or("(new)"),
-            commit.map(short).unwrap_or_default()
-        )),
-        Format::Text => {}
+        Format::Text if dry_run => {}
+        Format::Text => {
+            let commit = commit.map(short).unwrap_or_default();
+            let line = match (&change.previous, fields.contains(&"version")) {
+                // Same version, same digest, another place (a mirror moved).
+                (Some(Artifact::Pinned(old)), false) => {
+                    let mut what = Vec::new();
+                    if old.url != change.pin.url {
+                        what.push(format!("url {} → {}", old.url, change.pin.url));
+                    }
+                    if old.sha256 != change.pin.sha256 {
+                        what.push(format!("sha256 {} → {}", old.sha256, change.pin.sha256));
+                    }
+                    format!(
+                        "{}: {} {to}: {} ({commit})",
+                        args.env,
+                        args.app,
+                        what.join(", ")
+                    )
+                }
+                _ => format!(
+                    "{}: {} {} → {to} ({commit})",
+                    args.env,
+                    args.app,
+                    from.as_deref().unwrap_or("(new)"),
+                ),
+            };
+            out.data(line);
+        }
     }
 }
 

@@ -48,7 +48,7 @@ pub fn run(args: HookArgs, _out: Output) -> Result<Outcome> {
 
 fn post_receive() -> Result<Outcome> {
     let (repo, updates) = input()?;
-    let pusher = enforce::pusher(|name| std::env::var(name).ok());
+    let pusher = enforce::pusher_of_this_push();
     let now = crate::cmd::shared::now();
     if let Err(e) = enforce::record_push(&repo, pusher.as_deref(), &updates, now) {
         // The push has landed: say what could not be logged, and do not fail it.
@@ -141,7 +141,7 @@ fn input() -> Result<(git2::Repository, Vec<Update>)> {
 
 fn pre_receive() -> Result<Outcome> {
     let (repo, updates) = input()?;
-    let pusher = enforce::pusher(|name| std::env::var(name).ok());
+    let pusher = enforce::pusher_of_this_push();
     let refusals = enforce::check(&repo, pusher.as_deref(), &updates);
     if refusals.is_empty() {
         return Ok(Outcome::Success);

@@ -57,9 +57,10 @@ pub fn run(args: QuickstartArgs, out: Output) -> Result<Outcome> {
                 run.dir.display()
             ));
             run.say(format!(
-                "  export FERRY_REMOTE={}\n  ferry history prod          # each change of prod's branch\n  ferry audit prod            # who requested, approved, merged and pushed each change\n  ferry requests 2            # the promotion request, as its reviewers saw it\n  ferry diff dev prod         # what the next promotion would move\n  git clone {} work   # the branches themselves (environments/*.json: what step 2 declared)\nThe pages on 127.0.0.1 were served by the quickstart itself, standing in for each host's web\nserver, and stopped with it; an agent started again would find no health check answering.",
+                "Paste these lines in this shell to look around:\n  export FERRY_REMOTE={}{}\n  ferry history prod          # each change of prod's branch\n  ferry audit prod            # who requested, approved, merged and pushed each change\n  ferry requests 2            # the promotion request, as its reviewers saw it\n  ferry diff dev prod         # what the next promotion would move\n  git clone -b prod $FERRY_REMOTE {}   # prod's branch (environments/*.json: what step 2 declared)\nThe pages on 127.0.0.1 were served by the quickstart itself, standing in for each host's web\nserver, and stopped with it; an agent started again would find no health check answering.",
                 run.remote,
-                run.remote,
+                run.path_line(),
+                run.dir.join("work").display(),
             ));
             if out.format == Format::Json {
                 out.json(&summary);
@@ -74,6 +75,19 @@ pub fn run(args: QuickstartArgs, out: Output) -> Result<Outcome> {
             Err(err)
         }
     }
+}
+
+/// Whether the first `name` on PATH is `exe`.
+fn on_path_as(name: &str, exe: &Path) -> bool {
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    let exe = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_owned());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .and_then(|found| std::fs::canonicalize(found).ok())
+        .is_some_and(|found| found == exe)
 }
 
 /// `dir`, created, empty and absolute; a new temp dir when not given.
@@ -171,10 +185,26 @@ impl Quickstart {
         self.say(format!("\n{n}. {title}"));
     }
 
+    /// `export PATH=…` putting this binary first, when `ferry` on PATH is not it (under
+    /// `cargo run`, say), so that every command shown runs as printed; else nothing.
+    fn path_line(&self) -> String {
+        if on_path_as("ferry", &self.exe) {
+            return String::new();
+        }
+        match self.exe.parent() {
+            Some(bin) => format!(
+                "\n  export PATH=\"{}:$PATH\"   # the ferry this ran (to keep it: cargo install --locked --path .)",
+                bin.display()
+            ),
+            None => String::new(),
+        }
+    }
+
     fn steps(&mut self) -> Result<serde_json::Value> {
         self.say(format!(
-            "ferry quickstart: the whole loop in {dir} (no network, no account)\nEach step shows the command it runs, as if after\n  cd {dir}\n  export FERRY_REMOTE=$PWD/deploy.git",
-            dir = self.dir.display()
+            "ferry quickstart: the whole loop in {dir} (no network, no account)\nEach step shows the command it runs, as if after\n  cd {dir}\n  export FERRY_REMOTE=$PWD/deploy.git{path}",
+            dir = self.dir.display(),
+            path = self.path_line(),
         ));
 
         self.step(
@@ -305,20 +335,15 @@ impl Quickstart {
     }
 
     fn child(&self, user: &str, args: &[&str]) -> Result<std::process::Output> {
-        let prefix = match (user, args.first()) {
-            ("you", _) => String::new(),
-            (user, Some(&"bump")) => format!("USER={user} GIT_AUTHOR_NAME={user} "),
-            (user, _) => format!("USER={user} "),
+        let prefix = match user {
+            "you" => String::new(),
+            user => format!("USER={user} "),
         };
         self.say(format!(
             "   $ {prefix}ferry {}",
             shown_args(args, &self.dir)
         ));
         let mut command = self.command(user);
-        if user != "you" && args.first() == Some(&"bump") {
-            // CI names the commit's author (a bump is a commit like any other).
-            command.env("GIT_AUTHOR_NAME", user);
-        }
         command.args(args);
         command
             .output()

@@ -24,6 +24,7 @@ pub enum StateFilter {
 #[command(after_help = "Examples:
   ferry requests                     # open requests
   ferry requests 3                   # one request: its moves, approvals and body
+  ferry requests 3 --raw             # its body as stored, the block for bots included
   ferry requests --env prod --state all
   ferry requests --format json")]
 pub struct RequestsArgs {
@@ -37,6 +38,11 @@ pub struct RequestsArgs {
 
     #[arg(long, value_enum, default_value_t = StateFilter::Open)]
     pub state: StateFilter,
+
+    /// With ID: the body exactly as stored, the `<!-- ferry:promotion … -->` block for bots
+    /// included (hidden on a terminal, as a forge's web page hides it; `--format json` has it).
+    #[arg(long, requires = "id")]
+    pub raw: bool,
 
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -55,7 +61,7 @@ pub fn run(args: RequestsArgs, out: Output) -> Result<Outcome> {
         let request = forge.request(id)?.value;
         match out.format {
             Format::Json => out.json(&Listed { request: &request }),
-            Format::Text => show(&request, out),
+            Format::Text => show(&request, args.raw, out),
         }
         return Ok(Outcome::Success);
     }
@@ -152,7 +158,7 @@ fn approvals(request: &Request) -> String {
 }
 
 /// One request in full.
-fn show(request: &Request, out: Output) {
+fn show(request: &Request, raw: bool, out: Output) {
     out.data(format!("#{}  {}", request.id, request.title));
     out.data(format!(
         "state:      {}{}",
@@ -196,5 +202,38 @@ fn show(request: &Request, out: Output) {
     ));
     out.data(format!("labels:     {}", request.labels.join(", ")));
     out.data("");
-    out.data(&request.body);
+    if raw {
+        out.data(&request.body);
+    } else {
+        out.data(for_people(&request.body));
+    }
+}
+
+/// `body` without the HTML comments ferry leaves for bots (`<!-- ferry:… -->`), as a forge's
+/// page renders it.
+fn for_people(body: &str) -> String {
+    let mut shown = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(start) = rest.find("<!-- ferry:") {
+        shown.push_str(&rest[..start]);
+        match rest[start..].find("-->") {
+            Some(end) => rest = &rest[start + end + 3..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    shown.push_str(rest);
+    shown.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_block_for_bots_is_hidden_from_people() {
+        let body = "## Gates\n- ok\n\n<!-- ferry:promotion\n{\"apps\": []}\n-->\n";
+        assert_eq!(super::for_people(body), "## Gates\n- ok");
+        assert_eq!(super::for_people("no block"), "no block");
+        assert_eq!(super::for_people("a <!-- ferry:x unterminated"), "a");
+    }
 }

@@ -247,7 +247,9 @@ pub fn identity(store: &Store, as_name: Option<&str>) -> String {
     }
     // A repository on a path sees the local login as the pusher (see `enforce::pusher`).
     if store.remote().path.is_some()
-        && let Some(login) = var("USER").or_else(|| var("LOGNAME"))
+        && let Some(login) = var("USER")
+            .or_else(|| var("LOGNAME"))
+            .or_else(crate::enforce::login_of_uid)
     {
         return login;
     }

@@ -331,6 +331,65 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Why a request to `uri` failed, in words a person can act on: the name did not resolve,
+/// the connection was refused or timed out, or TLS failed (and why), with the host; else the
+/// innermost cause (hyper's own message is only `client error (Connect)`).
+pub(crate) fn why_failed(uri: &hyper::Uri, error: &hyper_util::client::legacy::Error) -> String {
+    use std::error::Error as _;
+    let host = uri.host().unwrap_or("?");
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let mut chain: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
+    let mut next = error.source();
+    while let Some(e) = next.filter(|_| chain.len() < 16) {
+        chain.push(e);
+        next = e.source();
+    }
+    let innermost = chain
+        .last()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| error.to_string());
+    for e in &chain {
+        let io = e.downcast_ref::<std::io::Error>();
+        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            io.and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = tls {
+            return format!("TLS with {host}:{port} failed: {tls}");
+        }
+        match io.map(std::io::Error::kind) {
+            Some(std::io::ErrorKind::ConnectionRefused) => {
+                return format!("connection to {host}:{port} refused (is the server up?)");
+            }
+            Some(std::io::ErrorKind::TimedOut) => {
+                return format!("connection to {host}:{port} timed out");
+            }
+            _ => {}
+        }
+        if e.to_string() == "dns error" {
+            return format!("cannot resolve `{host}` (DNS): {innermost}");
+        }
+    }
+    // Past DNS and TCP (whose errors hyper names), an https connection fails in TLS.
+    let tcp = chain.iter().any(|e| e.to_string() == "tcp connect error");
+    if error.is_connect() && !tcp && uri.scheme_str() == Some("https") {
+        return format!("TLS with {host}:{port} failed: {innermost}");
+    }
+    if error.is_connect() {
+        format!("cannot connect to {host}:{port}: {innermost}")
+    } else {
+        let mut words = vec![error.to_string()];
+        words.extend(chain.iter().map(|e| e.to_string()));
+        format!("request to {host}:{port} failed: {}", words.join(": "))
+    }
+}
+
 /// A request to `url` with ferry's user agent.
 pub(crate) fn request(
     method: hyper::Method,
@@ -349,7 +408,11 @@ fn status_of(request: hyper::Request<Body>, timeout: Duration) -> Result<u16, St
     runtime()?.block_on(async {
         let client = client()?;
         let answer = async {
-            let response = client.request(request).await.map_err(|e| e.to_string())?;
+            let uri = request.uri().clone();
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| why_failed(&uri, &e))?;
             let status = response.status().as_u16();
             let _ = response.into_body().collect().await;
             Ok::<u16, String>(status)
@@ -406,7 +469,7 @@ fn fetch_http(url: &str, sink: &mut Sink, idle: Duration) -> Result<(), FetchErr
             let response = tokio::time::timeout(idle, client.request(request))
                 .await
                 .map_err(|_| transfer(format!("no answer within {}s", idle.as_secs())))?
-                .map_err(|e| transfer(e.to_string()))?;
+                .map_err(|e| transfer(why_failed(&uri, &e)))?;
             let status = response.status();
             if status.is_redirection() {
                 let location = response
@@ -566,5 +629,47 @@ mod tests {
         );
         let err = cache.get("ftp://r.example/x.tgz", &pinned).unwrap_err();
         assert!(matches!(err, FetchError::Scheme { .. }), "{err}");
+    }
+
+    /// Each way a connection fails is said in words, with the host, not `client error (Connect)`.
+    #[test]
+    fn a_failed_connection_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        let pinned = sha(b"x");
+        let message = |url: &str| cache.get(url, &pinned).unwrap_err().to_string();
+
+        // Nothing listens on a port just closed.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let refused = message(&format!("http://127.0.0.1:{port}/a.tgz"));
+        assert!(
+            refused.contains(&format!("connection to 127.0.0.1:{port} refused")),
+            "{refused}"
+        );
+
+        // `.invalid` never resolves (RFC 6761).
+        let dns = message("http://artifacts.ferry.invalid/a.tgz");
+        assert!(
+            dns.contains("cannot resolve `artifacts.ferry.invalid` (DNS)"),
+            "{dns}"
+        );
+
+        // A plain-HTTP server spoken to over TLS; one that hangs up in the handshake.
+        for answer in [&b"HTTP/1.1 400 Bad Request\r\n\r\n"[..], b""] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let host = listener.local_addr().unwrap().to_string();
+            std::thread::spawn(move || {
+                if let Ok((mut stream, _)) = listener.accept() {
+                    let _ = stream.write_all(answer);
+                }
+            });
+            let tls = message(&format!("https://{host}/a.tgz"));
+            assert!(tls.contains(&format!("TLS with {host} failed: ")), "{tls}");
+            assert!(!tls.contains("client error"), "{tls}");
+        }
     }
 }

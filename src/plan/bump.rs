@@ -104,6 +104,23 @@ pub enum Decision {
     Change { from: Option<String>, pin: Pin },
 }
 
+/// Which fields of an app's pin a bump to `pin` changes, from its `previous` pin: `version`,
+/// `url`, `sha256` (all three for a new app or a bare file name).
+pub fn changed_fields(previous: Option<&Artifact>, pin: &Pin) -> Vec<&'static str> {
+    let Some(Artifact::Pinned(old)) = previous else {
+        return vec!["version", "url", "sha256"];
+    };
+    [
+        ("version", old.version != pin.version),
+        ("url", old.url != pin.url),
+        ("sha256", old.sha256 != pin.sha256),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(field, _)| field)
+    .collect()
+}
+
 /// Plans `request` against the manifest `doc` (whose typed form is `manifest`).
 pub fn plan(
     doc: &Document,
@@ -196,6 +213,30 @@ mod tests {
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn changed_fields_name_what_a_bump_changes() {
+        let pin = |version: &str, url: &str, sha256: &str| Pin {
+            version: version.into(),
+            url: url.into(),
+            sha256: sha256.into(),
+        };
+        let old = Artifact::Pinned(pin("1.0.0", "https://a/web-1.0.0.tgz", A));
+        assert_eq!(
+            changed_fields(Some(&old), &pin("1.0.0", "https://b/web-1.0.0.tgz", A)),
+            ["url"]
+        );
+        assert_eq!(
+            changed_fields(Some(&old), &pin("1.1.0", "https://a/web-1.1.0.tgz", B)),
+            ["version", "url", "sha256"]
+        );
+        assert_eq!(
+            changed_fields(None, &pin("1.0.0", "https://a/web-1.0.0.tgz", A)),
+            ["version", "url", "sha256"]
+        );
+        let bare = Artifact::Bare("web-1.0.0.tgz".into());
+        assert_eq!(changed_fields(Some(&bare), &pin("1.0.0", "u", A)).len(), 3);
+    }
 
     fn manifest(text: &str) -> (Document, Manifest) {
         let doc = Document::parse(text.as_bytes().to_vec()).unwrap();

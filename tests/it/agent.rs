@@ -806,8 +806,42 @@ fn a_full_disk_keeps_the_release_and_the_agent_deploys_once_space_is_back() {
 }
 
 #[test]
+fn a_missing_root_is_refused_and_nothing_is_created() {
+    let (sandbox, remote) = repo(json!({}));
+    for root in ["rel-typo", "/nonexistent-ferry-root/srv"] {
+        let run = sandbox
+            .ferry(&[
+                "agent", "--env", "dev", "--remote", &remote, "--once", "--root", root,
+            ])
+            .arg("--state-dir")
+            .arg(sandbox.path().join("state"))
+            .run();
+        run.assert_code(2);
+        assert!(
+            run.stderr
+                .contains(&format!("error: `--root {root}` does not exist")),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("hint: "), "{}", run.stderr);
+        assert!(!sandbox.path().join("rel-typo").exists());
+        assert!(!std::path::Path::new("/nonexistent-ferry-root").exists());
+        assert!(!sandbox.path().join("state").exists(), "no state either");
+    }
+    // A file is not a root.
+    std::fs::write(sandbox.path().join("file"), "").unwrap();
+    sandbox
+        .ferry(&[
+            "agent", "--env", "dev", "--remote", &remote, "--once", "--root", "file",
+        ])
+        .run()
+        .assert_code(2);
+}
+
+#[test]
 fn a_relative_root_gives_links_that_resolve() {
     let (sandbox, remote) = repo(json!({}));
+    std::fs::create_dir(sandbox.path().join("rel")).unwrap();
     sandbox
         .ferry(&[
             "agent", "--env", "dev", "--remote", &remote, "--once", "--root", "rel",
@@ -876,6 +910,7 @@ fn a_download_draws_a_progress_bar_on_a_terminal_only() {
     for arg in ferry.command.get_args() {
         line.push_str(&format!(" '{}'", arg.to_string_lossy()));
     }
+    crate::common::prereq::require("script", "Debian package bsdutils");
     let mut script = std::process::Command::new("script");
     script
         .args(["-qec", &line, "/dev/null"])
@@ -895,6 +930,7 @@ fn a_download_draws_a_progress_bar_on_a_terminal_only() {
     );
 
     // The same download on a pipe (a new state dir: nothing cached).
+    std::fs::create_dir(sandbox.path().join("root-pipe")).unwrap();
     let run = sandbox
         .ferry(&["agent", "--env", "dev", "--once", "--no-report"])
         .args(["--remote", &remote])

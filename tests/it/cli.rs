@@ -60,21 +60,21 @@ fn man_writes_a_page_per_command_that_man_can_read() {
     // Each page carries its command's examples.
     let bump = std::fs::read_to_string(sandbox.path().join("man1/ferry-bump.1")).unwrap();
     assert!(bump.contains("Examples:"), "{bump}");
-    // man(1) renders it, when the machine has man.
-    if let Ok(output) = std::process::Command::new("man")
+    // man(1) renders it.
+    crate::common::prereq::require("man", "Debian package man-db");
+    let output = std::process::Command::new("man")
         .args(["-l", "-P", "cat"])
         .arg(sandbox.path().join("man1/ferry-promote.1"))
         .env("MANWIDTH", "80")
         .output()
-    {
-        let text = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(text.contains("ferry-promote"), "{text}");
-    }
+        .expect("man runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("ferry-promote"), "{text}");
 }
 
 #[test]

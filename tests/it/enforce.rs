@@ -520,7 +520,7 @@ fn audit_says_who_approved_merged_and_pushed_and_flags_what_broke_protection() {
     );
     assert!(
         run.stdout
-            .contains("approved by bob; merged by carol; checks green: none; pushed by carol"),
+            .contains("approved by bob; merged by carol; no checks required; pushed by carol"),
         "{}",
         run.stdout
     );
@@ -580,6 +580,8 @@ fn an_invalid_state_is_refused_with_its_positions_and_nothing_lands() {
             && stderr.contains("environments/staging.json:4:3: unknown field `polcy`"),
         "{stderr}"
     );
+    // The same hint as `ferry validate` gives for the typo.
+    assert!(stderr.contains("hint: did you mean `policy`?"), "{stderr}");
     assert_eq!(sandbox.refs("deploy.git"), before);
     // Fixed, it lands.
     sandbox.git("work", &["reset", "-q", "--hard", "HEAD~1"]);

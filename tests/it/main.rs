@@ -10,5 +10,6 @@ mod oci;
 mod promote;
 mod protect;
 mod quickstart;
+mod readme;
 mod store;
 mod validate;

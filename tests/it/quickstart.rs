@@ -3,13 +3,38 @@
 
 use crate::common::Sandbox;
 
-/// `ferry quickstart DIR` as a newcomer runs it: real time, no fixed dates.
+/// A PATH with git and the shell's tools, and no `ferry` (as after a plain `cargo run`).
+const PATH_WITHOUT_FERRY: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// `ferry quickstart DIR` as a newcomer runs it: real time, no fixed dates, no git identity
+/// (no `GIT_AUTHOR_NAME`, no `user.name`), and no `ferry` on PATH.
 fn quickstart(sandbox: &Sandbox, args: &[&str]) -> crate::common::Run {
     let mut ferry = sandbox.ferry(&["quickstart"]).args(args);
-    for var in ["GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE", "FERRY_NOW"] {
+    for var in [
+        "GIT_AUTHOR_DATE",
+        "GIT_COMMITTER_DATE",
+        "FERRY_NOW",
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+    ] {
         ferry.command.env_remove(var);
     }
+    ferry.command.env("PATH", PATH_WITHOUT_FERRY);
     ferry.run()
+}
+
+/// The lines the quickstart's epilogue says to paste, comments and all.
+fn epilogue(stdout: &str) -> Vec<String> {
+    stdout
+        .split_once("Paste these lines in this shell to look around:\n")
+        .expect("an epilogue")
+        .1
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.trim().to_owned())
+        .collect()
 }
 
 /// Processes whose command line mentions `dir` (the agents it started would).
@@ -38,7 +63,7 @@ fn the_quickstart_runs_the_whole_loop_and_stops_its_agents() {
     for step in [
         "1. A deployment repository",
         "$ ferry init",
-        "$ USER=ci-bot GIT_AUTHOR_NAME=ci-bot ferry bump web 1.0.0 --env dev --add",
+        "$ USER=ci-bot ferry bump web 1.0.0 --env dev --add",
         "$ USER=agent ferry agent --env prod",
         "dev's agent deployed web 1.0.0",
         "$ USER=alice ferry promote dev staging",
@@ -88,6 +113,45 @@ fn the_quickstart_runs_the_whole_loop_and_stops_its_agents() {
         "prod's change was merged by carol:\n{}",
         audit.stdout
     );
+
+    // What it says to paste runs as printed, from the checkout the quickstart was typed in,
+    // with no `ferry` on PATH to begin with.
+    let lines: Vec<String> = epilogue(said)
+        .into_iter()
+        .map(|l| l.replace("[SANDBOX]", &sandbox.path().display().to_string()))
+        .collect();
+    assert!(lines[0].starts_with("export FERRY_REMOTE="), "{lines:?}");
+    assert!(lines[1].starts_with("export PATH="), "{lines:?}");
+    let script = format!("set -e\n{}\n", lines.join("\n"));
+    let output = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", PATH_WITHOUT_FERRY)
+        .env("HOME", sandbox.path().join("home"))
+        .env_remove("FERRY_REMOTE")
+        .output()
+        .expect("bash runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{script}\n{stdout}\n{stderr}");
+    for said in [
+        // ferry history prod
+        "web (new) → 1.0.0",
+        // ferry audit prod: every check that gated the promotion, with its state and reporter
+        "checks: ferry/deploy/staging success by agent on ",
+        "merged by carol",
+        // ferry requests 2, for people: no block for bots
+        "## Gates",
+        // ferry diff dev prod
+        "1.1.0",
+    ] {
+        assert!(stdout.contains(said), "no {said:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("ferry:promotion"), "{stdout}");
+    assert!(!stdout.contains("not logged"), "{stdout}");
+    assert!(dir.join("work/environments/prod.json").is_file());
 }
 
 #[test]
@@ -106,8 +170,21 @@ fn the_quickstart_refuses_a_directory_that_is_not_empty_and_speaks_json() {
         "nothing was added to a directory that was not empty"
     );
 
-    // With `--format json`, the narration goes to stderr and stdout holds one summary.
-    let run = quickstart(&sandbox, &["fresh", "--format", "json"]);
+    // With `--format json`, the narration goes to stderr and stdout holds one summary. With no
+    // `USER` or `LOGNAME` (some containers), its pushes are still attributed: to the login.
+    let run = {
+        let mut ferry = sandbox.ferry(&["quickstart", "fresh", "--format", "json"]);
+        for var in [
+            "GIT_AUTHOR_DATE",
+            "GIT_COMMITTER_DATE",
+            "FERRY_NOW",
+            "USER",
+            "LOGNAME",
+        ] {
+            ferry.command.env_remove(var);
+        }
+        ferry.run()
+    };
     run.assert_code(0);
     assert!(run.stderr.contains("$ ferry init"), "{}", run.render());
     let summary = run.json();
@@ -125,4 +202,17 @@ fn the_quickstart_refuses_a_directory_that_is_not_empty_and_speaks_json() {
         ]
     );
     assert!(envs.iter().all(|e| e["ready"] == "ready"), "{summary}");
+    let remote = sandbox.path().join("fresh/deploy.git");
+    let audit = sandbox
+        .ferry(&["audit", "dev", "--remote"])
+        .arg(&remote)
+        .run();
+    audit.assert_code(0);
+    assert!(!audit.stdout.contains("not logged"), "{}", audit.stdout);
+    let login = crate::common::login();
+    assert!(
+        audit.stdout.contains(&format!("pushed by {login}")),
+        "init and the settings were pushed by {login}:\n{}",
+        audit.stdout
+    );
 }

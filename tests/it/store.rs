@@ -240,6 +240,82 @@ mod bump {
         assert_eq!(sandbox.refs("deploy.git"), before);
     }
 
+    /// A mirror moved: the same version and digest at a new URL is a commit, and says so.
+    #[test]
+    fn a_repin_to_a_new_url_says_what_changed() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        let before = sandbox.tip("dev");
+        let moved = "https://mirror.example/web/web-1.0.0.tgz";
+        let run = sandbox
+            .ferry(&[
+                "bump", "web", "1.0.0", "--env", "dev", "--sha256", DIGEST, "--url", moved,
+                "--remote", &remote,
+            ])
+            .run();
+        run.assert_code(0);
+        let after = sandbox.tip("dev");
+        assert_ne!(before, after, "a commit was made");
+        assert!(
+            run.stdout.contains(&format!(
+                "dev: web 1.0.0: url https://a.example/web/web-1.0.0.tgz → {moved} ({})",
+                &after[..7]
+            )),
+            "{}",
+            run.render()
+        );
+        // JSON: `changed` is true exactly when a commit was made, and names the fields.
+        let other = "https://other.example/web/web-1.0.0.tgz";
+        let json = sandbox
+            .ferry(&[
+                "bump", "web", "1.0.0", "--env", "dev", "--sha256", DIGEST, "--url", other,
+                "--remote", &remote, "--format", "json",
+            ])
+            .run()
+            .json();
+        assert_eq!(json["changed"], true, "{json}");
+        assert_eq!(json["fields"], json!(["url"]), "{json}");
+        assert_eq!(json["commit"], sandbox.tip("dev").as_str(), "{json}");
+        let again = sandbox
+            .ferry(&[
+                "bump", "web", "1.0.0", "--env", "dev", "--sha256", DIGEST, "--url", other,
+                "--remote", &remote, "--format", "json",
+            ])
+            .run()
+            .json();
+        assert_eq!(again["changed"], false, "{again}");
+        assert_eq!(again["fields"], json!([]), "{again}");
+    }
+
+    /// The author of a bump is who is acting (the login a repository on a path sees pushing),
+    /// not git's committer name; the committer may be ferry.
+    #[test]
+    fn a_bump_is_authored_by_the_acting_identity() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        let mut bump = sandbox.ferry(&[
+            "bump", "web", "1.1.0", "--env", "dev", "--sha256", B, "--remote", &remote,
+        ]);
+        for var in [
+            "GIT_AUTHOR_NAME",
+            "GIT_AUTHOR_EMAIL",
+            "GIT_COMMITTER_NAME",
+            "GIT_COMMITTER_EMAIL",
+        ] {
+            bump.command.env_remove(var);
+        }
+        bump.run().assert_code(0);
+        let who = sandbox.git(
+            "deploy.git",
+            &["log", "-1", "--format=%an <%ae> / %cn", "dev"],
+        );
+        assert_eq!(who.trim(), "ci-bot <ci-bot@ferry.invalid> / ferry");
+        let history = sandbox
+            .ferry(&["history", "dev", "--remote", &remote])
+            .run();
+        assert!(history.stdout.contains("ci-bot"), "{}", history.stdout);
+    }
+
     #[test]
     fn refusals_leave_the_remote_untouched() {
         let sandbox = Sandbox::new();
@@ -1195,6 +1271,7 @@ mod tls {
     }
 
     fn openssl(sandbox: &Sandbox, args: &[&str]) {
+        crate::common::prereq::require("openssl", "Debian package openssl");
         let output = Command::new("openssl")
             .args(args)
             .current_dir(sandbox.path())

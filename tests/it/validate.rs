@@ -221,6 +221,33 @@ fn manifest_and_apps_name_the_same_applications() {
     assert_snapshot!(repo.validate(&[]).render());
 }
 
+/// An app declared before it is pinned is a warning whose hint fits the environment: the
+/// first one gets its pins from `ferry bump`, the others from promotions.
+#[test]
+fn an_app_declared_before_its_pin_gets_a_hint_that_fits_the_environment() {
+    let repo = Repo::example();
+    for env in ["dev", "staging"] {
+        repo.edit_json(&format!("environments/{env}.json"), |e| {
+            e["apps"]["search"] = json!({"deployment_path": "/srv/search"});
+        });
+    }
+    let run = repo.validate(&[]);
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains(
+            "hint: it deploys once it is pinned here: `ferry bump search VERSION --env dev --add --url URL --artifact FILE`"
+        ),
+        "{}",
+        run.render()
+    );
+    assert!(
+        run.stdout
+            .contains("hint: it deploys once it is pinned here (by a promotion)"),
+        "{}",
+        run.render()
+    );
+}
+
 #[test]
 fn environments_without_apps_need_no_entries() {
     let repo = Repo::example();

@@ -188,6 +188,7 @@ pub const DIGEST: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e
 
 pub mod github;
 pub mod http;
+pub mod prereq;
 pub mod registry;
 
 /// Fixed identity and time for every commit made in tests, so commit ids are reproducible.
@@ -195,6 +196,12 @@ pub const AUTHOR_DATE: &str = "1700000000 +0000";
 
 /// "Now" for ferry in tests: 30 days after every commit's date.
 pub const NOW: i64 = 1_700_000_000 + 30 * 86_400;
+
+/// The login name of the user running the tests (`id -un`).
+pub fn login() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
 
 /// A hermetic place for git work: its own HOME (no user git config), cache and identity.
 pub struct Sandbox {
@@ -208,6 +215,8 @@ impl Sandbox {
             .tempdir()
             .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("home")).expect("home");
+        // Where agents deploy (`--root`): it must exist.
+        std::fs::create_dir_all(dir.path().join("root")).expect("root");
         Sandbox { dir }
     }
 

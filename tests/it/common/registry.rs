@@ -39,6 +39,10 @@ impl Registry {
     }
 
     fn start_with(dir: &Path, users: &[(&str, &str)], port: Option<u16>) -> Registry {
+        crate::common::prereq::require("docker-registry", "Debian package docker-registry");
+        if !users.is_empty() {
+            crate::common::prereq::require("htpasswd", "Debian package apache2-utils");
+        }
         let dir = dir.join("registry");
         std::fs::create_dir_all(&dir).unwrap();
         let port = port.unwrap_or_else(|| {
@@ -215,6 +219,7 @@ fn head(url: &str) -> Option<(u16, String)> {
 /// Runs `tests/fixtures/oras_client.py ARGS…` (the `oras` library): its stdout.
 #[track_caller]
 pub fn oras(args: &[&str], envs: &[(&str, &str)]) -> String {
+    crate::common::prereq::require_python("oras", "oras==0.2.43");
     let script = crate::common::crate_path("tests/fixtures/oras_client.py");
     let out = Command::new("python3")
         .arg(script)
