@@ -70,6 +70,7 @@ pub enum Command {
     Validate(cmd::validate::ValidateArgs),
     Schema(cmd::schema::SchemaArgs),
     Init(cmd::init::InitArgs),
+    Migrate(cmd::migrate::MigrateArgs),
     Bump(cmd::bump::BumpArgs),
     Show(cmd::show::ShowArgs),
     Diff(cmd::diff::DiffArgs),

@@ -11,6 +11,7 @@ pub mod history;
 pub mod hook;
 pub mod init;
 pub mod merge;
+pub mod migrate;
 pub mod promote;
 pub mod promotion;
 pub mod protect;
@@ -45,6 +46,7 @@ pub fn run(command: Command, out: Output) -> Result<Outcome> {
         Command::Requests(args) => requests::run(args, out),
         Command::Approve(args) => approve::run(args, out),
         Command::Merge(args) => merge::run(args, out),
+        Command::Migrate(args) => migrate::run(args, out),
         Command::Close(args) => close::run(args, out),
         Command::Status(args) => status::run(args, out),
         Command::Quickstart(args) => quickstart::run(args, out),

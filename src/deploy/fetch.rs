@@ -129,7 +129,7 @@ impl Cache {
             .map_err(|e| cache_err(&path, e))?;
         let temp = tmp_dir.join(format!("{sha256}.{}", std::process::id()));
         let mut sink = Sink {
-            file: File::create(&temp).map_err(|e| cache_err(&temp, e))?,
+            file: Some(File::create(&temp).map_err(|e| cache_err(&temp, e))?),
             hash: Sha256::new(),
             bytes: 0,
             pinned: false,
@@ -154,7 +154,9 @@ impl Cache {
         };
         sink.progress.finish();
         let finished = fetched.and_then(|()| {
-            sink.file.sync_all().map_err(|e| cache_err(&temp, e))?;
+            if let Some(file) = &sink.file {
+                file.sync_all().map_err(|e| cache_err(&temp, e))?;
+            }
             let actual = hex(&sink.hash.finalize_reset());
             if actual != sha256 && !sink.pinned {
                 return Err(FetchError::Mismatch {
@@ -223,7 +225,10 @@ impl Cache {
         registry
             .blob(&oci, &layer, &mut |data| {
                 sink.progress.inc(data.len() as u64);
-                sink.file.write_all(data)
+                match &mut sink.file {
+                    Some(file) => file.write_all(data),
+                    None => Ok(()),
+                }
             })
             .map_err(|e| from_oci(url, e))?;
         // The file holds the layer (verified against its descriptor, which the pinned manifest
@@ -268,9 +273,10 @@ fn from_oci(url: &str, error: OciError) -> FetchError {
     }
 }
 
-/// Where a download goes: the file, hashed as it is written.
+/// Where a download goes: the file (none when only its digest is wanted), hashed as it is
+/// written.
 struct Sink {
-    file: File,
+    file: Option<File>,
     hash: Sha256,
     bytes: u64,
     /// Verified by other means than the hash of its bytes (an `oci://` layer).
@@ -284,8 +290,40 @@ impl Sink {
         self.hash.update(data);
         self.bytes += data.len() as u64;
         self.progress.inc(data.len() as u64);
-        self.file.write_all(data)
+        match &mut self.file {
+            Some(file) => file.write_all(data),
+            None => Ok(()),
+        }
     }
+}
+
+/// The SHA-256 of the artifact at `url` (`https://`, `http://` or `file://`) and its size,
+/// computed from its bytes as they stream in, the same way [`Cache::get`] verifies a pinned
+/// one; nothing is kept. What `ferry migrate` pins a bare file name with: never a listing's or
+/// a `.sha256` file's word for it.
+pub fn digest(url: &str, idle_timeout: Duration) -> Result<(String, u64), FetchError> {
+    let mut sink = Sink {
+        file: None,
+        hash: Sha256::new(),
+        bytes: 0,
+        pinned: false,
+        progress: Transfer::start(&format!("hashing {}", short_url(url))),
+    };
+    let fetched = if let Some(rest) = url.strip_prefix("file://") {
+        fetch_file(rest, &mut sink).map_err(|e| FetchError::Transfer {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })
+    } else if url.starts_with("https://") || url.starts_with("http://") {
+        fetch_http(url, &mut sink, idle_timeout)
+    } else {
+        Err(FetchError::Scheme {
+            url: url.to_owned(),
+        })
+    };
+    sink.progress.finish();
+    fetched?;
+    Ok((hex(&sink.hash.finalize_reset()), sink.bytes))
 }
 
 fn fetch_file(rest: &str, sink: &mut Sink) -> io::Result<()> {
@@ -671,5 +709,27 @@ mod tests {
             assert!(tls.contains(&format!("TLS with {host} failed: ")), "{tls}");
             assert!(!tls.contains("client error"), "{tls}");
         }
+    }
+
+    #[test]
+    fn a_digest_is_computed_from_the_bytes_and_nothing_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![3u8; 1 << 20];
+        let base = serve(vec![("/a.zip", 200, "", data.clone())]);
+        let (hex, bytes) = digest(&format!("{base}/a.zip"), Duration::from_secs(10)).unwrap();
+        assert_eq!((hex, bytes), (sha(&data), data.len() as u64));
+        let err = digest(&format!("{base}/gone.zip"), Duration::from_secs(10)).unwrap_err();
+        assert!(
+            matches!(err, FetchError::Status { status: 404, .. }),
+            "{err}"
+        );
+
+        let file = dir.path().join("b.jar");
+        std::fs::write(&file, b"jar").unwrap();
+        let url = format!("file://{}", file.display());
+        assert_eq!(digest(&url, Duration::from_secs(1)).unwrap().0, sha(b"jar"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let err = digest("oci://r.example/a:1", Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(err, FetchError::Scheme { .. }), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 pub mod bump;
 pub mod compare;
 pub mod edit;
+pub mod migrate;
 pub mod promote;
 pub mod protection;
 pub mod textdiff;

@@ -397,6 +397,20 @@ impl Store {
         author: &Signature<'_>,
         committer: &Signature<'_>,
     ) -> Result<Oid, StoreError> {
+        self.write_commit_changes(parent, files, &[], message, author, committer)
+    }
+
+    /// [`Store::write_commit`] that also removes the files at `removed` (paths of `parent`'s
+    /// tree; a path it lacks is ignored).
+    pub fn write_commit_changes(
+        &self,
+        parent: Option<Oid>,
+        files: &[(String, Vec<u8>)],
+        removed: &[String],
+        message: &str,
+        author: &Signature<'_>,
+        committer: &Signature<'_>,
+    ) -> Result<Oid, StoreError> {
         let err = git_err(&self.remote);
         let parent = parent
             .map(|id| self.repo.find_commit(id))
@@ -409,12 +423,16 @@ impl Store {
         let tree_id = match &parent {
             Some(commit) => {
                 let mut update = TreeUpdateBuilder::new();
+                let tree = commit.tree().map_err(&err)?;
+                for path in removed {
+                    if tree.get_path(Path::new(path)).is_ok() {
+                        update.remove(path);
+                    }
+                }
                 for (path, blob) in &blobs {
                     update.upsert(*path, *blob, FileMode::Blob);
                 }
-                update
-                    .create_updated(&self.repo, &commit.tree().map_err(&err)?)
-                    .map_err(&err)?
+                update.create_updated(&self.repo, &tree).map_err(&err)?
             }
             None => write_tree(&self.repo, &blobs).map_err(&err)?,
         };

@@ -6,6 +6,7 @@ mod common;
 mod deploy;
 mod enforce;
 mod github;
+mod migrate;
 mod oci;
 mod promote;
 mod protect;
