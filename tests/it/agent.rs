@@ -2,7 +2,7 @@
 //! by an HTTP server the test controls (health checks), a sandboxed `--root`, and the agent's
 //! process stopped with a real SIGTERM.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -99,26 +99,15 @@ pub(crate) fn status(sandbox: &Sandbox) -> Value {
         .unwrap()
 }
 
-/// Reads a request's line and headers (the servers here answer whatever was asked).
-fn read_request_head(stream: &std::net::TcpStream) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-            break;
-        }
-    }
-}
-
 /// A health endpoint answering with the status the test sets.
-fn health_server() -> (String, Arc<AtomicU16>) {
+pub(crate) fn health_server() -> (String, Arc<AtomicU16>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let answer = Arc::new(AtomicU16::new(200));
     let shared = answer.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            read_request_head(&stream);
+            crate::common::http::read_request_head(&stream);
             let mut stream = stream;
             let code = shared.load(Ordering::SeqCst);
             let _ = write!(
@@ -461,7 +450,7 @@ fn artifact_server(file: PathBuf) -> (String, Arc<AtomicU16>) {
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            read_request_head(&stream);
+            crate::common::http::read_request_head(&stream);
             let mut stream = stream;
             let code = shared.load(Ordering::SeqCst);
             let body = if code == 200 {
@@ -865,7 +854,7 @@ fn slow_server(file: &Path) -> String {
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            read_request_head(&stream);
+            crate::common::http::read_request_head(&stream);
             let mut stream = stream;
             let _ = write!(
                 stream,

@@ -3,7 +3,7 @@
 //! over a path and over smart HTTP, its artifacts hashed from real files and from a loopback
 //! server; then validated, shown and deployed by ferry's own commands.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -140,42 +140,6 @@ fn seed_repo(sandbox: &Sandbox, repo: &str, health: Option<&str>) -> String {
     remote
 }
 
-/// `git for-each-ref` of a repository given by its path.
-fn refs(sandbox: &Sandbox, repo: &str) -> String {
-    sandbox.refs(repo)
-}
-
-/// A server on 127.0.0.1 answering every request with 200 (a health endpoint).
-fn answering() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            read_head(&stream);
-            let mut stream = stream;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-            );
-        }
-    });
-    format!("http://127.0.0.1:{port}/health")
-}
-
-/// The request line, the rest of the head read and dropped.
-fn read_head(stream: &std::net::TcpStream) -> String {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut first = String::new();
-    let _ = reader.read_line(&mut first);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-            break;
-        }
-    }
-    first
-}
-
 /// Serves the files of `dir` at `/NAME` (404 for anything else); the paths asked for.
 fn file_server(dir: PathBuf) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -184,7 +148,7 @@ fn file_server(dir: PathBuf) -> (String, Arc<Mutex<Vec<String>>>) {
     let log = asked.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let line = read_head(&stream);
+            let line = crate::common::http::read_request_head(&stream);
             let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
             log.lock().unwrap().push(path.clone());
             let mut stream = stream;
@@ -272,14 +236,14 @@ fn invalid_values_are_reported_with_their_positions_and_nothing_is_written() {
         "seed-work-deploy.git",
         &["push", "-q", &remote, "HEAD:staging"],
     );
-    let before = refs(&sandbox, "deploy.git");
+    let before = sandbox.refs("deploy.git");
 
     let run = sandbox
         .ferry(&["migrate", "--remote", &remote, "--artifact-base"])
         .arg(&base)
         .run();
     assert_snapshot!(run.render());
-    assert_eq!(refs(&sandbox, "deploy.git"), before);
+    assert_eq!(sandbox.refs("deploy.git"), before);
 
     // `--drop-invalid` drops the typo, but a relative path and an unreadable version stay
     // errors.
@@ -302,7 +266,7 @@ fn invalid_values_are_reported_with_their_positions_and_nothing_is_written() {
         "{}",
         run.stderr
     );
-    assert_eq!(refs(&sandbox, "deploy.git"), before);
+    assert_eq!(sandbox.refs("deploy.git"), before);
 }
 
 #[test]
@@ -310,7 +274,7 @@ fn a_dry_run_prints_each_branch_s_diff_and_changes_nothing() {
     let sandbox = Sandbox::new();
     let base = artifacts(&sandbox);
     let remote = seed_repo(&sandbox, "deploy.git", None);
-    let before = refs(&sandbox, "deploy.git");
+    let before = sandbox.refs("deploy.git");
     let run = digests_redacted(
         sandbox.ferry(&[
             "migrate",
@@ -325,7 +289,7 @@ fn a_dry_run_prints_each_branch_s_diff_and_changes_nothing() {
     .arg(&base)
     .run();
     assert_snapshot!(run.render());
-    assert_eq!(refs(&sandbox, "deploy.git"), before);
+    assert_eq!(sandbox.refs("deploy.git"), before);
 
     let run = sandbox
         .ferry(&[
@@ -350,16 +314,16 @@ fn a_dry_run_prints_each_branch_s_diff_and_changes_nothing() {
             .iter()
             .all(|b| b["status"] == "planned" && b["commit"].is_null())
     );
-    assert_eq!(refs(&sandbox, "deploy.git"), before);
+    assert_eq!(sandbox.refs("deploy.git"), before);
 }
 
 #[test]
 fn migrates_over_a_path_then_validates_shows_deploys_and_has_nothing_more_to_do() {
     let sandbox = Sandbox::new();
     let base = artifacts(&sandbox);
-    let health = answering();
+    let (health, _) = crate::agent::health_server();
     let remote = seed_repo(&sandbox, "deploy.git", Some(&health));
-    let before = refs(&sandbox, "deploy.git");
+    let before = sandbox.refs("deploy.git");
     let run = sandbox
         .ferry(&[
             "migrate",
@@ -441,14 +405,14 @@ fn migrates_over_a_path_then_validates_shows_deploys_and_has_nothing_more_to_do(
     );
 
     // Again: nothing to do.
-    let after = refs(&sandbox, "deploy.git");
+    let after = sandbox.refs("deploy.git");
     let run = sandbox
         .ferry(&["migrate", "--remote", &remote, "--artifact-base"])
         .arg(&base)
         .run();
     run.assert_code(0);
     assert!(run.stderr.contains("nothing to migrate"), "{}", run.stderr);
-    assert_eq!(refs(&sandbox, "deploy.git"), after);
+    assert_eq!(sandbox.refs("deploy.git"), after);
 }
 
 #[test]
@@ -467,7 +431,7 @@ fn migrates_over_smart_http_hashing_what_an_artifact_server_serves() {
     let (artifact_base, asked) = file_server(served.clone());
     let (_server, url) = sandbox.serve_http(None);
     seed_repo(&sandbox, "srv/deploy.git", None);
-    let before = refs(&sandbox, "srv/deploy.git");
+    let before = sandbox.refs("srv/deploy.git");
 
     // A missing artifact: a clear error, and nothing written.
     std::fs::rename(
@@ -493,7 +457,7 @@ fn migrates_over_smart_http_hashing_what_an_artifact_server_serves() {
         "{}",
         run.stderr
     );
-    assert_eq!(refs(&sandbox, "srv/deploy.git"), before);
+    assert_eq!(sandbox.refs("srv/deploy.git"), before);
     std::fs::rename(
         sandbox.path().join("aside.zip"),
         served.join("releases/my-api-1.0.5.zip"),

@@ -266,23 +266,20 @@ mod bump {
         );
         // JSON: `changed` is true exactly when a commit was made, and names the fields.
         let other = "https://other.example/web/web-1.0.0.tgz";
-        let json = sandbox
-            .ferry(&[
-                "bump", "web", "1.0.0", "--env", "dev", "--sha256", DIGEST, "--url", other,
-                "--remote", &remote, "--format", "json",
-            ])
-            .run()
-            .json();
+        let repin = || {
+            sandbox
+                .ferry(&[
+                    "bump", "web", "1.0.0", "--env", "dev", "--sha256", DIGEST, "--url", other,
+                    "--remote", &remote, "--format", "json",
+                ])
+                .run()
+                .json()
+        };
+        let json = repin();
         assert_eq!(json["changed"], true, "{json}");
         assert_eq!(json["fields"], json!(["url"]), "{json}");
         assert_eq!(json["commit"], sandbox.tip("dev").as_str(), "{json}");
-        let again = sandbox
-            .ferry(&[
-                "bump", "web", "1.0.0", "--env", "dev", "--sha256", DIGEST, "--url", other,
-                "--remote", &remote, "--format", "json",
-            ])
-            .run()
-            .json();
+        let again = repin();
         assert_eq!(again["changed"], false, "{again}");
         assert_eq!(again["fields"], json!([]), "{again}");
     }

@@ -349,3 +349,18 @@ impl Drop for GitDaemon {
         let _ = self.child.wait();
     }
 }
+
+/// Reads a request's line and headers from `stream`, for the small servers of the tests that
+/// answer whatever was asked: the request line (`GET /path HTTP/1.1`).
+pub fn read_request_head(stream: &TcpStream) -> String {
+    let mut reader = BufReader::new(stream.try_clone().expect("a stream"));
+    let mut first = String::new();
+    let _ = reader.read_line(&mut first);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+    }
+    first
+}

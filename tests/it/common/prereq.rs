@@ -36,7 +36,6 @@ pub fn on_path(program: &str) -> bool {
 }
 
 /// Fails the test unless `program` is installed; `package` is what installs it.
-#[track_caller]
 pub fn require(program: &str, package: &str) {
     if !on_path(program) {
         missing(&format!("`{program}` ({package})"));
@@ -44,7 +43,6 @@ pub fn require(program: &str, package: &str) {
 }
 
 /// Fails the test unless python3 can import `module`; `package` is its PyPI name and version.
-#[track_caller]
 pub fn require_python(module: &str, package: &str) {
     require("python3", "Debian package python3");
     let ok = Command::new("python3")
@@ -56,7 +54,24 @@ pub fn require_python(module: &str, package: &str) {
     }
 }
 
-#[track_caller]
+/// Fails the test with one line (no panic message or backtrace: `resume_unwind` skips the
+/// panic hook).
 fn missing(what: &str) -> ! {
-    panic!("missing test prerequisite: {what}; `./test.sh` installs it and every other one")
+    let line =
+        format!("missing test prerequisite: {what}; `./test.sh` installs it and every other one");
+    eprintln!("{line}");
+    std::panic::resume_unwind(Box::new(line))
+}
+
+#[test]
+fn a_missing_prerequisite_fails_in_one_line_naming_its_package() {
+    let failure =
+        std::panic::catch_unwind(|| require("ferry-no-such-tool", "Debian package nothing"))
+            .expect_err("a missing program fails the test");
+    let line = failure.downcast_ref::<String>().expect("the line");
+    assert_eq!(
+        line,
+        "missing test prerequisite: `ferry-no-such-tool` (Debian package nothing); `./test.sh` installs it and every other one"
+    );
+    require("git", "Debian package git");
 }
