@@ -135,22 +135,13 @@ impl Cache {
             pinned: false,
             progress: Transfer::start(&format!("fetching {}", short_url(url))),
         };
-        let fetched = if let Some(rest) = url.strip_prefix("file://") {
-            fetch_file(rest, &mut sink).map_err(|e| FetchError::Transfer {
-                url: url.to_owned(),
-                message: e.to_string(),
-            })
-        } else if url.starts_with("https://") || url.starts_with("http://") {
-            fetch_http(url, &mut sink, self.idle_timeout)
-        } else if url.starts_with("oci://") {
+        let fetched = if url.starts_with("oci://") {
             self.fetch_oci(url, sha256, &mut sink).and_then(|name| {
                 std::fs::write(self.name_path(sha256), name)
                     .map_err(|e| cache_err(&self.name_path(sha256), e))
             })
         } else {
-            Err(FetchError::Scheme {
-                url: url.to_owned(),
-            })
+            fetch_url(url, &mut sink, self.idle_timeout)
         };
         sink.progress.finish();
         let finished = fetched.and_then(|()| {
@@ -309,21 +300,26 @@ pub fn digest(url: &str, idle_timeout: Duration) -> Result<(String, u64), FetchE
         pinned: false,
         progress: Transfer::start(&format!("hashing {}", short_url(url))),
     };
-    let fetched = if let Some(rest) = url.strip_prefix("file://") {
-        fetch_file(rest, &mut sink).map_err(|e| FetchError::Transfer {
+    let fetched = fetch_url(url, &mut sink, idle_timeout);
+    sink.progress.finish();
+    fetched?;
+    Ok((hex(&sink.hash.finalize_reset()), sink.bytes))
+}
+
+/// Streams the `file://`, `https://` or `http://` artifact at `url` into `sink`.
+fn fetch_url(url: &str, sink: &mut Sink, idle_timeout: Duration) -> Result<(), FetchError> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        fetch_file(rest, sink).map_err(|e| FetchError::Transfer {
             url: url.to_owned(),
             message: e.to_string(),
         })
     } else if url.starts_with("https://") || url.starts_with("http://") {
-        fetch_http(url, &mut sink, idle_timeout)
+        fetch_http(url, sink, idle_timeout)
     } else {
         Err(FetchError::Scheme {
             url: url.to_owned(),
         })
-    };
-    sink.progress.finish();
-    fetched?;
-    Ok((hex(&sink.hash.finalize_reset()), sink.bytes))
+    }
 }
 
 fn fetch_file(rest: &str, sink: &mut Sink) -> io::Result<()> {

@@ -140,6 +140,20 @@ fn seed_repo(sandbox: &Sandbox, repo: &str, health: Option<&str>) -> String {
     remote
 }
 
+/// `ferry migrate --remote REMOTE --artifact-base BASE` with `flags` before them.
+fn migrate(
+    sandbox: &Sandbox,
+    flags: &[&str],
+    remote: &str,
+    base: impl AsRef<std::ffi::OsStr>,
+) -> crate::common::Ferry {
+    sandbox
+        .ferry(&["migrate"])
+        .args(flags)
+        .args(["--remote", remote, "--artifact-base"])
+        .arg(base)
+}
+
 /// Serves the files of `dir` at `/NAME` (404 for anything else); the paths asked for.
 fn file_server(dir: PathBuf) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -238,25 +252,13 @@ fn invalid_values_are_reported_with_their_positions_and_nothing_is_written() {
     );
     let before = sandbox.refs("deploy.git");
 
-    let run = sandbox
-        .ferry(&["migrate", "--remote", &remote, "--artifact-base"])
-        .arg(&base)
-        .run();
+    let run = migrate(&sandbox, &[], &remote, &base).run();
     assert_snapshot!(run.render());
     assert_eq!(sandbox.refs("deploy.git"), before);
 
     // `--drop-invalid` drops the typo, but a relative path and an unreadable version stay
     // errors.
-    let run = sandbox
-        .ferry(&[
-            "migrate",
-            "--drop-invalid",
-            "--remote",
-            &remote,
-            "--artifact-base",
-        ])
-        .arg(&base)
-        .run();
+    let run = migrate(&sandbox, &["--drop-invalid"], &remote, &base).run();
     run.assert_code(1);
     assert!(
         run.stderr.contains("staging:dev-env.json:2:")
@@ -276,34 +278,20 @@ fn a_dry_run_prints_each_branch_s_diff_and_changes_nothing() {
     let remote = seed_repo(&sandbox, "deploy.git", None);
     let before = sandbox.refs("deploy.git");
     let run = digests_redacted(
-        sandbox.ferry(&[
-            "migrate",
-            "--dry-run",
-            "--drop-invalid",
-            "--remote",
-            &remote,
-            "--artifact-base",
-        ]),
+        migrate(&sandbox, &["--dry-run", "--drop-invalid"], &remote, &base),
         &base,
     )
-    .arg(&base)
     .run();
     assert_snapshot!(run.render());
     assert_eq!(sandbox.refs("deploy.git"), before);
 
-    let run = sandbox
-        .ferry(&[
-            "migrate",
-            "--dry-run",
-            "--drop-invalid",
-            "--format",
-            "json",
-            "--remote",
-            &remote,
-            "--artifact-base",
-        ])
-        .arg(&base)
-        .run();
+    let run = migrate(
+        &sandbox,
+        &["--dry-run", "--drop-invalid", "--format", "json"],
+        &remote,
+        &base,
+    )
+    .run();
     run.assert_code(0);
     let report = run.json();
     assert_eq!(report["dry_run"], true);
@@ -324,18 +312,13 @@ fn migrates_over_a_path_then_validates_shows_deploys_and_has_nothing_more_to_do(
     let (health, _) = crate::agent::health_server();
     let remote = seed_repo(&sandbox, "deploy.git", Some(&health));
     let before = sandbox.refs("deploy.git");
-    let run = sandbox
-        .ferry(&[
-            "migrate",
-            "--drop-invalid",
-            "--format",
-            "json",
-            "--remote",
-            &remote,
-            "--artifact-base",
-        ])
-        .arg(&base)
-        .run();
+    let run = migrate(
+        &sandbox,
+        &["--drop-invalid", "--format", "json"],
+        &remote,
+        &base,
+    )
+    .run();
     run.assert_code(0);
     assert!(
         run.stderr.contains("dev:prod-env.json:3:")
@@ -406,10 +389,7 @@ fn migrates_over_a_path_then_validates_shows_deploys_and_has_nothing_more_to_do(
 
     // Again: nothing to do.
     let after = sandbox.refs("deploy.git");
-    let run = sandbox
-        .ferry(&["migrate", "--remote", &remote, "--artifact-base"])
-        .arg(&base)
-        .run();
+    let run = migrate(&sandbox, &[], &remote, &base).run();
     run.assert_code(0);
     assert!(run.stderr.contains("nothing to migrate"), "{}", run.stderr);
     assert_eq!(sandbox.refs("deploy.git"), after);
@@ -439,16 +419,7 @@ fn migrates_over_smart_http_hashing_what_an_artifact_server_serves() {
         sandbox.path().join("aside.zip"),
     )
     .unwrap();
-    let run = sandbox
-        .ferry(&[
-            "migrate",
-            "--drop-invalid",
-            "--remote",
-            &url,
-            "--artifact-base",
-            &artifact_base,
-        ])
-        .run();
+    let run = migrate(&sandbox, &["--drop-invalid"], &url, &artifact_base).run();
     run.assert_code(1);
     assert!(
         run.stderr
@@ -464,16 +435,7 @@ fn migrates_over_smart_http_hashing_what_an_artifact_server_serves() {
     )
     .unwrap();
 
-    let run = sandbox
-        .ferry(&[
-            "migrate",
-            "--drop-invalid",
-            "--remote",
-            &url,
-            "--artifact-base",
-            &artifact_base,
-        ])
-        .run();
+    let run = migrate(&sandbox, &["--drop-invalid"], &url, &artifact_base).run();
     run.assert_code(0);
     assert!(
         run.stdout.contains("production: migrated ("),
@@ -504,17 +466,7 @@ fn migrates_over_smart_http_hashing_what_an_artifact_server_serves() {
     );
     assert_migrated(&sandbox, "srv/deploy.git", &url, &before);
 
-    let run = sandbox
-        .ferry(&[
-            "migrate",
-            "--format",
-            "json",
-            "--remote",
-            &url,
-            "--artifact-base",
-            &artifact_base,
-        ])
-        .run();
+    let run = migrate(&sandbox, &["--format", "json"], &url, &artifact_base).run();
     run.assert_code(0);
     assert_eq!(run.json()["changed"], false);
 }

@@ -759,11 +759,24 @@ fn one_request_in_full_and_json_everywhere() {
     );
     // The block for bots is hidden from people, as a forge's page hides it; `--raw` and JSON
     // keep it.
-    assert!(!shown.stdout.contains("ferry:promotion"), "{}", shown.stdout);
+    assert!(
+        !shown.stdout.contains("ferry:promotion"),
+        "{}",
+        shown.stdout
+    );
     let raw = ferry(&sandbox, &remote, &["requests", "1", "--raw"]);
-    assert!(raw.stdout.contains("<!-- ferry:promotion"), "{}", raw.stdout);
+    assert!(
+        raw.stdout.contains("<!-- ferry:promotion"),
+        "{}",
+        raw.stdout
+    );
     let json = ferry(&sandbox, &remote, &["requests", "1", "--format", "json"]).json();
-    assert!(json["body"].as_str().unwrap().contains("<!-- ferry:promotion"));
+    assert!(
+        json["body"]
+            .as_str()
+            .unwrap()
+            .contains("<!-- ferry:promotion")
+    );
     ferry(&sandbox, &remote, &["requests", "--raw"]).assert_code(2);
     let status = ferry(
         &sandbox,
