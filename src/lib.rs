@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod diag;
 pub mod enforce;
 pub mod error;
+pub mod files;
 pub mod forge;
 pub mod json;
 pub mod model;

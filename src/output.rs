@@ -47,3 +47,23 @@ impl Output {
         let _ = writeln!(io::stderr().lock(), "{}", line.as_ref());
     }
 }
+
+/// The first `chars` characters of `text` (all of it when shorter): commit ids and digests
+/// shortened for people. Safe on any input, unlike slicing, since records, annotations and
+/// historical manifests can hold strings no validation has seen.
+pub fn abbrev(text: &str, chars: usize) -> &str {
+    text.char_indices()
+        .nth(chars)
+        .map_or(text, |(end, _)| &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn abbrev_never_panics() {
+        assert_eq!(super::abbrev("0123456789abcdef", 7), "0123456");
+        assert_eq!(super::abbrev("abc", 7), "abc");
+        assert_eq!(super::abbrev("", 7), "");
+        assert_eq!(super::abbrev("ééééééééé", 7), "ééééééé");
+    }
+}

@@ -30,12 +30,18 @@ fn lookup(
     let Some(path) = var(&file_var).filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        format!(
-            "{file_var} names `{}`, which cannot be read: {e}",
-            std::path::Path::new(&path).display()
-        )
-    })?;
+    // A secret is short: 1 MiB is plenty, and a link to a device must not be read forever.
+    let text = crate::files::read_regular(std::path::Path::new(&path), 1 << 20)
+        .and_then(|bytes| {
+            String::from_utf8(bytes)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8"))
+        })
+        .map_err(|e| {
+            format!(
+                "{file_var} names `{}`, which cannot be read: {e}",
+                std::path::Path::new(&path).display()
+            )
+        })?;
     let value = text
         .strip_suffix("\r\n")
         .or_else(|| text.strip_suffix('\n'))

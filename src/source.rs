@@ -74,7 +74,14 @@ impl Source for DirSource {
         if meta.len() > MAX_FILE_SIZE {
             return Err(ReadError::TooLarge { size: meta.len() });
         }
-        Ok(Some(fs::read(&full)?))
+        // A device or a FIFO (a link to `/dev/zero`, say) is refused, not read forever.
+        match crate::files::read_regular(&full, MAX_FILE_SIZE) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::FileTooLarge => Err(ReadError::TooLarge {
+                size: MAX_FILE_SIZE + 1,
+            }),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
@@ -93,8 +100,9 @@ impl Source for DirSource {
         let mut names = Vec::new();
         for entry in entries {
             let entry = entry?;
-            // Follow symlinks: a linked file is a file.
-            if fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
+            // Follow symlinks: a linked file is a file. Anything else but a directory (a
+            // device, a FIFO) is listed too, so that reading it says what it is.
+            if fs::metadata(entry.path()).is_ok_and(|m| !m.is_dir())
                 && let Ok(name) = entry.file_name().into_string()
             {
                 names.push(name);

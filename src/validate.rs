@@ -533,12 +533,28 @@ fn durations_ok(value: &Value, at: At<'_>, out: &mut Vec<Diagnostic>) -> bool {
     }
     let mut ok = true;
     for (pointer, v) in found {
-        if let Some(Err(err)) = v.as_str().map(str::parse::<crate::model::Duration>) {
-            out.push(
-                at.error(&pointer, err.to_string())
-                    .hint("durations are at most about 292 years"),
-            );
-            ok = false;
+        match v.as_str().map(str::parse::<crate::model::Duration>) {
+            Some(Err(err)) => {
+                out.push(
+                    at.error(&pointer, err.to_string())
+                        .hint("durations are at most about 292 years"),
+                );
+                ok = false;
+            }
+            Some(Ok(interval))
+                if pointer == "/agent/interval"
+                    && interval.as_std() < crate::model::MIN_INTERVAL =>
+            {
+                out.push(
+                    at.error(
+                        &pointer,
+                        format!("`agent.interval` {interval} is under a second: the agents would poll without a pause"),
+                    )
+                    .hint("such as `30s` or `5m` (at least `1s`)"),
+                );
+                ok = false;
+            }
+            _ => {}
         }
     }
     ok

@@ -331,7 +331,7 @@ impl<'s> Agent<'s> {
             // Already reported; nothing new until the branch moves.
             return Outcome::Failed(format!(
                 "revision {} failed to deploy ({}); waiting for a new one (or `ferry agent retry`)",
-                &revision[..7],
+                crate::output::abbrev(&revision, 7),
                 self.memory.failed_reason
             ));
         }
@@ -420,7 +420,7 @@ impl<'s> Agent<'s> {
                     .to_owned(),
             );
         };
-        let id = format!("{}-{}", pin.version, &pin.sha256[..12]);
+        let id = format!("{}-{}", pin.version, crate::output::abbrev(&pin.sha256, 12));
         let place = Place::new(&self.settings.root, &app.deployment_path);
         let current = match place.current() {
             Ok(current) => current,

@@ -156,7 +156,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
         out.data(match failed {
             Some(revision) => format!(
                 "{env}: revision {} will be tried again",
-                &revision[..7.min(revision.len())]
+                crate::output::abbrev(&revision, 7)
             ),
             None => format!("{env}: no failed revision to retry"),
         });
@@ -200,7 +200,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
         }
     };
     if let Some(interval) = args.interval
-        && interval.as_std() < Duration::from_secs(1)
+        && interval.as_std() < crate::model::MIN_INTERVAL
     {
         return Err(Error::usage(format!(
             "`--interval {interval}` is under a second: the agent would poll without a pause"

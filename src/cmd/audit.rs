@@ -263,7 +263,7 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
                                     g.by.as_deref()
                                         .map(|by| format!(" by {by}"))
                                         .unwrap_or_default(),
-                                    &g.commit[..7.min(g.commit.len())],
+                                    crate::output::abbrev(&g.commit, 7),
                                     g.required_by
                                 ))
                                 .collect::<Vec<_>>()

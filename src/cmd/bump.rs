@@ -105,7 +105,7 @@ fn parse_sha256(text: &str) -> Result<String, String> {
 
 /// Hashes a file as it streams.
 pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = crate::files::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
     loop {

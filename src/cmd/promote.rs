@@ -393,7 +393,7 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
                 Backend::Local(_) => {
                     out.data(format!(
                         "    branch {branch} at {} (on {} {})",
-                        &reference.head[..7],
+                        crate::output::abbrev(&reference.head, 7),
                         args.to,
                         short(to.tip)
                     ));
@@ -404,7 +404,7 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
                             "`{}` requires {} green on the request's head {}",
                             args.to,
                             checks.join(", "),
-                            &reference.head[..7]
+                            crate::output::abbrev(&reference.head, 7)
                         ));
                     }
                     out.status(format!(

@@ -138,7 +138,11 @@ pub fn changelog(store: &Store, source: Oid, moves: &[Move]) -> Result<Vec<AppLo
                     .unwrap_or_default()
                     .to_owned(),
                 author: commit.author().name().unwrap_or("?").to_owned(),
-                date: promote::timestamp(commit.committer().when().seconds())[..10].to_owned(),
+                date: crate::output::abbrev(
+                    &promote::timestamp(commit.committer().when().seconds()),
+                    10,
+                )
+                .to_owned(),
                 commit: short(id),
             });
         }
@@ -336,7 +340,7 @@ pub fn render_request(
             digest: m
                 .promoted
                 .pin()
-                .map(|p| p.sha256[..12].to_owned())
+                .map(|p| crate::output::abbrev(&p.sha256, 12).to_owned())
                 .unwrap_or_default(),
         })
         .collect();

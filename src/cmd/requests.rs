@@ -189,7 +189,7 @@ fn show(request: &Request, raw: bool, out: Output) {
     out.data(format!(
         "branch:     {} at {}",
         request.branch,
-        &request.head[..7.min(request.head.len())]
+        crate::output::abbrev(&request.head, 7)
     ));
     let approvals = approvals(request);
     out.data(format!(

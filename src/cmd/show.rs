@@ -118,7 +118,7 @@ pub fn run(args: ShowArgs, out: Output) -> Result<Outcome> {
                         vec![
                             app.clone(),
                             pin.version.clone(),
-                            pin.sha256[..12].to_owned(),
+                            crate::output::abbrev(&pin.sha256, 12).to_owned(),
                             pin.url.clone(),
                         ]
                     }

@@ -10,3 +10,7 @@ mod manifest;
 pub use duration::Duration;
 pub use environment::{AgentSettings, App, Environment, Layout, Policy, Protection, SEED_ORDER};
 pub use manifest::{Artifact, Manifest, Pin};
+
+/// The shortest time between an agent's reconciles (`agent.interval`, `--interval`): under it,
+/// an agent would poll its remote without a pause.
+pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);

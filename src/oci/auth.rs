@@ -73,7 +73,7 @@ pub fn credentials(registry: &str) -> Result<Credentials, String> {
     let Some(path) = docker_config() else {
         return Ok(Credentials::Anonymous);
     };
-    let text = match std::fs::read(&path) {
+    let text = match crate::files::read_regular(&path, crate::json::MAX_FILE_SIZE) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Credentials::Anonymous),
         Err(e) => return Err(format!("{}: {e}", path.display())),

@@ -323,13 +323,24 @@ impl Store {
                 .fetch(&wanted, Some(&mut options), None)
                 .map_err(|e| self.unreachable(&e))?;
         }
-        for (name, tip) in &tips {
-            if let Some(id) = tip
-                && !odb.exists(*id)
-            {
-                return Err(StoreError::Git(format!(
-                    "the fetch did not bring `{name}` at {id}"
-                )));
+        let mut tips = tips;
+        for (name, tip) in tips.iter_mut() {
+            let Some(id) = *tip else { continue };
+            if odb.exists(id) {
+                continue;
+            }
+            // The ref moved between the listing and the fetch (another writer won a race):
+            // the fetch brought its new tip, which is the one to work on.
+            match self.repo.refname_to_id(&tracking(name)) {
+                Ok(moved) if moved != id && odb.exists(moved) => {
+                    tracing::debug!(%name, listed = %id, fetched = %moved, "moved while fetching");
+                    *tip = Some(moved);
+                }
+                _ => {
+                    return Err(StoreError::Git(format!(
+                        "the fetch did not bring `{name}` at {id}"
+                    )));
+                }
             }
         }
         Ok(tips)

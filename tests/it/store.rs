@@ -240,6 +240,34 @@ mod bump {
         assert_eq!(sandbox.refs("deploy.git"), before);
     }
 
+    /// `--artifact` must be a regular file: a device would be hashed forever, a FIFO waited on.
+    #[test]
+    fn an_artifact_that_is_not_a_file_is_refused() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        let before = sandbox.refs("deploy.git");
+        let run = sandbox
+            .ferry(&[
+                "bump",
+                "web",
+                "1.1.0",
+                "--env",
+                "dev",
+                "--remote",
+                &remote,
+                "--artifact",
+                "/dev/zero",
+            ])
+            .run_within(std::time::Duration::from_secs(20));
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains("is a device, not a regular file"),
+            "{}",
+            run.render()
+        );
+        assert_eq!(sandbox.refs("deploy.git"), before);
+    }
+
     /// A mirror moved: the same version and digest at a new URL is a commit, and says so.
     #[test]
     fn a_repin_to_a_new_url_says_what_changed() {
@@ -600,7 +628,13 @@ mod concurrency {
 
     /// Ten CI bots bump ten apps at the same moment: all land, each exactly once.
     fn ten_bots(sandbox: &Sandbox, remote: &str) {
-        let apps: Vec<String> = (0..10).map(|i| format!("app{i}")).collect();
+        bots(sandbox, remote, 10, false);
+    }
+
+    /// `n` CI bots bump `n` apps at the same moment, each with its own cache when
+    /// `own_caches` (as separate CI runners have).
+    fn bots(sandbox: &Sandbox, remote: &str, n: usize, own_caches: bool) {
+        let apps: Vec<String> = (0..n).map(|i| format!("app{i}")).collect();
         for app in &apps {
             sandbox
                 .ferry(&[
@@ -614,10 +648,16 @@ mod concurrency {
         }
         let children: Vec<_> = apps
             .iter()
-            .map(|app| {
+            .enumerate()
+            .map(|(i, app)| {
                 let mut f = sandbox.ferry(&[
                     "bump", app, "2.0.0", "--env", "dev", "--sha256", B, "--remote", remote,
                 ]);
+                if own_caches {
+                    f = f
+                        .arg("--cache-dir")
+                        .arg(sandbox.path().join(format!("runner-{i}")));
+                }
                 f.command
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped());
@@ -634,22 +674,23 @@ mod concurrency {
         }
     }
 
-    fn assert_all_landed_once(sandbox: &Sandbox) {
+    /// Each of the `n` bots' bumps is on `dev` of `repo` exactly once.
+    fn assert_landed_once(sandbox: &Sandbox, repo: &str, n: usize) {
         let manifest: serde_json::Value =
-            serde_json::from_str(&sandbox.show("dev", "manifest.json")).unwrap();
-        for i in 0..10 {
+            serde_json::from_str(&sandbox.git(repo, &["show", "dev:manifest.json"])).unwrap();
+        for i in 0..n {
             assert_eq!(
                 manifest["artifacts"][format!("app{i}")]["version"],
                 "2.0.0",
                 "app{i}"
             );
         }
-        let trailers = sandbox.git("deploy.git", &["log", "--format=%(trailers:key=Ferry-App,valueonly)%(trailers:key=Ferry-Version,valueonly)", "dev"]);
-        for i in 0..10 {
+        let trailers = sandbox.git(repo, &["log", "--format=%(trailers:key=Ferry-App,valueonly)%(trailers:key=Ferry-Version,valueonly)", "dev"]);
+        for i in 0..n {
             let landed = trailers.matches(&format!("app{i}\n2.0.0")).count();
             assert_eq!(landed, 1, "app{i} landed {landed} times:\n{trailers}");
         }
-        sandbox.git("deploy.git", &["fsck", "--strict"]);
+        sandbox.git(repo, &["fsck", "--strict"]);
     }
 
     #[test]
@@ -657,7 +698,7 @@ mod concurrency {
         let sandbox = Sandbox::new();
         let remote = sandbox.init("dev,prod");
         ten_bots(&sandbox, &remote);
-        assert_all_landed_once(&sandbox);
+        assert_landed_once(&sandbox, "deploy.git", 10);
     }
 
     #[test]
@@ -668,42 +709,23 @@ mod concurrency {
             .ferry(&["init", "--remote", &url, "--envs", "dev,prod"])
             .run()
             .assert_code(0);
-        let sandbox_view = SandboxAt {
-            sandbox: &sandbox,
-            repo: "srv/deploy.git",
-        };
         ten_bots(&sandbox, &url);
-        sandbox_view.assert_all_landed_once();
+        assert_landed_once(&sandbox, "srv/deploy.git", 10);
     }
 
-    /// The checks above, on a repository served from elsewhere in the sandbox.
-    struct SandboxAt<'a> {
-        sandbox: &'a Sandbox,
-        repo: &'a str,
-    }
-
-    impl SandboxAt<'_> {
-        fn assert_all_landed_once(&self) {
-            let manifest: serde_json::Value =
-                serde_json::from_str(&self.sandbox.git(self.repo, &["show", "dev:manifest.json"]))
-                    .unwrap();
-            for i in 0..10 {
-                assert_eq!(
-                    manifest["artifacts"][format!("app{i}")]["version"],
-                    "2.0.0",
-                    "app{i}"
-                );
-            }
-            let log = self.sandbox.git(self.repo, &["log", "--format=%s", "dev"]);
-            for i in 0..10 {
-                assert_eq!(
-                    log.matches(&format!("bump app{i} 1.0.0 → 2.0.0")).count(),
-                    1,
-                    "{log}"
-                );
-            }
-            self.sandbox.git(self.repo, &["fsck", "--strict"]);
-        }
+    /// Thirty CI runners, each with its own cache, bump at once over smart HTTP: a branch
+    /// that moves between the listing and the fetch is a lost race, retried, and every bump
+    /// lands exactly once.
+    #[test]
+    fn thirty_runners_with_their_own_caches_over_smart_http() {
+        let sandbox = Sandbox::new();
+        let (_server, url) = sandbox.serve_http(None);
+        sandbox
+            .ferry(&["init", "--remote", &url, "--envs", "dev,prod"])
+            .run()
+            .assert_code(0);
+        bots(&sandbox, &url, 30, true);
+        assert_landed_once(&sandbox, "srv/deploy.git", 30);
     }
 }
 
@@ -1059,6 +1081,39 @@ mod read {
             f.run().assert_code(0);
         }
         remote
+    }
+
+    /// History may hold states no validation has seen: a digest of 3 characters, or of
+    /// multi-byte ones, is shown (or refused), never a panic.
+    #[test]
+    fn a_short_digest_in_history_is_no_panic() {
+        let sandbox = Sandbox::new();
+        let remote = repo_with_history(&sandbox);
+        for digest in ["abc", "ééééééééééééééé"] {
+            let manifest = format!(
+                r#"{{"artifacts": {{"web": {{"version": "9.0.0", "url": "https://a.example/w.tgz", "sha256": "{digest}"}}}}}}"#
+            );
+            sandbox.past_the_hook(|| {
+                sandbox.commit_files(
+                    "dev",
+                    &[("manifest.json", &manifest)],
+                    "a state nobody validated",
+                )
+            });
+            for args in [
+                &["show", "dev"][..],
+                &["show", "dev", "--at", "HEAD"],
+                &["history", "dev"],
+            ] {
+                let run = sandbox.ferry(args).args(["--remote", &remote]).run();
+                assert!(
+                    matches!(run.code, Some(0 | 1)),
+                    "{args:?}: {}",
+                    run.render()
+                );
+                assert!(!run.stderr.contains("panicked"), "{}", run.render());
+            }
+        }
     }
 
     #[test]

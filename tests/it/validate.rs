@@ -221,6 +221,24 @@ fn manifest_and_apps_name_the_same_applications() {
     assert_snapshot!(repo.validate(&[]).render());
 }
 
+/// An agent's interval has one floor, the same as `ferry agent --interval`'s.
+#[test]
+fn an_agent_interval_under_a_second_is_an_error() {
+    let repo = Repo::example();
+    repo.edit_json("environments/dev.json", |e| {
+        e["agent"] = json!({"interval": "1ms"});
+    });
+    let run = repo.validate(&[]);
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains(
+            "`agent.interval` 1ms is under a second: the agents would poll without a pause"
+        ),
+        "{}",
+        run.render()
+    );
+}
+
 /// An app declared before it is pinned is a warning whose hint fits the environment: the
 /// first one gets its pins from `ferry bump`, the others from promotions.
 #[test]
@@ -428,6 +446,30 @@ mod bad_input {
         let file = std::fs::File::create(repo.path().join("manifest.json")).unwrap();
         file.set_len(50 * 1024 * 1024).unwrap();
         assert_snapshot!(repo.validate(&[]).render());
+    }
+
+    /// A file that is a link to a device, or a FIFO, is refused at once: never read forever,
+    /// never waited on.
+    #[test]
+    fn devices_and_fifos_are_refused_not_read() {
+        let repo = Repo::example();
+        std::fs::remove_file(repo.path().join("manifest.json")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", repo.path().join("manifest.json")).unwrap();
+        let fifo = repo.path().join("environments/dev.json");
+        std::fs::remove_file(&fifo).unwrap();
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let run = crate::common::ferry(&["validate"])
+            .arg(repo.path())
+            .run_within(std::time::Duration::from_secs(20));
+        assert_ne!(run.code, Some(0), "{}", run.render());
+        assert!(
+            run.stdout.contains("is a device, not a regular file")
+                && run.stdout.contains("is a FIFO, not a regular file"),
+            "{}",
+            run.render()
+        );
     }
 
     #[test]

@@ -128,9 +128,53 @@ impl Ferry {
         self
     }
 
+    /// [`Ferry::run`], failing the test when ferry has not finished within `limit` (it is
+    /// killed): for inputs that used to hang it.
+    #[track_caller]
+    pub fn run_within(mut self, limit: std::time::Duration) -> Run {
+        use std::io::Read;
+        let mut child = self
+            .command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run ferry");
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+        let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ferry did not finish within {limit:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let output = std::process::Output {
+            status,
+            stdout: stdout.join().expect("stdout"),
+            stderr: stderr.join().expect("stderr"),
+        };
+        self.finish(output)
+    }
+
     #[track_caller]
     pub fn run(mut self) -> Run {
         let output = self.command.output().expect("run ferry");
+        self.finish(output)
+    }
+
+    fn finish(self, output: std::process::Output) -> Run {
         let clean = |bytes: &[u8]| {
             let mut text = String::from_utf8_lossy(bytes).into_owned();
             for (from, to) in &self.replace {
