@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod deploy;
 mod enforce;
+mod fuzz;
 mod github;
 mod migrate;
 mod oci;
