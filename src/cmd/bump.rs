@@ -26,8 +26,10 @@ use crate::store::{History, RefUpdate, RemoteArgs, Store, UpdateOutcome};
 use crate::validate::{self, MANIFEST};
 use crate::verdict::Summary;
 
-/// How often a bump is re-applied when the branch keeps moving under it.
-const MAX_ATTEMPTS: u32 = 12;
+/// How long a bump keeps re-applying itself while other writers move the branch under it:
+/// each lost race is one more writer landed, so with N writers at once a bump may lose N - 1
+/// times (30 CI runners over HTTP take about a minute to all land on 2 cores).
+const RETRY_FOR: Duration = Duration::from_secs(180);
 
 /// Pin a new version of one app in one environment (what CI runs after a build).
 ///
@@ -177,6 +179,7 @@ pub fn run(args: BumpArgs, out: Output) -> Result<Outcome> {
     let branch = branch_of(&store, &args.env)?;
     let to = request.version.to_string();
     let mut attempt = 0;
+    let started = std::time::Instant::now();
     loop {
         attempt += 1;
         let tip = store.tip(&branch, History::Tip)?;
@@ -212,7 +215,7 @@ pub fn run(args: BumpArgs, out: Output) -> Result<Outcome> {
                 report(out, &args, &change, Some(commit), false);
                 return Ok(Outcome::Success);
             }
-            UpdateOutcome::Moved { actual, .. } if attempt < MAX_ATTEMPTS => {
+            UpdateOutcome::Moved { actual, .. } if started.elapsed() < RETRY_FOR => {
                 let wait = backoff(attempt);
                 tracing::info!(
                     attempt,
@@ -224,7 +227,10 @@ pub fn run(args: BumpArgs, out: Output) -> Result<Outcome> {
                 store.refresh();
             }
             UpdateOutcome::Moved { .. } => {
-                return Err(Error::failure(format!("`{branch}` kept moving: gave up after {MAX_ATTEMPTS} attempts"))
+                return Err(Error::failure(format!(
+                    "`{branch}` kept moving: gave up after {attempt} attempts in {}s",
+                    RETRY_FOR.as_secs()
+                ))
                     .hint("nothing was changed; many writers are racing on this branch, run the bump again"));
             }
         }
