@@ -6,7 +6,9 @@
 mod duration;
 mod environment;
 mod manifest;
+mod size;
 
 pub use duration::Duration;
 pub use environment::{AgentSettings, App, Environment, Layout, Policy, Protection, SEED_ORDER};
 pub use manifest::{Artifact, Manifest, Pin};
+pub use size::Size;
