@@ -212,7 +212,13 @@ fn pattern_message(name: &str, field: &str, value: &str) -> String {
             show(&Value::String(value.into()))
         ),
         "duration" => format!("`{value}` is not a duration"),
-        "deployment_path" => format!("`{value}` is not an absolute path"),
+        "deployment_path" if !value.starts_with('/') => {
+            format!("`{value}` is not an absolute path")
+        }
+        "deployment_path" => format!(
+            "`{value}` has a `.` or `..` segment, or is `/` itself: the agent deploys under its `--root`, never outside it"
+        ),
+        "max_size" => format!("`{value}` is not a size (such as `500MiB` or `2GiB`)"),
         "principal" => format!("`{value}` is neither a user (`alice`) nor a team (`org/team`)"),
         "bareArtifact" => format!("`{value}` is not a file name"),
         "name" | "appName" => format!("`{value}` is not a valid name"),

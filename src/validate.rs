@@ -472,7 +472,7 @@ fn check_environments(envs: &mut [EnvFile], out: &mut Vec<Diagnostic>) {
             continue; // seed environments are built already; broken files stay untyped
         }
         let at = At::new(&entry.file, Some(doc));
-        if !durations_ok(&doc.value, at, out) {
+        if !durations_ok(&doc.value, at, out) || !sizes_ok(&doc.value, at, out) {
             continue;
         }
         let Ok(env) = Environment::deserialize(&doc.value) else {
@@ -503,11 +503,19 @@ fn check_environments(envs: &mut [EnvFile], out: &mut Vec<Diagnostic>) {
         };
         let at = At::new(&entry.file, Some(doc));
         for (app, settings) in env.apps.iter().flatten() {
+            let app_pointer = json::child(entry.apps_pointer, app);
             if let Some(url) = &settings.healthcheck_url
                 && let Err(problem) = check_artifact_url(url)
             {
-                let pointer = json::child(&json::child("/apps", app), "healthcheck_url");
+                let pointer = json::child(&app_pointer, "healthcheck_url");
                 out.push(at.error(&pointer, format!("`healthcheck_url` {problem}")));
+            }
+            if let Err(problem) = check_deployment_path(&settings.deployment_path) {
+                let pointer = json::child(&app_pointer, "deployment_path");
+                out.push(
+                    at.error(&pointer, format!("`deployment_path` {problem}"))
+                        .hint("an absolute path such as `/srv/web`: the agent deploys under its `--root`, never outside it"),
+                );
             }
         }
     }
@@ -558,6 +566,46 @@ fn durations_ok(value: &Value, at: At<'_>, out: &mut Vec<Diagnostic>) -> bool {
         }
     }
     ok
+}
+
+/// Apps' `max_size` that match the schema's pattern but overflow.
+fn sizes_ok(value: &Value, at: At<'_>, out: &mut Vec<Diagnostic>) -> bool {
+    let mut ok = true;
+    let apps = value.get("apps").and_then(Value::as_object);
+    for (app, settings) in apps.into_iter().flatten() {
+        if let Some(text) = settings.get("max_size").and_then(Value::as_str)
+            && let Err(e) = text.parse::<crate::model::Size>()
+        {
+            let pointer = json::child(&json::child("/apps", app), "max_size");
+            out.push(at.error(&pointer, e.to_string()));
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Whether `path` can be an app's `deployment_path`: absolute, with no `.` or `..` segment
+/// (`/../../outside` would put the live link outside the agent's `--root`), not the root
+/// itself, no NUL. The agent checks it again before it deploys.
+pub fn check_deployment_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("`{path}` is not an absolute path"));
+    }
+    if path.contains('\0') {
+        return Err("contains a NUL character".to_owned());
+    }
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.iter().any(|s| *s == ".." || *s == ".") {
+        return Err(format!(
+            "`{path}` has a `.` or `..` segment: it would lead outside the agent's `--root`"
+        ));
+    }
+    if segments.is_empty() {
+        return Err(format!(
+            "`{path}` is the root itself: an app's live link needs a name"
+        ));
+    }
+    Ok(())
 }
 
 /// Git's rules for branch names (`git check-ref-format --branch`), plus ferry's reserved
@@ -899,6 +947,33 @@ mod tests {
             ("-web", ok.clone()),
         ] {
             assert!(!artifacts_are_valid([("api", &ok), (app, &bad)]), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn deployment_paths_stay_under_the_root() {
+        for ok in [
+            "/srv/web",
+            "/srv//web/",
+            "/opt/.hidden",
+            "/a/..b",
+            "/a/...",
+            "/x",
+        ] {
+            assert_eq!(check_deployment_path(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "/../../outside/web",
+            "/srv/../..",
+            "/",
+            "//",
+            "/.",
+            "/srv/./web",
+            "srv/web",
+            "",
+            "/a\0b",
+        ] {
+            assert!(check_deployment_path(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -205,6 +205,10 @@ pub struct Agent<'s> {
     reported: std::cell::RefCell<Option<(Oid, CheckState, String)>>,
     /// What `status.json` holds: the last report, written or found at start.
     last: Option<Report>,
+    /// The last reconcile found the disk full: the next waits longer (a retry refills it).
+    disk_full: bool,
+    /// The state layer last pulled from a registry, kept in the artifact cache.
+    state_layer: Option<String>,
 }
 
 impl Agent<'_> {
@@ -221,6 +225,11 @@ impl Agent<'_> {
     /// Artifact bytes downloaded since the agent started.
     pub fn artifact_bytes(&self) -> u64 {
         self.cache.fetched_bytes()
+    }
+
+    /// Whether the last reconcile was retried because the disk is full.
+    pub fn disk_full(&self) -> bool {
+        self.disk_full
     }
 }
 
@@ -251,6 +260,8 @@ impl<'s> Agent<'s> {
             interval: None,
             reported: Default::default(),
             last,
+            disk_full: false,
+            state_layer: None,
         })
     }
 
@@ -296,7 +307,8 @@ impl<'s> Agent<'s> {
                         state: pulled.state.clone(),
                     });
                 }
-                let (revision, state) = pull_state(oci, &digest, &env, &self.cache)?;
+                let (revision, state, layer) = pull_state(oci, &digest, &env, &self.cache)?;
+                self.state_layer = Some(layer);
                 let state = state.map(std::rc::Rc::new);
                 tracing::info!(digest, revision, "pulled the desired state");
                 // An invalid state is kept too: it is not pulled again until the tag moves.
@@ -312,6 +324,7 @@ impl<'s> Agent<'s> {
 
     /// One reconcile, reported.
     pub fn reconcile(&mut self) -> Outcome {
+        self.disk_full = false;
         let desired = match self.desired() {
             Ok(desired) => desired,
             Err(outcome) => {
@@ -382,6 +395,7 @@ impl<'s> Agent<'s> {
             }
             apps.insert(name.clone(), report);
         }
+        self.prune_cache(state, settings);
         if apps.is_empty()
             && let Some(host) = &self.settings.host
         {
@@ -405,6 +419,49 @@ impl<'s> Agent<'s> {
         }
     }
 
+    /// Deletes the cached artifacts that neither a pin of this host's apps nor a release kept
+    /// on disk needs (a release directory ends in its digest's first 12 digits), nor the state
+    /// layer last pulled.
+    fn prune_cache(&self, state: &State, settings: &BTreeMap<String, App>) {
+        let mut pinned: Vec<String> = self.state_layer.iter().cloned().collect();
+        let mut kept: Vec<String> = Vec::new();
+        for (name, app) in settings {
+            if let Some(host) = &self.settings.host
+                && app.host.as_deref() != Some(host.as_str())
+            {
+                continue;
+            }
+            if let Some(pin) = state.manifest.artifacts.get(name).and_then(|a| a.pin()) {
+                pinned.push(pin.sha256.clone());
+            }
+            let Ok(place) = Place::new(&self.settings.root, &app.deployment_path) else {
+                continue;
+            };
+            for entry in std::fs::read_dir(&place.releases)
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let id = name.split('~').next().unwrap_or_default();
+                if let Some((_, short)) = id.rsplit_once('-')
+                    && short.len() == 12
+                    && !name.starts_with('.')
+                {
+                    kept.push(short.to_owned());
+                }
+            }
+        }
+        let needed = |digest: &str| {
+            pinned.iter().any(|p| p == digest)
+                || kept.iter().any(|k| digest.starts_with(k.as_str()))
+        };
+        let freed = self.cache.prune(&needed);
+        if freed > 0 {
+            tracing::info!(bytes = freed, "pruned the artifact cache");
+        }
+    }
+
     /// Makes app `name` run `artifact`.
     fn deploy_app(&mut self, name: &str, artifact: &Artifact, app: &App) -> AppReport {
         let failed = |version: &str, message: String| AppReport {
@@ -421,7 +478,10 @@ impl<'s> Agent<'s> {
             );
         };
         let id = format!("{}-{}", pin.version, crate::output::abbrev(&pin.sha256, 12));
-        let place = Place::new(&self.settings.root, &app.deployment_path);
+        let place = match Place::new(&self.settings.root, &app.deployment_path) {
+            Ok(place) => place,
+            Err(why) => return failed(&pin.version, why),
+        };
         let current = match place.current() {
             Ok(current) => current,
             // The operator moves it away; then this converges by itself.
@@ -493,8 +553,18 @@ impl<'s> Agent<'s> {
         // Fetch and verify, unpack, switch.
         let fetching = std::time::Instant::now();
         let fetched_before = self.cache.fetched_bytes();
-        let artifact_path = match self.cache.get(&pin.url, &pin.sha256) {
+        let artifact_path = match self.cache.get(&pin.url, &pin.sha256, app.max_size()) {
             Ok(path) => path,
+            // This host could not keep it (a full disk, permissions): not the revision's fault.
+            Err(FetchError::Cache { path, source }) => {
+                self.disk_full |= release::disk_full(&source);
+                return AppReport {
+                    version: pin.version.clone(),
+                    release: current.and_then(|c| live_name(&c)),
+                    state: "retrying".to_owned(),
+                    message: format!("the artifact cache `{path}`: {source}"),
+                };
+            }
             Err(e @ (FetchError::Transfer { .. } | FetchError::Status { .. })) => {
                 return AppReport {
                     version: pin.version.clone(),
@@ -515,7 +585,8 @@ impl<'s> Agent<'s> {
         let (release, recorded) =
             match place.unpack(&artifact_path, &file_name, &id, self.settings.limits) {
                 Ok(done) => done,
-                Err(release::Unpacking::Io(e)) => {
+                Err(e @ (release::Unpacking::Io(_) | release::Unpacking::Full(_))) => {
+                    self.disk_full |= matches!(e, release::Unpacking::Full(_));
                     return AppReport {
                         version: pin.version.clone(),
                         release: current.and_then(|c| live_name(&c)),
@@ -537,7 +608,14 @@ impl<'s> Agent<'s> {
             .map_err(|e| e.to_string())
             .and_then(|()| write_json(&records.join(format!("{id}.json")), &recorded))
         {
-            return failed(&pin.version, e);
+            // The state dir could not be written (a full disk): retried, as unpacking.
+            let _ = std::fs::remove_dir_all(&release);
+            return AppReport {
+                version: pin.version.clone(),
+                release: current.and_then(|c| live_name(&c)),
+                state: "retrying".to_owned(),
+                message: format!("recording the release: {e}"),
+            };
         }
         // What to roll back to: what ran before, unless that is the release being healed.
         let previous = current.filter(|p| p.is_dir() && drifted.as_ref() != Some(p));
@@ -709,7 +787,7 @@ fn pull_state(
     digest: &str,
     env: &str,
     cache: &Cache,
-) -> Result<(String, Result<State, String>), Outcome> {
+) -> Result<(String, Result<State, String>, String), Outcome> {
     let at = oci.url.at_digest(digest);
     let (manifest, _) = oci.registry.manifest(&at).map_err(outcome_of)?;
     let parsed =
@@ -721,8 +799,9 @@ fn pull_state(
         Ok(bytes) if crate::deploy::fetch::hex(&sha2::Sha256::digest(&bytes)) == hex => bytes,
         _ => {
             let mut bytes = Vec::new();
+            // At most its declared size (which `parse` bounds), held in memory.
             oci.registry
-                .blob(&at, &parsed.layer, &mut |data| {
+                .blob(&at, &parsed.layer, &mut cache.pace(), &mut |data| {
                     bytes.extend_from_slice(data);
                     Ok(())
                 })
@@ -738,7 +817,7 @@ fn pull_state(
             validate_files(&TreeSource::from_files(&label, files), env, &label)
                 .map_err(|e| e.message_with_details())
         });
-    Ok((revision, state))
+    Ok((revision, state, hex))
 }
 
 /// A registry that cannot be reached is retried; any other refusal waits for someone to act.

@@ -24,18 +24,23 @@ pub struct Place {
 }
 
 impl Place {
-    /// The place of an app deployed at `deployment_path` under `root`.
-    pub fn new(root: &Path, deployment_path: &str) -> Place {
+    /// The place of an app deployed at `deployment_path` under `root`, which it never leaves:
+    /// a path with a `.` or `..` segment, or `/` itself, is refused (validation refuses it
+    /// too; this holds whatever the state's way here).
+    pub fn new(root: &Path, deployment_path: &str) -> Result<Place, String> {
+        crate::validate::check_deployment_path(deployment_path)
+            .map_err(|why| format!("`deployment_path` {why}: nothing deployed"))?;
         let live = root.join(deployment_path.trim_start_matches('/'));
         let name = live
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "app".to_owned());
+            .expect("a checked deployment_path ends in a name");
         let releases = live
             .parent()
             .unwrap_or(root)
             .join(format!(".{name}.releases"));
-        Place { live, releases }
+        debug_assert!(live.starts_with(root) && releases.starts_with(root));
+        Ok(Place { live, releases })
     }
 
     /// The release directory the live path points at, if it is one of this app's.
@@ -87,7 +92,7 @@ impl Place {
     ) -> Result<(PathBuf, Recorded), Unpacking> {
         let io = |path: &Path| {
             let path = path.display().to_string();
-            move |e: std::io::Error| Unpacking::Io(format!("{path}: {e}"))
+            move |e: std::io::Error| Unpacking::io(format!("{path}: {e}"), &e)
         };
         std::fs::create_dir_all(&self.releases).map_err(io(&self.releases))?;
         // What an interrupted unpack left behind is never a release: clear it.
@@ -105,8 +110,8 @@ impl Place {
             Ok(entries) => entries,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&staging);
-                return Err(match e {
-                    unpack::UnpackError::Io { .. } => Unpacking::Io(e.to_string()),
+                return Err(match &e {
+                    unpack::UnpackError::Io { source, .. } => Unpacking::io(e.to_string(), source),
                     _ => Unpacking::Refused(e.to_string()),
                 });
             }
@@ -154,14 +159,34 @@ impl Place {
 pub enum Unpacking {
     /// The archive itself is refused (unsafe, corrupt, over the limits): this revision fails.
     Refused(String),
-    /// The host could not write it (a full disk, permissions): retried, as it may clear.
+    /// The host could not write it (permissions): retried, as it may clear.
     Io(String),
+    /// The disk is full (or the quota reached): retried, with a longer backoff.
+    Full(String),
+}
+
+impl Unpacking {
+    fn io(message: String, error: &std::io::Error) -> Unpacking {
+        if disk_full(error) {
+            Unpacking::Full(message)
+        } else {
+            Unpacking::Io(message)
+        }
+    }
+}
+
+/// Whether `error` says the disk is full (`ENOSPC`) or the quota reached (`EDQUOT`).
+pub fn disk_full(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 impl std::fmt::Display for Unpacking {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Unpacking::Refused(m) | Unpacking::Io(m) => f.write_str(m),
+            Unpacking::Refused(m) | Unpacking::Io(m) | Unpacking::Full(m) => f.write_str(m),
         }
     }
 }
@@ -295,6 +320,23 @@ fn sync_tree(dir: &Path) {
                 dir.display(),
                 std::io::Error::last_os_error()
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_place_never_leaves_the_root() {
+        let root = Path::new("/srv/root");
+        let place = Place::new(root, "/srv/web/").unwrap();
+        assert_eq!(place.live, root.join("srv/web"));
+        assert_eq!(place.releases, root.join("srv/.web.releases"));
+        for bad in ["/../../outside/web", "/", "/srv/..", "/."] {
+            let err = Place::new(root, bad).unwrap_err();
+            assert!(err.contains("nothing deployed"), "{bad}: {err}");
         }
     }
 }

@@ -90,6 +90,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub keep: usize,
 
+    /// Longest one artifact download may take in all (`30m`, `2h`); a download also stops when
+    /// it makes under 30 KiB in 30s, or nothing in 60s.
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub download_timeout: crate::model::Duration,
+
     /// Do not report `ferry/deploy/ENV` to the forge (for a read-only remote).
     #[arg(long)]
     pub no_report: bool,
@@ -299,7 +304,13 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             }
         }
     };
-    let cache = Cache::new(state_dir.join("artifacts")).with_registries(registries.clone());
+    let mut cache = Cache::new(state_dir.join("artifacts")).with_registries(registries.clone());
+    cache.bounds.deadline = args.download_timeout.as_std();
+    cache.bounds.stop = signal::stopping;
+    let purged = cache.purge_temporaries();
+    if purged > 0 {
+        tracing::info!("{env}: removed {purged} partial download(s) a killed agent left");
+    }
     let mut agent = Agent::new(
         origin,
         store.as_ref(),
@@ -361,6 +372,11 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             .or(agent.interval)
             .unwrap_or(Duration::from_secs(30));
         let wait = match outcome {
+            // Each retry on a full disk fills it again: wait longer, whatever the interval.
+            Outcome::Transient(_) if agent.disk_full() => {
+                transient += 1;
+                disk_full_backoff(transient)
+            }
             Outcome::Transient(_) => {
                 transient += 1;
                 backoff(transient, interval)
@@ -393,6 +409,15 @@ fn jitter(interval: Duration) -> Duration {
     }
     let offset = random() % (2 * spread + 1);
     Duration::from_millis(interval.as_millis() as u64 - spread + offset)
+}
+
+/// After `attempt` reconciles in a row found the disk full: 10s × 2^(n-1), up to 10 minutes,
+/// half of it jittered (never a retry right away: each refills the disk).
+fn disk_full_backoff(attempt: u32) -> Duration {
+    let base = 10_000u64
+        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
+        .min(600_000);
+    Duration::from_millis(base / 2 + random() % (base / 2 + 1))
 }
 
 /// Exponential backoff with full jitter after `attempt` failures in a row: up to 1s × 2^n,

@@ -2,6 +2,12 @@
 //! its SHA-256 while it streams. A download lands in `<root>/tmp/` first and is renamed into
 //! place only once complete, verified and synced, so the cache never holds a partial or wrong
 //! artifact; one whose digest differs is deleted and reported.
+//!
+//! Every download is bounded ([`Pace`]): in size (a `Content-Length` over the cap is refused
+//! before a byte is read, and the bytes read are counted), in time (a total deadline, a minimum
+//! rate, an idle timeout), and by the agent's stop (SIGTERM abandons it). What a killed
+//! process left in `tmp/` is purged when the next one starts ([`Cache::purge_temporaries`]),
+//! and what no release or pin needs any more is pruned ([`Cache::prune`]).
 
 use crate::progress::Transfer;
 use std::fs::File;
@@ -16,6 +22,10 @@ use sha2::{Digest, Sha256};
 
 /// Redirects followed at most, as curl's default is 50 and browsers' 20.
 const MAX_REDIRECTS: usize = 10;
+/// How often a download in flight looks at its deadline, its rate and the agent's stop.
+const TICK: Duration = Duration::from_millis(100);
+/// The largest download when no `max_size` says otherwise.
+pub const DEFAULT_MAX_SIZE: u64 = 2 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -30,6 +40,16 @@ pub enum FetchError {
     },
     #[error("`{url}`: HTTP {status}")]
     Status { url: String, status: u16 },
+    /// Larger than the app's `max_size`, by its `Content-Length`, its declared size or the
+    /// bytes that came: refused, the download discarded.
+    #[error(
+        "`{url}`: larger than the {limit} bytes allowed ({how}): refused (raise the app's `max_size` if it is right)"
+    )]
+    TooLarge {
+        url: String,
+        limit: u64,
+        how: String,
+    },
     #[error("`{url}`: {message}")]
     Transfer { url: String, message: String },
     #[error("`{url}`: only https://, http://, file:// and oci:// artifacts are fetched")]
@@ -42,12 +62,112 @@ pub enum FetchError {
     Cache { path: String, source: io::Error },
 }
 
+/// How long a download may go on.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Longest wait for the next bytes.
+    pub idle: Duration,
+    /// Longest a whole download may take.
+    pub deadline: Duration,
+    /// Fewer than `min_bytes` in any `window`: too slow, abandoned (curl's `--speed-limit`
+    /// and `--speed-time`), so a trickle of a byte now and then cannot hold it forever.
+    pub min_bytes: u64,
+    pub window: Duration,
+    /// Whether the process was asked to stop (SIGTERM): the download is abandoned.
+    pub stop: fn() -> bool,
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds {
+            idle: Duration::from_secs(60),
+            deadline: Duration::from_secs(3600),
+            min_bytes: 30 << 10,
+            window: Duration::from_secs(30),
+            stop: || false,
+        }
+    }
+}
+
+/// One download's clock against its [`Bounds`]: checked whenever bytes come and every
+/// [`TICK`] while none do.
+#[derive(Debug)]
+pub struct Pace {
+    bounds: Bounds,
+    started: std::time::Instant,
+    last_data: std::time::Instant,
+    window_start: std::time::Instant,
+    window_bytes: u64,
+}
+
+impl Pace {
+    pub fn new(bounds: Bounds) -> Pace {
+        let now = std::time::Instant::now();
+        Pace {
+            bounds,
+            started: now,
+            last_data: now,
+            window_start: now,
+            window_bytes: 0,
+        }
+    }
+
+    /// `bytes` came (0: a tick without any) at `now`: why to give up, if it is time to.
+    pub fn check(&mut self, bytes: u64, now: std::time::Instant) -> Result<(), String> {
+        if (self.bounds.stop)() {
+            return Err("abandoned: the agent is stopping".to_owned());
+        }
+        if bytes > 0 {
+            self.last_data = now;
+            self.window_bytes += bytes;
+        }
+        if now.duration_since(self.started) > self.bounds.deadline {
+            return Err(format!(
+                "not done within {}s",
+                self.bounds.deadline.as_secs_f32()
+            ));
+        }
+        if now.duration_since(self.last_data) > self.bounds.idle {
+            return Err(format!("stalled for {}s", self.bounds.idle.as_secs_f32()));
+        }
+        if now.duration_since(self.window_start) >= self.bounds.window {
+            if self.window_bytes < self.bounds.min_bytes {
+                return Err(format!(
+                    "too slow: {} bytes in {}s, under the {} a download must make",
+                    self.window_bytes,
+                    self.bounds.window.as_secs_f32(),
+                    self.bounds.min_bytes
+                ));
+            }
+            self.window_start = now;
+            self.window_bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// Awaits `future`, checking this pace every [`TICK`] while it is pending.
+    pub async fn bounded<F: std::future::Future>(
+        &mut self,
+        future: F,
+    ) -> Result<F::Output, String> {
+        tokio::pin!(future);
+        loop {
+            match tokio::time::timeout(TICK, &mut future).await {
+                Ok(output) => return Ok(output),
+                Err(_) => self.check(0, std::time::Instant::now())?,
+            }
+        }
+    }
+}
+
 /// The artifact cache in a directory.
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
-    /// Longest wait for the next bytes of a download.
-    pub idle_timeout: Duration,
+    /// How long a download may go on.
+    pub bounds: Bounds,
+    /// The cache's lock, held while this process uses it (see [`Cache::purge_temporaries`]).
+    lock: Option<std::sync::Arc<File>>,
     /// Bytes downloaded into this cache by this process.
     fetched: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The registries `oci://` artifacts are pulled from.
@@ -58,7 +178,8 @@ impl Cache {
     pub fn new(root: impl Into<PathBuf>) -> Cache {
         Cache {
             root: root.into(),
-            idle_timeout: Duration::from_secs(60),
+            bounds: Bounds::default(),
+            lock: None,
             fetched: Default::default(),
             registries: Default::default(),
         }
@@ -99,6 +220,70 @@ impl Cache {
         }
     }
 
+    /// A pace for one download into this cache.
+    pub fn pace(&self) -> Pace {
+        Pace::new(self.bounds)
+    }
+
+    /// Takes the cache's lock (an exclusive `flock` on `lock`, held as long as this value and
+    /// its clones live) and deletes the temporaries a killed process left in `tmp/`: all of
+    /// them when the lock is had (no other process uses this cache), else those whose process
+    /// is gone. The number deleted.
+    pub fn purge_temporaries(&mut self) -> usize {
+        use std::os::fd::AsRawFd;
+        let _ = std::fs::create_dir_all(&self.root);
+        let locked = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("lock"))
+            .ok()
+            // SAFETY: flock on a descriptor this owns; it only sets an advisory lock.
+            .filter(|f| unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0);
+        let mine = locked.is_some();
+        if let Some(file) = locked {
+            self.lock = Some(std::sync::Arc::new(file));
+        }
+        let Ok(dir) = std::fs::read_dir(self.root.join("tmp")) else {
+            return 0;
+        };
+        let mut purged = 0;
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.rsplit('.').next().and_then(|p| p.parse::<i32>().ok());
+            let stale = mine || pid.is_none_or(|pid| !alive(pid));
+            if stale && std::fs::remove_file(entry.path()).is_ok() {
+                tracing::info!(
+                    "removed `{}`, left by a process that was killed",
+                    entry.path().display()
+                );
+                purged += 1;
+            }
+        }
+        purged
+    }
+
+    /// Deletes the cached artifacts `needed` says no (by digest), with their names: the bytes
+    /// freed.
+    pub fn prune(&self, needed: &dyn Fn(&str) -> bool) -> u64 {
+        let Ok(dir) = std::fs::read_dir(self.root.join("sha256")) else {
+            return 0;
+        };
+        let mut freed = 0;
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let digest = name.strip_suffix(".name").unwrap_or(&name);
+            if digest.len() != 64 || needed(digest) {
+                continue;
+            }
+            let size = entry.metadata().map_or(0, |m| m.len());
+            if std::fs::remove_file(entry.path()).is_ok() {
+                freed += size;
+            }
+        }
+        freed
+    }
+
     fn name_path(&self, sha256: &str) -> PathBuf {
         self.root.join("sha256").join(format!("{sha256}.name"))
     }
@@ -113,8 +298,9 @@ impl Cache {
         self.root.join("sha256").join(sha256)
     }
 
-    /// The cached artifact `sha256`, fetched from `url` first if the cache lacks it.
-    pub fn get(&self, url: &str, sha256: &str) -> Result<PathBuf, FetchError> {
+    /// The cached artifact `sha256`, fetched from `url` first if the cache lacks it: at most
+    /// `max_size` bytes.
+    pub fn get(&self, url: &str, sha256: &str, max_size: u64) -> Result<PathBuf, FetchError> {
         let path = self.path(sha256);
         if path.is_file() {
             return Ok(path);
@@ -130,6 +316,9 @@ impl Cache {
         let temp = tmp_dir.join(format!("{sha256}.{}", std::process::id()));
         let mut sink = Sink {
             file: Some(File::create(&temp).map_err(|e| cache_err(&temp, e))?),
+            path: temp.clone(),
+            url: url.to_owned(),
+            limit: max_size,
             hash: Sha256::new(),
             bytes: 0,
             pinned: false,
@@ -141,7 +330,7 @@ impl Cache {
                     .map_err(|e| cache_err(&self.name_path(sha256), e))
             })
         } else {
-            fetch_url(url, &mut sink, self.idle_timeout)
+            fetch_url(url, &mut sink, &mut self.pace())
         };
         sink.progress.finish();
         let finished = fetched.and_then(|()| {
@@ -212,16 +401,35 @@ impl Cache {
             .filter(|t| !t.is_empty() && *t != "." && *t != "..")
             .map(str::to_owned)
             .unwrap_or_else(|| name_for(&layer.media_type, &oci.repository));
-        sink.progress.total(layer.size.max(0) as u64);
+        if layer.size < 0 || layer.size as u64 > sink.limit {
+            return Err(FetchError::TooLarge {
+                url: url.to_owned(),
+                limit: sink.limit,
+                how: format!("its layer says {} bytes", layer.size),
+            });
+        }
+        sink.progress.total(layer.size as u64);
+        // The registry streams no more than the layer's declared size (checked as it comes),
+        // which is within the cap.
+        let mut unwritten = None;
         registry
-            .blob(&oci, &layer, &mut |data| {
+            .blob(&oci, &layer, &mut self.pace(), &mut |data| {
                 sink.progress.inc(data.len() as u64);
                 match &mut sink.file {
-                    Some(file) => file.write_all(data),
+                    Some(file) => file.write_all(data).inspect_err(|e| {
+                        unwritten = Some(io::Error::new(e.kind(), e.to_string()));
+                    }),
                     None => Ok(()),
                 }
             })
-            .map_err(|e| from_oci(url, e))?;
+            .map_err(|e| match unwritten.take() {
+                // This host could not write it (a full disk): not the artifact's fault.
+                Some(source) => FetchError::Cache {
+                    path: sink.path.display().to_string(),
+                    source,
+                },
+                None => from_oci(url, e),
+            })?;
         // The file holds the layer (verified against its descriptor, which the pinned manifest
         // digest covers): what the cache checks from here is the pin.
         sink.bytes = layer.size.max(0) as u64;
@@ -264,10 +472,25 @@ fn from_oci(url: &str, error: OciError) -> FetchError {
     }
 }
 
+/// Whether process `pid` is alive (a process of another user counts).
+fn alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 sends nothing; it only checks that the process exists.
+    let sent = unsafe { libc::kill(pid, 0) } == 0;
+    sent || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// Where a download goes: the file (none when only its digest is wanted), hashed as it is
-/// written.
+/// written, at most `limit` bytes.
 struct Sink {
     file: Option<File>,
+    /// The file's path, for errors.
+    path: PathBuf,
+    /// What is downloaded, for errors.
+    url: String,
+    limit: u64,
     hash: Sha256,
     bytes: u64,
     /// Verified by other means than the hash of its bytes (an `oci://` layer).
@@ -277,14 +500,37 @@ struct Sink {
 }
 
 impl Sink {
-    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+    fn write(&mut self, data: &[u8]) -> Result<(), FetchError> {
+        if self.bytes + data.len() as u64 > self.limit {
+            return Err(FetchError::TooLarge {
+                url: self.url.clone(),
+                limit: self.limit,
+                how: "more bytes came".to_owned(),
+            });
+        }
         self.hash.update(data);
         self.bytes += data.len() as u64;
         self.progress.inc(data.len() as u64);
         match &mut self.file {
-            Some(file) => file.write_all(data),
+            Some(file) => file.write_all(data).map_err(|source| FetchError::Cache {
+                path: self.path.display().to_string(),
+                source,
+            }),
             None => Ok(()),
         }
+    }
+
+    /// A declared length over the limit: refused before anything is read.
+    fn expect(&mut self, length: u64, how: &str) -> Result<(), FetchError> {
+        if length > self.limit {
+            return Err(FetchError::TooLarge {
+                url: self.url.clone(),
+                limit: self.limit,
+                how: format!("{how} says {length} bytes"),
+            });
+        }
+        self.progress.total(length);
+        Ok(())
     }
 }
 
@@ -295,26 +541,30 @@ impl Sink {
 pub fn digest(url: &str, idle_timeout: Duration) -> Result<(String, u64), FetchError> {
     let mut sink = Sink {
         file: None,
+        path: PathBuf::new(),
+        url: url.to_owned(),
+        limit: DEFAULT_MAX_SIZE,
         hash: Sha256::new(),
         bytes: 0,
         pinned: false,
         progress: Transfer::start(&format!("hashing {}", short_url(url))),
     };
-    let fetched = fetch_url(url, &mut sink, idle_timeout);
+    let mut pace = Pace::new(Bounds {
+        idle: idle_timeout,
+        ..Bounds::default()
+    });
+    let fetched = fetch_url(url, &mut sink, &mut pace);
     sink.progress.finish();
     fetched?;
     Ok((hex(&sink.hash.finalize_reset()), sink.bytes))
 }
 
 /// Streams the `file://`, `https://` or `http://` artifact at `url` into `sink`.
-fn fetch_url(url: &str, sink: &mut Sink, idle_timeout: Duration) -> Result<(), FetchError> {
+fn fetch_url(url: &str, sink: &mut Sink, pace: &mut Pace) -> Result<(), FetchError> {
     if let Some(rest) = url.strip_prefix("file://") {
-        fetch_file(rest, sink).map_err(|e| FetchError::Transfer {
-            url: url.to_owned(),
-            message: e.to_string(),
-        })
+        fetch_file(rest, sink)
     } else if url.starts_with("https://") || url.starts_with("http://") {
-        fetch_http(url, sink, idle_timeout)
+        fetch_http(url, sink, pace)
     } else {
         Err(FetchError::Scheme {
             url: url.to_owned(),
@@ -322,15 +572,24 @@ fn fetch_url(url: &str, sink: &mut Sink, idle_timeout: Duration) -> Result<(), F
     }
 }
 
-fn fetch_file(rest: &str, sink: &mut Sink) -> io::Result<()> {
+fn fetch_file(rest: &str, sink: &mut Sink) -> Result<(), FetchError> {
+    let transfer = |e: io::Error| FetchError::Transfer {
+        url: sink.url.clone(),
+        message: e.to_string(),
+    };
     let path = rest.strip_prefix("localhost").unwrap_or(rest);
-    let mut file = File::open(path)?;
-    if let Ok(meta) = file.metadata() {
-        sink.progress.total(meta.len());
+    let mut file = File::open(path).map_err(transfer)?;
+    if let Ok(meta) = file.metadata()
+        && meta.is_file()
+    {
+        sink.expect(meta.len(), "its size")?;
     }
     let mut buffer = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buffer)?;
+        let n = file.read(&mut buffer).map_err(|e| FetchError::Transfer {
+            url: sink.url.clone(),
+            message: e.to_string(),
+        })?;
         if n == 0 {
             return Ok(());
         }
@@ -483,7 +742,7 @@ pub fn post(
     status_of(request, timeout)
 }
 
-fn fetch_http(url: &str, sink: &mut Sink, idle: Duration) -> Result<(), FetchError> {
+fn fetch_http(url: &str, sink: &mut Sink, pace: &mut Pace) -> Result<(), FetchError> {
     let transfer = |message: String| FetchError::Transfer {
         url: url.to_owned(),
         message,
@@ -500,9 +759,10 @@ fn fetch_http(url: &str, sink: &mut Sink, idle: Duration) -> Result<(), FetchErr
                 .map_err(transfer)?
                 .body(Body::default())
                 .map_err(|e| transfer(e.to_string()))?;
-            let response = tokio::time::timeout(idle, client.request(request))
+            let response = pace
+                .bounded(client.request(request))
                 .await
-                .map_err(|_| transfer(format!("no answer within {}s", idle.as_secs())))?
+                .map_err(transfer)?
                 .map_err(|e| transfer(why_failed(&uri, &e)))?;
             let status = response.status();
             if status.is_redirection() {
@@ -526,19 +786,19 @@ fn fetch_http(url: &str, sink: &mut Sink, idle: Duration) -> Result<(), FetchErr
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok())
             {
-                sink.progress.total(length);
+                sink.expect(length, "its Content-Length")?;
             }
             let mut body = response.into_body();
             loop {
-                let frame = tokio::time::timeout(idle, body.frame())
-                    .await
-                    .map_err(|_| transfer(format!("stalled for {}s", idle.as_secs())))?;
+                let frame = pace.bounded(body.frame()).await.map_err(transfer)?;
                 match frame {
                     None => return Ok(()),
                     Some(Err(e)) => return Err(transfer(e.to_string())),
                     Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {
-                            sink.write(data).map_err(|e| transfer(e.to_string()))?;
+                            sink.write(data)?;
+                            pace.check(data.len() as u64, std::time::Instant::now())
+                                .map_err(transfer)?;
                         }
                     }
                 }
@@ -627,14 +887,16 @@ mod tests {
             ("/a.tgz", 200, "", data.clone()),
             ("/moved", 302, "Location: /a.tgz\r\n", Vec::new()),
         ]);
-        let path = cache.get(&format!("{base}/moved"), &sha(&data)).unwrap();
+        let path = cache
+            .get(&format!("{base}/moved"), &sha(&data), DEFAULT_MAX_SIZE)
+            .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), data);
         assert_eq!(path, cache.path(&sha(&data)));
 
         let file = dir.path().join("b.bin");
         std::fs::write(&file, b"hello").unwrap();
         let url = format!("file://{}", file.display());
-        let path = cache.get(&url, &sha(b"hello")).unwrap();
+        let path = cache.get(&url, &sha(b"hello"), DEFAULT_MAX_SIZE).unwrap();
         assert_eq!(std::fs::read(path).unwrap(), b"hello");
     }
 
@@ -644,7 +906,9 @@ mod tests {
         let cache = Cache::new(dir.path().join("cache"));
         let base = serve(vec![("/a.tgz", 200, "", b"tampered".to_vec())]);
         let pinned = sha(b"original");
-        let err = cache.get(&format!("{base}/a.tgz"), &pinned).unwrap_err();
+        let err = cache
+            .get(&format!("{base}/a.tgz"), &pinned, DEFAULT_MAX_SIZE)
+            .unwrap_err();
         assert!(
             matches!(err, FetchError::Mismatch { bytes: 8, .. }),
             "{err}"
@@ -655,14 +919,199 @@ mod tests {
             .count();
         assert_eq!(leftovers, 0);
         let err = cache
-            .get(&format!("{base}/missing.tgz"), &pinned)
+            .get(&format!("{base}/missing.tgz"), &pinned, DEFAULT_MAX_SIZE)
             .unwrap_err();
         assert!(
             matches!(err, FetchError::Status { status: 404, .. }),
             "{err}"
         );
-        let err = cache.get("ftp://r.example/x.tgz", &pinned).unwrap_err();
+        let err = cache
+            .get("ftp://r.example/x.tgz", &pinned, DEFAULT_MAX_SIZE)
+            .unwrap_err();
         assert!(matches!(err, FetchError::Scheme { .. }), "{err}");
+    }
+
+    /// Serves, for any request, `head` then `body` chunks until `total` bytes, one every
+    /// `pause`; counts the bytes it managed to send.
+    fn hostile(
+        head: &'static str,
+        total: u64,
+        pause: Duration,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = sent.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten().take(4) {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let mut stream = stream;
+                let _ = stream.write_all(head.as_bytes());
+                let chunk = vec![0u8; 64 << 10];
+                let mut left = total;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    if stream.write_all(&chunk[..n]).is_err() {
+                        break;
+                    }
+                    counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    left -= n as u64;
+                    std::thread::sleep(pause);
+                }
+            }
+        });
+        (format!("http://127.0.0.1:{port}/a.tgz"), sent)
+    }
+
+    #[test]
+    fn downloads_stop_at_the_size_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        let pinned = sha(b"x");
+        // An endless stream (no Content-Length): stopped at the cap, nothing kept.
+        let (url, sent) = hostile(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+            1 << 40,
+            Duration::ZERO,
+        );
+        let err = cache.get(&url, &pinned, 1 << 20).unwrap_err();
+        assert!(
+            matches!(err, FetchError::TooLarge { limit: 1048576, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("more bytes came"), "{err}");
+        std::thread::sleep(Duration::from_millis(200));
+        let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(sent < 32 << 20, "{sent} bytes sent for a 1 MiB cap");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("cache/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
+        // A Content-Length over the cap: refused before the body.
+        let (url, _) = hostile(
+            "HTTP/1.1 200 OK\r\nContent-Length: 6442450944\r\nConnection: close\r\n\r\n",
+            1 << 20,
+            Duration::ZERO,
+        );
+        let err = cache.get(&url, &pinned, 1 << 20).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("its Content-Length says 6442450944 bytes"),
+            "{err}"
+        );
+        // A file over the cap.
+        let file = dir.path().join("big.bin");
+        std::fs::write(&file, vec![0u8; 2048]).unwrap();
+        let err = cache
+            .get(&format!("file://{}", file.display()), &pinned, 1024)
+            .unwrap_err();
+        assert!(matches!(err, FetchError::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_trickle_is_abandoned_by_its_rate_or_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = Cache::new(dir.path().join("cache"));
+        cache.bounds.min_bytes = 1 << 20;
+        cache.bounds.window = Duration::from_millis(500);
+        let (url, _) = hostile(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n",
+            1_000_000,
+            Duration::from_millis(100),
+        );
+        let started = std::time::Instant::now();
+        let err = cache.get(&url, &sha(b"x"), DEFAULT_MAX_SIZE).unwrap_err();
+        assert!(err.to_string().contains("too slow"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_pace_checks_its_deadline_rate_idle_and_stop() {
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let bounds = Bounds {
+            idle: Duration::from_secs(5),
+            deadline: Duration::from_secs(60),
+            min_bytes: 100,
+            window: Duration::from_secs(10),
+            stop: || false,
+        };
+        let mut pace = Pace {
+            bounds,
+            started: t0,
+            last_data: t0,
+            window_start: t0,
+            window_bytes: 0,
+        };
+        // One byte every 4 s: never idle for 5 s, but 3 bytes in 10 s is too slow.
+        assert!(pace.check(1, at(4_000)).is_ok());
+        assert!(pace.check(1, at(8_000)).is_ok());
+        let err = pace.check(1, at(12_000)).unwrap_err();
+        assert!(err.contains("too slow: 3 bytes"), "{err}");
+        let mut pace = Pace::new(bounds);
+        let start = pace.started;
+        assert!(
+            pace.check(0, start + Duration::from_secs(6))
+                .unwrap_err()
+                .contains("stalled")
+        );
+        let mut pace = Pace::new(bounds);
+        for s in 1..=60 {
+            pace.check(1000, start + Duration::from_secs(s)).unwrap();
+        }
+        assert!(
+            pace.check(1000, start + Duration::from_secs(61))
+                .unwrap_err()
+                .contains("not done within 60s")
+        );
+        let mut pace = Pace::new(Bounds {
+            stop: || true,
+            ..bounds
+        });
+        assert!(pace.check(1, start).unwrap_err().contains("stopping"));
+    }
+
+    #[test]
+    fn temporaries_of_dead_processes_are_purged_and_unneeded_artifacts_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        std::fs::create_dir_all(root.join("sha256")).unwrap();
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        let alive = std::process::id();
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let temp = |pid: u32| root.join("tmp").join(format!("{a}.{pid}"));
+        // Another holder of the lock: only the dead process's file goes.
+        let mut holder = Cache::new(&root);
+        std::fs::write(temp(dead), "x").unwrap();
+        assert_eq!(holder.purge_temporaries(), 1);
+        std::fs::write(temp(dead), "x").unwrap();
+        std::fs::write(temp(alive), "x").unwrap();
+        assert_eq!(Cache::new(&root).purge_temporaries(), 1);
+        assert!(temp(alive).exists() && !temp(dead).exists());
+        // Once nobody holds it, everything in tmp/ is stale.
+        drop(holder);
+        assert_eq!(Cache::new(&root).purge_temporaries(), 1);
+        assert!(!temp(alive).exists());
+
+        let cache = Cache::new(&root);
+        for name in [a.clone(), b.clone(), format!("{b}.name")] {
+            std::fs::write(root.join("sha256").join(name), "12345").unwrap();
+        }
+        assert_eq!(cache.prune(&|d| d == a), 10);
+        let left: Vec<_> = std::fs::read_dir(root.join("sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, [a]);
     }
 
     /// Each way a connection fails is said in words, with the host, not `client error (Connect)`.
@@ -671,7 +1120,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path().join("cache"));
         let pinned = sha(b"x");
-        let message = |url: &str| cache.get(url, &pinned).unwrap_err().to_string();
+        let message = |url: &str| {
+            cache
+                .get(url, &pinned, DEFAULT_MAX_SIZE)
+                .unwrap_err()
+                .to_string()
+        };
 
         // Nothing listens on a port just closed.
         let port = TcpListener::bind("127.0.0.1:0")

@@ -1,10 +1,14 @@
 //! Unpacking an artifact into a release directory: `.tar.gz`/`.tgz`, `.tar` and `.zip` are
 //! unpacked, anything else is placed as one file. No entry may land outside the directory: an
-//! absolute path, a `..`, a link pointing outside, a hard link, a device is refused, and so is
-//! an archive that unpacks to more bytes or entries than the limits (a zip bomb). Each file is
-//! hashed as it is written; the list is what drift detection compares against later. Making the
-//! result durable is the caller's (one `syncfs` beats a `fsync` per file).
+//! absolute path, a `..`, a path through a link, a link whose target leads outside (resolved
+//! through every link unpacked before it, and all of them again once the archive is done), a
+//! hard link, a device is refused, and so is an archive that unpacks to more bytes or entries
+//! than the limits (a zip bomb). So is an archive this host could not unpack as it says: a name
+//! that is not UTF-8 or too long, the same path twice. Each file is hashed as it is written; the
+//! list is what drift detection compares against later. Making the result durable is the
+//! caller's (one `syncfs` beats a `fsync` per file).
 
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -103,7 +107,8 @@ pub fn unpack(
         limits,
         bytes: 0,
         entries: Vec::new(),
-        links: Default::default(),
+        links: BTreeMap::new(),
+        seen: HashSet::new(),
     };
     let file = File::open(artifact).map_err(io_err(artifact))?;
     match Kind::of(name) {
@@ -125,8 +130,71 @@ pub fn unpack(
             out.file(&base, file, false)?;
         }
     }
+    // A link may lead elsewhere once later links exist (`a/q/../../x` is inside until `a/q`
+    // becomes a link to `..`): every link is resolved again through all of them.
+    for (link, target) in &out.links {
+        resolve_link(&out.links, link, target).map_err(|why| UnpackError::Unsafe {
+            entry: link.clone(),
+            why,
+        })?;
+    }
     out.entries.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out.entries)
+}
+
+/// Longest name of one path component, as Linux file systems allow.
+const NAME_MAX: usize = 255;
+/// Longest path, as Linux allows.
+const PATH_MAX: usize = 4095;
+/// Links resolved at most in one lookup, as Linux (`ELOOP` past 40).
+const MAX_HOPS: u32 = 40;
+
+/// Where the link at `link` (a path relative to the release, with `/`) leads to with target
+/// `target`, resolved component by component as the kernel would, through the `links` of the
+/// release (path → target): the path it reaches inside the release, or why it is refused (it
+/// leads outside, it is absolute, it loops).
+pub fn resolve_link(
+    links: &BTreeMap<String, String>,
+    link: &str,
+    target: &str,
+) -> Result<Vec<String>, &'static str> {
+    let mut from: Vec<String> = link.split('/').map(str::to_owned).collect();
+    from.pop();
+    let mut hops = 0;
+    walk(links, from, target, &mut hops)
+}
+
+fn walk(
+    links: &BTreeMap<String, String>,
+    mut at: Vec<String>,
+    target: &str,
+    hops: &mut u32,
+) -> Result<Vec<String>, &'static str> {
+    if target.starts_with('/') {
+        return Err("a link to an absolute path");
+    }
+    for component in target.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => {
+                if at.pop().is_none() {
+                    return Err("a link that points outside the release");
+                }
+            }
+            name => {
+                at.push(name.to_owned());
+                if let Some(next) = links.get(&at.join("/")) {
+                    *hops += 1;
+                    if *hops > MAX_HOPS {
+                        return Err("a loop of links");
+                    }
+                    at.pop();
+                    at = walk(links, at, next, hops)?;
+                }
+            }
+        }
+    }
+    Ok(at)
 }
 
 struct Out {
@@ -134,9 +202,13 @@ struct Out {
     limits: Limits,
     bytes: u64,
     entries: Vec<Entry>,
-    /// The links unpacked so far: no later entry may go through one (a link to `.` would make
-    /// a path's real place differ from what its name says).
-    links: std::collections::HashSet<String>,
+    /// The links unpacked so far, path → target: no later entry may go through one (a link to
+    /// `.` would make a path's real place differ from what its name says), and each link's
+    /// target is resolved through them.
+    links: BTreeMap<String, String>,
+    /// The files and links unpacked so far: an archive naming one twice is refused (which copy
+    /// is the release?).
+    seen: HashSet<String>,
 }
 
 impl Out {
@@ -174,8 +246,17 @@ impl Out {
         if parts.is_empty() {
             return Err(unsafe_("an empty path"));
         }
+        if parts.iter().any(|p| p.contains('\0')) {
+            return Err(unsafe_("a name with a NUL byte"));
+        }
+        if parts.iter().any(|p| p.len() > NAME_MAX) {
+            return Err(unsafe_("a name longer than 255 bytes"));
+        }
+        if parts.iter().map(|p| p.len() + 1).sum::<usize>() > PATH_MAX {
+            return Err(unsafe_("a path longer than 4,095 bytes"));
+        }
         for end in 1..parts.len() {
-            if self.links.contains(&parts[..end].join("/")) {
+            if self.links.contains_key(&parts[..end].join("/")) {
                 return Err(unsafe_("a path through a link"));
             }
         }
@@ -183,12 +264,20 @@ impl Out {
         Ok((relative.clone(), self.dest.join(relative)))
     }
 
-    fn parent_dirs(&self, path: &Path) -> Result<(), UnpackError> {
+    fn parent_dirs(&self, entry: &str, path: &Path) -> Result<(), UnpackError> {
         let parent = path.parent().expect("under dest");
-        std::fs::create_dir_all(parent).map_err(|source| UnpackError::Io {
-            path: parent.display().to_string(),
-            source,
-        })
+        std::fs::create_dir_all(parent).map_err(|e| written(entry, parent, e))
+    }
+
+    /// Takes `relative` for a file or a link: never twice.
+    fn first(&mut self, entry: &str, relative: &str) -> Result<(), UnpackError> {
+        if !self.seen.insert(relative.to_owned()) {
+            return Err(UnpackError::Unsafe {
+                entry: entry.to_owned(),
+                why: "a duplicate entry",
+            });
+        }
+        Ok(())
     }
 
     fn file(
@@ -199,7 +288,8 @@ impl Out {
     ) -> Result<(), UnpackError> {
         self.count()?;
         let (relative, path) = self.place(entry)?;
-        self.parent_dirs(&path)?;
+        self.first(entry, &relative)?;
+        self.parent_dirs(entry, &path)?;
         let io_err = |source| UnpackError::Io {
             path: path.display().to_string(),
             source,
@@ -209,7 +299,7 @@ impl Out {
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(io_err)?;
+            .map_err(|e| written(entry, &path, e))?;
         let mut hash = Sha256::new();
         let mut size = 0u64;
         let mut buffer = vec![0u8; 1 << 16];
@@ -249,35 +339,22 @@ impl Out {
     fn link(&mut self, entry: &str, target: &str) -> Result<(), UnpackError> {
         self.count()?;
         let (relative, path) = self.place(entry)?;
-        // The target, from the link's directory, must stay inside the release.
-        let mut depth = relative.matches('/').count() as i64;
-        for component in Path::new(target).components() {
-            match component {
-                Component::Normal(_) => depth += 1,
-                Component::CurDir => {}
-                Component::ParentDir => {
-                    depth -= 1;
-                    if depth < 0 {
-                        return Err(UnpackError::Unsafe {
-                            entry: entry.to_owned(),
-                            why: "a link that points outside the release",
-                        });
-                    }
-                }
-                Component::RootDir | Component::Prefix(_) => {
-                    return Err(UnpackError::Unsafe {
-                        entry: entry.to_owned(),
-                        why: "a link to an absolute path",
-                    });
-                }
-            }
+        self.first(entry, &relative)?;
+        if target.contains('\0') || target.len() > PATH_MAX {
+            return Err(UnpackError::Unsafe {
+                entry: entry.to_owned(),
+                why: "a link target with a NUL byte or longer than 4,095 bytes",
+            });
         }
-        self.parent_dirs(&path)?;
-        std::os::unix::fs::symlink(target, &path).map_err(|source| UnpackError::Io {
-            path: path.display().to_string(),
-            source,
+        // The target, from the link's directory and through every link so far, must stay
+        // inside the release (checked again once all links are known).
+        resolve_link(&self.links, &relative, target).map_err(|why| UnpackError::Unsafe {
+            entry: entry.to_owned(),
+            why,
         })?;
-        self.links.insert(relative.clone());
+        self.parent_dirs(entry, &path)?;
+        std::os::unix::fs::symlink(target, &path).map_err(|e| written(entry, &path, e))?;
+        self.links.insert(relative.clone(), target.to_owned());
         self.entries.push(Entry {
             path: relative,
             sha256: String::new(),
@@ -295,18 +372,21 @@ impl Out {
         {
             return Ok(()); // `./`: the release directory itself
         }
-        let (_, path) = self.place(entry)?;
-        std::fs::create_dir_all(&path).map_err(|source| UnpackError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        let (relative, path) = self.place(entry)?;
+        if self.seen.contains(&relative) {
+            return Err(UnpackError::Unsafe {
+                entry: entry.to_owned(),
+                why: "a duplicate entry",
+            });
+        }
+        std::fs::create_dir_all(&path).map_err(|e| written(entry, &path, e))
     }
 
     fn tar(&mut self, mut archive: tar::Archive<impl Read>) -> Result<(), UnpackError> {
         let corrupt = |e: io::Error| UnpackError::Corrupt(e.to_string());
         for entry in archive.entries().map_err(corrupt)? {
             let entry = entry.map_err(corrupt)?;
-            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let name = utf8(&entry.path_bytes(), "a name that is not UTF-8")?;
             let kind = entry.header().entry_type();
             let executable = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
             match kind {
@@ -315,11 +395,11 @@ impl Out {
                 }
                 tar::EntryType::Directory => self.dir(&name)?,
                 tar::EntryType::Symlink => {
-                    let target = entry
-                        .link_name()
-                        .map_err(corrupt)?
-                        .map(|t| t.to_string_lossy().into_owned())
-                        .unwrap_or_default();
+                    let target = match entry.link_name_bytes() {
+                        Some(bytes) => utf8(&bytes, "a link target that is not UTF-8")
+                            .map_err(|e| e.for_entry(&name))?,
+                        None => String::new(),
+                    };
                     self.link(&name, &target)?
                 }
                 // Metadata entries of tar formats, not files.
@@ -349,16 +429,27 @@ impl Out {
         let mut archive = zip::ZipArchive::new(io::BufReader::new(file)).map_err(corrupt)?;
         for i in 0..archive.len() {
             let mut entry = archive.by_index(i).map_err(corrupt)?;
-            let name = entry.name().map_err(corrupt)?.into_owned();
+            // The bytes as written: a name without zip's UTF-8 flag would be read as CP437,
+            // another name than the one its author meant.
+            let name = utf8(entry.name_raw(), "a name that is not UTF-8")?;
             let mode = entry.unix_mode();
             let is_link = mode.is_some_and(|m| m & 0o170000 == 0o120000);
             if entry.is_dir() {
                 self.dir(&name)?;
             } else if is_link {
-                let mut target = String::new();
-                entry
-                    .read_to_string(&mut target)
+                if entry.size() > PATH_MAX as u64 {
+                    return Err(UnpackError::Unsafe {
+                        entry: name,
+                        why: "a link target with a NUL byte or longer than 4,095 bytes",
+                    });
+                }
+                let mut bytes = Vec::new();
+                (&mut entry)
+                    .take(PATH_MAX as u64 + 1)
+                    .read_to_end(&mut bytes)
                     .map_err(|e| UnpackError::Corrupt(e.to_string()))?;
+                let target = utf8(&bytes, "a link target that is not UTF-8")
+                    .map_err(|e| e.for_entry(&name))?;
                 self.link(&name, &target)?;
             } else {
                 let executable = mode.is_some_and(|m| m & 0o111 != 0);
@@ -366,6 +457,51 @@ impl Out {
             }
         }
         Ok(())
+    }
+}
+
+/// `bytes` as a name, or refused as `why`.
+fn utf8(bytes: &[u8], why: &'static str) -> Result<String, UnpackError> {
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| UnpackError::Unsafe {
+            entry: String::from_utf8_lossy(bytes).into_owned(),
+            why,
+        })
+}
+
+impl UnpackError {
+    /// The same refusal, said of `entry`.
+    fn for_entry(self, entry: &str) -> UnpackError {
+        match self {
+            UnpackError::Unsafe { why, .. } => UnpackError::Unsafe {
+                entry: entry.to_owned(),
+                why,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Why writing `entry` at `path` failed: the archive's fault when what it asks for cannot be
+/// (a path taken, a file where a directory must be, a name too long here), which no retry
+/// changes; else this host's (a full disk, permissions), which may clear.
+fn written(entry: &str, path: &Path, error: io::Error) -> UnpackError {
+    let why = match error.raw_os_error() {
+        Some(libc::EEXIST) => "a duplicate entry, or a file and a directory at one path",
+        Some(libc::ENOTDIR) | Some(libc::EISDIR) => "a file and a directory at one path",
+        Some(libc::ENAMETOOLONG) => "a name longer than this file system allows",
+        Some(libc::ELOOP) => "a path through a link",
+        _ => {
+            return UnpackError::Io {
+                path: path.display().to_string(),
+                source: error,
+            };
+        }
+    };
+    UnpackError::Unsafe {
+        entry: entry.to_owned(),
+        why,
     }
 }
 
@@ -507,6 +643,169 @@ mod tests {
         assert!(dir.path().join("release/app/run.sh").exists());
         let (_, result) = run(&zip(&[("../../evil", b"x")]), "x.zip", Limits::default());
         assert!(result.unwrap_err().to_string().contains("a path with `..`"));
+    }
+
+    /// A zip of files (`None`: a link to the text) built by the `zip` crate.
+    fn zip_of(entries: &[(&str, Option<&[u8]>, &str)]) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        for (name, data, target) in entries {
+            match data {
+                Some(data) => {
+                    writer.start_file(*name, options).unwrap();
+                    writer.write_all(data).unwrap();
+                }
+                None => writer.add_symlink(*name, *target, options).unwrap(),
+            }
+        }
+        writer.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn links_are_resolved_through_the_links_before_them() {
+        let links = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(l, t)| (l.to_string(), t.to_string()))
+                .collect()
+        };
+        let none = links(&[]);
+        assert_eq!(
+            resolve_link(&none, "a/b/ok", "../c"),
+            Ok(vec!["a".into(), "c".into()])
+        );
+        assert_eq!(
+            resolve_link(&none, "up", "../x"),
+            Err("a link that points outside the release")
+        );
+        // `d/u` is the release itself: going up twice from it is outside, whatever the text.
+        let chain = links(&[("d/u", "..")]);
+        assert_eq!(
+            resolve_link(&chain, "s", "d/u/d/u/d/u/../../etc/passwd"),
+            Err("a link that points outside the release")
+        );
+        assert_eq!(resolve_link(&chain, "s", "d/u/d/u/x"), Ok(vec!["x".into()]));
+        // Through a link that stays inside: fine, to where it really leads.
+        let lib = links(&[("lib", "usr/lib")]);
+        assert_eq!(
+            resolve_link(&lib, "bin/tool", "../lib/tool.so"),
+            Ok(vec!["usr".into(), "lib".into(), "tool.so".into()])
+        );
+        let cycle = links(&[("a", "b"), ("b", "a")]);
+        assert_eq!(resolve_link(&cycle, "c", "a/x"), Err("a loop of links"));
+        assert_eq!(
+            resolve_link(&none, "x", "/etc"),
+            Err("a link to an absolute path")
+        );
+    }
+
+    #[test]
+    fn link_chains_that_escape_are_refused_in_tars_and_zips() {
+        let escape = "d/u/d/u/d/u/d/u/../../../../etc/passwd";
+        let tar = tar_gz(|b| {
+            symlink(b, "d/u", "..");
+            symlink(b, "s", escape);
+        });
+        let zip = zip_of(&[("d/u", None, ".."), ("s", None, escape)]);
+        // Inside until a later link makes `a/q` the release itself.
+        let later = tar_gz(|b| {
+            symlink(b, "s", "a/q/../../y");
+            symlink(b, "a/q", "..");
+        });
+        let later_zip = zip_of(&[("s", None, "a/q/../../y"), ("a/q", None, "..")]);
+        for (archive, name) in [
+            (tar, "x.tgz"),
+            (zip, "x.zip"),
+            (later, "x.tgz"),
+            (later_zip, "x.zip"),
+        ] {
+            let (dir, result) = run(&archive, name, Limits::default());
+            let err = result.unwrap_err().to_string();
+            assert!(
+                err.contains("`s`: a link that points outside the release: refused"),
+                "{name}: {err}"
+            );
+            assert!(!dir.path().join("release").join("s").exists());
+        }
+        // A chain that stays inside unpacks, in both.
+        let ok = tar_gz(|b| {
+            symlink(b, "d/u", "..");
+            symlink(b, "s", "d/u/d/u/x");
+        });
+        assert!(run(&ok, "x.tgz", Limits::default()).1.is_ok());
+        let ok = zip_of(&[("d/u", None, ".."), ("s", None, "d/u/d/u/x")]);
+        assert!(run(&ok, "x.zip", Limits::default()).1.is_ok());
+    }
+
+    #[test]
+    fn names_that_cannot_be_unpacked_as_written_are_refused() {
+        // Not UTF-8, in a tar header and in a zip's (no UTF-8 flag: read as CP437 before).
+        let raw = tar_gz(|b| {
+            let mut header = tar::Header::new_gnu();
+            header.as_old_mut().name[..5].copy_from_slice(b"caf\xe9x");
+            header.set_size(1);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_cksum();
+            b.append(&header, &b"x"[..]).unwrap();
+        });
+        let mut zip = zip_of(&[("QQQQ.txt", Some(b"x"), "")]);
+        let at: Vec<usize> = (0..zip.len() - 4)
+            .filter(|&i| &zip[i..i + 4] == b"QQQQ")
+            .collect();
+        assert_eq!(at.len(), 2, "the local and the central header");
+        for i in at {
+            zip[i] = 0xe9;
+        }
+        let cases: Vec<(Vec<u8>, &str, &str)> = vec![
+            (raw, "x.tgz", "a name that is not UTF-8"),
+            (zip, "x.zip", "a name that is not UTF-8"),
+            (
+                tar_gz(|b| {
+                    add(b, "a", b"1", 0o644);
+                    add(b, "a", b"2", 0o644);
+                }),
+                "x.tgz",
+                "a duplicate entry",
+            ),
+            (
+                tar_gz(|b| {
+                    symlink(b, "a", "b");
+                    add(b, "a", b"2", 0o644);
+                }),
+                "x.tgz",
+                "a duplicate entry",
+            ),
+            (
+                tar_gz(|b| {
+                    add(b, "a", b"1", 0o644);
+                    add(b, "a/b", b"2", 0o644);
+                }),
+                "x.tgz",
+                "a file and a directory at one path",
+            ),
+            (
+                tar_gz(|b| {
+                    let mut header = tar::Header::new_gnu();
+                    header.set_size(1);
+                    header.set_mode(0o644);
+                    header.set_entry_type(tar::EntryType::Regular);
+                    b.append_data(&mut header, "x".repeat(300), &b"x"[..])
+                        .unwrap();
+                }),
+                "x.tgz",
+                "a name longer than 255 bytes",
+            ),
+        ];
+        for (archive, name, why) in cases {
+            let (_, result) = run(&archive, name, Limits::default());
+            let err = result.unwrap_err();
+            assert!(
+                matches!(err, UnpackError::Unsafe { .. }),
+                "{why}: refused, not an I/O error to retry: {err}"
+            );
+            assert!(err.to_string().contains(why), "{err}");
+        }
     }
 
     #[test]

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Duration;
+use super::{Duration, Size};
+
+/// The largest artifact the agent downloads for an app that names no `max_size`.
+pub const DEFAULT_MAX_SIZE: Size = Size::from_bytes(2 << 30);
 
 /// The seed layout's environments, in promotion order. `production` is another name for `prod`.
 pub const SEED_ORDER: [&str; 4] = ["dev", "staging", "prod", "production"];
@@ -129,6 +132,16 @@ pub struct App {
     pub healthcheck_retries: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activate: Option<Vec<String>>,
+    /// The largest artifact downloaded for it ([`DEFAULT_MAX_SIZE`] when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<Size>,
+}
+
+impl App {
+    /// The largest artifact the agent downloads for this app.
+    pub fn max_size(&self) -> u64 {
+        self.max_size.unwrap_or(DEFAULT_MAX_SIZE).bytes()
+    }
 }
 
 /// What an environment without a `protection` block gets: no rule at all.

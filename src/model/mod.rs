@@ -6,10 +6,12 @@
 mod duration;
 mod environment;
 mod manifest;
+mod size;
 
 pub use duration::Duration;
 pub use environment::{AgentSettings, App, Environment, Layout, Policy, Protection, SEED_ORDER};
 pub use manifest::{Artifact, Manifest, Pin};
+pub use size::Size;
 
 /// The shortest time between an agent's reconciles (`agent.interval`, `--interval`): under it,
 /// an agent would poll its remote without a pause.

@@ -441,15 +441,22 @@ impl Registry {
     }
 
     /// Streams blob `descriptor` of `url`'s repository into `sink`, checking its size and
-    /// SHA-256 against the descriptor. Until this returns Ok, what `sink` got is not to be used.
+    /// SHA-256 against the descriptor: a byte past its declared size stops the stream at once
+    /// (a registry cannot make ferry take more than the descriptor says), and `pace` bounds it
+    /// in time. Until this returns Ok, what `sink` got is not to be used.
     pub fn blob(
         &self,
         url: &OciUrl,
         descriptor: &OciDescriptor,
+        pace: &mut fetch::Pace,
         sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<u64, OciError> {
         use futures_util::StreamExt;
         let what = format!("{url} (blob {})", descriptor.digest);
+        let declared = u64::try_from(descriptor.size).map_err(|_| OciError::Invalid {
+            what: what.clone(),
+            message: format!("its descriptor says {} bytes", descriptor.size),
+        })?;
         let reference = url.reference();
         self.block(
             self.client
@@ -458,17 +465,16 @@ impl Registry {
         let mut hash = Sha256::new();
         let mut bytes = 0u64;
         let streamed: Result<(), OciError> = self.runtime.block_on(async {
-            let mut stream = tokio::time::timeout(
-                TIMEOUT,
-                self.client.pull_blob_stream(&reference, descriptor),
-            )
-            .await
-            .map_err(|_| self.unreachable(format!("no answer within {}s", TIMEOUT.as_secs())))?
-            .map_err(|e| self.classify(e, &what))?;
+            let mut stream = pace
+                .bounded(self.client.pull_blob_stream(&reference, descriptor))
+                .await
+                .map_err(|message| self.unreachable(message))?
+                .map_err(|e| self.classify(e, &what))?;
             loop {
-                let next = tokio::time::timeout(TIMEOUT, stream.next())
+                let next = pace
+                    .bounded(stream.next())
                     .await
-                    .map_err(|_| self.unreachable(format!("stalled for {}s", TIMEOUT.as_secs())))?;
+                    .map_err(|message| self.unreachable(message))?;
                 let Some(chunk) = next else { return Ok(()) };
                 let chunk = chunk.map_err(|e| {
                     let digest = e
@@ -482,12 +488,22 @@ impl Registry {
                         None => self.unreachable(transfer_message(&e)),
                     }
                 })?;
-                hash.update(&chunk);
                 bytes += chunk.len() as u64;
+                if bytes > declared {
+                    return Err(OciError::Invalid {
+                        what: what.clone(),
+                        message: format!(
+                            "the registry sent more than the {declared} bytes its descriptor says: refused"
+                        ),
+                    });
+                }
+                hash.update(&chunk);
                 sink(&chunk).map_err(|e| OciError::Invalid {
                     what: what.clone(),
                     message: format!("writing it: {e}"),
                 })?;
+                pace.check(chunk.len() as u64, std::time::Instant::now())
+                    .map_err(|message| self.unreachable(message))?;
             }
         });
         streamed?;
@@ -499,13 +515,10 @@ impl Registry {
                 actual,
             });
         }
-        if descriptor.size >= 0 && bytes != descriptor.size as u64 {
+        if bytes != declared {
             return Err(OciError::Invalid {
                 what,
-                message: format!(
-                    "{bytes} bytes, not the {} its descriptor says",
-                    descriptor.size
-                ),
+                message: format!("{bytes} bytes, not the {declared} its descriptor says"),
             });
         }
         Ok(bytes)

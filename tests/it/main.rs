@@ -1,6 +1,7 @@
 //! ferry's integration tests: one binary, real processes of the `ferry` binary, real files.
 
 mod agent;
+mod agent_limits;
 mod cli;
 mod common;
 mod deploy;
