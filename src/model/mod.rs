@@ -8,5 +8,8 @@ mod environment;
 mod manifest;
 
 pub use duration::Duration;
-pub use environment::{AgentSettings, App, Environment, Layout, Policy, Protection, SEED_ORDER};
+pub use environment::{
+    AgentSettings, App, Environment, Layout, Policy, Protection, SEED_ORDER, Unresolved,
+    declared_branch, resolve_branch,
+};
 pub use manifest::{Artifact, Manifest, Pin};
