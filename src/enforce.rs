@@ -43,7 +43,9 @@ pub struct LoggedUpdate {
     pub new: String,
 }
 use crate::forge::{Request, RequestState, Statuses};
-use crate::model::{Artifact, Environment, Manifest, Protection};
+use crate::model::{
+    Artifact, Environment, Manifest, Protection, Unresolved, declared_branch, resolve_branch,
+};
 use crate::validate::{ENVIRONMENTS_DIR, MANIFEST};
 
 /// One ref update of a push, as git gives it to `pre-receive` (zero ids: created, deleted).
@@ -119,6 +121,7 @@ pub fn login_of_uid() -> Option<String> {
 /// the push may go ahead.
 pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec<String> {
     let mut refusals = Vec::new();
+    let branches = Branches::of(repo, updates);
     // The records first: their rules hold whatever the branches do, and a merge is
     // recognized by its record.
     let mut merges: BTreeMap<String, (Update, Request)> = BTreeMap::new();
@@ -133,7 +136,7 @@ pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec
             ));
             continue;
         }
-        if let Err(why) = check_record(repo, pusher, u, &mut merges) {
+        if let Err(why) = check_record(repo, pusher, u, &branches, &mut merges) {
             refusals.push(format!("{}: {why}", u.refname));
         }
     }
@@ -165,7 +168,12 @@ pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec
             refusals.push(format!("{branch}: {why}"));
         }
         if u.old.is_zero() {
-            continue; // a new branch: nothing protects it yet
+            // A new branch: nothing protects it yet, but it may not stand in for an
+            // environment's branch.
+            if let Err(why) = check_new_branch(repo, &branches, branch, u.new) {
+                refusals.push(format!("{branch}: {why}"));
+            }
+            continue;
         }
         let Some((env, protection)) = protection_of(repo, u.old, branch) else {
             continue;
@@ -175,7 +183,13 @@ pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec
         {
             refusals.push(format!("{branch} ({env}): {why}"));
         }
-        merges.remove(&env);
+        // The landing of a request marked merged: its target moves to its merge commit.
+        if merges
+            .get(&env)
+            .is_some_and(|(_, r)| r.merge_commit.as_deref() == Some(&u.new.to_string()))
+        {
+            merges.remove(&env);
+        }
     }
     // A request marked merged whose target did not move to the merge in this push.
     for (env, (u, request)) in merges {
@@ -442,14 +456,16 @@ fn file_at<T: serde::de::DeserializeOwned>(
         .map_err(|e| format!("`{path}` is damaged: {e}"))
 }
 
-/// A statuses record's update (`refs/ferry/statuses/COMMIT`): each status it sets names the
-/// pusher as its reporter, and `ferry/deploy/ENV` comes only from ENV's `agent.reporters` (as
-/// the environment file of COMMIT declares them), when it names any.
+/// A statuses record's update (`refs/ferry/statuses/COMMIT`): each status it sets has a
+/// check name of the sane charset ([`crate::forge::check_name`]) and names the pusher as its
+/// reporter, and `ferry/deploy/ENV` comes only from ENV's `agent.reporters` (as ENV's own
+/// branch declares them, never the commit reported on, which anyone may have written), when
+/// it names any.
 fn check_statuses(
     repo: &Repository,
     pusher: Option<&str>,
     u: &Update,
-    commit: &str,
+    branches: &Branches,
 ) -> Result<(), String> {
     let read = |tip: Oid| -> Result<Statuses, String> {
         if tip.is_zero() {
@@ -463,7 +479,6 @@ fn check_statuses(
     if !u.old.is_zero() {
         walk.hide(u.old).map_err(|e| e.message().to_owned())?;
     }
-    let target = Oid::from_str(commit).ok();
     for id in walk {
         let id = id.map_err(|e| e.message().to_owned())?;
         let parent = repo
@@ -476,6 +491,7 @@ fn check_statuses(
             if before.get(check) == Some(status) {
                 continue;
             }
+            crate::forge::check_name(check)?;
             let who = named(pusher)?;
             if status.by != who {
                 return Err(format!(
@@ -484,10 +500,7 @@ fn check_statuses(
                 ));
             }
             if let Some(env) = check.strip_prefix("ferry/deploy/") {
-                let reporters = target
-                    .and_then(|t| declared_environment(repo, t, env))
-                    .map(|e| e.agent.reporters)
-                    .unwrap_or_default();
+                let reporters = reporters_of(repo, &branches.before, env)?;
                 if !reporters.is_empty() && !reporters.iter().any(|r| r == who) {
                     return Err(format!(
                         "`{check}` is reported by {env}'s agents only (`agent.reporters`: {}), not by `{who}`",
@@ -500,6 +513,27 @@ fn check_statuses(
     Ok(())
 }
 
+/// Who may report `env`'s deploys: `agent.reporters` of `env` as its own branch declares it
+/// (empty: anyone, as for an environment the repository does not have).
+pub fn reporters_of(
+    repo: &Repository,
+    tips: &BTreeMap<String, Oid>,
+    env: &str,
+) -> Result<Vec<String>, String> {
+    match env_branch(repo, tips, env) {
+        Ok(branch) => Ok(tips
+            .get(&branch)
+            .and_then(|tip| declared_environment(repo, *tip, env))
+            .map(|e| e.agent.reporters)
+            .unwrap_or_default()),
+        Err(Unresolved::Ambiguous(claims)) => Err(format!(
+            "cannot tell who reports {env}'s deploys: branches {} each declare `{env}` as theirs",
+            claims.join(", ")
+        )),
+        Err(Unresolved::Missing { .. } | Unresolved::Unknown) => Ok(Vec::new()),
+    }
+}
+
 /// The environment named `env` as the files at `tip` declare it.
 fn declared_environment(repo: &Repository, tip: Oid, env: &str) -> Option<Environment> {
     file_at(repo, tip, &format!("{ENVIRONMENTS_DIR}/{env}.json"))
@@ -507,11 +541,334 @@ fn declared_environment(repo: &Repository, tip: Oid, env: &str) -> Option<Enviro
         .flatten()
 }
 
-/// A record update: append-only, and every identity it adds is the pusher's.
+/// The repository's branches as the push found them (`before`) and would leave them
+/// (`after`), request branches included.
+pub struct Branches {
+    pub before: BTreeMap<String, Oid>,
+    pub after: BTreeMap<String, Oid>,
+}
+
+impl Branches {
+    pub fn of(repo: &Repository, updates: &[Update]) -> Branches {
+        let before: BTreeMap<String, Oid> = repo
+            .references_glob("refs/heads/*")
+            .map(|refs| {
+                refs.flatten()
+                    .filter_map(|r| {
+                        let name = r.name().ok()?.strip_prefix("refs/heads/")?.to_owned();
+                        Some((name, r.target()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut after = before.clone();
+        for u in updates {
+            if let Some(branch) = u.refname.strip_prefix("refs/heads/") {
+                if u.new.is_zero() {
+                    after.remove(branch);
+                } else {
+                    after.insert(branch.to_owned(), u.new);
+                }
+            }
+        }
+        Branches { before, after }
+    }
+}
+
+/// The raw bytes of the file at `path` in `commit` (`None`: no such file).
+fn blob_at(repo: &Repository, commit: Oid, path: &str) -> Option<Vec<u8>> {
+    let tree = repo.find_commit(commit).ok()?.tree().ok()?;
+    let entry = tree.get_path(std::path::Path::new(path)).ok()?;
+    Some(repo.find_blob(entry.id()).ok()?.content().to_vec())
+}
+
+/// The branch among `tips` that holds `env`, as every command finds it
+/// ([`crate::model::resolve_branch`]): the one whose own file declares it.
+pub fn env_branch(
+    repo: &Repository,
+    tips: &BTreeMap<String, Oid>,
+    env: &str,
+) -> Result<String, Unresolved> {
+    let path = format!("{ENVIRONMENTS_DIR}/{env}.json");
+    let heads = || {
+        tips.keys()
+            .map(String::as_str)
+            .filter(|b| !b.starts_with(REQUEST_BRANCHES))
+    };
+    let declared: BTreeMap<String, String> = heads()
+        .filter_map(|b| {
+            let bytes = blob_at(repo, tips[b], &path)?;
+            Some((b.to_owned(), declared_branch(env, &bytes)))
+        })
+        .collect();
+    resolve_branch(env, heads(), &declared)
+}
+
+/// A branch created by the push may not stand in for an environment: be named like an
+/// environment that lives on another branch (`prod` beside `production`), or declare as its
+/// own an environment another branch holds. Environments are found by the branch they
+/// declare, and this keeps that one branch each.
+fn check_new_branch(
+    repo: &Repository,
+    branches: &Branches,
+    branch: &str,
+    tip: Oid,
+) -> Result<(), String> {
+    if tip.is_zero() {
+        return Ok(());
+    }
+    let others = || {
+        branches
+            .after
+            .iter()
+            .filter(|(b, _)| b.as_str() != branch && !b.starts_with(REQUEST_BRANCHES))
+    };
+    let path = format!("{ENVIRONMENTS_DIR}/{branch}.json");
+    for (other, at) in others() {
+        if let Some(bytes) = blob_at(repo, *at, &path) {
+            let lives = declared_branch(branch, &bytes);
+            if lives != branch {
+                return Err(format!(
+                    "a new branch named like environment `{branch}`, which lives on `{lives}` (`{path}` on `{other}` says so), would shadow it: give it another name"
+                ));
+            }
+        }
+    }
+    // The environments this branch declares as its own.
+    let claimed: Vec<String> = repo
+        .find_commit(tip)
+        .and_then(|c| c.tree())
+        .ok()
+        .and_then(|tree| tree.get_path(std::path::Path::new(ENVIRONMENTS_DIR)).ok())
+        .and_then(|dir| repo.find_tree(dir.id()).ok())
+        .map(|dir| {
+            dir.iter()
+                .filter_map(|e| e.name().ok()?.strip_suffix(".json").map(str::to_owned))
+                .filter(|env| {
+                    blob_at(repo, tip, &format!("{ENVIRONMENTS_DIR}/{env}.json"))
+                        .is_some_and(|bytes| declared_branch(env, &bytes) == branch)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for env in claimed {
+        let path = format!("{ENVIRONMENTS_DIR}/{env}.json");
+        for (other, at) in others() {
+            if blob_at(repo, *at, &path)
+                .is_some_and(|bytes| declared_branch(&env, &bytes) == *other)
+            {
+                return Err(format!(
+                    "it declares environment `{env}` as its own, but `{env}` lives on `{other}`: one branch per environment"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a new state of a request's record does to the previous one: the only changes ferry
+/// makes, each by the pusher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// `ferry promote` opens it: open, no approvals, nothing merged or closed, by its author.
+    Create,
+    /// `ferry promote` again: a new head, body, source or moves; nothing else.
+    Update,
+    /// `ferry approve`: one approval of the current head by the pusher, who is not the author;
+    /// nothing else.
+    Approve,
+    /// `ferry close`: open → closed, by the pusher; nothing else.
+    Close,
+    /// `ferry merge`: open → merged, by the pusher, with the merge commit; nothing else (the
+    /// same push must move the target to the merge commit).
+    Merge,
+}
+
+/// The fields of `a` and `b` that differ, by their JSON names.
+fn differing(a: &Request, b: &Request) -> Vec<String> {
+    let (a, b) = (
+        serde_json::to_value(a).expect("requests serialize"),
+        serde_json::to_value(b).expect("requests serialize"),
+    );
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return Vec::new();
+    };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("`{k}`"))
+        .collect()
+}
+
+/// Whether the record's new state `new` may follow `old` (`None`: the record is created),
+/// pushed by `pusher`, and which of ferry's transitions it is. Merged and closed records never
+/// change; an open one changes only as [`Transition`] says, each checked against the previous
+/// state, so no push can forge an approval, rewrite what was merged, or name someone else.
+pub fn transition(
+    old: Option<&Request>,
+    new: &Request,
+    pusher: &str,
+) -> Result<Transition, String> {
+    let claim = |what: &str, name: Option<&str>| -> Result<(), String> {
+        match name {
+            Some(name) if name == pusher => Ok(()),
+            Some(name) => Err(format!(
+                "{what} is recorded as `{name}`, but `{pusher}` is pushing: a record names who pushed it (drop `--as` or FERRY_USER, or push as `{name}`)"
+            )),
+            None => Err(format!("{what} is not recorded")),
+        }
+    };
+    // Moves pin artifacts: a request cannot carry another kind of value.
+    if new.moves.iter().any(|m| matches!(m.pin, Artifact::Bare(_))) {
+        return Err("a request moves pinned artifacts only".into());
+    }
+    let Some(old) = old else {
+        claim("the request's author", Some(&new.author))?;
+        if new.state != RequestState::Open {
+            return Err(format!("a new request is open, not {}", new.state.as_str()));
+        }
+        if !new.approvals.is_empty() {
+            return Err(format!(
+                "a new request has no approvals, but this one arrives with {} (by {}): approvals are added by the approvers' own pushes (`ferry approve`)",
+                new.approvals.len(),
+                new.approvals
+                    .iter()
+                    .map(|a| a.by.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if new.merged_by.is_some()
+            || new.merged_at.is_some()
+            || new.merge_commit.is_some()
+            || new.closed_by.is_some()
+            || new.closed_at.is_some()
+        {
+            return Err("a new request is neither merged nor closed".into());
+        }
+        if new.from == new.to {
+            return Err(format!(
+                "a request promotes into another environment, not `{}` into itself",
+                new.to
+            ));
+        }
+        let branch = crate::forge::request_branch(&new.from, &new.to);
+        if new.branch != branch {
+            return Err(format!(
+                "the request's branch is `{branch}`, not `{}`",
+                new.branch
+            ));
+        }
+        return Ok(Transition::Create);
+    };
+    if old.state != RequestState::Open {
+        return Err(format!(
+            "request #{} is {} already: its record no longer changes",
+            old.id,
+            old.state.as_str()
+        ));
+    }
+    // What `new` changes beyond the transition `what` (which would leave it `expected`).
+    let refuse = |what: &str, expected: &Request| -> Result<Transition, String> {
+        Err(format!(
+            "{what} changes nothing else, but this changes {} too",
+            differing(expected, new).join(", ")
+        ))
+    };
+    match new.state {
+        RequestState::Closed => {
+            claim("who closed it", new.closed_by.as_deref())?;
+            let mut expected = old.clone();
+            expected.state = RequestState::Closed;
+            expected.closed_by = Some(pusher.to_owned());
+            expected.closed_at = new.closed_at;
+            if expected.closed_at.is_none() {
+                return Err("a closed request records when it was closed".into());
+            }
+            if expected != *new {
+                return refuse("closing a request", &expected);
+            }
+            Ok(Transition::Close)
+        }
+        RequestState::Merged => {
+            claim("the merger", new.merged_by.as_deref())?;
+            let commit = new.merge_commit.as_deref().unwrap_or_default();
+            if Oid::from_str(commit).is_err() || commit.len() != 40 || new.merged_at.is_none() {
+                return Err("a merged request records its merge commit and when it merged".into());
+            }
+            let mut expected = old.clone();
+            expected.state = RequestState::Merged;
+            expected.merged_by = Some(pusher.to_owned());
+            expected.merged_at = new.merged_at;
+            expected.merge_commit = new.merge_commit.clone();
+            if expected != *new {
+                return refuse("merging a request", &expected);
+            }
+            Ok(Transition::Merge)
+        }
+        RequestState::Open if new.approvals != old.approvals => {
+            let added = new.approvals.get(old.approvals.len()..).unwrap_or_default();
+            if !new.approvals.starts_with(&old.approvals) || added.len() != 1 {
+                return Err(
+                    "approvals are append-only, one per push of its approver: this removes, changes or adds several"
+                        .into(),
+                );
+            }
+            let approval = &added[0];
+            claim("an approval", Some(&approval.by))?;
+            if approval.by == old.author {
+                return Err(format!(
+                    "`{}` opened request #{}: authors cannot approve their own requests",
+                    old.author, old.id
+                ));
+            }
+            if approval.head != old.head {
+                return Err(format!(
+                    "an approval is of the request's head {}, not {}",
+                    short(&old.head),
+                    short(&approval.head)
+                ));
+            }
+            let mut expected = old.clone();
+            expected.approvals.push(approval.clone());
+            if expected != *new {
+                return refuse("an approval", &expected);
+            }
+            Ok(Transition::Approve)
+        }
+        RequestState::Open => {
+            // `ferry promote` again: what it proposes, and when.
+            let mut expected = old.clone();
+            expected.title = new.title.clone();
+            expected.body = new.body.clone();
+            expected.base = new.base.clone();
+            expected.head = new.head.clone();
+            expected.source = new.source.clone();
+            expected.rollback = new.rollback;
+            expected.moves = new.moves.clone();
+            expected.updated_at = new.updated_at;
+            if expected != *new {
+                return refuse(
+                    "promoting again (a new head, base, source, moves, title or body)",
+                    &expected,
+                );
+            }
+            Ok(Transition::Update)
+        }
+    }
+}
+
+/// A record update: append-only, linear, and each commit it adds is one of ferry's
+/// [`transition`]s of the one before, by the pusher. A request's source must be on its
+/// source environment's branch when it is proposed and when it merges, and its head is the
+/// tip of its branch.
 fn check_record(
     repo: &Repository,
     pusher: Option<&str>,
     u: &Update,
+    branches: &Branches,
     merges: &mut BTreeMap<String, (Update, Request)>,
 ) -> Result<(), String> {
     if u.new.is_zero() {
@@ -520,65 +877,100 @@ fn check_record(
     if !u.old.is_zero() && !repo.graph_descendant_of(u.new, u.old).unwrap_or(false) {
         return Err("records are append-only: this rewrites its history".into());
     }
-    if let Some(commit) = u.refname.strip_prefix(STATUSES) {
-        return check_statuses(repo, pusher, u, commit);
+    if u.refname.starts_with(STATUSES) {
+        return check_statuses(repo, pusher, u, branches);
     }
-    if !u.refname.starts_with(REQUESTS) {
+    let Some(id) = u.refname.strip_prefix(REQUESTS) else {
         return Ok(());
+    };
+    let who = named(pusher)?;
+    // Each commit the push adds, oldest first, against the one before it.
+    let mut walk = repo.revwalk().map_err(|e| e.message().to_owned())?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+        .map_err(|e| e.message().to_owned())?;
+    walk.push(u.new).map_err(|e| e.message().to_owned())?;
+    if !u.old.is_zero() {
+        walk.hide(u.old).map_err(|e| e.message().to_owned())?;
     }
-    let new = request_at(repo, u.new)?;
-    let old = if u.old.is_zero() {
+    let mut previous: Option<Request> = if u.old.is_zero() {
         None
     } else {
         Some(request_at(repo, u.old)?)
     };
-    let who = named(pusher)?;
-    let claim = |what: &str, name: &str| -> Result<(), String> {
-        if name == who {
-            Ok(())
-        } else {
-            Err(format!(
-                "{what} is recorded as `{name}`, but `{who}` is pushing: a record names who pushed it (drop `--as` or FERRY_USER, or push as `{name}`)"
-            ))
+    let (mut proposed, mut merged) = (false, false);
+    for commit in walk {
+        let commit = commit.map_err(|e| e.message().to_owned())?;
+        let parents = repo
+            .find_commit(commit)
+            .map_err(|e| e.message().to_owned())?
+            .parent_count();
+        if parents > 1 || (parents == 0) != previous.is_none() {
+            return Err("a record's history is one line of changes from its creation".into());
         }
+        let state = request_at(repo, commit)?;
+        if id != state.id.to_string() {
+            return Err(format!(
+                "the record of request #{id} says it is #{}",
+                state.id
+            ));
+        }
+        match transition(previous.as_ref(), &state, who)? {
+            Transition::Create | Transition::Update => proposed = true,
+            Transition::Merge => merged = true,
+            Transition::Approve | Transition::Close => {}
+        }
+        previous = Some(state);
+    }
+    let Some(new) = previous else {
+        return Ok(()); // the record did not move
     };
-    match &old {
-        None => claim("the request's author", &new.author)?,
-        Some(old) => {
-            if old.id != new.id || old.author != new.author || old.to != new.to {
-                return Err("a request's id, author and target never change".into());
-            }
-            if !new.approvals.starts_with(&old.approvals) {
-                return Err("approvals are append-only: this removes or changes one".into());
-            }
-            for approval in &new.approvals[old.approvals.len()..] {
-                claim("an approval", &approval.by)?;
-            }
-            if old.state != RequestState::Open && new.state != old.state {
-                return Err(format!(
-                    "request #{} is {} already",
-                    new.id,
-                    old.state.as_str()
-                ));
-            }
+    if proposed || merged {
+        // What is promoted is what FROM's branch holds, now or earlier, never a commit made
+        // to look like it (whose checks and reporters its maker chose).
+        source_on_branch(repo, branches, &new)?;
+    }
+    if proposed && new.state == RequestState::Open {
+        let at = branches.after.get(&new.branch).map(|id| id.to_string());
+        if at.as_deref() != Some(new.head.as_str()) {
+            return Err(format!(
+                "request #{} proposes {}, but its branch `{}` is not there after this push: the branch moves with its record (`ferry promote`)",
+                new.id,
+                short(&new.head),
+                new.branch
+            ));
         }
     }
-    let was = old.as_ref().map(|o| o.state);
-    if new.state == RequestState::Merged && was != Some(RequestState::Merged) {
-        claim("the merger", new.merged_by.as_deref().unwrap_or("(nobody)"))?;
-        merges.insert(new.to.clone(), (u.clone(), new.clone()));
-    }
-    if new.state == RequestState::Closed && was != Some(RequestState::Closed) {
-        claim(
-            "who closed it",
-            new.closed_by.as_deref().unwrap_or("(nobody)"),
-        )?;
-    }
-    // Moves pin artifacts: a request cannot carry another kind of value.
-    if new.moves.iter().any(|m| matches!(m.pin, Artifact::Bare(_))) {
-        return Err("a request moves pinned artifacts only".into());
+    if merged {
+        merges.insert(new.to.clone(), (u.clone(), new));
     }
     Ok(())
+}
+
+/// `request.source` is the tip of its source environment's branch, or in its history.
+fn source_on_branch(
+    repo: &Repository,
+    branches: &Branches,
+    request: &Request,
+) -> Result<(), String> {
+    let from = &request.from;
+    let branch = env_branch(repo, &branches.after, from).map_err(|why| {
+        format!(
+            "request #{}: cannot find the branch of its source environment `{from}`: {why}",
+            request.id
+        )
+    })?;
+    let tip = branches.after[&branch];
+    let source = Oid::from_str(&request.source)
+        .map_err(|_| format!("request #{}: its source is not a commit id", request.id))?;
+    if source == tip || repo.graph_descendant_of(tip, source).unwrap_or(false) {
+        Ok(())
+    } else {
+        Err(format!(
+            "request #{} promotes {}, which is not on `{branch}` ({from}'s branch): a promotion takes what {from} holds (`ferry promote`)",
+            request.id,
+            short(&request.source)
+        ))
+    }
 }
 
 /// Appends an accepted push to the log (`post-receive`), retrying when another push's entry
@@ -696,6 +1088,235 @@ mod tests {
             Some("bob")
         );
         assert_eq!(pusher(env(&[])), None);
+    }
+
+    fn open_request() -> Request {
+        Request {
+            id: 1,
+            from: "dev".into(),
+            to: "staging".into(),
+            branch: "ferry/promote/dev-to-staging".into(),
+            state: RequestState::Open,
+            title: "Promote dev → staging: web 1.0.0".into(),
+            body: "body".into(),
+            labels: vec!["promotion".into()],
+            author: "alice".into(),
+            created_at: 10,
+            updated_at: 10,
+            base: "b".repeat(40),
+            head: "c".repeat(40),
+            source: "d".repeat(40),
+            rollback: false,
+            moves: Vec::new(),
+            approvals: Vec::new(),
+            merged_by: None,
+            merged_at: None,
+            merge_commit: None,
+            closed_by: None,
+            closed_at: None,
+        }
+    }
+
+    fn approval(by: &str, head: &str) -> crate::forge::Approval {
+        crate::forge::Approval {
+            by: by.into(),
+            at: 20,
+            head: head.into(),
+        }
+    }
+
+    #[track_caller]
+    fn refused(old: Option<&Request>, new: &Request, pusher: &str, why: &str) {
+        let err = transition(old, new, pusher).expect_err("refused");
+        assert!(err.contains(why), "{err}");
+    }
+
+    #[test]
+    fn a_request_is_created_open_unapproved_by_its_author() {
+        let new = open_request();
+        assert_eq!(transition(None, &new, "alice"), Ok(Transition::Create));
+        refused(
+            None,
+            &new,
+            "mallory",
+            "author is recorded as `alice`, but `mallory`",
+        );
+        // Approvals forged at creation: the first commit already holds bob's approval.
+        let mut forged = open_request();
+        forged.approvals.push(approval("bob", &forged.head));
+        refused(
+            Some(&forged).filter(|_| false),
+            &forged,
+            "alice",
+            "arrives with 1 (by bob)",
+        );
+        let mut merged = open_request();
+        merged.merged_by = Some("alice".into());
+        refused(None, &merged, "alice", "neither merged nor closed");
+        let mut state = open_request();
+        state.state = RequestState::Merged;
+        refused(None, &state, "alice", "a new request is open, not merged");
+        let mut branch = open_request();
+        branch.branch = "staging".into();
+        refused(
+            None,
+            &branch,
+            "alice",
+            "the request's branch is `ferry/promote/dev-to-staging`",
+        );
+    }
+
+    #[test]
+    fn an_approval_is_one_by_the_pusher_of_the_head_and_nothing_else() {
+        let old = open_request();
+        let mut new = old.clone();
+        new.approvals.push(approval("bob", &old.head));
+        assert_eq!(transition(Some(&old), &new, "bob"), Ok(Transition::Approve));
+        refused(
+            Some(&old),
+            &new,
+            "mallory",
+            "an approval is recorded as `bob`, but `mallory`",
+        );
+        let mut own = old.clone();
+        own.approvals.push(approval("alice", &old.head));
+        refused(
+            Some(&old),
+            &own,
+            "alice",
+            "authors cannot approve their own requests",
+        );
+        let mut stale = old.clone();
+        stale.approvals.push(approval("bob", &"e".repeat(40)));
+        refused(
+            Some(&old),
+            &stale,
+            "bob",
+            "an approval is of the request's head",
+        );
+        let mut two = new.clone();
+        two.approvals.push(approval("bob", &old.head));
+        refused(Some(&old), &two, "bob", "adds several");
+        let mut more = new.clone();
+        more.head = "e".repeat(40);
+        more.approvals[0].head = old.head.clone();
+        refused(
+            Some(&old),
+            &more,
+            "bob",
+            "an approval changes nothing else, but this changes `head` too",
+        );
+        // Removing one.
+        refused(Some(&new), &old, "alice", "approvals are append-only");
+    }
+
+    #[test]
+    fn merged_and_closed_records_never_change() {
+        let open = open_request();
+        let mut merged = open.clone();
+        merged.state = RequestState::Merged;
+        merged.merged_by = Some("carol".into());
+        merged.merged_at = Some(30);
+        merged.merge_commit = Some(open.head.clone());
+        assert_eq!(
+            transition(Some(&open), &merged, "carol"),
+            Ok(Transition::Merge)
+        );
+        refused(
+            Some(&open),
+            &merged,
+            "mallory",
+            "the merger is recorded as `carol`",
+        );
+        // After the fact: who merged it, the title, the head.
+        let mut forged = merged.clone();
+        forged.merged_by = Some("mallory".into());
+        refused(
+            Some(&merged),
+            &forged,
+            "mallory",
+            "request #1 is merged already",
+        );
+        let mut title = merged.clone();
+        title.title = "something else".into();
+        refused(
+            Some(&merged),
+            &title,
+            "carol",
+            "its record no longer changes",
+        );
+        // A merge that also edits what was reviewed.
+        let mut sneaky = merged.clone();
+        sneaky.head = "e".repeat(40);
+        refused(
+            Some(&open),
+            &sneaky,
+            "carol",
+            "merging a request changes nothing else, but this changes `head`",
+        );
+        let mut closed = open.clone();
+        closed.state = RequestState::Closed;
+        closed.closed_by = Some("bob".into());
+        closed.closed_at = Some(30);
+        assert_eq!(
+            transition(Some(&open), &closed, "bob"),
+            Ok(Transition::Close)
+        );
+        refused(
+            Some(&open),
+            &closed,
+            "mallory",
+            "who closed it is recorded as `bob`",
+        );
+        let mut reopened = closed.clone();
+        reopened.state = RequestState::Open;
+        refused(
+            Some(&closed),
+            &reopened,
+            "bob",
+            "request #1 is closed already",
+        );
+        let mut retitled = closed.clone();
+        retitled.title = "x".into();
+        refused(
+            Some(&open),
+            &retitled,
+            "bob",
+            "closing a request changes nothing else, but this changes `title`",
+        );
+    }
+
+    #[test]
+    fn promoting_again_changes_what_is_proposed_only() {
+        let old = open_request();
+        let mut new = old.clone();
+        new.head = "e".repeat(40);
+        new.base = "f".repeat(40);
+        new.source = "1".repeat(40);
+        new.body = "new body".into();
+        new.updated_at = 40;
+        assert_eq!(
+            transition(Some(&old), &new, "alice"),
+            Ok(Transition::Update)
+        );
+        for (field, edit) in [
+            (
+                "`author`",
+                Box::new(|r: &mut Request| r.author = "mallory".into())
+                    as Box<dyn Fn(&mut Request)>,
+            ),
+            ("`to`", Box::new(|r: &mut Request| r.to = "prod".into())),
+            ("`id`", Box::new(|r: &mut Request| r.id = 2)),
+            (
+                "`branch`",
+                Box::new(|r: &mut Request| r.branch = "elsewhere".into()),
+            ),
+            ("`created_at`", Box::new(|r: &mut Request| r.created_at = 0)),
+        ] {
+            let mut changed = new.clone();
+            edit(&mut changed);
+            refused(Some(&old), &changed, "alice", field);
+        }
     }
 
     #[test]

@@ -70,9 +70,28 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
         .expect("load_env checked it")
         .clone();
     let from_branch = branch_of(&store, &request.from)?;
-    store.fetch(&[&from_branch], History::Full)?;
+    let from_tip = store.tip(&from_branch, History::Full)?;
     let source = Oid::from_str(&request.source)
         .map_err(|_| Error::failure("the request's source commit is damaged"))?;
+    // What merges is what the source environment holds (or held): never a commit made to look
+    // like it, whose checks and reporters its maker chose.
+    if source != from_tip
+        && !store
+            .repo()
+            .graph_descendant_of(from_tip, source)
+            .unwrap_or(false)
+    {
+        return Err(Error::failure(format!(
+            "request #{} promotes {}, which is not on `{from_branch}` (`{}`'s branch)",
+            request.id,
+            short(source),
+            request.from
+        ))
+        .hint(format!(
+            "run `ferry promote {} {}` to propose what `{}` holds",
+            request.from, request.to, request.from
+        )));
+    }
     let from = load_at(&store, &request.from, &from_branch, source)?;
 
     // The plan must be what was requested and reviewed.
@@ -110,11 +129,7 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
 
     // The gates, now.
     let since = promotion::soak_since(&store, source, &moves)?;
-    let checks = forge
-        .statuses(source)?
-        .into_iter()
-        .map(|(k, s)| (k, s.state.as_str().to_owned()))
-        .collect();
+    let checks = promotion::trusted_checks(&store, forge.statuses(source)?)?;
     let gates = promote::gates(
         &moves,
         &GateInputs {

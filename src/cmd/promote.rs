@@ -120,11 +120,9 @@ enum Open {
 impl Backend<'_> {
     fn checks(&self, commit: Oid) -> Result<BTreeMap<String, String>> {
         Ok(match self {
-            Backend::Local(forge) => forge
-                .statuses(commit)?
-                .into_iter()
-                .map(|(k, s)| (k, s.state.as_str().to_owned()))
-                .collect(),
+            Backend::Local(forge) => {
+                promotion::trusted_checks(forge.store(), forge.statuses(commit)?)?
+            }
             Backend::GitHub(github) => {
                 github.statuses(&commit.to_string()).map_err(github_error)?
             }

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use git2::Oid;
 use serde::Serialize;
 
-use crate::cmd::shared::{Loaded, Manifests, invalid_state, short, signature_as};
+use crate::cmd::shared::{Loaded, Manifests, branch_of, invalid_state, short, signature_as};
 use crate::error::{Error, Result};
-use crate::forge::RequestedMove;
+use crate::forge::{RequestedMove, Statuses};
 use crate::json::Document;
 use crate::model::{Artifact, Pin};
 use crate::plan::promote::{GateResult, Move};
@@ -24,7 +24,7 @@ pub const BODY_LIMIT: usize = 65_536;
 
 /// The request branch of a promotion.
 pub fn request_branch(from: &str, to: &str) -> String {
-    format!("ferry/promote/{from}-to-{to}")
+    crate::forge::request_branch(from, to)
 }
 
 fn git(e: git2::Error) -> Error {
@@ -56,6 +56,35 @@ pub fn soak_since(store: &Store, tip: Oid, moves: &[Move]) -> Result<BTreeMap<St
         });
     }
     Ok(since)
+}
+
+/// The state of each check in `statuses`, as the gates read them: a deploy of ENV
+/// (`ferry/deploy/ENV`) counts only when reported by one of ENV's `agent.reporters` as ENV's
+/// own branch declares them (when it lists any), never as the commit reported on says.
+pub fn trusted_checks(store: &Store, statuses: Statuses) -> Result<BTreeMap<String, String>> {
+    let mut checks = BTreeMap::new();
+    for (check, status) in statuses {
+        if let Some(env) = check.strip_prefix("ferry/deploy/") {
+            let reporters = match branch_of(store, env) {
+                Ok(branch) => {
+                    let tip = store.tip(&branch, crate::store::History::Tip)?;
+                    store
+                        .read_file(tip, &format!("{}/{env}.json", validate::ENVIRONMENTS_DIR))?
+                        .and_then(|bytes| {
+                            serde_json::from_slice::<crate::model::Environment>(&bytes).ok()
+                        })
+                        .map(|e| e.agent.reporters)
+                        .unwrap_or_default()
+                }
+                Err(_) => Vec::new(),
+            };
+            if !reporters.is_empty() && !reporters.contains(&status.by) {
+                continue;
+            }
+        }
+        checks.insert(check, status.state.as_str().to_owned());
+    }
+    Ok(checks)
 }
 
 #[derive(Debug, Clone, Serialize)]

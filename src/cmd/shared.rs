@@ -5,6 +5,7 @@ use git2::Oid;
 
 use crate::diag::Report;
 use crate::error::Error;
+use crate::model::Unresolved;
 use crate::store::{History, Remote, RemoteArgs, Store, StoreError, TreeSource};
 use crate::validate::{self, State};
 use crate::verdict::Summary;
@@ -41,50 +42,60 @@ pub fn open_store(args: &RemoteArgs) -> Result<Store, Error> {
     Ok(Store::open(&remote, &Remote::cache_root(args))?)
 }
 
-/// The branch that holds `env`'s desired state: the branch named like it, `production`
-/// for `prod` in the seed layout, or the `branch` its environment file declares.
+/// The branch that holds `env`'s desired state: the one branch whose own
+/// `environments/<env>.json` declares it (see [`crate::model::resolve_branch`]), never a branch
+/// merely named like the environment; in the seed layout, which declares nothing, the branch
+/// named like it (`production` for `prod`). Every command and the agent find environments
+/// here, as the repository's hook does.
 pub fn branch_of(store: &Store, env: &str) -> Result<String, Error> {
     let heads = store.heads()?;
-    if heads.contains_key(env) {
-        return Ok(env.to_owned());
-    }
-    if env == "prod" && heads.contains_key("production") {
-        return Ok("production".to_owned());
-    }
-    // An environment whose branch has another name says so in its file, on any branch.
-    let path = format!("{}/{env}.json", validate::ENVIRONMENTS_DIR);
-    for (branch, _) in heads
-        .iter()
-        .filter(|(b, _)| !b.starts_with("ferry/"))
-        .take(8)
-    {
-        let tip = store.tip(branch, History::Tip)?;
-        if let Some(bytes) = store.read_file(tip, &path)?
-            && let Some(declared) = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("branch").and_then(|b| b.as_str()).map(str::to_owned))
-            && heads.contains_key(&declared)
-        {
-            return Ok(declared);
-        }
-    }
     let branches: Vec<&str> = heads
         .keys()
         .map(String::as_str)
         .filter(|b| !b.starts_with("ferry/"))
         .collect();
-    Err(Error::failure(format!(
-        "`{}` has no branch for environment `{env}`",
-        store.remote().shown
-    ))
-    .hint(if branches.is_empty() {
-        "the repository has no branches yet: `ferry init` creates them".to_owned()
-    } else {
-        match crate::schema::suggest(env, branches.iter().copied()) {
-            Some(close) => format!("did you mean `{close}`? branches: {}", branches.join(", ")),
-            None => format!("branches: {}", branches.join(", ")),
+    // Each branch's tip (one fetch), and where its copy of the environment's file says it lives.
+    let tips = store.fetch(&branches, History::Tip)?;
+    let path = format!("{}/{env}.json", validate::ENVIRONMENTS_DIR);
+    let mut declared = std::collections::BTreeMap::new();
+    for (branch, tip) in &tips {
+        if let Some(tip) = tip
+            && let Some(bytes) = store.read_file(*tip, &path)?
+        {
+            declared.insert(branch.clone(), crate::model::declared_branch(env, &bytes));
         }
-    }))
+    }
+    let shown = &store.remote().shown;
+    match crate::model::resolve_branch(env, branches.iter().copied(), &declared) {
+        Ok(branch) => Ok(branch),
+        Err(Unresolved::Ambiguous(claims)) => Err(Error::failure(format!(
+            "`{shown}` has {} branches that each declare environment `{env}` as theirs: {}",
+            claims.len(),
+            claims.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", ")
+        ))
+        .hint(format!(
+            "an environment lives on one branch: delete the one that is not `{env}`'s (`git push origin --delete BRANCH`); a repository with ferry's hook refuses such a branch"
+        ))),
+        Err(Unresolved::Missing { declared: elsewhere }) => Err(Error::failure(format!(
+            "`{shown}` has no branch for environment `{env}`: its files say it lives on {}, which {} not declare it",
+            elsewhere.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(" or "),
+            if elsewhere.len() == 1 { "does" } else { "do" }
+        ))
+        .hint(format!(
+            "`branch` in `{path}` names the branch; a branch named like the environment does not stand in for it"
+        ))),
+        Err(Unresolved::Unknown) => Err(Error::failure(format!(
+            "`{shown}` has no branch for environment `{env}`"
+        ))
+        .hint(if branches.is_empty() {
+            "the repository has no branches yet: `ferry init` creates them".to_owned()
+        } else {
+            match crate::schema::suggest(env, branches.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`? branches: {}", branches.join(", ")),
+                None => format!("branches: {}", branches.join(", ")),
+            }
+        })),
+    }
 }
 
 /// An environment's branch, its tip, its files, and its validated state.

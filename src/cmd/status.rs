@@ -67,9 +67,8 @@ pub fn run(args: StatusArgs, out: Output) -> Result<Outcome> {
 }
 
 fn run_set(store: &Store, args: SetArgs, out: Output) -> Result<Outcome> {
-    if args.check.trim().is_empty() || args.check.len() > 255 {
-        return Err(Error::usage("a check name is 1 to 255 characters"));
-    }
+    crate::forge::check_name(&args.check)
+        .map_err(|why| Error::usage(why).hint("such as `ci/test` or `ferry/deploy/staging`"))?;
     let commit = resolve(store, &args.target)?;
     let forge = LocalForge::new(store);
     let by = identity(store, args.actor.as_name.as_deref());
@@ -136,7 +135,6 @@ fn run_matrix(store: &Store, out: Output) -> Result<Outcome> {
     let heads = store.heads()?;
     let branches: Vec<&String> = heads.keys().filter(|b| !b.starts_with("ferry/")).collect();
     let mut order: Vec<String> = Vec::new();
-    let mut branch_of_env: BTreeMap<String, String> = BTreeMap::new();
     for branch in &branches {
         let tip = store.tip(branch, History::Tip)?;
         if let Some(state) = validate::check(&store.tree_source(tip, branch)?).state {
@@ -146,9 +144,6 @@ fn run_matrix(store: &Store, out: Output) -> Result<Outcome> {
                         order.push(env.to_owned());
                     }
                 }
-            }
-            for (name, env) in &state.environments {
-                branch_of_env.insert(name.clone(), env.branch().to_owned());
             }
             break;
         }
@@ -163,10 +158,11 @@ fn run_matrix(store: &Store, out: Output) -> Result<Outcome> {
     let forge = LocalForge::new(store);
     let mut envs = Vec::new();
     for env in &order {
-        let Some(branch) = branch_of_env.get(env).filter(|b| heads.contains_key(*b)) else {
+        // Where each lives, as every command finds it (never by a branch's name alone).
+        let Ok(branch) = branch_of(store, env) else {
             continue;
         };
-        let tip = store.tip(branch, History::Tip)?;
+        let tip = store.tip(&branch, History::Tip)?;
         let manifest = crate::cmd::shared::manifest_at(store, tip)?.unwrap_or_else(|| {
             crate::model::Manifest {
                 version: None,

@@ -46,6 +46,11 @@ impl<'s> LocalForge<'s> {
         LocalForge { store }
     }
 
+    /// The store the records live in.
+    pub fn store(&self) -> &'s Store {
+        self.store
+    }
+
     fn read<T: DeserializeOwned>(
         &self,
         refname: &str,

@@ -54,6 +54,11 @@ pub struct Approval {
     pub head: String,
 }
 
+/// The branch of the promotion request `from` → `to`.
+pub fn request_branch(from: &str, to: &str) -> String {
+    format!("ferry/promote/{from}-to-{to}")
+}
+
 /// A promotion request: `from` → `to`, on its own branch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
@@ -142,6 +147,46 @@ pub struct Status {
     pub at: i64,
 }
 
+/// The longest check name.
+pub const CHECK_NAME_LIMIT: usize = 128;
+
+/// Whether `name` is a check name: letters, digits, `.`, `_`, `/`, `:` and `-`, starting with a
+/// letter or digit, at most [`CHECK_NAME_LIMIT`] characters (the schema's `check` pattern,
+/// `^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$`). Names are printed in tables, messages and commit
+/// messages: nothing in one may start a line or hide what follows.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let shown = || {
+        format!(
+            "{:?}",
+            name.chars().take(CHECK_NAME_LIMIT + 8).collect::<String>()
+        )
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | ':' | '-');
+    if name.is_empty() {
+        return Err("a check name is empty".to_owned());
+    }
+    if name.chars().count() > CHECK_NAME_LIMIT {
+        return Err(format!(
+            "the check name {} is longer than {CHECK_NAME_LIMIT} characters",
+            shown()
+        ));
+    }
+    if let Some(bad) = name.chars().find(|c| !allowed(*c)) {
+        return Err(format!(
+            "the check name {} contains {bad:?}: a check name is letters, digits, `.`, `_`, `/`, `:` and `-`",
+            shown()
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "the check name {} starts with {:?}: it starts with a letter or a digit",
+            shown(),
+            name.chars().next().expect("not empty")
+        ));
+    }
+    Ok(())
+}
+
 /// The statuses of one commit, by check name.
 pub type Statuses = BTreeMap<String, Status>;
 
@@ -152,4 +197,30 @@ pub fn missing_checks<'a>(required: &'a [String], statuses: &Statuses) -> Vec<&'
         .filter(|c| statuses.get(*c).map(|s| s.state) != Some(CheckState::Success))
         .map(String::as_str)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_names_are_one_line_of_a_sane_charset() {
+        for ok in [
+            "ci/test",
+            "ferry/deploy/staging",
+            "a",
+            "build:lint",
+            "x.y_z-1",
+        ] {
+            assert_eq!(check_name(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(check_name(&"a".repeat(128)), Ok(()));
+        let refused = |name: &str| check_name(name).expect_err(name);
+        assert!(refused("ci/test\nferry/deploy/prod: success").contains("contains '\\n'"));
+        assert!(refused("").contains("empty"));
+        assert!(refused(&"a".repeat(129)).contains("longer than 128"));
+        assert!(refused("/ci").contains("starts with '/'"));
+        assert!(refused("ci test").contains("contains ' '"));
+        assert!(refused("ci\u{202e}test").contains("contains"));
+    }
 }

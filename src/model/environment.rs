@@ -189,3 +189,171 @@ impl Environment {
         }
     }
 }
+
+/// The branch an environment lives on, read from what `environments/<env>.json` declares
+/// (`branch`, default: the name) in raw JSON: lenient, so that a file the schema refuses still
+/// says where it points (and `ferry validate` says what is wrong with it).
+pub fn declared_branch(env: &str, file: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(file)
+        .ok()
+        .and_then(|v| v.get("branch").and_then(|b| b.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| env.to_owned())
+}
+
+/// Why an environment has no branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unresolved {
+    /// More than one branch declares that it holds the environment.
+    Ambiguous(Vec<String>),
+    /// Branches declare where it lives, but no branch there declares it.
+    Missing { declared: Vec<String> },
+    /// Nothing declares it, and no branch of the seed layout holds it.
+    Unknown,
+}
+
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |branches: &[String]| {
+            branches
+                .iter()
+                .map(|b| format!("`{b}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Unresolved::Ambiguous(claims) => {
+                write!(f, "branches {} each declare it as theirs", list(claims))
+            }
+            Unresolved::Missing { declared } => write!(
+                f,
+                "it is declared to live on {}, which does not declare it",
+                list(declared)
+            ),
+            Unresolved::Unknown => write!(f, "no branch declares it"),
+        }
+    }
+}
+
+/// The branch that holds `env`'s desired state: the one branch whose own
+/// `environments/<env>.json` declares that branch (`declared`: branch → the branch its file
+/// declares, for every branch that has the file). A branch named like an environment counts
+/// for nothing by its name, so nobody takes over an environment by creating a branch. Only
+/// where no branch declares the environment (the seed layout, which has nowhere to say so) is
+/// its branch the one named like it, or `production` for `prod`.
+pub fn resolve_branch<'a>(
+    env: &str,
+    heads: impl IntoIterator<Item = &'a str>,
+    declared: &BTreeMap<String, String>,
+) -> Result<String, Unresolved> {
+    let own: Vec<String> = declared
+        .iter()
+        .filter(|(branch, says)| branch == says)
+        .map(|(branch, _)| branch.clone())
+        .collect();
+    match own.len() {
+        1 => return Ok(own.into_iter().next().expect("one")),
+        0 => {}
+        _ => return Err(Unresolved::Ambiguous(own)),
+    }
+    if !declared.is_empty() {
+        let mut elsewhere: Vec<String> = declared.values().cloned().collect();
+        elsewhere.sort();
+        elsewhere.dedup();
+        return Err(Unresolved::Missing {
+            declared: elsewhere,
+        });
+    }
+    let heads: Vec<&str> = heads.into_iter().collect();
+    let seed: Vec<&str> = [env, if env == "prod" { "production" } else { env }]
+        .into_iter()
+        .filter(|b| heads.contains(b))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    match seed.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Err(Unresolved::Unknown),
+        both => Err(Unresolved::Ambiguous(
+            both.iter().map(|b| (*b).to_owned()).collect(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declared(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(b, d)| ((*b).to_owned(), (*d).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn an_environment_lives_on_the_branch_that_declares_it_not_on_one_named_like_it() {
+        let heads = ["dev", "staging", "production", "prod"];
+        // `prod` (someone's new branch, a copy of production) says prod lives on production.
+        let says = declared(&[
+            ("dev", "production"),
+            ("staging", "production"),
+            ("production", "production"),
+            ("prod", "production"),
+        ]);
+        assert_eq!(
+            resolve_branch("prod", heads, &says).as_deref(),
+            Ok("production")
+        );
+        // A copy that claims prod for itself: two claims, and neither wins.
+        let says = declared(&[("production", "production"), ("prod", "prod")]);
+        assert_eq!(
+            resolve_branch("prod", heads, &says),
+            Err(Unresolved::Ambiguous(vec![
+                "prod".into(),
+                "production".into()
+            ]))
+        );
+        // Declared, but its branch is gone: a branch named like it does not stand in.
+        let says = declared(&[("dev", "production"), ("prod", "production")]);
+        assert_eq!(
+            resolve_branch("prod", ["dev", "prod"], &says),
+            Err(Unresolved::Missing {
+                declared: vec!["production".into()]
+            })
+        );
+    }
+
+    #[test]
+    fn the_seed_layout_is_found_by_name() {
+        let none = BTreeMap::new();
+        assert_eq!(
+            resolve_branch("dev", ["dev", "production"], &none).as_deref(),
+            Ok("dev")
+        );
+        assert_eq!(
+            resolve_branch("prod", ["dev", "production"], &none).as_deref(),
+            Ok("production")
+        );
+        assert_eq!(
+            resolve_branch("prod", ["prod", "production"], &none),
+            Err(Unresolved::Ambiguous(vec![
+                "prod".into(),
+                "production".into()
+            ]))
+        );
+        assert_eq!(
+            resolve_branch("qa", ["dev"], &none),
+            Err(Unresolved::Unknown)
+        );
+    }
+
+    #[test]
+    fn a_declaration_is_read_leniently() {
+        assert_eq!(
+            declared_branch("prod", br#"{"branch": "production"}"#),
+            "production"
+        );
+        assert_eq!(declared_branch("prod", br#"{"name": "prod"}"#), "prod");
+        assert_eq!(declared_branch("prod", b"not json"), "prod");
+    }
+}

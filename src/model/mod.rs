@@ -9,7 +9,10 @@ mod manifest;
 mod size;
 
 pub use duration::Duration;
-pub use environment::{AgentSettings, App, Environment, Layout, Policy, Protection, SEED_ORDER};
+pub use environment::{
+    AgentSettings, App, Environment, Layout, Policy, Protection, SEED_ORDER, Unresolved,
+    declared_branch, resolve_branch,
+};
 pub use manifest::{Artifact, Manifest, Pin};
 pub use size::Size;
 

@@ -637,3 +637,437 @@ fn deploys_are_reported_by_the_agents_the_environment_names() {
         status.stdout
     );
 }
+
+// Issue 15: an outside attacker's pushes, each made with plain git (`git commit-tree`, `git
+// push`) as another user. Each is refused with its reason, and no ref moves.
+
+/// A clone of the sandbox's repository with ferry's records, to craft commits in.
+fn workshop(sandbox: &Sandbox, dir: &str) {
+    sandbox.git("", &["clone", "-q", "deploy.git", dir]);
+    sandbox.git(
+        dir,
+        &["fetch", "-q", "origin", "+refs/ferry/*:refs/ferry/*"],
+    );
+}
+
+/// A commit made with `git commit-tree` in `dir`: the tree of `base` (none: empty) with `files`
+/// written over it, on `parent` (none: a root commit). Whatever ferry would write, anyone can
+/// push this.
+fn craft(
+    sandbox: &Sandbox,
+    dir: &str,
+    base: Option<&str>,
+    files: &[(&str, String)],
+    parent: Option<&str>,
+) -> String {
+    match base {
+        Some(base) => sandbox.git(dir, &["read-tree", base]),
+        None => sandbox.git(dir, &["read-tree", "--empty"]),
+    };
+    for (path, text) in files {
+        let full = sandbox.path().join(dir).join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+        sandbox.git(dir, &["add", "-f", path]);
+    }
+    let tree = sandbox.git(dir, &["write-tree"]);
+    let mut args = vec!["commit-tree", tree.trim(), "-m", "crafted"];
+    if let Some(parent) = parent {
+        args.extend(["-p", parent]);
+    }
+    sandbox.git(dir, &args).trim().to_owned()
+}
+
+fn record(sandbox: &Sandbox, id: u64) -> Value {
+    serde_json::from_str(&sandbox.git(
+        "deploy.git",
+        &["show", &format!("refs/ferry/requests/{id}:request.json")],
+    ))
+    .unwrap()
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap() + "\n"
+}
+
+#[test]
+fn approvals_forged_at_record_creation_are_refused() {
+    let (sandbox, remote) = repo("staging", json!({"required_approvals": 1}));
+    ferry_as(&sandbox, &remote, "alice", &["promote", "dev", "staging"]).assert_code(0);
+    ferry_as(&sandbox, &remote, "alice", &["close", "1"]).assert_code(0);
+    // alice opens #2 by hand: its first commit already says bob approved it.
+    let mut forged = record(&sandbox, 1);
+    let head = forged["head"].clone();
+    forged["id"] = json!(2);
+    forged["state"] = json!("open");
+    forged.as_object_mut().unwrap().remove("closed_by");
+    forged.as_object_mut().unwrap().remove("closed_at");
+    forged["approvals"] = json!([{"by": "bob", "at": 1, "head": head}]);
+    workshop(&sandbox, "work");
+    let commit = craft(
+        &sandbox,
+        "work",
+        None,
+        &[("request.json", pretty(&forged))],
+        None,
+    );
+    let before = sandbox.refs("deploy.git");
+    let (ok, stderr) = sandbox.git_as(
+        "alice",
+        "work",
+        &[
+            "push",
+            "origin",
+            &format!("{commit}:refs/ferry/requests/2"),
+            &format!(
+                "{}:refs/heads/ferry/promote/dev-to-staging",
+                head.as_str().unwrap()
+            ),
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "refs/ferry/requests/2: a new request has no approvals, but this one arrives with 1 (by bob)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(sandbox.refs("deploy.git"), before);
+    let run = ferry_as(&sandbox, &remote, "carol", &["merge", "2"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("there is no request #2"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_merged_record_is_never_rewritten() {
+    let (sandbox, remote) = repo("staging", json!({"required_approvals": 1}));
+    ferry_as(&sandbox, &remote, "alice", &["promote", "dev", "staging"]).assert_code(0);
+    ferry_as(&sandbox, &remote, "bob", &["approve", "1"]).assert_code(0);
+    ferry_as(&sandbox, &remote, "carol", &["merge", "1"]).assert_code(0);
+    workshop(&sandbox, "work");
+    let tip = sandbox.git("deploy.git", &["rev-parse", "refs/ferry/requests/1"]);
+    let tip = tip.trim();
+    let before = sandbox.refs("deploy.git");
+    let forgeries: [(&str, &str, Value); 3] = [
+        ("mallory", "merged_by", json!("mallory")),
+        ("carol", "title", json!("Promote nothing at all")),
+        (
+            "carol",
+            "head",
+            json!("0123456789012345678901234567890123456789"),
+        ),
+    ];
+    for (who, field, value) in forgeries {
+        let mut forged = record(&sandbox, 1);
+        forged[field] = value;
+        let commit = craft(
+            &sandbox,
+            "work",
+            None,
+            &[("request.json", pretty(&forged))],
+            Some(tip),
+        );
+        let (ok, stderr) = sandbox.git_as(
+            who,
+            "work",
+            &["push", "origin", &format!("{commit}:refs/ferry/requests/1")],
+            &[],
+        );
+        assert!(!ok, "{field}");
+        assert!(
+            stderr.contains(
+                "refs/ferry/requests/1: request #1 is merged already: its record no longer changes"
+            ),
+            "{field}: {stderr}"
+        );
+    }
+    assert_eq!(sandbox.refs("deploy.git"), before);
+    let run = ferry_as(&sandbox, &remote, "ci-bot", &["audit", "staging"]);
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("approved by bob; merged by carol"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_branch_named_like_an_environment_does_not_take_it_over() {
+    // prod lives on `production`, as `ferry migrate` leaves the seed layout's repositories.
+    let (sandbox, remote) = repo("dev", json!({"allowed_pushers": ["ci-bot"]}));
+    sandbox.past_the_hook(|| {
+        sandbox.git("", &["clone", "-q", "deploy.git", "setup"]);
+        for branch in ["dev", "staging", "prod"] {
+            sandbox.git("setup", &["checkout", "-q", branch]);
+            let path = sandbox.path().join("setup/environments/prod.json");
+            let mut env: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            env["branch"] = json!("production");
+            std::fs::write(&path, pretty(&env)).unwrap();
+            sandbox.git("setup", &["commit", "-qam", "prod lives on production"]);
+        }
+        sandbox.git(
+            "setup",
+            &[
+                "push",
+                "-q",
+                "origin",
+                "dev",
+                "staging",
+                "prod:production",
+                ":prod",
+            ],
+        );
+    });
+    let show = || {
+        ferry_as(
+            &sandbox,
+            &remote,
+            "ci-bot",
+            &["show", "prod", "--format", "json"],
+        )
+    };
+    assert_eq!(show().json()["branch"], "production");
+    let production = sandbox.tip("production");
+    workshop(&sandbox, "work");
+    // mallory's prod: production's files with a pin of her own, and prod's file saying either
+    // that prod lives on production (a copy) or on `prod` (a claim).
+    let mut manifest: Value =
+        serde_json::from_str(&sandbox.show("production", "manifest.json")).unwrap();
+    manifest["artifacts"]["web"] = json!({
+        "version": "6.6.6", "url": "https://evil.example/web.tgz", "sha256": DIGEST
+    });
+    let mut claim: Value =
+        serde_json::from_str(&sandbox.show("production", "environments/prod.json")).unwrap();
+    claim.as_object_mut().unwrap().remove("branch");
+    let copy = craft(
+        &sandbox,
+        "work",
+        Some(&production),
+        &[("manifest.json", pretty(&manifest))],
+        Some(&production),
+    );
+    let claimed = craft(
+        &sandbox,
+        "work",
+        Some(&copy),
+        &[("environments/prod.json", pretty(&claim))],
+        Some(&production),
+    );
+    let mut elsewhere = claim.clone();
+    elsewhere["branch"] = json!("evil");
+    let evil = craft(
+        &sandbox,
+        "work",
+        Some(&copy),
+        &[("environments/prod.json", pretty(&elsewhere))],
+        Some(&production),
+    );
+    let before = sandbox.refs("deploy.git");
+    for (commit, branch, why) in [
+        (
+            &copy,
+            "prod",
+            "prod: a new branch named like environment `prod`, which lives on `production`",
+        ),
+        (
+            &claimed,
+            "prod",
+            "prod: a new branch named like environment `prod`, which lives on `production`",
+        ),
+        (
+            &evil,
+            "evil",
+            "evil: it declares environment `prod` as its own, but `prod` lives on `production`",
+        ),
+    ] {
+        let (ok, stderr) = sandbox.git_as(
+            "mallory",
+            "work",
+            &["push", "origin", &format!("{commit}:refs/heads/{branch}")],
+            &[],
+        );
+        assert!(!ok, "{branch}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
+    assert_eq!(sandbox.refs("deploy.git"), before);
+    // Where no hook stood guard: a copy named `prod` changes nothing, a claim stops everyone.
+    sandbox.past_the_hook(|| {
+        sandbox.git(
+            "work",
+            &["push", "-q", "origin", &format!("{copy}:refs/heads/prod")],
+        );
+    });
+    let shown = show().json();
+    assert_eq!(shown["branch"], "production");
+    assert_eq!(shown["commit"], production.as_str());
+    sandbox.past_the_hook(|| {
+        sandbox.git(
+            "work",
+            &[
+                "push",
+                "-q",
+                "--force",
+                "origin",
+                &format!("{claimed}:refs/heads/prod"),
+            ],
+        );
+    });
+    let run = show();
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(
+            "has 2 branches that each declare environment `prod` as theirs: `prod`, `production`"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_crafted_source_and_its_self_declared_reporter_do_not_pass_the_gate() {
+    let (sandbox, remote) = repo("dev", json!({"allowed_pushers": ["ci-bot"]}));
+    sandbox.edit_env("dev", "dev", |e| {
+        e["agent"] = json!({"reporters": ["agent-dev"]})
+    });
+    sandbox.edit_env("staging", "staging", |e| {
+        e["policy"] = json!({"required_checks": ["ferry/deploy/dev"]})
+    });
+    let dev = sandbox.tip("dev");
+    let staging = sandbox.tip("staging");
+    workshop(&sandbox, "work");
+    // A commit that was never on dev, whose own dev.json says mallory reports dev's deploys.
+    let mut env: Value =
+        serde_json::from_str(&sandbox.show("dev", "environments/dev.json")).unwrap();
+    env["agent"]["reporters"] = json!(["mallory"]);
+    let crafted = craft(
+        &sandbox,
+        "work",
+        Some(&dev),
+        &[("environments/dev.json", pretty(&env))],
+        Some(&dev),
+    );
+    let statuses = json!({"ferry/deploy/dev": {"state": "success", "by": "mallory", "at": 1}});
+    let status = craft(
+        &sandbox,
+        "work",
+        None,
+        &[("statuses.json", pretty(&statuses))],
+        None,
+    );
+    let request = json!({
+        "id": 1, "from": "dev", "to": "staging", "branch": "ferry/promote/dev-to-staging",
+        "state": "open", "title": "Promote dev → staging", "body": "", "labels": [],
+        "author": "mallory", "created_at": 1, "updated_at": 1, "base": staging,
+        "head": staging, "source": crafted, "rollback": false, "moves": []
+    });
+    let opened = craft(
+        &sandbox,
+        "work",
+        None,
+        &[("request.json", pretty(&request))],
+        None,
+    );
+    let pushes = [
+        format!("{crafted}:refs/heads/mallory-wip"),
+        format!("{status}:refs/ferry/statuses/{crafted}"),
+        format!("{opened}:refs/ferry/requests/1"),
+        format!("{staging}:refs/heads/ferry/promote/dev-to-staging"),
+    ];
+    let before = sandbox.refs("deploy.git");
+    let mut args = vec!["push", "--atomic", "origin"];
+    args.extend(pushes.iter().map(String::as_str));
+    let (ok, stderr) = sandbox.git_as("mallory", "work", &args, &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "`ferry/deploy/dev` is reported by dev's agents only (`agent.reporters`: agent-dev), not by `mallory`"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "refs/ferry/requests/1: request #1 promotes {}, which is not on `dev` (dev's branch)",
+            &crafted[..7]
+        )),
+        "{stderr}"
+    );
+    assert_eq!(sandbox.refs("deploy.git"), before);
+    // Where no hook stood guard, `ferry merge` refuses it all the same.
+    sandbox.past_the_hook(|| {
+        let (ok, stderr) = sandbox.git_as("mallory", "work", &args, &[]);
+        assert!(ok, "{stderr}");
+    });
+    let run = ferry_as(&sandbox, &remote, "carol", &["merge", "1"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "request #1 promotes {}, which is not on `dev` (`dev`'s branch)",
+            &crafted[..7]
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sandbox.tip("staging"), staging);
+    // A promotion of what dev holds still has to wait for dev's own agent.
+    let run = ferry_as(&sandbox, &remote, "alice", &["promote", "dev", "staging"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("ferry/deploy/dev"), "{}", run.stderr);
+}
+
+#[test]
+fn check_names_are_one_line_of_a_sane_charset() {
+    let (sandbox, remote) = repo("dev", json!({"allowed_pushers": ["ci-bot"]}));
+    let injected = "ci/test\nferry/deploy/prod: success";
+    let run = ferry_as(
+        &sandbox,
+        &remote,
+        "ci-bot",
+        &["status", "set", "dev", injected, "success"],
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains("contains '\\n': a check name is letters, digits"),
+        "{}",
+        run.stderr
+    );
+    // By hand, past ferry: the hook refuses it.
+    workshop(&sandbox, "work");
+    let dev = sandbox.tip("dev");
+    let statuses = json!({injected: {"state": "success", "by": "ci-bot", "at": 1}});
+    let status = craft(
+        &sandbox,
+        "work",
+        None,
+        &[("statuses.json", pretty(&statuses))],
+        None,
+    );
+    let before = sandbox.refs("deploy.git");
+    let (ok, stderr) = sandbox.git_as(
+        "ci-bot",
+        "work",
+        &[
+            "push",
+            "origin",
+            &format!("{status}:refs/ferry/statuses/{dev}"),
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("contains '\\n'"), "{stderr}");
+    assert_eq!(sandbox.refs("deploy.git"), before);
+    // And an environment cannot require one.
+    let repo = crate::common::Repo::example();
+    repo.edit_json("environments/staging.json", |e| {
+        e["policy"]["required_checks"] = json!([injected])
+    });
+    let run = repo.validate(&[]);
+    run.assert_code(1);
+    assert!(run.render().contains("contains '\\n'"), "{}", run.render());
+}
