@@ -791,8 +791,10 @@ mod http {
         );
     }
 
+    /// A cold bump fetches the tips of the environment branches (an environment is found only
+    /// on the branch that declares it, so each is read), never their history.
     #[test]
-    fn a_bump_fetches_only_the_tip_of_one_branch() {
+    fn a_bump_fetches_only_the_tips_of_the_environment_branches() {
         let sandbox = Sandbox::new();
         let (server, url) = sandbox.serve_http(None);
         // The repository and its history are made through another cache than the one measured.
@@ -848,9 +850,16 @@ mod http {
         );
         assert_eq!(
             branches.trim(),
-            "refs/remotes/origin/dev",
-            "only dev was fetched"
+            "refs/remotes/origin/dev\nrefs/remotes/origin/prod\nrefs/remotes/origin/staging",
+            "the environment branches were fetched"
         );
+        for other in ["prod", "staging"] {
+            let count = sandbox.git(
+                &cache,
+                &["rev-list", "--count", &format!("refs/remotes/origin/{other}")],
+            );
+            assert_eq!(count.trim(), "1", "only {other}'s tip");
+        }
         // And the result is ordinary git.
         sandbox.git("", &["clone", "-q", &url, "clone"]);
         sandbox.git("clone", &["fsck", "--strict"]);
