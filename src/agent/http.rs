@@ -2,17 +2,26 @@
 //! format, `/healthz` (the process answers), `/readyz` (the last reconcile converged), and
 //! `POST /trigger` to reconcile now: a webhook, which with a secret must carry GitHub's
 //! `X-Hub-Signature-256` (an HMAC-SHA256 of the body, `sha256=HEX`).
+//!
+//! It runs on [`super::server`], which bounds heads, deadlines and connections. A trigger's
+//! body is refused past [`MAX_BODY`] and is never held: it streams into the HMAC, and a missing
+//! signature is refused before any of it is read. Label values are escaped as the text
+//! exposition format says.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use hmac::{KeyInit, Mac};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
 
-/// The largest webhook body read (GitHub's push events are at most 25 MB; ferry's are small).
-const MAX_BODY: usize = 25 << 20;
+use super::server::{self, Limits, Reply, reply};
+
+/// The largest trigger body read: ferry's push events are a few hundred bytes, GitHub's
+/// rarely over a hundred kilobytes (it lists at most 20 commits).
+pub const MAX_BODY: usize = 1 << 20;
 
 /// What the endpoint and the agent's loop share.
 pub struct Shared {
@@ -73,7 +82,7 @@ impl Shared {
 
     fn metrics_text(&self) -> String {
         let m = self.metrics.lock().expect("metrics lock").clone();
-        let env = &self.env;
+        let env = label(&self.env);
         let count: u64 = m.reconciles.values().sum();
         let mut out = String::new();
         out.push_str("# HELP ferry_agent_reconciles_total Reconciles, by outcome.\n");
@@ -121,7 +130,7 @@ impl Shared {
             "ferry_agent_triggers_total{{env=\"{env}\"}} {}\n",
             m.triggers
         ));
-        if let Some(revision) = &m.revision {
+        if let Some(revision) = m.revision.as_deref().map(label) {
             out.push_str(
                 "# HELP ferry_agent_applied_revision_info The revision last reconciled.\n",
             );
@@ -134,126 +143,126 @@ impl Shared {
     }
 }
 
-/// Serves the endpoint on `addr` in a thread; the address it is bound to.
+/// A label value as the text exposition format writes it: `\\`, `"` and a line feed escaped,
+/// so that no value can end its label or its line.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Serves the endpoint on `addr` in a thread, on [`server`]'s guarded server; the address it
+/// is bound to.
 pub fn serve(addr: &str, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
-    serve_on(listener, move |stream| handle(stream, &shared));
+    server::serve_on(listener, Limits::default(), move |request| {
+        answer(request, shared.clone())
+    })?;
     Ok(bound)
 }
 
-/// Answers each connection `listener` accepts with `handler`, in a thread of its own; the
-/// accepting loop is a thread too, which ends with the process.
-pub(crate) fn serve_on(
-    listener: TcpListener,
-    handler: impl Fn(TcpStream) -> std::io::Result<()> + Send + Sync + 'static,
-) {
-    let handler = Arc::new(handler);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let handler = handler.clone();
-            std::thread::spawn(move || {
-                let _ = handler(stream);
-            });
-        }
-    });
-}
-
-/// A request's method, path (without its query) and headers (names in lower case), and the
-/// reader, at the start of its body.
-pub(crate) struct Request {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: BufReader<TcpStream>,
-}
-
-impl Request {
-    /// Reads the request line and the headers, waiting at most `timeout` for each read.
-    pub(crate) fn read(stream: &TcpStream, timeout: Duration) -> std::io::Result<Request> {
-        stream.set_read_timeout(Some(timeout))?;
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_owned();
-        let path = parts.next().unwrap_or("/");
-        let path = path.split('?').next().unwrap_or("/").to_owned();
-        let mut headers = Vec::new();
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-            }
-        }
-        Ok(Request {
-            method,
-            path,
-            headers,
-            body: reader,
-        })
-    }
-
-    /// The value of the header `name` (lower case).
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let mut request = Request::read(&stream, Duration::from_secs(10))?;
-    let length: usize = request
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let signature = request.header("x-hub-signature-256").map(str::to_owned);
-    let mut stream = stream;
-    if length > MAX_BODY {
-        return respond(&mut stream, 413, "body too large\n", "text/plain");
-    }
-    let mut body = vec![0u8; length];
-    request.body.read_exact(&mut body)?;
-    let (method, path) = (request.method, request.path.as_str());
-    match (method.as_str(), path) {
-        ("GET", "/healthz") => respond(&mut stream, 200, "ok\n", "text/plain"),
+async fn answer(request: Request<Incoming>, shared: Arc<Shared>) -> Reply {
+    let text = "text/plain";
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/healthz") => reply(StatusCode::OK, "ok\n", text),
         ("GET", "/readyz") => {
             if shared.ready.load(Ordering::SeqCst) {
-                respond(&mut stream, 200, "ready\n", "text/plain")
+                reply(StatusCode::OK, "ready\n", text)
             } else {
-                respond(&mut stream, 503, "not converged\n", "text/plain")
+                reply(StatusCode::SERVICE_UNAVAILABLE, "not converged\n", text)
             }
         }
-        ("GET", "/metrics") => respond(
-            &mut stream,
-            200,
+        ("GET", "/metrics") => reply(
+            StatusCode::OK,
             shared.metrics_text(),
             "text/plain; version=0.0.4",
         ),
-        ("POST", "/trigger") => {
-            if let Some(secret) = &shared.secret
-                && !signed(secret, &body, signature.as_deref())
-            {
-                return respond(
-                    &mut stream,
-                    401,
-                    "missing or wrong X-Hub-Signature-256\n",
-                    "text/plain",
-                );
+        ("POST", "/trigger") => match trigger(request, &shared).await {
+            Ok(()) => {
+                shared.trigger.store(true, Ordering::SeqCst);
+                shared.metrics.lock().expect("metrics lock").triggers += 1;
+                reply(StatusCode::ACCEPTED, "reconciling\n", text)
             }
-            shared.trigger.store(true, Ordering::SeqCst);
-            shared.metrics.lock().expect("metrics lock").triggers += 1;
-            respond(&mut stream, 202, "reconciling\n", "text/plain")
-        }
+            Err(refused) => refused,
+        },
         (_, "/healthz" | "/readyz" | "/metrics" | "/trigger") => {
-            respond(&mut stream, 405, "method not allowed\n", "text/plain")
+            reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", text)
         }
-        _ => respond(&mut stream, 404, "not found\n", "text/plain"),
+        _ => reply(StatusCode::NOT_FOUND, "not found\n", text),
+    }
+}
+
+/// Checks a trigger: with a secret, its signature over the body, which is streamed into the
+/// HMAC as it arrives and never held; without, the body is only counted. A body declared or
+/// found larger than [`MAX_BODY`] is refused (413), as is a missing or wrong signature (401)
+/// — the first before any of the body is read.
+async fn trigger(request: Request<Incoming>, shared: &Shared) -> Result<(), Reply> {
+    let text = "text/plain";
+    let too_large = || {
+        reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a trigger's body is at most {MAX_BODY} bytes\n"),
+            text,
+        )
+    };
+    let unsigned = || {
+        reply(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong X-Hub-Signature-256\n",
+            text,
+        )
+    };
+    let declared = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let mut mac = match &shared.secret {
+        Some(secret) => {
+            let expected = request
+                .headers()
+                .get("x-hub-signature-256")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("sha256="))
+                .and_then(decode_hex)
+                .ok_or_else(unsigned)?;
+            let mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
+                .expect("HMAC takes any key length");
+            Some((mac, expected))
+        }
+        None => None,
+    };
+    let mut body = request.into_body();
+    let mut read = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(reply(StatusCode::BAD_REQUEST, "unreadable body\n", text));
+        };
+        if let Some(data) = frame.data_ref() {
+            read += data.len();
+            if read > MAX_BODY {
+                return Err(too_large());
+            }
+            if let Some((mac, _)) = &mut mac {
+                mac.update(data);
+            }
+        }
+    }
+    match mac {
+        Some((mac, expected)) => mac.verify_slice(&expected).map_err(|_| unsigned()),
+        None => Ok(()),
     }
 }
 
@@ -294,32 +303,6 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Writes a whole response and closes the exchange (`Connection: close`).
-pub(crate) fn respond(
-    stream: &mut TcpStream,
-    status: u16,
-    body: impl AsRef<[u8]>,
-    kind: &str,
-) -> std::io::Result<()> {
-    let body = body.as_ref();
-    let reason = match status {
-        200 => "OK",
-        202 => "Accepted",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Payload Too Large",
-        _ => "Service Unavailable",
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )?;
-    stream.write_all(body)?;
-    stream.flush()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,5 +332,26 @@ mod tests {
             b"Hello",
             Some("sha256=zz")
         ));
+    }
+
+    #[test]
+    fn label_values_cannot_break_out_of_their_label() {
+        assert_eq!(label("prod"), "prod");
+        assert_eq!(label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        let shared = Shared::new("x\"} 1\nevil{a=\"", None);
+        shared.record("deployed", 1.0, Some("r\\1".into()), 0, 0);
+        let text = shared.metrics_text();
+        assert!(
+            text.contains("ferry_agent_triggers_total{env=\"x\\\"} 1\\nevil{a=\\\"\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("revision=\"r\\\\1\"} 1\n"), "{text}");
+        // Every line is a comment or one sample: no value started a line of its own.
+        for line in text.lines() {
+            assert!(
+                line.starts_with("# ") || line.starts_with("ferry_agent_"),
+                "{line}"
+            );
+        }
     }
 }

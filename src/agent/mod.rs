@@ -12,6 +12,7 @@
 
 pub mod http;
 pub mod release;
+pub mod server;
 pub mod signal;
 
 use std::collections::BTreeMap;

@@ -32,6 +32,7 @@ use crate::store::RemoteArgs;
   ferry agent --env prod --remote https://git.example.com/deploy.git --root /
   ferry agent --env dev --remote /srv/git/deploy.git --root /tmp/sandbox --once
   ferry agent --env prod --root / --host web-1 --interval 1m
+  ferry agent --env prod --root / --listen 0.0.0.0:9480 --webhook-secret-env HOOK_SECRET
   ferry agent retry --env prod        # try a revision that failed again"
 )]
 pub struct AgentArgs {
@@ -114,14 +115,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// The secret `POST /trigger` must be signed with (GitHub's `X-Hub-Signature-256`);
-    /// `FERRY_WEBHOOK_SECRET_FILE` may name a file holding it.
-    #[arg(
-        long,
-        env = "FERRY_WEBHOOK_SECRET",
-        hide_env_values = true,
-        value_name = "SECRET"
-    )]
+    /// The variable holding the secret `POST /trigger` must be signed with (GitHub's
+    /// `X-Hub-Signature-256`), or `NAME_FILE` naming a file that holds it. Default:
+    /// `FERRY_WEBHOOK_SECRET` (or `FERRY_WEBHOOK_SECRET_FILE`), else triggers are unsigned.
+    /// Never the secret itself: a command line is visible to every user in `ps`.
+    #[arg(long, value_name = "NAME")]
+    pub webhook_secret_env: Option<String>,
+
+    /// Refused: the secret on the command line is visible in `ps` (see
+    /// `--webhook-secret-env`).
+    #[arg(long, hide = true, value_name = "SECRET")]
     pub webhook_secret: Option<String>,
 
     /// Read the desired state from a registry instead of git: the artifact `ferry publish`
@@ -212,6 +215,14 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
         ))
         .hint("such as `30s` or `5m`"));
     }
+    if args.webhook_secret.is_some() {
+        return Err(Error::usage(
+            "`--webhook-secret` would show the secret to every user in `ps`",
+        )
+        .hint(
+            "put it in `FERRY_WEBHOOK_SECRET`, or in a file `FERRY_WEBHOOK_SECRET_FILE` names; `--webhook-secret-env NAME` reads another variable",
+        ));
+    }
     let state_dir = args
         .state_dir
         .clone()
@@ -230,10 +241,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
     }
     let endpoint = match &args.listen {
         Some(addr) => {
-            let secret = match args.webhook_secret.clone() {
-                Some(secret) => Some(secret),
-                None => crate::secret::from_env("FERRY_WEBHOOK_SECRET").map_err(Error::usage)?,
-            };
+            let secret = webhook_secret(args.webhook_secret_env.as_deref())?;
             let shared = http::Shared::new(&env, secret);
             let bound = http::serve(addr, shared.clone()).map_err(|e| {
                 Error::usage(format!("cannot listen on `{addr}`: {e}"))
@@ -391,6 +399,25 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             tracing::info!("{env}: stopping");
             return Ok(Exit::Success);
         }
+    }
+}
+
+/// The variable a trigger's secret is read from when `--webhook-secret-env` names none.
+const WEBHOOK_SECRET: &str = "FERRY_WEBHOOK_SECRET";
+
+/// The secret `POST /trigger` must be signed with: in the variable `name` (default
+/// [`WEBHOOK_SECRET`]) or the file `name_FILE` names. None when the default is unset; a
+/// variable named on purpose and unset is an error, not an unsigned endpoint.
+fn webhook_secret(name: Option<&str>) -> Result<Option<String>> {
+    let secret = crate::secret::from_env(name.unwrap_or(WEBHOOK_SECRET)).map_err(Error::usage)?;
+    match (name, &secret) {
+        (Some(name), None) => Err(Error::usage(format!(
+            "`--webhook-secret-env {name}`: neither `{name}` nor `{name}_FILE` is set"
+        ))
+        .hint(format!(
+            "set `{name}` to the secret, or `{name}_FILE` to a file holding it"
+        ))),
+        _ => Ok(secret),
     }
 }
 

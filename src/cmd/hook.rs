@@ -62,9 +62,9 @@ fn post_receive() -> Result<Outcome> {
 }
 
 /// Tells the agents of each environment whose branch moved (`agent.trigger_urls` in its file,
-/// as it is now), with a GitHub-style push event signed with the secret its `trigger_secret`
-/// names. A trigger that cannot be delivered never fails the push: the agents' polling still
-/// converges.
+/// as it is now), with a GitHub-style push event signed with the secret in the variable its
+/// `trigger_secret` names, or in the file `NAME_FILE` names (as the agent reads its own). A
+/// trigger that cannot be delivered never fails the push: the agents' polling still converges.
 fn trigger_agents(repo: &git2::Repository, pusher: Option<&str>, updates: &[Update]) {
     for u in updates.iter().filter(|u| !u.new.is_zero()) {
         let Some(branch) = u.refname.strip_prefix("refs/heads/") else {
@@ -89,12 +89,12 @@ fn trigger_agents(repo: &git2::Repository, pusher: Option<&str>, updates: &[Upda
             "pusher": { "name": pusher.unwrap_or("unknown") },
         });
         let body = serde_json::to_vec(&event).expect("events serialize");
+        // As the agents read theirs: the variable, or the file `NAME_FILE` names.
         let secret = env
             .agent
             .trigger_secret
             .as_deref()
-            .and_then(|name| std::env::var(name).ok())
-            .filter(|s| !s.is_empty());
+            .and_then(crate::secret::from_env_or_warn);
         let mut headers = vec![("X-GitHub-Event", "push".to_owned())];
         if let Some(secret) = &secret {
             headers.push((

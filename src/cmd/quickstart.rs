@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::agent::http;
+use crate::agent::server;
 use crate::error::{Error, Outcome, Result};
 use crate::forge::CheckState;
 use crate::forge::local::LocalForge;
@@ -636,13 +636,17 @@ fn serve_web(env: &str, live: PathBuf) -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .map_err(|e| Error::failure(format!("cannot listen on loopback for {env}'s web: {e}")))?;
     let port = listener.local_addr().expect("a bound address").port();
-    http::serve_on(listener, move |stream| answer(stream, &live));
+    let live = std::sync::Arc::new(live);
+    server::serve_on(listener, server::Limits::default(), move |request| {
+        std::future::ready(answer(request.uri().path(), &live))
+    })
+    .map_err(|e| Error::failure(format!("cannot serve {env}'s web: {e}")))?;
     Ok(port)
 }
 
-fn answer(mut stream: TcpStream, live: &Path) -> std::io::Result<()> {
-    let request = http::Request::read(&stream, Duration::from_secs(5))?;
-    let name = match request.path.trim_start_matches('/') {
+/// The live release's file at `path`, or 404.
+fn answer(path: &str, live: &Path) -> server::Reply {
+    let name = match path.trim_start_matches('/') {
         "" => "index.html",
         name => name,
     };
@@ -650,8 +654,8 @@ fn answer(mut stream: TcpStream, live: &Path) -> std::io::Result<()> {
         .then(|| std::fs::read(live.join(name)).ok())
         .flatten();
     match file {
-        Some(body) => http::respond(&mut stream, 200, body, "text/plain"),
-        None => http::respond(&mut stream, 404, "not deployed\n", "text/plain"),
+        Some(body) => server::reply(hyper::StatusCode::OK, body, "text/plain"),
+        None => server::reply(hyper::StatusCode::NOT_FOUND, "not deployed\n", "text/plain"),
     }
 }
 

@@ -95,7 +95,8 @@ pub struct AgentSettings {
     /// The agents' `POST /trigger` endpoints, told when the branch moves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trigger_urls: Vec<String>,
-    /// The environment variable holding the secret those events are signed with.
+    /// The environment variable holding the secret those events are signed with (or, unset,
+    /// `NAME_FILE` naming a file that holds it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_secret: Option<String>,
     /// Who may report `ferry/deploy/ENV` (empty: anyone who may push).

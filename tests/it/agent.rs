@@ -577,8 +577,12 @@ fn a_push_triggers_the_agent_which_serves_metrics_and_health() {
     // deploys at once (its interval is an hour).
     let file = artifact(&sandbox, "1.3.0");
     let url = format!("file://{}", file.display());
+    // The hook reads its secret as the agent does: here from the file the variable's
+    // `_FILE` names.
+    let secret = sandbox.path().join("trigger-secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
     bump_from(&sandbox, &remote, "1.3.0", &url, &file)
-        .env("FERRY_TRIGGER_SECRET", "s3cret")
+        .env("FERRY_TRIGGER_SECRET_FILE", secret.to_str().unwrap())
         .run()
         .assert_code(0);
     let index = live(&sandbox).join("index.html");
@@ -930,4 +934,377 @@ fn a_download_draws_a_progress_bar_on_a_terminal_only() {
         .run();
     run.assert_code(0);
     assert!(!run.stderr.contains("fetching"), "{}", run.render());
+}
+
+/// `ferry agent --listen` for dev on a free port, `--interval 1h`, with `args` and `env` on
+/// top, its open files limited to `nofile` (`ulimit -n`): the process, killed when dropped, and
+/// its port, once `/healthz` answers.
+fn listening(
+    sandbox: &Sandbox,
+    args: &[&str],
+    env: &[(&str, &str)],
+    nofile: Option<u64>,
+) -> (Running, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut ferry = sandbox
+        .ferry(&["agent", "--interval", "1h"])
+        .args(args)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--root")
+        .arg(sandbox.path().join("root"))
+        .arg("--state-dir")
+        .arg(sandbox.path().join("state"));
+    for (key, value) in env {
+        ferry = ferry.env(key, value);
+    }
+    let mut command = ferry.command;
+    if let Some(limit) = nofile {
+        // SAFETY: setrlimit is async-signal-safe and changes only the child's own limits.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                let limit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let running = Running(command.stderr(std::process::Stdio::null()).spawn().unwrap());
+    let started = std::time::Instant::now();
+    while get(port, "/healthz").map(|(code, _)| code) != Some(200) {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the endpoint never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (running, port)
+}
+
+/// `GET path` on 127.0.0.1:`port`, answered within 5 s: the status and the body.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    request(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        b"",
+    )
+}
+
+/// Sends `head` and `body` to 127.0.0.1:`port` and reads the answer, within 5 s each: the
+/// status and the body.
+fn request(port: u16, head: &str, body: &[u8]) -> Option<(u16, String)> {
+    let timeout = Some(std::time::Duration::from_secs(5));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(timeout).ok()?;
+    stream.set_write_timeout(timeout).ok()?;
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut answer = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut answer).ok()?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`: the peak).
+fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The CPU time process `pid` has used, all its threads, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command's `(name)`: state is the first field, utime the 12th, stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf reads a constant of the system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    ticks as f64 / per_second as f64
+}
+
+/// The `X-Hub-Signature-256` GitHub sends for `body` (computed here, not by ferry).
+fn github_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// Writes `head`, then up to `bytes` of body in 64 KiB pieces (as chunks, with `chunked`)
+/// until the server stops taking them, and reads the status it answered, if any: one
+/// attacker's connection, bounded in bytes and time.
+fn flood(port: u16, head: &str, bytes: usize, chunked: bool) -> Option<u16> {
+    let timeout = Some(std::time::Duration::from_secs(10));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(timeout).ok()?;
+    stream.set_write_timeout(timeout).ok()?;
+    let _ = stream.write_all(head.as_bytes());
+    let piece = vec![b'a'; 64 << 10];
+    let mut sent = 0;
+    while sent < bytes {
+        let written = if chunked {
+            stream
+                .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                .and_then(|()| stream.write_all(&piece))
+                .and_then(|()| stream.write_all(b"\r\n"))
+        } else {
+            stream.write_all(&piece)
+        };
+        if written.is_err() {
+            break;
+        }
+        sent += piece.len();
+    }
+    let mut answer = [0u8; 64];
+    let n = std::io::Read::read(&mut stream, &mut answer).ok()?;
+    String::from_utf8_lossy(&answer[..n])
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn unsigned_25mb_bodies_and_a_1gib_header_do_not_grow_the_agent() {
+    // Issue 15, item 13: a hundred unsigned 25 MB bodies took the agent to 2.59 GB (each
+    // buffer was allocated by its Content-Length before the signature was checked), and one
+    // 1 GiB header line to 2.64 GB.
+    let (sandbox, remote) = repo(json!({}));
+    let secret = "correct horse battery staple";
+    let file = sandbox.path().join("webhook-secret");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    let (running, port) = listening(
+        &sandbox,
+        &[
+            "--env",
+            "dev",
+            "--remote",
+            &remote,
+            "--webhook-secret-env",
+            "HOOK_SECRET",
+        ],
+        &[
+            ("HOOK_SECRET_FILE", file.to_str().unwrap()),
+            ("FERRY_WEBHOOK_SECRET", "not the one read"),
+        ],
+        None,
+    );
+    let pid = running.0.id();
+    // Item 14: the secret is named, not given: neither `ps` nor the environment shows it.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    for (what, bytes) in [("cmdline", cmdline), ("environ", environ)] {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "the secret is in /proc/{pid}/{what}"
+        );
+    }
+    let before = proc_status_kb(pid, "VmHWM");
+    let forged = format!("X-Hub-Signature-256: sha256={}\r\n", "00".repeat(32));
+    let size = 25_000_000;
+    let attackers: Vec<_> = (0..100)
+        .map(|i| {
+            // Half declare their length, half stream chunks: both with a signature to check.
+            let head = if i % 2 == 0 {
+                format!("POST /trigger HTTP/1.1\r\nHost: x\r\n{forged}Content-Length: {size}\r\n\r\n")
+            } else {
+                format!(
+                    "POST /trigger HTTP/1.1\r\nHost: x\r\n{forged}Transfer-Encoding: chunked\r\n\r\n"
+                )
+            };
+            std::thread::spawn(move || flood(port, &head, size, i % 2 == 1))
+        })
+        .collect();
+    let big_header = std::thread::spawn(move || {
+        flood(
+            port,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ",
+            1 << 30,
+            false,
+        )
+    });
+    let answers: Vec<Option<u16>> = attackers.into_iter().map(|t| t.join().unwrap()).collect();
+    let header_answer = big_header.join().unwrap();
+    let peak = proc_status_kb(pid, "VmHWM");
+    let now = proc_status_kb(pid, "VmRSS");
+    eprintln!(
+        "VmHWM before {before} kB, after {peak} kB; VmRSS {now} kB; answers {answers:?}; header {header_answer:?}"
+    );
+    assert!(peak < 100_000, "the agent's peak RSS was {peak} kB");
+    // Refused, never accepted: 413 when the answer arrived before the connection was reset.
+    assert!(
+        answers.iter().all(|a| matches!(a, None | Some(413))),
+        "{answers:?}"
+    );
+    assert!(answers.contains(&Some(413)), "{answers:?}");
+    assert!(
+        matches!(header_answer, None | Some(431)),
+        "{header_answer:?}"
+    );
+    assert_eq!(get(port, "/healthz"), Some((200, "ok\n".to_owned())));
+
+    // A trigger signed with the secret from the file is still taken; one signed with the
+    // variable's value, or too large, is not.
+    let body = br#"{"ref":"refs/heads/dev"}"#;
+    let post = |signature: &str, body: &[u8]| {
+        let head = format!(
+            "POST /trigger HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        request(port, &head, body).map(|(code, _)| code)
+    };
+    assert_eq!(post(&github_signature(secret, body), body), Some(202));
+    assert_eq!(
+        post(&github_signature("not the one read", body), body),
+        Some(401)
+    );
+    let large = vec![b' '; (1 << 20) + 1];
+    assert_eq!(post(&github_signature(secret, &large), &large), Some(413));
+    let metrics = get(port, "/metrics").unwrap().1;
+    assert!(
+        metrics.contains("ferry_agent_triggers_total{env=\"dev\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+/// Holds `count` connections that sent half a request head to the agent with `nofile` open
+/// files at most, and checks that it neither spins nor leaves `/healthz` unanswered.
+fn slow_clients(count: usize, nofile: u64) {
+    // This test's own side of the connections.
+    // SAFETY: getrlimit/setrlimit on this process's own limits.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    let (sandbox, remote) = repo(json!({}));
+    let (running, port) = listening(
+        &sandbox,
+        &["--env", "dev", "--remote", &remote],
+        &[],
+        Some(nofile),
+    );
+    let pid = running.0.id();
+    let started = std::time::Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..count {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+        slow.push(stream);
+    }
+    let opened = started.elapsed();
+    // Let the agent take them in, then measure it idle among them.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let cpu = cpu_seconds(pid);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu_seconds(pid) - cpu;
+    for _ in 0..3 {
+        let asked = std::time::Instant::now();
+        assert_eq!(get(port, "/healthz"), Some((200, "ok\n".to_owned())));
+        let took = asked.elapsed();
+        assert!(took.as_millis() < 2000, "/healthz took {took:?}");
+    }
+    eprintln!(
+        "{count} slow connections opened in {opened:?}; the agent used {used:.2}s of CPU in 2s"
+    );
+    assert!(used < 0.5, "the agent used {used:.2}s of CPU in 2s");
+    // The slow connections are still within the header deadline: none had an answer.
+    assert!(started.elapsed().as_secs() < 9, "{:?}", started.elapsed());
+    drop(slow);
+}
+
+#[test]
+fn slow_clients_beyond_the_connection_cap_neither_spin_nor_starve_healthz() {
+    // Issue 15, item 13: 600 slow connections at `ulimit -n 1024` made the accept loop spin
+    // at 100 % CPU with `/healthz` dead.
+    slow_clients(600, 1024);
+}
+
+#[test]
+fn slow_clients_that_use_up_the_open_file_limit_neither_spin_nor_starve_healthz() {
+    // Past `ulimit -n`, accept fails (EMFILE) and the connection stays queued.
+    slow_clients(300, 128);
+}
+
+#[test]
+fn label_values_are_escaped_in_metrics() {
+    // An environment name with a quote, a backslash and a line feed cannot forge a sample.
+    let sandbox = Sandbox::new();
+    let env = "we\"ird\\env\nevil_metric 1";
+    let (_running, port) = listening(
+        &sandbox,
+        &["--env", env, "--source", "oci://127.0.0.1:9/deploy:dev"],
+        &[],
+        None,
+    );
+    let metrics = get(port, "/metrics").unwrap().1;
+    assert!(
+        metrics
+            .contains("ferry_agent_triggers_total{env=\"we\\\"ird\\\\env\\nevil_metric 1\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("evil_metric")),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_webhook_secret_on_the_command_line_or_a_named_variable_unset_is_refused() {
+    let sandbox = Sandbox::new();
+    let run = |args: &[&str]| {
+        sandbox
+            .ferry(&["agent", "--env", "dev", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .arg("--root")
+            .arg(sandbox.path().join("root"))
+            .run()
+    };
+    let refused = run(&["--webhook-secret", "s3cret"]);
+    refused.assert_code(2);
+    assert!(refused.stderr.contains("`ps`"), "{}", refused.render());
+    assert!(
+        refused.stderr.contains("FERRY_WEBHOOK_SECRET_FILE"),
+        "{}",
+        refused.render()
+    );
+    let unset = run(&["--webhook-secret-env", "HOOK_SECRET"]);
+    unset.assert_code(2);
+    assert!(
+        unset
+            .stderr
+            .contains("neither `HOOK_SECRET` nor `HOOK_SECRET_FILE` is set"),
+        "{}",
+        unset.render()
+    );
 }
