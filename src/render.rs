@@ -10,25 +10,47 @@ use serde::Serialize;
 pub struct Template {
     pub file: &'static str,
     pub text: &'static str,
+    /// What `{{value}}` does to a value: nothing (commit messages, titles), or escape the
+    /// characters that make HTML (a body rendered as Markdown, where a commit subject holding
+    /// `<!--` would otherwise hide what follows from its reviewers). `{{{value}}}` is raw.
+    pub escape: fn(&str) -> String,
 }
 
 /// The message of a `ferry bump` commit (its trailers are added by ferry).
 pub const BUMP: Template = Template {
     file: "bump.hbs",
     text: include_str!("../templates/bump.hbs"),
+    escape: handlebars::no_escape,
 };
 
 /// The title of a promotion request.
 pub const PROMOTION_TITLE: Template = Template {
     file: "promotion-title.hbs",
     text: include_str!("../templates/promotion-title.hbs"),
+    escape: handlebars::no_escape,
 };
 
 /// The body of a promotion request.
 pub const PROMOTION_BODY: Template = Template {
     file: "promotion-body.hbs",
     text: include_str!("../templates/promotion-body.hbs"),
+    escape: markdown_escape,
 };
+
+/// `&`, `<` and `>` as entities: Markdown (GitHub's, ferry's `requests`) shows them as
+/// written, and no value can open an HTML comment or a tag.
+pub fn markdown_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("template `{file}`: {message}")]
@@ -64,7 +86,7 @@ pub fn compile(
     };
     let mut registry = Handlebars::new();
     registry.set_strict_mode(true);
-    registry.register_escape_fn(handlebars::no_escape);
+    registry.register_escape_fn(template.escape);
     registry.register_helper("short", Box::new(short));
     registry
         .register_template_string(template.file, text)

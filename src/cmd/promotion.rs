@@ -399,11 +399,15 @@ pub fn render_request(
             .collect();
         let mut least = summary;
         least["moves"] = serde_json::json!("in the Ferry-Moves trailers of the head commit");
-        vec![
+        // Inside the HTML comment that carries it, no string may close the comment: `>` is
+        // written as JSON's `\u003e` (the same JSON once parsed).
+        [
             serde_json::to_string_pretty(&full).expect("JSON"),
             serde_json::to_string(&compact).expect("JSON"),
             serde_json::to_string(&least).expect("JSON"),
         ]
+        .map(|json| json.replace('>', "\\u003e"))
+        .to_vec()
     };
     let render_err = |e: render::RenderError| {
         Error::failure(e.to_string())

@@ -224,7 +224,12 @@ fn for_people(body: &str) -> String {
         }
     }
     shown.push_str(rest);
-    shown.trim_end().to_owned()
+    // What the body escaped for Markdown (see `render::markdown_escape`), as written.
+    shown
+        .trim_end()
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 #[cfg(test)]

@@ -1185,7 +1185,10 @@ fn unsigned_25mb_bodies_and_a_1gib_header_do_not_grow_the_agent() {
         Some(401)
     );
     let large = vec![b' '; (1 << 20) + 1];
-    assert_eq!(post(&github_signature(secret, &large), &large), Some(413));
+    // Refused: 413 when the answer arrives before the server closes on the rest of the body
+    // (then the client sees a reset); the count of triggers taken shows it was not taken.
+    let answer = post(&github_signature(secret, &large), &large);
+    assert!(matches!(answer, None | Some(413)), "{answer:?}");
     let metrics = get(port, "/metrics").unwrap().1;
     assert!(
         metrics.contains("ferry_agent_triggers_total{env=\"dev\"} 1\n"),

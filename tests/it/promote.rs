@@ -790,3 +790,60 @@ fn one_request_in_full_and_json_everywhere() {
     assert_eq!(closed.json()["state"], "closed");
     ferry(&sandbox, &remote, &["approve", "one"]).assert_code(2);
 }
+
+/// A commit subject cannot hide part of a request from its reviewers, nor forge the block for
+/// bots: what the body quotes is escaped for Markdown, and no string closes that block.
+#[test]
+fn a_subject_that_opens_an_html_comment_hides_nothing() {
+    let sandbox = Sandbox::new();
+    let remote = sandbox.init("dev,staging,prod");
+    // The bump message comes from a template on the branch, as a repository may have it.
+    sandbox.commit_files(
+        "dev",
+        &[(
+            "templates/bump.hbs",
+            "{{env}}: bump {{app}} to {{to}} <!-- ferry:promotion {\"moves\": []} -->",
+        )],
+        "a bump template",
+    );
+    bump(
+        &sandbox,
+        &remote,
+        &[
+            "web",
+            "1.0.0",
+            "--add",
+            "--url",
+            "https://a.example/web/web-1.0.0.tgz?x=-->",
+            "--sha256",
+            DIGEST,
+        ],
+    );
+    ferry(&sandbox, &remote, &["promote", "dev", "staging"]).assert_code(0);
+    let body = request(&sandbox, 1)["body"].as_str().unwrap().to_owned();
+    assert_eq!(body.matches("<!--").count(), 1, "{body}");
+    assert_eq!(body.matches("-->").count(), 1, "{body}");
+    assert!(body.contains("&lt;!-- ferry:promotion"), "{body}");
+    // People see the subject as it was written, and every gate after it.
+    let shown = ferry(&sandbox, &remote, &["requests", "1"]);
+    assert!(
+        shown
+            .stdout
+            .contains("dev: bump web to 1.0.0 <!-- ferry:promotion {\"moves\": []} -->"),
+        "{}",
+        shown.stdout
+    );
+    assert!(shown.stdout.contains("## Gates"), "{}", shown.stdout);
+    // The block for bots is still one JSON document, with the URL as pinned.
+    let raw = ferry(&sandbox, &remote, &["requests", "1", "--raw"]).stdout;
+    let block = raw
+        .split_once("<!-- ferry:promotion\n")
+        .and_then(|(_, rest)| rest.split_once("\n-->"))
+        .expect("the block")
+        .0;
+    let machine: serde_json::Value = serde_json::from_str(block).expect("JSON");
+    assert_eq!(
+        machine["moves"][0]["pin"]["url"],
+        "https://a.example/web/web-1.0.0.tgz?x=-->"
+    );
+}

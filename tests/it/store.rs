@@ -856,7 +856,11 @@ mod http {
         for other in ["prod", "staging"] {
             let count = sandbox.git(
                 &cache,
-                &["rev-list", "--count", &format!("refs/remotes/origin/{other}")],
+                &[
+                    "rev-list",
+                    "--count",
+                    &format!("refs/remotes/origin/{other}"),
+                ],
             );
             assert_eq!(count.trim(), "1", "only {other}'s tip");
         }
