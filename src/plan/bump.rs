@@ -54,6 +54,14 @@ pub enum BumpRefusal {
     )]
     Repin { app: String, version: String },
     #[error(
+        "`{app}` {to} is no newer than {from}: they differ only in build metadata, which semantic versions do not order"
+    )]
+    SamePrecedence {
+        app: String,
+        from: String,
+        to: String,
+    },
+    #[error(
         "cannot derive the URL of `{app}` {version}: the current URL `{current}` does not contain the current version"
     )]
     NeedUrl {
@@ -81,7 +89,7 @@ impl BumpRefusal {
             BumpRefusal::Downgrade { .. } => {
                 Some("pass `--allow-downgrade` if going back is intended".to_owned())
             }
-            BumpRefusal::Repin { .. } => {
+            BumpRefusal::Repin { .. } | BumpRefusal::SamePrecedence { .. } => {
                 Some("publish the new build under a new version".to_owned())
             }
             BumpRefusal::NeedUrl { .. } | BumpRefusal::NeedUrlForNewApp { .. } => {
@@ -193,14 +201,27 @@ pub fn decide(current: Option<&Artifact>, request: &BumpRequest) -> Result<Decis
             }
             // Same artifact, new location (a mirror moved): allowed.
         } else if let Ok(old_version) = semver::Version::parse(&old.version)
-            && request.version.cmp_precedence(&old_version) == Ordering::Less
             && !request.allow_downgrade
         {
-            return Err(BumpRefusal::Downgrade {
-                app: app.clone(),
-                from: old.version.clone(),
-                to,
-            });
+            // Versions that differ only in build metadata have the same precedence: moving
+            // between them would re-pin a version in all but name (1.0.0 → 1.0.0+x → 1.0.0).
+            match request.version.cmp_precedence(&old_version) {
+                Ordering::Less => {
+                    return Err(BumpRefusal::Downgrade {
+                        app: app.clone(),
+                        from: old.version.clone(),
+                        to,
+                    });
+                }
+                Ordering::Equal => {
+                    return Err(BumpRefusal::SamePrecedence {
+                        app: app.clone(),
+                        from: old.version.clone(),
+                        to,
+                    });
+                }
+                Ordering::Greater => {}
+            }
         }
     }
     Ok(Decision::Change { from, pin })
@@ -213,6 +234,35 @@ mod tests {
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    /// 1.0.0 → 1.0.0+x → 1.0.0 would re-pin 1.0.0 to other bytes: build metadata orders
+    /// nothing, so such a move is refused like a downgrade.
+    #[test]
+    fn build_metadata_alone_is_no_new_version() {
+        let pinned = |version: &str| {
+            Artifact::Pinned(Pin {
+                version: version.into(),
+                url: format!("https://a/web-{version}.tgz"),
+                sha256: A.into(),
+            })
+        };
+        let request = |version: &str, allow_downgrade: bool| BumpRequest {
+            app: "web".into(),
+            version: semver::Version::parse(version).unwrap(),
+            url: None,
+            sha256: B.into(),
+            add: false,
+            allow_downgrade,
+        };
+        for (from, to) in [("1.0.0", "1.0.0+x"), ("1.0.0+x", "1.0.0")] {
+            assert!(matches!(
+                decide(Some(&pinned(from)), &request(to, false)),
+                Err(BumpRefusal::SamePrecedence { .. })
+            ));
+            assert!(decide(Some(&pinned(from)), &request(to, true)).is_ok());
+        }
+        assert!(decide(Some(&pinned("1.0.0+x")), &request("1.0.1", false)).is_ok());
+    }
 
     #[test]
     fn changed_fields_name_what_a_bump_changes() {

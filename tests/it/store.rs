@@ -240,6 +240,28 @@ mod bump {
         assert_eq!(sandbox.refs("deploy.git"), before);
     }
 
+    /// 1.0.0 → 1.0.0+x → 1.0.0 with other bytes would re-pin 1.0.0: build metadata alone is
+    /// refused, as a downgrade is, and nothing moves.
+    #[test]
+    fn build_metadata_alone_is_no_new_version() {
+        let sandbox = Sandbox::new();
+        let remote = with_web(&sandbox);
+        let before = sandbox.refs("deploy.git");
+        let run = sandbox
+            .ferry(&[
+                "bump", "web", "1.0.0+x", "--env", "dev", "--sha256", B, "--remote", &remote,
+            ])
+            .run();
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains("differ only in build metadata"),
+            "{}",
+            run.render()
+        );
+        assert!(run.stderr.contains("hint: publish the new build under a new version"));
+        assert_eq!(sandbox.refs("deploy.git"), before);
+    }
+
     /// `--artifact` must be a regular file: a device would be hashed forever, a FIFO waited on.
     #[test]
     fn an_artifact_that_is_not_a_file_is_refused() {
