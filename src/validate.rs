@@ -518,7 +518,49 @@ fn check_environments(envs: &mut [EnvFile], out: &mut Vec<Diagnostic>) {
                 );
             }
         }
+        for (app, other) in nested_deployment_paths(env.apps.iter().flatten()) {
+            let pointer = json::child(&json::child(entry.apps_pointer, app), "deployment_path");
+            out.push(
+                at.error(
+                    &pointer,
+                    format!(
+                        "`deployment_path` of `{app}` is within `{other}`'s: one app's releases would land inside the other's"
+                    ),
+                )
+                .hint("give each app of a host a directory of its own, such as `/srv/web` and `/srv/api`"),
+            );
+        }
     }
+}
+
+/// The apps whose `deployment_path` is another's, or inside it, on a host they share (an app
+/// without `host` is on every host of its environment's agents), each with that other app.
+fn nested_deployment_paths<'a>(
+    apps: impl Iterator<Item = (&'a String, &'a crate::model::App)>,
+) -> Vec<(&'a str, &'a str)> {
+    let components =
+        |path: &'a str| -> Vec<&'a str> { path.split('/').filter(|c| !c.is_empty()).collect() };
+    let apps: Vec<(&str, Option<&str>, Vec<&str>)> = apps
+        .map(|(name, app)| {
+            (
+                name.as_str(),
+                app.host.as_deref(),
+                components(&app.deployment_path),
+            )
+        })
+        .collect();
+    let mut found = Vec::new();
+    for (i, (name, host, path)) in apps.iter().enumerate() {
+        for (j, (other, other_host, other_path)) in apps.iter().enumerate() {
+            let shared = host.is_none() || other_host.is_none() || host == other_host;
+            let within = path.starts_with(other_path) && (path.len() > other_path.len() || i > j);
+            if i != j && shared && !path.is_empty() && !other_path.is_empty() && within {
+                found.push((*name, *other));
+                break;
+            }
+        }
+    }
+    found
 }
 
 /// Durations that match the schema's pattern but overflow.

@@ -258,7 +258,10 @@ mod bump {
             "{}",
             run.render()
         );
-        assert!(run.stderr.contains("hint: publish the new build under a new version"));
+        assert!(
+            run.stderr
+                .contains("hint: publish the new build under a new version")
+        );
         assert_eq!(sandbox.refs("deploy.git"), before);
     }
 

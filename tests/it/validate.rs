@@ -221,6 +221,43 @@ fn manifest_and_apps_name_the_same_applications() {
     assert_snapshot!(repo.validate(&[]).render());
 }
 
+/// Two apps of a host cannot share a directory, or nest one in the other: one app's releases
+/// would land inside the other's. Apps on different hosts may use the same path.
+#[test]
+fn deployment_paths_of_a_host_do_not_nest() {
+    let repo = Repo::example();
+    repo.edit_json("environments/dev.json", |e| {
+        let web = e["apps"]["web"].clone();
+        let path = web["deployment_path"].as_str().unwrap().to_owned();
+        e["apps"]["inner"] = json!({"deployment_path": format!("{path}/inner")});
+        e["apps"]["twin"] = json!({"deployment_path": format!("{path}/")});
+        e["apps"]["elsewhere"] = json!({"host": "other-host", "deployment_path": "/srv/x"});
+        e["apps"]["there"] = json!({"host": "third-host", "deployment_path": "/srv/x"});
+    });
+    let run = repo.validate(&[]);
+    run.assert_code(1);
+    // `inner` is within `web` (and `twin`); of `web` and `twin`, the same directory, one is
+    // reported: two errors, and none for the apps of other hosts.
+    assert_eq!(
+        run.stdout.matches("is within").count(),
+        2,
+        "{}",
+        run.render()
+    );
+    assert!(
+        run.stdout
+            .contains("`deployment_path` of `inner` is within"),
+        "{}",
+        run.render()
+    );
+    assert!(
+        run.stdout.contains("of `web` is within `twin`'s")
+            || run.stdout.contains("of `twin` is within `web`'s"),
+        "{}",
+        run.render()
+    );
+}
+
 /// An agent's interval has one floor, the same as `ferry agent --interval`'s.
 #[test]
 fn an_agent_interval_under_a_second_is_an_error() {
