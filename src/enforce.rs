@@ -31,6 +31,10 @@ const REQUEST_BRANCHES: &str = "ferry/";
 pub struct Push {
     /// `None`: the transport said nobody (a push to an unprotected branch may still land).
     pub pusher: Option<String>,
+    /// For a push to a path, the operating system's login that pushed (`pusher` is what `USER`
+    /// said, which may differ).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
     /// Unix seconds.
     pub at: i64,
     pub updates: Vec<LoggedUpdate>,
@@ -88,10 +92,18 @@ pub fn pusher(env: impl Fn(&str) -> Option<String>) -> Option<String> {
 /// system's user database.
 pub fn pusher_of_this_push() -> Option<String> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    pusher(env).or_else(|| {
-        let local = env("GATEWAY_INTERFACE").is_none() && env("SSH_CONNECTION").is_none();
-        if local { login_of_uid() } else { None }
-    })
+    pusher(env).or_else(login_of_this_push)
+}
+
+/// For a push to a path (no HTTP server or sshd in between), the operating system's login
+/// of the user running it: what `USER`, which anyone may set, claims is recorded beside it.
+pub fn login_of_this_push() -> Option<String> {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if set("GATEWAY_INTERFACE") || set("SSH_CONNECTION") {
+        None
+    } else {
+        login_of_uid()
+    }
 }
 
 /// The login name of this process's effective user, from the user database.
@@ -978,11 +990,13 @@ fn source_on_branch(
 pub fn record_push(
     repo: &Repository,
     pusher: Option<&str>,
+    login: Option<&str>,
     updates: &[Update],
     at: i64,
 ) -> Result<(), git2::Error> {
     let push = Push {
         pusher: pusher.map(str::to_owned),
+        login: login.map(str::to_owned),
         at,
         updates: updates
             .iter()

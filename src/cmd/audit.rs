@@ -91,6 +91,10 @@ struct Change {
     /// Whether the push log has the push (`pushed_by` is then `None` only when the transport
     /// named nobody).
     push_logged: bool,
+    /// For a push to a path, the operating system's login that pushed, when it is not
+    /// `pushed_by` (which is what `USER` said).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pushed_from_login: Option<String>,
     /// Every check that gated the promotion (the target's policy and protection in force just
     /// before it), with its state when the request merged.
     checks: Vec<GateCheck>,
@@ -165,8 +169,11 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
             requested_by: request.map(|r| r.author.clone()),
             approved_by: Vec::new(),
             merged_by: request.and_then(|r| r.merged_by.clone()),
-            pushed_by: logged.cloned().flatten(),
+            pushed_by: logged.and_then(|p| p.pusher.clone()),
             push_logged: logged.is_some(),
+            pushed_from_login: logged
+                .and_then(|p| p.login.clone())
+                .filter(|login| logged.and_then(|p| p.pusher.as_ref()) != Some(login)),
             checks: Vec::new(),
             moves: moved,
             protected: protection.is_some(),
@@ -272,7 +279,10 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
                     });
                 }
                 detail.push(match (&c.pushed_by, c.push_logged) {
-                    (Some(pusher), _) => format!("pushed by {pusher}"),
+                    (Some(pusher), _) => match &c.pushed_from_login {
+                        Some(login) => format!("pushed by {pusher} (USER said so; the login was {login})"),
+                        None => format!("pushed by {pusher}"),
+                    },
                     (None, true) => "pushed by someone the transport did not name (no REMOTE_USER from the HTTP server, no FERRY_PUSHER over ssh)".to_owned(),
                     (None, false) => "pushed by (not logged: the repository's hook was not installed)".to_owned(),
                 });
@@ -366,9 +376,17 @@ fn violations(change: &Change, p: &Protection, request: Option<&Request>) -> Vec
     out
 }
 
-/// Who pushed each commit of `branch`, from the push log (`None`: a logged push whose transport
-/// named nobody).
-fn pushed_by(store: &Store, branch: &str) -> Result<BTreeMap<Oid, Option<String>>> {
+/// Who pushed a commit, as the push log has it.
+#[derive(Debug, Clone)]
+struct Pushed {
+    /// `None`: the transport named nobody.
+    pusher: Option<String>,
+    /// For a push to a path, the operating system's login.
+    login: Option<String>,
+}
+
+/// Who pushed each commit of `branch`, from the push log.
+fn pushed_by(store: &Store, branch: &str) -> Result<BTreeMap<Oid, Pushed>> {
     let mut map = BTreeMap::new();
     let Some(tip) = store
         .fetch_refs(&[PUSHES.to_owned()], History::Full)?
@@ -386,9 +404,12 @@ fn pushed_by(store: &Store, branch: &str) -> Result<BTreeMap<Oid, Option<String>
             };
             let mut at = Some(new);
             let mut steps = 0;
-            let pusher = &push.pusher;
+            let pushed = Pushed {
+                pusher: push.pusher.clone(),
+                login: push.login.clone(),
+            };
             while let Some(id) = at.filter(|id| *id != old && !id.is_zero()) {
-                map.insert(id, pusher.clone());
+                map.insert(id, pushed.clone());
                 steps += 1;
                 if steps > 10_000 {
                     break;

@@ -50,7 +50,9 @@ fn post_receive() -> Result<Outcome> {
     let (repo, updates) = input()?;
     let pusher = enforce::pusher_of_this_push();
     let now = crate::cmd::shared::now();
-    if let Err(e) = enforce::record_push(&repo, pusher.as_deref(), &updates, now) {
+    let login = enforce::login_of_this_push();
+    if let Err(e) = enforce::record_push(&repo, pusher.as_deref(), login.as_deref(), &updates, now)
+    {
         // The push has landed: say what could not be logged, and do not fail it.
         eprintln!(
             "ferry: the push landed, but could not be logged: {}",

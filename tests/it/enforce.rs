@@ -543,9 +543,20 @@ fn audit_says_who_approved_merged_and_pushed_and_flags_what_broke_protection() {
         "{}",
         run.stderr
     );
+    // Over a path, the pusher is what USER says; the login that really pushed is kept beside
+    // it, and shown when they differ.
+    let login = crate::common::login();
+    assert!(
+        run.stdout.contains(&format!(
+            "pushed by mallory (USER said so; the login was {login})"
+        )),
+        "{}",
+        run.stdout
+    );
     let json = audit(&["--format", "json"]).json();
     assert_eq!(json[0]["kind"], "direct");
     assert_eq!(json[0]["pushed_by"], "mallory");
+    assert_eq!(json[0]["pushed_from_login"], login.as_str());
     assert_eq!(json[1]["kind"], "promotion");
     assert_eq!(json[1]["request"], 1);
     assert_eq!(json[1]["approved_by"], json!(["bob"]));
