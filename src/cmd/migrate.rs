@@ -163,6 +163,16 @@ pub fn run(args: MigrateArgs, out: Output) -> Result<Outcome> {
         ))
         .hint("nothing was changed; `ferry init` creates a repository in ferry's layout"));
     }
+    for env in ENVS.iter().filter(|env| !envs.contains_key(**env)) {
+        out.stderr(format!(
+            "warning: `{shown}` has no branch for `{env}`: its environment file is written on the others, but nothing reaches `{env}` until the branch exists (push the environment before it there)"
+        ));
+    }
+    if base.starts_with("file://") {
+        out.stderr(format!(
+            "warning: the artifacts are pinned as `{base}/…`: only agents on this machine can fetch them (an https:// `--artifact-base` serves hosts elsewhere)"
+        ));
+    }
     let names: Vec<&str> = order.iter().map(|(_, b)| b.as_str()).collect();
     let tips = store.fetch(&names, History::Tip)?;
 
@@ -320,10 +330,19 @@ pub fn run(args: MigrateArgs, out: Output) -> Result<Outcome> {
                 }
             ));
         }
+        if out.format == Format::Text {
+            // The digests as pinned, to compare with a dry run's (the bytes may have changed).
+            for (app, pin) in &plan.pins {
+                out.data(format!(
+                    "  {app} {}  sha256:{}  {}",
+                    pin.version, pin.sha256, pin.url
+                ));
+            }
+        }
         reports.push(branch_report(env, *tip, Some(*commit), analysis, plan));
     }
     out.status(
-        "next: declare each environment's `policy` and `protection` in `environments/ENV.json` on its branch (`ferry validate` checks them)",
+        "next: declare each environment's `policy` and `protection` in `environments/ENV.json` on its branch (`ferry validate` checks them); on a server, `ferry protect apply --forge local --remote PATH` installs the hook that enforces them",
     );
     report(out, &shown, &base, false, reports);
     Ok(Outcome::Success)

@@ -578,10 +578,9 @@ fn fetch_file(rest: &str, sink: &mut Sink) -> Result<(), FetchError> {
         message: e.to_string(),
     };
     let path = rest.strip_prefix("localhost").unwrap_or(rest);
-    let mut file = File::open(path).map_err(transfer)?;
-    if let Ok(meta) = file.metadata()
-        && meta.is_file()
-    {
+    // A regular file only: a FIFO would hang the agent, a device never end.
+    let mut file = crate::files::open_regular(std::path::Path::new(path)).map_err(transfer)?;
+    if let Ok(meta) = file.metadata() {
         sink.expect(meta.len(), "its size")?;
     }
     let mut buffer = vec![0u8; 1 << 20];

@@ -453,6 +453,20 @@ fn migrates_over_smart_http_hashing_what_an_artifact_server_serves() {
         manifest["artifacts"]["my-app"]["url"],
         format!("{artifact_base}/my-app-1.0.0.zip")
     );
+    // The output names each digest as pinned, to compare with a dry run's.
+    assert!(
+        run.stdout.contains(&format!(
+            "  my-app 1.0.0  sha256:{}  {artifact_base}/my-app-1.0.0.zip",
+            sha256(&served.join("releases/my-app-1.0.0.zip"))
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stderr.contains("only agents on this machine"),
+        "{}",
+        run.stderr
+    );
     let asked = asked.lock().unwrap().clone();
     assert!(asked.iter().all(|p| !p.ends_with(".sha256")), "{asked:?}");
     // Each file fetched once, whatever the number of branches pinning it.
