@@ -659,7 +659,15 @@ impl<'s> Agent<'s> {
                             Err(e) => format!("{why}; the rollback failed too: {e}"),
                         }
                     }
-                    None => format!("{why}; nothing ran before, so nothing to roll back to"),
+                    // Nothing ran before: nothing failed is left live either.
+                    None => match place.unlink_live(&release) {
+                        Ok(()) => format!(
+                            "{why}; nothing ran before, so the live link was removed (nothing is served)"
+                        ),
+                        Err(e) => format!(
+                            "{why}; nothing ran before, and the live link could not be removed: {e}"
+                        ),
+                    },
                 };
                 // What runs now: the previous release, and its version.
                 AppReport {

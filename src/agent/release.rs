@@ -66,6 +66,20 @@ impl Place {
     }
 
     /// Points the live path at `release`, atomically (a new link renamed over the old one).
+    /// Removes the live link when it points at `release` (a first deploy that failed: no
+    /// release that failed stays served).
+    pub fn unlink_live(&self, release: &Path) -> Result<(), String> {
+        match std::fs::read_link(&self.live) {
+            Ok(target) if target == release => {
+                std::fs::remove_file(&self.live)
+                    .map_err(|e| format!("{}: {e}", self.live.display()))?;
+                sync_dir(self.live.parent().unwrap_or(Path::new("/")));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn switch(&self, release: &Path) -> Result<(), String> {
         let parent = self.live.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;

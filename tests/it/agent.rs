@@ -74,6 +74,32 @@ pub(crate) fn repo(settings: Value) -> (Sandbox, String) {
     (sandbox, remote)
 }
 
+/// A first deploy whose health check fails leaves nothing live: there was nothing to roll
+/// back to, and the release that failed is not served. The next reconcile does not retry it.
+#[test]
+fn a_failed_first_deploy_leaves_nothing_live() {
+    let (url, answer) = health_server();
+    answer.store(500, Ordering::SeqCst);
+    let (sandbox, remote) = repo(json!({
+        "healthcheck_url": url,
+        "healthcheck_timeout": "1s",
+        "healthcheck_retries": 1,
+    }));
+    let run = agent(&sandbox, &remote, &[]);
+    run.assert_code(1);
+    assert!(
+        std::fs::symlink_metadata(live(&sandbox)).is_err(),
+        "the failed release is not live"
+    );
+    let report = status(&sandbox);
+    let message = report["apps"]["web"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("the live link was removed"), "{report}");
+    agent(&sandbox, &remote, &[]).assert_code(1);
+    assert!(std::fs::symlink_metadata(live(&sandbox)).is_err());
+}
+
 pub(crate) fn agent(sandbox: &Sandbox, remote: &str, extra: &[&str]) -> Run {
     once(sandbox, &["--remote", remote]).args(extra).run()
 }
