@@ -771,6 +771,14 @@ fn fetch_http(url: &str, sink: &mut Sink, pace: &mut Pace) -> Result<(), FetchEr
                     .and_then(|v| v.to_str().ok())
                     .ok_or_else(|| transfer(format!("HTTP {status} without a Location")))?;
                 target = resolve(&uri, location);
+                if !["http://", "https://"]
+                    .iter()
+                    .any(|scheme| target.to_ascii_lowercase().starts_with(scheme))
+                {
+                    return Err(transfer(format!(
+                        "refused a redirect to `{target}`: only http:// and https:// redirects are followed"
+                    )));
+                }
                 continue;
             }
             if !status.is_success() {
@@ -1111,6 +1119,27 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(left, [a]);
+    }
+
+    /// A redirect off the web (`file:`, `ftp:`) is refused in words, not as a parse error.
+    #[test]
+    fn a_redirect_to_another_scheme_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        let base = serve(vec![(
+            "/a.tgz",
+            302,
+            "Location: file:///etc/passwd\r\n",
+            Vec::new(),
+        )]);
+        let err = cache
+            .get(&format!("{base}/a.tgz"), &sha(b"x"), 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("refused a redirect to `file:///etc/passwd`"),
+            "{err}"
+        );
     }
 
     /// Each way a connection fails is said in words, with the host, not `client error (Connect)`.
