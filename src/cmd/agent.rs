@@ -242,12 +242,18 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
     let endpoint = match &args.listen {
         Some(addr) => {
             let secret = webhook_secret(args.webhook_secret_env.as_deref())?;
+            let open = secret.is_none();
             let shared = http::Shared::new(&env, secret);
             let bound = http::serve(addr, shared.clone()).map_err(|e| {
                 Error::usage(format!("cannot listen on `{addr}`: {e}"))
                     .hint("an address and port such as `127.0.0.1:9480`")
             })?;
             tracing::info!("{env}: listening on http://{bound}");
+            if open && !bound.ip().is_loopback() {
+                tracing::warn!(
+                    "{env}: `POST /trigger` on http://{bound} takes unsigned requests from anyone who reaches it (each only makes the agent reconcile now); set FERRY_WEBHOOK_SECRET or FERRY_WEBHOOK_SECRET_FILE to require GitHub's signature"
+                );
+            }
             Some(shared)
         }
         None => None,
