@@ -382,6 +382,24 @@ fn check_merge(
             ));
         }
     }
+    // The target's promotion gate, as declared before the push: its `policy.required_checks`
+    // green on the promoted source commit (deploy reports were taken at their push only from
+    // the reporters their environment's own branch lists).
+    let branch = u.refname.strip_prefix("refs/heads/").unwrap_or(&u.refname);
+    if let Some(target) = environment_at(repo, u.old, branch)
+        && !target.policy.required_checks.is_empty()
+    {
+        let statuses = statuses(repo, &request.source);
+        let missing = crate::forge::missing_checks(&target.policy.required_checks, &statuses);
+        if !missing.is_empty() {
+            return Err(format!(
+                "request #{id}: {env}'s promotion gate needs {} green on the promoted {} commit {}",
+                missing.join(", "),
+                request.from,
+                short(&request.source)
+            ));
+        }
+    }
     // What lands is what was reviewed: the target's tip with the request's pins, nothing else.
     let manifest_at = |commit: Oid| -> Option<Manifest> {
         let tree = repo.find_commit(commit).ok()?.tree().ok()?;

@@ -60,7 +60,8 @@ pub fn soak_since(store: &Store, tip: Oid, moves: &[Move]) -> Result<BTreeMap<St
 
 /// The state of each check in `statuses`, as the gates read them: a deploy of ENV
 /// (`ferry/deploy/ENV`) counts only when reported by one of ENV's `agent.reporters` as ENV's
-/// own branch declares them (when it lists any), never as the commit reported on says.
+/// own branch declares them (when it lists any), never as the commit reported on says; when no
+/// one branch holds ENV, none counts.
 pub fn trusted_checks(store: &Store, statuses: Statuses) -> Result<BTreeMap<String, String>> {
     let mut checks = BTreeMap::new();
     for (check, status) in statuses {
@@ -76,7 +77,9 @@ pub fn trusted_checks(store: &Store, statuses: Statuses) -> Result<BTreeMap<Stri
                         .map(|e| e.agent.reporters)
                         .unwrap_or_default()
                 }
-                Err(_) => Vec::new(),
+                // No single branch holds ENV (none, or two claim it): nobody is known to
+                // report its deploys, so no report of them counts.
+                Err(_) => continue,
             };
             if !reporters.is_empty() && !reporters.contains(&status.by) {
                 continue;

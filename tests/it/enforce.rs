@@ -221,6 +221,85 @@ fn a_protected_history_is_not_rewritten_deleted_or_merged() {
     assert_eq!(sandbox.tip("prod"), before);
 }
 
+/// Merges request #1 into staging by hand as `user`: its record marked merged by `user`
+/// and staging moved to `head`, in one plain `git push`. Whether it landed, and git's stderr.
+fn merge_by_hand(sandbox: &Sandbox, user: &str, head: &str) -> (bool, String) {
+    let _ = std::fs::remove_dir_all(sandbox.path().join("work"));
+    sandbox.git("", &["clone", "-q", "deploy.git", "work"]);
+    sandbox.git(
+        "work",
+        &[
+            "fetch",
+            "-q",
+            "origin",
+            "refs/ferry/requests/1",
+            "ferry/promote/dev-to-staging",
+        ],
+    );
+    sandbox.git("work", &["checkout", "-q", "FETCH_HEAD"]);
+    let path = sandbox.path().join("work/request.json");
+    let mut request: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    request["state"] = json!("merged");
+    request["merged_by"] = json!(user);
+    request["merged_at"] = json!(crate::common::NOW);
+    request["merge_commit"] = json!(head);
+    std::fs::write(&path, serde_json::to_string_pretty(&request).unwrap()).unwrap();
+    sandbox.git("work", &["commit", "-qam", &format!("merged by {user}")]);
+    sandbox.git_as(
+        user,
+        "work",
+        &[
+            "push",
+            "origin",
+            "HEAD:refs/ferry/requests/1",
+            &format!("{head}:refs/heads/staging"),
+        ],
+        &[],
+    )
+}
+
+/// The target's promotion gate (`policy.required_checks` on the promoted commit) holds in the
+/// hook too, not only in `ferry merge`: a merge made by hand after dev's deploy turned red is
+/// refused.
+#[test]
+fn a_merge_by_hand_passes_the_promotion_gate_too() {
+    let (sandbox, remote) = repo("prod", json!({}));
+    sandbox.edit_env("staging", "staging", |e| {
+        e["policy"]["required_checks"] = json!(["ferry/deploy/dev"]);
+        e["protection"] = json!({"required_approvals": 1, "allowed_mergers": ["carol"]});
+    });
+    let source = sandbox.tip("dev");
+    let report = |state: &str| {
+        ferry_as(
+            &sandbox,
+            &remote,
+            "agent",
+            &["status", "set", &source, "ferry/deploy/dev", state],
+        )
+        .assert_code(0);
+    };
+    report("success");
+    ferry_as(&sandbox, &remote, "alice", &["promote", "dev", "staging"]).assert_code(0);
+    ferry_as(&sandbox, &remote, "bob", &["approve", "1"]).assert_code(0);
+    // dev's deploy of that commit failed after all.
+    report("failure");
+    ferry_as(&sandbox, &remote, "carol", &["merge", "1"]).assert_code(1);
+    let head = sandbox.git("deploy.git", &["rev-parse", "ferry/promote/dev-to-staging"]);
+    let before = sandbox.tip("staging");
+    let (ok, stderr) = merge_by_hand(&sandbox, "carol", head.trim());
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("promotion gate needs ferry/deploy/dev green on the promoted dev commit"),
+        "{stderr}"
+    );
+    assert_eq!(sandbox.tip("staging"), before);
+    // Green again, the same merge by hand lands.
+    report("success");
+    let (ok, stderr) = merge_by_hand(&sandbox, "carol", head.trim());
+    assert!(ok, "{stderr}");
+}
+
 #[test]
 fn a_merge_needs_approvals_green_checks_and_an_allowed_merger() {
     let (sandbox, remote) = repo(
@@ -251,38 +330,7 @@ fn a_merge_needs_approvals_green_checks_and_an_allowed_merger() {
     );
     // …and the hook holds when the merge is made by hand: the branch and the record marked
     // merged, in one plain `git push`.
-    sandbox.git("", &["clone", "-q", "deploy.git", "work"]);
-    sandbox.git(
-        "work",
-        &[
-            "fetch",
-            "-q",
-            "origin",
-            "refs/ferry/requests/1",
-            "ferry/promote/dev-to-staging",
-        ],
-    );
-    sandbox.git("work", &["checkout", "-q", "FETCH_HEAD"]);
-    let path = sandbox.path().join("work/request.json");
-    let mut request: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    request["state"] = json!("merged");
-    request["merged_by"] = json!("carol");
-    request["merged_at"] = json!(crate::common::NOW);
-    request["merge_commit"] = json!(head);
-    std::fs::write(&path, serde_json::to_string_pretty(&request).unwrap()).unwrap();
-    sandbox.git("work", &["commit", "-qam", "merged by carol"]);
-    let (ok, stderr) = sandbox.git_as(
-        "carol",
-        "work",
-        &[
-            "push",
-            "origin",
-            "HEAD:refs/ferry/requests/1",
-            &format!("{head}:refs/heads/staging"),
-        ],
-        &[],
-    );
+    let (ok, stderr) = merge_by_hand(&sandbox, "carol", head);
     assert!(!ok);
     assert!(
         stderr.contains(&format!(
