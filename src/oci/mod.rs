@@ -2,9 +2,10 @@
 //!
 //! `oci://HOST/REPO:TAG` and `oci://HOST/REPO@sha256:DIGEST` name an artifact ([`OciUrl`]).
 //! [`Registry`] is a blocking face over `oci-client` for one registry host, with the
-//! credentials ferry finds for it ([`auth`]): pulls and pushes go through `oci-client`; the
-//! agent's change detection is one `HEAD` of a manifest, sent directly so that a steady poll
-//! costs exactly one request (the token `oci-client` got is reused, and renewed on a 401).
+//! credentials ferry finds for it ([`auth`]): blobs are pulled and everything is pushed
+//! through `oci-client`; manifests are read directly (the token `oci-client` got is reused,
+//! and renewed on a 401), so that the agent's change detection, one `HEAD`, costs exactly one
+//! request, and a manifest, which no descriptor bounds, is read to at most 4 MiB.
 //! Plain `http` is spoken only to loopback registries and to hosts named with
 //! `--insecure-registry`.
 //!
@@ -35,6 +36,8 @@ pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const DOCKER_MANIFEST_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Longest wait for a registry to answer one request.
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest manifest read, as oras and containerd bound them (4 MiB).
+const MAX_MANIFEST: usize = 4 << 20;
 
 /// `oci://HOST/REPO:TAG` or `oci://HOST/REPO@sha256:DIGEST`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -325,6 +328,31 @@ impl Registry {
 
     /// The digest of the manifest `url` names, from one `HEAD` request (`None`: no such tag).
     pub fn head(&self, url: &OciUrl) -> Result<Option<String>, OciError> {
+        let (parts, _) = self.manifest_request(hyper::Method::HEAD, url)?;
+        match parts.status.as_u16() {
+            200 => match parts
+                .headers
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(digest) => Ok(Some(digest.to_owned())),
+                // Not every registry sends it on HEAD: the digest of what a GET gives.
+                None => self.manifest(url).map(|(_, digest)| Some(digest)),
+            },
+            404 => Ok(None),
+            status => Err(self.manifest_status(url, status, "a manifest HEAD")),
+        }
+    }
+
+    /// One `HEAD` or `GET` of the manifest `url` names, sent directly with the authorization
+    /// last used (renewed once on a 401): its status and headers, and its body, of at most
+    /// [`MAX_MANIFEST`] bytes (a manifest has no descriptor to bound it: past that, reading
+    /// stops), all within [`TIMEOUT`].
+    fn manifest_request(
+        &self,
+        method: hyper::Method,
+        url: &OciUrl,
+    ) -> Result<(http::response::Parts, Vec<u8>), OciError> {
         let target = format!(
             "{}://{}/v2/{}/manifests/{}",
             self.scheme,
@@ -334,7 +362,7 @@ impl Registry {
         );
         let mut renewed = false;
         loop {
-            let mut request = fetch::request(hyper::Method::HEAD, &target)
+            let mut request = fetch::request(method.clone(), &target)
                 .map_err(|message| self.invalid(url, message))?
                 .header(
                     hyper::header::ACCEPT,
@@ -346,50 +374,50 @@ impl Registry {
             let request = request
                 .body(fetch::Body::default())
                 .map_err(|e| self.invalid(url, e.to_string()))?;
-            let response = self.runtime.block_on(async {
-                let sent = tokio::time::timeout(TIMEOUT, self.http.request(request)).await;
-                match sent {
-                    Err(_) => Err(format!("no answer within {}s", TIMEOUT.as_secs())),
-                    Ok(Err(e)) => Err(transfer_message(&e)),
-                    Ok(Ok(response)) => {
-                        let (parts, body) = response.into_parts();
-                        let _ = body.collect().await;
-                        Ok(parts)
-                    }
-                }
-            });
-            let parts = response.map_err(|message| self.unreachable(message))?;
-            match parts.status.as_u16() {
-                200 => {
-                    return match parts
-                        .headers
-                        .get("docker-content-digest")
-                        .and_then(|v| v.to_str().ok())
-                    {
-                        Some(digest) => Ok(Some(digest.to_owned())),
-                        // Not every registry sends it on HEAD: ask oci-client, which GETs.
-                        None => self
-                            .block(
-                                self.client
-                                    .fetch_manifest_digest(&url.reference(), &self.auth()),
-                            )
-                            .map(Some)
-                            .map_err(|e| self.classify(e, &url.to_string())),
+            let exchange = async {
+                let response = self
+                    .http
+                    .request(request)
+                    .await
+                    .map_err(|e| self.unreachable(transfer_message(&e)))?;
+                let (parts, mut body) = response.into_parts();
+                let mut bytes = Vec::new();
+                while let Some(frame) = body.frame().await {
+                    let frame = frame.map_err(|e| self.unreachable(transfer_message(&e)))?;
+                    let Ok(data) = frame.into_data() else {
+                        continue;
                     };
+                    if bytes.len() + data.len() > MAX_MANIFEST {
+                        return Err(self.invalid(
+                            url,
+                            format!("its manifest is larger than {MAX_MANIFEST} bytes: refused"),
+                        ));
+                    }
+                    bytes.extend_from_slice(&data);
                 }
-                404 => return Ok(None),
-                401 if !renewed => {
-                    renewed = true;
-                    self.authorize(url)?;
-                }
-                401 | 403 => return Err(self.refused(&url.to_string())),
-                status @ (429 | 500..) => {
-                    return Err(self.unreachable(format!("HTTP {status}")));
-                }
-                status => {
-                    return Err(self.invalid(url, format!("HTTP {status} to a manifest HEAD")));
-                }
+                Ok((parts, bytes))
+            };
+            let (parts, bytes) = self
+                .runtime
+                .block_on(async { tokio::time::timeout(TIMEOUT, exchange).await })
+                .map_err(|_| {
+                    self.unreachable(format!("no answer within {}s", TIMEOUT.as_secs()))
+                })??;
+            if parts.status == hyper::StatusCode::UNAUTHORIZED && !renewed {
+                renewed = true;
+                self.authorize(url)?;
+                continue;
             }
+            return Ok((parts, bytes));
+        }
+    }
+
+    /// A manifest request's status other than 200 and 404, in the terms above.
+    fn manifest_status(&self, url: &OciUrl, status: u16, what: &str) -> OciError {
+        match status {
+            401 | 403 => self.refused(&url.to_string()),
+            429 | 500.. => self.unreachable(format!("HTTP {status}")),
+            status => self.invalid(url, format!("HTTP {status} to {what}")),
         }
     }
 
@@ -417,16 +445,20 @@ impl Registry {
         Ok(())
     }
 
-    /// The manifest `url` names, as the registry holds it (bytes), and its digest, verified:
-    /// the bytes hash to the digest, and to the one `url` names if it names one.
+    /// The manifest `url` names, as the registry holds it (bytes, at most [`MAX_MANIFEST`]),
+    /// and its digest, verified: the bytes hash to the digest, and to the one `url` names if it
+    /// names one.
     pub fn manifest(&self, url: &OciUrl) -> Result<(Vec<u8>, String), OciError> {
-        let (bytes, _) = self
-            .block(self.client.pull_manifest_raw(
-                &url.reference(),
-                &self.auth(),
-                &[MANIFEST_TYPE, DOCKER_MANIFEST_TYPE],
-            ))
-            .map_err(|e| self.classify(e, &url.to_string()))?;
+        let (parts, bytes) = self.manifest_request(hyper::Method::GET, url)?;
+        match parts.status.as_u16() {
+            200 => {}
+            404 => {
+                return Err(OciError::Missing {
+                    what: url.to_string(),
+                });
+            }
+            status => return Err(self.manifest_status(url, status, "a manifest GET")),
+        }
         let digest = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
         if let Some(expected) = &url.digest
             && *expected != digest
@@ -437,7 +469,7 @@ impl Registry {
                 actual: digest,
             });
         }
-        Ok((bytes.to_vec(), digest))
+        Ok((bytes, digest))
     }
 
     /// Streams blob `descriptor` of `url`'s repository into `sink`, checking its size and

@@ -467,16 +467,23 @@ fn killed_at_any_point_it_converges_and_never_serves_a_partial_release() {
     assert_eq!(leftovers, 0);
 }
 
-/// Serves `file` at `/NAME` with the status the test sets (the body only with 200).
-fn artifact_server(file: PathBuf) -> (String, Arc<AtomicU16>) {
+/// When each request came.
+type Hits = Arc<std::sync::Mutex<Vec<std::time::Instant>>>;
+
+/// Serves `file` at `/NAME` with the status the test sets (the body only with 200), noting
+/// when each request came.
+fn artifact_server(file: PathBuf) -> (String, Arc<AtomicU16>, Hits) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let answer = Arc::new(AtomicU16::new(200));
     let shared = answer.clone();
+    let hits = Hits::default();
+    let noted = hits.clone();
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             crate::common::http::read_request_head(&stream);
+            noted.lock().unwrap().push(std::time::Instant::now());
             let mut stream = stream;
             let code = shared.load(Ordering::SeqCst);
             let body = if code == 200 {
@@ -492,7 +499,7 @@ fn artifact_server(file: PathBuf) -> (String, Arc<AtomicU16>) {
             let _ = stream.write_all(&body);
         }
     });
-    (format!("http://127.0.0.1:{port}/{name}"), answer)
+    (format!("http://127.0.0.1:{port}/{name}"), answer, hits)
 }
 
 #[test]
@@ -501,7 +508,7 @@ fn an_artifact_server_down_keeps_the_release_and_is_retried_until_it_is_back() {
     agent(&sandbox, &remote, &[]).assert_code(0);
     let before = std::fs::read_link(live(&sandbox)).unwrap();
     let file = artifact(&sandbox, "1.1.0");
-    let (url, answer) = artifact_server(file.clone());
+    let (url, answer, _) = artifact_server(file.clone());
     bump_from(&sandbox, &remote, "1.1.0", &url, &file)
         .run()
         .assert_code(0);
@@ -822,6 +829,132 @@ fn a_full_disk_keeps_the_release_and_the_agent_deploys_once_space_is_back() {
         std::fs::read_to_string(live(&sandbox).join("index.html")).unwrap(),
         "web 1.5.0\n"
     );
+}
+
+/// `len` bytes that do not compress (xorshift).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A running agent whose state dir is on a disk too small for its next artifact: each try
+/// fills the disk again, so it waits 10 s (half of it jittered), doubling, whatever its
+/// `--interval`; the running release stays, and once there is room it deploys by itself.
+#[test]
+fn a_full_disk_is_retried_after_a_backoff_not_every_interval() {
+    let (sandbox, remote) = repo(json!({}));
+    // The state dir (and its artifact cache) on a 2 MiB file system (tests run as root).
+    let state = sandbox.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    let _disk = SmallDisk(state.clone());
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    let before = std::fs::read_link(live(&sandbox)).unwrap();
+    // 1.1.0 is 3 MiB that does not compress, from an HTTP server: more than the disk holds.
+    let dir = sandbox.path().join("pkg-1.1.0");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("data"), noise(3 << 20)).unwrap();
+    let file = artifact(&sandbox, "1.1.0");
+    let (url, _, hits) = artifact_server(file.clone());
+    bump_from(&sandbox, &remote, "1.1.0", &url, &file)
+        .run()
+        .assert_code(0);
+    let log = sandbox.path().join("agent.log");
+    let mut command = sandbox
+        .ferry(&[
+            "agent",
+            "--env",
+            "dev",
+            "--remote",
+            &remote,
+            "--interval",
+            "1s",
+        ])
+        .arg("--root")
+        .arg(sandbox.path().join("root"))
+        .arg("--state-dir")
+        .arg(&state)
+        .command;
+    let _running = Running(
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let started = std::time::Instant::now();
+    let seconds = std::time::Duration::from_secs;
+    let first = loop {
+        if let Some(first) = hits.lock().unwrap().first() {
+            break *first;
+        }
+        assert!(started.elapsed() < seconds(30), "no download was tried");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    while status(&sandbox)["state"] != "retrying" {
+        assert!(first.elapsed() < seconds(10), "{}", status(&sandbox));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let report = status(&sandbox);
+    assert_eq!(report["apps"]["web"]["state"], "retrying", "{report}");
+    let message = report["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("web: the artifact cache `")
+            && message.contains("No space left on device"),
+        "{report}"
+    );
+    // An interval of 1s, but no second try within 4.5s of the first.
+    std::thread::sleep(
+        seconds(4).saturating_sub(first.elapsed()) + std::time::Duration::from_millis(500),
+    );
+    let tries = hits.lock().unwrap().len();
+    assert_eq!(tries, 1, "a try per interval");
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        said.matches("dev: retrying: web: the artifact cache")
+            .count(),
+        1,
+        "{said}"
+    );
+    assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), before);
+    assert_eq!(
+        std::fs::read_dir(state.join("artifacts/tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "the partial download is removed"
+    );
+    // Room again: the next try (5 to 10 s after the first) deploys it, without a restart.
+    let grown = std::process::Command::new("mount")
+        .args(["-o", "remount,size=16m"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    let index = live(&sandbox).join("index.html");
+    while std::fs::read_to_string(&index).ok().as_deref() != Some("web 1.1.0\n") {
+        assert!(
+            first.elapsed() < seconds(30),
+            "not deployed once there was room"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let hits = hits.lock().unwrap().clone();
+    assert_eq!(hits.len(), 2);
+    let waited = hits[1] - hits[0];
+    assert!(waited >= seconds(5), "retried after {waited:?}");
 }
 
 #[test]

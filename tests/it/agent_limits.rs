@@ -370,3 +370,452 @@ fn the_cache_keeps_only_what_kept_releases_and_pins_need() {
     assert_eq!(releases, 2);
     assert_eq!(cached(), 2, "1.2.0 and 1.3.0");
 }
+
+/// What [`HostileRegistry`] serves: manifests by repository and tag (and by their digest),
+/// tags a `HEAD` resolves to a digest (repository, tag, digest), and blobs by digest; a `GET`
+/// of an `endless` digest (a manifest's or a blob's) is answered with a body that never ends.
+#[derive(Default)]
+struct Contents {
+    manifests: Vec<(String, String, Vec<u8>)>,
+    tags: Vec<(String, String, String)>,
+    blobs: std::collections::HashMap<String, Vec<u8>>,
+    endless: Vec<String>,
+}
+
+/// A hostile OCI registry on 127.0.0.1, speaking the reads of the distribution API (`GET
+/// /v2/`, a manifest's `HEAD` and `GET`, a blob's `GET`), one request per connection. An
+/// endless blob streams zeros without a length for at most 1 GiB or 60 s, or until the client
+/// goes. It counts the bytes of endless bodies sent, and keeps each request line.
+struct HostileRegistry {
+    port: u16,
+    sent: Arc<AtomicU64>,
+    /// Endless bodies still being written.
+    streaming: Arc<AtomicU64>,
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(bytes);
+    format!(
+        "sha256:{}",
+        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+impl HostileRegistry {
+    fn start(contents: Contents) -> HostileRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let registry = HostileRegistry {
+            port,
+            sent: Arc::default(),
+            streaming: Arc::default(),
+            requests: Arc::default(),
+            stop: Arc::default(),
+        };
+        let contents = Arc::new(contents);
+        let (sent, streaming, requests, stop) = (
+            registry.sent.clone(),
+            registry.streaming.clone(),
+            registry.requests.clone(),
+            registry.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut served = 0;
+            while served < 256
+                && started.elapsed() < Duration::from_secs(120)
+                && !stop.load(Ordering::Relaxed)
+            {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                served += 1;
+                stream.set_nonblocking(false).unwrap();
+                let (contents, sent, streaming, requests, stop) = (
+                    contents.clone(),
+                    sent.clone(),
+                    streaming.clone(),
+                    requests.clone(),
+                    stop.clone(),
+                );
+                std::thread::spawn(move || {
+                    let line = crate::common::http::read_request_head(&stream);
+                    requests.lock().unwrap().push(line.trim().to_owned());
+                    answer(stream, &line, &contents, &sent, &streaming, &stop);
+                });
+            }
+        });
+        registry
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The bytes of endless bodies sent so far, once every one of them has stopped (at most
+    /// 10 s).
+    fn sent_when_done(&self) -> u64 {
+        let started = Instant::now();
+        while self.streaming.load(Ordering::SeqCst) > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "an endless body is still being written 10 s after the client went"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.sent.swap(0, Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HostileRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Answers one request (its line is `line`) from `contents`.
+fn answer(
+    mut stream: std::net::TcpStream,
+    line: &str,
+    contents: &Contents,
+    sent: &AtomicU64,
+    streaming: &AtomicU64,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let rest = path.strip_prefix("/v2/").unwrap_or("");
+    let found = |status: &str, kind: &str, extra: &str, body: &[u8]| {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nDocker-Distribution-API-Version: registry/2.0\r\n{extra}Connection: close\r\n\r\n",
+            body.len()
+        )
+    };
+    let reference = ["/manifests/", "/blobs/"]
+        .iter()
+        .find_map(|kind| rest.split_once(kind))
+        .map_or("", |(_, reference)| reference);
+    if method == "GET" && contents.endless.iter().any(|d| d == reference) {
+        streaming.fetch_add(1, Ordering::SeqCst);
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n"
+        );
+        let chunk = vec![b' '; 64 << 10];
+        let started = Instant::now();
+        for _ in 0..(1 << 14) {
+            if started.elapsed() > Duration::from_secs(60)
+                || stop.load(Ordering::Relaxed)
+                || stream.write_all(&chunk).is_err()
+            {
+                break;
+            }
+            sent.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        }
+        streaming.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let (head, body): (String, &[u8]) = if rest.is_empty() {
+        (found("200 OK", "application/json", "", b"{}"), b"{}")
+    } else if let Some((repository, reference)) = rest.split_once("/manifests/") {
+        let tagged = contents
+            .tags
+            .iter()
+            .find(|(r, tag, _)| r == repository && tag == reference);
+        match contents.manifests.iter().find(|(r, tag, bytes)| {
+            r == repository && (tag == reference || sha256(bytes) == reference)
+        }) {
+            None if method == "HEAD" && tagged.is_some() => {
+                let digest = &tagged.expect("found").2;
+                let head = found(
+                    "200 OK",
+                    "application/vnd.oci.image.manifest.v1+json",
+                    &format!("Docker-Content-Digest: {digest}\r\n"),
+                    b"",
+                );
+                (head, b"")
+            }
+            Some((_, _, bytes)) => (
+                found(
+                    "200 OK",
+                    "application/vnd.oci.image.manifest.v1+json",
+                    &format!("Docker-Content-Digest: {}\r\n", sha256(bytes)),
+                    bytes,
+                ),
+                bytes,
+            ),
+            None => (found("404 Not Found", "text/plain", "", b""), b""),
+        }
+    } else if let Some((_, digest)) = rest.split_once("/blobs/") {
+        match contents.blobs.get(digest) {
+            Some(bytes) => (
+                found("200 OK", "application/octet-stream", "", bytes),
+                bytes.as_slice(),
+            ),
+            None => (found("404 Not Found", "text/plain", "", b""), b""),
+        }
+    } else {
+        (found("404 Not Found", "text/plain", "", b""), b"")
+    };
+    let _ = stream.write_all(head.as_bytes());
+    if method != "HEAD" {
+        let _ = stream.write_all(body);
+    }
+}
+
+/// An OCI image manifest of `config` (its media type and bytes) and one layer that declares
+/// `size` bytes of `layer_digest`.
+fn oci_manifest(
+    artifact_type: &str,
+    config: (&str, &[u8]),
+    layer: (&str, &str, u64, &str),
+    annotations: serde_json::Value,
+) -> Vec<u8> {
+    let (layer_type, layer_digest, size, title) = layer;
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": artifact_type,
+        "config": {"mediaType": config.0, "digest": sha256(config.1), "size": config.1.len()},
+        "layers": [{
+            "mediaType": layer_type,
+            "digest": layer_digest,
+            "size": size,
+            "annotations": {"org.opencontainers.image.title": title},
+        }],
+        "annotations": annotations,
+    }))
+    .unwrap()
+}
+
+/// Runs `command` until it exits (killed past `limit`), reaping it with `wait4` for its peak
+/// resident memory: the run (stdout and stderr kept) and the peak in kB.
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped with wait4, which gives its resource usage"
+)]
+fn run_measured(mut command: std::process::Command, limit: Duration) -> (crate::common::Run, u64) {
+    use std::io::Read;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let pid = child.id() as libc::pid_t;
+    let started = Instant::now();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut killed = false;
+    loop {
+        // SAFETY: wait4 on this test's own child, with pointers to locals.
+        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(reaped >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if reaped == pid {
+            break;
+        }
+        if !killed && started.elapsed() > limit {
+            let _ = child.kill();
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = crate::common::Run {
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    assert!(
+        !killed,
+        "ferry did not finish within {limit:?}\n{}",
+        run.render()
+    );
+    (run, usage.ru_maxrss as u64)
+}
+
+/// A registry that streams a blob without end, past the size its descriptor declares (the
+/// state's layer, held in memory, and an `oci://` artifact's layer, written to the cache): the
+/// agent cuts it off at that size, within seconds and without growing.
+#[test]
+fn a_registry_streaming_past_a_blobs_declared_size_is_cut_off() {
+    let state_layer = sha256(b"a state layer that never ends");
+    let artifact_layer = sha256(b"an artifact layer that never ends");
+    let meta = br#"{"environment":"dev","branch":"dev","revision":"0000000000000000000000000000000000000000","source":"hostile","created":"2026-01-01T00:00:00Z"}"#;
+    let state = oci_manifest(
+        "application/vnd.ferry.state.v1",
+        ("application/vnd.ferry.state.config.v1+json", meta),
+        (
+            "application/vnd.ferry.state.content.v1.tar+gzip",
+            &state_layer,
+            1000,
+            "ferry-state.tar.gz",
+        ),
+        json!({
+            "org.opencontainers.image.revision": "0000000000000000000000000000000000000000",
+            "org.opencontainers.image.source": "hostile",
+        }),
+    );
+    let empty = b"{}";
+    let artifact = oci_manifest(
+        "application/vnd.example.web",
+        ("application/vnd.oci.empty.v1+json", empty),
+        (
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            &artifact_layer,
+            1000,
+            "web-2.0.0.tar.gz",
+        ),
+        json!({}),
+    );
+    let (state_digest, artifact_digest) = (sha256(&state), sha256(&artifact));
+    let registry = HostileRegistry::start(Contents {
+        manifests: vec![
+            ("deploy".into(), "dev".into(), state),
+            ("web".into(), "2.0.0".into(), artifact),
+        ],
+        blobs: [
+            (sha256(meta), meta.to_vec()),
+            (sha256(empty), empty.to_vec()),
+        ]
+        .into(),
+        endless: vec![state_layer.clone(), artifact_layer.clone()],
+        ..Contents::default()
+    });
+
+    // The state, from `--source`.
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.path().join("root")).unwrap();
+    let source = format!("oci://{}/deploy:dev", registry.host());
+    let command = once(&sandbox, &["--source", &source, "--no-report"]).command;
+    let started = Instant::now();
+    let (run, peak_kb) = run_measured(command, Duration::from_secs(30));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let sent = registry.sent_when_done();
+    assert!(sent < 64 << 20, "{sent} bytes sent for a 1000-byte layer");
+    assert!(peak_kb < 100 << 10, "peak RSS {peak_kb} kB");
+    run.assert_code(1);
+    let said = format!(
+        "dev: stalled: oci://{}/deploy@{} (blob {state_layer}): the registry sent more than the 1000 bytes its descriptor says: refused",
+        registry.host(),
+        state_digest
+    );
+    assert!(run.stdout.contains(&said), "{}", run.render());
+    assert_eq!(status(&sandbox)["state"], "stalled");
+    assert!(
+        status(&sandbox)["message"]
+            .as_str()
+            .unwrap()
+            .contains("the registry sent more than the 1000 bytes"),
+        "{}",
+        status(&sandbox)
+    );
+    assert!(
+        registry
+            .requests()
+            .iter()
+            .any(|r| r.starts_with(&format!("GET /v2/deploy/blobs/{state_layer}"))),
+        "{:#?}",
+        registry.requests()
+    );
+
+    // An `oci://` artifact pinned in the manifest, by its manifest's digest.
+    let (sandbox, remote) = repo(json!({}));
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    let before = std::fs::read_link(live(&sandbox)).unwrap();
+    let url = format!("oci://{}/web:2.0.0", registry.host());
+    sandbox
+        .ferry(&["bump", "web", "2.0.0", "--env", "dev", "--remote", &remote])
+        .args(["--url", &url, "--sha256", &artifact_digest])
+        .run()
+        .assert_code(0);
+    let command = once(&sandbox, &["--remote", &remote]).command;
+    let started = Instant::now();
+    let (run, peak_kb) = run_measured(command, Duration::from_secs(30));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let sent = registry.sent_when_done();
+    assert!(sent < 64 << 20, "{sent} bytes sent for a 1000-byte layer");
+    assert!(peak_kb < 100 << 10, "peak RSS {peak_kb} kB");
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("dev: failed: web:")
+            && run.stdout.contains(&format!(
+                "{url} (blob {artifact_layer}): the registry sent more than the 1000 bytes its descriptor says: refused"
+            )),
+        "{}",
+        run.render()
+    );
+    assert_eq!(status(&sandbox)["apps"]["web"]["state"], "failed");
+    assert_eq!(std::fs::read_link(live(&sandbox)).unwrap(), before);
+    let tmp = sandbox.path().join("state/artifacts/tmp");
+    assert_eq!(std::fs::read_dir(tmp).unwrap().count(), 0);
+}
+
+/// A registry whose manifest never ends (a manifest has no descriptor to bound it): the agent
+/// stops reading it at 4 MiB, as oras and containerd do, for the state and for an `oci://`
+/// artifact.
+#[test]
+fn an_endless_manifest_does_not_grow_the_agent() {
+    let endless = sha256(b"a manifest that never ends");
+    let registry = HostileRegistry::start(Contents {
+        tags: vec![("deploy".into(), "dev".into(), endless.clone())],
+        endless: vec![endless.clone(), "huge".into()],
+        ..Contents::default()
+    });
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.path().join("root")).unwrap();
+    let source = format!("oci://{}/deploy:dev", registry.host());
+    let command = once(&sandbox, &["--source", &source, "--no-report"]).command;
+    let (run, peak_kb) = run_measured(command, Duration::from_secs(30));
+    let sent = registry.sent_when_done();
+    assert!(sent < 64 << 20, "{sent} bytes sent for a manifest");
+    assert!(peak_kb < 100 << 10, "peak RSS {peak_kb} kB");
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains(&format!(
+            "dev: stalled: oci://{}/deploy@{endless}: its manifest is larger than 4194304 bytes: refused",
+            registry.host()
+        )),
+        "{}",
+        run.render()
+    );
+
+    let (sandbox, remote) = repo(json!({}));
+    let url = format!("oci://{}/web:huge", registry.host());
+    sandbox
+        .ferry(&["bump", "web", "2.0.0", "--env", "dev", "--remote", &remote])
+        .args(["--url", &url, "--sha256", &endless])
+        .run()
+        .assert_code(0);
+    let command = once(&sandbox, &["--remote", &remote]).command;
+    let (run, peak_kb) = run_measured(command, Duration::from_secs(30));
+    let sent = registry.sent_when_done();
+    assert!(sent < 64 << 20, "{sent} bytes sent for a manifest");
+    assert!(peak_kb < 100 << 10, "peak RSS {peak_kb} kB");
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("dev: failed: web:")
+            && run.stdout.contains(&format!(
+                "{url}: its manifest is larger than 4194304 bytes: refused"
+            )),
+        "{}",
+        run.render()
+    );
+}
