@@ -706,7 +706,16 @@ fn status_of(request: hyper::Request<Body>, timeout: Duration) -> Result<u16, St
                 .await
                 .map_err(|e| why_failed(&uri, &e))?;
             let status = response.status().as_u16();
-            let _ = response.into_body().collect().await;
+            // The body is read and dropped, up to 64 KiB: only the status counts, and an
+            // endless answer must neither grow the agent nor hold it until the timeout.
+            let mut body = response.into_body();
+            let mut read = 0usize;
+            while read < 64 * 1024 {
+                match body.frame().await {
+                    Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+                    _ => break,
+                }
+            }
             Ok::<u16, String>(status)
         };
         tokio::time::timeout(timeout, answer)
@@ -1119,6 +1128,37 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(left, [a]);
+    }
+
+    /// A health check that answers without end is judged by its status, at once, without
+    /// reading (or holding) the rest.
+    #[test]
+    fn a_probe_reads_no_endless_body() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n");
+                let chunk = vec![b'x'; 1 << 16];
+                let started = std::time::Instant::now();
+                while started.elapsed() < Duration::from_secs(20) {
+                    if stream.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let started = std::time::Instant::now();
+        let status = probe(
+            &format!("http://127.0.0.1:{port}/healthz"),
+            Duration::from_secs(15),
+        );
+        assert_eq!(status, Ok(200));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     /// A redirect off the web (`file:`, `ftp:`) is refused in words, not as a parse error.
