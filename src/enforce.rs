@@ -401,13 +401,7 @@ fn check_merge(
         }
     }
     // What lands is what was reviewed: the target's tip with the request's pins, nothing else.
-    let manifest_at = |commit: Oid| -> Option<Manifest> {
-        let tree = repo.find_commit(commit).ok()?.tree().ok()?;
-        let entry = tree.get_name(MANIFEST)?;
-        let blob = repo.find_blob(entry.id()).ok()?;
-        serde_json::from_slice(blob.content()).ok()
-    };
-    let (Some(before), Some(after)) = (manifest_at(u.old), manifest_at(u.new)) else {
+    let (Some(before), Some(after)) = (manifest_at(repo, u.old), manifest_at(repo, u.new)) else {
         return Err(format!(
             "request #{id}: cannot read `{MANIFEST}` of the merge"
         ));
@@ -956,8 +950,10 @@ fn check_record(
     };
     if proposed || merged {
         // What is promoted is what FROM's branch holds, now or earlier, never a commit made
-        // to look like it (whose checks and reporters its maker chose).
+        // to look like it (whose checks and reporters its maker chose); and the pins a request
+        // moves are that commit's, not others its author wrote into the record.
         source_on_branch(repo, branches, &new)?;
+        moves_from_source(repo, &new)?;
     }
     if proposed && new.state == RequestState::Open {
         let at = branches.after.get(&new.branch).map(|id| id.to_string());
@@ -972,6 +968,39 @@ fn check_record(
     }
     if merged {
         merges.insert(new.to.clone(), (u.clone(), new));
+    }
+    Ok(())
+}
+
+/// The `manifest.json` of `commit`, leniently (history may hold what today's rules refuse).
+fn manifest_at(repo: &Repository, commit: Oid) -> Option<Manifest> {
+    let tree = repo.find_commit(commit).ok()?.tree().ok()?;
+    let entry = tree.get_name(MANIFEST)?;
+    let blob = repo.find_blob(entry.id()).ok()?;
+    serde_json::from_slice(blob.content()).ok()
+}
+
+/// Each pin `request` moves is exactly the pin of its app at `request.source`: a record cannot
+/// carry an artifact its source environment never held.
+fn moves_from_source(repo: &Repository, request: &Request) -> Result<(), String> {
+    let id = request.id;
+    let source = Oid::from_str(&request.source)
+        .map_err(|_| format!("request #{id}: its source is not a commit id"))?;
+    let manifest = manifest_at(repo, source).ok_or_else(|| {
+        format!(
+            "request #{id}: cannot read `{MANIFEST}` of its source {}",
+            short(&request.source)
+        )
+    })?;
+    for m in &request.moves {
+        if manifest.artifacts.get(&m.app) != Some(&m.pin) || m.pin.shown_version() != m.to {
+            return Err(format!(
+                "request #{id} moves `{}` to a pin that is not {}'s at {}: a request promotes what its source holds (`ferry promote`)",
+                m.app,
+                request.from,
+                short(&request.source)
+            ));
+        }
     }
     Ok(())
 }

@@ -524,7 +524,7 @@ fn check_environments(envs: &mut [EnvFile], out: &mut Vec<Diagnostic>) {
                 at.error(
                     &pointer,
                     format!(
-                        "`deployment_path` of `{app}` is within `{other}`'s: one app's releases would land inside the other's"
+                        "`deployment_path` of `{app}` overlaps `{other}`'s (its path, or the `.NAME.releases` beside it): one app's releases would land inside the other's"
                     ),
                 )
                 .hint("give each app of a host a directory of its own, such as `/srv/web` and `/srv/api`"),
@@ -533,31 +533,61 @@ fn check_environments(envs: &mut [EnvFile], out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// The apps whose `deployment_path` is another's, or inside it, on a host they share (an app
-/// without `host` is on every host of its environment's agents), each with that other app.
+/// The apps whose places on a host overlap another's: its `deployment_path`, or the agent's
+/// directories beside it (`.NAME.releases`, `.NAME.ferry-switch`), equal to or inside another
+/// app's, or holding them. Apps on different hosts never overlap (an app without `host` is on
+/// every host of its environment's agents). Each app that overlaps another is reported, with
+/// the first it overlaps.
 fn nested_deployment_paths<'a>(
     apps: impl Iterator<Item = (&'a String, &'a crate::model::App)>,
 ) -> Vec<(&'a str, &'a str)> {
-    let components =
-        |path: &'a str| -> Vec<&'a str> { path.split('/').filter(|c| !c.is_empty()).collect() };
-    let apps: Vec<(&str, Option<&str>, Vec<&str>)> = apps
+    // Each app's places, as path components: the live path, then its siblings.
+    let places = |path: &str| -> Vec<Vec<String>> {
+        let live: Vec<String> = path
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let Some((name, parent)) = live.split_last() else {
+            return vec![live];
+        };
+        let beside = |sibling: String| {
+            let mut place = parent.to_vec();
+            place.push(sibling);
+            place
+        };
+        vec![
+            live.clone(),
+            beside(format!(".{name}.releases")),
+            beside(format!(".{name}.ferry-switch")),
+        ]
+    };
+    let apps: Vec<(&str, Option<&str>, Vec<Vec<String>>)> = apps
         .map(|(name, app)| {
             (
                 name.as_str(),
                 app.host.as_deref(),
-                components(&app.deployment_path),
+                places(&app.deployment_path),
             )
         })
         .collect();
+    let overlap = |a: &[Vec<String>], b: &[Vec<String>]| {
+        a.iter().any(|x| {
+            b.iter()
+                .any(|y| !x.is_empty() && !y.is_empty() && (x.starts_with(y) || y.starts_with(x)))
+        })
+    };
     let mut found = Vec::new();
-    for (i, (name, host, path)) in apps.iter().enumerate() {
-        for (j, (other, other_host, other_path)) in apps.iter().enumerate() {
-            let shared = host.is_none() || other_host.is_none() || host == other_host;
-            let within = path.starts_with(other_path) && (path.len() > other_path.len() || i > j);
-            if i != j && shared && !path.is_empty() && !other_path.is_empty() && within {
-                found.push((*name, *other));
-                break;
-            }
+    for (i, (name, host, mine)) in apps.iter().enumerate() {
+        let first = apps
+            .iter()
+            .enumerate()
+            .find(|(j, (_, other_host, theirs))| {
+                let shared = host.is_none() || other_host.is_none() || host == other_host;
+                *j != i && shared && overlap(mine, theirs)
+            });
+        if let Some((_, (other, ..))) = first {
+            found.push((*name, *other));
         }
     }
     found

@@ -201,6 +201,21 @@ fn show(request: &Request, raw: bool, out: Output) {
         }
     ));
     out.data(format!("labels:     {}", request.labels.join(", ")));
+    // What the request lands, from its record (the body below is its author's text).
+    out.data("moves:");
+    for m in &request.moves {
+        let (sha256, url) = match m.pin.pin() {
+            Some(pin) => (crate::output::abbrev(&pin.sha256, 12), pin.url.as_str()),
+            None => ("-", "(file name only)"),
+        };
+        out.data(format!(
+            "  {} {} → {} ({})  sha256:{sha256}  {url}",
+            m.app,
+            m.from.as_deref().unwrap_or("(new)"),
+            m.to,
+            m.kind.as_str()
+        ));
+    }
     out.data("");
     if raw {
         out.data(&request.body);

@@ -424,9 +424,20 @@ impl Out {
         Ok(())
     }
 
-    fn zip(&mut self, file: File) -> Result<(), UnpackError> {
+    fn zip(&mut self, mut file: File) -> Result<(), UnpackError> {
         let corrupt = |e: zip::result::ZipError| UnpackError::Corrupt(e.to_string());
+        let declared = declared_zip_entries(&mut file);
         let mut archive = zip::ZipArchive::new(io::BufReader::new(file)).map_err(corrupt)?;
+        // The zip crate keeps one entry per name: a name given twice would be unpacked once,
+        // silently, with one of its contents. The central directory's count tells.
+        if let Some(declared) = declared
+            && declared != archive.len() as u64
+        {
+            return Err(UnpackError::Unsafe {
+                entry: format!("{declared} entries for {} names", archive.len()),
+                why: "a duplicate entry",
+            });
+        }
         for i in 0..archive.len() {
             let mut entry = archive.by_index(i).map_err(corrupt)?;
             // The bytes as written: a name without zip's UTF-8 flag would be read as CP437,
@@ -503,6 +514,25 @@ fn written(entry: &str, path: &Path, error: io::Error) -> UnpackError {
         entry: entry.to_owned(),
         why,
     }
+}
+
+/// The number of entries a zip's end-of-central-directory record declares (`None`: not found,
+/// or a ZIP64 archive, whose record says 0xFFFF). The file is left at its start.
+fn declared_zip_entries(file: &mut File) -> Option<u64> {
+    use std::io::{Seek, SeekFrom};
+    let len = file.metadata().ok()?.len();
+    let tail = len.min(22 + 65_535);
+    file.seek(SeekFrom::Start(len - tail)).ok()?;
+    let mut buffer = vec![0u8; tail as usize];
+    let read = file.read_exact(&mut buffer);
+    file.seek(SeekFrom::Start(0)).ok()?;
+    read.ok()?;
+    let at = buffer
+        .windows(4)
+        .rposition(|w| w == [0x50, 0x4b, 0x05, 0x06])
+        .filter(|at| at + 22 <= buffer.len())?;
+    let total = u16::from_le_bytes([buffer[at + 10], buffer[at + 11]]);
+    (total != u16::MAX).then_some(u64::from(total))
 }
 
 #[cfg(test)]
@@ -757,9 +787,19 @@ mod tests {
         for i in at {
             zip[i] = 0xe9;
         }
+        // A name given twice in a zip: `b.txt` renamed `a.txt` in both headers.
+        let mut twice = zip_of(&[("a.txt", Some(b"1"), ""), ("b.txt", Some(b"2"), "")]);
+        let at: Vec<usize> = (0..twice.len() - 5)
+            .filter(|&i| &twice[i..i + 5] == b"b.txt")
+            .collect();
+        assert_eq!(at.len(), 2, "the local and the central header");
+        for i in at {
+            twice[i] = b'a';
+        }
         let cases: Vec<(Vec<u8>, &str, &str)> = vec![
             (raw, "x.tgz", "a name that is not UTF-8"),
             (zip, "x.zip", "a name that is not UTF-8"),
+            (twice, "x.zip", "a duplicate entry"),
             (
                 tar_gz(|b| {
                     add(b, "a", b"1", 0o644);

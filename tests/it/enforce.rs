@@ -1130,3 +1130,72 @@ fn check_names_are_one_line_of_a_sane_charset() {
     run.assert_code(1);
     assert!(run.render().contains("contains '\\n'"), "{}", run.render());
 }
+
+/// A request moves its source's pins, nothing else: alice rewrites her open request so that it
+/// keeps its green source but moves an artifact dev never held; the hook refuses the record,
+/// and a merge made past the hook is refused by `ferry merge` and by the hook at landing.
+#[test]
+fn a_request_cannot_move_pins_its_source_never_held() {
+    let (sandbox, remote) = repo("staging", json!({"required_approvals": 1}));
+    ferry_as(&sandbox, &remote, "alice", &["promote", "dev", "staging"]).assert_code(0);
+    let opened = record(&sandbox, 1);
+    let base = opened["base"].as_str().unwrap().to_owned();
+    workshop(&sandbox, "work");
+    // The evil proposal: staging's tip with web pinned to bytes dev never pinned.
+    let mut manifest: Value = serde_json::from_str(
+        &sandbox.git("deploy.git", &["show", &format!("{base}:manifest.json")]),
+    )
+    .unwrap();
+    let evil_pin =
+        json!({"version": "1.0.0", "url": "https://evil.example/web-1.0.0.tgz", "sha256": B});
+    manifest["artifacts"]["web"] = evil_pin.clone();
+    let evil_head = craft(
+        &sandbox,
+        "work",
+        Some(&base),
+        &[("manifest.json", pretty(&manifest))],
+        Some(&base),
+    );
+    let mut forged = opened.clone();
+    forged["head"] = json!(evil_head);
+    forged["moves"][0]["pin"] = evil_pin;
+    let record_tip = sandbox.git("work", &["rev-parse", "refs/ferry/requests/1"]);
+    let update = craft(
+        &sandbox,
+        "work",
+        None,
+        &[("request.json", pretty(&forged))],
+        Some(record_tip.trim()),
+    );
+    let before = sandbox.refs("deploy.git");
+    let args = [
+        "push".to_owned(),
+        "--atomic".to_owned(),
+        "origin".to_owned(),
+        format!("{update}:refs/ferry/requests/1"),
+        format!("+{evil_head}:refs/heads/ferry/promote/dev-to-staging"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, stderr) = sandbox.git_as("alice", "work", &args, &[]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("request #1 moves `web` to a pin that is not dev's"),
+        "{stderr}"
+    );
+    assert_eq!(sandbox.refs("deploy.git"), before);
+    // Past the hook, the forged request is approved, but it lands nowhere.
+    sandbox.past_the_hook(|| {
+        let (ok, stderr) = sandbox.git_as("alice", "work", &args, &[]);
+        assert!(ok, "{stderr}");
+    });
+    ferry_as(&sandbox, &remote, "bob", &["approve", "1"]).assert_code(0);
+    let staging = sandbox.tip("staging");
+    ferry_as(&sandbox, &remote, "carol", &["merge", "1"]).assert_code(1);
+    let (ok, stderr) = merge_by_hand(&sandbox, "carol", &evil_head);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("request #1 moves `web` to a pin that is not dev's"),
+        "{stderr}"
+    );
+    assert_eq!(sandbox.tip("staging"), staging);
+}

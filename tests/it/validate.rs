@@ -221,41 +221,45 @@ fn manifest_and_apps_name_the_same_applications() {
     assert_snapshot!(repo.validate(&[]).render());
 }
 
-/// Two apps of a host cannot share a directory, or nest one in the other: one app's releases
-/// would land inside the other's. Apps on different hosts may use the same path.
+/// Two apps of a host cannot share a directory, nest one in the other, or sit in the
+/// directory the agent keeps beside another's (`.NAME.releases`): one app's releases would
+/// land inside the other's. Apps on different hosts may use the same path.
 #[test]
-fn deployment_paths_of_a_host_do_not_nest() {
+fn deployment_paths_of_a_host_do_not_overlap() {
     let repo = Repo::example();
     repo.edit_json("environments/dev.json", |e| {
-        let web = e["apps"]["web"].clone();
-        let path = web["deployment_path"].as_str().unwrap().to_owned();
-        e["apps"]["inner"] = json!({"deployment_path": format!("{path}/inner")});
-        e["apps"]["twin"] = json!({"deployment_path": format!("{path}/")});
+        e["apps"]["web"]["deployment_path"] = json!("/srv/web");
+        e["apps"]["inner"] = json!({"deployment_path": "/srv/web/inner"});
+        e["apps"]["twin"] = json!({"deployment_path": "/srv/web/"});
+        e["apps"]["hidden"] = json!({"deployment_path": "/srv/.web.releases/x"});
+        e["apps"]["web2"] = json!({"deployment_path": "/srv/web2"});
         e["apps"]["elsewhere"] = json!({"host": "other-host", "deployment_path": "/srv/x"});
         e["apps"]["there"] = json!({"host": "third-host", "deployment_path": "/srv/x"});
     });
     let run = repo.validate(&[]);
     run.assert_code(1);
-    // `inner` is within `web` (and `twin`); of `web` and `twin`, the same directory, one is
-    // reported: two errors, and none for the apps of other hosts.
+    // web, inner, twin and hidden each overlap another: one error each; web2 and the apps of
+    // other hosts none.
     assert_eq!(
-        run.stdout.matches("is within").count(),
-        2,
+        run.stdout.matches("overlaps").count(),
+        4,
         "{}",
         run.render()
     );
-    assert!(
-        run.stdout
-            .contains("`deployment_path` of `inner` is within"),
-        "{}",
-        run.render()
-    );
-    assert!(
-        run.stdout.contains("of `web` is within `twin`'s")
-            || run.stdout.contains("of `twin` is within `web`'s"),
-        "{}",
-        run.render()
-    );
+    for app in ["web", "inner", "twin", "hidden"] {
+        assert!(
+            run.stdout.contains(&format!("of `{app}` overlaps")),
+            "{}",
+            run.render()
+        );
+    }
+    for app in ["web2", "elsewhere", "there"] {
+        assert!(
+            !run.stdout.contains(&format!("of `{app}` overlaps")),
+            "{}",
+            run.render()
+        );
+    }
 }
 
 /// An agent's interval has one floor, the same as `ferry agent --interval`'s.
