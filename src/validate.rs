@@ -562,7 +562,9 @@ fn nested_deployment_paths<'a>(
             beside(format!(".{name}.ferry-switch")),
         ]
     };
-    let apps: Vec<(&str, Option<&str>, Vec<Vec<String>>)> = apps
+    /// An app's name, host and places.
+    type Placed<'a> = (&'a str, Option<&'a str>, Vec<Vec<String>>);
+    let apps: Vec<Placed<'a>> = apps
         .map(|(name, app)| {
             (
                 name.as_str(),
