@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use git2::{ObjectType, Oid, Repository};
 
 use crate::forge::local::{REQUESTS, STATUSES, STATUSES_FILE};
+use serde_json::Value;
 
 /// The push log: one commit per accepted push (`push.json`: who, when, which refs moved from
 /// what to what), written by the repository's `post-receive` hook only. `ferry audit` reads it
@@ -148,7 +149,19 @@ pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec
             ));
             continue;
         }
-        if let Err(why) = check_record(repo, pusher, u, &branches, &mut merges) {
+        if let Err(why) = record_name(repo, u)
+            .and_then(|()| check_record(repo, pusher, u, &branches, &mut merges))
+        {
+            refusals.push(format!("{}: {why}", u.refname));
+        }
+    }
+    // No new ref may make a branch's name ambiguous to git (a tag `production` beside the
+    // branch, a branch `refs/heads/production`).
+    for u in updates
+        .iter()
+        .filter(|u| u.old.is_zero() && !u.new.is_zero())
+    {
+        if let Err(why) = unambiguous(&branches, &u.refname) {
             refusals.push(format!("{}: {why}", u.refname));
         }
     }
@@ -455,6 +468,123 @@ pub fn statuses(repo: &Repository, commit: &str) -> Statuses {
         .unwrap_or_default()
 }
 
+/// The largest record file a push may add (a request's body is at most 65,536 bytes).
+const MAX_RECORD: usize = 1 << 20;
+/// A status's URL, at most (its description: [`crate::forge::MAX_DESCRIPTION`]).
+const MAX_URL: usize = 2048;
+use crate::forge::MAX_DESCRIPTION;
+
+/// A record's commit holds its one file, within [`MAX_RECORD`], as ferry writes it: JSON with no
+/// field ferry does not know (records are append-only: junk could never be removed).
+fn record_shape(repo: &Repository, commit: Oid, file: &str) -> Result<(), String> {
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(|e| format!("cannot read the record: {}", e.message()))?;
+    if tree.len() != 1 || tree.get_name(file).is_none() {
+        return Err(format!("a record's commit holds `{file}` and nothing else"));
+    }
+    let blob = repo
+        .find_blob(tree.get_name(file).expect("checked").id())
+        .map_err(|e| format!("cannot read `{file}`: {}", e.message()))?;
+    if blob.size() > MAX_RECORD {
+        return Err(format!(
+            "`{file}` is {} bytes; a record is at most {MAX_RECORD}",
+            blob.size()
+        ));
+    }
+    let value: Value =
+        serde_json::from_slice(blob.content()).map_err(|e| format!("`{file}` is not JSON: {e}"))?;
+    let known = if file == STATUSES_FILE {
+        serde_json::from_value::<Statuses>(value.clone()).map(|v| serde_json::to_value(v))
+    } else {
+        serde_json::from_value::<Request>(value.clone()).map(|v| serde_json::to_value(v))
+    }
+    .map_err(|e| format!("`{file}` is not a record ferry writes: {e}"))?
+    .expect("records serialize");
+    match unknown_field(&value, &known, String::new()) {
+        Some(pointer) => Err(format!(
+            "`{file}` has a field ferry does not write: `{pointer}`"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The first key of `value` (as a JSON pointer) that `known`, the same record as ferry writes
+/// it, lacks.
+fn unknown_field(value: &Value, known: &Value, at: String) -> Option<String> {
+    match (value, known) {
+        (Value::Object(map), Value::Object(known)) => map.iter().find_map(|(key, child)| {
+            let here = format!("{at}/{key}");
+            match known.get(key) {
+                Some(known) => unknown_field(child, known, here),
+                None if child.is_null() => None,
+                None => Some(here),
+            }
+        }),
+        (Value::Array(items), Value::Array(known)) => items
+            .iter()
+            .zip(known)
+            .enumerate()
+            .find_map(|(i, (child, known))| unknown_field(child, known, format!("{at}/{i}"))),
+        _ => None,
+    }
+}
+
+/// Under `refs/ferry/` live ferry's records only: `requests/N` and `statuses/COMMIT` of a
+/// commit the repository has.
+fn record_name(repo: &Repository, u: &Update) -> Result<(), String> {
+    if let Some(id) = u.refname.strip_prefix(REQUESTS)
+        && !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && !id.starts_with('0')
+    {
+        return Ok(());
+    }
+    if let Some(commit) = u.refname.strip_prefix(STATUSES)
+        && commit.len() == 40
+        && commit
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return match Oid::from_str(commit)
+            .ok()
+            .and_then(|id| repo.find_commit(id).ok())
+        {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "statuses are recorded for a commit of this repository, and it has no commit {}",
+                short(commit)
+            )),
+        };
+    }
+    if u.new.is_zero() {
+        // Removing what should never have been there is refused like any record's removal.
+        return Err("records are append-only: deleting one is not allowed".into());
+    }
+    Err("`refs/ferry/` holds ferry's records only: `requests/N` and `statuses/COMMIT`".into())
+}
+
+/// A new ref `refname` leaves every branch's name unambiguous to git.
+fn unambiguous(branches: &Branches, refname: &str) -> Result<(), String> {
+    let short = ["refs/heads/", "refs/tags/", "refs/remotes/", "refs/"]
+        .iter()
+        .find_map(|prefix| refname.strip_prefix(prefix))
+        .unwrap_or(refname);
+    if short.starts_with("refs/") || short.starts_with("heads/") || short.starts_with("tags/") {
+        return Err(format!(
+            "a ref named `{short}` under `{}` makes names ambiguous to git",
+            &refname[..refname.len() - short.len()]
+        ));
+    }
+    if !refname.starts_with("refs/heads/") && branches.before.contains_key(short) {
+        return Err(format!(
+            "it is named like the branch `{short}`: git would find two refs for that name"
+        ));
+    }
+    Ok(())
+}
+
 fn request_at(repo: &Repository, commit: Oid) -> Result<Request, String> {
     file_at(repo, commit, "request.json")?.ok_or_else(|| "the record has no `request.json`".into())
 }
@@ -505,6 +635,7 @@ fn check_statuses(
     }
     for id in walk {
         let id = id.map_err(|e| e.message().to_owned())?;
+        record_shape(repo, id, STATUSES_FILE)?;
         let parent = repo
             .find_commit(id)
             .ok()
@@ -516,6 +647,13 @@ fn check_statuses(
                 continue;
             }
             crate::forge::check_name(check)?;
+            if status.description.chars().count() > MAX_DESCRIPTION
+                || status.url.as_ref().is_some_and(|u| u.len() > MAX_URL)
+            {
+                return Err(format!(
+                    "`{check}`: a status's description is at most {MAX_DESCRIPTION} characters, its URL {MAX_URL} bytes"
+                ));
+            }
             let who = named(pusher)?;
             if status.by != who {
                 return Err(format!(
@@ -931,6 +1069,7 @@ fn check_record(
         if parents > 1 || (parents == 0) != previous.is_none() {
             return Err("a record's history is one line of changes from its creation".into());
         }
+        record_shape(repo, commit, "request.json")?;
         let state = request_at(repo, commit)?;
         if id != state.id.to_string() {
             return Err(format!(

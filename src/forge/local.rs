@@ -296,7 +296,9 @@ impl<'s> LocalForge<'s> {
             let previous = record.as_ref().map(|r| r.tip);
             let mut statuses = record.map(|r| r.value).unwrap_or_default();
             let event = format!("{check}: {} by {}", status.state.as_str(), status.by);
-            statuses.insert(check.to_owned(), status.clone());
+            let mut status = status.clone();
+            status.description = super::fit_description(&status.description);
+            statuses.insert(check.to_owned(), status);
             if self.write(&name, previous, STATUSES_FILE, &statuses, &event, signature)? {
                 return Ok(());
             }

@@ -187,6 +187,20 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The longest description a status record keeps (the repository's hook refuses longer ones;
+/// GitHub keeps 140 characters).
+pub const MAX_DESCRIPTION: usize = 1024;
+
+/// `description` within [`MAX_DESCRIPTION`] characters, cut with a marker.
+pub fn fit_description(description: &str) -> String {
+    if description.chars().count() <= MAX_DESCRIPTION {
+        return description.to_owned();
+    }
+    let mut cut: String = description.chars().take(MAX_DESCRIPTION - 1).collect();
+    cut.push('…');
+    cut
+}
+
 /// The statuses of one commit, by check name.
 pub type Statuses = BTreeMap<String, Status>;
 
@@ -201,6 +215,15 @@ pub fn missing_checks<'a>(required: &'a [String], statuses: &Statuses) -> Vec<&'
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn descriptions_fit_the_record_with_a_marker() {
+        assert_eq!(super::fit_description("ok"), "ok");
+        let long = "é".repeat(super::MAX_DESCRIPTION + 10);
+        let fit = super::fit_description(&long);
+        assert_eq!(fit.chars().count(), super::MAX_DESCRIPTION);
+        assert!(fit.ends_with('…'));
+    }
+
     use super::*;
 
     #[test]

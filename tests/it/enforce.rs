@@ -1199,3 +1199,116 @@ fn a_request_cannot_move_pins_its_source_never_held() {
     );
     assert_eq!(sandbox.tip("staging"), staging);
 }
+
+/// Records hold what ferry writes and nothing else (append-only, junk could never go), and
+/// `refs/ferry/` holds records only; no new ref makes a branch's name ambiguous to git.
+#[test]
+fn records_and_refs_hold_no_junk() {
+    let (sandbox, remote) = repo("staging", json!({"required_approvals": 1}));
+    ferry_as(&sandbox, &remote, "alice", &["promote", "dev", "staging"]).assert_code(0);
+    ferry_as(
+        &sandbox,
+        &remote,
+        "ci-bot",
+        &["status", "set", "dev", "ci/test", "success"],
+    )
+    .assert_code(0);
+    workshop(&sandbox, "work");
+    let before = sandbox.refs("deploy.git");
+    let push =
+        |user: &str, refspec: &str| sandbox.git_as(user, "work", &["push", "origin", refspec], &[]);
+    let refused = |user: &str, refspec: &str, why: &str| {
+        let (ok, stderr) = push(user, refspec);
+        assert!(!ok, "{refspec} landed");
+        assert!(stderr.contains(why), "{refspec}: {stderr}");
+    };
+
+    // bob's approval, with a field of his own.
+    let mut approved = record(&sandbox, 1);
+    let head = approved["head"].clone();
+    approved["approvals"] = json!([{"by": "bob", "at": 2, "head": head, "note": "x"}]);
+    let tip = sandbox.git("work", &["rev-parse", "refs/ferry/requests/1"]);
+    let commit = craft(
+        &sandbox,
+        "work",
+        None,
+        &[("request.json", pretty(&approved))],
+        Some(tip.trim()),
+    );
+    refused(
+        "bob",
+        &format!("{commit}:refs/ferry/requests/1"),
+        "has a field ferry does not write: `/approvals/0/note`",
+    );
+
+    // A status record with another file in it, or a description of 10 MB.
+    let statuses_ref = sandbox
+        .git(
+            "work",
+            &[
+                "for-each-ref",
+                "--format=%(refname)",
+                "refs/ferry/statuses/",
+            ],
+        )
+        .trim()
+        .to_owned();
+    let tip = sandbox.git("work", &["rev-parse", &statuses_ref]);
+    let mut statuses: Value = serde_json::from_str(
+        &sandbox.git("work", &["show", &format!("{statuses_ref}:statuses.json")]),
+    )
+    .unwrap();
+    statuses["ci/lint"] = json!({"state": "success", "by": "ci-bot", "at": 3});
+    let commit = craft(
+        &sandbox,
+        "work",
+        None,
+        &[
+            ("statuses.json", pretty(&statuses)),
+            ("payload.bin", "x".repeat(1000)),
+        ],
+        Some(tip.trim()),
+    );
+    refused(
+        "ci-bot",
+        &format!("{commit}:{statuses_ref}"),
+        "holds `statuses.json` and nothing else",
+    );
+    statuses["ci/lint"]["description"] = json!("x".repeat(10 << 20));
+    let commit = craft(
+        &sandbox,
+        "work",
+        None,
+        &[("statuses.json", pretty(&statuses))],
+        Some(tip.trim()),
+    );
+    refused("ci-bot", &format!("{commit}:{statuses_ref}"), "is at most");
+
+    // Refs under refs/ferry/ that are no record.
+    let dev = sandbox.tip("dev");
+    refused(
+        "mallory",
+        &format!("{dev}:refs/ferry/zzz"),
+        "holds ferry's records only",
+    );
+    refused(
+        "mallory",
+        &format!("{commit}:refs/ferry/statuses/{}", "ab".repeat(20)),
+        "has no commit abababa",
+    );
+    // Refs that make a branch's name ambiguous.
+    refused(
+        "mallory",
+        &format!("{dev}:refs/tags/prod"),
+        "named like the branch `prod`",
+    );
+    refused(
+        "mallory",
+        &format!("{dev}:refs/heads/refs/heads/prod"),
+        "makes names ambiguous",
+    );
+    assert_eq!(sandbox.refs("deploy.git"), before);
+    // A tag of its own name is fine.
+    let (ok, stderr) = push("mallory", &format!("{dev}:refs/tags/v1"));
+    assert!(ok, "{stderr}");
+}
