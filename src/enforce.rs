@@ -496,9 +496,9 @@ fn record_shape(repo: &Repository, commit: Oid, file: &str) -> Result<(), String
     let value: Value =
         serde_json::from_slice(blob.content()).map_err(|e| format!("`{file}` is not JSON: {e}"))?;
     let known = if file == STATUSES_FILE {
-        serde_json::from_value::<Statuses>(value.clone()).map(|v| serde_json::to_value(v))
+        serde_json::from_value::<Statuses>(value.clone()).map(serde_json::to_value)
     } else {
-        serde_json::from_value::<Request>(value.clone()).map(|v| serde_json::to_value(v))
+        serde_json::from_value::<Request>(value.clone()).map(serde_json::to_value)
     }
     .map_err(|e| format!("`{file}` is not a record ferry writes: {e}"))?
     .expect("records serialize");
