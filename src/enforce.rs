@@ -424,7 +424,7 @@ fn check_merge(
         expected.insert(m.app.clone(), m.pin.clone());
     }
     if after.artifacts != expected {
-        let differs: Vec<&String> = after
+        let differs: std::collections::BTreeSet<&String> = after
             .artifacts
             .keys()
             .chain(expected.keys())

@@ -665,8 +665,8 @@ pub fn check_deployment_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("`{path}` is not an absolute path"));
     }
-    if path.contains('\0') {
-        return Err("contains a NUL character".to_owned());
+    if path.chars().any(char::is_control) {
+        return Err("contains a control character (a newline, a tab, NUL)".to_owned());
     }
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if segments.iter().any(|s| *s == ".." || *s == ".") {

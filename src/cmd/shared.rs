@@ -27,6 +27,9 @@ impl From<StoreError> for Error {
                 "ferry keeps its cache under `$XDG_CACHE_HOME/ferry`; `--cache-dir` picks another place",
             ),
             StoreError::Git(_) => None,
+            StoreError::Credentials(_) => {
+                Some("fix the file or the variable, or unset it to use git's credential helpers")
+            }
         };
         let error = Error::failure(err.to_string());
         match hint {

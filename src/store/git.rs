@@ -140,6 +140,9 @@ impl Store {
         if remote.url.starts_with("https://") || remote.url.starts_with("http://") {
             // An http:// server may redirect to https://.
             super::tls::load_roots();
+            // A token file that cannot be read is an error now, not a warning in the middle of
+            // a fetch (the credential callback can only skip it).
+            crate::secret::from_env("FERRY_GIT_TOKEN").map_err(StoreError::Credentials)?;
         }
         let cache_err = |path: &Path, e: &dyn std::fmt::Display| StoreError::Cache {
             path: path.display().to_string(),

@@ -34,4 +34,6 @@ pub enum StoreError {
     Cache { path: String, message: String },
     #[error("git: {0}")]
     Git(String),
+    #[error("{0}")]
+    Credentials(String),
 }

@@ -793,8 +793,20 @@ mod http {
             .run();
         run.assert_code(1);
         assert!(
-            run.stderr
-                .contains("FERRY_GIT_TOKEN_FILE names `no-such-token`, which cannot be read"),
+            run.stderr.starts_with(
+                "error: FERRY_GIT_TOKEN_FILE names `no-such-token`, which cannot be read"
+            ),
+            "{}",
+            run.render()
+        );
+        // A device is refused too, not read forever.
+        let run = sandbox
+            .ferry(&["show", "dev", "--remote", &url])
+            .env("FERRY_GIT_TOKEN_FILE", "/dev/zero")
+            .run_within(std::time::Duration::from_secs(20));
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains("is a device, not a regular file"),
             "{}",
             run.render()
         );
