@@ -541,58 +541,74 @@ fn check_environments(envs: &mut [EnvFile], out: &mut Vec<Diagnostic>) {
 fn nested_deployment_paths<'a>(
     apps: impl Iterator<Item = (&'a String, &'a crate::model::App)>,
 ) -> Vec<(&'a str, &'a str)> {
+    use std::borrow::Cow;
     // Each app's places, as path components: the live path, then its siblings.
-    let places = |path: &str| -> Vec<Vec<String>> {
-        let live: Vec<String> = path
+    let places = |path: &'a str| -> Vec<Vec<Cow<'a, str>>> {
+        let live: Vec<Cow<'a, str>> = path
             .split('/')
             .filter(|c| !c.is_empty())
-            .map(str::to_owned)
+            .map(Cow::Borrowed)
             .collect();
         let Some((name, parent)) = live.split_last() else {
-            return vec![live];
+            return Vec::new();
         };
         let beside = |sibling: String| {
             let mut place = parent.to_vec();
-            place.push(sibling);
+            place.push(Cow::Owned(sibling));
             place
         };
-        vec![
-            live.clone(),
-            beside(format!(".{name}.releases")),
-            beside(format!(".{name}.ferry-switch")),
-        ]
+        let (releases, switch) = (format!(".{name}.releases"), format!(".{name}.ferry-switch"));
+        vec![live.clone(), beside(releases), beside(switch)]
     };
-    /// An app's name, host and places.
-    type Placed<'a> = (&'a str, Option<&'a str>, Vec<Vec<String>>);
-    let apps: Vec<Placed<'a>> = apps
-        .map(|(name, app)| {
-            (
-                name.as_str(),
-                app.host.as_deref(),
-                places(&app.deployment_path),
-            )
-        })
+    let apps: Vec<(&str, Option<&str>, &str)> = apps
+        .map(|(name, app)| (name.as_str(), app.host.as_deref(), app.deployment_path.as_str()))
         .collect();
-    let overlap = |a: &[Vec<String>], b: &[Vec<String>]| {
-        a.iter().any(|x| {
-            b.iter()
-                .any(|y| !x.is_empty() && !y.is_empty() && (x.starts_with(y) || y.starts_with(x)))
-        })
-    };
-    let mut found = Vec::new();
-    for (i, (name, host, mine)) in apps.iter().enumerate() {
-        let first = apps
-            .iter()
-            .enumerate()
-            .find(|(j, (_, other_host, theirs))| {
-                let shared = host.is_none() || other_host.is_none() || host == other_host;
-                *j != i && shared && overlap(mine, theirs)
-            });
-        if let Some((_, (other, ..))) = first {
-            found.push((*name, *other));
+    // The apps of each host with the apps on every host (no `host`): an overlap needs both
+    // apps on one host. Within a group, places sorted by components put each path right
+    // before the paths under it, so one pass with a stack of the open ancestors finds every
+    // pair where one place holds (or is) another: O(n log n), for 10,000 apps as for 3.
+    let everywhere: Vec<usize> = (0..apps.len()).filter(|i| apps[*i].1.is_none()).collect();
+    let mut hosts: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, (_, host, _)) in apps.iter().enumerate() {
+        if let Some(host) = host {
+            hosts.entry(*host).or_default().push(i);
         }
     }
-    found
+    let mut groups: Vec<Vec<usize>> = hosts
+        .into_values()
+        .map(|mut group| {
+            group.extend(&everywhere);
+            group
+        })
+        .collect();
+    if groups.is_empty() {
+        groups.push(everywhere);
+    }
+    let mut first: BTreeMap<usize, usize> = BTreeMap::new();
+    for group in groups {
+        let mut placed: Vec<(Vec<Cow<'a, str>>, usize)> = group
+            .iter()
+            .flat_map(|&i| places(apps[i].2).into_iter().map(move |p| (p, i)))
+            .collect();
+        placed.sort();
+        let mut open: Vec<(&[Cow<'a, str>], usize)> = Vec::new();
+        for (path, app) in &placed {
+            while open.last().is_some_and(|(ancestor, _)| !path.starts_with(ancestor)) {
+                open.pop();
+            }
+            for (_, other) in &open {
+                if *other != *app {
+                    first.entry(*app).or_insert(*other);
+                    first.entry(*other).or_insert(*app);
+                }
+            }
+            open.push((path, *app));
+        }
+    }
+    first
+        .into_iter()
+        .map(|(app, other)| (apps[app].0, apps[other].0))
+        .collect()
 }
 
 /// Durations that match the schema's pattern but overflow.
