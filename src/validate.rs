@@ -561,7 +561,13 @@ fn nested_deployment_paths<'a>(
         vec![live.clone(), beside(releases), beside(switch)]
     };
     let apps: Vec<(&str, Option<&str>, &str)> = apps
-        .map(|(name, app)| (name.as_str(), app.host.as_deref(), app.deployment_path.as_str()))
+        .map(|(name, app)| {
+            (
+                name.as_str(),
+                app.host.as_deref(),
+                app.deployment_path.as_str(),
+            )
+        })
         .collect();
     // The apps of each host with the apps on every host (no `host`): an overlap needs both
     // apps on one host. Within a group, places sorted by components put each path right
@@ -593,7 +599,10 @@ fn nested_deployment_paths<'a>(
         placed.sort();
         let mut open: Vec<(&[Cow<'a, str>], usize)> = Vec::new();
         for (path, app) in &placed {
-            while open.last().is_some_and(|(ancestor, _)| !path.starts_with(ancestor)) {
+            while open
+                .last()
+                .is_some_and(|(ancestor, _)| !path.starts_with(ancestor))
+            {
                 open.pop();
             }
             for (_, other) in &open {
