@@ -24,7 +24,11 @@ use crate::output::Format;
   ferry promote dev staging                         # open the promotion request
   ferry agent --env prod --root /                   # deploy prod's pins on this host
 
-`ferry COMMAND --help` shows a command's options and examples."
+`ferry COMMAND --help` shows a command's options and examples.
+
+Exit codes: 0 done; 1 refused (invalid input, a policy or protection refusal, drift, a failed
+deploy); 2 bad command line; 3 a service (git remote, registry, API, artifact server) could not
+be reached or did not answer: the same command may succeed later."
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -6,6 +6,7 @@
 //! | 0 | success |
 //! | 1 | a user-facing failure: invalid input, a policy refusal, drift found |
 //! | 2 | bad command line, or a path given on it that cannot be read |
+//! | 3 | a service (a git remote, a registry, an API, an artifact server) could not be reached or did not answer: trying again later may help |
 
 use std::fmt;
 
@@ -25,6 +26,8 @@ pub enum ErrorKind {
     Failure,
     /// Exit 2.
     Usage,
+    /// Exit 3: a service could not be reached or timed out; the same command may succeed later.
+    Unavailable,
 }
 
 /// An error to show the user: `error: MESSAGE`, its causes, a blank line, then `hint: …` lines.
@@ -59,6 +62,11 @@ impl Error {
         Error::new(ErrorKind::Usage, message.into())
     }
 
+    /// A service could not be reached or did not answer in time (exit 3).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Unavailable, message.into())
+    }
+
     pub fn with_source(mut self, source: impl Into<anyhow::Error>) -> Self {
         self.source = Some(source.into());
         self
@@ -88,6 +96,7 @@ impl Error {
         match self.kind {
             ErrorKind::Failure => 1,
             ErrorKind::Usage => 2,
+            ErrorKind::Unavailable => 3,
         }
     }
 }

@@ -237,10 +237,22 @@ pub fn run(args: MigrateArgs, out: Output) -> Result<Outcome> {
                 continue;
             }
             let (sha256, bytes) = fetch::digest(&url, IDLE_TIMEOUT).map_err(|e| {
-                Error::failure(format!(
+                // A server that could not be reached or answered 5xx may answer later (exit 3).
+                let unavailable = url.starts_with("http")
+                    && matches!(
+                        &e,
+                        fetch::FetchError::Transfer { .. }
+                            | fetch::FetchError::Status { status: 500.., .. }
+                    );
+                let message = format!(
                     "cannot hash `{}`, which `{}` pins on `{}`",
                     pin.file_name, pin.app, analysis.branch
-                ))
+                );
+                if unavailable {
+                    Error::unavailable(message)
+                } else {
+                    Error::failure(message)
+                }
                 .with_source(e)
                 .hint("nothing was changed")
                 .hint("every file-name pin's artifact must be under `--artifact-base`: its digest is computed from its bytes")

@@ -160,7 +160,10 @@ pub fn github_repo(store: &Store, given: Option<&str>) -> Result<String> {
 
 pub fn github_error(err: GitHubError) -> Error {
     let hint = err.hint();
-    let error = Error::failure(err.to_string());
+    let error = match &err {
+        GitHubError::Unreachable { .. } => Error::unavailable(err.to_string()),
+        _ => Error::failure(err.to_string()),
+    };
     match hint {
         Some(hint) => error.hint(hint),
         None => error,

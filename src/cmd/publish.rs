@@ -84,7 +84,11 @@ pub fn registry_error(error: OciError) -> Error {
         OciError::Insecure { .. } => "pass `--insecure-registry HOST` to allow plain http",
         _ => "",
     };
-    let error = Error::failure(error.to_string());
+    let error = if matches!(error, OciError::Unreachable { .. }) {
+        Error::unavailable(error.to_string())
+    } else {
+        Error::failure(error.to_string())
+    };
     if hint.is_empty() {
         error
     } else {

@@ -31,7 +31,12 @@ impl From<StoreError> for Error {
                 Some("fix the file or the variable, or unset it to use git's credential helpers")
             }
         };
-        let error = Error::failure(err.to_string());
+        let error = match &err {
+            StoreError::Unreachable {
+                transient: true, ..
+            } => Error::unavailable(err.to_string()),
+            _ => Error::failure(err.to_string()),
+        };
         match hint {
             Some(hint) => error.hint(hint),
             None => error,

@@ -264,9 +264,18 @@ impl Store {
     }
 
     fn unreachable(&self, e: &git2::Error) -> StoreError {
+        let refused = matches!(
+            e.code(),
+            git2::ErrorCode::Auth | git2::ErrorCode::Certificate
+        ) || e.class() == git2::ErrorClass::Ssl
+            || e.message().contains("authentication failed")
+            || e.message().contains("status code: 401")
+            || e.message().contains("status code: 403")
+            || e.message().contains("status code: 404");
         StoreError::Unreachable {
             remote: self.remote.shown.clone(),
             message: self.remote.scrub(e.message()),
+            transient: !refused,
         }
     }
 

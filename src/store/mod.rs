@@ -23,7 +23,13 @@ pub use tree::TreeSource;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot reach `{remote}`: {message}")]
-    Unreachable { remote: String, message: String },
+    Unreachable {
+        remote: String,
+        message: String,
+        /// Whether trying again may help (the network, a timeout), unlike a refused
+        /// credential or certificate.
+        transient: bool,
+    },
     #[error("`{remote}` is not a git repository: {message}")]
     NotARepository { remote: String, message: String },
     #[error("`{remote}` has no branch `{branch}`")]

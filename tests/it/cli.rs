@@ -121,3 +121,55 @@ fn json_logs_are_one_object_per_line_down_to_the_last_error() {
         "{last}"
     );
 }
+
+/// A service that cannot be reached is exit 3 (retrying may help), not 1 (refused): a git
+/// remote, a registry, GitHub's API.
+#[test]
+fn a_service_that_cannot_be_reached_exits_3() {
+    let sandbox = crate::common::Sandbox::new();
+    let remote = sandbox.init("dev,staging");
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = format!("127.0.0.1:{port}");
+    let runs = [
+        sandbox
+            .ferry(&[
+                "show",
+                "dev",
+                "--remote",
+                &format!("http://{down}/deploy.git"),
+            ])
+            .run(),
+        sandbox
+            .ferry(&["publish", "dev", "--remote", &remote, "--to"])
+            .arg(format!("oci://{down}/deploy"))
+            .run(),
+        sandbox
+            .ferry(&[
+                "promote",
+                "dev",
+                "staging",
+                "--forge",
+                "github",
+                "--github-repo",
+                "o/r",
+                "--remote",
+                &remote,
+            ])
+            .env("GITHUB_API_URL", &format!("http://{down}"))
+            .env("GITHUB_TOKEN", "t")
+            .run(),
+    ];
+    for run in runs {
+        run.assert_code(3);
+        assert!(
+            run.stderr.lines().any(|l| l.starts_with("error: ")),
+            "{}",
+            run.render()
+        );
+    }
+}

@@ -638,7 +638,8 @@ mod bump {
                 "http://127.0.0.1:9/deploy.git",
             ])
             .run();
-        run.assert_code(1);
+        // Exit 3: nothing changed, and the same bump may land later.
+        run.assert_code(3);
         assert!(
             run.stderr
                 .starts_with("error: cannot reach `http://127.0.0.1:9/deploy.git`"),
