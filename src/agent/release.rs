@@ -9,9 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::deploy::fetch::hex;
 use crate::deploy::unpack::{self, Entry, Limits};
 
 /// Where one app lives on this host.
@@ -284,17 +282,7 @@ fn mtime(meta: &std::fs::Metadata) -> i128 {
 }
 
 fn digest(path: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut hash = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buffer).ok()?;
-        if n == 0 {
-            return Some(hex(&hash.finalize()));
-        }
-        hash.update(&buffer[..n]);
-    }
+    crate::digest::sha256_file(path).ok()
 }
 
 /// Every file and link under `dir` (not directories), by path relative to `root`.

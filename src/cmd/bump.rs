@@ -3,12 +3,10 @@
 //! re-read and the bump re-applied on its new tip, so concurrent bots never lose an update.
 
 use std::hash::{BuildHasher, Hasher};
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::cmd::shared::{
     branch_of, identity, invalid_state, open_store, short, signature, signature_as,
@@ -105,25 +103,6 @@ fn parse_sha256(text: &str) -> Result<String, String> {
     Ok(hex.to_ascii_lowercase())
 }
 
-/// Hashes a file as it streams.
-pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    let mut file = crate::files::open_regular(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 #[derive(Serialize)]
 struct BumpReport<'a> {
     env: &'a str,
@@ -152,7 +131,7 @@ pub fn run(args: BumpArgs, out: Output) -> Result<Outcome> {
     // Everything about the arguments is settled before the first network access.
     let sha256 = match (&args.sha256, &args.artifact) {
         (Some(hex), _) => hex.clone(),
-        (None, Some(path)) => sha256_file(path).map_err(|e| {
+        (None, Some(path)) => crate::digest::sha256_file(path).map_err(|e| {
             Error::usage(format!("cannot read `--artifact {}`", path.display())).with_source(e)
         })?,
         (None, None) => unreachable!("clap requires one of them"),

@@ -18,7 +18,6 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 
 use crate::oci::{OciError, OciUrl, Registries};
-use sha2::{Digest, Sha256};
 
 /// Redirects followed at most, as curl's default is 50 and browsers' 20.
 const MAX_REDIRECTS: usize = 10;
@@ -319,7 +318,7 @@ impl Cache {
             path: temp.clone(),
             url: url.to_owned(),
             limit: max_size,
-            hash: Sha256::new(),
+            hash: Hasher::new(),
             bytes: 0,
             pinned: false,
             progress: Transfer::start(&format!("fetching {}", short_url(url))),
@@ -337,7 +336,7 @@ impl Cache {
             if let Some(file) = &sink.file {
                 file.sync_all().map_err(|e| cache_err(&temp, e))?;
             }
-            let actual = hex(&sink.hash.finalize_reset());
+            let actual = sink.hash.finish_hex();
             if actual != sha256 && !sink.pinned {
                 return Err(FetchError::Mismatch {
                     url: url.to_owned(),
@@ -491,7 +490,7 @@ struct Sink {
     /// What is downloaded, for errors.
     url: String,
     limit: u64,
-    hash: Sha256,
+    hash: Hasher,
     bytes: u64,
     /// Verified by other means than the hash of its bytes (an `oci://` layer).
     pinned: bool,
@@ -544,7 +543,7 @@ pub fn digest(url: &str, idle_timeout: Duration) -> Result<(String, u64), FetchE
         path: PathBuf::new(),
         url: url.to_owned(),
         limit: DEFAULT_MAX_SIZE,
-        hash: Sha256::new(),
+        hash: Hasher::new(),
         bytes: 0,
         pinned: false,
         progress: Transfer::start(&format!("hashing {}", short_url(url))),
@@ -556,7 +555,7 @@ pub fn digest(url: &str, idle_timeout: Duration) -> Result<(String, u64), FetchE
     let fetched = fetch_url(url, &mut sink, &mut pace);
     sink.progress.finish();
     fetched?;
-    Ok((hex(&sink.hash.finalize_reset()), sink.bytes))
+    Ok((sink.hash.finish_hex(), sink.bytes))
 }
 
 /// Streams the `file://`, `https://` or `http://` artifact at `url` into `sink`.
@@ -840,10 +839,8 @@ fn resolve(base: &hyper::Uri, location: &str) -> String {
     }
 }
 
-/// Lowercase hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::digest::Hasher;
+pub use crate::digest::hex;
 
 /// The end of a URL, for a progress bar: its last path segment (`web-2.1.0.tar.gz`).
 fn short_url(url: &str) -> &str {
@@ -854,6 +851,7 @@ fn short_url(url: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
     use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
 

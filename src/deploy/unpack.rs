@@ -14,9 +14,6 @@ use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-use super::fetch::hex;
 
 /// How an artifact is unpacked, from its file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,7 +297,7 @@ impl Out {
             .create_new(true)
             .open(&path)
             .map_err(|e| written(entry, &path, e))?;
-        let mut hash = Sha256::new();
+        let mut hash = crate::digest::Hasher::new();
         let mut size = 0u64;
         let mut buffer = vec![0u8; 1 << 16];
         loop {
@@ -328,7 +325,7 @@ impl Out {
         }
         self.entries.push(Entry {
             path: relative,
-            sha256: hex(&hash.finalize()),
+            sha256: hash.finish_hex(),
             size,
             link: None,
             executable,
@@ -599,7 +596,7 @@ mod tests {
             std::fs::read(release.join("current")).unwrap(),
             b"<h1>hi</h1>"
         );
-        assert_eq!(entries[2].sha256, hex(&Sha256::digest(b"<h1>hi</h1>")));
+        assert_eq!(entries[2].sha256, crate::digest::sha256_hex(b"<h1>hi</h1>"));
     }
 
     #[test]

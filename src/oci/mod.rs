@@ -25,9 +25,8 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
-use sha2::{Digest, Sha256};
 
-use crate::deploy::fetch::{self, hex};
+use crate::deploy::fetch;
 use auth::Credentials;
 
 /// The OCI image manifest media type, which ferry writes and reads.
@@ -459,7 +458,7 @@ impl Registry {
             }
             status => return Err(self.manifest_status(url, status, "a manifest GET")),
         }
-        let digest = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
+        let digest = format!("sha256:{}", crate::digest::sha256_hex(&bytes));
         if let Some(expected) = &url.digest
             && *expected != digest
         {
@@ -494,7 +493,7 @@ impl Registry {
             self.client
                 .store_auth_if_needed(&self.registry, &self.auth()),
         );
-        let mut hash = Sha256::new();
+        let mut hash = crate::digest::Hasher::new();
         let mut bytes = 0u64;
         let streamed: Result<(), OciError> = self.runtime.block_on(async {
             let mut stream = pace
@@ -539,7 +538,7 @@ impl Registry {
             }
         });
         streamed?;
-        let actual = format!("sha256:{}", hex(&hash.finalize()));
+        let actual = format!("sha256:{}", hash.finish_hex());
         if actual != descriptor.digest {
             return Err(OciError::Mismatch {
                 what,
