@@ -94,8 +94,10 @@ try:
 
     def agent(name, *extra, once=False):
         state = os.path.join(WORK, f"state-{name}")
+        root = os.path.join(WORK, f"root-{name}")
+        os.makedirs(root, exist_ok=True)  # the agent refuses a root that does not exist
         args = [FERRY, "agent", "--env", "dev", "--remote", URL, "--root",
-                os.path.join(WORK, f"root-{name}"), "--state-dir", state, "--no-report", *extra]
+                root, "--state-dir", state, "--no-report", *extra]
         if once:
             args.append("--once")
             return subprocess.run(args, capture_output=True, text=True,

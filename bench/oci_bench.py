@@ -107,6 +107,7 @@ SOURCES = {
 
 
 def agent_args(source, state_dir):
+    os.makedirs(os.path.join(WORK, "root"), exist_ok=True)  # the agent refuses a missing root
     return [FERRY, "agent", "--env", "dev", "--host", "bench-none", "--no-report",
             "--root", os.path.join(WORK, "root"), "--state-dir", state_dir] + SOURCES[source][0]
 
