@@ -778,7 +778,8 @@ fn fetch_http(url: &str, sink: &mut Sink, pace: &mut Pace) -> Result<(), FetchEr
                     .get(hyper::header::LOCATION)
                     .and_then(|v| v.to_str().ok())
                     .ok_or_else(|| transfer(format!("HTTP {status} without a Location")))?;
-                target = resolve(&uri, location);
+                target = resolve(&target, location)
+                    .map_err(|why| transfer(format!("a redirect to `{location}`: {why}")))?;
                 if !["http://", "https://"]
                     .iter()
                     .any(|scheme| target.to_ascii_lowercase().starts_with(scheme))
@@ -823,20 +824,13 @@ fn fetch_http(url: &str, sink: &mut Sink, pace: &mut Pace) -> Result<(), FetchEr
     })
 }
 
-/// A redirect's `Location`, absolute or relative to `base`.
-fn resolve(base: &hyper::Uri, location: &str) -> String {
-    if location.contains("://") {
-        return location.to_owned();
-    }
-    let scheme = base.scheme_str().unwrap_or("http");
-    let authority = base.authority().map_or("", |a| a.as_str());
-    if location.starts_with('/') {
-        format!("{scheme}://{authority}{location}")
-    } else {
-        let path = base.path();
-        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-        format!("{scheme}://{authority}{dir}{location}")
-    }
+/// A redirect's `Location` joined to the URL that answered, as RFC 3986 says (`//host/x`,
+/// `../x`, `?q`, an absolute URL).
+fn resolve(base: &str, location: &str) -> Result<String, String> {
+    let base = url::Url::parse(base).map_err(|e| e.to_string())?;
+    base.join(location)
+        .map(String::from)
+        .map_err(|e| e.to_string())
 }
 
 use crate::digest::Hasher;
@@ -1163,6 +1157,21 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn redirects_are_joined_as_rfc_3986_says() {
+        let base = "http://a.example/dir/sub/web.tgz?x=1";
+        for (location, joined) in [
+            ("/top.tgz", "http://a.example/top.tgz"),
+            ("other.tgz", "http://a.example/dir/sub/other.tgz"),
+            ("../up.tgz", "http://a.example/dir/up.tgz"),
+            ("//b.example/x.tgz", "http://b.example/x.tgz"),
+            ("https://c.example/y.tgz", "https://c.example/y.tgz"),
+            ("?v=2", "http://a.example/dir/sub/web.tgz?v=2"),
+        ] {
+            assert_eq!(resolve(base, location).as_deref(), Ok(joined), "{location}");
+        }
     }
 
     /// A redirect off the web (`file:`, `ftp:`) is refused in words, not as a parse error.
