@@ -160,7 +160,7 @@ impl Quickstart {
             envs.push(Env {
                 name,
                 agent: None,
-                agent_port: free_port()?,
+                agent_port: 0,
                 web_port: serve_web(name, live)?,
             });
         }
@@ -473,47 +473,77 @@ impl Quickstart {
         Ok((relative, format!("file://{}", path.display())))
     }
 
+    /// Starts `envs[i]`'s agent on a free loopback port and waits until it listens. A port is
+    /// free only when it is looked at: should another process take it before the agent binds
+    /// it, another is tried.
     fn start_agent(&mut self, i: usize) -> Result<()> {
-        let env = &self.envs[i];
-        let name = env.name;
+        let name = self.envs[i].name;
         let root = self.dir.join(name);
         let log_path = root.join("var/log/ferry-agent.log");
         std::fs::create_dir_all(log_path.parent().expect("a parent"))
             .map_err(|e| Error::failure(format!("cannot create {}: {e}", root.display())))?;
-        let log = std::fs::File::create(&log_path)
-            .map_err(|e| Error::failure(format!("cannot create {}: {e}", log_path.display())))?;
-        let listen = format!("127.0.0.1:{}", env.agent_port);
-        let args = [
-            "agent",
-            "--env",
-            name,
-            "--root",
-            name,
-            "--state-dir",
-            &format!("{name}/var/lib/ferry-agent"),
-            "--listen",
-            &listen,
-            "-v",
-        ];
-        self.say(format!(
-            "   $ USER=agent ferry {} 2> {name}/var/log/ferry-agent.log &",
-            args.join(" ")
-        ));
-        let mut command = self.command("agent");
-        command.args(args).stdout(Stdio::null()).stderr(log);
-        // The agents end with the quickstart, however it ends.
-        // SAFETY: prctl is async-signal-safe and touches only the child's own settings.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port()?;
+            let log = std::fs::File::create(&log_path).map_err(|e| {
+                Error::failure(format!("cannot create {}: {e}", log_path.display()))
+            })?;
+            let listen = format!("127.0.0.1:{port}");
+            let state_dir = format!("{name}/var/lib/ferry-agent");
+            let args = [
+                "agent",
+                "--env",
+                name,
+                "--root",
+                name,
+                "--state-dir",
+                &state_dir,
+                "--listen",
+                &listen,
+                "-v",
+            ];
+            let mut command = self.command("agent");
+            command.args(args).stdout(Stdio::null()).stderr(log);
+            // The agents end with the quickstart, however it ends.
+            // SAFETY: prctl is async-signal-safe and touches only the child's own settings.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+            let mut child = command
+                .spawn()
+                .map_err(|e| Error::failure(format!("cannot start {name}'s agent: {e}")))?;
+            let started = Instant::now();
+            let listening = loop {
+                if child.try_wait().ok().flatten().is_some() {
+                    break false;
+                }
+                if http_get(port, "/healthz").is_ok() {
+                    break true;
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    // Slow, not gone: what it does next is `deployed`'s to judge.
+                    break true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let taken = !listening
+                && std::fs::read_to_string(&log_path)
+                    .is_ok_and(|log| log.contains("Address already in use"));
+            if taken && attempt < 5 {
+                continue;
+            }
+            self.say(format!(
+                "   $ USER=agent ferry {} 2> {name}/var/log/ferry-agent.log &",
+                args.join(" ")
+            ));
+            self.envs[i].agent_port = port;
+            self.envs[i].agent = Some(child);
+            return Ok(());
         }
-        let child = command
-            .spawn()
-            .map_err(|e| Error::failure(format!("cannot start {name}'s agent: {e}")))?;
-        self.envs[i].agent = Some(child);
-        Ok(())
     }
 
     /// Waits until `env`'s agent reports web `version` deployed (the `ferry/deploy/ENV`
