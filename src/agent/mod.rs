@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use git2::Oid;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
 use crate::cmd::shared::{identity, load_at, now, signature, validate_files};
 use crate::deploy::fetch::{Cache, FetchError, probe};
@@ -805,7 +804,7 @@ fn pull_state(
     let hex = parsed.layer.digest.trim_start_matches("sha256:").to_owned();
     let path = cache.path(&hex);
     let layer = match std::fs::read(&path) {
-        Ok(bytes) if crate::deploy::fetch::hex(&sha2::Sha256::digest(&bytes)) == hex => bytes,
+        Ok(bytes) if crate::digest::sha256_hex(&bytes) == hex => bytes,
         _ => {
             let mut bytes = Vec::new();
             // At most its declared size (which `parse` bounds), held in memory.

@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::agent::server;
 use crate::error::{Error, Outcome, Result};
@@ -464,8 +463,7 @@ impl Quickstart {
                 .map_err(io)?;
         }
         tar.into_inner().and_then(|gz| gz.finish()).map_err(io)?;
-        let digest = Sha256::digest(std::fs::read(&path).map_err(io)?);
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::digest::sha256_file(&path).map_err(io)?;
         self.say(format!(
             "   made {relative}: index.html and healthz (sha256 {}…)",
             &hex[..12]

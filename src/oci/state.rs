@@ -12,9 +12,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use crate::deploy::fetch::hex;
 use crate::json::MAX_FILE_SIZE;
 use oci_client::manifest::OciDescriptor;
 
@@ -51,7 +49,7 @@ pub struct Packed {
 }
 
 fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+    format!("sha256:{}", crate::digest::sha256_hex(bytes))
 }
 
 /// Packs `files` (path → bytes) as the state artifact described by `meta`.
