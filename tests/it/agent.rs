@@ -116,6 +116,25 @@ pub(crate) fn once(sandbox: &Sandbox, source: &[&str]) -> crate::common::Ferry {
         .arg(sandbox.path().join("state"))
 }
 
+/// `ferry agent --env dev --interval 1s` reading `remote`, deploying into the sandbox's
+/// `root` with its state in `state`: a running agent, to spawn.
+pub(crate) fn polling(sandbox: &Sandbox, remote: &str, state: &Path) -> crate::common::Ferry {
+    sandbox
+        .ferry(&[
+            "agent",
+            "--env",
+            "dev",
+            "--remote",
+            remote,
+            "--interval",
+            "1s",
+        ])
+        .arg("--root")
+        .arg(sandbox.path().join("root"))
+        .arg("--state-dir")
+        .arg(state)
+}
+
 pub(crate) fn live(sandbox: &Sandbox) -> PathBuf {
     sandbox.path().join("root/srv/web")
 }
@@ -348,21 +367,7 @@ fn an_invalid_state_or_a_malicious_archive_is_never_deployed() {
 #[test]
 fn sigterm_finishes_the_step_and_exits() {
     let (sandbox, remote) = repo(json!({}));
-    let mut command = sandbox
-        .ferry(&[
-            "agent",
-            "--env",
-            "dev",
-            "--remote",
-            &remote,
-            "--interval",
-            "1s",
-        ])
-        .arg("--root")
-        .arg(sandbox.path().join("root"))
-        .arg("--state-dir")
-        .arg(sandbox.path().join("state"))
-        .command;
+    let mut command = polling(&sandbox, &remote, &sandbox.path().join("state")).command;
     let mut running = Running(command.stderr(std::process::Stdio::null()).spawn().unwrap());
     let child = &mut running.0;
     let status_file = sandbox.path().join("state/status.json");
@@ -872,21 +877,7 @@ fn a_full_disk_is_retried_after_a_backoff_not_every_interval() {
         .run()
         .assert_code(0);
     let log = sandbox.path().join("agent.log");
-    let mut command = sandbox
-        .ferry(&[
-            "agent",
-            "--env",
-            "dev",
-            "--remote",
-            &remote,
-            "--interval",
-            "1s",
-        ])
-        .arg("--root")
-        .arg(sandbox.path().join("root"))
-        .arg("--state-dir")
-        .arg(&state)
-        .command;
+    let mut command = polling(&sandbox, &remote, &state).command;
     let _running = Running(
         command
             .stdout(std::process::Stdio::null())

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::agent::{agent, artifact, bump, bump_from, live, once, repo, status};
-use crate::common::Sandbox;
+use crate::agent::{agent, artifact, bump, bump_from, live, once, polling, repo, status};
+use crate::common::{Run, Sandbox};
 
 /// `web-VERSION.EXT` made by `build` into the sandbox.
 fn hostile_file(sandbox: &Sandbox, version: &str, ext: &str, bytes: Vec<u8>) -> PathBuf {
@@ -287,20 +287,7 @@ fn a_trickle_is_bounded_sigterm_abandons_it_and_a_kill_9_leftover_is_purged() {
         .assert_code(0);
     let tmp = sandbox.path().join("state/artifacts/tmp");
     let spawn = || {
-        sandbox
-            .ferry(&[
-                "agent",
-                "--env",
-                "dev",
-                "--remote",
-                &remote,
-                "--interval",
-                "1s",
-            ])
-            .arg("--root")
-            .arg(sandbox.path().join("root"))
-            .arg("--state-dir")
-            .arg(sandbox.path().join("state"))
+        polling(&sandbox, &remote, &sandbox.path().join("state"))
             .command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -597,6 +584,24 @@ fn oci_manifest(
     .unwrap()
 }
 
+/// Runs the agent `command` against the hostile `registry` (killed past 30 s) and checks that
+/// it ended in time, that the registry could send it little of `what` it asked for, and that
+/// the agent stayed small.
+#[track_caller]
+fn against(registry: &HostileRegistry, command: std::process::Command, what: &str) -> Run {
+    let started = Instant::now();
+    let (run, peak_kb) = run_measured(command, Duration::from_secs(30));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{}",
+        run.render()
+    );
+    let sent = registry.sent_when_done();
+    assert!(sent < 64 << 20, "{sent} bytes sent for {what}");
+    assert!(peak_kb < 100 << 10, "peak RSS {peak_kb} kB");
+    run
+}
+
 /// Runs `command` until it exits (killed past `limit`), reaping it with `wait4` for its peak
 /// resident memory: the run (stdout and stderr kept) and the peak in kB.
 #[expect(
@@ -702,15 +707,9 @@ fn a_registry_streaming_past_a_blobs_declared_size_is_cut_off() {
 
     // The state, from `--source`.
     let sandbox = Sandbox::new();
-    std::fs::create_dir_all(sandbox.path().join("root")).unwrap();
     let source = format!("oci://{}/deploy:dev", registry.host());
     let command = once(&sandbox, &["--source", &source, "--no-report"]).command;
-    let started = Instant::now();
-    let (run, peak_kb) = run_measured(command, Duration::from_secs(30));
-    assert!(started.elapsed() < Duration::from_secs(30));
-    let sent = registry.sent_when_done();
-    assert!(sent < 64 << 20, "{sent} bytes sent for a 1000-byte layer");
-    assert!(peak_kb < 100 << 10, "peak RSS {peak_kb} kB");
+    let run = against(&registry, command, "a 1000-byte layer");
     run.assert_code(1);
     let said = format!(
         "dev: stalled: oci://{}/deploy@{} (blob {state_layer}): the registry sent more than the 1000 bytes its descriptor says: refused",
@@ -747,12 +746,7 @@ fn a_registry_streaming_past_a_blobs_declared_size_is_cut_off() {
         .run()
         .assert_code(0);
     let command = once(&sandbox, &["--remote", &remote]).command;
-    let started = Instant::now();
-    let (run, peak_kb) = run_measured(command, Duration::from_secs(30));
-    assert!(started.elapsed() < Duration::from_secs(30));
-    let sent = registry.sent_when_done();
-    assert!(sent < 64 << 20, "{sent} bytes sent for a 1000-byte layer");
-    assert!(peak_kb < 100 << 10, "peak RSS {peak_kb} kB");
+    let run = against(&registry, command, "a 1000-byte layer");
     run.assert_code(1);
     assert!(
         run.stdout.contains("dev: failed: web:")
@@ -780,13 +774,9 @@ fn an_endless_manifest_does_not_grow_the_agent() {
         ..Contents::default()
     });
     let sandbox = Sandbox::new();
-    std::fs::create_dir_all(sandbox.path().join("root")).unwrap();
     let source = format!("oci://{}/deploy:dev", registry.host());
     let command = once(&sandbox, &["--source", &source, "--no-report"]).command;
-    let (run, peak_kb) = run_measured(command, Duration::from_secs(30));
-    let sent = registry.sent_when_done();
-    assert!(sent < 64 << 20, "{sent} bytes sent for a manifest");
-    assert!(peak_kb < 100 << 10, "peak RSS {peak_kb} kB");
+    let run = against(&registry, command, "a manifest");
     run.assert_code(1);
     assert!(
         run.stdout.contains(&format!(
@@ -805,10 +795,7 @@ fn an_endless_manifest_does_not_grow_the_agent() {
         .run()
         .assert_code(0);
     let command = once(&sandbox, &["--remote", &remote]).command;
-    let (run, peak_kb) = run_measured(command, Duration::from_secs(30));
-    let sent = registry.sent_when_done();
-    assert!(sent < 64 << 20, "{sent} bytes sent for a manifest");
-    assert!(peak_kb < 100 << 10, "peak RSS {peak_kb} kB");
+    let run = against(&registry, command, "a manifest");
     run.assert_code(1);
     assert!(
         run.stdout.contains("dev: failed: web:")
