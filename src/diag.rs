@@ -8,6 +8,30 @@ use serde::Serialize;
 
 use crate::json::{Document, Position};
 
+/// One thing wrong with a value, in words; the caller knows where the value came from and
+/// turns it into a [`Diagnostic`] or an error that says so.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Problem(pub String);
+
+impl From<String> for Problem {
+    fn from(text: String) -> Self {
+        Problem(text)
+    }
+}
+
+impl From<Problem> for String {
+    fn from(problem: Problem) -> Self {
+        problem.0
+    }
+}
+
+impl From<&str> for Problem {
+    fn from(text: &str) -> Self {
+        Problem(text.to_owned())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {

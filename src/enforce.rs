@@ -15,8 +15,32 @@ use std::collections::BTreeMap;
 
 use git2::{ObjectType, Oid, Repository};
 
+use crate::forge::MAX_DESCRIPTION;
 use crate::forge::local::{REQUESTS, STATUSES, STATUSES_FILE};
 use serde_json::Value;
+
+/// Why a push is refused, in words for the pusher (git shows them as `remote: …` lines).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+impl From<String> for Refusal {
+    fn from(text: String) -> Self {
+        Refusal(text)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(text: &str) -> Self {
+        Refusal(text.to_owned())
+    }
+}
+
+impl From<Refusal> for String {
+    fn from(refusal: Refusal) -> Self {
+        refusal.0
+    }
+}
 
 /// The push log: one commit per accepted push (`push.json`: who, when, which refs moved from
 /// what to what), written by the repository's `post-receive` hook only. `ferry audit` reads it
@@ -103,30 +127,7 @@ pub fn login_of_this_push() -> Option<String> {
     if set("GATEWAY_INTERFACE") || set("SSH_CONNECTION") {
         None
     } else {
-        login_of_uid()
-    }
-}
-
-/// The login name of this process's effective user, from the user database.
-pub fn login_of_uid() -> Option<String> {
-    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: a zeroed `passwd` is a valid out-parameter; getpwuid_r writes only into it and
-    // into `buffer`, whose length it is given, and `result` points at `pwd` or is null.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(
-            libc::geteuid(),
-            &mut pwd,
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut result,
-        );
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return None;
-        }
-        let name = std::ffi::CStr::from_ptr(pwd.pw_name).to_str().ok()?;
-        (!name.is_empty()).then(|| name.to_owned())
+        crate::identity::login_of_uid()
     }
 }
 
@@ -229,7 +230,7 @@ pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec
 /// What lands on an environment branch (one the files before or after the push say is an
 /// environment's) must be a valid desired state, as `ferry validate` says: its agents would
 /// stall on anything else, and a promotion out of it would be refused.
-fn check_valid(repo: &Repository, u: &Update, branch: &str) -> Result<(), String> {
+fn check_valid(repo: &Repository, u: &Update, branch: &str) -> Result<(), Refusal> {
     if u.new.is_zero() {
         return Ok(());
     }
@@ -264,10 +265,15 @@ fn check_valid(repo: &Repository, u: &Update, branch: &str) -> Result<(), String
     if errors.len() > SHOWN {
         why.push_str(&format!("\n    … and {} more", errors.len() - SHOWN));
     }
-    Err(why)
+    Err(Refusal::from(why))
 }
 
 /// The environment whose branch is `branch`, from the files at `tip`.
+/// [`environment_at`] in the state store.
+pub fn environment_in(store: &crate::store::Store, tip: Oid, branch: &str) -> Option<Environment> {
+    environment_at(store.repo(), tip, branch)
+}
+
 pub fn environment_at(repo: &Repository, tip: Oid, branch: &str) -> Option<Environment> {
     let tree = repo.find_commit(tip).ok()?.tree().ok()?;
     let dir = tree.get_path(std::path::Path::new(ENVIRONMENTS_DIR)).ok()?;
@@ -289,9 +295,9 @@ pub fn protection_of(
     environment_at(repo, tip, branch).map(|env| (env.name, env.protection))
 }
 
-fn named(pusher: Option<&str>) -> Result<&str, String> {
+fn named(pusher: Option<&str>) -> Result<&str, Refusal> {
     pusher.ok_or_else(|| {
-        "the pusher is unknown: protected refs and records need an authenticated push (REMOTE_USER from the HTTP server, FERRY_PUSHER for ssh, the login USER for a path: `export USER=$(id -un)` where it is unset, as in some containers)".to_owned()
+        Refusal::from("the pusher is unknown: protected refs and records need an authenticated push (REMOTE_USER from the HTTP server, FERRY_PUSHER for ssh, the login USER for a path: `export USER=$(id -un)` where it is unset, as in some containers)")
     })
 }
 
@@ -302,7 +308,7 @@ fn check_branch(
     env: &str,
     p: &Protection,
     merges: &BTreeMap<String, (Update, Request)>,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     if u.new.is_zero() {
         return if p.allow_deletion {
             Ok(())
@@ -323,10 +329,10 @@ fn check_branch(
         walk.hide(u.old).map_err(|e| e.message().to_owned())?;
         for id in walk.flatten() {
             if repo.find_commit(id).is_ok_and(|c| c.parent_count() > 1) {
-                return Err(format!(
+                return Err(Refusal::from(format!(
                     "merge commit {} on a branch with `linear_history`",
                     &id.to_string()[..7]
-                ));
+                )));
             }
         }
     }
@@ -339,14 +345,14 @@ fn check_branch(
             if p.allowed_pushers.iter().any(|a| a == who) {
                 Ok(())
             } else {
-                Err(format!(
+                Err(Refusal::from(format!(
                     "`{who}` may not push to it directly ({}); versions land through promotion requests (`ferry promote`, `ferry approve`, `ferry merge`), and changes to its environment files by someone in `protection.allowed_pushers` (declare your release managers there)",
                     if p.allowed_pushers.is_empty() {
                         "`allowed_pushers` is empty".to_owned()
                     } else {
                         format!("allowed pushers: {}", p.allowed_pushers.join(", "))
                     }
-                ))
+                )))
             }
         }
     }
@@ -360,39 +366,39 @@ fn check_merge(
     env: &str,
     p: &Protection,
     request: &Request,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let id = request.id;
     if !p.allowed_mergers.is_empty() && !p.allowed_mergers.iter().any(|m| m == who) {
-        return Err(format!(
+        return Err(Refusal::from(format!(
             "`{who}` may not merge request #{id} into {env}: allowed mergers are {}",
             p.allowed_mergers.join(", ")
-        ));
+        )));
     }
     let approvers = request.approvers(p.dismiss_stale_reviews);
     if approvers.len() < p.required_approvals as usize {
-        return Err(format!(
+        return Err(Refusal::from(format!(
             "request #{id} has {} approval(s) from people other than its author {}; {env} requires {}",
             approvers.len(),
             request.author,
             p.required_approvals
-        ));
+        )));
     }
     if p.require_up_to_date && request.base != u.old.to_string() {
-        return Err(format!(
+        return Err(Refusal::from(format!(
             "request #{id} was built on {}, but {env} is at {} (`require_up_to_date`): promote again",
             short(&request.base),
             short(&u.old.to_string())
-        ));
+        )));
     }
     if !p.required_checks.is_empty() {
         let statuses = statuses(repo, &request.head);
         let missing = crate::forge::missing_checks(&p.required_checks, &statuses);
         if !missing.is_empty() {
-            return Err(format!(
+            return Err(Refusal::from(format!(
                 "request #{id}: required check(s) not green on its head {}: {}",
                 short(&request.head),
                 missing.join(", ")
-            ));
+            )));
         }
     }
     // The target's promotion gate, as declared before the push: its `policy.required_checks`
@@ -405,19 +411,19 @@ fn check_merge(
         let statuses = statuses(repo, &request.source);
         let missing = crate::forge::missing_checks(&target.policy.required_checks, &statuses);
         if !missing.is_empty() {
-            return Err(format!(
+            return Err(Refusal::from(format!(
                 "request #{id}: {env}'s promotion gate needs {} green on the promoted {} commit {}",
                 missing.join(", "),
                 request.from,
                 short(&request.source)
-            ));
+            )));
         }
     }
     // What lands is what was reviewed: the target's tip with the request's pins, nothing else.
     let (Some(before), Some(after)) = (manifest_at(repo, u.old), manifest_at(repo, u.new)) else {
-        return Err(format!(
+        return Err(Refusal::from(format!(
             "request #{id}: cannot read `{MANIFEST}` of the merge"
-        ));
+        )));
     };
     let mut expected = before.artifacts.clone();
     for m in &request.moves {
@@ -430,14 +436,14 @@ fn check_merge(
             .chain(expected.keys())
             .filter(|app| after.artifacts.get(*app) != expected.get(*app))
             .collect();
-        return Err(format!(
+        return Err(Refusal::from(format!(
             "the merge of request #{id} does not pin what the request moves (differs: {})",
             differs
                 .iter()
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        )));
     }
     let only_manifest = (|| -> Option<bool> {
         let old = repo.find_commit(u.old).ok()?.tree().ok()?;
@@ -449,9 +455,9 @@ fn check_merge(
         }))
     })();
     if only_manifest != Some(true) {
-        return Err(format!(
+        return Err(Refusal::from(format!(
             "the merge of request #{id} changes files other than `{MANIFEST}`"
-        ));
+        )));
     }
     Ok(())
 }
@@ -472,26 +478,27 @@ pub fn statuses(repo: &Repository, commit: &str) -> Statuses {
 const MAX_RECORD: usize = 1 << 20;
 /// A status's URL, at most (its description: [`crate::forge::MAX_DESCRIPTION`]).
 const MAX_URL: usize = 2048;
-use crate::forge::MAX_DESCRIPTION;
 
 /// A record's commit holds its one file, within [`MAX_RECORD`], as ferry writes it: JSON with no
 /// field ferry does not know (records are append-only: junk could never be removed).
-fn record_shape(repo: &Repository, commit: Oid, file: &str) -> Result<(), String> {
+fn record_shape(repo: &Repository, commit: Oid, file: &str) -> Result<(), Refusal> {
     let tree = repo
         .find_commit(commit)
         .and_then(|c| c.tree())
         .map_err(|e| format!("cannot read the record: {}", e.message()))?;
     if tree.len() != 1 || tree.get_name(file).is_none() {
-        return Err(format!("a record's commit holds `{file}` and nothing else"));
+        return Err(Refusal::from(format!(
+            "a record's commit holds `{file}` and nothing else"
+        )));
     }
     let blob = repo
         .find_blob(tree.get_name(file).expect("checked").id())
         .map_err(|e| format!("cannot read `{file}`: {}", e.message()))?;
     if blob.size() > MAX_RECORD {
-        return Err(format!(
+        return Err(Refusal::from(format!(
             "`{file}` is {} bytes; a record is at most {MAX_RECORD}",
             blob.size()
-        ));
+        )));
     }
     let value: Value =
         serde_json::from_slice(blob.content()).map_err(|e| format!("`{file}` is not JSON: {e}"))?;
@@ -503,9 +510,9 @@ fn record_shape(repo: &Repository, commit: Oid, file: &str) -> Result<(), String
     .map_err(|e| format!("`{file}` is not a record ferry writes: {e}"))?
     .expect("records serialize");
     match unknown_field(&value, &known, String::new()) {
-        Some(pointer) => Err(format!(
+        Some(pointer) => Err(Refusal::from(format!(
             "`{file}` has a field ferry does not write: `{pointer}`"
-        )),
+        ))),
         None => Ok(()),
     }
 }
@@ -533,7 +540,7 @@ fn unknown_field(value: &Value, known: &Value, at: String) -> Option<String> {
 
 /// Under `refs/ferry/` live ferry's records only: `requests/N` and `statuses/COMMIT` of a
 /// commit the repository has.
-fn record_name(repo: &Repository, u: &Update) -> Result<(), String> {
+fn record_name(repo: &Repository, u: &Update) -> Result<(), Refusal> {
     if let Some(id) = u.refname.strip_prefix(REQUESTS)
         && !id.is_empty()
         && id.bytes().all(|b| b.is_ascii_digit())
@@ -552,10 +559,10 @@ fn record_name(repo: &Repository, u: &Update) -> Result<(), String> {
             .and_then(|id| repo.find_commit(id).ok())
         {
             Some(_) => Ok(()),
-            None => Err(format!(
+            None => Err(Refusal::from(format!(
                 "statuses are recorded for a commit of this repository, and it has no commit {}",
                 short(commit)
-            )),
+            ))),
         };
     }
     if u.new.is_zero() {
@@ -566,26 +573,26 @@ fn record_name(repo: &Repository, u: &Update) -> Result<(), String> {
 }
 
 /// A new ref `refname` leaves every branch's name unambiguous to git.
-fn unambiguous(branches: &Branches, refname: &str) -> Result<(), String> {
+fn unambiguous(branches: &Branches, refname: &str) -> Result<(), Refusal> {
     let short = ["refs/heads/", "refs/tags/", "refs/remotes/", "refs/"]
         .iter()
         .find_map(|prefix| refname.strip_prefix(prefix))
         .unwrap_or(refname);
     if short.starts_with("refs/") || short.starts_with("heads/") || short.starts_with("tags/") {
-        return Err(format!(
+        return Err(Refusal::from(format!(
             "a ref named `{short}` under `{}` makes names ambiguous to git",
             &refname[..refname.len() - short.len()]
-        ));
+        )));
     }
     if !refname.starts_with("refs/heads/") && branches.before.contains_key(short) {
-        return Err(format!(
+        return Err(Refusal::from(format!(
             "it is named like the branch `{short}`: git would find two refs for that name"
-        ));
+        )));
     }
     Ok(())
 }
 
-fn request_at(repo: &Repository, commit: Oid) -> Result<Request, String> {
+fn request_at(repo: &Repository, commit: Oid) -> Result<Request, Refusal> {
     file_at(repo, commit, "request.json")?.ok_or_else(|| "the record has no `request.json`".into())
 }
 
@@ -620,8 +627,8 @@ fn check_statuses(
     pusher: Option<&str>,
     u: &Update,
     branches: &Branches,
-) -> Result<(), String> {
-    let read = |tip: Oid| -> Result<Statuses, String> {
+) -> Result<(), Refusal> {
+    let read = |tip: Oid| -> Result<Statuses, Refusal> {
         if tip.is_zero() {
             return Ok(Statuses::default());
         }
@@ -650,24 +657,24 @@ fn check_statuses(
             if status.description.chars().count() > MAX_DESCRIPTION
                 || status.url.as_ref().is_some_and(|u| u.len() > MAX_URL)
             {
-                return Err(format!(
+                return Err(Refusal::from(format!(
                     "`{check}`: a status's description is at most {MAX_DESCRIPTION} characters, its URL {MAX_URL} bytes"
-                ));
+                )));
             }
             let who = named(pusher)?;
             if status.by != who {
-                return Err(format!(
+                return Err(Refusal::from(format!(
                     "`{check}` is recorded as reported by `{}`, but `{who}` is pushing: a record names who pushed it (drop `--as` or FERRY_USER, or push as `{}`)",
                     status.by, status.by
-                ));
+                )));
             }
             if let Some(env) = check.strip_prefix("ferry/deploy/") {
                 let reporters = reporters_of(repo, &branches.before, env)?;
                 if !reporters.is_empty() && !reporters.iter().any(|r| r == who) {
-                    return Err(format!(
+                    return Err(Refusal::from(format!(
                         "`{check}` is reported by {env}'s agents only (`agent.reporters`: {}), not by `{who}`",
                         reporters.join(", ")
-                    ));
+                    )));
                 }
             }
         }
@@ -775,7 +782,7 @@ fn check_new_branch(
     branches: &Branches,
     branch: &str,
     tip: Oid,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     if tip.is_zero() {
         return Ok(());
     }
@@ -790,9 +797,9 @@ fn check_new_branch(
         if let Some(bytes) = blob_at(repo, *at, &path) {
             let lives = declared_branch(branch, &bytes);
             if lives != branch {
-                return Err(format!(
+                return Err(Refusal::from(format!(
                     "a new branch named like environment `{branch}`, which lives on `{lives}` (`{path}` on `{other}` says so), would shadow it: give it another name"
-                ));
+                )));
             }
         }
     }
@@ -819,9 +826,9 @@ fn check_new_branch(
             if blob_at(repo, *at, &path)
                 .is_some_and(|bytes| declared_branch(&env, &bytes) == *other)
             {
-                return Err(format!(
+                return Err(Refusal::from(format!(
                     "it declares environment `{env}` as its own, but `{env}` lives on `{other}`: one branch per environment"
-                ));
+                )));
             }
         }
     }
@@ -872,14 +879,14 @@ pub fn transition(
     old: Option<&Request>,
     new: &Request,
     pusher: &str,
-) -> Result<Transition, String> {
-    let claim = |what: &str, name: Option<&str>| -> Result<(), String> {
+) -> Result<Transition, Refusal> {
+    let claim = |what: &str, name: Option<&str>| -> Result<(), Refusal> {
         match name {
             Some(name) if name == pusher => Ok(()),
-            Some(name) => Err(format!(
+            Some(name) => Err(Refusal::from(format!(
                 "{what} is recorded as `{name}`, but `{pusher}` is pushing: a record names who pushed it (drop `--as` or FERRY_USER, or push as `{name}`)"
-            )),
-            None => Err(format!("{what} is not recorded")),
+            ))),
+            None => Err(Refusal::from(format!("{what} is not recorded"))),
         }
     };
     // Moves pin artifacts: a request cannot carry another kind of value.
@@ -889,10 +896,13 @@ pub fn transition(
     let Some(old) = old else {
         claim("the request's author", Some(&new.author))?;
         if new.state != RequestState::Open {
-            return Err(format!("a new request is open, not {}", new.state.as_str()));
+            return Err(Refusal::from(format!(
+                "a new request is open, not {}",
+                new.state.as_str()
+            )));
         }
         if !new.approvals.is_empty() {
-            return Err(format!(
+            return Err(Refusal::from(format!(
                 "a new request has no approvals, but this one arrives with {} (by {}): approvals are added by the approvers' own pushes (`ferry approve`)",
                 new.approvals.len(),
                 new.approvals
@@ -900,7 +910,7 @@ pub fn transition(
                     .map(|a| a.by.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ));
+            )));
         }
         if new.merged_by.is_some()
             || new.merged_at.is_some()
@@ -911,33 +921,33 @@ pub fn transition(
             return Err("a new request is neither merged nor closed".into());
         }
         if new.from == new.to {
-            return Err(format!(
+            return Err(Refusal::from(format!(
                 "a request promotes into another environment, not `{}` into itself",
                 new.to
-            ));
+            )));
         }
         let branch = crate::forge::request_branch(&new.from, &new.to);
         if new.branch != branch {
-            return Err(format!(
+            return Err(Refusal::from(format!(
                 "the request's branch is `{branch}`, not `{}`",
                 new.branch
-            ));
+            )));
         }
         return Ok(Transition::Create);
     };
     if old.state != RequestState::Open {
-        return Err(format!(
+        return Err(Refusal::from(format!(
             "request #{} is {} already: its record no longer changes",
             old.id,
             old.state.as_str()
-        ));
+        )));
     }
     // What `new` changes beyond the transition `what` (which would leave it `expected`).
-    let refuse = |what: &str, expected: &Request| -> Result<Transition, String> {
-        Err(format!(
+    let refuse = |what: &str, expected: &Request| -> Result<Transition, Refusal> {
+        Err(Refusal::from(format!(
             "{what} changes nothing else, but this changes {} too",
             differing(expected, new).join(", ")
-        ))
+        )))
     };
     match new.state {
         RequestState::Closed => {
@@ -981,17 +991,17 @@ pub fn transition(
             let approval = &added[0];
             claim("an approval", Some(&approval.by))?;
             if approval.by == old.author {
-                return Err(format!(
+                return Err(Refusal::from(format!(
                     "`{}` opened request #{}: authors cannot approve their own requests",
                     old.author, old.id
-                ));
+                )));
             }
             if approval.head != old.head {
-                return Err(format!(
+                return Err(Refusal::from(format!(
                     "an approval is of the request's head {}, not {}",
                     short(&old.head),
                     short(&approval.head)
-                ));
+                )));
             }
             let mut expected = old.clone();
             expected.approvals.push(approval.clone());
@@ -1032,7 +1042,7 @@ fn check_record(
     u: &Update,
     branches: &Branches,
     merges: &mut BTreeMap<String, (Update, Request)>,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     if u.new.is_zero() {
         return Err("records are append-only: deleting one is not allowed".into());
     }
@@ -1072,10 +1082,10 @@ fn check_record(
         record_shape(repo, commit, "request.json")?;
         let state = request_at(repo, commit)?;
         if id != state.id.to_string() {
-            return Err(format!(
+            return Err(Refusal::from(format!(
                 "the record of request #{id} says it is #{}",
                 state.id
-            ));
+            )));
         }
         match transition(previous.as_ref(), &state, who)? {
             Transition::Create | Transition::Update => proposed = true,
@@ -1097,12 +1107,12 @@ fn check_record(
     if proposed && new.state == RequestState::Open {
         let at = branches.after.get(&new.branch).map(|id| id.to_string());
         if at.as_deref() != Some(new.head.as_str()) {
-            return Err(format!(
+            return Err(Refusal::from(format!(
                 "request #{} proposes {}, but its branch `{}` is not there after this push: the branch moves with its record (`ferry promote`)",
                 new.id,
                 short(&new.head),
                 new.branch
-            ));
+            )));
         }
     }
     if merged {
@@ -1121,7 +1131,7 @@ fn manifest_at(repo: &Repository, commit: Oid) -> Option<Manifest> {
 
 /// Each pin `request` moves is exactly the pin of its app at `request.source`: a record cannot
 /// carry an artifact its source environment never held.
-fn moves_from_source(repo: &Repository, request: &Request) -> Result<(), String> {
+fn moves_from_source(repo: &Repository, request: &Request) -> Result<(), Refusal> {
     let id = request.id;
     let source = Oid::from_str(&request.source)
         .map_err(|_| format!("request #{id}: its source is not a commit id"))?;
@@ -1133,12 +1143,12 @@ fn moves_from_source(repo: &Repository, request: &Request) -> Result<(), String>
     })?;
     for m in &request.moves {
         if manifest.artifacts.get(&m.app) != Some(&m.pin) || m.pin.shown_version() != m.to {
-            return Err(format!(
+            return Err(Refusal::from(format!(
                 "request #{id} moves `{}` to a pin that is not {}'s at {}: a request promotes what its source holds (`ferry promote`)",
                 m.app,
                 request.from,
                 short(&request.source)
-            ));
+            )));
         }
     }
     Ok(())
@@ -1149,7 +1159,7 @@ fn source_on_branch(
     repo: &Repository,
     branches: &Branches,
     request: &Request,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let from = &request.from;
     let branch = env_branch(repo, &branches.after, from).map_err(|why| {
         format!(
@@ -1163,11 +1173,11 @@ fn source_on_branch(
     if source == tip || repo.graph_descendant_of(tip, source).unwrap_or(false) {
         Ok(())
     } else {
-        Err(format!(
+        Err(Refusal::from(format!(
             "request #{} promotes {}, which is not on `{branch}` ({from}'s branch): a promotion takes what {from} holds (`ferry promote`)",
             request.id,
             short(&request.source)
-        ))
+        )))
     }
 }
 
@@ -1229,6 +1239,11 @@ pub fn record_push(
 }
 
 /// The pushes in the log whose tip is `tip`, oldest first.
+/// [`pushes`] in the state store.
+pub fn pushes_in(store: &crate::store::Store, tip: Oid) -> Vec<Push> {
+    pushes(store.repo(), tip)
+}
+
 pub fn pushes(repo: &Repository, tip: Oid) -> Vec<Push> {
     let Ok(mut walk) = repo.revwalk() else {
         return Vec::new();
@@ -1328,7 +1343,7 @@ mod tests {
     #[track_caller]
     fn refused(old: Option<&Request>, new: &Request, pusher: &str, why: &str) {
         let err = transition(old, new, pusher).expect_err("refused");
-        assert!(err.contains(why), "{err}");
+        assert!(err.0.contains(why), "{err}");
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! [`error::Error`], whose kind decides the exit code.
 
 pub mod agent;
-pub mod cli;
 pub mod cmd;
 pub mod deploy;
 pub mod diag;
@@ -16,6 +15,7 @@ pub mod enforce;
 pub mod error;
 pub mod files;
 pub mod forge;
+pub mod identity;
 pub mod json;
 pub mod model;
 pub mod oci;
@@ -26,6 +26,7 @@ pub mod render;
 pub mod schema;
 pub mod secret;
 pub mod source;
+pub mod state;
 pub mod store;
 pub mod validate;
 pub mod verdict;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use ferry::cli::{Cli, LogFormat};
+use ferry::cmd::cli::{Cli, LogFormat};
 use ferry::error::Outcome;
 use ferry::output::Output;
 

@@ -10,23 +10,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::diag::{At, Diagnostic, Report, Severity};
+use crate::diag::{At, Diagnostic, Problem, Report, Severity};
 use crate::json::{self, Document};
 use crate::model::{App, Artifact, Environment, Layout, Manifest, SEED_ORDER};
 use crate::schema::{self, Schema};
 use crate::source::{ReadError, Source};
 
-pub const MANIFEST: &str = "manifest.json";
-pub const ENVIRONMENTS_DIR: &str = "environments";
+pub use crate::model::{ENVIRONMENTS_DIR, MANIFEST};
 const SEED_SUFFIX: &str = "-env.json";
 
-/// A valid desired state.
-#[derive(Debug, Clone)]
-pub struct State {
-    pub manifest: Manifest,
-    pub environments: BTreeMap<String, Environment>,
-    pub layout: Layout,
-}
+pub use crate::model::State;
 
 /// The outcome of validating a repository.
 #[derive(Debug)]
@@ -286,7 +279,7 @@ fn check_manifest(doc: &Document, at: At<'_>, out: &mut Vec<Diagnostic>) -> Opti
             Some(pin) => {
                 if let Err(problem) = check_artifact_url(&pin.url) {
                     let diagnostic = at.error(&json::child(&pointer, "url"), format!("`url` {problem}"));
-                    out.push(if problem.contains("credentials") {
+                    out.push(if problem.0.contains("credentials") {
                         diagnostic
                     } else {
                         diagnostic.hint("such as `https://artifacts.example.com/web/web-2.1.0.tar.gz`, `file:///srv/artifacts/web-2.1.0.tar.gz` or `oci://registry.example.com/web:2.1.0`")
@@ -310,15 +303,15 @@ fn check_manifest(doc: &Document, at: At<'_>, out: &mut Vec<Diagnostic>) -> Opti
 }
 
 /// Checks what the schema's scheme pattern cannot: that the URL names something fetchable.
-fn check_artifact_url(url: &str) -> Result<(), String> {
+fn check_artifact_url(url: &str) -> Result<(), Problem> {
     let (scheme, rest) = url.split_once("://").ok_or("has no scheme")?;
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     match scheme {
         "file" => {
             if !(authority.is_empty() || authority == "localhost") {
-                return Err(format!(
+                return Err(Problem::from(format!(
                     "names host `{authority}`: file URLs are local, like `file:///path`"
-                ));
+                )));
             }
             if path.is_empty() {
                 return Err("has no path".into());
@@ -686,31 +679,33 @@ fn sizes_ok(value: &Value, at: At<'_>, out: &mut Vec<Diagnostic>) -> bool {
 /// Whether `path` can be an app's `deployment_path`: absolute, with no `.` or `..` segment
 /// (`/../../outside` would put the live link outside the agent's `--root`), not the root
 /// itself, no NUL. The agent checks it again before it deploys.
-pub fn check_deployment_path(path: &str) -> Result<(), String> {
+pub fn check_deployment_path(path: &str) -> Result<(), Problem> {
     if !path.starts_with('/') {
-        return Err(format!("`{path}` is not an absolute path"));
+        return Err(Problem::from(format!("`{path}` is not an absolute path")));
     }
     if path.chars().any(char::is_control) {
-        return Err("contains a control character (a newline, a tab, NUL)".to_owned());
+        return Err(Problem::from(
+            "contains a control character (a newline, a tab, NUL)".to_owned(),
+        ));
     }
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if segments.iter().any(|s| *s == ".." || *s == ".") {
-        return Err(format!(
+        return Err(Problem::from(format!(
             "`{path}` has a `.` or `..` segment: it would lead outside the agent's `--root`"
-        ));
+        )));
     }
     if segments.is_empty() {
-        return Err(format!(
+        return Err(Problem::from(format!(
             "`{path}` is the root itself: an app's live link needs a name"
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Git's rules for branch names (`git check-ref-format --branch`), plus ferry's reserved
 /// namespace.
-pub fn check_branch_name(branch: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(why.to_owned());
+pub fn check_branch_name(branch: &str) -> Result<(), Problem> {
+    let bad = |why: &str| Err(Problem::from(why));
     if branch.is_empty() {
         return bad("is empty");
     }
@@ -735,10 +730,10 @@ pub fn check_branch_name(branch: &str) -> Result<(), String> {
     if let Some(c) = branch.chars().find(|c| {
         c.is_ascii_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\')
     }) {
-        return Err(format!(
+        return Err(Problem::from(format!(
             "contains `{}`, which git does not allow in branch names",
             c.escape_default()
-        ));
+        )));
     }
     if branch
         .split('/')

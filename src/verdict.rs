@@ -6,7 +6,7 @@
 //! on its own, and the apps the cross-file checks compare do not change. A verdict is a file
 //! `verified/<build>/<tree id>` under the cache directory, holding the little a bump needs
 //! from the environment files; and reading a verified tree needs no schema check, only the
-//! typed parse ([`crate::validate::load_valid`]). `<build>` is derived from ferry's version and its executable's
+//! typed parse (`validate::load_valid`, above this module). `<build>` is derived from ferry's version and its executable's
 //! size and modification time, so an upgraded or rebuilt ferry starts afresh. A verdict only
 //! saves work: a missing or unreadable one means a full validation, and failing to write one
 //! is not an error.
@@ -18,8 +18,7 @@ use git2::Oid;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::Layout;
-use crate::validate::State;
+use crate::model::{Layout, State};
 
 /// What a valid tree's environments say that a bump needs, by environment name, and where
 /// they are.

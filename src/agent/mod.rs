@@ -22,13 +22,14 @@ use std::time::Duration;
 use git2::Oid;
 use serde::{Deserialize, Serialize};
 
-use crate::cmd::shared::{identity, load_at, now, signature, validate_files};
 use crate::deploy::fetch::{Cache, FetchError, probe};
 use crate::deploy::unpack::Limits;
 use crate::forge::local::LocalForge;
 use crate::forge::{CheckState, Status};
+use crate::identity::{identity, now, signature};
 use crate::model::{App, Artifact};
 use crate::oci::{OciError, OciUrl, Registry, state as oci_state};
+use crate::state::{load_at, validate_files};
 use crate::store::{History, Store, TreeSource};
 use crate::validate::State;
 use release::{Place, Recorded, is_release};

@@ -113,8 +113,6 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
     let branch = branch_of(&store, &args.env)?;
     let tip = store.tip(&branch, History::Full)?;
-    let repo = store.repo();
-    let git = |e: git2::Error| Error::failure(format!("git: {}", e.message()));
 
     let forge = LocalForge::new(&store);
     let requests: Vec<Request> = forge
@@ -128,14 +126,14 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
     let mut manifests = Manifests::new(&store);
     let mut changes = Vec::new();
     for id in store.first_parents(tip)? {
-        let commit = repo.find_commit(id).map_err(git)?;
-        if since.is_some_and(|since| commit.committer().when().seconds() < since) {
+        let commit = store.commit(id)?;
+        if since.is_some_and(|since| commit.committer.time < since) {
             break;
         }
-        let parent = commit.parent(0).ok();
-        let after = Manifests::blob_of(&commit)?;
-        let before = match &parent {
-            Some(p) => Manifests::blob_of(p)?,
+        let parent = commit.parents.first().copied();
+        let after = commit.manifest;
+        let before = match parent {
+            Some(p) => store.commit(p)?.manifest,
             None => None,
         };
         let moved = if after == before {
@@ -146,20 +144,17 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
                 manifests.at_blob(after).as_ref(),
             )
         };
-        let declared = parent
-            .as_ref()
-            .and_then(|p| enforce::environment_at(repo, p.id(), &branch));
+        let declared = parent.and_then(|p| enforce::environment_in(&store, p, &branch));
         let protection: Option<Protection> = declared.as_ref().and_then(|e| e.protection.clone());
         let request = requests
             .iter()
             .find(|r| r.to == args.env && r.merge_commit.as_deref() == Some(&id.to_string()));
         let logged = pushed.get(&id);
-        let author = commit.author();
         let mut change = Change {
-            time: format_time(commit.committer().when()),
+            time: format_time(commit.committer.time),
             commit: id.to_string(),
-            author: author.name().unwrap_or("?").to_owned(),
-            subject: commit.summary().ok().flatten().unwrap_or("").to_owned(),
+            subject: commit.subject(),
+            author: commit.author.name,
             kind: match (&parent, request) {
                 (None, _) => "initial",
                 (_, Some(_)) => "promotion",
@@ -395,9 +390,8 @@ fn pushed_by(store: &Store, branch: &str) -> Result<BTreeMap<Oid, Pushed>> {
     else {
         return Ok(map);
     };
-    let repo = store.repo();
     let refname = format!("refs/heads/{branch}");
-    for push in enforce::pushes(repo, tip) {
+    for push in enforce::pushes_in(store, tip) {
         for u in push.updates.iter().filter(|u| u.refname == refname) {
             let (Ok(new), Ok(old)) = (Oid::from_str(&u.new), Oid::from_str(&u.old)) else {
                 continue;
@@ -414,7 +408,10 @@ fn pushed_by(store: &Store, branch: &str) -> Result<BTreeMap<Oid, Pushed>> {
                 if steps > 10_000 {
                     break;
                 }
-                at = repo.find_commit(id).ok().and_then(|c| c.parent_id(0).ok());
+                at = store
+                    .commit(id)
+                    .ok()
+                    .and_then(|c| c.parents.first().copied());
             }
         }
     }
@@ -431,19 +428,14 @@ fn statuses_at(store: &Store, commit: &str, when: i64) -> Result<Statuses> {
     else {
         return Ok(Statuses::new());
     };
-    let repo = store.repo();
     let mut at_time = Statuses::new();
-    let mut walk = repo
-        .revwalk()
-        .map_err(|e| Error::failure(format!("git: {}", e.message())))?;
-    walk.push(tip)
-        .map_err(|e| Error::failure(format!("git: {}", e.message())))?;
-    for id in walk.flatten() {
-        let Some(version) = (|| -> Option<Statuses> {
-            let tree = repo.find_commit(id).ok()?.tree().ok()?;
-            let blob = repo.find_blob(tree.get_name("statuses.json")?.id()).ok()?;
-            serde_json::from_slice(blob.content()).ok()
-        })() else {
+    for id in store.ancestors(tip)? {
+        let Some(version) = store
+            .read_file(id, "statuses.json")
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice::<Statuses>(&bytes).ok())
+        else {
             continue;
         };
         for (check, status) in version {

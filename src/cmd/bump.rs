@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::cmd::shared::{
     branch_of, identity, invalid_state, open_store, short, signature, signature_as,
 };
+use crate::diag::Problem;
 use crate::error::{Error, Outcome, Result};
 use crate::json;
 use crate::json::Document;
@@ -20,7 +21,7 @@ use crate::plan::bump::{self, BumpPlan, BumpRefusal, BumpRequest, Decision};
 use crate::plan::edit;
 use crate::plan::textdiff;
 use crate::render;
-use crate::store::{History, RefUpdate, RemoteArgs, Store, UpdateOutcome};
+use crate::store::{History, Oid, RefUpdate, RemoteArgs, Store, UpdateOutcome};
 use crate::validate::{self, MANIFEST};
 use crate::verdict::Summary;
 
@@ -84,21 +85,26 @@ pub struct BumpArgs {
     pub remote: RemoteArgs,
 }
 
-fn parse_version(text: &str) -> Result<semver::Version, String> {
-    semver::Version::parse(text.trim_start_matches('v'))
-        .map_err(|e| format!("`{text}` is not a semantic version ({e}); such as `2.1.0`"))
+fn parse_version(text: &str) -> Result<semver::Version, Problem> {
+    semver::Version::parse(text.trim_start_matches('v')).map_err(|e| {
+        Problem(format!(
+            "`{text}` is not a semantic version ({e}); such as `2.1.0`"
+        ))
+    })
 }
 
-fn parse_sha256(text: &str) -> Result<String, String> {
+fn parse_sha256(text: &str) -> Result<String, Problem> {
     let hex = text.strip_prefix("sha256:").unwrap_or(text);
     if hex.len() != 64 {
-        return Err(format!(
+        return Err(Problem::from(format!(
             "a SHA-256 digest is 64 hex characters, this is {}",
             hex.len()
-        ));
+        )));
     }
     if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err("a SHA-256 digest has only hex characters (0-9, a-f)".to_owned());
+        return Err(Problem::from(
+            "a SHA-256 digest has only hex characters (0-9, a-f)".to_owned(),
+        ));
     }
     Ok(hex.to_ascii_lowercase())
 }
@@ -259,7 +265,7 @@ fn prepare(
     store: &Store,
     args: &BumpArgs,
     branch: &str,
-    tip: git2::Oid,
+    tip: Oid,
     request: &BumpRequest,
     out: Output,
 ) -> Result<Option<Prepared>> {
@@ -380,7 +386,7 @@ fn prepare(
 fn plan_on_verdict(
     store: &Store,
     args: &BumpArgs,
-    tip: git2::Oid,
+    tip: Oid,
     request: &BumpRequest,
 ) -> Result<Option<Planned>> {
     if request.add {
@@ -427,7 +433,7 @@ fn plan_in_full(
     store: &Store,
     args: &BumpArgs,
     branch: &str,
-    tip: git2::Oid,
+    tip: Oid,
     request: &BumpRequest,
 ) -> Result<Planned> {
     let files = store.tree_source(tip, branch)?;
@@ -500,7 +506,7 @@ fn refused(args: &BumpArgs, refusal: &BumpRefusal) -> Error {
     }
 }
 
-fn report(out: Output, args: &BumpArgs, change: &Change, commit: Option<git2::Oid>, dry_run: bool) {
+fn report(out: Output, args: &BumpArgs, change: &Change, commit: Option<Oid>, dry_run: bool) {
     let from = change.from();
     let fields = bump::changed_fields(change.previous.as_ref(), &change.pin);
     let to = &change.pin.version;

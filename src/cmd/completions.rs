@@ -36,7 +36,7 @@ pub struct ManArgs {
 }
 
 pub fn run(args: CompletionsArgs, _out: Output) -> Result<Outcome> {
-    let mut command = crate::cli::Cli::command();
+    let mut command = super::cli::Cli::command();
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut command, "ferry", &mut script);
     write_stdout(&script);
@@ -44,7 +44,7 @@ pub fn run(args: CompletionsArgs, _out: Output) -> Result<Outcome> {
 }
 
 pub fn man(args: ManArgs, out: Output) -> Result<Outcome> {
-    let mut command = crate::cli::Cli::command();
+    let mut command = super::cli::Cli::command();
     command.build();
     let Some(dir) = args.out_dir else {
         let mut page = Vec::new();

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::cmd::shared::{Manifests, branch_of, format_time, open_store, table};
-use crate::error::{Error, Outcome, Result};
+use crate::error::{Outcome, Result};
 use crate::model::Manifest;
 use crate::output::{Format, Output};
 use crate::store::{History, RemoteArgs};
@@ -54,7 +54,6 @@ pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
     let branch = branch_of(&store, &args.env)?;
     let tip = store.tip(&branch, History::Full)?;
-    let git = |e: git2::Error| Error::failure(format!("git: {}", e.message()));
 
     let mut manifests = Manifests::new(&store);
     let mut entries = Vec::new();
@@ -62,11 +61,11 @@ pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
         if args.limit.is_some_and(|limit| entries.len() >= limit) {
             break;
         }
-        let commit = store.repo().find_commit(id).map_err(git)?;
-        let after = Manifests::blob_of(&commit)?;
-        let before = match commit.parent(0) {
-            Ok(parent) => Manifests::blob_of(&parent)?,
-            Err(_) => None,
+        let commit = store.commit(id)?;
+        let after = commit.manifest;
+        let before = match commit.parents.first() {
+            Some(parent) => store.commit(*parent)?.manifest,
+            None => None,
         };
         let changes = if after == before {
             Vec::new()
@@ -81,13 +80,12 @@ pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
         {
             continue;
         }
-        let author = commit.author();
         entries.push(Entry {
             commit: id.to_string(),
-            time: format_time(commit.committer().when()),
-            author: author.name().unwrap_or("?").to_owned(),
-            email: author.email().unwrap_or("").to_owned(),
-            subject: commit.summary().ok().flatten().unwrap_or("").to_owned(),
+            time: format_time(commit.committer.time),
+            subject: commit.subject(),
+            author: commit.author.name,
+            email: commit.author.email,
             changes,
         });
     }

@@ -91,17 +91,15 @@ pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
     // A repository on this machine enforces the declared protection on every push (and logs
     // it, this first one included).
     let hook = match &remote.path {
-        Some(path) if store.repo().is_bare() => Some(
-            crate::store::hook::install(store.repo()).map_err(|e| {
-                Error::failure(format!(
-                    "the branches are initialized, but the pre-receive hook could not be installed: {e}"
-                ))
-                .hint(format!(
-                    "fix it, then `ferry protect apply --forge local --remote {}`",
-                    path.display()
-                ))
-            })?,
-        ),
+        Some(path) if store.is_bare() => Some(store.install_hook().map_err(|e| {
+            Error::failure(format!(
+                "the branches are initialized, but the pre-receive hook could not be installed: {e}"
+            ))
+            .hint(format!(
+                "fix it, then `ferry protect apply --forge local --remote {}`",
+                path.display()
+            ))
+        })?),
         _ => None,
     };
 
@@ -123,8 +121,8 @@ pub fn run(args: InitArgs, out: Output) -> Result<Outcome> {
 
     // A bare repository made with `git init --bare` points HEAD at a branch nobody will
     // create: point it at the first environment, so a clone checks that out.
-    if remote.path.is_some() && store.repo().is_bare() && store.repo().head().is_err() {
-        let _ = store.repo().set_head(&format!("refs/heads/{}", envs[0]));
+    if remote.path.is_some() {
+        store.default_head(&envs[0]);
     }
 
     match out.format {

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod approve;
 pub mod audit;
 pub mod bump;
+pub mod cli;
 pub mod close;
 pub mod completions;
 pub mod diff;
@@ -24,9 +25,9 @@ pub mod show;
 pub mod status;
 pub mod validate;
 
-use crate::cli::Command;
 use crate::error::{Outcome, Result};
 use crate::output::Output;
+use cli::Command;
 
 pub fn run(command: Command, out: Output) -> Result<Outcome> {
     match command {

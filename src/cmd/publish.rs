@@ -112,19 +112,16 @@ pub fn run(args: PublishArgs, out: Output) -> Result<Outcome> {
     }
     let store = open_store(&args.remote)?;
     let loaded = load_env(&store, &args.env, History::Tip)?;
-    let commit = store
-        .repo()
-        .find_commit(loaded.tip)
-        .map_err(|e| Error::failure(format!("commit {}: {e}", loaded.tip)))?;
+    let commit = store.commit(loaded.tip)?;
     let revision = loaded.tip.to_string();
     let meta = Meta {
         environment: args.env.clone(),
         branch: loaded.branch.clone(),
         revision: revision.clone(),
         source: store.remote().shown.clone(),
-        created: format_time(commit.time()),
+        created: format_time(commit.committer.time),
     };
-    let mtime = commit.time().seconds().max(0) as u64;
+    let mtime = commit.committer.time.max(0) as u64;
     let packed = state::pack(&loaded.files.files(), &meta, mtime);
 
     let registry = Registry::open(&to.registry, &args.registry.access()).map_err(registry_error)?;
@@ -206,10 +203,5 @@ fn newer_revision(
     let (manifest, _) = registry.manifest(url).ok()?;
     let theirs = state::parse(&manifest).ok()?.revision?;
     let theirs = git2::Oid::from_str(&theirs).ok()?;
-    store
-        .repo()
-        .graph_descendant_of(theirs, ours)
-        .ok()
-        .filter(|&newer| newer)
-        .map(|_| theirs)
+    store.descends_from(theirs, ours).then_some(theirs)
 }

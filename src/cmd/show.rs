@@ -82,13 +82,10 @@ pub fn run(args: ShowArgs, out: Output) -> Result<Outcome> {
             short(commit)
         ))
     })?;
-    let info = store
-        .repo()
-        .find_commit(commit)
-        .map_err(|e| Error::failure(e.message().to_owned()))?;
-    let time = format_time(info.committer().when());
-    let author = info.author().name().unwrap_or("?").to_owned();
-    let subject = info.summary().ok().flatten().unwrap_or("").to_owned();
+    let info = store.commit(commit)?;
+    let time = format_time(info.committer.time);
+    let subject = info.subject();
+    let author = info.author.name;
 
     match out.format {
         Format::Json => out.json(&ShowReport {
@@ -147,18 +144,14 @@ fn resolve_at(store: &Store, branch: &str, tip: Oid, at: &str) -> Result<Oid> {
         At::Time(seconds) => {
             let history = store.first_parents(tip)?;
             for id in &history {
-                let commit = store
-                    .repo()
-                    .find_commit(*id)
-                    .map_err(|e| Error::failure(e.message().to_owned()))?;
-                if commit.committer().when().seconds() <= seconds {
+                if store.commit(*id)?.committer.time <= seconds {
                     return Ok(*id);
                 }
             }
             let first = history
                 .last()
-                .and_then(|id| store.repo().find_commit(*id).ok())
-                .map(|c| format_time(c.committer().when()))
+                .and_then(|id| store.commit(*id).ok())
+                .map(|c| format_time(c.committer.time))
                 .unwrap_or_default();
             Err(
                 Error::failure(format!("`{branch}` did not exist yet at `{at}`"))
@@ -166,21 +159,15 @@ fn resolve_at(store: &Store, branch: &str, tip: Oid, at: &str) -> Result<Oid> {
             )
         }
         At::Rev(rev) => {
-            let repo = store.repo();
             let spec = match rev.strip_prefix("HEAD").or_else(|| rev.strip_prefix('@')) {
                 Some(rest) => format!("{tip}{rest}"),
                 None => rev.clone(),
             };
-            let commit = repo
-                .revparse_single(&spec)
-                .and_then(|o| o.peel_to_commit())
-                .map_err(|_| {
-                    Error::usage(format!("`{rev}` is neither a date nor a revision of `{branch}`"))
-                        .hint("dates look like `2026-10-14` or `2026-10-14T12:00:00Z`; revisions like a commit id or `HEAD~2`")
-                })?
-                .id();
-            let in_history =
-                commit == tip || repo.graph_descendant_of(tip, commit).unwrap_or(false);
+            let commit = store.resolve_revision(&spec).ok_or_else(|| {
+                Error::usage(format!("`{rev}` is neither a date nor a revision of `{branch}`"))
+                    .hint("dates look like `2026-10-14` or `2026-10-14T12:00:00Z`; revisions like a commit id or `HEAD~2`")
+            })?;
+            let in_history = commit == tip || store.descends_from(tip, commit);
             if !in_history {
                 return Err(Error::failure(format!(
                     "{} is not in the history of `{branch}`",

@@ -1,7 +1,7 @@
 //! The desired-state model: typed views of `manifest.json` and the environment files.
 //!
 //! These types are built only from documents that passed their schema, so deserializing them
-//! cannot fail on shape; the rules the schema cannot express live in [`crate::validate`].
+//! cannot fail on shape; the rules the schema cannot express live in `crate::validate`, above this module.
 
 mod duration;
 mod environment;
@@ -15,6 +15,19 @@ pub use environment::{
 };
 pub use manifest::{Artifact, Manifest, Pin};
 pub use size::Size;
+
+/// A desired state that passed validation: the manifest and every environment file.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub manifest: Manifest,
+    pub environments: std::collections::BTreeMap<String, Environment>,
+    pub layout: Layout,
+}
+
+/// The file that pins each app's artifact, at the root of every environment's branch.
+pub const MANIFEST: &str = "manifest.json";
+/// The directory of the environment files (`environments/<name>.json`).
+pub const ENVIRONMENTS_DIR: &str = "environments";
 
 /// The shortest time between an agent's reconciles (`agent.interval`, `--interval`): under it,
 /// an agent would poll its remote without a pause.

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::diag::{At, Diagnostic};
+use crate::diag::{At, Diagnostic, Problem};
 use crate::json::{self, Document};
 use crate::model::{Pin, SEED_ORDER};
 use crate::plan::{edit, textdiff};
@@ -286,7 +286,7 @@ fn extension_of(file_name: &str) -> Option<&'static str> {
 /// The version in an artifact's file name: `my-api-1.0.4.zip` of app `my-api` is `1.0.4`.
 /// The app's name, then `-` or `_`, then an optional `v`, the version, and an archive
 /// extension ([`EXTENSIONS`], or none).
-pub fn version_from_file_name(app: &str, file_name: &str) -> Result<semver::Version, String> {
+pub fn version_from_file_name(app: &str, file_name: &str) -> Result<semver::Version, Problem> {
     let rest = file_name
         .strip_prefix(app)
         .and_then(|r| r.strip_prefix(['-', '_']))
@@ -299,9 +299,9 @@ pub fn version_from_file_name(app: &str, file_name: &str) -> Result<semver::Vers
         None => rest,
     };
     semver::Version::parse(version).map_err(|e| {
-        format!(
+        Problem(format!(
             "cannot read a version from `{file_name}`: `{version}` is not a semantic version ({e})"
-        )
+        ))
     })
 }
 

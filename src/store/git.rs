@@ -17,6 +17,56 @@ use super::tree::TreeSource;
 use super::{Remote, StoreError};
 use crate::verdict::Verdicts;
 
+/// A commit as the commands see it: no handle into the repository.
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub id: Oid,
+    pub tree: Oid,
+    pub parents: Vec<Oid>,
+    pub author: Person,
+    pub committer: Person,
+    /// The whole message, as written.
+    pub message: String,
+    /// The blob of `manifest.json` at the root of its tree, if it has one.
+    pub manifest: Option<Oid>,
+}
+
+impl CommitInfo {
+    /// The message's first paragraph on one line, as `git log --format=%s` shows it.
+    pub fn subject(&self) -> String {
+        let mut subject = String::new();
+        for line in self.message.trim_start().lines() {
+            let line = line.trim();
+            if line.is_empty() {
+                break;
+            }
+            if !subject.is_empty() {
+                subject.push(' ');
+            }
+            subject.push_str(line);
+        }
+        subject
+    }
+}
+
+/// An author or committer: name, address, and time (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub name: String,
+    pub email: String,
+    pub time: i64,
+}
+
+impl Person {
+    fn of(signature: &Signature<'_>) -> Person {
+        Person {
+            name: String::from_utf8_lossy(signature.name_bytes()).into_owned(),
+            email: String::from_utf8_lossy(signature.email_bytes()).into_owned(),
+            time: signature.when().seconds(),
+        }
+    }
+}
+
 /// How much of a branch's history a command needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum History {
@@ -200,8 +250,20 @@ impl Store {
         &self.remote
     }
 
-    pub fn repo(&self) -> &Repository {
+    /// The repository itself, for the modules that implement git-level rules on it (the
+    /// embedded forge, the hook). Commands go through the methods below.
+    pub(crate) fn repo(&self) -> &Repository {
         &self.repo
+    }
+
+    /// A string from git's configuration (the cache's, then the user's and the system's).
+    pub fn config_string(&self, key: &str) -> Option<String> {
+        self.repo.config().ok()?.get_string(key).ok()
+    }
+
+    /// The signature for the commits ferry makes here (see [`signature`]).
+    pub fn signature(&self) -> Result<Signature<'static>, git2::Error> {
+        signature(&self.repo)
     }
 
     pub fn is_local(&self) -> bool {
@@ -385,6 +447,66 @@ impl Store {
             .find_commit(commit)
             .map(|c| c.tree_id())
             .map_err(git_err(&self.remote))
+    }
+
+    /// The commit `id`, read whole (see [`CommitInfo`]).
+    pub fn commit(&self, id: Oid) -> Result<CommitInfo, StoreError> {
+        let err = git_err(&self.remote);
+        let commit = self.repo.find_commit(id).map_err(&err)?;
+        let tree = commit.tree().map_err(&err)?;
+        let manifest = tree
+            .get_name(crate::model::MANIFEST)
+            .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
+            .map(|e| e.id());
+        Ok(CommitInfo {
+            id,
+            tree: tree.id(),
+            parents: commit.parent_ids().collect(),
+            author: Person::of(&commit.author()),
+            committer: Person::of(&commit.committer()),
+            message: String::from_utf8_lossy(commit.message_bytes()).into_owned(),
+            manifest,
+        })
+    }
+
+    /// The bytes of blob `id`, or `None` when there is no such blob here.
+    pub fn blob(&self, id: Oid) -> Option<Vec<u8>> {
+        self.repo.find_blob(id).ok().map(|b| b.content().to_vec())
+    }
+
+    /// Whether `commit` has `ancestor` in its history (and is not it).
+    pub fn descends_from(&self, commit: Oid, ancestor: Oid) -> bool {
+        self.repo
+            .graph_descendant_of(commit, ancestor)
+            .unwrap_or(false)
+    }
+
+    /// The commit a revision such as `HEAD~2`, `abc1234` or `v1^` names, as `git rev-parse`
+    /// reads it; `None` when it names no commit here.
+    pub fn resolve_revision(&self, spec: &str) -> Option<Oid> {
+        self.repo
+            .revparse_single(spec)
+            .ok()
+            .and_then(|o| o.peel_to_commit().ok())
+            .map(|c| c.id())
+    }
+
+    /// Whether the store is a bare repository on a path (where ferry's hook can be installed).
+    pub fn is_bare(&self) -> bool {
+        self.repo.is_bare()
+    }
+
+    /// Installs ferry's pre-receive hook in the repository (see [`super::hook::install`]).
+    pub fn install_hook(&self) -> std::io::Result<std::path::PathBuf> {
+        super::hook::install(&self.repo)
+    }
+
+    /// Points a bare repository's `HEAD` at `branch` when it points nowhere yet, so a clone
+    /// checks that branch out.
+    pub fn default_head(&self, branch: &str) {
+        if self.repo.is_bare() && self.repo.head().is_err() {
+            let _ = self.repo.set_head(&format!("refs/heads/{branch}"));
+        }
     }
 
     /// The trees this build of ferry found valid before.
@@ -682,6 +804,14 @@ impl Store {
         } else {
             format!("{name} hook declined\n{}", said.join("\n"))
         }))
+    }
+
+    /// Every commit reachable from `tip`, newest first (git's default walk order).
+    pub fn ancestors(&self, tip: Oid) -> Result<Vec<Oid>, StoreError> {
+        let err = git_err(&self.remote);
+        let mut walk = self.repo.revwalk().map_err(&err)?;
+        walk.push(tip).map_err(&err)?;
+        Ok(walk.flatten().collect())
     }
 
     /// Commits of `tip`'s first-parent history, newest first.

@@ -15,7 +15,9 @@ mod remote;
 pub mod tls;
 mod tree;
 
-pub use git::{History, RefUpdate, Store, UpdateOutcome, signature};
+pub use git::{CommitInfo, History, Person, RefUpdate, Store, UpdateOutcome, signature};
+/// Commit, tree and blob ids: the store's names for states.
+pub use git2::Oid;
 pub use remote::{Remote, RemoteArgs};
 pub use tree::TreeSource;
 
@@ -42,4 +44,7 @@ pub enum StoreError {
     Git(String),
     #[error("{0}")]
     Credentials(String),
+    /// No `--remote`, no `FERRY_REMOTE`, and no clone around the current directory.
+    #[error("no remote given")]
+    NoRemote,
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
+use super::StoreError;
 
 /// Where the deployment repository lives (shared by every command that touches the store).
 #[derive(Debug, Clone, clap::Args)]
@@ -33,7 +33,7 @@ pub struct Remote {
 impl Remote {
     /// Resolves `--remote`, `FERRY_REMOTE`, or the `origin` of the repository around the
     /// current directory.
-    pub fn resolve(args: &RemoteArgs) -> Result<Remote, Error> {
+    pub fn resolve(args: &RemoteArgs) -> Result<Remote, StoreError> {
         let url = match &args.remote {
             Some(url) if !url.trim().is_empty() => url.trim().to_owned(),
             _ => origin_of_cwd()?,
@@ -125,11 +125,8 @@ pub fn redact(url: &str) -> String {
     format!("{scheme}://{shown}@{host}{path}")
 }
 
-fn origin_of_cwd() -> Result<String, Error> {
-    let no_remote = || {
-        Error::usage("no remote given")
-            .hint("pass `--remote URL|PATH`, set `FERRY_REMOTE`, or run ferry inside a clone whose `origin` is the deployment repository")
-    };
+fn origin_of_cwd() -> Result<String, StoreError> {
+    let no_remote = || StoreError::NoRemote;
     let repo = git2::Repository::discover(".").map_err(|_| no_remote())?;
     let remote = repo.find_remote("origin").map_err(|_| no_remote())?;
     let url = remote.url().map_err(|_| no_remote())?.to_owned();

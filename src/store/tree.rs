@@ -10,8 +10,8 @@ use std::io;
 use git2::{ObjectType, Oid, Repository, Tree};
 
 use crate::json::MAX_FILE_SIZE;
+use crate::model::{ENVIRONMENTS_DIR, MANIFEST};
 use crate::source::{ReadError, Source};
-use crate::validate::{ENVIRONMENTS_DIR, MANIFEST};
 
 /// The deployment-repository files of one commit.
 #[derive(Debug, Clone)]
