@@ -65,12 +65,25 @@ pub fn branch_of(store: &Store, env: &str) -> Result<String, Error> {
     let tips = store.fetch(&branches, History::Tip)?;
     let path = format!("{}/{env}.json", validate::ENVIRONMENTS_DIR);
     let mut declared = std::collections::BTreeMap::new();
+    // Branches usually share the file's blob: each distinct one is read once.
+    let mut by_blob: std::collections::HashMap<Oid, String> = Default::default();
     for (branch, tip) in &tips {
-        if let Some(tip) = tip
-            && let Some(bytes) = store.read_file(*tip, &path)?
-        {
-            declared.insert(branch.clone(), crate::model::declared_branch(env, &bytes));
-        }
+        let Some(tip) = tip else { continue };
+        let Some(blob) = store.file_id(*tip, &path)? else {
+            continue;
+        };
+        let says = match by_blob.get(&blob) {
+            Some(says) => says.clone(),
+            None => {
+                let Some(bytes) = store.blob(blob) else {
+                    continue;
+                };
+                let says = crate::model::declared_branch(env, &bytes);
+                by_blob.insert(blob, says.clone());
+                says
+            }
+        };
+        declared.insert(branch.clone(), says);
     }
     let shown = &store.remote().shown;
     match crate::model::resolve_branch(env, branches.iter().copied(), &declared) {

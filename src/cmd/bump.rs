@@ -269,7 +269,7 @@ fn prepare(
     request: &BumpRequest,
     out: Output,
 ) -> Result<Option<Prepared>> {
-    let planned = match plan_on_verdict(store, args, tip, request)? {
+    let planned = match plan_on_verdict(store, args, branch, tip, request)? {
         Some(planned) => planned,
         None => plan_in_full(store, args, branch, tip, request)?,
     };
@@ -383,22 +383,42 @@ fn prepare(
 /// pin is found and replaced in the manifest's text without parsing the rest, and only the
 /// new pin is checked. `None` whenever that does not apply (a new app, no verdict, a pin the
 /// check refuses): the full validation then decides, and explains.
+///
+/// A tip with no verdict (the first bump on a machine) is validated whole first, as it is:
+/// once it is valid, the same one-pin argument holds, and the manifest is parsed once instead
+/// of twice (once to edit, once to validate the result).
 fn plan_on_verdict(
     store: &Store,
     args: &BumpArgs,
+    branch: &str,
     tip: Oid,
     request: &BumpRequest,
 ) -> Result<Option<Planned>> {
     if request.add {
         return Ok(None);
     }
-    let Some(summary) = store.verdicts().get(store.tree_of(tip)?) else {
-        return Ok(None);
+    let tree = store.tree_of(tip)?;
+    let (summary, text) = match store.verdicts().get(tree) {
+        Some(summary) => (summary, store.read_file(tip, MANIFEST)?),
+        None => {
+            tracing::debug!("no verdict for the tip: validating it in full");
+            let files = store.tree_source(tip, branch)?;
+            let mut checked = validate::check(&files);
+            let state = checked.state.take();
+            // A one-shot command: the parsed documents (megabytes of small allocations)
+            // are left for the exit to free, as `ferry validate` does.
+            std::mem::forget(checked);
+            let Some(state) = state else {
+                // The full plan explains what is wrong.
+                return Ok(None);
+            };
+            let summary = Summary::of(&state);
+            std::mem::forget(state);
+            store.verdicts().record(tree, &summary);
+            (summary, files.get(MANIFEST).map(<[u8]>::to_vec))
+        }
     };
-    let Some(text) = store
-        .read_file(tip, MANIFEST)?
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-    else {
+    let Some(text) = text.and_then(|bytes| String::from_utf8(bytes).ok()) else {
         return Ok(None);
     };
     let Some(member) = json::find_member(&text, &["artifacts", &request.app]) else {

@@ -195,9 +195,15 @@ impl Environment {
 /// (`branch`, default: the name) in raw JSON: lenient, so that a file the schema refuses still
 /// says where it points (and `ferry validate` says what is wrong with it).
 pub fn declared_branch(env: &str, file: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(file)
+    // Only `branch` is read: the rest of a large file is skipped, not built.
+    #[derive(serde::Deserialize)]
+    struct Declared {
+        branch: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<Declared>(file)
         .ok()
-        .and_then(|v| v.get("branch").and_then(|b| b.as_str()).map(str::to_owned))
+        .and_then(|d| d.branch)
+        .and_then(|b| b.as_str().map(str::to_owned))
         .unwrap_or_else(|| env.to_owned())
 }
 

@@ -183,4 +183,24 @@ mod tests {
         let keys: Vec<&String> = value["artifacts"].as_object().unwrap().keys().collect();
         assert_eq!(keys, ["a", "b", "c", "d", "e"]);
     }
+
+    /// A bump edits the text one of two ways: the whole document parsed (`set_pins`), or the
+    /// one pin found in the text (`replace_pin`, on a tree validated before). They must write
+    /// the same bytes, whatever the layout.
+    #[test]
+    fn replacing_one_pin_in_the_text_writes_what_the_parsed_edit_writes() {
+        let layouts = [
+            "{\n  \"artifacts\": {\n    \"a\": {\"version\": \"1.0.0\", \"url\": \"https://a/1.0.0\", \"sha256\": \"x\"},\n    \"b\": \"b.zip\"\n  }\n}\n",
+            "{\n    \"artifacts\": {\n        \"b\": \"b.zip\",\n        \"a\": {\n            \"version\": \"1.0.0\",\n            \"url\": \"u\",\n            \"sha256\": \"x\"\n        }\n    }\n}\n",
+            "{\"artifacts\":{\"a\":{\"version\":\"1.0.0\",\"url\":\"u\",\"sha256\":\"x\"}}}",
+            "{\r\n\t\"artifacts\": {\r\n\t\t\"a\": { \"version\": \"1.0.0\", \"url\": \"u\", \"sha256\": \"x\" }\r\n\t}\r\n}\r\n",
+        ];
+        let new = pin("1.1.0");
+        for text in layouts {
+            let doc = Document::parse(text.as_bytes().to_vec()).unwrap();
+            let parsed = set_pins(&doc, &[("a", &new)]).unwrap();
+            let member = json::find_member(text, &["artifacts", "a"]).unwrap();
+            assert_eq!(replace_pin(text, &member, &new), parsed, "{text:?}");
+        }
+    }
 }

@@ -514,6 +514,21 @@ impl Store {
         &self.verdicts
     }
 
+    /// The blob id of the file at `path` in `commit`, if there is one: equal ids, equal bytes.
+    pub fn file_id(&self, commit: Oid, path: &str) -> Result<Option<Oid>, StoreError> {
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(git_err(&self.remote))?;
+        match tree.get_path(Path::new(path)) {
+            Ok(entry) if entry.kind() == Some(git2::ObjectType::Blob) => Ok(Some(entry.id())),
+            Ok(_) => Ok(None),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(git_err(&self.remote)(e)),
+        }
+    }
+
     /// The bytes of the file at `path` in `commit`, if there is one.
     pub fn read_file(&self, commit: Oid, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let tree = self
