@@ -513,3 +513,586 @@ fn backoff(attempt: u32, interval: Duration, random: u64) -> Duration {
 fn name_of(path: &Path) -> Option<String> {
     path.file_name().map(|n| n.to_string_lossy().into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Pin;
+
+    const SHA_1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const SHA_2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+    const RELEASES: &str = "/root/srv/.web.releases";
+
+    fn want(version: &str, sha: &str) -> Want<'static> {
+        Want::new("web", Box::leak(version.to_owned().into_boxed_str()), sha)
+    }
+
+    fn release(name: &str) -> PathBuf {
+        Path::new(RELEASES).join(name)
+    }
+
+    /// A host whose live link points at `live` (a release there), nothing else known.
+    fn seen(live: Option<&str>) -> Observed {
+        Observed {
+            live: Ok(live.map(release)),
+            live_present: live.is_some(),
+            deployed_present: false,
+            drift: Drift::Unchecked,
+        }
+    }
+
+    fn remembering(deployed: &str) -> Memory {
+        Memory {
+            deployed: BTreeMap::from([("web".to_owned(), deployed.to_owned())]),
+            ..Memory::default()
+        }
+    }
+
+    /// The whole deploy of 1.1.0, falling back to `fallback`.
+    fn deploy(
+        fallback: Fallback,
+        previous: Option<PathBuf>,
+        drifted: Option<PathBuf>,
+    ) -> Vec<Action> {
+        vec![
+            Action::Fetch,
+            Action::Unpack,
+            Action::Switch,
+            Action::Activate(fallback.clone()),
+            Action::Check(fallback),
+            Action::Prune { previous, drifted },
+            Action::Remember,
+            Action::Report(AppReport::deployed("1.1.0", "1.1.0-222222222222")),
+        ]
+    }
+
+    #[test]
+    fn a_release_is_named_by_version_and_digest() {
+        assert_eq!(want("1.1.0", SHA_2).id, "1.1.0-222222222222");
+    }
+
+    #[test]
+    fn a_first_deploy_does_every_step_and_unlinks_on_failure() {
+        let plan = decide(&want("1.1.0", SHA_2), &seen(None), &Memory::default());
+        assert_eq!(plan, deploy(Fallback::Unlink, None, None));
+    }
+
+    #[test]
+    fn the_pinned_release_running_is_inspected_then_left_alone() {
+        let want = want("1.0.0", SHA_1);
+        let memory = remembering("1.0.0-111111111111");
+        let mut seen = seen(Some("1.0.0-111111111111"));
+        seen.deployed_present = true;
+        assert_eq!(decide(&want, &seen, &memory), [Action::Inspect]);
+        seen.drift = Drift::Intact;
+        assert_eq!(
+            decide(&want, &seen, &memory),
+            [Action::Report(AppReport::deployed(
+                "1.0.0",
+                "1.0.0-111111111111"
+            ))]
+        );
+    }
+
+    #[test]
+    fn a_new_version_is_deployed_with_the_running_release_to_fall_back_to() {
+        let memory = remembering("1.0.0-111111111111");
+        let mut seen = seen(Some("1.0.0-111111111111"));
+        seen.deployed_present = true;
+        let previous = release("1.0.0-111111111111");
+        assert_eq!(
+            decide(&want("1.1.0", SHA_2), &seen, &memory),
+            deploy(Fallback::Previous(previous.clone()), Some(previous), None)
+        );
+    }
+
+    #[test]
+    fn a_live_link_to_a_release_that_is_gone_is_no_fallback() {
+        let mut seen = seen(Some("1.0.0-111111111111"));
+        seen.live_present = false;
+        let plan = decide(&want("1.1.0", SHA_2), &seen, &Memory::default());
+        assert_eq!(plan, deploy(Fallback::Unlink, None, None));
+    }
+
+    #[test]
+    fn a_live_link_moved_by_hand_is_pointed_back() {
+        let want = want("1.0.0", SHA_1);
+        let memory = remembering("1.0.0-111111111111~1");
+        let seen = Observed {
+            live: Ok(Some(PathBuf::from("/elsewhere"))),
+            live_present: true,
+            deployed_present: true,
+            drift: Drift::Unchecked,
+        };
+        assert_eq!(
+            decide(&want, &seen, &memory),
+            [
+                Action::HealLink {
+                    release: "1.0.0-111111111111~1".to_owned(),
+                    was: "pointed at /elsewhere".to_owned(),
+                },
+                Action::Report(AppReport::deployed("1.0.0", "1.0.0-111111111111~1")),
+            ]
+        );
+        // Removed: the same, said so.
+        let removed = Observed {
+            live: Ok(None),
+            ..seen
+        };
+        assert!(matches!(
+            &decide(&want, &removed, &memory)[0],
+            Action::HealLink { was, .. } if was == "removed"
+        ));
+    }
+
+    #[test]
+    fn a_live_link_moved_while_the_release_is_gone_deploys_again() {
+        let memory = remembering("1.0.0-111111111111");
+        let mut seen = seen(None);
+        seen.deployed_present = false;
+        assert_eq!(
+            decide(&want("1.0.0", SHA_1), &seen, &memory)[..3],
+            [Action::Fetch, Action::Unpack, Action::Switch]
+        );
+    }
+
+    #[test]
+    fn a_link_to_another_version_than_remembered_is_a_new_deploy_not_drift() {
+        // The memory says 1.0.0; the pin says 1.1.0: the live link is not healed back.
+        let memory = remembering("1.0.0-111111111111");
+        let mut seen = seen(Some("1.0.0-111111111111"));
+        seen.deployed_present = true;
+        let plan = decide(&want("1.1.0", SHA_2), &seen, &memory);
+        assert!(!plan.iter().any(|a| matches!(a, Action::HealLink { .. })));
+        assert_eq!(plan[0], Action::Fetch);
+    }
+
+    #[test]
+    fn files_drifted_are_noted_and_a_fresh_release_replaces_them() {
+        let memory = remembering("1.0.0-111111111111");
+        let mut seen = seen(Some("1.0.0-111111111111"));
+        seen.deployed_present = true;
+        seen.drift = Drift::Found(vec!["index.html was modified".to_owned()]);
+        let plan = decide(&want("1.0.0", SHA_1), &seen, &memory);
+        assert_eq!(
+            plan[0],
+            Action::NoteDrift(vec!["index.html was modified".to_owned()])
+        );
+        // The drifted release is no fallback: a failed check leaves nothing live.
+        assert_eq!(plan[4], Action::Activate(Fallback::Unlink));
+        assert_eq!(
+            plan[6],
+            Action::Prune {
+                previous: None,
+                drifted: Some(release("1.0.0-111111111111")),
+            }
+        );
+        assert_eq!(
+            plan.last(),
+            Some(&Action::Report(AppReport::deployed(
+                "1.0.0",
+                "1.0.0-111111111111"
+            )))
+        );
+    }
+
+    #[test]
+    fn a_deploy_interrupted_after_the_switch_is_resumed() {
+        let want = want("1.1.0", SHA_2);
+        let mut memory = remembering("1.0.0-111111111111");
+        memory
+            .pending
+            .insert("web".to_owned(), "1.1.0-222222222222".to_owned());
+        let seen = seen(Some("1.1.0-222222222222"));
+        assert_eq!(
+            decide(&want, &seen, &memory),
+            [
+                Action::Activate(Fallback::Stay),
+                Action::Check(Fallback::Stay),
+                Action::Remember,
+                Action::Report(AppReport::deployed("1.1.0", "1.1.0-222222222222")),
+            ]
+        );
+        // Its check failing fails the revision; what ran before is not known.
+        let recovery = failed(
+            &Action::Check(Fallback::Stay),
+            StepError::Refused("health check failed".to_owned()),
+            &want,
+            &seen,
+        );
+        assert_eq!(
+            recovery,
+            Recovery::Report(AppReport::failed("1.1.0", "health check failed"))
+        );
+    }
+
+    #[test]
+    fn a_deploy_interrupted_before_the_switch_starts_again() {
+        // Pending names a release the link does not point at: the switch never happened.
+        let mut memory = remembering("1.0.0-111111111111");
+        memory
+            .pending
+            .insert("web".to_owned(), "1.1.0-222222222222".to_owned());
+        let mut seen = seen(Some("1.0.0-111111111111"));
+        seen.deployed_present = true;
+        let previous = release("1.0.0-111111111111");
+        assert_eq!(
+            decide(&want("1.1.0", SHA_2), &seen, &memory),
+            deploy(Fallback::Previous(previous.clone()), Some(previous), None)
+        );
+    }
+
+    #[test]
+    fn a_live_path_that_is_not_a_link_is_retried_without_touching_it() {
+        let seen = Observed {
+            live: Err(ReleaseError::NotALink(PathBuf::from("/root/srv/web"))),
+            live_present: false,
+            deployed_present: false,
+            drift: Drift::Unchecked,
+        };
+        let [Action::Report(report)] =
+            &decide(&want("1.0.0", SHA_1), &seen, &Memory::default())[..]
+        else {
+            panic!("one report");
+        };
+        assert_eq!(report.state, AppState::Retrying);
+        assert!(
+            report.message.contains("move it away"),
+            "{}",
+            report.message
+        );
+    }
+
+    #[test]
+    fn a_digest_mismatch_fails_the_revision() {
+        let seen = seen(Some("1.0.0-111111111111"));
+        let recovery = failed(
+            &Action::Fetch,
+            StepError::Refused("not the pinned digest".to_owned()),
+            &want("1.1.0", SHA_2),
+            &seen,
+        );
+        assert_eq!(
+            recovery,
+            Recovery::Report(AppReport::failed("1.1.0", "not the pinned digest"))
+        );
+    }
+
+    #[test]
+    fn an_unreachable_server_or_a_full_disk_keeps_the_running_release() {
+        let seen = seen(Some("1.0.0-111111111111"));
+        for (error, state) in [
+            (
+                StepError::Unreachable("HTTP 503".to_owned()),
+                AppState::Unreachable,
+            ),
+            (StepError::Host("disk full".to_owned()), AppState::Retrying),
+        ] {
+            let message = error.to_string();
+            let Recovery::Report(report) =
+                failed(&Action::Fetch, error, &want("1.1.0", SHA_2), &seen)
+            else {
+                panic!("a report");
+            };
+            assert_eq!(
+                report,
+                AppReport {
+                    version: "1.1.0".to_owned(),
+                    release: Some("1.0.0-111111111111".to_owned()),
+                    state,
+                    message,
+                }
+            );
+            assert!(state.is_transient());
+        }
+    }
+
+    #[test]
+    fn a_failed_health_check_or_activation_rolls_back_to_the_previous_release() {
+        let want = want("1.1.0", SHA_2);
+        let seen = seen(Some("1.0.0-111111111111"));
+        let previous = Fallback::Previous(release("1.0.0-111111111111"));
+        for action in [
+            Action::Activate(previous.clone()),
+            Action::Check(previous.clone()),
+        ] {
+            let why = "health check failed 2 time(s): HTTP 500".to_owned();
+            assert_eq!(
+                failed(&action, StepError::Refused(why.clone()), &want, &seen),
+                Recovery::FallBack(previous.clone(), why)
+            );
+        }
+        let report = rolled_back(&want, "HTTP 500", &previous, Ok(()));
+        assert_eq!(
+            report,
+            AppReport {
+                version: "1.0.0".to_owned(),
+                release: Some("1.0.0-111111111111".to_owned()),
+                state: AppState::RolledBack,
+                message: format!(
+                    "1.1.0 failed: HTTP 500; rolled back to {RELEASES}/1.0.0-111111111111"
+                ),
+            }
+        );
+        let report = rolled_back(
+            &want,
+            "HTTP 500",
+            &previous,
+            Err(StepError::Refused("activate `x` failed".to_owned())),
+        );
+        assert_eq!(
+            report.message,
+            "1.1.0 failed: HTTP 500; the rollback failed too: activate `x` failed"
+        );
+    }
+
+    #[test]
+    fn a_failed_first_deploy_is_unlinked() {
+        let want = want("1.0.0", SHA_1);
+        let recovery = failed(
+            &Action::Check(Fallback::Unlink),
+            StepError::Refused("HTTP 500".to_owned()),
+            &want,
+            &seen(None),
+        );
+        assert_eq!(
+            recovery,
+            Recovery::FallBack(Fallback::Unlink, "HTTP 500".to_owned())
+        );
+        let report = rolled_back(&want, "HTTP 500", &Fallback::Unlink, Ok(()));
+        assert_eq!(report.version, "1.0.0");
+        assert_eq!(report.release, None);
+        assert_eq!(report.state, AppState::RolledBack);
+        assert!(
+            report.message.contains("the live link was removed"),
+            "{}",
+            report.message
+        );
+    }
+
+    #[test]
+    fn a_switch_that_fails_fails_the_revision() {
+        let recovery = failed(
+            &Action::Switch,
+            StepError::Refused("permission denied".to_owned()),
+            &want("1.1.0", SHA_2),
+            &seen(Some("1.0.0-111111111111")),
+        );
+        assert_eq!(
+            recovery,
+            Recovery::Report(AppReport::failed("1.1.0", "permission denied"))
+        );
+    }
+
+    #[test]
+    fn a_failed_revision_waits_for_a_new_one() {
+        let memory = Memory {
+            failed: Some("abcdef0123".to_owned()),
+            failed_reason: "web: HTTP 500".to_owned(),
+            ..Memory::default()
+        };
+        let Some(Outcome::Failed(message)) = waiting("abcdef0123", &memory) else {
+            panic!("waiting");
+        };
+        assert!(
+            message.starts_with("revision abcdef0 failed to deploy (web: HTTP 500)"),
+            "{message}"
+        );
+        assert_eq!(waiting("0123456789", &memory), None);
+        assert_eq!(waiting("abcdef0123", &Memory::default()), None);
+    }
+
+    fn app(host: &str) -> App {
+        serde_json::from_value(serde_json::json!({"host": host, "deployment_path": "/srv/x"}))
+            .unwrap()
+    }
+
+    fn pinned(version: &str) -> Artifact {
+        Artifact::Pinned(Pin {
+            version: version.to_owned(),
+            url: format!("https://example.com/{version}.tgz"),
+            sha256: SHA_1.to_owned(),
+        })
+    }
+
+    #[test]
+    fn the_apps_of_this_host_are_those_pinned_and_placed_on_it() {
+        let artifacts = BTreeMap::from([
+            ("api".to_owned(), pinned("1.0.0")),
+            ("web".to_owned(), pinned("2.0.0")),
+            // Pinned, with no settings: not deployed here.
+            ("batch".to_owned(), pinned("3.0.0")),
+        ]);
+        let settings = BTreeMap::from([
+            ("api".to_owned(), app("h1")),
+            ("web".to_owned(), app("h2")),
+            // Removed from the manifest: nothing to deploy.
+            ("old".to_owned(), app("h1")),
+        ]);
+        let names = |host| -> Vec<&str> {
+            apps("dev", &artifacts, Some(&settings), host)
+                .unwrap()
+                .into_iter()
+                .map(|(name, _, _)| name)
+                .collect()
+        };
+        assert_eq!(names(None), ["api", "web"]);
+        assert_eq!(names(Some("h1")), ["api"]);
+        assert!(names(Some("h3")).is_empty());
+        let Err(Outcome::Stalled(message)) = apps("dev", &artifacts, None, None) else {
+            panic!("stalled");
+        };
+        assert!(
+            message.contains("`environments/dev.json` has no `apps`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_unpinned_artifact_is_never_deployed() {
+        let report = unpinned("web-1.0.0.tgz");
+        assert_eq!(report.state, AppState::Failed);
+        assert!(report.message.contains("ferry bump"), "{}", report.message);
+    }
+
+    fn report(state: AppState, message: &str) -> AppReport {
+        AppReport {
+            version: "1.0.0".to_owned(),
+            release: None,
+            state,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_reconcile_fails_if_one_app_failed_and_is_retried_if_one_was_unreachable() {
+        let all = |reports: &[(&str, AppReport)]| -> BTreeMap<String, AppReport> {
+            reports
+                .iter()
+                .map(|(n, r)| ((*n).to_owned(), r.clone()))
+                .collect()
+        };
+        let deployed = report(AppState::Deployed, "");
+        assert_eq!(
+            outcome("dev", None, &all(&[("web", deployed.clone())])),
+            Outcome::Converged
+        );
+        assert_eq!(
+            outcome(
+                "dev",
+                None,
+                &all(&[
+                    ("api", report(AppState::Unreachable, "HTTP 503")),
+                    ("web", deployed.clone())
+                ])
+            ),
+            Outcome::Transient("api: HTTP 503".to_owned())
+        );
+        assert_eq!(
+            outcome(
+                "dev",
+                None,
+                &all(&[
+                    ("api", report(AppState::Retrying, "disk full")),
+                    ("web", report(AppState::RolledBack, "HTTP 500")),
+                    ("x", report(AppState::Failed, "bad digest")),
+                ])
+            ),
+            Outcome::Failed("web: HTTP 500; x: bad digest; api: disk full".to_owned())
+        );
+        // No app at all: nothing to do, unless this host was meant to run some.
+        assert_eq!(outcome("dev", None, &BTreeMap::new()), Outcome::Converged);
+        let Outcome::Stalled(message) = outcome("dev", Some("h9"), &BTreeMap::new()) else {
+            panic!("stalled");
+        };
+        assert!(message.contains("no app of `dev` runs on host `h9`"));
+    }
+
+    #[test]
+    fn states_keep_their_names() {
+        let names: Vec<String> = [
+            AppState::Deployed,
+            AppState::Failed,
+            AppState::RolledBack,
+            AppState::Unreachable,
+            AppState::Retrying,
+        ]
+        .iter()
+        .map(|s| {
+            let json = serde_json::to_string(s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+            s.to_string()
+        })
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "deployed",
+                "failed",
+                "rolled-back",
+                "unreachable",
+                "retrying"
+            ]
+        );
+        for (outcome, name) in [
+            (Outcome::Converged, "deployed"),
+            (Outcome::Failed(String::new()), "failed"),
+            (Outcome::Stalled(String::new()), "stalled"),
+            (Outcome::Transient(String::new()), "retrying"),
+        ] {
+            assert_eq!(outcome.state(), name);
+            assert_eq!(
+                serde_json::to_string(&outcome.kind()).unwrap(),
+                format!("\"{name}\"")
+            );
+        }
+    }
+
+    #[test]
+    fn transient_failures_back_off_within_the_interval_and_a_success_resets() {
+        let interval = Duration::from_secs(30);
+        let transient = Outcome::Transient("HTTP 503".to_owned());
+        // Each transient outcome in a row waits up to 2s, 4s, 8s, … and never over 30s.
+        for random in [0, 999, 1_234_567, u64::MAX] {
+            let mut backoff = Backoff::default();
+            for attempt in 1..=8u32 {
+                let wait = backoff.next(&transient, false, interval, random);
+                let ceiling = Duration::from_secs(2u64.pow(attempt).min(30));
+                assert!(wait <= ceiling, "{attempt}: {wait:?}");
+            }
+        }
+        let mut backoff = Backoff::default();
+        assert_eq!(backoff.next(&transient, false, interval, 0), Duration::ZERO);
+        assert_eq!(
+            backoff.next(&transient, false, interval, 4000),
+            Duration::from_secs(4),
+            "the second one waits up to 4s"
+        );
+        // Converged: the interval, ±10%.
+        for random in [0, 1234, u64::MAX] {
+            let wait = backoff.next(&Outcome::Converged, false, interval, random);
+            assert!(
+                wait >= Duration::from_secs(27) && wait <= Duration::from_secs(33),
+                "{wait:?}"
+            );
+        }
+        // And the streak starts again.
+        assert_eq!(
+            backoff.next(&transient, false, interval, 4000),
+            Duration::from_millis(4000 % 2001),
+            "up to 2s again"
+        );
+    }
+
+    #[test]
+    fn a_full_disk_waits_longer_than_the_interval_and_never_retries_at_once() {
+        let transient = Outcome::Transient("disk full".to_owned());
+        let mut backoff = Backoff::default();
+        let waits: Vec<Duration> = (0..10)
+            .map(|_| backoff.next(&transient, true, Duration::from_secs(1), 0))
+            .collect();
+        assert_eq!(waits[0], Duration::from_secs(5));
+        assert_eq!(waits[1], Duration::from_secs(10));
+        assert_eq!(waits[9], Duration::from_secs(300), "half of 10 minutes");
+    }
+}
