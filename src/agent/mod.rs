@@ -1,14 +1,20 @@
 //! The pull agent: inside an environment, make what runs match the environment's branch.
 //!
-//! One reconcile: read the branch's tip (one ref advertisement; a shallow fetch only when it
-//! moved), or with an OCI source the artifact's digest (one `HEAD`; a pull only when it
-//! changed), validate the whole desired state (an invalid one is never deployed), then for each
-//! app this host runs: fetch the pinned artifact into the cache while verifying its digest,
-//! unpack it as a new release, switch the live link atomically, run `activate`, wait for
-//! `healthcheck_url` to answer 2xx, and on failure switch back to the previous release. When
-//! nothing is to deploy, check each release for drift (metadata first) and heal it. The result
-//! is written to `status.json` in the state dir and reported as the commit status
+//! One reconcile: read the desired state from its source (the branch's tip: one ref
+//! advertisement, a shallow fetch only when it moved; or an OCI tag: one `HEAD`, a pull only
+//! when its digest changed), validate it whole (an invalid one is never deployed), then for
+//! each app this host runs: fetch the pinned artifact into the cache while verifying its
+//! digest, unpack it as a new release, switch the live link atomically, run `activate`, wait
+//! for `healthcheck_url` to answer 2xx, and on failure switch back to the previous release.
+//! When nothing is to deploy, check each release for drift (metadata first) and heal it. The
+//! result is written to `status.json` in the state dir and reported as the commit status
 //! `ferry/deploy/<env>` through the forge.
+//!
+//! Where things are: `source/` reads the desired state (a new source is a new file there);
+//! `decide.rs` decides, without I/O, which steps each app needs and what a failure comes to;
+//! `execute.rs` observes the host and carries the steps out; `release.rs` is the directory
+//! driver (releases, the live link, drift); `report.rs` sets commit statuses; `http.rs` and
+//! `server.rs` serve the metrics and the trigger; `signal.rs` stops between steps.
 
 pub mod decide;
 mod execute;
