@@ -4,10 +4,14 @@
 //! [`StepError`] that `decide::failed` judges; a fallback (a rollback) is carried out here and
 //! judged by `decide::rolled_back`.
 //!
-//! The memory is saved once, at the end of the reconcile (`Agent::reconcile`), except before a
-//! switch: the release switched to must be known as pending on disk before the live link
-//! moves, so that an agent killed between the switch and the health check finishes the job
-//! (activates and checks it) instead of taking the release as deployed.
+//! The memory is saved once, at the end of the reconcile (`Agent::reconcile`), and only when
+//! it changed, except before a switch: the release switched to must be known as pending on
+//! disk before the live link moves, so that an agent killed between the switch and the health
+//! check finishes the job (activates and checks it) instead of taking the release as
+//! deployed. Killed anywhere else, the next reconcile starts from what is on disk: before the
+//! switch, it deploys again (an interrupted unpack is cleared); after the check but before the
+//! end, the release is still pending and is activated and checked once more; a link healed but
+//! not yet saved is only a drift event not counted.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
