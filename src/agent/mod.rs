@@ -402,3 +402,173 @@ fn write_json(path: &Path, value: &impl Serialize, durable: bool) -> Result<(), 
     drop(file);
     std::fs::rename(&temp, path).map_err(io)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::source::{Desired, Invalid, SourceError};
+    use super::*;
+    use crate::store::StoreError;
+
+    const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    /// A source that says what the test queues, once each.
+    struct Queued(Vec<Result<Desired, SourceError>>);
+
+    impl DesiredSource for Queued {
+        fn desired(&mut self, _: &str, _: &Cache) -> Result<Desired, SourceError> {
+            self.0.remove(0)
+        }
+    }
+
+    /// A status asked for: the commit, the check, its state and description.
+    type Said = (Oid, String, CheckState, String);
+
+    /// A reporter that notes what it is asked to say.
+    #[derive(Clone, Default)]
+    struct Noted(Rc<RefCell<Vec<Said>>>);
+
+    impl Reporter for Noted {
+        fn report(
+            &self,
+            commit: Oid,
+            check: &str,
+            state: CheckState,
+            description: &str,
+        ) -> Result<(), report::ReportError> {
+            self.0
+                .borrow_mut()
+                .push((commit, check.to_owned(), state, description.to_owned()));
+            Ok(())
+        }
+    }
+
+    fn invalid(revision: &str, why: &str) -> Result<Desired, SourceError> {
+        Ok(Desired {
+            revision: revision.to_owned(),
+            state: Err(Invalid(why.to_owned())),
+        })
+    }
+
+    fn agent<'s>(
+        dir: &Path,
+        queued: Vec<Result<Desired, SourceError>>,
+        noted: &Noted,
+    ) -> Agent<'s> {
+        Agent::new(
+            Box::new(Queued(queued)),
+            Some(Box::new(noted.clone())),
+            Cache::new(dir.join("state/artifacts")),
+            Settings {
+                env: "dev".to_owned(),
+                root: dir.join("root"),
+                state_dir: dir.join("state"),
+                host: None,
+                keep: 3,
+                limits: Limits::default(),
+            },
+        )
+        .unwrap()
+    }
+
+    fn status(dir: &Path) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("state/status.json")).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_source_out_of_reach_is_retried_and_one_that_refuses_stalls_with_nothing_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let noted = Noted::default();
+        let unreachable = StoreError::Unreachable {
+            remote: "https://git.example.com/deploy.git".to_owned(),
+            message: "timed out".to_owned(),
+            transient: true,
+        };
+        let mut agent = agent(
+            dir.path(),
+            vec![
+                Err(unreachable.into()),
+                Err(SourceError::Refused("no such tag".to_owned())),
+            ],
+            &noted,
+        );
+        let outcome = agent.reconcile();
+        assert_eq!(
+            outcome,
+            Outcome::Transient(
+                "cannot reach `https://git.example.com/deploy.git`: timed out".to_owned()
+            )
+        );
+        assert_eq!(status(dir.path())["state"], "retrying");
+        assert_eq!(
+            agent.reconcile(),
+            Outcome::Stalled("no such tag".to_owned())
+        );
+        let status = status(dir.path());
+        assert_eq!(status["state"], "stalled");
+        assert_eq!(status["revision"], serde_json::Value::Null);
+        assert!(noted.0.borrow().is_empty(), "no revision to report on");
+        assert!(
+            !dir.path().join("state/agent.json").exists(),
+            "nothing to remember"
+        );
+    }
+
+    #[test]
+    fn an_invalid_state_stalls_and_is_reported_once_on_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let noted = Noted::default();
+        let why = "the desired state on `dev` is invalid\n  manifest.json: …";
+        let mut agent = agent(
+            dir.path(),
+            vec![invalid(COMMIT, why), invalid(COMMIT, why)],
+            &noted,
+        );
+        assert_eq!(agent.reconcile(), Outcome::Stalled(why.to_owned()));
+        assert_eq!(agent.last_report().unwrap().state, EnvState::Stalled);
+        let said = noted.0.borrow().clone();
+        assert_eq!(
+            said,
+            [(
+                Oid::from_str(COMMIT).unwrap(),
+                "ferry/deploy/dev".to_owned(),
+                CheckState::Failure,
+                "the desired state on `dev` is invalid".to_owned()
+            )]
+        );
+        // Not failed: stalled until the branch moves, and tried again each time.
+        assert_eq!(agent.reconcile(), Outcome::Stalled(why.to_owned()));
+        assert_eq!(agent.memory.failed, None);
+    }
+
+    #[test]
+    fn a_failed_revision_waits_until_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        std::fs::create_dir_all(&state_dir).unwrap();
+        let memory = Memory {
+            failed: Some(COMMIT.to_owned()),
+            failed_reason: "web: HTTP 500".to_owned(),
+            ..Memory::default()
+        };
+        write_json(&state_dir.join("agent.json"), &memory, true).unwrap();
+        let noted = Noted::default();
+        let mut agent = agent(
+            dir.path(),
+            vec![invalid(COMMIT, "x"), invalid(COMMIT, "x")],
+            &noted,
+        );
+        let Outcome::Failed(message) = agent.reconcile() else {
+            panic!("waiting");
+        };
+        assert!(message.contains("waiting for a new one"), "{message}");
+        assert!(noted.0.borrow().is_empty(), "said already");
+        assert!(!state_dir.join("status.json").exists(), "said already");
+        // `ferry agent retry`, from another process: the next reconcile tries it again.
+        assert_eq!(Agent::retry(&state_dir).unwrap(), Some(COMMIT.to_owned()));
+        assert_eq!(agent.reconcile(), Outcome::Stalled("x".to_owned()));
+        assert_eq!(Agent::retry(&state_dir).unwrap(), None);
+    }
+}
