@@ -374,3 +374,200 @@ fn health(app: &App) -> Result<(), StepError> {
         "health check {url} failed {tries} time(s): {last}"
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The executor on a real file system (a temporary root): what a kill between steps
+    //! leaves, and how the next reconcile carries on from it.
+
+    use super::*;
+    use crate::agent::AppState;
+    use crate::deploy::unpack::Limits;
+
+    struct Host {
+        dir: tempfile::TempDir,
+        settings: Settings,
+        cache: Cache,
+        memory: Memory,
+    }
+
+    impl Host {
+        fn new() -> Host {
+            let dir = tempfile::tempdir().unwrap();
+            let settings = Settings {
+                env: "dev".to_owned(),
+                root: dir.path().join("root"),
+                state_dir: dir.path().join("state"),
+                host: None,
+                keep: 3,
+                limits: Limits::default(),
+            };
+            std::fs::create_dir_all(&settings.root).unwrap();
+            let cache = Cache::new(dir.path().join("state/artifacts"));
+            Host {
+                dir,
+                settings,
+                cache,
+                memory: Memory::default(),
+            }
+        }
+
+        /// `web-VERSION.tgz`, holding `index.html`, pinned by its digest.
+        fn artifact(&self, version: &str) -> Artifact {
+            let pkg = self.dir.path().join(format!("pkg-{version}"));
+            std::fs::create_dir_all(&pkg).unwrap();
+            std::fs::write(pkg.join("index.html"), format!("web {version}\n")).unwrap();
+            let file = self.dir.path().join(format!("web-{version}.tgz"));
+            let made = std::process::Command::new("tar")
+                .arg("czf")
+                .arg(&file)
+                .arg("-C")
+                .arg(&pkg)
+                .arg(".")
+                .status()
+                .unwrap();
+            assert!(made.success());
+            Artifact::Pinned(Pin {
+                version: version.to_owned(),
+                url: format!("file://{}", file.display()),
+                sha256: crate::digest::sha256_file(&file).unwrap(),
+            })
+        }
+
+        /// `web` at `/srv/web`, its activation noted in `activated`.
+        fn app(&self) -> App {
+            let noted = self.dir.path().join("activated");
+            serde_json::from_value(serde_json::json!({
+                "deployment_path": "/srv/web",
+                "activate": ["sh", "-c", format!("echo $FERRY_VERSION >> {}", noted.display())],
+            }))
+            .unwrap()
+        }
+
+        fn deploy(&mut self, artifact: &Artifact) -> AppReport {
+            let app = self.app();
+            let mut executor = Executor {
+                settings: &self.settings,
+                cache: &self.cache,
+                memory: &mut self.memory,
+                disk_full: false,
+            };
+            executor.deploy_app("web", artifact, &app)
+        }
+
+        fn live(&self) -> PathBuf {
+            self.settings.root.join("srv/web")
+        }
+
+        fn activations(&self) -> Vec<String> {
+            std::fs::read_to_string(self.dir.path().join("activated"))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+
+        /// The memory as saved on disk.
+        fn saved(&self) -> Memory {
+            Memory::load(&self.settings.state_dir).unwrap_or_default()
+        }
+    }
+
+    #[test]
+    fn a_deploy_then_nothing_to_do() {
+        let mut host = Host::new();
+        let v1 = host.artifact("1.0.0");
+        let report = host.deploy(&v1);
+        assert_eq!(report.state, AppState::Deployed, "{report:?}");
+        let id = report.release.clone().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(host.live().join("index.html")).unwrap(),
+            "web 1.0.0\n"
+        );
+        assert_eq!(host.memory.deployed["web"], id);
+        assert!(host.memory.pending.is_empty());
+        assert_eq!(host.activations(), ["1.0.0"]);
+        // Saved as pending before the switch, and only then: the rest is saved once, at the
+        // end of the reconcile (by the agent).
+        assert_eq!(host.saved().pending["web"], id);
+        // Nothing moved: nothing done, nothing activated again.
+        assert_eq!(host.deploy(&v1), report);
+        assert_eq!(host.activations(), ["1.0.0"]);
+    }
+
+    #[test]
+    fn killed_after_the_switch_the_next_reconcile_activates_and_checks() {
+        let mut host = Host::new();
+        let v1 = host.artifact("1.0.0");
+        host.deploy(&v1);
+        let v2 = host.artifact("2.0.0");
+        host.deploy(&v2);
+        // What a kill right after the switch to 2.0.0 leaves: the memory saved before it.
+        let saved = host.saved();
+        host.memory = saved;
+        assert!(host.memory.pending.contains_key("web"));
+        let report = host.deploy(&v2);
+        assert_eq!(report.state, AppState::Deployed, "{report:?}");
+        assert_eq!(host.activations(), ["1.0.0", "2.0.0", "2.0.0"]);
+        assert!(host.memory.pending.is_empty());
+        assert_eq!(Some(&host.memory.deployed["web"]), report.release.as_ref());
+    }
+
+    #[test]
+    fn killed_before_the_switch_the_next_reconcile_deploys_again() {
+        let mut host = Host::new();
+        let v1 = host.artifact("1.0.0");
+        host.deploy(&v1);
+        let v2 = host.artifact("2.0.0");
+        // A kill after 2.0.0 was marked pending, before the link moved.
+        let id = Want::new("web", "2.0.0", &v2.pin().unwrap().sha256).id;
+        host.memory.pending.insert("web".to_owned(), id.clone());
+        let report = host.deploy(&v2);
+        assert_eq!(report, AppReport::deployed("2.0.0", &id));
+        assert_eq!(
+            std::fs::read_to_string(host.live().join("index.html")).unwrap(),
+            "web 2.0.0\n"
+        );
+        assert_eq!(host.activations(), ["1.0.0", "2.0.0"]);
+    }
+
+    #[test]
+    fn a_failed_activation_rolls_back_and_activates_the_previous_release() {
+        let mut host = Host::new();
+        let v1 = host.artifact("1.0.0");
+        let before = host.deploy(&v1).release.unwrap();
+        let v2 = host.artifact("2.0.0");
+        let mut app = host.app();
+        let noted = host.dir.path().join("activated");
+        app.activate = Some(vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!(
+                "echo $FERRY_VERSION >> {}; test $FERRY_VERSION = 1.0.0",
+                noted.display()
+            ),
+        ]);
+        let mut executor = Executor {
+            settings: &host.settings,
+            cache: &host.cache,
+            memory: &mut host.memory,
+            disk_full: false,
+        };
+        let report = executor.deploy_app("web", &v2, &app);
+        assert_eq!(report.state, AppState::RolledBack, "{report:?}");
+        assert_eq!(report.version, "1.0.0");
+        assert_eq!(report.release.as_deref(), Some(before.as_str()));
+        assert!(
+            report.message.starts_with("2.0.0 failed: activate"),
+            "{}",
+            report.message
+        );
+        assert_eq!(host.activations(), ["1.0.0", "2.0.0", "1.0.0"]);
+        assert_eq!(
+            std::fs::read_to_string(host.live().join("index.html")).unwrap(),
+            "web 1.0.0\n"
+        );
+        assert!(host.memory.pending.is_empty());
+        assert_eq!(host.memory.deployed["web"], before);
+    }
+}
