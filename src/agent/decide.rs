@@ -523,8 +523,8 @@ mod tests {
     const SHA_2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
     const RELEASES: &str = "/root/srv/.web.releases";
 
-    fn want(version: &str, sha: &str) -> Want<'static> {
-        Want::new("web", Box::leak(version.to_owned().into_boxed_str()), sha)
+    fn want(version: &'static str, sha: &str) -> Want<'static> {
+        Want::new("web", version, sha)
     }
 
     fn release(name: &str) -> PathBuf {
