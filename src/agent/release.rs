@@ -12,6 +12,32 @@ use serde::{Deserialize, Serialize};
 
 use crate::deploy::unpack::{self, Entry, Limits};
 
+/// Why an app's place or its live link cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// A `deployment_path` that would leave the root.
+    #[error("`deployment_path` {0}: nothing deployed")]
+    Path(String),
+    /// The live path is something else than a link: ferry does not replace it.
+    #[error(
+        "`{}` exists and is not a link to a release: ferry manages it as one; move it away",
+        .0.display()
+    )]
+    NotALink(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl ReleaseError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReleaseError {
+        let path = path.to_path_buf();
+        move |source| ReleaseError::Io { path, source }
+    }
+}
+
 /// Where one app lives on this host.
 #[derive(Debug, Clone)]
 pub struct Place {
@@ -25,9 +51,9 @@ impl Place {
     /// The place of an app deployed at `deployment_path` under `root`, which it never leaves:
     /// a path with a `.` or `..` segment, or `/` itself, is refused (validation refuses it
     /// too; this holds whatever the state's way here).
-    pub fn new(root: &Path, deployment_path: &str) -> Result<Place, String> {
+    pub fn new(root: &Path, deployment_path: &str) -> Result<Place, ReleaseError> {
         crate::validate::check_deployment_path(deployment_path)
-            .map_err(|why| format!("`deployment_path` {why}: nothing deployed"))?;
+            .map_err(|p| ReleaseError::Path(p.0))?;
         let live = root.join(deployment_path.trim_start_matches('/'));
         let name = live
             .file_name()
@@ -42,17 +68,16 @@ impl Place {
     }
 
     /// The release directory the live path points at, if it is one of this app's.
-    pub fn current(&self) -> Result<Option<PathBuf>, String> {
+    pub fn current(&self) -> Result<Option<PathBuf>, ReleaseError> {
         match std::fs::symlink_metadata(&self.live) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}: {e}", self.live.display())),
-            Ok(meta) if !meta.file_type().is_symlink() => Err(format!(
-                "`{}` exists and is not a link to a release: ferry manages it as one; move it away",
-                self.live.display()
-            )),
+            Err(e) => Err(ReleaseError::io(&self.live)(e)),
+            Ok(meta) if !meta.file_type().is_symlink() => {
+                Err(ReleaseError::NotALink(self.live.clone()))
+            }
             Ok(_) => {
-                let target = std::fs::read_link(&self.live)
-                    .map_err(|e| format!("{}: {e}", self.live.display()))?;
+                let target =
+                    std::fs::read_link(&self.live).map_err(ReleaseError::io(&self.live))?;
                 let target = if target.is_absolute() {
                     target
                 } else {
@@ -63,14 +88,12 @@ impl Place {
         }
     }
 
-    /// Points the live path at `release`, atomically (a new link renamed over the old one).
     /// Removes the live link when it points at `release` (a first deploy that failed: no
     /// release that failed stays served).
-    pub fn unlink_live(&self, release: &Path) -> Result<(), String> {
+    pub fn unlink_live(&self, release: &Path) -> Result<(), ReleaseError> {
         match std::fs::read_link(&self.live) {
             Ok(target) if target == release => {
-                std::fs::remove_file(&self.live)
-                    .map_err(|e| format!("{}: {e}", self.live.display()))?;
+                std::fs::remove_file(&self.live).map_err(ReleaseError::io(&self.live))?;
                 sync_dir(self.live.parent().unwrap_or(Path::new("/")));
                 Ok(())
             }
@@ -78,17 +101,17 @@ impl Place {
         }
     }
 
-    pub fn switch(&self, release: &Path) -> Result<(), String> {
+    /// Points the live path at `release`, atomically (a new link renamed over the old one).
+    pub fn switch(&self, release: &Path) -> Result<(), ReleaseError> {
         let parent = self.live.parent().unwrap_or(Path::new("/"));
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(ReleaseError::io(parent))?;
         let next = parent.join(format!(
             ".{}.ferry-switch",
             self.live.file_name().unwrap_or_default().to_string_lossy()
         ));
         let _ = std::fs::remove_file(&next);
-        std::os::unix::fs::symlink(release, &next)
-            .map_err(|e| format!("{}: {e}", next.display()))?;
-        std::fs::rename(&next, &self.live).map_err(|e| format!("{}: {e}", self.live.display()))?;
+        std::os::unix::fs::symlink(release, &next).map_err(ReleaseError::io(&next))?;
+        std::fs::rename(&next, &self.live).map_err(ReleaseError::io(&self.live))?;
         sync_dir(parent);
         Ok(())
     }
@@ -128,7 +151,7 @@ impl Place {
                 });
             }
         };
-        let recorded = Recorded::of(&staging, entries).map_err(Unpacking::Io)?;
+        let recorded = Recorded::of(&staging, entries)?;
         sync_tree(&staging);
         let mut n = 0;
         let release = loop {
@@ -167,13 +190,16 @@ impl Place {
 }
 
 /// Why an artifact could not become a release.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unpacking {
     /// The archive itself is refused (unsafe, corrupt, over the limits): this revision fails.
+    #[error("{0}")]
     Refused(String),
     /// The host could not write it (permissions): retried, as it may clear.
+    #[error("{0}")]
     Io(String),
     /// The disk is full (or the quota reached): retried, with a longer backoff.
+    #[error("{0}")]
     Full(String),
 }
 
@@ -193,14 +219,6 @@ pub fn disk_full(error: &std::io::Error) -> bool {
         error.kind(),
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
     )
-}
-
-impl std::fmt::Display for Unpacking {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Unpacking::Refused(m) | Unpacking::Io(m) | Unpacking::Full(m) => f.write_str(m),
-        }
-    }
 }
 
 /// The version of release directory `path` (`VERSION-DIGEST12`, or `…~N`).
@@ -230,11 +248,11 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    fn of(dir: &Path, entries: Vec<Entry>) -> Result<Recorded, String> {
+    fn of(dir: &Path, entries: Vec<Entry>) -> Result<Recorded, Unpacking> {
         let mut mtimes = BTreeMap::new();
         for e in entries.iter().filter(|e| e.link.is_none()) {
             let meta = std::fs::symlink_metadata(dir.join(&e.path))
-                .map_err(|err| format!("{}: {err}", e.path))?;
+                .map_err(|err| Unpacking::io(format!("{}: {err}", e.path), &err))?;
             mtimes.insert(e.path.clone(), mtime(&meta));
         }
         Ok(Recorded { entries, mtimes })
@@ -337,7 +355,7 @@ mod tests {
         assert_eq!(place.live, root.join("srv/web"));
         assert_eq!(place.releases, root.join("srv/.web.releases"));
         for bad in ["/../../outside/web", "/", "/srv/..", "/."] {
-            let err = Place::new(root, bad).unwrap_err();
+            let err = Place::new(root, bad).unwrap_err().to_string();
             assert!(err.contains("nothing deployed"), "{bad}: {err}");
         }
     }

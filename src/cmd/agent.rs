@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::agent::{Agent, OciOrigin, Origin, Outcome, Reporting, Settings, http, signal};
+use crate::agent::report::{GitHubStatuses, LocalStatuses, Reporter};
+use crate::agent::source::{DesiredSource, GitBranch, OciTag};
+use crate::agent::{Agent, Backoff, Outcome, Settings, http, signal};
 use crate::cmd::shared::{branch_of, open_store};
 use crate::deploy::fetch::Cache;
 use crate::deploy::unpack::Limits;
@@ -160,7 +162,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             ))
             .hint("pass the agent's `--state-dir`"));
         }
-        let failed = Agent::retry(&state_dir).map_err(Error::failure)?;
+        let failed = Agent::retry(&state_dir).map_err(|e| Error::failure(e.to_string()))?;
         out.data(match failed {
             Some(revision) => format!(
                 "{env}: revision {} will be tried again",
@@ -278,14 +280,16 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
         Some(_) if args.remote.remote.is_none() => None,
         _ => Some(open_store(&remote)?),
     };
-    let report = match (args.no_report, args.forge, &store) {
-        (true, ..) => Reporting::None,
-        (false, crate::cmd::promote::ForgeKind::Local, Some(_)) => Reporting::Local,
+    let reporter: Option<Box<dyn Reporter>> = match (args.no_report, args.forge, &store) {
+        (true, ..) => None,
+        (false, crate::cmd::promote::ForgeKind::Local, Some(store)) => {
+            Some(Box::new(LocalStatuses::new(store)))
+        }
         (false, crate::cmd::promote::ForgeKind::Local, None) => {
             tracing::info!(
                 "{env}: statuses are not reported (no `--remote` for the local forge, nor `--forge github`)"
             );
-            Reporting::None
+            None
         }
         (false, crate::cmd::promote::ForgeKind::Github, store) => {
             let repo = match (store, args.github_repo.as_deref()) {
@@ -299,23 +303,20 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             };
             let github = crate::forge::github::GitHub::new(&repo)
                 .map_err(crate::cmd::promote::github_error)?;
-            Reporting::GitHub(Box::new(github))
+            Some(Box::new(GitHubStatuses::new(github)))
         }
     };
-    let origin = match source {
+    let source: Box<dyn DesiredSource> = match source {
         Some(url) => {
             let registry = registries
                 .get(&url.registry)
                 .map_err(crate::cmd::publish::registry_error)?;
             tracing::info!("{env}: reading the desired state from {url}");
-            Origin::Oci(OciOrigin::new(url, registry))
+            Box::new(OciTag::new(url, registry))
         }
         None => {
             let store = store.as_ref().expect("opened without --source");
-            Origin::Git {
-                store,
-                branch: branch_of(store, &env)?,
-            }
+            Box::new(GitBranch::new(store, branch_of(store, &env)?))
         }
     };
     let mut cache = Cache::new(state_dir.join("artifacts")).with_registries(registries.clone());
@@ -326,8 +327,8 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
         tracing::info!("{env}: removed {purged} partial download(s) a killed agent left");
     }
     let mut agent = Agent::new(
-        origin,
-        store.as_ref(),
+        source,
+        reporter,
         cache,
         Settings {
             env: env.clone(),
@@ -336,12 +337,11 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             host: args.host.clone(),
             keep: args.keep,
             limits: Limits::default(),
-            report,
         },
     )
-    .map_err(Error::failure)?;
+    .map_err(|e| Error::failure(e.to_string()))?;
 
-    let mut transient = 0u32;
+    let mut backoff = Backoff::default();
     loop {
         let started = std::time::Instant::now();
         let outcome = agent.reconcile();
@@ -385,21 +385,8 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             .map(|d| d.as_std())
             .or(agent.interval)
             .unwrap_or(Duration::from_secs(30));
-        let wait = match outcome {
-            // Each retry on a full disk fills it again: wait longer, whatever the interval.
-            Outcome::Transient(_) if agent.disk_full() => {
-                transient += 1;
-                disk_full_backoff(transient)
-            }
-            Outcome::Transient(_) => {
-                transient += 1;
-                backoff(transient, interval)
-            }
-            _ => {
-                transient = 0;
-                jitter(interval)
-            }
-        };
+        // Each retry on a full disk fills it again: a longer wait, whatever the interval.
+        let wait = backoff.next(&outcome, agent.disk_full(), interval, random());
         let wake = || endpoint.as_ref().is_some_and(|s| s.take_trigger());
         if !signal::sleep(wait, &wake) {
             tracing::info!("{env}: stopping");
@@ -432,32 +419,4 @@ fn random() -> u64 {
     std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish()
-}
-
-/// The interval, ±10%, so that agents started together do not poll together.
-fn jitter(interval: Duration) -> Duration {
-    let spread = interval.as_millis() as u64 / 10;
-    if spread == 0 {
-        return interval;
-    }
-    let offset = random() % (2 * spread + 1);
-    Duration::from_millis(interval.as_millis() as u64 - spread + offset)
-}
-
-/// After `attempt` reconciles in a row found the disk full: 10s × 2^(n-1), up to 10 minutes,
-/// half of it jittered (never a retry right away: each refills the disk).
-fn disk_full_backoff(attempt: u32) -> Duration {
-    let base = 10_000u64
-        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
-        .min(600_000);
-    Duration::from_millis(base / 2 + random() % (base / 2 + 1))
-}
-
-/// Exponential backoff with full jitter after `attempt` failures in a row: up to 1s × 2^n,
-/// never longer than the interval.
-fn backoff(attempt: u32, interval: Duration) -> Duration {
-    let ceiling = 1000u64
-        .saturating_mul(1 << attempt.min(10))
-        .min(interval.as_millis().max(1) as u64);
-    Duration::from_millis(random() % (ceiling + 1))
 }
