@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use git2::Oid;
 use serde::Serialize;
 
-use crate::cmd::history::{Move, moves, shown};
 use crate::cmd::shared::{Manifests, branch_of, format_time, open_store};
 use crate::enforce::{self, PUSHES};
 use crate::error::{Error, Outcome, Result};
@@ -17,6 +16,7 @@ use crate::forge::local::{LocalForge, STATUSES};
 use crate::forge::{CheckState, Request, RequestState, Statuses};
 use crate::model::Protection;
 use crate::output::{Format, Output};
+use crate::plan::history::{Move, moves, shown};
 use crate::store::{History, RemoteArgs, Store};
 
 /// Audit an environment: each change of its branch, who made and approved it, and whether it

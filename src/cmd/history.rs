@@ -1,13 +1,11 @@
 //! `ferry history`: each change of an environment's branch, and which apps it moved.
 
-use std::collections::BTreeSet;
-
 use serde::Serialize;
 
 use crate::cmd::shared::{Manifests, branch_of, format_time, open_store, table};
 use crate::error::{Outcome, Result};
-use crate::model::Manifest;
 use crate::output::{Format, Output};
+use crate::plan::history::{Move, moves, shown};
 use crate::store::{History, RemoteArgs};
 
 /// List the changes of an environment's branch, newest first: when, who, the commit, and
@@ -31,13 +29,6 @@ pub struct HistoryArgs {
 
     #[command(flatten)]
     pub remote: RemoteArgs,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Move {
-    pub app: String,
-    pub from: Option<String>,
-    pub to: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -122,50 +113,4 @@ pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
-}
-
-/// Moves as people read them: `web 1.0.0 → 1.1.0, api (new) → 0.3.0`.
-pub fn shown(moves: &[Move]) -> String {
-    moves
-        .iter()
-        .map(|m| {
-            format!(
-                "{} {} → {}",
-                m.app,
-                m.from.as_deref().unwrap_or("(new)"),
-                m.to.as_deref().unwrap_or("(removed)")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The apps whose pin differs between two manifests.
-pub fn moves(before: Option<&Manifest>, after: Option<&Manifest>) -> Vec<Move> {
-    let empty = Manifest {
-        version: None,
-        description: None,
-        artifacts: Default::default(),
-    };
-    let before = before.unwrap_or(&empty);
-    let after = after.unwrap_or(&empty);
-    let apps: BTreeSet<&String> = before
-        .artifacts
-        .keys()
-        .chain(after.artifacts.keys())
-        .collect();
-    apps.into_iter()
-        .filter(|app| before.artifacts.get(*app) != after.artifacts.get(*app))
-        .map(|app| Move {
-            app: app.clone(),
-            from: before
-                .artifacts
-                .get(app)
-                .map(crate::model::Artifact::shown_version),
-            to: after
-                .artifacts
-                .get(app)
-                .map(crate::model::Artifact::shown_version),
-        })
-        .collect()
 }

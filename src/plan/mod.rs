@@ -4,6 +4,7 @@
 pub mod bump;
 pub mod compare;
 pub mod edit;
+pub mod history;
 pub mod migrate;
 pub mod promote;
 pub mod protection;
