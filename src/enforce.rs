@@ -601,7 +601,7 @@ fn file_at<T: serde::de::DeserializeOwned>(
     repo: &Repository,
     commit: Oid,
     path: &str,
-) -> Result<Option<T>, String> {
+) -> Result<Option<T>, Refusal> {
     let tree = repo
         .find_commit(commit)
         .and_then(|c| c.tree())
@@ -614,7 +614,7 @@ fn file_at<T: serde::de::DeserializeOwned>(
         .map_err(|e| e.message().to_owned())?;
     serde_json::from_slice(blob.content())
         .map(Some)
-        .map_err(|e| format!("`{path}` is damaged: {e}"))
+        .map_err(|e| Refusal(format!("`{path}` is damaged: {e}")))
 }
 
 /// A statuses record's update (`refs/ferry/statuses/COMMIT`): each status it sets has a
@@ -688,17 +688,17 @@ pub fn reporters_of(
     repo: &Repository,
     tips: &BTreeMap<String, Oid>,
     env: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, Refusal> {
     match env_branch(repo, tips, env) {
         Ok(branch) => Ok(tips
             .get(&branch)
             .and_then(|tip| declared_environment(repo, *tip, env))
             .map(|e| e.agent.reporters)
             .unwrap_or_default()),
-        Err(Unresolved::Ambiguous(claims)) => Err(format!(
+        Err(Unresolved::Ambiguous(claims)) => Err(Refusal::from(format!(
             "cannot tell who reports {env}'s deploys: branches {} each declare `{env}` as theirs",
             claims.join(", ")
-        )),
+        ))),
         Err(Unresolved::Missing { .. } | Unresolved::Unknown) => Ok(Vec::new()),
     }
 }
