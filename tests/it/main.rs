@@ -8,6 +8,7 @@ mod deploy;
 mod enforce;
 mod fuzz;
 mod github;
+mod layout;
 mod migrate;
 mod oci;
 mod promote;
