@@ -895,7 +895,7 @@ fn health(app: &App) -> Result<(), String> {
         match probe(url, timeout) {
             Ok(status) if (200..300).contains(&status) => return Ok(()),
             Ok(status) => last = format!("HTTP {status}"),
-            Err(e) => last = e,
+            Err(e) => last = e.to_string(),
         }
         if attempt < tries {
             std::thread::sleep(Duration::from_secs(1));
