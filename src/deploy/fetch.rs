@@ -11,16 +11,18 @@
 
 use crate::progress::Transfer;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
 
+use crate::deploy::spool::Spool;
 use crate::digest::Hasher;
 use crate::net::redirect::{self, MAX_REDIRECTS, RedirectError};
 use crate::net::{self, NetError};
 use crate::oci::{OciError, OciUrl, Registries};
+use hyper::body::Bytes;
 
 pub use crate::net::{Bounds, Pace};
 /// Health checks and triggers: they moved to [`crate::net`]; kept here for their callers.
@@ -250,8 +252,9 @@ impl Cache {
         std::fs::create_dir_all(path.parent().expect("sha256 dir"))
             .map_err(|e| cache_err(&path, e))?;
         let temp = tmp_dir.join(format!("{sha256}.{}", std::process::id()));
+        let file = File::create(&temp).map_err(|e| cache_err(&temp, e))?;
         let mut sink = Sink {
-            file: Some(File::create(&temp).map_err(|e| cache_err(&temp, e))?),
+            file: Some(Spool::start(file).map_err(|e| cache_err(&temp, e))?),
             path: temp.clone(),
             url: url.to_owned(),
             limit: max_size,
@@ -270,8 +273,8 @@ impl Cache {
         };
         sink.progress.finish();
         let finished = fetched.and_then(|()| {
-            if let Some(file) = &sink.file {
-                file.sync_all().map_err(|e| cache_err(&temp, e))?;
+            if let Some(spool) = sink.file.take() {
+                spool.finish().map_err(|e| cache_err(&temp, e))?;
             }
             let actual = sink.hash.finish_hex();
             if actual != sha256 && !sink.pinned {
@@ -352,7 +355,7 @@ impl Cache {
             .blob(&oci, &layer, &mut self.pace(), &mut |data| {
                 sink.progress.inc(data.len() as u64);
                 match &mut sink.file {
-                    Some(file) => file.write_all(data).inspect_err(|e| {
+                    Some(file) => file.write(Bytes::copy_from_slice(data)).inspect_err(|e| {
                         unwritten = Some(io::Error::new(e.kind(), e.to_string()));
                     }),
                     None => Ok(()),
@@ -421,7 +424,7 @@ fn alive(pid: i32) -> bool {
 /// Where a download goes: the file (none when only its digest is wanted), hashed as it is
 /// written, at most `limit` bytes.
 struct Sink {
-    file: Option<File>,
+    file: Option<Spool>,
     /// The file's path, for errors.
     path: PathBuf,
     /// What is downloaded, for errors.
@@ -436,7 +439,7 @@ struct Sink {
 }
 
 impl Sink {
-    fn write(&mut self, data: &[u8]) -> Result<(), FetchError> {
+    fn write(&mut self, data: Bytes) -> Result<(), FetchError> {
         if self.bytes + data.len() as u64 > self.limit {
             return Err(FetchError::TooLarge {
                 url: self.url.clone(),
@@ -444,11 +447,11 @@ impl Sink {
                 how: "more bytes came".to_owned(),
             });
         }
-        self.hash.update(data);
+        self.hash.update(&data);
         self.bytes += data.len() as u64;
         self.progress.inc(data.len() as u64);
         match &mut self.file {
-            Some(file) => file.write_all(data).map_err(|source| FetchError::Cache {
+            Some(file) => file.write(data).map_err(|source| FetchError::Cache {
                 path: self.path.display().to_string(),
                 source,
             }),
@@ -520,13 +523,14 @@ fn fetch_file(rest: &str, sink: &mut Sink) -> Result<(), FetchError> {
     if let Ok(meta) = file.metadata() {
         sink.expect(meta.len(), "its size")?;
     }
-    let mut buffer = vec![0u8; 1 << 20];
     loop {
+        let mut buffer = vec![0u8; 1 << 20];
         let n = file.read(&mut buffer).map_err(transfer)?;
         if n == 0 {
             return Ok(());
         }
-        sink.write(&buffer[..n])?;
+        buffer.truncate(n);
+        sink.write(Bytes::from(buffer))?;
     }
 }
 
@@ -586,9 +590,10 @@ fn fetch_http(url: &str, sink: &mut Sink, pace: &mut Pace) -> Result<(), FetchEr
                         ))));
                     }
                     Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref() {
+                        if let Ok(data) = frame.into_data() {
+                            let length = data.len() as u64;
                             sink.write(data)?;
-                            pace.check(data.len() as u64, std::time::Instant::now())
+                            pace.check(length, std::time::Instant::now())
                                 .map_err(|abandoned| transfer(abandoned.into()))?;
                         }
                     }
@@ -609,7 +614,7 @@ fn short_url(url: &str) -> &str {
 mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
-    use std::io::{BufRead, BufReader};
+    use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
 
     fn sha(data: &[u8]) -> String {

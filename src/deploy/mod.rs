@@ -3,4 +3,5 @@
 //! the pinned one, and unpacked into a release directory that no entry may escape.
 
 pub mod fetch;
+pub mod spool;
 pub mod unpack;
