@@ -24,7 +24,7 @@ use crate::net::{self, NetError};
 use crate::oci::{OciError, OciUrl, Registries};
 use hyper::body::Bytes;
 
-pub use crate::net::{Bounds, Pace};
+use crate::net::{Bounds, Pace};
 /// Health checks and triggers: they moved to [`crate::net`]; kept here for their callers.
 pub use crate::net::{post, probe};
 

@@ -1,7 +1,7 @@
 //! The process's one HTTP client: hyper-util's pooled client over rustls (ring), with the
-//! system's TLS roots loaded once (`SSL_CERT_FILE`/`SSL_CERT_DIR` honoured), speaking plain
-//! `http` too. Built on first use and shared: a health check tried ten times loads the roots
-//! once, and a connection to the same host is reused.
+//! system's TLS roots loaded once, at the first `https` handshake ([`super::tls`]), speaking
+//! plain `http` too. Built on first use and shared: a health check tried ten times loads the
+//! roots once at most, and a connection to the same host is reused.
 //!
 //! [`probe`] and [`post`] are the small exchanges (a health check, a trigger): only the status
 //! counts, and at most 64 KiB of an answer's body is read, so an endless answer neither grows
@@ -26,31 +26,18 @@ pub type Client = hyper_util::client::legacy::Client<
 /// The largest part of an answer's body [`probe`] and [`post`] read.
 const DRAINED: usize = 64 << 10;
 
-/// Makes ring rustls' provider for the process (the first call does; reqwest, in oci-client,
-/// takes the process's provider too).
-pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// The shared client (the error, the same each time, when no TLS roots could be loaded).
-pub fn client() -> Result<&'static Client, NetError> {
-    static CLIENT: OnceLock<Result<Client, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            install_crypto();
-            let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_native_roots()
-                .map_err(|e| e.to_string())?
-                .https_or_http()
-                .enable_http1()
-                .build();
-            Ok(
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build(https),
-            )
-        })
-        .as_ref()
-        .map_err(|e| NetError::Roots(e.clone()))
+/// The shared client.
+pub fn client() -> &'static Client {
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(super::tls::client_config())
+            .https_or_http()
+            .enable_http1()
+            .build();
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https)
+    })
 }
 
 /// A request to `url` with ferry's user agent.
@@ -70,7 +57,7 @@ pub async fn send(
     request: hyper::Request<Body>,
 ) -> Result<hyper::Response<hyper::body::Incoming>, NetError> {
     let peer = Peer::of(request.uri());
-    client()?
+    client()
         .request(request)
         .await
         .map_err(|e| NetError::Transport(explain(&e, &peer)))
@@ -170,7 +157,7 @@ mod tests {
 
     #[test]
     fn probes_share_one_client_and_say_why_they_failed() {
-        assert!(std::ptr::eq(client().unwrap(), client().unwrap()));
+        assert!(std::ptr::eq(client(), client()));
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

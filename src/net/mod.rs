@@ -3,7 +3,7 @@
 //! - [`runtime`]: one tokio runtime per process, built on first use; [`block_on`] runs a
 //!   future on it from any thread that is not one of its own.
 //! - [`http`]: one HTTP/1.1 client (hyper-util's, TLS by rustls with the system's roots loaded
-//!   once), shared by artifact downloads, health checks, the hook's triggers and the registry
+//!   once, at the first https handshake: [`tls`]), shared by artifact downloads, health checks, the hook's triggers and the registry
 //!   manifests; [`probe`] and [`post`] for the small exchanges.
 //! - [`redirect`]: a `Location` joined as RFC 3986 says, http(s) only, at most
 //!   [`redirect::MAX_REDIRECTS`].
@@ -20,6 +20,7 @@ pub mod pace;
 pub mod redirect;
 pub mod retry;
 pub mod runtime;
+pub mod tls;
 pub mod words;
 
 use std::time::Duration;
@@ -34,9 +35,6 @@ pub enum NetError {
     /// What was to be requested is not a URL.
     #[error("not a URL: {0}")]
     Url(String),
-    /// No TLS roots could be loaded for the client.
-    #[error("no TLS roots: {0}")]
-    Roots(String),
     /// The request could not be made (a header value that is not one).
     #[error("{0}")]
     Request(String),

@@ -2,10 +2,12 @@
 //!
 //! `oci://HOST/REPO:TAG` and `oci://HOST/REPO@sha256:DIGEST` name an artifact ([`OciUrl`]).
 //! [`Registry`] is a blocking face over `oci-client` for one registry host, with the
-//! credentials ferry finds for it ([`auth`]): blobs are pulled and everything is pushed
-//! through `oci-client`; manifests are read directly (the token `oci-client` got is reused,
-//! and renewed on a 401), so that the agent's change detection, one `HEAD`, costs exactly one
-//! request, and a manifest, which no descriptor bounds, is read to at most 4 MiB.
+//! credentials ferry finds for it ([`auth`]), on the process's one runtime ([`crate::net`]):
+//! blobs are pulled and everything is pushed through `oci-client` (whose reqwest client stays
+//! its own: its token exchange and chunked uploads are built on it); manifests are read
+//! directly with [`crate::net`]'s client (the token `oci-client` got is reused, and renewed on
+//! a 401), so that the agent's change detection, one `HEAD`, costs exactly one request, and a
+//! manifest, which no descriptor bounds, is read to at most 4 MiB.
 //! Plain `http` is spoken only to loopback registries and to hosts named with
 //! `--insecure-registry`.
 //!
@@ -316,7 +318,7 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     pub fn open(registry: &str, access: &Access) -> Result<Registry, OciError> {
         // reqwest's rustls takes the process's provider: the same ring the rest of ferry uses.
-        net::http::install_crypto();
+        net::tls::install_crypto();
         let plain = access.plain_http(registry);
         let config = oci_client::client::ClientConfig {
             protocol: if plain {
