@@ -155,6 +155,37 @@ mod tests {
         );
     }
 
+    /// An https server whose certificate no system root signed: refused, in words, with the
+    /// host.
+    #[test]
+    fn an_unknown_issuer_is_refused_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::net::tls::tests::make_certs(dir.path(), "IP:127.0.0.1");
+        let mut server = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/git_http.py"
+            ))
+            .args([".", "--tls", "server.pem", "server.key"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 (installed by .ci/run)");
+        let mut port = String::new();
+        BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut port)
+            .unwrap();
+        let host = format!("127.0.0.1:{}", port.trim());
+        let err = probe(&format!("https://{host}/files/a"), Duration::from_secs(10));
+        let _ = server.kill();
+        let _ = server.wait();
+        let err = err.unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("TLS with {host} failed: invalid peer certificate")),
+            "{err}"
+        );
+    }
+
     #[test]
     fn probes_share_one_client_and_say_why_they_failed() {
         assert!(std::ptr::eq(client(), client()));

@@ -141,7 +141,7 @@ impl ServerCertVerifier for LazyRoots {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rustls::pki_types::pem::PemObject;
     use std::path::PathBuf;
@@ -160,13 +160,46 @@ mod tests {
         (Vec::new(), vec!["no such file".to_owned()])
     }
 
-    fn openssl(dir: &std::path::Path, args: &[&str]) {
-        let output = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl (installed by .ci/run)");
-        assert!(output.status.success(), "{output:?}");
+    /// A test CA (`ca.pem`) and a certificate it signed for `san` (`server.pem`, `server.key`)
+    /// in `dir`, made by the openssl command.
+    pub(crate) fn make_certs(dir: &std::path::Path, san: &str) {
+        std::fs::write(dir.join("san.ext"), format!("subjectAltName={san}\n")).unwrap();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let ca = [
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ];
+        let csr = [
+            &["req"][..],
+            &ec,
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ];
+        let sign = "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+                    -out server.pem -days 2 -extfile san.ext";
+        let sign: Vec<&str> = sign.split_whitespace().collect();
+        for args in [
+            [
+                ca.concat(),
+                vec!["-days", "2", "-subj", "/CN=ferry test CA"],
+            ]
+            .concat(),
+            [csr.concat(), vec!["-subj", "/CN=ferry test server"]].concat(),
+            sign,
+        ] {
+            let output = std::process::Command::new("openssl")
+                .args(&args)
+                .current_dir(dir)
+                .output()
+                .expect("openssl (installed by .ci/run)");
+            assert!(output.status.success(), "openssl {args:?}: {output:?}");
+        }
     }
 
     /// Nothing is loaded until a certificate is verified; then the roots decide.
@@ -174,59 +207,7 @@ mod tests {
     fn roots_are_loaded_at_the_first_certificate_and_decide() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path();
-        std::fs::write(path.join("san.ext"), "subjectAltName=DNS:r.example\n").unwrap();
-        for args in [
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=ferry test CA",
-            ][..],
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=r.example",
-            ],
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-            ],
-        ] {
-            openssl(path, args);
-        }
+        make_certs(path, "DNS:r.example");
         CA.set(path.join("ca.pem")).unwrap();
         let server = CertificateDer::from_pem_file(path.join("server.pem")).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
