@@ -1,7 +1,8 @@
 //! The one retry policy: exponential backoff with jitter, and a server's `Retry-After`
 //! honoured. The agent's loop, bump's compare-and-swap and the GitHub client each describe
-//! their waits as a [`Backoff`] and ask it for the next one; none sleeps here (the agent's
-//! sleep wakes on a trigger or a signal), so the caller keeps its own clock.
+//! their waits as a [`Backoff`]: a loop with a sleep of its own (the agent's wakes on a trigger
+//! or a signal) keeps [`Attempts`] and asks it for the next wait; a plain blocking retry is
+//! [`blocking`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -151,6 +152,41 @@ impl Attempts {
     }
 }
 
+/// How one try of [`blocking`] failed.
+#[derive(Debug)]
+pub enum Failure<E> {
+    /// Worth another try, after the server's `Retry-After` if it gave one.
+    Retry { error: E, after: Option<Duration> },
+    /// Trying again would not help.
+    Fatal(E),
+}
+
+/// Runs `attempt` until it succeeds, fails fatally, or `policy` gives up (the last error),
+/// sleeping this thread between tries. For a loop that must wake early (the agent's), use
+/// [`Attempts`] with its own sleep instead.
+pub fn blocking<T, E>(
+    policy: Backoff,
+    mut attempt: impl FnMut() -> Result<T, Failure<E>>,
+) -> Result<T, E> {
+    let mut attempts = Attempts::new(policy);
+    loop {
+        match attempt() {
+            Ok(value) => return Ok(value),
+            Err(Failure::Fatal(error)) => return Err(error),
+            Err(Failure::Retry { error, after }) => match attempts.failed(after) {
+                Some(wait) => std::thread::sleep(wait),
+                None => return Err(error),
+            },
+        }
+    }
+}
+
+/// The wait a response's `Retry-After` header asks for, if it has a readable one.
+pub fn retry_after_header(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    retry_after(value, SystemTime::now())
+}
+
 /// `interval`, ±`percent`%, so that processes started together do not act together.
 pub fn spread(interval: Duration, percent: u32) -> Duration {
     spread_with(interval, percent, random())
@@ -268,6 +304,53 @@ mod tests {
         assert_eq!(retry_after("soon", now), None);
         assert_eq!(until_reset(784_111_800, now), Duration::from_secs(23));
         assert_eq!(until_reset(0, now), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn blocking_retries_until_done_fatal_or_given_up() {
+        let quick = Backoff::new(MS(1), MS(4)).attempts(3);
+        let mut tries = 0;
+        let done: Result<u32, &str> = blocking(quick, || {
+            tries += 1;
+            if tries < 3 {
+                Err(Failure::Retry {
+                    error: "busy",
+                    after: None,
+                })
+            } else {
+                Ok(tries)
+            }
+        });
+        assert_eq!(done, Ok(3));
+        let mut tries = 0;
+        let fatal: Result<(), &str> = blocking(quick, || {
+            tries += 1;
+            Err(Failure::Fatal("refused"))
+        });
+        assert_eq!((fatal, tries), (Err("refused"), 1));
+        let mut tries = 0;
+        let given_up: Result<(), &str> = blocking(quick, || {
+            tries += 1;
+            Err(Failure::Retry {
+                error: "busy",
+                after: Some(MS(1)),
+            })
+        });
+        assert_eq!((given_up, tries), (Err("busy"), 3));
+        // A server asking for more than the policy waits: given up at once.
+        let mut tries = 0;
+        let too_long: Result<(), &str> = blocking(quick, || {
+            tries += 1;
+            Err(Failure::Retry {
+                error: "later",
+                after: Some(Duration::from_secs(3600)),
+            })
+        });
+        assert_eq!((too_long, tries), (Err("later"), 1));
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(retry_after_header(&headers), None);
+        headers.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after_header(&headers), Some(Duration::from_secs(7)));
     }
 
     #[test]
