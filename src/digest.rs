@@ -1,6 +1,7 @@
-//! SHA-256 and hex, in one place: every digest ferry computes (downloads, unpacked files,
+//! SHA-256 in one place: every digest ferry computes (downloads, unpacked files,
 //! `--artifact`, drift checks) goes through ring's SHA-256, the assembly OpenSSL uses (sha2
-//! held a download at 0.71x `curl | openssl dgst`).
+//! held a download at 0.71x `curl | openssl dgst`), and is written in lowercase hex (the
+//! `hex` crate).
 
 use std::io::Read;
 use std::path::Path;
@@ -26,24 +27,13 @@ impl Hasher {
     /// The digest in lowercase hex; the hasher starts over.
     pub fn finish_hex(&mut self) -> String {
         let done = std::mem::take(self);
-        hex(done.0.finish().as_ref())
+        hex::encode(done.0.finish())
     }
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    out
 }
 
 /// The SHA-256 of `bytes`, in hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
 /// The SHA-256 of the regular file at `path`, read as it streams, in hex.
@@ -76,6 +66,5 @@ mod tests {
             "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
         );
         assert_eq!(hasher.finish_hex(), EMPTY, "it starts over");
-        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
     }
 }

@@ -18,6 +18,7 @@ pub mod forge;
 pub mod identity;
 pub mod json;
 pub mod model;
+pub mod net;
 pub mod oci;
 pub mod output;
 pub mod plan;

@@ -108,7 +108,7 @@ fn build_id() -> Option<String> {
     hash.update(meta.len().to_le_bytes());
     hash.update(modified.as_nanos().to_le_bytes());
     let digest = hash.finalize();
-    Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+    Some(hex::encode(&digest[..8]))
 }
 
 #[cfg(test)]

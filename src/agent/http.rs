@@ -236,7 +236,7 @@ async fn trigger(request: Request<Incoming>, shared: &Shared) -> Result<(), Repl
                 .get("x-hub-signature-256")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("sha256="))
-                .and_then(decode_hex)
+                .and_then(|hex| hex::decode(hex).ok())
                 .ok_or_else(unsigned)?;
             let mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret)
                 .expect("HMAC takes any key length");
@@ -272,7 +272,7 @@ pub fn signed(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
     let Some(hex) = header.and_then(|h| h.strip_prefix("sha256=")) else {
         return false;
     };
-    let Some(expected) = decode_hex(hex) else {
+    let Ok(expected) = hex::decode(hex) else {
         return false;
     };
     let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) else {
@@ -287,20 +287,7 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     let mut mac =
         hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(body);
-    format!(
-        "sha256={}",
-        crate::deploy::fetch::hex(&mac.finalize().into_bytes())
-    )
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]

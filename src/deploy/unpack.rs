@@ -130,9 +130,9 @@ pub fn unpack(
     // A link may lead elsewhere once later links exist (`a/q/../../x` is inside until `a/q`
     // becomes a link to `..`): every link is resolved again through all of them.
     for (link, target) in &out.links {
-        resolve_link(&out.links, link, target).map_err(|why| UnpackError::Unsafe {
+        resolve_link(&out.links, link, target).map_err(|e| UnpackError::Unsafe {
             entry: link.clone(),
-            why,
+            why: e.why(),
         })?;
     }
     out.entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -146,6 +146,28 @@ const PATH_MAX: usize = 4095;
 /// Links resolved at most in one lookup, as Linux (`ELOOP` past 40).
 const MAX_HOPS: u32 = 40;
 
+/// Why a link is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("a link to an absolute path")]
+    Absolute,
+    #[error("a link that points outside the release")]
+    Outside,
+    #[error("a loop of links")]
+    Loop,
+}
+
+impl LinkError {
+    /// The reason, as [`UnpackError::Unsafe`] says it.
+    pub fn why(self) -> &'static str {
+        match self {
+            LinkError::Absolute => "a link to an absolute path",
+            LinkError::Outside => "a link that points outside the release",
+            LinkError::Loop => "a loop of links",
+        }
+    }
+}
+
 /// Where the link at `link` (a path relative to the release, with `/`) leads to with target
 /// `target`, resolved component by component as the kernel would, through the `links` of the
 /// release (path → target): the path it reaches inside the release, or why it is refused (it
@@ -154,7 +176,7 @@ pub fn resolve_link(
     links: &BTreeMap<String, String>,
     link: &str,
     target: &str,
-) -> Result<Vec<String>, &'static str> {
+) -> Result<Vec<String>, LinkError> {
     let mut from: Vec<String> = link.split('/').map(str::to_owned).collect();
     from.pop();
     let mut hops = 0;
@@ -166,16 +188,16 @@ fn walk(
     mut at: Vec<String>,
     target: &str,
     hops: &mut u32,
-) -> Result<Vec<String>, &'static str> {
+) -> Result<Vec<String>, LinkError> {
     if target.starts_with('/') {
-        return Err("a link to an absolute path");
+        return Err(LinkError::Absolute);
     }
     for component in target.split('/') {
         match component {
             "" | "." => {}
             ".." => {
                 if at.pop().is_none() {
-                    return Err("a link that points outside the release");
+                    return Err(LinkError::Outside);
                 }
             }
             name => {
@@ -183,7 +205,7 @@ fn walk(
                 if let Some(next) = links.get(&at.join("/")) {
                     *hops += 1;
                     if *hops > MAX_HOPS {
-                        return Err("a loop of links");
+                        return Err(LinkError::Loop);
                     }
                     at.pop();
                     at = walk(links, at, next, hops)?;
@@ -345,9 +367,9 @@ impl Out {
         }
         // The target, from the link's directory and through every link so far, must stay
         // inside the release (checked again once all links are known).
-        resolve_link(&self.links, &relative, target).map_err(|why| UnpackError::Unsafe {
+        resolve_link(&self.links, &relative, target).map_err(|e| UnpackError::Unsafe {
             entry: entry.to_owned(),
-            why,
+            why: e.why(),
         })?;
         self.parent_dirs(entry, &path)?;
         std::os::unix::fs::symlink(target, &path).map_err(|e| written(entry, &path, e))?;
@@ -701,15 +723,12 @@ mod tests {
             resolve_link(&none, "a/b/ok", "../c"),
             Ok(vec!["a".into(), "c".into()])
         );
-        assert_eq!(
-            resolve_link(&none, "up", "../x"),
-            Err("a link that points outside the release")
-        );
+        assert_eq!(resolve_link(&none, "up", "../x"), Err(LinkError::Outside));
         // `d/u` is the release itself: going up twice from it is outside, whatever the text.
         let chain = links(&[("d/u", "..")]);
         assert_eq!(
             resolve_link(&chain, "s", "d/u/d/u/d/u/../../etc/passwd"),
-            Err("a link that points outside the release")
+            Err(LinkError::Outside)
         );
         assert_eq!(resolve_link(&chain, "s", "d/u/d/u/x"), Ok(vec!["x".into()]));
         // Through a link that stays inside: fine, to where it really leads.
@@ -719,11 +738,8 @@ mod tests {
             Ok(vec!["usr".into(), "lib".into(), "tool.so".into()])
         );
         let cycle = links(&[("a", "b"), ("b", "a")]);
-        assert_eq!(resolve_link(&cycle, "c", "a/x"), Err("a loop of links"));
-        assert_eq!(
-            resolve_link(&none, "x", "/etc"),
-            Err("a link to an absolute path")
-        );
+        assert_eq!(resolve_link(&cycle, "c", "a/x"), Err(LinkError::Loop));
+        assert_eq!(resolve_link(&none, "x", "/etc"), Err(LinkError::Absolute));
     }
 
     #[test]

@@ -13,6 +13,45 @@ use std::path::PathBuf;
 use base64::Engine;
 use oci_client::secrets::RegistryAuth;
 
+/// Why the credentials for a registry could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// `FERRY_REGISTRY_PASSWORD(_FILE)` could not be read.
+    #[error("{0}")]
+    Secret(String),
+    #[error("{set} is set but {unset} is not")]
+    Half {
+        set: &'static str,
+        unset: &'static str,
+    },
+    #[error("{path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{path}: not JSON ({error}): Docker's config.json is a JSON object")]
+    NotJson {
+        path: String,
+        error: serde_json::Error,
+    },
+    #[error("{path}: `auths.{registry}.auth` is not base64 of `user:password`")]
+    NotBase64 { path: String, registry: String },
+    #[error("the credential helper `{program}`: {error}")]
+    HelperRun {
+        program: String,
+        error: std::io::Error,
+    },
+    #[error("the credential helper `{program}` failed ({status}) for {registry}")]
+    HelperFailed {
+        program: String,
+        status: std::process::ExitStatus,
+        registry: String,
+    },
+    #[error("the credential helper `{program}` did not answer JSON")]
+    HelperNotJson { program: String },
+    #[error(
+        "the credential helper `{program}` gave an identity token for {registry}: ferry takes a user and password (or a token as the password)"
+    )]
+    HelperToken { program: String, registry: String },
+}
+
 /// What ferry authenticates to one registry with.
 #[derive(Clone)]
 pub enum Credentials {
@@ -51,9 +90,11 @@ impl Credentials {
 }
 
 /// The credentials for `registry` (`host` or `host:port`).
-pub fn credentials(registry: &str) -> Result<Credentials, String> {
+pub fn credentials(registry: &str) -> Result<Credentials, AuthError> {
     let user = std::env::var("FERRY_REGISTRY_USER").unwrap_or_default();
-    let password = crate::secret::from_env("FERRY_REGISTRY_PASSWORD")?.unwrap_or_default();
+    let password = crate::secret::from_env("FERRY_REGISTRY_PASSWORD")
+        .map_err(AuthError::Secret)?
+        .unwrap_or_default();
     match (user.is_empty(), password.is_empty()) {
         (false, false) => {
             return Ok(Credentials::Basic {
@@ -63,10 +104,16 @@ pub fn credentials(registry: &str) -> Result<Credentials, String> {
             });
         }
         (false, true) => {
-            return Err("FERRY_REGISTRY_USER is set but FERRY_REGISTRY_PASSWORD is not".to_owned());
+            return Err(AuthError::Half {
+                set: "FERRY_REGISTRY_USER",
+                unset: "FERRY_REGISTRY_PASSWORD",
+            });
         }
         (true, false) => {
-            return Err("FERRY_REGISTRY_PASSWORD is set but FERRY_REGISTRY_USER is not".to_owned());
+            return Err(AuthError::Half {
+                set: "FERRY_REGISTRY_PASSWORD",
+                unset: "FERRY_REGISTRY_USER",
+            });
         }
         (true, true) => {}
     }
@@ -76,11 +123,19 @@ pub fn credentials(registry: &str) -> Result<Credentials, String> {
     let text = match crate::files::read_regular(&path, crate::json::MAX_FILE_SIZE) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Credentials::Anonymous),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(error) => {
+            return Err(AuthError::Read {
+                path: path.display().to_string(),
+                error,
+            });
+        }
     };
     let shown = path.display().to_string();
-    let config: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| format!("{shown}: not JSON ({e}): Docker's config.json is a JSON object"))?;
+    let config: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|error| AuthError::NotJson {
+            path: shown.clone(),
+            error,
+        })?;
     from_config(&config, registry, &shown)
 }
 
@@ -96,7 +151,11 @@ fn from_config(
     config: &serde_json::Value,
     registry: &str,
     shown: &str,
-) -> Result<Credentials, String> {
+) -> Result<Credentials, AuthError> {
+    let not_base64 = || AuthError::NotBase64 {
+        path: shown.to_owned(),
+        registry: registry.to_owned(),
+    };
     if let Some(helper) = config
         .pointer("/credHelpers")
         .and_then(|h| h.as_object())
@@ -122,12 +181,8 @@ fn from_config(
                     .decode(encoded.trim())
                     .ok()
                     .and_then(|d| String::from_utf8(d).ok())
-                    .ok_or_else(|| {
-                        format!("{shown}: `auths.{registry}.auth` is not base64 of `user:password`")
-                    })?;
-                let (user, password) = decoded.split_once(':').ok_or_else(|| {
-                    format!("{shown}: `auths.{registry}.auth` is not base64 of `user:password`")
-                })?;
+                    .ok_or_else(not_base64)?;
+                let (user, password) = decoded.split_once(':').ok_or_else(not_base64)?;
                 return Ok(Credentials::Basic {
                     user: user.to_owned(),
                     password: password.to_owned(),
@@ -159,7 +214,7 @@ fn server_of(key: &str) -> &str {
 }
 
 /// Asks `docker-credential-NAME get` for `registry`'s credentials.
-fn helper_get(name: &str, registry: &str) -> Result<Credentials, String> {
+fn helper_get(name: &str, registry: &str) -> Result<Credentials, AuthError> {
     let program = format!("docker-credential-{name}");
     let mut child = std::process::Command::new(&program)
         .arg("get")
@@ -167,35 +222,45 @@ fn helper_get(name: &str, registry: &str) -> Result<Credentials, String> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("the credential helper `{program}`: {e}"))?;
+        .map_err(|error| AuthError::HelperRun {
+            program: program.clone(),
+            error,
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(registry.as_bytes());
     }
     let output = child
         .wait_with_output()
-        .map_err(|e| format!("the credential helper `{program}`: {e}"))?;
+        .map_err(|error| AuthError::HelperRun {
+            program: program.clone(),
+            error,
+        })?;
     if !output.status.success() {
         let said = String::from_utf8_lossy(&output.stdout).to_string()
             + &String::from_utf8_lossy(&output.stderr);
         if said.contains("credentials not found") {
             return Ok(Credentials::Anonymous);
         }
-        return Err(format!(
-            "the credential helper `{program}` failed ({}) for {registry}",
-            output.status
-        ));
+        return Err(AuthError::HelperFailed {
+            program,
+            status: output.status,
+            registry: registry.to_owned(),
+        });
     }
-    let answer: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|_| format!("the credential helper `{program}` did not answer JSON"))?;
+    let answer: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|_| AuthError::HelperNotJson {
+            program: program.clone(),
+        })?;
     let field = |name: &str| answer.get(name).and_then(|v| v.as_str()).unwrap_or("");
     let (user, secret) = (field("Username"), field("Secret"));
     if secret.is_empty() {
         return Ok(Credentials::Anonymous);
     }
     if user == "<token>" {
-        return Err(format!(
-            "the credential helper `{program}` gave an identity token for {registry}: ferry takes a user and password (or a token as the password)"
-        ));
+        return Err(AuthError::HelperToken {
+            program,
+            registry: registry.to_owned(),
+        });
     }
     Ok(Credentials::Basic {
         user: user.to_owned(),
@@ -232,6 +297,6 @@ mod tests {
         ));
         let broken = serde_json::json!({"auths": {"r.example": {"auth": "%%%"}}});
         let err = from_config(&broken, "r.example", "c").unwrap_err();
-        assert!(err.contains("not base64"), "{err}");
+        assert!(err.to_string().contains("not base64"), "{err}");
     }
 }

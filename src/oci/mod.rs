@@ -2,10 +2,12 @@
 //!
 //! `oci://HOST/REPO:TAG` and `oci://HOST/REPO@sha256:DIGEST` name an artifact ([`OciUrl`]).
 //! [`Registry`] is a blocking face over `oci-client` for one registry host, with the
-//! credentials ferry finds for it ([`auth`]): blobs are pulled and everything is pushed
-//! through `oci-client`; manifests are read directly (the token `oci-client` got is reused,
-//! and renewed on a 401), so that the agent's change detection, one `HEAD`, costs exactly one
-//! request, and a manifest, which no descriptor bounds, is read to at most 4 MiB.
+//! credentials ferry finds for it ([`auth`]), on the process's one runtime ([`crate::net`]):
+//! blobs are pulled and everything is pushed through `oci-client` (whose reqwest client stays
+//! its own: its token exchange and chunked uploads are built on it); manifests are read
+//! directly with [`crate::net`]'s client (the token `oci-client` got is reused, and renewed on
+//! a 401), so that the agent's change detection, one `HEAD`, costs exactly one request, and a
+//! manifest, which no descriptor bounds, is read to at most 4 MiB.
 //! Plain `http` is spoken only to loopback registries and to hosts named with
 //! `--insecure-registry`.
 //!
@@ -26,7 +28,8 @@ use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 
-use crate::deploy::fetch;
+use crate::net::words::{Peer, explain};
+use crate::net::{self, Pace};
 use auth::Credentials;
 
 /// The OCI image manifest media type, which ferry writes and reads.
@@ -49,30 +52,52 @@ pub struct OciUrl {
     pub digest: Option<String>,
 }
 
+/// Why a text is not an `oci://` URL ferry takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("`{0}` is not an `oci://` URL: expected `oci://HOST/REPO:TAG`")]
+    NotOci(String),
+    #[error("`{0}` names no repository: expected `oci://HOST/REPO:TAG`")]
+    NoRepository(String),
+    /// The host, without the credentials.
+    #[error(
+        "`oci://{0}/…` holds credentials: ferry reads them from FERRY_REGISTRY_USER and FERRY_REGISTRY_PASSWORD or Docker's config.json"
+    )]
+    Credentials(String),
+    #[error("`{url}`: `@{digest}` is not a digest: expected `@sha256:` and 64 hex digits")]
+    Digest { url: String, digest: String },
+    #[error(
+        "`{url}`: repository `{repository}` is not valid: lowercase letters, digits, and `.`, `_`, `-` between `/`"
+    )]
+    Repository { url: String, repository: String },
+    #[error(
+        "`{url}`: tag `{tag}` is not valid: up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`"
+    )]
+    Tag { url: String, tag: String },
+}
+
 impl OciUrl {
-    pub fn parse(url: &str) -> Result<OciUrl, String> {
-        let rest = url.strip_prefix("oci://").ok_or_else(|| {
-            format!("`{url}` is not an `oci://` URL: expected `oci://HOST/REPO:TAG`")
-        })?;
+    pub fn parse(url: &str) -> Result<OciUrl, UrlError> {
+        let rest = url
+            .strip_prefix("oci://")
+            .ok_or_else(|| UrlError::NotOci(url.to_owned()))?;
         let (registry, path) = rest
             .split_once('/')
             .filter(|(r, p)| !r.is_empty() && !p.is_empty())
-            .ok_or_else(|| {
-                format!("`{url}` names no repository: expected `oci://HOST/REPO:TAG`")
-            })?;
+            .ok_or_else(|| UrlError::NoRepository(url.to_owned()))?;
         if registry.contains('@') {
-            return Err(format!(
-                "`oci://{}/…` holds credentials: ferry reads them from FERRY_REGISTRY_USER and FERRY_REGISTRY_PASSWORD or Docker's config.json",
-                registry.rsplit('@').next().unwrap_or_default()
+            return Err(UrlError::Credentials(
+                registry.rsplit('@').next().unwrap_or_default().to_owned(),
             ));
         }
         let (path, digest) = match path.split_once('@') {
             Some((path, digest)) => {
                 let hex = digest.strip_prefix("sha256:").unwrap_or("");
                 if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(format!(
-                        "`{url}`: `@{digest}` is not a digest: expected `@sha256:` and 64 hex digits"
-                    ));
+                    return Err(UrlError::Digest {
+                        url: url.to_owned(),
+                        digest: digest.to_owned(),
+                    });
                 }
                 (path, Some(digest.to_ascii_lowercase()))
             }
@@ -89,16 +114,18 @@ impl OciUrl {
                 && c.as_bytes()[0].is_ascii_alphanumeric()
         };
         if !repository.split('/').all(component_ok) {
-            return Err(format!(
-                "`{url}`: repository `{repository}` is not valid: lowercase letters, digits, and `.`, `_`, `-` between `/`"
-            ));
+            return Err(UrlError::Repository {
+                url: url.to_owned(),
+                repository: repository.to_owned(),
+            });
         }
         if let Some(tag) = &tag
             && !tag_ok(tag)
         {
-            return Err(format!(
-                "`{url}`: tag `{tag}` is not valid: up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`"
-            ));
+            return Err(UrlError::Tag {
+                url: url.to_owned(),
+                tag: tag.clone(),
+            });
         }
         Ok(OciUrl {
             registry: registry.to_ascii_lowercase(),
@@ -272,9 +299,7 @@ impl Registries {
 pub struct Registry {
     registry: String,
     scheme: &'static str,
-    runtime: tokio::runtime::Runtime,
     client: oci_client::Client,
-    http: fetch::Client,
     credentials: Credentials,
     /// The `Authorization` the last successful request used, for direct `HEAD`s.
     authorization: Mutex<Option<String>>,
@@ -293,7 +318,7 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     pub fn open(registry: &str, access: &Access) -> Result<Registry, OciError> {
         // reqwest's rustls takes the process's provider: the same ring the rest of ferry uses.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        net::tls::install_crypto();
         let plain = access.plain_http(registry);
         let config = oci_client::client::ClientConfig {
             protocol: if plain {
@@ -308,14 +333,12 @@ impl Registry {
             what: registry.to_owned(),
             message,
         };
-        let credentials = auth::credentials(registry).map_err(invalid)?;
+        let credentials = auth::credentials(registry).map_err(|e| invalid(e.to_string()))?;
         tracing::debug!(registry, source = credentials.source(), plain, "registry");
         Ok(Registry {
             registry: registry.to_owned(),
             scheme: if plain { "http" } else { "https" },
-            runtime: fetch::runtime().map_err(invalid)?,
             client: oci_client::Client::new(config),
-            http: fetch::client().map_err(invalid)?,
             credentials,
             authorization: Mutex::default(),
         })
@@ -361,8 +384,8 @@ impl Registry {
         );
         let mut renewed = false;
         loop {
-            let mut request = fetch::request(method.clone(), &target)
-                .map_err(|message| self.invalid(url, message))?
+            let mut request = net::request(method.clone(), &target)
+                .map_err(|e| self.invalid(url, e.to_string()))?
                 .header(
                     hyper::header::ACCEPT,
                     format!("{MANIFEST_TYPE}, {DOCKER_MANIFEST_TYPE}"),
@@ -371,18 +394,16 @@ impl Registry {
                 request = request.header(hyper::header::AUTHORIZATION, authorization);
             }
             let request = request
-                .body(fetch::Body::default())
+                .body(net::Body::default())
                 .map_err(|e| self.invalid(url, e.to_string()))?;
             let exchange = async {
-                let response = self
-                    .http
-                    .request(request)
+                let response = net::http::send(request)
                     .await
-                    .map_err(|e| self.unreachable(transfer_message(&e)))?;
+                    .map_err(|e| self.unreachable(e.to_string()))?;
                 let (parts, mut body) = response.into_parts();
                 let mut bytes = Vec::new();
                 while let Some(frame) = body.frame().await {
-                    let frame = frame.map_err(|e| self.unreachable(transfer_message(&e)))?;
+                    let frame = frame.map_err(|e| self.unreachable(explain(&e, &self.peer())))?;
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
@@ -396,12 +417,10 @@ impl Registry {
                 }
                 Ok((parts, bytes))
             };
-            let (parts, bytes) = self
-                .runtime
-                .block_on(async { tokio::time::timeout(TIMEOUT, exchange).await })
-                .map_err(|_| {
-                    self.unreachable(format!("no answer within {}s", TIMEOUT.as_secs()))
-                })??;
+            let (parts, bytes) =
+                net::block_on(async { tokio::time::timeout(TIMEOUT, exchange).await }).map_err(
+                    |_| self.unreachable(format!("no answer within {}s", TIMEOUT.as_secs())),
+                )??;
             if parts.status == hyper::StatusCode::UNAUTHORIZED && !renewed {
                 renewed = true;
                 self.authorize(url)?;
@@ -479,7 +498,7 @@ impl Registry {
         &self,
         url: &OciUrl,
         descriptor: &OciDescriptor,
-        pace: &mut fetch::Pace,
+        pace: &mut Pace,
         sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     ) -> Result<u64, OciError> {
         use futures_util::StreamExt;
@@ -495,17 +514,17 @@ impl Registry {
         );
         let mut hash = crate::digest::Hasher::new();
         let mut bytes = 0u64;
-        let streamed: Result<(), OciError> = self.runtime.block_on(async {
+        let streamed: Result<(), OciError> = net::block_on(async {
             let mut stream = pace
                 .bounded(self.client.pull_blob_stream(&reference, descriptor))
                 .await
-                .map_err(|message| self.unreachable(message))?
+                .map_err(|abandoned| self.unreachable(abandoned.to_string()))?
                 .map_err(|e| self.classify(e, &what))?;
             loop {
                 let next = pace
                     .bounded(stream.next())
                     .await
-                    .map_err(|message| self.unreachable(message))?;
+                    .map_err(|abandoned| self.unreachable(abandoned.to_string()))?;
                 let Some(chunk) = next else { return Ok(()) };
                 let chunk = chunk.map_err(|e| {
                     let digest = e
@@ -516,7 +535,7 @@ impl Registry {
                             what: what.clone(),
                             message: format!("digest verification failed: {digest}"),
                         },
-                        None => self.unreachable(transfer_message(&e)),
+                        None => self.unreachable(explain(&e, &self.peer())),
                     }
                 })?;
                 bytes += chunk.len() as u64;
@@ -534,7 +553,7 @@ impl Registry {
                     message: format!("writing it: {e}"),
                 })?;
                 pace.check(chunk.len() as u64, std::time::Instant::now())
-                    .map_err(|message| self.unreachable(message))?;
+                    .map_err(|abandoned| self.unreachable(abandoned.to_string()))?;
             }
         });
         streamed?;
@@ -597,7 +616,12 @@ impl Registry {
     }
 
     fn block<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.runtime.block_on(future)
+        net::block_on(future)
+    }
+
+    /// The registry as a peer, for [`explain`].
+    fn peer(&self) -> Peer {
+        Peer::of_url(&format!("{}://{}/", self.scheme, self.registry))
     }
 
     fn unreachable(&self, message: String) -> OciError {
@@ -637,7 +661,7 @@ impl Registry {
                 if let Some(status) = e.status() {
                     return self.status_error(status.as_u16(), what, e.to_string());
                 }
-                self.unreachable(transfer_message(&e))
+                self.unreachable(explain(&e, &self.peer()))
             }
             OciDistributionError::ServerError { code, message, .. } => {
                 self.status_error(code, what, message)
@@ -700,21 +724,6 @@ impl Registry {
             },
         }
     }
-}
-
-/// A transfer error in a line, its causes included (a refused connection says so).
-fn transfer_message(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

@@ -38,6 +38,37 @@ pub struct Meta {
     pub created: String,
 }
 
+/// Why an artifact is not a ferry state ferry can use.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("its manifest is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("its manifest has no config descriptor: not an OCI image manifest")]
+    NoConfig,
+    #[error(
+        "not a ferry state: its type is `{0}`, not `{ARTIFACT_TYPE}` (publish one with `ferry publish`)"
+    )]
+    NotAState(String),
+    #[error("a ferry state has one layer, this one has {0}")]
+    Layers(usize),
+    #[error("its layer is `{0}`, not `{LAYER_TYPE}`")]
+    LayerType(String),
+    #[error("its layer of {0} bytes is too large")]
+    LayerTooLarge(i64),
+    #[error("its layer: {0}")]
+    Unreadable(std::io::Error),
+    #[error(
+        "its layer holds `{0}`: a ferry state holds only `manifest.json` and environment files"
+    )]
+    Stray(String),
+    #[error("its layer's `{0}` is too large")]
+    FileTooLarge(String),
+    #[error("its layer's `{path}`: {error}")]
+    File { path: String, error: std::io::Error },
+    #[error("its layer holds no `manifest.json`")]
+    NoManifest,
+}
+
 /// A packed state, ready to push.
 pub struct Packed {
     pub config: Vec<u8>,
@@ -114,22 +145,19 @@ pub struct Parsed {
 }
 
 /// Checks that `manifest` (bytes as pulled) is a ferry state artifact.
-pub fn parse(manifest: &[u8]) -> Result<Parsed, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(manifest).map_err(|e| format!("its manifest is not JSON: {e}"))?;
+pub fn parse(manifest: &[u8]) -> Result<Parsed, StateError> {
+    let value: serde_json::Value = serde_json::from_slice(manifest).map_err(StateError::NotJson)?;
     let config: OciDescriptor = value
         .get("config")
         .cloned()
         .and_then(|c| serde_json::from_value(c).ok())
-        .ok_or("its manifest has no config descriptor: not an OCI image manifest")?;
+        .ok_or(StateError::NoConfig)?;
     if config.media_type != CONFIG_TYPE {
         let artifact_type = value
             .get("artifactType")
             .and_then(|t| t.as_str())
             .unwrap_or(&config.media_type);
-        return Err(format!(
-            "not a ferry state: its type is `{artifact_type}`, not `{ARTIFACT_TYPE}` (publish one with `ferry publish`)"
-        ));
+        return Err(StateError::NotAState(artifact_type.to_owned()));
     }
     let layers: Vec<OciDescriptor> = value
         .get("layers")
@@ -137,15 +165,12 @@ pub fn parse(manifest: &[u8]) -> Result<Parsed, String> {
         .and_then(|l| serde_json::from_value(l).ok())
         .unwrap_or_default();
     let [layer] = <[OciDescriptor; 1]>::try_from(layers)
-        .map_err(|layers| format!("a ferry state has one layer, this one has {}", layers.len()))?;
+        .map_err(|layers| StateError::Layers(layers.len()))?;
     if layer.media_type != LAYER_TYPE {
-        return Err(format!(
-            "its layer is `{}`, not `{LAYER_TYPE}`",
-            layer.media_type
-        ));
+        return Err(StateError::LayerType(layer.media_type));
     }
     if layer.size < 0 || layer.size as u64 > MAX_STATE {
-        return Err(format!("its layer of {} bytes is too large", layer.size));
+        return Err(StateError::LayerTooLarge(layer.size));
     }
     let annotation = |name: &str| {
         value
@@ -163,15 +188,15 @@ pub fn parse(manifest: &[u8]) -> Result<Parsed, String> {
 
 /// The files of a state layer (`.tar.gz`): regular files only, at the paths a deployment
 /// repository's state has (`manifest.json`, `environments/*.json`, `*-env.json`).
-pub fn unpack(layer: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, String> {
+pub fn unpack(layer: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, StateError> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(layer));
     let mut files = BTreeMap::new();
     let mut total = 0u64;
-    for entry in archive.entries().map_err(|e| format!("its layer: {e}"))? {
-        let mut entry = entry.map_err(|e| format!("its layer: {e}"))?;
+    for entry in archive.entries().map_err(StateError::Unreadable)? {
+        let mut entry = entry.map_err(StateError::Unreadable)?;
         let path = entry
             .path()
-            .map_err(|e| format!("its layer: {e}"))?
+            .map_err(StateError::Unreadable)?
             .to_string_lossy()
             .into_owned();
         let allowed = path == crate::validate::MANIFEST
@@ -183,23 +208,24 @@ pub fn unpack(layer: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, String> {
                     name.ends_with(".json") && !name.contains('/') && !name.starts_with('.')
                 });
         if !entry.header().entry_type().is_file() || !allowed {
-            return Err(format!(
-                "its layer holds `{path}`: a ferry state holds only `manifest.json` and environment files"
-            ));
+            return Err(StateError::Stray(path));
         }
         let size = entry.size();
         total += size;
         if size > MAX_FILE_SIZE || total > MAX_STATE {
-            return Err(format!("its layer's `{path}` is too large"));
+            return Err(StateError::FileTooLarge(path));
         }
         let mut bytes = Vec::with_capacity(size as usize);
         entry
             .read_to_end(&mut bytes)
-            .map_err(|e| format!("its layer's `{path}`: {e}"))?;
+            .map_err(|error| StateError::File {
+                path: path.clone(),
+                error,
+            })?;
         files.insert(path, bytes);
     }
     if !files.contains_key(crate::validate::MANIFEST) {
-        return Err("its layer holds no `manifest.json`".to_owned());
+        return Err(StateError::NoManifest);
     }
     Ok(files)
 }
@@ -238,10 +264,10 @@ mod tests {
     fn other_artifacts_and_stray_files_are_refused() {
         let other = json!({"schemaVersion": 2, "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", "0".repeat(64)), "size": 2}, "layers": []});
         let err = parse(&serde_json::to_vec(&other).unwrap()).unwrap_err();
-        assert!(err.contains("not a ferry state"), "{err}");
+        assert!(err.to_string().contains("not a ferry state"), "{err}");
         let files = BTreeMap::from([("scripts/run.sh".to_owned(), b"x".to_vec())]);
         let packed = pack(&files, &meta(), 0);
         let err = unpack(&packed.layer).unwrap_err();
-        assert!(err.contains("holds only"), "{err}");
+        assert!(err.to_string().contains("holds only"), "{err}");
     }
 }

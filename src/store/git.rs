@@ -876,7 +876,7 @@ fn cache_name(shown: &str) -> String {
         .take(60)
         .collect();
     let digest = Sha256::digest(shown.as_bytes());
-    let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let short = hex::encode(&digest[..6]);
     format!("{}-{short}", readable.trim_matches('_'))
 }
 
