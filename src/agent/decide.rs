@@ -5,6 +5,7 @@
 //! network or the clock (randomness is an input too): the executor (`execute.rs`) observes and
 //! acts, and the tests below drive every transition without I/O.
 
+use crate::net::retry;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -483,30 +484,23 @@ impl Backoff {
 
 /// The interval, ±10%, so that agents started together do not poll together.
 fn jitter(interval: Duration, random: u64) -> Duration {
-    let spread = interval.as_millis() as u64 / 10;
-    if spread == 0 {
-        return interval;
-    }
-    let offset = random % (2 * spread + 1);
-    Duration::from_millis(interval.as_millis() as u64 - spread + offset)
+    retry::spread_with(interval, 10, random)
 }
 
 /// After `attempt` reconciles in a row found the disk full: 10s × 2^(n-1), up to 10 minutes,
 /// half of it jittered (never a retry right away: each refills the disk).
 fn disk_full_backoff(attempt: u32, random: u64) -> Duration {
-    let base = 10_000u64
-        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
-        .min(600_000);
-    Duration::from_millis(base / 2 + random % (base / 2 + 1))
+    retry::Backoff::new(Duration::from_secs(5), Duration::from_secs(600))
+        .jitter(retry::Jitter::Half)
+        .delay_with(attempt, random)
 }
 
 /// Exponential backoff with full jitter after `attempt` failures in a row: up to 1s × 2^n,
 /// never longer than the interval.
 fn backoff(attempt: u32, interval: Duration, random: u64) -> Duration {
-    let ceiling = 1000u64
-        .saturating_mul(1 << attempt.min(10))
-        .min(interval.as_millis().max(1) as u64);
-    Duration::from_millis(random % (ceiling + 1))
+    retry::Backoff::new(Duration::from_secs(1), Duration::from_secs(1024))
+        .capped(interval.max(Duration::from_millis(1)))
+        .delay_with(attempt, random)
 }
 
 /// A release directory's name.

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use super::decide::{self, Action, Drift, Fallback, Observed, Recovery, StepError, Want, decide};
 use super::release::{self, Place, Recorded, version_of};
 use super::{AppReport, Memory, Settings, write_json};
-use crate::deploy::fetch::{Cache, FetchError, probe};
+use crate::deploy::fetch::{Cache, FetchError};
 use crate::identity::now;
 use crate::model::{App, Artifact, Pin};
+use crate::net::probe;
 
 /// Carries out the steps of one reconcile.
 pub(super) struct Executor<'a> {

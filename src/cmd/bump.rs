@@ -2,7 +2,6 @@
 //! validated, committed and pushed with compare-and-swap; a branch that moved meanwhile is
 //! re-read and the bump re-applied on its new tip, so concurrent bots never lose an update.
 
-use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -575,9 +574,6 @@ fn report(out: Output, args: &BumpArgs, change: &Change, commit: Option<Oid>, dr
 
 /// Exponential backoff with full jitter: up to 25 ms × 2^attempt, at most 2 s.
 fn backoff(attempt: u32) -> Duration {
-    let ceiling = 25u64.saturating_mul(1 << attempt.min(7)).min(2_000);
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    Duration::from_millis(random % (ceiling + 1))
+    crate::net::retry::Backoff::new(Duration::from_millis(25), Duration::from_secs(2))
+        .delay(attempt)
 }

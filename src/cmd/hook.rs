@@ -106,7 +106,7 @@ fn trigger_agents(repo: &git2::Repository, pusher: Option<&str>, updates: &[Upda
         }
         for url in &env.agent.trigger_urls {
             let timeout = std::time::Duration::from_secs(2);
-            match crate::deploy::fetch::post(url, body.clone(), &headers, timeout) {
+            match crate::net::post(url, body.clone(), &headers, timeout) {
                 Ok(status) if (200..300).contains(&status) => {}
                 Ok(status) => eprintln!(
                     "ferry: the {} agent at {url} answered HTTP {status}",

@@ -25,8 +25,6 @@ use crate::oci::{OciError, OciUrl, Registries};
 use hyper::body::Bytes;
 
 use crate::net::{Bounds, Pace};
-/// Health checks and triggers: they moved to [`crate::net`]; kept here for their callers.
-pub use crate::net::{post, probe};
 
 /// The largest download when no `max_size` says otherwise.
 pub const DEFAULT_MAX_SIZE: u64 = 2 << 30;

@@ -192,7 +192,9 @@ pub fn spread(interval: Duration, percent: u32) -> Duration {
     spread_with(interval, percent, random())
 }
 
-fn spread_with(interval: Duration, percent: u32, random: u64) -> Duration {
+/// [`spread`] with `random` as the draw (for callers that keep their randomness outside, as
+/// the agent's pure `decide` does).
+pub fn spread_with(interval: Duration, percent: u32, random: u64) -> Duration {
     let millis = interval.as_millis() as u64;
     let spread = millis * u64::from(percent) / 100;
     if spread == 0 {

@@ -48,7 +48,9 @@ fn code_of(text: &str) -> String {
 /// for `cmd/` files the command (`cmd::bump`).
 fn module_of(path: &Path) -> (String, Option<String>) {
     let rel = path.strip_prefix(src()).unwrap();
-    let mut parts = rel.iter().map(|p| p.to_str().unwrap().trim_end_matches(".rs"));
+    let mut parts = rel
+        .iter()
+        .map(|p| p.to_str().unwrap().trim_end_matches(".rs"));
     let top = parts.next().unwrap().to_owned();
     let sub = parts.next().map(str::to_owned);
     (top, sub)
@@ -222,8 +224,12 @@ fn string_error(line: &str) -> bool {
 fn no_module_returns_a_string_error() {
     assert!(string_error("fn f() -> Result<(), String> {"));
     assert!(string_error("fn f() -> Result<Vec<(u8, u8)>, String> {"));
-    assert!(!string_error("fn f() -> Result<BTreeMap<String, String>, GitHubError> {"));
-    assert!(!string_error("fn f() -> Result<BTreeMap<String, String>> {"));
+    assert!(!string_error(
+        "fn f() -> Result<BTreeMap<String, String>, GitHubError> {"
+    ));
+    assert!(!string_error(
+        "fn f() -> Result<BTreeMap<String, String>> {"
+    ));
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
     let mut found = Vec::new();
@@ -233,7 +239,9 @@ fn no_module_returns_a_string_error() {
             if string_error(line) {
                 found.push(format!(
                     "{}:{}: {}",
-                    file.strip_prefix(src().parent().unwrap()).unwrap().display(),
+                    file.strip_prefix(src().parent().unwrap())
+                        .unwrap()
+                        .display(),
                     n,
                     line.trim()
                 ));
