@@ -3,10 +3,11 @@
 
 use serde::Serialize;
 
-use crate::cmd::promote::{github_error, github_repo};
+use crate::cmd::promote::{forge_error, github_repo, open_forge};
 use crate::cmd::shared::{branch_of, load_env, open_store};
 use crate::error::{Error, Outcome, Result};
-use crate::forge::github::{GitHub, GitHubError};
+use crate::forge::github::GitHubError;
+use crate::forge::{ForgeError, ForgeKind};
 use crate::output::{Format, Output};
 use crate::plan::protection::{Drift, Rules, drift};
 use crate::store::{History, RemoteArgs, Store};
@@ -100,7 +101,8 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
         return local(&store, apply, &target.env, out);
     }
     let repo = github_repo(&store, target.github_repo.as_deref())?;
-    let github = GitHub::new(&repo).map_err(github_error)?;
+    let forge = open_forge(&store, ForgeKind::Github, Some(&repo))?;
+    let owner = forge.owner().unwrap_or_default();
     let envs = environments_of(&store, &target.env)?;
 
     let mut reports = Vec::new();
@@ -116,20 +118,18 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
             });
             continue;
         };
-        let declared = Rules::declared(protection, github.owner()).map_err(|e| {
+        let declared = Rules::declared(protection, owner).map_err(|e| {
             Error::failure(format!("{env}: {e}")).hint(format!(
                 "fix `protection` in `environments/{env}.json` on `{}`",
                 loaded.branch
             ))
         })?;
         let branch = &loaded.branch;
-        let refused = |e: GitHubError| rights_error(e, &repo, branch, apply);
+        let refused = |e: ForgeError| rights_error(e, &repo, branch, apply);
         if apply {
-            github
-                .set_branch_protection(branch, &declared.to_github())
-                .map_err(refused)?;
+            forge.apply_protection(branch, &declared).map_err(refused)?;
         }
-        let actual = github.branch_protection(branch).map_err(refused)?;
+        let actual = forge.protection(branch).map_err(refused)?;
         let report = match actual {
             None => EnvReport {
                 env: env.clone(),
@@ -137,8 +137,8 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
                 state: "missing",
                 drift: Vec::new(),
             },
-            Some(value) => {
-                let drift = drift(&declared, &Rules::from_github(&value));
+            Some(actual) => {
+                let drift = drift(&declared, &actual);
                 EnvReport {
                     env: env.clone(),
                     branch: branch.clone(),
@@ -242,16 +242,17 @@ fn environments_of(store: &Store, asked: &[String]) -> Result<Vec<String>> {
 }
 
 /// A refusal, said in terms of rights where that is what it means.
-fn rights_error(e: GitHubError, repo: &str, branch: &str, apply: bool) -> Error {
+fn rights_error(e: ForgeError, repo: &str, branch: &str, apply: bool) -> Error {
     match &e {
-        GitHubError::Refused { status: 403, .. } | GitHubError::Refused { status: 404, .. } => {
+        ForgeError::GitHub(GitHubError::Refused { status: 403, .. })
+        | ForgeError::GitHub(GitHubError::Refused { status: 404, .. }) => {
             Error::failure(e.to_string()).hint(if apply {
                 format!("setting branch protection needs a token with admin rights on `{repo}` (and the branch `{branch}` must exist)")
             } else {
                 format!("reading branch protection needs a token with admin rights on `{repo}` (and the branch `{branch}` must exist)")
             })
         }
-        _ => github_error(e),
+        _ => forge_error(e),
     }
 }
 
