@@ -52,7 +52,8 @@ pub struct Target {
 #[derive(Debug, Clone)]
 pub struct Inputs {
     pub ask: Ask,
-    /// The source commit and the manifest it holds.
+    /// The source commit and the manifest it holds, from a state found valid (so each of its
+    /// pins is valid on its own: a promotion that only repins checks no pin again).
     pub source: Oid,
     pub from: Manifest,
     pub target: Target,
@@ -200,7 +201,8 @@ pub fn requested(moves: &[Move]) -> Vec<RequestedMove> {
 }
 
 /// The target's new `manifest.json` with the moves applied, and the promotion's commit
-/// message, after validating the resulting state. `route` is (from, to).
+/// message, after validating the resulting state. `route` is (from, to); the moves' pins
+/// come from a source state found valid.
 pub fn proposal(
     target: &Target,
     route: (&str, &str),
@@ -227,14 +229,10 @@ pub fn proposal(
     let new_text = edit::set_pins(&doc, &pins)
         .ok_or_else(|| PromotionError::NoArtifacts { branch: branch() })?;
     // The target's state is valid (it was loaded so). When every moved app is pinned there
-    // already, the result differs from it by pins only: valid when the new pins are (see
-    // `validate::artifacts_are_valid`). Otherwise, and to explain a refusal, the whole state.
-    let promoted: Vec<(&str, Artifact)> = pins
-        .iter()
-        .map(|(app, pin)| (*app, Artifact::Pinned((*pin).clone())))
-        .collect();
-    let repins_only = moves.iter().all(|m| m.current.is_some())
-        && validate::artifacts_are_valid(promoted.iter().map(|(a, p)| (*a, p)));
+    // already, the result differs from it by pins only: valid when the new pins are, and they
+    // are, each on its own (see `validate::artifacts_are_valid`): they come from the source's
+    // manifest, found valid. Otherwise, and to explain a refusal, the whole state.
+    let repins_only = moves.iter().all(|m| m.current.is_some());
     if !repins_only {
         let after = target
             .files

@@ -189,47 +189,51 @@ impl<'a> Machines<'a> {
         Machines { facts }
     }
 
-    fn summary(&self) -> serde_json::Value {
-        serde_json::json!({
-            "from": self.facts.from,
-            "to": self.facts.to,
-            "source": self.facts.source,
-            "base": self.facts.base,
-            "rollback": self.facts.rollback,
-        })
-    }
-
-    /// Detail `0` (most) to `2` (least).
+    /// Detail `0` (most) to `2` (least). Serialized straight from the moves, in the order
+    /// of their fields.
     fn get(&self, detail: usize) -> String {
-        let moves = self.facts.moves;
+        #[derive(Serialize)]
+        struct Block<'a, M: Serialize> {
+            from: &'a str,
+            to: &'a str,
+            source: &'a str,
+            base: &'a str,
+            rollback: bool,
+            moves: M,
+        }
+        #[derive(Serialize)]
+        struct Compact<'a> {
+            app: &'a str,
+            from: Option<String>,
+            to: String,
+            kind: crate::plan::promote::Kind,
+        }
+        let f = self.facts;
+        fn block<'a, M: Serialize>(f: &Facts<'a>, moves: M) -> Block<'a, M> {
+            Block {
+                from: f.from,
+                to: f.to,
+                source: f.source,
+                base: f.base,
+                rollback: f.rollback,
+                moves,
+            }
+        }
         let json = match detail {
-            0 => {
-                let mut full = self.summary();
-                full["moves"] =
-                    serde_json::to_value(super::requested(moves)).expect("moves serialize");
-                serde_json::to_string_pretty(&full)
-            }
-            1 => {
-                let mut compact = self.summary();
-                compact["moves"] = moves
+            0 => serde_json::to_string_pretty(&block(f, super::requested(f.moves))),
+            1 => serde_json::to_string(&block(
+                f,
+                f.moves
                     .iter()
-                    .map(|m| {
-                        serde_json::json!({
-                            "app": m.app,
-                            "from": m.current.as_ref().map(Artifact::shown_version),
-                            "to": m.version(),
-                            "kind": m.kind,
-                        })
+                    .map(|m| Compact {
+                        app: &m.app,
+                        from: m.current.as_ref().map(Artifact::shown_version),
+                        to: m.version(),
+                        kind: m.kind,
                     })
-                    .collect();
-                serde_json::to_string(&compact)
-            }
-            _ => {
-                let mut least = self.summary();
-                least["moves"] =
-                    serde_json::json!("in the Ferry-Moves trailers of the head commit");
-                serde_json::to_string(&least)
-            }
+                    .collect::<Vec<_>>(),
+            )),
+            _ => serde_json::to_string(&block(f, "in the Ferry-Moves trailers of the head commit")),
         }
         .expect("JSON");
         // Inside the HTML comment that carries it, no string may close the comment: `>` is
