@@ -227,6 +227,8 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     }
 
     // The proposal as reviewed, or rebuilt on the target's new tip (same pins).
+    Oid::from_str(&request.head)
+        .map_err(|_| Error::failure("the request's head commit is damaged"))?;
     let rebuilt = if request.base == to.tip.to_string() {
         None
     } else {
