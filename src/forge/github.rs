@@ -317,36 +317,7 @@ impl GitHub {
     fn combined_status(&self, sha: &str) -> Result<Statuses, GitHubError> {
         let mut checks = Statuses::new();
         for page in self.list(&self.repo_path(&format!("/commits/{sha}/status?per_page=100")))? {
-            for status in page
-                .get("statuses")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let Some(context) = status["context"].as_str() else {
-                    continue;
-                };
-                let Ok(state) = serde_json::from_value::<CheckState>(status["state"].clone())
-                else {
-                    continue;
-                };
-                let text = |key: &str| status[key].as_str().unwrap_or_default().to_owned();
-                let at = status["updated_at"]
-                    .as_str()
-                    .or(status["created_at"].as_str())
-                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                    .map_or(0, |t| t.as_second());
-                checks.entry(context.to_owned()).or_insert_with(|| Status {
-                    state,
-                    description: text("description"),
-                    url: status["target_url"].as_str().map(str::to_owned),
-                    by: status["creator"]["login"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    at,
-                });
-            }
+            add_statuses(&page, &mut checks);
         }
         Ok(checks)
     }
@@ -478,6 +449,41 @@ impl GitHub {
             Some(&json!({"state": "closed"})),
         )?;
         Ok(())
+    }
+}
+
+/// The statuses of one page of a combined status, each check's first (its latest) only.
+fn add_statuses(page: &Value, checks: &mut Statuses) {
+    for status in page
+        .get("statuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(context) = status["context"].as_str() else {
+            continue;
+        };
+        let Ok(state) = serde_json::from_value::<CheckState>(status["state"].clone()) else {
+            continue;
+        };
+        let at = status["updated_at"]
+            .as_str()
+            .or(status["created_at"].as_str())
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map_or(0, |t| t.as_second());
+        checks.entry(context.to_owned()).or_insert_with(|| Status {
+            state,
+            description: status["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            url: status["target_url"].as_str().map(str::to_owned),
+            by: status["creator"]["login"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            at,
+        });
     }
 }
 
@@ -633,6 +639,27 @@ mod tests {
         );
         assert_eq!(repo_of_remote("/srv/deploy.git"), None);
         assert_eq!(repo_of_remote("https://github.com/acme"), None);
+    }
+
+    #[test]
+    fn combined_statuses_as_github_records_them() {
+        let fixture: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/github/combined-status.json"
+        ))
+        .unwrap();
+        let mut checks = Statuses::new();
+        add_statuses(&fixture["body"], &mut checks);
+        // A later page's older report of a check does not replace the latest.
+        let mut older = fixture["body"].clone();
+        older["statuses"][0]["state"] = json!("success");
+        add_statuses(&older, &mut checks);
+        let failure = &checks["example/1"];
+        assert_eq!(failure.state, CheckState::Failure);
+        assert_eq!(failure.description, "create-status failure test");
+        assert_eq!(failure.url.as_deref(), Some("https://example.com"));
+        assert_eq!(failure.at, 1_507_651_200);
+        assert_eq!(checks["example/2"].state, CheckState::Success);
+        assert_eq!(checks.len(), 2);
     }
 
     #[test]
