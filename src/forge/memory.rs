@@ -122,6 +122,7 @@ impl MemoryForge {
 }
 
 impl Forge for MemoryForge {
+    /// It keeps ferry's own records, as the embedded forge does (and is trusted as it is).
     fn kind(&self) -> ForgeKind {
         ForgeKind::Local
     }

@@ -202,6 +202,14 @@ impl<'a> Machines<'a> {
             moves: M,
         }
         #[derive(Serialize)]
+        struct Requested<'a> {
+            app: &'a str,
+            from: Option<String>,
+            to: String,
+            kind: crate::plan::promote::Kind,
+            pin: &'a Artifact,
+        }
+        #[derive(Serialize)]
         struct Compact<'a> {
             app: &'a str,
             from: Option<String>,
@@ -220,7 +228,20 @@ impl<'a> Machines<'a> {
             }
         }
         let json = match detail {
-            0 => serde_json::to_string_pretty(&block(f, super::requested(f.moves))),
+            // As the request records them (`RequestedMove`), borrowed.
+            0 => serde_json::to_string_pretty(&block(
+                f,
+                f.moves
+                    .iter()
+                    .map(|m| Requested {
+                        app: &m.app,
+                        from: m.current.as_ref().map(Artifact::shown_version),
+                        to: m.version(),
+                        kind: m.kind,
+                        pin: &m.promoted,
+                    })
+                    .collect::<Vec<_>>(),
+            )),
             1 => serde_json::to_string(&block(
                 f,
                 f.moves
@@ -497,6 +518,44 @@ mod tests {
         cut_changelog(&mut logs, 7);
         let lens: Vec<usize> = logs.iter().map(|l| l.entries.len()).collect();
         assert_eq!(lens, [3, 1, 3]);
+    }
+
+    #[test]
+    fn the_block_for_bots_is_the_request_as_recorded() {
+        let moves = [Move {
+            app: "web".into(),
+            current: Some(pinned("1.0.0", "https://a/w")),
+            promoted: pinned("1.1.0", "https://a/w?a=<b>"),
+            kind: Kind::Minor,
+        }];
+        let facts = Facts {
+            from: "dev",
+            to: "staging",
+            source: "s",
+            base: "b",
+            rollback: false,
+            moves: &moves,
+            gates: &[],
+        };
+        let machines = Machines::new(&facts);
+        let summary = serde_json::json!({
+            "from": "dev", "to": "staging", "source": "s", "base": "b", "rollback": false,
+        });
+        let mut full = summary.clone();
+        full["moves"] = serde_json::to_value(crate::promotion::requested(&moves)).unwrap();
+        let full = serde_json::to_string_pretty(&full)
+            .unwrap()
+            .replace('>', "\\u003e");
+        assert_eq!(machines.get(0), full);
+        assert!(!full.contains('>'));
+        let mut least = summary;
+        least["moves"] = serde_json::json!("in the Ferry-Moves trailers of the head commit");
+        assert_eq!(machines.get(2), serde_json::to_string(&least).unwrap());
+        let compact: serde_json::Value = serde_json::from_str(&machines.get(1)).unwrap();
+        assert_eq!(
+            compact["moves"],
+            serde_json::json!([{"app": "web", "from": "1.0.0", "to": "1.1.0", "kind": "minor"}])
+        );
     }
 
     fn pinned(v: &str, url: &str) -> Artifact {
