@@ -135,9 +135,16 @@ pub fn render(
     let body = match &templates.body {
         None => {
             let body = DefaultBody::new(facts, &rows);
-            fit(&changelog, &machines, |changelog, truncated, machine| {
-                Ok::<_, std::convert::Infallible>(body.render(changelog, truncated, machine))
-            })?
+            let floor =
+                |changelog: &[AppLog], truncated| body.render(changelog, truncated, "").len();
+            fit(
+                &changelog,
+                &machines,
+                Some(&floor),
+                |changelog, truncated, machine| {
+                    Ok::<_, std::convert::Infallible>(body.render(changelog, truncated, machine))
+                },
+            )?
         }
         Some(own) => {
             let compiled = render::compile(
@@ -145,22 +152,27 @@ pub fn render(
                 Some((own.text.as_str(), own.origin.as_str())),
             )?;
             let gates = gate_rows(facts.gates);
-            fit(&changelog, &machines, |changelog, truncated, machine| {
-                compiled.render(&BodyData {
-                    from: facts.from,
-                    to: facts.to,
-                    source: facts.source,
-                    base: facts.base,
-                    rollback: facts.rollback,
-                    count: facts.moves.len(),
-                    plural: facts.moves.len() != 1,
-                    moves: &rows,
-                    changelog,
-                    truncated,
-                    gates: &gates,
-                    machine,
-                })
-            })?
+            fit(
+                &changelog,
+                &machines,
+                None,
+                |changelog, truncated, machine| {
+                    compiled.render(&BodyData {
+                        from: facts.from,
+                        to: facts.to,
+                        source: facts.source,
+                        base: facts.base,
+                        rollback: facts.rollback,
+                        count: facts.moves.len(),
+                        plural: facts.moves.len() != 1,
+                        moves: &rows,
+                        changelog,
+                        truncated,
+                        gates: &gates,
+                        machine,
+                    })
+                },
+            )?
         }
     };
     Ok((title, body))
@@ -187,6 +199,32 @@ struct Machines<'a> {
 impl<'a> Machines<'a> {
     fn new(facts: &'a Facts<'a>) -> Self {
         Machines { facts }
+    }
+
+    /// The least length of the block at `detail`: the length of its moves' strings, before
+    /// any escaping (which only lengthens them).
+    fn floor(&self, detail: usize) -> usize {
+        let moves = self.facts.moves;
+        let version = |a: Option<&Artifact>| a.map_or(0, |a| a.shown_version().len());
+        match detail {
+            0 => moves
+                .iter()
+                .map(|m| {
+                    m.app.len()
+                        + version(m.current.as_ref())
+                        + m.version().len()
+                        + match &m.promoted {
+                            Artifact::Pinned(p) => p.version.len() + p.url.len() + p.sha256.len(),
+                            Artifact::Bare(name) => name.len(),
+                        }
+                })
+                .sum(),
+            1 => moves
+                .iter()
+                .map(|m| m.app.len() + version(m.current.as_ref()) + m.version().len())
+                .sum(),
+            _ => 0,
+        }
     }
 
     /// Detail `0` (most) to `2` (least). Serialized straight from the moves, in the order
@@ -263,41 +301,62 @@ impl<'a> Machines<'a> {
     }
 }
 
+/// A body's length without the block for bots, by changelog and truncation.
+type Floor<'a> = &'a dyn Fn(&[AppLog], bool) -> usize;
+
 /// Cuts the changelog first (halving it, then dropping the apps it has nothing left for),
 /// then the bot block's detail; never the table. A longer changelog never makes a shorter
 /// body, so when the body does not fit without any changelog, halving it is skipped.
+///
+/// `floor`, when the template is known to show the block for bots once: the body's length
+/// without the block. A body that cannot fit (its floor and the block's least length, its
+/// strings unescaped, are over the limit) is then not rendered, nor the block made.
 fn fit<E>(
     changelog: &[AppLog],
     machines: &Machines<'_>,
+    floor: Option<Floor<'_>>,
     render: impl Fn(&[AppLog], bool, &str) -> Result<String, E>,
 ) -> Result<String, TextError>
 where
     TextError: From<E>,
 {
     let fits = |body: &String| body.len() <= BODY_LIMIT;
-    let full = machines.get(0);
-    let body = render(changelog, false, &full)?;
-    if fits(&body) {
-        return Ok(body);
-    }
-    let bare = render(&[], true, &full)?;
-    if fits(&bare) {
-        let total: usize = changelog.iter().map(|l| l.entries.len()).sum();
-        let mut keep = total / 2;
-        while keep > 0 {
-            let mut cut = changelog.to_vec();
-            cut_changelog(&mut cut, keep);
-            cut.retain(|log| !log.entries.is_empty());
-            let body = render(&cut, true, &full)?;
-            if fits(&body) {
-                return Ok(body);
-            }
-            keep /= 2;
+    let cannot = |changelog: &[AppLog], truncated: bool, detail: usize| {
+        floor.is_some_and(|floor| floor(changelog, truncated) + machines.floor(detail) > BODY_LIMIT)
+    };
+    let full = std::cell::OnceCell::new();
+    let full = || full.get_or_init(|| machines.get(0)).as_str();
+    if !cannot(changelog, false, 0) {
+        let body = render(changelog, false, full())?;
+        if fits(&body) {
+            return Ok(body);
         }
-        return Ok(bare);
     }
-    let mut last = bare;
+    if !cannot(&[], true, 0) {
+        let bare = render(&[], true, full())?;
+        if fits(&bare) {
+            let total: usize = changelog.iter().map(|l| l.entries.len()).sum();
+            let mut keep = total / 2;
+            while keep > 0 {
+                let mut cut = changelog.to_vec();
+                cut_changelog(&mut cut, keep);
+                cut.retain(|log| !log.entries.is_empty());
+                if !cannot(&cut, true, 0) {
+                    let body = render(&cut, true, full())?;
+                    if fits(&body) {
+                        return Ok(body);
+                    }
+                }
+                keep /= 2;
+            }
+            return Ok(bare);
+        }
+    }
+    let mut last = String::new();
     for detail in 1..=2 {
+        if detail < 2 && cannot(&[], true, detail) {
+            continue;
+        }
         last = render(&[], true, &machines.get(detail))?;
         if fits(&last) {
             return Ok(last);
