@@ -7,6 +7,7 @@ use crate::cmd::promote::{forge_error, github_repo, open_forge};
 use crate::cmd::shared::{branch_of, load_env, open_store};
 use crate::error::{Error, Outcome, Result};
 use crate::forge::github::GitHubError;
+use crate::forge::local::LocalForge;
 use crate::forge::{ForgeError, ForgeKind};
 use crate::output::{Format, Output};
 use crate::plan::protection::{Drift, Rules, drift};
@@ -283,29 +284,34 @@ struct LocalEnv {
 /// The local forge: the hooks in the repository itself.
 fn local(store: &Store, apply: bool, asked: &[String], out: Output) -> Result<Outcome> {
     use crate::store::hook::{self, Installed};
-    let Some(path) = store.remote().path.clone() else {
+    let forge = LocalForge::new(store);
+    let Some(hooks) = forge.hooks() else {
         return Err(Error::usage(format!(
             "`{}` is not a repository on this machine: the local forge's hook lives in the repository itself",
             store.remote().shown
         ))
         .hint("run `ferry protect … --forge local --remote /path/to/deploy.git` on the server that holds it, or pass `--forge github`"));
     };
-    let repo = store.repo();
-    if !repo.is_bare() {
+    let path = hooks.path.clone();
+    if !hooks.bare {
         return Err(Error::usage(format!(
             "`{}` is not a bare repository: pushes to it are not received",
             path.display()
         ))
         .hint("protect the bare repository that people push to"));
     }
-    if apply {
-        hook::install(repo)
+    let hooks = if apply {
+        forge
+            .install_hooks()
             .map_err(|e| Error::failure(format!("cannot install the hooks: {e}")))?;
-    }
+        forge.hooks().expect("on this machine")
+    } else {
+        hooks
+    };
     let usable = |p: &std::path::Path| hook::is_executable(p);
     let on_path = std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| usable(&d.join("ferry"))));
-    let (state, binary) = match hook::installed(repo, "pre-receive") {
+    let (state, binary) = match hooks.pre_receive {
         Installed::None => ("missing", None),
         Installed::Foreign => ("foreign", None),
         Installed::NotExecutable => ("not-executable", None),
@@ -318,10 +324,7 @@ fn local(store: &Store, apply: bool, asked: &[String], out: Output) -> Result<Ou
             (state, Some(binary.display().to_string()))
         }
     };
-    let logging = matches!(
-        hook::installed(repo, "post-receive"),
-        Installed::Ferry { .. }
-    );
+    let logging = matches!(hooks.post_receive, Installed::Ferry { .. });
     let mut environments = Vec::new();
     for env in environments_of(store, asked)? {
         let loaded = load_env(store, &env, History::Tip)?;
@@ -341,7 +344,7 @@ fn local(store: &Store, apply: bool, asked: &[String], out: Output) -> Result<Ou
     }
     let report = LocalReport {
         repository: path.display().to_string(),
-        hooks: hook::dir(repo).display().to_string(),
+        hooks: hooks.dir.display().to_string(),
         hook: state,
         binary,
         logging,

@@ -23,6 +23,19 @@ pub const STATUSES: &str = "refs/ferry/statuses/";
 const REQUEST_FILE: &str = "request.json";
 pub const STATUSES_FILE: &str = "statuses.json";
 
+/// The repository's hooks (see [`LocalForge::hooks`]).
+#[derive(Debug)]
+pub struct Hooks {
+    /// The repository, on this machine.
+    pub path: std::path::PathBuf,
+    /// Whether it is bare (pushes are received only by a bare repository).
+    pub bare: bool,
+    /// Where git runs its hooks from.
+    pub dir: std::path::PathBuf,
+    pub pre_receive: crate::store::hook::Installed,
+    pub post_receive: crate::store::hook::Installed,
+}
+
 /// The forge that lives in the store.
 pub struct LocalForge<'s> {
     store: &'s Store,
@@ -297,6 +310,27 @@ impl<'s> LocalForge<'s> {
             refname: format!("{REQUESTS}{id}"),
         }
         .into())
+    }
+
+    /// How the repository's hooks, which enforce each environment's own rules on every push
+    /// (the embedded forge's branch protection), stand; `None` when the repository is not on
+    /// this machine.
+    pub fn hooks(&self) -> Option<Hooks> {
+        use crate::store::hook;
+        let path = self.store.remote().path.clone()?;
+        let repo = self.store.repo();
+        Some(Hooks {
+            path,
+            bare: repo.is_bare(),
+            dir: hook::dir(repo),
+            pre_receive: hook::installed(repo, "pre-receive"),
+            post_receive: hook::installed(repo, "post-receive"),
+        })
+    }
+
+    /// Installs (or reinstalls) ferry's hooks in the repository.
+    pub fn install_hooks(&self) -> std::io::Result<std::path::PathBuf> {
+        crate::store::hook::install(self.store.repo())
     }
 
     /// Where request `id` is recorded, as people name it.
