@@ -4,7 +4,9 @@
 //! Each record is a ref whose history is append-only: `refs/ferry/requests/<id>` holds
 //! `request.json`, `refs/ferry/statuses/<commit>` holds `statuses.json`, and every change is a
 //! new commit on top (its message says what happened), moved with compare-and-swap. The tip
-//! is the current state; the history is the audit trail.
+//! is the current state; the history is the audit trail. Its branch protection is the
+//! repository's own hooks, which enforce each environment's declared rules on every push
+//! ([`LocalForge::hooks`]), so the [`Forge`] trait's branch rules are not supported here.
 
 use git2::{Oid, Signature};
 use serde::Serialize;
