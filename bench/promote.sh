@@ -4,7 +4,9 @@
 #
 # The repository: dev, staging, prod made by `ferry init`; dev and staging each pin the same
 # 1,000 apps, dev one minor version ahead, so `ferry promote dev staging` moves all 1,000
-# (plan, gates with soak history, changelog, the proposal commit validated, the request record).
+# (both states loaded, one history walk for the changelog, the plan and its gates, the request's
+# body cut to GitHub's limit, the proposal commit, the request record, and the repository's
+# hooks checking the push).
 # Each timed run starts from the same state: hyperfine's --prepare resets the branches and
 # deletes the request records.
 #

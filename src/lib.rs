@@ -23,6 +23,7 @@ pub mod oci;
 pub mod output;
 pub mod plan;
 pub mod progress;
+pub mod promotion;
 pub mod render;
 pub mod schema;
 pub mod secret;

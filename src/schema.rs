@@ -224,6 +224,7 @@ fn pattern_message(name: &str, field: &str, value: &str) -> String {
         "name" | "appName" => format!("`{value}` is not a valid name"),
         "check" => crate::forge::check_name(value)
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_else(|| format!("`{value}` is not a check name")),
         _ => format!(
             "`{}` does not have the expected format",

@@ -1,9 +1,9 @@
 //! `ferry approve`: approve a promotion request (not one's own).
 
-use crate::cmd::shared::{identity, now, open_store, signature};
+use crate::cmd::shared::{identity, now, open_store};
 use crate::error::{Error, Outcome, Result};
 use crate::forge::local::LocalForge;
-use crate::forge::{Approval, RequestState};
+use crate::forge::{Approved, Forge, ForgeError};
 use crate::output::{Format, Output};
 use crate::store::RemoteArgs;
 
@@ -29,40 +29,16 @@ pub struct ApproveArgs {
 
 pub fn run(args: ApproveArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
-    let forge = LocalForge::new(&store);
+    let local = LocalForge::new(&store);
+    let forge: &dyn Forge = &local;
     let who = identity(&store, args.actor.as_name.as_deref());
-    let signature = signature(&store)?;
-    let mut already = false;
-    let request = forge.modify(args.id, &signature, |request| {
-        if request.state != RequestState::Open {
-            return Err(Error::failure(format!(
-                "request #{} is {}",
-                request.id,
-                request.state.as_str()
-            )));
-        }
-        if request.author == who {
-            return Err(Error::failure(format!(
-                "`{who}` opened request #{}: authors cannot approve their own requests",
-                request.id
-            ))
-            .hint("ask someone else to run `ferry approve`"));
-        }
-        if request
-            .approvals
-            .iter()
-            .any(|a| a.by == who && a.head == request.head)
-        {
-            already = true;
-            return Ok(None);
-        }
-        request.approvals.push(Approval {
-            by: who.clone(),
-            at: now(),
-            head: request.head.clone(),
-        });
-        Ok(Some(format!("request #{} approved by {who}", request.id)))
-    })?;
+    let Approved { request, already } =
+        forge.approve(args.id, &who, now()).map_err(|e| match e {
+            e @ ForgeError::OwnRequest { .. } => {
+                Error::failure(e.to_string()).hint("ask someone else to run `ferry approve`")
+            }
+            e => e.into(),
+        })?;
     let n = request.approvers(false).len();
     match out.format {
         Format::Json => out.json(&serde_json::json!({

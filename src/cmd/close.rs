@@ -1,9 +1,9 @@
 //! `ferry close`: close a promotion request without merging it.
 
-use crate::cmd::shared::{identity, now, open_store, signature};
+use crate::cmd::shared::{identity, now, open_store};
 use crate::error::{Error, Outcome, Result};
-use crate::forge::RequestState;
 use crate::forge::local::LocalForge;
+use crate::forge::{CloseReason, Forge, ForgeError, RequestState};
 use crate::output::{Format, Output};
 use crate::store::RemoteArgs;
 
@@ -27,26 +27,22 @@ pub struct CloseArgs {
 
 pub fn run(args: CloseArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
-    let forge = LocalForge::new(&store);
+    let local = LocalForge::new(&store);
+    let forge: &dyn Forge = &local;
     let who = identity(&store, args.actor.as_name.as_deref());
-    let signature = signature(&store)?;
-    let request = forge.modify(args.id, &signature, |request| {
-        if request.state != RequestState::Open {
-            return Err(Error::failure(format!(
-                "request #{} is already {}",
-                request.id,
-                request.state.as_str()
-            )));
-        }
-        request.state = RequestState::Closed;
-        request.closed_by = Some(who.clone());
-        request.closed_at = Some(now());
-        Ok(Some(format!("request #{} closed by {who}", request.id)))
-    })?;
+    forge
+        .close(args.id, &who, now(), CloseReason::ByHand)
+        .map_err(|e| match e {
+            ForgeError::NotOpen { id, state } => {
+                Error::failure(format!("request #{id} is already {}", state.as_str()))
+            }
+            e => e.into(),
+        })?;
     match out.format {
-        Format::Json => out
-            .json(&serde_json::json!({"id": request.id, "state": request.state, "closed_by": who})),
-        Format::Text => out.data(format!("#{} closed", request.id)),
+        Format::Json => out.json(
+            &serde_json::json!({"id": args.id, "state": RequestState::Closed, "closed_by": who}),
+        ),
+        Format::Text => out.data(format!("#{} closed", args.id)),
     }
     Ok(Outcome::Success)
 }

@@ -4,16 +4,17 @@
 use git2::Oid;
 use serde::Serialize;
 
-use crate::cmd::promotion;
-use crate::cmd::shared::{
-    branch_of, identity, load_at, load_env, now, open_store, short, signature,
-};
+use crate::cmd::promote::{checks_on, forge_error};
+use crate::cmd::shared::{branch_of, identity, load_at, load_env, now, open_store, short};
 use crate::error::{Error, Outcome, Result};
-use crate::forge::RequestState;
 use crate::forge::local::LocalForge;
+use crate::forge::{Forge, ForgeError, Merge, NewCommit, RequestState};
 use crate::output::{Format, Output};
 use crate::plan::promote::{self, GateInputs};
-use crate::store::{History, RefUpdate, RemoteArgs, UpdateOutcome};
+use crate::promotion::{self, Target, gather};
+use crate::store::{History, RemoteArgs};
+use crate::validate::MANIFEST;
+use crate::verdict::Summary;
 
 /// Merge a promotion request: move the target environment's branch to the promoted state.
 ///
@@ -49,11 +50,11 @@ struct MergeReport {
 
 pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
-    let forge = LocalForge::new(&store);
+    let local = LocalForge::new(&store);
+    let forge: &dyn Forge = &local;
     let who = identity(&store, args.actor.as_name.as_deref());
     let record = forge.request(args.id)?;
-    let record_tip = record.tip;
-    let request = record.value;
+    let request = &record.value;
     if request.state != RequestState::Open {
         return Err(Error::failure(format!(
             "request #{} is {}",
@@ -128,8 +129,8 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     }
 
     // The gates, now.
-    let since = promotion::soak_since(&store, source, &moves)?;
-    let checks = promotion::trusted_checks(&store, forge.statuses(source)?)?;
+    let (since, _) = gather::history(&store, source, &moves, target.policy.soak.is_some(), false)?;
+    let checks = checks_on(&store, forge, source)?;
     let gates = promote::gates(
         &moves,
         &GateInputs {
@@ -226,53 +227,57 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     }
 
     // The proposal as reviewed, or rebuilt on the target's new tip (same pins).
-    let head = Oid::from_str(&request.head)
+    Oid::from_str(&request.head)
         .map_err(|_| Error::failure("the request's head commit is damaged"))?;
-    let new = if request.base == to.tip.to_string() {
-        store.fetch(&[&request.branch], History::Tip)?;
-        head
+    let rebuilt = if request.base == to.tip.to_string() {
+        None
     } else {
-        promotion::build_commit(
-            &store,
-            &to,
+        let target = Target {
+            branch: to.branch.clone(),
+            tip: to.tip,
+            files: to.files.clone(),
+            state: to.state.clone(),
+        };
+        let (manifest, message) = promotion::proposal(
+            &target,
             (&request.from, &request.to),
             &moves,
             &request.title,
-            (&request.author, &who),
-        )?
+        )?;
+        Some((vec![(MANIFEST.to_owned(), manifest)], message))
     };
-    // The branch and the record move in one push: the remote's hook sees a merge (by the
+    let valid_as = Summary::of(&to.state);
+    // The branch and the record move together: the remote's hook sees a merge (by the
     // pusher, of an approved request), not a direct push.
-    let signature = signature(&store)?;
-    let mut merged = request.clone();
-    merged.state = RequestState::Merged;
-    merged.merged_by = Some(who.clone());
-    merged.merged_at = Some(now());
-    merged.merge_commit = Some(new.to_string());
-    let record = forge.request_update(
-        &merged,
-        record_tip,
-        &format!("request #{} merged by {who}", request.id),
-        &signature,
-    )?;
-    match store.update(
-        &[RefUpdate::branch(&to.branch, Some(to.tip), new), record],
-        false,
-        &format!("ferry merge #{}", request.id),
-    )? {
-        UpdateOutcome::Updated => {}
-        UpdateOutcome::Moved { refname, .. } => {
-            let what = if refname.starts_with("refs/heads/") {
-                format!("`{}` moved during the merge", to.branch)
-            } else {
-                format!("request #{} changed during the merge", request.id)
-            };
-            return Err(
-                Error::failure(what).hint(format!("run `ferry merge {}` again", request.id))
-            );
-        }
-    }
-    let request = merged;
+    let new = forge
+        .merge(&Merge {
+            request: &record,
+            target_branch: &to.branch,
+            target_tip: to.tip,
+            rebuild: rebuilt.as_ref().map(|(files, message)| NewCommit {
+                parent: to.tip,
+                files,
+                message,
+                author: &request.author,
+                committer: &who,
+                valid_as: Some(&valid_as),
+            }),
+            by: &who,
+            at: now(),
+        })
+        .map_err(|e| {
+            let again = format!("run `ferry merge {}` again", request.id);
+            match e {
+                ForgeError::BranchMoved { .. } => {
+                    Error::failure(format!("`{}` moved during the merge", to.branch)).hint(again)
+                }
+                ForgeError::RequestMoved { .. } => {
+                    Error::failure(format!("request #{} changed during the merge", request.id))
+                        .hint(again)
+                }
+                e => forge_error(e),
+            }
+        })?;
 
     match out.format {
         Format::Json => out.json(&MergeReport {
@@ -280,7 +285,7 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
             env: request.to.clone(),
             branch: to.branch.clone(),
             commit: new.to_string(),
-            merged_by: who,
+            merged_by: who.clone(),
         }),
         Format::Text => out.data(format!(
             "#{} merged: `{}` is at {} ({})",

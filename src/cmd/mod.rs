@@ -14,7 +14,6 @@ pub mod init;
 pub mod merge;
 pub mod migrate;
 pub mod promote;
-pub mod promotion;
 pub mod protect;
 pub mod publish;
 pub mod quickstart;

@@ -1,35 +1,22 @@
 //! `ferry promote`: propose moving what runs in one environment into the next, as a request
 //! that policy gates, people approve and `ferry merge` lands.
 
-use std::collections::BTreeMap;
-
-use git2::Oid;
 use serde::Serialize;
 
-use crate::cmd::promotion::{self, request_branch};
 use crate::cmd::shared::{
-    Loaded, branch_of, identity, load_at, load_env, now, open_store, short, signature,
+    branch_of, identity, invalid_state, load_at, load_env, now, open_store, short,
 };
 use crate::error::{Error, Outcome, Result};
-use crate::forge::github::{GitHub, GitHubError, Proposal, PullRequest, repo_of_remote};
-use crate::forge::local::{LocalForge, REQUESTS, Record};
-use crate::forge::{Request, RequestState};
+pub use crate::forge::ForgeKind;
+use crate::forge::github::{GitHub, GitHubError, repo_of_remote};
+use crate::forge::local::LocalForge;
+use crate::forge::{CloseReason, Forge, ForgeError, OpenRequest, RequestState};
 use crate::output::{Format, Output};
-use crate::plan::promote::{self, GateInputs, GateResult, Move};
-use crate::store::{History, RefUpdate, RemoteArgs, Store};
-use crate::validate::MANIFEST;
-
-/// Where promotion requests live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum ForgeKind {
-    /// The embedded forge: requests, approvals and statuses stored in the deployment
-    /// repository under `refs/ferry/` (no server, no account).
-    #[default]
-    Local,
-    /// GitHub: a pull request per promotion, commit statuses as checks. Needs GITHUB_TOKEN;
-    /// GITHUB_API_URL points at GitHub Enterprise.
-    Github,
-}
+use crate::plan::promote::{self, GateResult, Move};
+use crate::promotion::{
+    self, Application, Ask, Inputs, PromotionError, Target, Templates, TextError, gather,
+};
+use crate::store::{History, RemoteArgs, Store};
 
 /// Propose promoting FROM into TO: a request whose branch holds TO's state with FROM's pins.
 ///
@@ -105,48 +92,6 @@ struct RequestRef {
     head: String,
 }
 
-/// Where this promotion's request lives.
-enum Backend<'s> {
-    Local(LocalForge<'s>),
-    GitHub(Box<GitHub>),
-}
-
-/// The open request for this FROM → TO, wherever it lives.
-enum Open {
-    Local(Box<Record<Request>>),
-    Pull(PullRequest),
-}
-
-impl Backend<'_> {
-    fn checks(&self, commit: Oid) -> Result<BTreeMap<String, String>> {
-        Ok(match self {
-            Backend::Local(forge) => {
-                promotion::trusted_checks(forge.store(), forge.statuses(commit)?)?
-            }
-            Backend::GitHub(github) => {
-                github.statuses(&commit.to_string()).map_err(github_error)?
-            }
-        })
-    }
-
-    fn open(&self, from: &str, to: &str, to_branch: &str) -> Result<Option<Open>> {
-        Ok(match self {
-            Backend::Local(forge) => forge
-                .requests()?
-                .into_iter()
-                .find(|r| {
-                    r.value.state == RequestState::Open && r.value.from == from && r.value.to == to
-                })
-                .map(|record| Open::Local(Box::new(record))),
-            Backend::GitHub(github) => github
-                .open_pull(&request_branch(from, to), to_branch)
-                .map_err(github_error)?
-                .map(Open::Pull),
-        })
-    }
-}
-
-/// GitHub's errors as user errors.
 /// The GitHub repository (`owner/name`): `--github-repo`, else parsed from the remote's URL.
 pub fn github_repo(store: &Store, given: Option<&str>) -> Result<String> {
     match given {
@@ -158,6 +103,7 @@ pub fn github_repo(store: &Store, given: Option<&str>) -> Result<String> {
     }
 }
 
+/// GitHub's errors as user errors.
 pub fn github_error(err: GitHubError) -> Error {
     let hint = err.hint();
     let error = match &err {
@@ -170,38 +116,138 @@ pub fn github_error(err: GitHubError) -> Error {
     }
 }
 
+/// A forge's errors as user errors.
+pub fn forge_error(err: ForgeError) -> Error {
+    match err {
+        ForgeError::GitHub(e) => github_error(e),
+        other => other.into(),
+    }
+}
+
+/// The forge `kind` names, on `store` (GitHub: `repo`, else the remote's URL).
+pub fn open_forge<'s>(
+    store: &'s Store,
+    kind: ForgeKind,
+    repo: Option<&str>,
+) -> Result<Box<dyn Forge + 's>> {
+    Ok(match kind {
+        ForgeKind::Local => Box::new(LocalForge::new(store)),
+        ForgeKind::Github => {
+            let repo = github_repo(store, repo)?;
+            Box::new(GitHub::new(&repo).map_err(github_error)?)
+        }
+    })
+}
+
+/// A promotion's planning errors as user errors.
+impl From<PromotionError> for Error {
+    fn from(err: PromotionError) -> Self {
+        match err {
+            PromotionError::Text(TextError::Render(e)) => Error::failure(e.to_string())
+                .hint("fix the template on the target branch, or remove it to use ferry's"),
+            PromotionError::Text(e @ TextError::TooLarge { .. }) => {
+                Error::failure(e.to_string()).hint("promote fewer apps at once with `--apps`")
+            }
+            PromotionError::BarePin => Error::failure(err.to_string()).hint(
+                "pin the app with `ferry bump` (version, URL and digest) in the source first",
+            ),
+            PromotionError::Invalid { branch, report } => invalid_state(
+                &report,
+                &format!("the promotion would leave `{branch}` invalid"),
+            ),
+            other => Error::failure(other.to_string()),
+        }
+    }
+}
+
+/// The checks on `commit` as the gates read them: on the embedded forge, a deploy counts only
+/// from its environment's declared reporters.
+pub fn checks_on(
+    store: &Store,
+    forge: &dyn Forge,
+    commit: git2::Oid,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let statuses = forge.statuses(commit).map_err(forge_error)?;
+    match forge.kind() {
+        ForgeKind::Github => Ok(gather::all_checks(statuses)),
+        ForgeKind::Local => gather::trusted_checks(statuses, |env| {
+            // No single branch holds ENV (none, or two claim it): nobody is known to report
+            // its deploys, so no report of them counts.
+            let Ok(branch) = branch_of(store, env) else {
+                return Ok(None);
+            };
+            let tip = store.tip(&branch, History::Tip)?;
+            Ok::<_, Error>(Some(gather::reporters_in(store, tip, env)?))
+        }),
+    }
+}
+
 pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
-    let backend = match args.forge {
-        ForgeKind::Local => Backend::Local(LocalForge::new(&store)),
-        ForgeKind::Github => {
-            let repo = github_repo(&store, args.github_repo.as_deref())?;
-            Backend::GitHub(Box::new(GitHub::new(&repo).map_err(github_error)?))
-        }
-    };
+    let forge = open_forge(&store, args.forge, args.github_repo.as_deref())?;
+    let forge = forge.as_ref();
+    let now = now();
+
+    // Gather: each state loaded and validated once, then what the moves need read once.
     let from_branch = branch_of(&store, &args.from)?;
     let to = load_env(&store, &args.to, History::Tip)?;
     let source = store.tip(&from_branch, History::Full)?;
     let from = load_at(&store, &args.from, &from_branch, source)?;
-    let target = to
+    let ask = Ask {
+        from: args.from.clone(),
+        to: args.to.clone(),
+        apps: args.apps.clone(),
+        rollback: args.rollback,
+        write: !args.dry_run,
+    };
+    let moves = promotion::moves(&ask, &from.state.manifest, &to.state.manifest).map_err(|e| {
+        Error::failure(format!("{}: {e}", args.from)).hint(from_apps_hint(&from.state.manifest))
+    })?;
+    let target_env = to
         .state
         .environments
         .get(&args.to)
-        .expect("load_env checked it");
+        .expect("load_env checked it")
+        .clone();
+    let soak = target_env.policy.soak.is_some();
+    let (mut since, mut changelog, mut checks) = Default::default();
+    let (mut templates, mut open) = (Templates::default(), None);
+    if !moves.is_empty() {
+        (since, changelog) = gather::history(&store, source, &moves, soak, ask.write)?;
+        checks = checks_on(&store, forge, source)?;
+        if ask.write {
+            open = forge
+                .open_request(&args.from, &args.to, &to.branch)
+                .map_err(forge_error)?;
+            templates = gather::templates(&store, &to.branch, to.tip)?;
+        }
+    }
+    let inputs = Inputs {
+        ask,
+        source,
+        from: from.state.manifest,
+        target: Target {
+            branch: to.branch,
+            tip: to.tip,
+            files: to.files,
+            state: to.state,
+        },
+        now,
+        since,
+        checks,
+        changelog,
+        templates,
+    };
+    let to_branch = &inputs.target.branch;
 
-    let known = || from_apps_hint(&from.state.manifest);
-    let moves = promote::plan(
-        &from.state.manifest,
-        &to.state.manifest,
-        args.apps.as_deref(),
-    )
-    .map_err(|e| Error::failure(format!("{}: {e}", args.from)).hint(known()))?;
+    // Plan.
+    let plan = promotion::plan(&inputs)?;
     let report =
         |moves: &[Move], gates: &[GateResult], request: Option<RequestRef>| PromoteReport {
             from: &args.from,
             to: &args.to,
             source: source.to_string(),
-            base: to.tip.to_string(),
+            base: inputs.target.tip.to_string(),
             rollback: args.rollback,
             moves: moves.to_vec(),
             gates: gates.to_vec(),
@@ -209,37 +255,25 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
             dry_run: args.dry_run,
         };
 
-    // Promotions follow the graph even when nothing would move.
-    if moves.is_empty() && target.promotes_from.as_deref() != Some(args.from.as_str()) {
-        let gate = promote::gates(
-            &[],
-            &GateInputs {
-                from: &args.from,
-                target,
-                rollback: args.rollback,
-                now: now(),
-                since: &BTreeMap::new(),
-                checks: &BTreeMap::new(),
-            },
-        )
-        .remove(0);
-        return Err(Error::failure(format!(
-            "promotion {} → {} refused: {}",
-            args.from, args.to, gate.message
-        ))
-        .hint(format!(
-            "`promotes_from` in `environments/{}.json` on `{}` says where it takes promotions from",
-            args.to, to.branch
-        )));
-    }
-
-    if moves.is_empty() {
+    if plan.moves.is_empty() {
+        // Promotions follow the graph even when nothing would move.
+        if let Some(gate) = plan.refused().first() {
+            return Err(Error::failure(format!(
+                "promotion {} → {} refused: {}",
+                args.from, args.to, gate.message
+            ))
+            .hint(format!(
+                "`promotes_from` in `environments/{}.json` on `{}` says where it takes promotions from",
+                args.to, to_branch
+            )));
+        }
         out.status(format!(
             "nothing to promote: `{}` already runs what `{}` runs",
             args.to, args.from
         ));
         if !args.dry_run {
-            close_stale(&store, &backend, &args, &to.branch, out)?;
+            let who = identity(&store, args.actor.as_name.as_deref());
+            close_stale(forge, &args, to_branch, &who, now, out)?;
         }
         if out.format == Format::Json {
             out.json(&report(&[], &[], None));
@@ -247,24 +281,12 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
-    let since = promotion::soak_since(&store, source, &moves)?;
-    let checks = backend.checks(source)?;
-    let gates = promote::gates(
-        &moves,
-        &GateInputs {
-            from: &args.from,
-            target,
-            rollback: args.rollback,
-            now: now(),
-            since: &since,
-            checks: &checks,
-        },
-    );
-    let refused: Vec<&GateResult> = gates.iter().filter(|g| !g.passed).collect();
+    let (moves, gates) = (&plan.moves, &plan.gates);
+    let refused = plan.refused();
     if args.dry_run || !refused.is_empty() {
         match out.format {
-            Format::Json => out.json(&report(&moves, &gates, None)),
-            Format::Text => print_plan(out, &args.from, &args.to, &moves, &gates),
+            Format::Json => out.json(&report(moves, gates, None)),
+            Format::Text => print_plan(out, &args.from, &args.to, moves, gates),
         }
         if !refused.is_empty() {
             let mut error = Error::failure(format!(
@@ -277,152 +299,89 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
             for g in &refused {
                 error = error.detail(format!("  {}: {}", g.gate.as_str(), g.message));
             }
-            return Err(gate_hints(
-                error, &refused, &args.from, &args.to, &to.branch,
-            ));
+            return Err(gate_hints(error, &refused, &args.from, &args.to, to_branch));
         }
         out.status("dry run: no request was opened or changed");
         return Ok(Outcome::Success);
     }
 
-    let changelog = promotion::changelog(&store, source, &moves)?;
-    let (title, body) = promotion::render_request(
-        &store,
-        &to.branch,
-        to.tip,
-        &args.from,
-        &args.to,
-        source,
-        &moves,
-        args.rollback,
-        &gates,
-        changelog,
-    )?;
-    let branch = request_branch(&args.from, &args.to);
-    let labels = vec!["promotion".to_owned(), format!("env:{}", args.to)];
-    let open = backend.open(&args.from, &args.to, &to.branch)?;
-    let reference = match &backend {
-        Backend::Local(forge) => {
-            let author = identity(&store, args.actor.as_name.as_deref());
-            let head = promotion::build_commit(
-                &store,
-                &to,
-                (&args.from, &args.to),
-                &moves,
-                &title,
-                (&author, &author),
-            )?;
-            // The request branch moves with its record, in one update.
-            let current = store.refs()?.get(&format!("refs/heads/{branch}")).copied();
-            let branch_update = RefUpdate::branch(&branch, current, head).rewriting();
-            let open = match open {
-                Some(Open::Local(record)) => Some(*record),
-                _ => None,
-            };
-            let request = record_request(
-                &store,
-                forge,
-                &args,
-                open,
-                &to,
-                source,
-                (head, branch_update),
-                &moves,
-                (title, body, labels),
-                out,
-            )?;
-            RequestRef {
-                id: request.id,
-                branch: branch.clone(),
-                state: request.state,
-                title: request.title.clone(),
-                url: format!("{}#{}{}", store.remote().shown, REQUESTS, request.id),
-                head: head.to_string(),
+    // Apply.
+    let texts = plan.texts.as_ref().expect("made when every gate passed");
+    let application = Application::new(&inputs, texts);
+    let author = identity(&store, args.actor.as_name.as_deref());
+    let parent_tree = store.tree_of(inputs.target.tip)?;
+    let branch_exists = store
+        .refs()?
+        .contains_key(&format!("refs/heads/{}", application.branch));
+    let published = forge
+        .publish(
+            &promotion::proposal_of(&application, &author, now, parent_tree, branch_exists),
+            open.as_ref(),
+        )
+        .map_err(|e| match e {
+            ForgeError::RequestMoved { id } => {
+                Error::failure(format!("request #{id} changed while it was being updated"))
+                    .hint("run `ferry promote` again")
             }
-        }
-        Backend::GitHub(github) => {
-            let (text, message) = promotion::proposal(&to, (&args.from, &args.to), &moves, &title)?;
-            let base_tree = store
-                .repo()
-                .find_commit(to.tip)
-                .map(|c| c.tree_id().to_string())
-                .map_err(|e| Error::failure(format!("git: {}", e.message())))?;
-            let files = [(MANIFEST.to_owned(), text)];
-            let existing = match open {
-                Some(Open::Pull(pr)) => Some(pr),
-                _ => None,
-            };
-            let updating = existing.is_some();
-            let pr = github
-                .publish(
-                    &Proposal {
-                        branch: &branch,
-                        branch_exists: store.refs()?.contains_key(&format!("refs/heads/{branch}")),
-                        base_branch: &to.branch,
-                        base_commit: &to.tip.to_string(),
-                        base_tree: &base_tree,
-                        files: &files,
-                        message: &message,
-                        title: &title,
-                        body: &body,
-                        labels: &labels,
-                    },
-                    existing,
-                )
-                .map_err(github_error)?;
-            out.status(format!(
-                "{} pull request #{}",
-                if updating { "updated" } else { "opened" },
-                pr.number
-            ));
-            RequestRef {
-                id: pr.number,
-                branch: branch.clone(),
-                state: RequestState::Open,
-                title,
-                url: pr.url,
-                head: String::new(),
-            }
-        }
+            e => forge_error(e),
+        })?;
+    let local = forge.kind() == ForgeKind::Local;
+    out.status(format!(
+        "{} {} #{}",
+        if published.updated {
+            "updated"
+        } else {
+            "opened"
+        },
+        if local { "request" } else { "pull request" },
+        published.id
+    ));
+    let reference = RequestRef {
+        id: published.id,
+        branch: application.branch.clone(),
+        state: RequestState::Open,
+        title: published.title.clone(),
+        url: published.url.clone(),
+        head: published.head.map(|h| h.to_string()).unwrap_or_default(),
     };
 
     match out.format {
-        Format::Json => out.json(&report(&moves, &gates, Some(reference))),
+        Format::Json => out.json(&report(moves, gates, Some(reference))),
         Format::Text => {
             out.data(format!("#{}  {}", reference.id, reference.title));
-            match &backend {
-                Backend::Local(_) => {
-                    out.data(format!(
-                        "    branch {branch} at {} (on {} {})",
-                        crate::output::abbrev(&reference.head, 7),
-                        args.to,
-                        short(to.tip)
-                    ));
-                    let needed = target.protection().required_approvals;
-                    let checks = &target.protection().required_checks;
-                    if !checks.is_empty() {
-                        out.status(format!(
-                            "`{}` requires {} green on the request's head {}",
-                            args.to,
-                            checks.join(", "),
-                            crate::output::abbrev(&reference.head, 7)
-                        ));
-                    }
+            if local {
+                out.data(format!(
+                    "    branch {} at {} (on {} {})",
+                    application.branch,
+                    crate::output::abbrev(&reference.head, 7),
+                    args.to,
+                    short(inputs.target.tip)
+                ));
+                let needed = target_env.protection().required_approvals;
+                let checks = &target_env.protection().required_checks;
+                if !checks.is_empty() {
                     out.status(format!(
-                        "next: {}`ferry merge {}`",
-                        if needed > 0 {
-                            format!(
-                                "{needed} approval{} (`ferry approve {}`), then ",
-                                if needed == 1 { "" } else { "s" },
-                                reference.id
-                            )
-                        } else {
-                            String::new()
-                        },
-                        reference.id
+                        "`{}` requires {} green on the request's head {}",
+                        args.to,
+                        checks.join(", "),
+                        crate::output::abbrev(&reference.head, 7)
                     ));
                 }
-                Backend::GitHub(_) => out.data(format!("    {}", reference.url)),
+                out.status(format!(
+                    "next: {}`ferry merge {}`",
+                    if needed > 0 {
+                        format!(
+                            "{needed} approval{} (`ferry approve {}`), then ",
+                            if needed == 1 { "" } else { "s" },
+                            reference.id
+                        )
+                    } else {
+                        String::new()
+                    },
+                    reference.id
+                ));
+            } else {
+                out.data(format!("    {}", reference.url));
             }
         }
     }
@@ -431,113 +390,32 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
 
 /// Nothing differs any more: an open request for this promotion is stale.
 fn close_stale(
-    store: &Store,
-    backend: &Backend<'_>,
+    forge: &dyn Forge,
     args: &PromoteArgs,
     to_branch: &str,
+    who: &str,
+    now: i64,
     out: Output,
 ) -> Result<()> {
-    match (backend, backend.open(&args.from, &args.to, to_branch)?) {
-        (Backend::Local(forge), Some(Open::Local(record))) => {
-            let record = *record;
-            let mut request = record.value;
-            request.state = RequestState::Closed;
-            request.closed_by = Some(identity(store, args.actor.as_name.as_deref()));
-            request.closed_at = Some(now());
-            let signature = signature(store)?;
-            let event = format!("request #{} closed: nothing left to promote", request.id);
-            if forge.save(&request, record.tip, &event, &signature, &[])? {
-                out.status(format!(
-                    "closed request #{}: nothing left to promote",
-                    request.id
-                ));
+    let Some(OpenRequest { id, .. }) = forge
+        .open_request(&args.from, &args.to, to_branch)
+        .map_err(forge_error)?
+    else {
+        return Ok(());
+    };
+    match forge.close(id, who, now, CloseReason::NothingToPromote) {
+        Ok(()) => out.status(format!(
+            "closed {} #{id}: nothing left to promote",
+            match forge.kind() {
+                ForgeKind::Local => "request",
+                ForgeKind::Github => "pull request",
             }
-        }
-        (Backend::GitHub(github), Some(Open::Pull(pr))) => {
-            github.close_pull(pr.number).map_err(github_error)?;
-            out.status(format!(
-                "closed pull request #{}: nothing left to promote",
-                pr.number
-            ));
-        }
-        _ => {}
+        )),
+        // Closed or merged meanwhile: nothing left to do.
+        Err(ForgeError::NotOpen { .. }) => {}
+        Err(e) => return Err(forge_error(e)),
     }
     Ok(())
-}
-
-/// Opens the request on the embedded forge, or updates the open one in place.
-#[allow(clippy::too_many_arguments)]
-fn record_request(
-    store: &Store,
-    forge: &LocalForge<'_>,
-    args: &PromoteArgs,
-    open: Option<Record<Request>>,
-    to: &Loaded,
-    source: Oid,
-    (head, branch): (Oid, RefUpdate),
-    moves: &[Move],
-    (title, body, labels): (String, String, Vec<String>),
-    out: Output,
-) -> Result<Request> {
-    let author = identity(store, args.actor.as_name.as_deref());
-    let signature = signature(store)?;
-    let now = now();
-    let requested = promotion::requested(moves);
-    match open {
-        Some(record) => {
-            let mut request = record.value;
-            request.title = title;
-            request.body = body;
-            request.base = to.tip.to_string();
-            request.head = head.to_string();
-            request.source = source.to_string();
-            request.rollback = args.rollback;
-            request.moves = requested;
-            request.updated_at = now;
-            let event = format!("request #{} updated by {author}", request.id);
-            if !forge.save(&request, record.tip, &event, &signature, &[branch])? {
-                return Err(Error::failure(format!(
-                    "request #{} changed while it was being updated",
-                    request.id
-                ))
-                .hint("run `ferry promote` again"));
-            }
-            out.status(format!("updated request #{}", request.id));
-            Ok(request)
-        }
-        None => {
-            let request = forge.create(
-                Request {
-                    id: 0,
-                    from: args.from.clone(),
-                    to: args.to.clone(),
-                    branch: request_branch(&args.from, &args.to),
-                    state: RequestState::Open,
-                    title,
-                    body,
-                    labels,
-                    author,
-                    created_at: now,
-                    updated_at: now,
-                    base: to.tip.to_string(),
-                    head: head.to_string(),
-                    source: source.to_string(),
-                    rollback: args.rollback,
-                    moves: requested,
-                    approvals: Vec::new(),
-                    merged_by: None,
-                    merged_at: None,
-                    merge_commit: None,
-                    closed_by: None,
-                    closed_at: None,
-                },
-                &signature,
-                &[branch],
-            )?;
-            out.status(format!("opened request #{}", request.id));
-            Ok(request)
-        }
-    }
 }
 
 /// The apps a source environment pins, for hints.

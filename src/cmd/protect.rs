@@ -3,10 +3,12 @@
 
 use serde::Serialize;
 
-use crate::cmd::promote::{github_error, github_repo};
+use crate::cmd::promote::{forge_error, github_repo, open_forge};
 use crate::cmd::shared::{branch_of, load_env, open_store};
 use crate::error::{Error, Outcome, Result};
-use crate::forge::github::{GitHub, GitHubError};
+use crate::forge::github::GitHubError;
+use crate::forge::local::LocalForge;
+use crate::forge::{ForgeError, ForgeKind};
 use crate::output::{Format, Output};
 use crate::plan::protection::{Drift, Rules, drift};
 use crate::store::{History, RemoteArgs, Store};
@@ -100,7 +102,8 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
         return local(&store, apply, &target.env, out);
     }
     let repo = github_repo(&store, target.github_repo.as_deref())?;
-    let github = GitHub::new(&repo).map_err(github_error)?;
+    let forge = open_forge(&store, ForgeKind::Github, Some(&repo))?;
+    let owner = forge.owner().unwrap_or_default();
     let envs = environments_of(&store, &target.env)?;
 
     let mut reports = Vec::new();
@@ -116,20 +119,18 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
             });
             continue;
         };
-        let declared = Rules::declared(protection, github.owner()).map_err(|e| {
+        let declared = Rules::declared(protection, owner).map_err(|e| {
             Error::failure(format!("{env}: {e}")).hint(format!(
                 "fix `protection` in `environments/{env}.json` on `{}`",
                 loaded.branch
             ))
         })?;
         let branch = &loaded.branch;
-        let refused = |e: GitHubError| rights_error(e, &repo, branch, apply);
+        let refused = |e: ForgeError| rights_error(e, &repo, branch, apply);
         if apply {
-            github
-                .set_branch_protection(branch, &declared.to_github())
-                .map_err(refused)?;
+            forge.apply_protection(branch, &declared).map_err(refused)?;
         }
-        let actual = github.branch_protection(branch).map_err(refused)?;
+        let actual = forge.protection(branch).map_err(refused)?;
         let report = match actual {
             None => EnvReport {
                 env: env.clone(),
@@ -137,8 +138,8 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
                 state: "missing",
                 drift: Vec::new(),
             },
-            Some(value) => {
-                let drift = drift(&declared, &Rules::from_github(&value));
+            Some(actual) => {
+                let drift = drift(&declared, &actual);
                 EnvReport {
                     env: env.clone(),
                     branch: branch.clone(),
@@ -242,16 +243,17 @@ fn environments_of(store: &Store, asked: &[String]) -> Result<Vec<String>> {
 }
 
 /// A refusal, said in terms of rights where that is what it means.
-fn rights_error(e: GitHubError, repo: &str, branch: &str, apply: bool) -> Error {
+fn rights_error(e: ForgeError, repo: &str, branch: &str, apply: bool) -> Error {
     match &e {
-        GitHubError::Refused { status: 403, .. } | GitHubError::Refused { status: 404, .. } => {
+        ForgeError::GitHub(GitHubError::Refused { status: 403, .. })
+        | ForgeError::GitHub(GitHubError::Refused { status: 404, .. }) => {
             Error::failure(e.to_string()).hint(if apply {
                 format!("setting branch protection needs a token with admin rights on `{repo}` (and the branch `{branch}` must exist)")
             } else {
                 format!("reading branch protection needs a token with admin rights on `{repo}` (and the branch `{branch}` must exist)")
             })
         }
-        _ => github_error(e),
+        _ => forge_error(e),
     }
 }
 
@@ -282,29 +284,34 @@ struct LocalEnv {
 /// The local forge: the hooks in the repository itself.
 fn local(store: &Store, apply: bool, asked: &[String], out: Output) -> Result<Outcome> {
     use crate::store::hook::{self, Installed};
-    let Some(path) = store.remote().path.clone() else {
+    let forge = LocalForge::new(store);
+    let Some(hooks) = forge.hooks() else {
         return Err(Error::usage(format!(
             "`{}` is not a repository on this machine: the local forge's hook lives in the repository itself",
             store.remote().shown
         ))
         .hint("run `ferry protect … --forge local --remote /path/to/deploy.git` on the server that holds it, or pass `--forge github`"));
     };
-    let repo = store.repo();
-    if !repo.is_bare() {
+    let path = hooks.path.clone();
+    if !hooks.bare {
         return Err(Error::usage(format!(
             "`{}` is not a bare repository: pushes to it are not received",
             path.display()
         ))
         .hint("protect the bare repository that people push to"));
     }
-    if apply {
-        hook::install(repo)
+    let hooks = if apply {
+        forge
+            .install_hooks()
             .map_err(|e| Error::failure(format!("cannot install the hooks: {e}")))?;
-    }
+        forge.hooks().expect("on this machine")
+    } else {
+        hooks
+    };
     let usable = |p: &std::path::Path| hook::is_executable(p);
     let on_path = std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| usable(&d.join("ferry"))));
-    let (state, binary) = match hook::installed(repo, "pre-receive") {
+    let (state, binary) = match hooks.pre_receive {
         Installed::None => ("missing", None),
         Installed::Foreign => ("foreign", None),
         Installed::NotExecutable => ("not-executable", None),
@@ -317,10 +324,7 @@ fn local(store: &Store, apply: bool, asked: &[String], out: Output) -> Result<Ou
             (state, Some(binary.display().to_string()))
         }
     };
-    let logging = matches!(
-        hook::installed(repo, "post-receive"),
-        Installed::Ferry { .. }
-    );
+    let logging = matches!(hooks.post_receive, Installed::Ferry { .. });
     let mut environments = Vec::new();
     for env in environments_of(store, asked)? {
         let loaded = load_env(store, &env, History::Tip)?;
@@ -340,7 +344,7 @@ fn local(store: &Store, apply: bool, asked: &[String], out: Output) -> Result<Ou
     }
     let report = LocalReport {
         repository: path.display().to_string(),
-        hooks: hook::dir(repo).display().to_string(),
+        hooks: hooks.dir.display().to_string(),
         hook: state,
         binary,
         logging,

@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::cmd::shared::{open_store, table};
 use crate::error::{Outcome, Result};
 use crate::forge::local::LocalForge;
-use crate::forge::{Request, RequestState};
+use crate::forge::{Forge, Request, RequestState};
 use crate::output::{Format, Output};
 use crate::plan::promote::timestamp;
 use crate::store::RemoteArgs;
@@ -56,7 +56,8 @@ struct Listed<'a> {
 
 pub fn run(args: RequestsArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
-    let forge = LocalForge::new(&store);
+    let local = LocalForge::new(&store);
+    let forge: &dyn Forge = &local;
     if let Some(id) = args.id {
         let request = forge.request(id)?.value;
         match out.format {

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use git2::Oid;
 use serde::Serialize;
 
-use crate::cmd::shared::{branch_of, identity, now, open_store, short, signature, table};
+use crate::cmd::shared::{branch_of, identity, now, open_store, short, table};
 use crate::error::{Error, Outcome, Result};
 use crate::forge::local::LocalForge;
-use crate::forge::{CheckState, Status};
+use crate::forge::{CheckState, Forge, Status};
 use crate::output::{Format, Output};
 use crate::plan::promote::human;
 use crate::store::{History, RemoteArgs, Store};
@@ -70,7 +70,8 @@ fn run_set(store: &Store, args: SetArgs, out: Output) -> Result<Outcome> {
     crate::forge::check_name(&args.check)
         .map_err(|why| Error::usage(why).hint("such as `ci/test` or `ferry/deploy/staging`"))?;
     let commit = resolve(store, &args.target)?;
-    let forge = LocalForge::new(store);
+    let local = LocalForge::new(store);
+    let forge: &dyn Forge = &local;
     let by = identity(store, args.actor.as_name.as_deref());
     let status = Status {
         state: args.state,
@@ -79,9 +80,8 @@ fn run_set(store: &Store, args: SetArgs, out: Output) -> Result<Outcome> {
         by,
         at: now(),
     };
-    let signature = signature(store)?;
     let reported = serde_json::to_value(&status).expect("JSON");
-    forge.set_status(commit, &args.check, status, &signature)?;
+    forge.set_status(commit, &args.check, &status)?;
     match out.format {
         Format::Json => out.json(&serde_json::json!({
             "target": args.target,
@@ -155,7 +155,8 @@ fn run_matrix(store: &Store, out: Output) -> Result<Outcome> {
         ))
         .hint("`ferry init` creates a deployment repository"));
     }
-    let forge = LocalForge::new(store);
+    let local = LocalForge::new(store);
+    let forge: &dyn Forge = &local;
     let mut envs = Vec::new();
     for env in &order {
         // Where each lives, as every command finds it (never by a branch's name alone).

@@ -8,12 +8,18 @@
 //! limits (403/429 with `Retry-After` or `x-ratelimit-reset`) are waited out, bounded;
 //! pagination follows `Link: rel="next"`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use git2::Oid;
 use http::StatusCode;
 use octocrab::Octocrab;
 use serde_json::{Value, json};
+
+use super::{
+    Approved, CheckState, CloseReason, Forge, ForgeError, ForgeKind, Merge, OpenRequest, Proposal,
+    Published, Record, Request, Status, Statuses,
+};
+use crate::plan::protection::Rules;
 
 /// How many times a rate-limited call is retried, and the longest single wait.
 const RATE_LIMIT_RETRIES: u32 = 4;
@@ -85,21 +91,6 @@ pub fn repo_of_remote(url: &str) -> Option<String> {
 pub struct PullRequest {
     pub number: u64,
     pub url: String,
-}
-
-/// What a promotion writes.
-pub struct Proposal<'a> {
-    pub branch: &'a str,
-    /// Whether the request branch exists already (from the ref advertisement).
-    pub branch_exists: bool,
-    pub base_branch: &'a str,
-    pub base_commit: &'a str,
-    pub base_tree: &'a str,
-    pub files: &'a [(String, String)],
-    pub message: &'a str,
-    pub title: &'a str,
-    pub body: &'a str,
-    pub labels: &'a [String],
 }
 
 /// A GitHub repository through its REST API.
@@ -302,11 +293,6 @@ impl GitHub {
             .map(|(_, _, value)| value)
     }
 
-    /// The repository's owner (a user or an organization).
-    pub fn owner(&self) -> &str {
-        &self.owner
-    }
-
     /// Reports `context` as `state` (`pending`, `success`, `failure`, `error`) on `sha`.
     pub fn create_status(
         &self,
@@ -326,24 +312,12 @@ impl GitHub {
         .map(|_| ())
     }
 
-    /// The state of each check on `sha` (the combined status, every page).
-    pub fn statuses(&self, sha: &str) -> Result<BTreeMap<String, String>, GitHubError> {
-        let mut checks = BTreeMap::new();
+    /// The latest status of each check on `sha` (the combined status, every page): its state,
+    /// description, URL, who reported it (the creator's login) and when.
+    fn combined_status(&self, sha: &str) -> Result<Statuses, GitHubError> {
+        let mut checks = Statuses::new();
         for page in self.list(&self.repo_path(&format!("/commits/{sha}/status?per_page=100")))? {
-            for status in page
-                .get("statuses")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let (Some(context), Some(state)) =
-                    (status["context"].as_str(), status["state"].as_str())
-                {
-                    checks
-                        .entry(context.to_owned())
-                        .or_insert_with(|| state.to_owned());
-                }
-            }
+            add_statuses(&page, &mut checks);
         }
         Ok(checks)
     }
@@ -361,18 +335,22 @@ impl GitHub {
             .and_then(pull))
     }
 
-    /// Writes the proposal and opens or updates its pull request.
-    pub fn publish(
+    /// Writes the proposal (a tree with inline content on the target's tree, a commit, the
+    /// request branch) and opens or updates its pull request.
+    fn publish_pull(
         &self,
         p: &Proposal<'_>,
         existing: Option<PullRequest>,
     ) -> Result<PullRequest, GitHubError> {
+        let base_commit = p.commit.parent.to_string();
+        let base_branch = p.base_branch;
         let unexpected = |method: &str, path: &str, what: &str| GitHubError::Unexpected {
             method: method.to_owned(),
             path: path.to_owned(),
             message: format!("no `{what}` in the answer"),
         };
         let entries: Vec<Value> = p
+            .commit
             .files
             .iter()
             .map(|(path, content)| json!({"path": path, "mode": "100644", "type": "blob", "content": content}))
@@ -381,7 +359,7 @@ impl GitHub {
         let (_, _, tree) = self.call(
             "POST",
             &trees,
-            Some(&json!({"base_tree": p.base_tree, "tree": entries})),
+            Some(&json!({"base_tree": p.parent_tree.to_string(), "tree": entries})),
         )?;
         let tree = tree["sha"]
             .as_str()
@@ -391,7 +369,7 @@ impl GitHub {
         let (_, _, commit) = self.call(
             "POST",
             &commits,
-            Some(&json!({"message": p.message, "tree": tree, "parents": [p.base_commit]})),
+            Some(&json!({"message": p.commit.message, "tree": tree, "parents": [base_commit]})),
         )?;
         let commit = commit["sha"]
             .as_str()
@@ -431,7 +409,7 @@ impl GitHub {
                 pr
             }
             None => {
-                let open = json!({"title": p.title, "body": p.body, "head": p.branch, "base": p.base_branch});
+                let open = json!({"title": p.title, "body": p.body, "head": p.branch, "base": base_branch});
                 match self.call("POST", &pulls, Some(&open)) {
                     Ok((_, _, value)) => {
                         pull(&value).ok_or_else(|| unexpected("POST", &pulls, "number"))?
@@ -442,7 +420,7 @@ impl GitHub {
                         ..
                     }) if message.contains("already exists") => {
                         let pr = self
-                            .open_pull(p.branch, p.base_branch)?
+                            .open_pull(p.branch, base_branch)?
                             .ok_or_else(|| unexpected("GET", &pulls, "open pull request"))?;
                         self.call(
                             "PATCH",
@@ -470,6 +448,146 @@ impl GitHub {
             &self.repo_path(&format!("/pulls/{number}")),
             Some(&json!({"state": "closed"})),
         )?;
+        Ok(())
+    }
+}
+
+/// The statuses of one page of a combined status, each check's first (its latest) only.
+fn add_statuses(page: &Value, checks: &mut Statuses) {
+    for status in page
+        .get("statuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(context) = status["context"].as_str() else {
+            continue;
+        };
+        let Ok(state) = serde_json::from_value::<CheckState>(status["state"].clone()) else {
+            continue;
+        };
+        let at = status["updated_at"]
+            .as_str()
+            .or(status["created_at"].as_str())
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map_or(0, |t| t.as_second());
+        checks.entry(context.to_owned()).or_insert_with(|| Status {
+            state,
+            description: status["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            url: status["target_url"].as_str().map(str::to_owned),
+            by: status["creator"]["login"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            at,
+        });
+    }
+}
+
+const GITHUB: &str = "GitHub";
+
+fn not_supported(what: &'static str) -> ForgeError {
+    ForgeError::NotSupported {
+        forge: GITHUB,
+        what,
+    }
+}
+
+impl Forge for GitHub {
+    fn kind(&self) -> ForgeKind {
+        ForgeKind::Github
+    }
+
+    fn open_request(
+        &self,
+        from: &str,
+        to: &str,
+        to_branch: &str,
+    ) -> Result<Option<OpenRequest>, ForgeError> {
+        Ok(self
+            .open_pull(&super::request_branch(from, to), to_branch)?
+            .map(|pr| OpenRequest {
+                id: pr.number,
+                url: pr.url,
+                record: None,
+            }))
+    }
+
+    fn publish(
+        &self,
+        proposal: &Proposal<'_>,
+        open: Option<&OpenRequest>,
+    ) -> Result<Published, ForgeError> {
+        let existing = open.map(|o| PullRequest {
+            number: o.id,
+            url: o.url.clone(),
+        });
+        let updated = existing.is_some();
+        let pr = self.publish_pull(proposal, existing)?;
+        Ok(Published {
+            id: pr.number,
+            url: pr.url,
+            updated,
+            title: proposal.title.to_owned(),
+            head: None,
+        })
+    }
+
+    fn requests(&self) -> Result<Vec<Record<Request>>, ForgeError> {
+        Err(not_supported("listing requests"))
+    }
+
+    fn request(&self, _id: u64) -> Result<Record<Request>, ForgeError> {
+        Err(not_supported("showing a request"))
+    }
+
+    fn approve(&self, _id: u64, _by: &str, _at: i64) -> Result<Approved, ForgeError> {
+        Err(not_supported("approving a request"))
+    }
+
+    fn merge(&self, _merge: &Merge<'_>) -> Result<Oid, ForgeError> {
+        Err(not_supported("merging a request"))
+    }
+
+    fn close(&self, id: u64, _by: &str, _at: i64, _reason: CloseReason) -> Result<(), ForgeError> {
+        Ok(self.close_pull(id)?)
+    }
+
+    fn statuses(&self, commit: Oid) -> Result<Statuses, ForgeError> {
+        Ok(self.combined_status(&commit.to_string())?)
+    }
+
+    fn set_status(&self, commit: Oid, check: &str, status: &Status) -> Result<(), ForgeError> {
+        // GitHub keeps descriptions to 140 characters.
+        let description: String = status.description.chars().take(140).collect();
+        let mut body =
+            json!({ "state": status.state.as_str(), "context": check, "description": description });
+        if let Some(url) = &status.url {
+            body["target_url"] = json!(url);
+        }
+        self.call(
+            "POST",
+            &self.repo_path(&format!("/statuses/{commit}")),
+            Some(&body),
+        )?;
+        Ok(())
+    }
+
+    fn owner(&self) -> Option<&str> {
+        Some(&self.owner)
+    }
+
+    fn protection(&self, branch: &str) -> Result<Option<Rules>, ForgeError> {
+        Ok(self
+            .branch_protection(branch)?
+            .map(|value| Rules::from_github(&value)))
+    }
+
+    fn apply_protection(&self, branch: &str, rules: &Rules) -> Result<(), ForgeError> {
+        self.set_branch_protection(branch, &rules.to_github())?;
         Ok(())
     }
 }
@@ -521,6 +639,27 @@ mod tests {
         );
         assert_eq!(repo_of_remote("/srv/deploy.git"), None);
         assert_eq!(repo_of_remote("https://github.com/acme"), None);
+    }
+
+    #[test]
+    fn combined_statuses_as_github_records_them() {
+        let fixture: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/github/combined-status.json"
+        ))
+        .unwrap();
+        let mut checks = Statuses::new();
+        add_statuses(&fixture["body"], &mut checks);
+        // A later page's older report of a check does not replace the latest.
+        let mut older = fixture["body"].clone();
+        older["statuses"][0]["state"] = json!("success");
+        add_statuses(&older, &mut checks);
+        let failure = &checks["example/1"];
+        assert_eq!(failure.state, CheckState::Failure);
+        assert_eq!(failure.description, "create-status failure test");
+        assert_eq!(failure.url.as_deref(), Some("https://example.com"));
+        assert_eq!(failure.at, 1_507_651_200);
+        assert_eq!(checks["example/2"].state, CheckState::Success);
+        assert_eq!(checks.len(), 2);
     }
 
     #[test]

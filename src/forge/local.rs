@@ -4,13 +4,20 @@
 //! Each record is a ref whose history is append-only: `refs/ferry/requests/<id>` holds
 //! `request.json`, `refs/ferry/statuses/<commit>` holds `statuses.json`, and every change is a
 //! new commit on top (its message says what happened), moved with compare-and-swap. The tip
-//! is the current state; the history is the audit trail.
+//! is the current state; the history is the audit trail. Its branch protection is the
+//! repository's own hooks, which enforce each environment's declared rules on every push
+//! ([`LocalForge::hooks`]), so the [`Forge`] trait's branch rules are not supported here.
 
 use git2::{Oid, Signature};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Request, Status, Statuses};
+use super::{
+    Approved, CloseReason, Forge, ForgeKind, Merge, NewCommit, OpenRequest, Proposal, Published,
+    Request, RequestState, Status, Statuses,
+};
+pub use super::{ForgeError, Record};
+use crate::plan::protection::Rules;
 use crate::store::{History, RefUpdate, Store, StoreError, UpdateOutcome};
 
 pub const REQUESTS: &str = "refs/ferry/requests/";
@@ -18,22 +25,17 @@ pub const STATUSES: &str = "refs/ferry/statuses/";
 const REQUEST_FILE: &str = "request.json";
 pub const STATUSES_FILE: &str = "statuses.json";
 
-#[derive(Debug, thiserror::Error)]
-pub enum ForgeError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("no request #{0}")]
-    NoRequest(u64),
-    #[error("record `{refname}` is damaged: {message}")]
-    Damaged { refname: String, message: String },
-    #[error("`{refname}` kept changing under ferry: gave up")]
-    Contended { refname: String },
-}
-
-/// A record read from its ref: the value and the commit it came from.
-pub struct Record<T> {
-    pub tip: Oid,
-    pub value: T,
+/// The repository's hooks (see [`LocalForge::hooks`]).
+#[derive(Debug)]
+pub struct Hooks {
+    /// The repository, on this machine.
+    pub path: std::path::PathBuf,
+    /// Whether it is bare (pushes are received only by a bare repository).
+    pub bare: bool,
+    /// Where git runs its hooks from.
+    pub dir: std::path::PathBuf,
+    pub pre_receive: crate::store::hook::Installed,
+    pub post_receive: crate::store::hook::Installed,
 }
 
 /// The forge that lives in the store.
@@ -49,6 +51,60 @@ impl<'s> LocalForge<'s> {
     /// The store the records live in.
     pub fn store(&self) -> &'s Store {
         self.store
+    }
+
+    /// The signature of the records ferry writes (see [`crate::store::signature`]).
+    pub fn signature(&self) -> Result<Signature<'static>, ForgeError> {
+        crate::store::signature(self.store.repo()).map_err(git)
+    }
+
+    /// The signature of `name`: the configured one when `name` is who git says is committing,
+    /// else `name` with a placeholder address under the reserved `.invalid` domain (ferry knows
+    /// only the name it was given, and claims no real address for anyone).
+    fn signature_as(&self, name: &str) -> Result<Signature<'static>, ForgeError> {
+        let default = self.signature()?;
+        if default.name() == Ok(name) {
+            return Ok(default);
+        }
+        let local: String = name
+            .to_lowercase()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        let email = format!("{}@ferry.invalid", local.trim_matches('.'));
+        Signature::new(name, &email, &default.when()).map_err(git)
+    }
+
+    /// Writes `commit` into the store, and remembers its tree as valid when it says so.
+    fn write(&self, commit: &NewCommit<'_>) -> Result<Oid, ForgeError> {
+        let (author, committer) = (
+            self.signature_as(commit.author)?,
+            self.signature_as(commit.committer)?,
+        );
+        let files: Vec<(String, Vec<u8>)> = commit
+            .files
+            .iter()
+            .map(|(path, text)| (path.clone(), text.clone().into_bytes()))
+            .collect();
+        let id = self.store.write_commit(
+            Some(commit.parent),
+            &files,
+            commit.message,
+            &author,
+            &committer,
+        )?;
+        if let Some(summary) = commit.valid_as {
+            self.store
+                .verdicts()
+                .record(self.store.tree_of(id)?, summary);
+        }
+        Ok(id)
     }
 
     fn read<T: DeserializeOwned>(
@@ -112,7 +168,7 @@ impl<'s> LocalForge<'s> {
     }
 
     /// Appends a new state of a record; `false` when the record moved meanwhile.
-    fn write<T: Serialize>(
+    fn write_record<T: Serialize>(
         &self,
         refname: &str,
         previous: Option<Oid>,
@@ -258,6 +314,32 @@ impl<'s> LocalForge<'s> {
         .into())
     }
 
+    /// How the repository's hooks, which enforce each environment's own rules on every push
+    /// (the embedded forge's branch protection), stand; `None` when the repository is not on
+    /// this machine.
+    pub fn hooks(&self) -> Option<Hooks> {
+        use crate::store::hook;
+        let path = self.store.remote().path.clone()?;
+        let repo = self.store.repo();
+        Some(Hooks {
+            path,
+            bare: repo.is_bare(),
+            dir: hook::dir(repo),
+            pre_receive: hook::installed(repo, "pre-receive"),
+            post_receive: hook::installed(repo, "post-receive"),
+        })
+    }
+
+    /// Installs (or reinstalls) ferry's hooks in the repository.
+    pub fn install_hooks(&self) -> std::io::Result<std::path::PathBuf> {
+        crate::store::hook::install(self.store.repo())
+    }
+
+    /// Where request `id` is recorded, as people name it.
+    pub fn url(&self, id: u64) -> String {
+        format!("{}#{}{}", self.store.remote().shown, REQUESTS, id)
+    }
+
     /// The statuses reported on `commit`.
     pub fn statuses(&self, commit: Oid) -> Result<Statuses, ForgeError> {
         Ok(self
@@ -299,11 +381,166 @@ impl<'s> LocalForge<'s> {
             let mut status = status.clone();
             status.description = super::fit_description(&status.description);
             statuses.insert(check.to_owned(), status);
-            if self.write(&name, previous, STATUSES_FILE, &statuses, &event, signature)? {
+            if self.write_record(&name, previous, STATUSES_FILE, &statuses, &event, signature)? {
                 return Ok(());
             }
             self.store.refresh();
         }
         Err(ForgeError::Contended { refname: name })
+    }
+}
+
+fn git(e: git2::Error) -> ForgeError {
+    ForgeError::Store(StoreError::Git(e.message().to_owned()))
+}
+
+impl Forge for LocalForge<'_> {
+    fn kind(&self) -> ForgeKind {
+        ForgeKind::Local
+    }
+
+    fn open_request(
+        &self,
+        from: &str,
+        to: &str,
+        _to_branch: &str,
+    ) -> Result<Option<OpenRequest>, ForgeError> {
+        Ok(self
+            .requests()?
+            .into_iter()
+            .find(|r| {
+                r.value.state == RequestState::Open && r.value.from == from && r.value.to == to
+            })
+            .map(|record| OpenRequest {
+                id: record.value.id,
+                url: self.url(record.value.id),
+                record: Some(record),
+            }))
+    }
+
+    fn publish(
+        &self,
+        proposal: &Proposal<'_>,
+        open: Option<&OpenRequest>,
+    ) -> Result<Published, ForgeError> {
+        let head = self.write(&proposal.commit)?;
+        // The request branch moves with its record, in one update.
+        let current = self
+            .store
+            .refs()?
+            .get(&format!("refs/heads/{}", proposal.branch))
+            .copied();
+        let branch = RefUpdate::branch(proposal.branch, current, head).rewriting();
+        let signature = self.signature()?;
+        let open = open.and_then(|o| o.record.as_ref());
+        let request = super::proposed_record(proposal, head, open.map(|r| &r.value));
+        let (request, updated) = match open {
+            Some(record) => {
+                let event = format!("request #{} updated by {}", request.id, proposal.author);
+                if !self.save(&request, record.tip, &event, &signature, &[branch])? {
+                    return Err(ForgeError::RequestMoved { id: request.id });
+                }
+                (request, true)
+            }
+            None => (self.create(request, &signature, &[branch])?, false),
+        };
+        Ok(Published {
+            id: request.id,
+            url: self.url(request.id),
+            updated,
+            title: request.title,
+            head: Some(head),
+        })
+    }
+
+    fn requests(&self) -> Result<Vec<Record<Request>>, ForgeError> {
+        LocalForge::requests(self)
+    }
+
+    fn request(&self, id: u64) -> Result<Record<Request>, ForgeError> {
+        LocalForge::request(self, id)
+    }
+
+    fn approve(&self, id: u64, by: &str, at: i64) -> Result<Approved, ForgeError> {
+        let signature = self.signature()?;
+        let mut already = false;
+        let request = self.modify(id, &signature, |request| {
+            already = super::approve_record(request, by, at)?;
+            Ok::<_, ForgeError>(
+                (!already).then(|| format!("request #{} approved by {by}", request.id)),
+            )
+        })?;
+        Ok(Approved { request, already })
+    }
+
+    fn merge(&self, merge: &Merge<'_>) -> Result<Oid, ForgeError> {
+        let request = &merge.request.value;
+        let new = match &merge.rebuild {
+            None => {
+                self.store.fetch(&[&request.branch], History::Tip)?;
+                Oid::from_str(&request.head).map_err(|_| ForgeError::Damaged {
+                    refname: format!("{REQUESTS}{}", request.id),
+                    message: "its head is not a commit id".to_owned(),
+                })?
+            }
+            Some(commit) => self.write(commit)?,
+        };
+        // The branch and the record move in one push: the remote's hook sees a merge (by the
+        // pusher, of an approved request), not a direct push.
+        let signature = self.signature()?;
+        let merged = super::merged_record(merge, new);
+        let record = self.request_update(
+            &merged,
+            merge.request.tip,
+            &format!("request #{} merged by {}", request.id, merge.by),
+            &signature,
+        )?;
+        match self.store.update(
+            &[
+                RefUpdate::branch(merge.target_branch, Some(merge.target_tip), new),
+                record,
+            ],
+            false,
+            &format!("ferry merge #{}", request.id),
+        )? {
+            UpdateOutcome::Updated => Ok(new),
+            UpdateOutcome::Moved { refname, .. } if refname.starts_with("refs/heads/") => {
+                Err(ForgeError::BranchMoved {
+                    branch: merge.target_branch.to_owned(),
+                })
+            }
+            UpdateOutcome::Moved { .. } => Err(ForgeError::RequestMoved { id: request.id }),
+        }
+    }
+
+    fn close(&self, id: u64, by: &str, at: i64, reason: CloseReason) -> Result<(), ForgeError> {
+        let signature = self.signature()?;
+        self.modify(id, &signature, |request| {
+            super::close_record(request, by, at, reason).map(Some)
+        })?;
+        Ok(())
+    }
+
+    fn statuses(&self, commit: Oid) -> Result<Statuses, ForgeError> {
+        LocalForge::statuses(self, commit)
+    }
+
+    fn set_status(&self, commit: Oid, check: &str, status: &Status) -> Result<(), ForgeError> {
+        let signature = self.signature()?;
+        LocalForge::set_status(self, commit, check, status.clone(), &signature)
+    }
+
+    fn protection(&self, _branch: &str) -> Result<Option<Rules>, ForgeError> {
+        Err(ForgeError::NotSupported {
+            forge: "the local forge (its hook enforces each environment's own file)",
+            what: "reading branch rules",
+        })
+    }
+
+    fn apply_protection(&self, _branch: &str, _rules: &Rules) -> Result<(), ForgeError> {
+        Err(ForgeError::NotSupported {
+            forge: "the local forge (its hook enforces each environment's own file)",
+            what: "setting branch rules",
+        })
     }
 }

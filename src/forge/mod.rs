@@ -1,18 +1,352 @@
-//! The forge: where promotion requests, their approvals and commit statuses live.
+//! The forge: where promotion requests, their approvals and commit statuses live, behind one
+//! trait, [`Forge`].
 //!
 //! The embedded default ([`local`]) keeps them in the deployment repository itself, so every
-//! clone carries the review record. The types here are what any forge records: enough to
-//! enforce branch protection and to audit who approved and merged what, and when.
+//! clone carries the review record; [`github`] keeps them as pull requests and commit statuses;
+//! [`memory`] keeps them in memory, for unit tests of what drives a forge. The types here are
+//! what any forge records: enough to enforce branch protection and to audit who approved and
+//! merged what, and when. A new forge is a file here implementing [`Forge`] (an operation it
+//! cannot do returns [`ForgeError::NotSupported`]), and a variant of [`ForgeKind`].
 
 pub mod github;
 pub mod local;
+pub mod memory;
 
 use std::collections::BTreeMap;
 
+use git2::Oid;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Artifact;
 use crate::plan::promote::Kind;
+use crate::plan::protection::Rules;
+use crate::store::StoreError;
+use crate::verdict::Summary;
+
+/// Where promotion requests live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ForgeKind {
+    /// The embedded forge: requests, approvals and statuses stored in the deployment
+    /// repository under `refs/ferry/` (no server, no account).
+    #[default]
+    Local,
+    /// GitHub: a pull request per promotion, commit statuses as checks. Needs GITHUB_TOKEN;
+    /// GITHUB_API_URL points at GitHub Enterprise.
+    Github,
+}
+
+/// What went wrong on a forge.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    GitHub(#[from] github::GitHubError),
+    #[error("no request #{0}")]
+    NoRequest(u64),
+    /// The request is merged or closed.
+    #[error("request #{id} is {}", state.as_str())]
+    NotOpen { id: u64, state: RequestState },
+    #[error("`{who}` opened request #{id}: authors cannot approve their own requests")]
+    OwnRequest { id: u64, who: String },
+    #[error("record `{refname}` is damaged: {message}")]
+    Damaged { refname: String, message: String },
+    #[error("`{refname}` kept changing under ferry: gave up")]
+    Contended { refname: String },
+    /// The request's record changed since it was read (an update or a merge swaps it).
+    #[error("request #{id} changed meanwhile")]
+    RequestMoved { id: u64 },
+    /// The target branch moved since it was read.
+    #[error("`{branch}` moved meanwhile")]
+    BranchMoved { branch: String },
+    #[error("{what} is not supported on {forge} through ferry yet")]
+    NotSupported {
+        forge: &'static str,
+        what: &'static str,
+    },
+}
+
+impl ForgeError {
+    /// What to do about it, when there is something to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            ForgeError::GitHub(e) => e.hint(),
+            ForgeError::NoRequest(_) => Some("`ferry requests` lists them"),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again later may help (a service unreachable or timed out).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            ForgeError::GitHub(github::GitHubError::Unreachable { .. }) => true,
+            ForgeError::Store(StoreError::Unreachable { transient, .. }) => *transient,
+            _ => false,
+        }
+    }
+}
+
+/// A record read from a forge: the value and the version it was read at (the record's commit
+/// on the embedded forge), which an update of it swaps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<T> {
+    pub tip: Oid,
+    pub value: T,
+}
+
+/// The open request of a promotion, as a forge finds it.
+#[derive(Debug, Clone)]
+pub struct OpenRequest {
+    pub id: u64,
+    /// Where people see it.
+    pub url: String,
+    /// The record, where the forge keeps ferry's own (not on GitHub).
+    pub record: Option<Record<Request>>,
+}
+
+/// A commit to write on a forge: files changed on `parent`'s tree.
+#[derive(Debug, Clone)]
+pub struct NewCommit<'a> {
+    pub parent: Oid,
+    pub files: &'a [(String, String)],
+    pub message: &'a str,
+    pub author: &'a str,
+    pub committer: &'a str,
+    /// What the resulting tree validates as (its parent's environments, new pins): a forge
+    /// that writes into the state store remembers it, so later checks of it look at pins only.
+    pub valid_as: Option<&'a Summary>,
+}
+
+/// What a promotion writes: the proposal commit on the target's tip, and the request that
+/// asks for it (opened, or the open one updated in place).
+#[derive(Debug, Clone)]
+pub struct Proposal<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+    /// The request branch.
+    pub branch: &'a str,
+    /// The target's branch and the commit the proposal is built on.
+    pub base_branch: &'a str,
+    pub commit: NewCommit<'a>,
+    /// The tree of `commit.parent` (what the files change, for a forge that writes through
+    /// an API).
+    pub parent_tree: Oid,
+    /// Whether the request branch exists already (from the ref advertisement).
+    pub branch_exists: bool,
+    /// The source commit promoted.
+    pub source: Oid,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub labels: &'a [String],
+    pub moves: &'a [RequestedMove],
+    pub rollback: bool,
+    /// Who asks, and when (Unix seconds).
+    pub author: &'a str,
+    pub at: i64,
+}
+
+/// A request as opened or updated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub id: u64,
+    pub url: String,
+    /// Whether an open request was updated (rather than a new one opened).
+    pub updated: bool,
+    pub title: String,
+    /// The proposal commit, where the forge's commits are the store's (not on GitHub).
+    pub head: Option<Oid>,
+}
+
+/// Why a request is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Someone closed it (`ferry close`).
+    ByHand,
+    /// Promoting again found nothing left to promote.
+    NothingToPromote,
+}
+
+/// An approval as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approved {
+    pub request: Request,
+    /// The person had approved this head already: nothing changed.
+    pub already: bool,
+}
+
+/// A merge: the target branch moves from `target_tip` to the request's head (or to `rebuild`,
+/// the same change rebuilt on a target that moved without changing it), and the request is
+/// recorded merged, together.
+#[derive(Debug, Clone)]
+pub struct Merge<'a> {
+    pub request: &'a Record<Request>,
+    pub target_branch: &'a str,
+    pub target_tip: Oid,
+    pub rebuild: Option<NewCommit<'a>>,
+    pub by: &'a str,
+    pub at: i64,
+}
+
+/// A forge: requests, approvals, merges, statuses and branch protection.
+///
+/// Commits are named by [`Oid`]; who acts is a name (the caller decides who that is) and when
+/// is Unix seconds, so a forge reads no clock and no environment of its own.
+pub trait Forge {
+    fn kind(&self) -> ForgeKind;
+
+    /// The open request promoting `from` into `to` (whose branch is `to_branch`), if any.
+    fn open_request(
+        &self,
+        from: &str,
+        to: &str,
+        to_branch: &str,
+    ) -> Result<Option<OpenRequest>, ForgeError>;
+
+    /// Writes the proposal and opens its request, or updates `open` in place.
+    fn publish(
+        &self,
+        proposal: &Proposal<'_>,
+        open: Option<&OpenRequest>,
+    ) -> Result<Published, ForgeError>;
+
+    /// Every request, by id.
+    fn requests(&self) -> Result<Vec<Record<Request>>, ForgeError>;
+
+    fn request(&self, id: u64) -> Result<Record<Request>, ForgeError>;
+
+    /// Records `by`'s approval of request `id`'s current head. Authors cannot approve their own.
+    fn approve(&self, id: u64, by: &str, at: i64) -> Result<Approved, ForgeError>;
+
+    /// Lands a request (see [`Merge`]); returns the target's new commit.
+    fn merge(&self, merge: &Merge<'_>) -> Result<Oid, ForgeError>;
+
+    /// Closes an open request without merging it.
+    fn close(&self, id: u64, by: &str, at: i64, reason: CloseReason) -> Result<(), ForgeError>;
+
+    /// The latest status of each check on `commit`.
+    fn statuses(&self, commit: Oid) -> Result<Statuses, ForgeError>;
+
+    /// Reports `check` on `commit` (the latest report of a check wins).
+    fn set_status(&self, commit: Oid, check: &str, status: &Status) -> Result<(), ForgeError>;
+
+    /// The organization or user whose teams branch rules may name, if the forge has teams.
+    fn owner(&self) -> Option<&str> {
+        None
+    }
+
+    /// `branch`'s protection on the forge; `None` when it is not protected.
+    fn protection(&self, branch: &str) -> Result<Option<Rules>, ForgeError>;
+
+    /// Sets `branch`'s protection to `rules` (all of it).
+    fn apply_protection(&self, branch: &str, rules: &Rules) -> Result<(), ForgeError>;
+}
+
+/// The rules every forge that keeps ferry's own records applies to an approval: the request
+/// must be open, and not its approver's own; approving a head twice changes nothing. Returns
+/// whether it was approved already.
+pub fn approve_record(request: &mut Request, by: &str, at: i64) -> Result<bool, ForgeError> {
+    if request.state != RequestState::Open {
+        return Err(ForgeError::NotOpen {
+            id: request.id,
+            state: request.state,
+        });
+    }
+    if request.author == by {
+        return Err(ForgeError::OwnRequest {
+            id: request.id,
+            who: by.to_owned(),
+        });
+    }
+    if request
+        .approvals
+        .iter()
+        .any(|a| a.by == by && a.head == request.head)
+    {
+        return Ok(true);
+    }
+    request.approvals.push(Approval {
+        by: by.to_owned(),
+        at,
+        head: request.head.clone(),
+    });
+    Ok(false)
+}
+
+/// Closes an open request's record; the event to record.
+pub fn close_record(
+    request: &mut Request,
+    by: &str,
+    at: i64,
+    reason: CloseReason,
+) -> Result<String, ForgeError> {
+    if request.state != RequestState::Open {
+        return Err(ForgeError::NotOpen {
+            id: request.id,
+            state: request.state,
+        });
+    }
+    request.state = RequestState::Closed;
+    request.closed_by = Some(by.to_owned());
+    request.closed_at = Some(at);
+    Ok(match reason {
+        CloseReason::ByHand => format!("request #{} closed by {by}", request.id),
+        CloseReason::NothingToPromote => {
+            format!("request #{} closed: nothing left to promote", request.id)
+        }
+    })
+}
+
+/// A proposal's request as first recorded (id 0: the forge gives it one), or `open`'s updated.
+pub fn proposed_record(proposal: &Proposal<'_>, head: Oid, open: Option<&Request>) -> Request {
+    match open {
+        Some(open) => {
+            let mut request = open.clone();
+            request.title = proposal.title.to_owned();
+            request.body = proposal.body.to_owned();
+            request.base = proposal.commit.parent.to_string();
+            request.head = head.to_string();
+            request.source = proposal.source.to_string();
+            request.rollback = proposal.rollback;
+            request.moves = proposal.moves.to_vec();
+            request.updated_at = proposal.at;
+            request
+        }
+        None => Request {
+            id: 0,
+            from: proposal.from.to_owned(),
+            to: proposal.to.to_owned(),
+            branch: proposal.branch.to_owned(),
+            state: RequestState::Open,
+            title: proposal.title.to_owned(),
+            body: proposal.body.to_owned(),
+            labels: proposal.labels.to_vec(),
+            author: proposal.author.to_owned(),
+            created_at: proposal.at,
+            updated_at: proposal.at,
+            base: proposal.commit.parent.to_string(),
+            head: head.to_string(),
+            source: proposal.source.to_string(),
+            rollback: proposal.rollback,
+            moves: proposal.moves.to_vec(),
+            approvals: Vec::new(),
+            merged_by: None,
+            merged_at: None,
+            merge_commit: None,
+            closed_by: None,
+            closed_at: None,
+        },
+    }
+}
+
+/// The request merged as `merge` says, into `commit`.
+pub fn merged_record(merge: &Merge<'_>, commit: Oid) -> Request {
+    let mut merged = merge.request.value.clone();
+    merged.state = RequestState::Merged;
+    merged.merged_by = Some(merge.by.to_owned());
+    merged.merged_at = Some(merge.at);
+    merged.merge_commit = Some(commit.to_string());
+    merged
+}
 
 /// A promotion request's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,11 +484,33 @@ pub struct Status {
 /// The longest check name.
 pub const CHECK_NAME_LIMIT: usize = 128;
 
+/// Why a name is not a check name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckNameError {
+    #[error("a check name is empty")]
+    Empty,
+    #[error("the check name {shown} is longer than {CHECK_NAME_LIMIT} characters")]
+    TooLong { shown: String },
+    #[error(
+        "the check name {shown} contains {bad:?}: a check name is letters, digits, `.`, `_`, `/`, `:` and `-`"
+    )]
+    Character { shown: String, bad: char },
+    #[error("the check name {shown} starts with {first:?}: it starts with a letter or a digit")]
+    Start { shown: String, first: char },
+}
+
+/// For the hook's checks, which report in words.
+impl From<CheckNameError> for String {
+    fn from(err: CheckNameError) -> String {
+        err.to_string()
+    }
+}
+
 /// Whether `name` is a check name: letters, digits, `.`, `_`, `/`, `:` and `-`, starting with a
 /// letter or digit, at most [`CHECK_NAME_LIMIT`] characters (the schema's `check` pattern,
 /// `^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$`). Names are printed in tables, messages and commit
 /// messages: nothing in one may start a line or hide what follows.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), CheckNameError> {
     let shown = || {
         format!(
             "{:?}",
@@ -163,26 +519,22 @@ pub fn check_name(name: &str) -> Result<(), String> {
     };
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | ':' | '-');
     if name.is_empty() {
-        return Err("a check name is empty".to_owned());
+        return Err(CheckNameError::Empty);
     }
     if name.chars().count() > CHECK_NAME_LIMIT {
-        return Err(format!(
-            "the check name {} is longer than {CHECK_NAME_LIMIT} characters",
-            shown()
-        ));
+        return Err(CheckNameError::TooLong { shown: shown() });
     }
     if let Some(bad) = name.chars().find(|c| !allowed(*c)) {
-        return Err(format!(
-            "the check name {} contains {bad:?}: a check name is letters, digits, `.`, `_`, `/`, `:` and `-`",
-            shown()
-        ));
+        return Err(CheckNameError::Character {
+            shown: shown(),
+            bad,
+        });
     }
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "the check name {} starts with {:?}: it starts with a letter or a digit",
-            shown(),
-            name.chars().next().expect("not empty")
-        ));
+        return Err(CheckNameError::Start {
+            shown: shown(),
+            first: name.chars().next().expect("not empty"),
+        });
     }
     Ok(())
 }
@@ -238,7 +590,7 @@ mod tests {
             assert_eq!(check_name(ok), Ok(()), "{ok}");
         }
         assert_eq!(check_name(&"a".repeat(128)), Ok(()));
-        let refused = |name: &str| check_name(name).expect_err(name);
+        let refused = |name: &str| check_name(name).expect_err(name).to_string();
         assert!(refused("ci/test\nferry/deploy/prod: success").contains("contains '\\n'"));
         assert!(refused("").contains("empty"));
         assert!(refused(&"a".repeat(129)).contains("longer than 128"));
