@@ -618,7 +618,7 @@ fn file_at<T: serde::de::DeserializeOwned>(
 }
 
 /// A statuses record's update (`refs/ferry/statuses/COMMIT`): each status it sets has a
-/// check name of the sane charset ([`crate::forge::check_name`]) and names the pusher as its
+/// check name of the sane charset ([`crate::model::check_name`]) and names the pusher as its
 /// reporter, and `ferry/deploy/ENV` comes only from ENV's `agent.reporters` (as ENV's own
 /// branch declares them, never the commit reported on, which anyone may have written), when
 /// it names any.
@@ -653,7 +653,7 @@ fn check_statuses(
             if before.get(check) == Some(status) {
                 continue;
             }
-            crate::forge::check_name(check)?;
+            crate::model::check_name(check).map_err(|e| Refusal(e.to_string()))?;
             if status.description.chars().count() > MAX_DESCRIPTION
                 || status.url.as_ref().is_some_and(|u| u.len() > MAX_URL)
             {

@@ -222,7 +222,7 @@ fn pattern_message(name: &str, field: &str, value: &str) -> String {
         "principal" => format!("`{value}` is neither a user (`alice`) nor a team (`org/team`)"),
         "bareArtifact" => format!("`{value}` is not a file name"),
         "name" | "appName" => format!("`{value}` is not a valid name"),
-        "check" => crate::forge::check_name(value)
+        "check" => crate::model::check_name(value)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_else(|| format!("`{value}` is not a check name")),

@@ -68,7 +68,7 @@ pub fn run(args: StatusArgs, out: Output) -> Result<Outcome> {
 
 fn run_set(store: &Store, args: SetArgs, out: Output) -> Result<Outcome> {
     crate::forge::check_name(&args.check)
-        .map_err(|why| Error::usage(why).hint("such as `ci/test` or `ferry/deploy/staging`"))?;
+        .map_err(|why| Error::usage(why.to_string()).hint("such as `ci/test` or `ferry/deploy/staging`"))?;
     let commit = resolve(store, &args.target)?;
     let local = LocalForge::new(store);
     let forge: &dyn Forge = &local;

@@ -12,6 +12,7 @@ pub mod github;
 pub mod local;
 pub mod memory;
 
+pub use crate::model::{CHECK_NAME_LIMIT, CheckNameError, check_name};
 use std::collections::BTreeMap;
 
 use git2::Oid;
@@ -481,63 +482,6 @@ pub struct Status {
     pub at: i64,
 }
 
-/// The longest check name.
-pub const CHECK_NAME_LIMIT: usize = 128;
-
-/// Why a name is not a check name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CheckNameError {
-    #[error("a check name is empty")]
-    Empty,
-    #[error("the check name {shown} is longer than {CHECK_NAME_LIMIT} characters")]
-    TooLong { shown: String },
-    #[error(
-        "the check name {shown} contains {bad:?}: a check name is letters, digits, `.`, `_`, `/`, `:` and `-`"
-    )]
-    Character { shown: String, bad: char },
-    #[error("the check name {shown} starts with {first:?}: it starts with a letter or a digit")]
-    Start { shown: String, first: char },
-}
-
-/// For the hook's checks, which report in words.
-impl From<CheckNameError> for String {
-    fn from(err: CheckNameError) -> String {
-        err.to_string()
-    }
-}
-
-/// Whether `name` is a check name: letters, digits, `.`, `_`, `/`, `:` and `-`, starting with a
-/// letter or digit, at most [`CHECK_NAME_LIMIT`] characters (the schema's `check` pattern,
-/// `^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$`). Names are printed in tables, messages and commit
-/// messages: nothing in one may start a line or hide what follows.
-pub fn check_name(name: &str) -> Result<(), CheckNameError> {
-    let shown = || {
-        format!(
-            "{:?}",
-            name.chars().take(CHECK_NAME_LIMIT + 8).collect::<String>()
-        )
-    };
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | ':' | '-');
-    if name.is_empty() {
-        return Err(CheckNameError::Empty);
-    }
-    if name.chars().count() > CHECK_NAME_LIMIT {
-        return Err(CheckNameError::TooLong { shown: shown() });
-    }
-    if let Some(bad) = name.chars().find(|c| !allowed(*c)) {
-        return Err(CheckNameError::Character {
-            shown: shown(),
-            bad,
-        });
-    }
-    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(CheckNameError::Start {
-            shown: shown(),
-            first: name.chars().next().expect("not empty"),
-        });
-    }
-    Ok(())
-}
 
 /// The longest description a status record keeps (the repository's hook refuses longer ones;
 /// GitHub keeps 140 characters).

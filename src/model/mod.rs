@@ -3,11 +3,13 @@
 //! These types are built only from documents that passed their schema, so deserializing them
 //! cannot fail on shape; the rules the schema cannot express live in `crate::validate`, above this module.
 
+mod check;
 mod duration;
 mod environment;
 mod manifest;
 mod size;
 
+pub use check::{CHECK_NAME_LIMIT, CheckNameError, check_name};
 pub use duration::Duration;
 pub use environment::{
     AgentSettings, App, Environment, Layout, Policy, Protection, SEED_ORDER, Unresolved,
