@@ -46,27 +46,10 @@ pub fn signature(store: &Store) -> Result<git2::Signature<'static>, Error> {
         .map_err(|e| Error::failure(format!("git: {}", e.message())))
 }
 
-/// The signature of `name`: the configured one when `name` is who git says is committing,
-/// else `name` with a placeholder address under the reserved `.invalid` domain (ferry knows
-/// only the name it was given, and claims no real address for anyone).
+/// The signature of `name` (see [`Store::signature_as`]).
 pub fn signature_as(store: &Store, name: &str) -> Result<git2::Signature<'static>, Error> {
-    let default = signature(store)?;
-    if default.name() == Ok(name) {
-        return Ok(default);
-    }
-    let local: String = name
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '.'
-            }
-        })
-        .collect();
-    let email = format!("{}@ferry.invalid", local.trim_matches('.'));
-    git2::Signature::new(name, &email, &default.when())
+    store
+        .signature_as(name)
         .map_err(|e| Error::failure(format!("git: {}", e.message())))
 }
 

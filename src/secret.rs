@@ -2,10 +2,24 @@
 //! Docker secrets, systemd's `LoadCredential=` and Kubernetes' Secret volumes, which hand a
 //! service a read-only file rather than a variable every child process inherits).
 
+/// A `NAME_FILE` that cannot be read. It names the variable and the path, never the content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable} names `{path}`, which cannot be read: {why}")]
+pub struct SecretError {
+    pub variable: String,
+    pub path: String,
+    pub why: String,
+}
+
+impl From<SecretError> for String {
+    fn from(err: SecretError) -> String {
+        err.to_string()
+    }
+}
+
 /// The secret in `name`, else in the file `name_FILE` names (one trailing newline dropped).
-/// An empty value is no secret. A `_FILE` that cannot be read is an error that names the
-/// variable and the path, never the content.
-pub fn from_env(name: &str) -> Result<Option<String>, String> {
+/// An empty value is no secret.
+pub fn from_env(name: &str) -> Result<Option<String>, SecretError> {
     lookup(name, |key| std::env::var_os(key))
 }
 
@@ -20,7 +34,7 @@ pub fn from_env_or_warn(name: &str) -> Option<String> {
 fn lookup(
     name: &str,
     var: impl Fn(&str) -> Option<std::ffi::OsString>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, SecretError> {
     if let Some(value) = var(name).and_then(|v| v.into_string().ok())
         && !value.is_empty()
     {
@@ -36,11 +50,10 @@ fn lookup(
             String::from_utf8(bytes)
                 .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8"))
         })
-        .map_err(|e| {
-            format!(
-                "{file_var} names `{}`, which cannot be read: {e}",
-                std::path::Path::new(&path).display()
-            )
+        .map_err(|e| SecretError {
+            variable: file_var.clone(),
+            path: std::path::Path::new(&path).display().to_string(),
+            why: e.to_string(),
         })?;
     let value = text
         .strip_suffix("\r\n")
@@ -75,7 +88,7 @@ mod tests {
         assert_eq!(lookup("T", &both).unwrap().as_deref(), Some("direct"));
         let missing = env(&[("T_FILE", dir.join("missing").into())]);
         let error = lookup("T", &missing).unwrap_err();
-        assert!(error.starts_with("T_FILE names"), "{error}");
+        assert!(error.to_string().starts_with("T_FILE names"), "{error}");
         assert_eq!(lookup("T", env(&[])).unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }

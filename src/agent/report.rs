@@ -1,18 +1,14 @@
 //! Where the agent reports its deploys: the commit status `ferry/deploy/<env>` on the revision
-//! it deployed, through a [`Reporter`]. Two exist: the local forge's records in the deployment
-//! repository ([`LocalStatuses`]) and GitHub's statuses API ([`GitHubStatuses`]). Each says
-//! nothing when the status already says the same. (A `Forge` with statuses read and write
-//! would implement [`Reporter`] in a few lines.)
+//! it deployed, through a [`Reporter`]. The one implementation, [`ForgeStatuses`], writes it
+//! through any [`Forge`] (the embedded forge's records, GitHub's statuses API, …), and says
+//! nothing when the status already says the same.
 
 use std::cell::RefCell;
 
 use git2::Oid;
 
-use crate::forge::github::{GitHub, GitHubError};
-use crate::forge::local::{ForgeError, LocalForge};
-use crate::forge::{CheckState, Status};
-use crate::identity::{identity, now, signature};
-use crate::store::Store;
+use crate::forge::{CheckState, Forge, ForgeError, ForgeKind, Status};
+use crate::identity::now;
 
 /// Sets the agent's commit statuses.
 pub trait Reporter {
@@ -29,74 +25,29 @@ pub trait Reporter {
 
 /// Why a status could not be set.
 #[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error(transparent)]
-    Local(#[from] ForgeError),
-    #[error(transparent)]
-    GitHub(#[from] GitHubError),
-    /// Who signs the local record is not known (git's `user.name`).
-    #[error("{0}")]
-    Signature(String),
-}
+#[error(transparent)]
+pub struct ReportError(#[from] ForgeError);
 
-/// The local forge's records (`refs/ferry/…`) in the deployment repository.
-pub struct LocalStatuses<'s> {
-    store: &'s Store,
-}
-
-impl<'s> LocalStatuses<'s> {
-    pub fn new(store: &'s Store) -> LocalStatuses<'s> {
-        LocalStatuses { store }
-    }
-}
-
-impl Reporter for LocalStatuses<'_> {
-    fn report(
-        &self,
-        commit: Oid,
-        check: &str,
-        state: CheckState,
-        description: &str,
-    ) -> Result<(), ReportError> {
-        let forge = LocalForge::new(self.store);
-        let current = forge.statuses(commit)?;
-        if current
-            .get(check)
-            .is_some_and(|s| s.state == state && s.description == description)
-        {
-            return Ok(()); // said already
-        }
-        let by = identity(self.store, None);
-        let signature = signature(self.store).map_err(|e| ReportError::Signature(e.message))?;
-        let status = Status {
-            state,
-            description: description.to_owned(),
-            url: None,
-            by,
-            at: now(),
-        };
-        forge.set_status(commit, check, status, &signature)?;
-        Ok(())
-    }
-}
-
-/// GitHub's statuses API, with the agent's own token.
-pub struct GitHubStatuses {
-    github: GitHub,
+/// Statuses set through a forge, as `by` (the name the embedded forge records; a hosted
+/// forge records its token's user).
+pub struct ForgeStatuses<'s> {
+    forge: Box<dyn Forge + 's>,
+    by: String,
     /// The last status set, not to set it again every interval.
     said: RefCell<Option<(Oid, CheckState, String)>>,
 }
 
-impl GitHubStatuses {
-    pub fn new(github: GitHub) -> GitHubStatuses {
-        GitHubStatuses {
-            github,
+impl<'s> ForgeStatuses<'s> {
+    pub fn new(forge: Box<dyn Forge + 's>, by: impl Into<String>) -> ForgeStatuses<'s> {
+        ForgeStatuses {
+            forge,
+            by: by.into(),
             said: RefCell::default(),
         }
     }
 }
 
-impl Reporter for GitHubStatuses {
+impl Reporter for ForgeStatuses<'_> {
     fn report(
         &self,
         commit: Oid,
@@ -106,10 +57,29 @@ impl Reporter for GitHubStatuses {
     ) -> Result<(), ReportError> {
         let said = (commit, state, description.to_owned());
         if self.said.borrow().as_ref() == Some(&said) {
-            return Ok(()); // said already
+            return Ok(()); // said already, by this agent
         }
-        self.github
-            .create_status(&commit.to_string(), state.as_str(), check, description)?;
+        // The embedded forge's records are local reads: another writer (an earlier run of
+        // this agent) may have said it already. A hosted forge is not asked: one call saved
+        // per interval.
+        if self.forge.kind() == ForgeKind::Local
+            && self
+                .forge
+                .statuses(commit)?
+                .get(check)
+                .is_some_and(|s| s.state == state && s.description == description)
+        {
+            *self.said.borrow_mut() = Some(said);
+            return Ok(());
+        }
+        let status = Status {
+            state,
+            description: description.to_owned(),
+            url: None,
+            by: self.by.clone(),
+            at: now(),
+        };
+        self.forge.set_status(commit, check, &status)?;
         *self.said.borrow_mut() = Some(said);
         Ok(())
     }

@@ -3,13 +3,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::agent::report::{GitHubStatuses, LocalStatuses, Reporter};
+use crate::agent::report::{ForgeStatuses, Reporter};
 use crate::agent::source::{DesiredSource, GitBranch, OciTag};
 use crate::agent::{Agent, Backoff, Outcome, Settings, http, signal};
-use crate::cmd::shared::{branch_of, open_store};
+use crate::cmd::shared::{branch_of, identity, open_store};
 use crate::deploy::fetch::Cache;
 use crate::deploy::unpack::Limits;
 use crate::error::{Error, Outcome as Exit, Result};
+use crate::forge::local::LocalForge;
 use crate::oci::{OciUrl, Registries};
 use crate::output::{Format, Output};
 use crate::store::RemoteArgs;
@@ -105,8 +106,8 @@ pub struct RunArgs {
     /// Where `ferry/deploy/ENV` is reported: the local forge's records in the deployment
     /// repository, or GitHub's statuses API (with the agent's own `GITHUB_TOKEN`, which needs
     /// only the statuses permission).
-    #[arg(long, value_enum, default_value_t = crate::cmd::promote::ForgeKind::Local)]
-    pub forge: crate::cmd::promote::ForgeKind,
+    #[arg(long, value_enum, default_value_t = crate::forge::ForgeKind::Local)]
+    pub forge: crate::forge::ForgeKind,
 
     /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
     #[arg(long, value_name = "OWNER/NAME")]
@@ -137,7 +138,7 @@ pub struct RunArgs {
     pub source: Option<String>,
 
     #[command(flatten)]
-    pub registry: crate::cmd::publish::RegistryArgs,
+    pub registry: crate::oci::RegistryArgs,
 
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -282,35 +283,33 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
     };
     let reporter: Option<Box<dyn Reporter>> = match (args.no_report, args.forge, &store) {
         (true, ..) => None,
-        (false, crate::cmd::promote::ForgeKind::Local, Some(store)) => {
-            Some(Box::new(LocalStatuses::new(store)))
-        }
-        (false, crate::cmd::promote::ForgeKind::Local, None) => {
+        (false, crate::forge::ForgeKind::Local, Some(store)) => Some(Box::new(ForgeStatuses::new(
+            Box::new(LocalForge::new(store)),
+            identity(store, None),
+        ))),
+        (false, crate::forge::ForgeKind::Local, None) => {
             tracing::info!(
                 "{env}: statuses are not reported (no `--remote` for the local forge, nor `--forge github`)"
             );
             None
         }
-        (false, crate::cmd::promote::ForgeKind::Github, store) => {
+        (false, crate::forge::ForgeKind::Github, store) => {
             let repo = match (store, args.github_repo.as_deref()) {
                 (_, Some(repo)) => repo.to_owned(),
-                (Some(store), None) => crate::cmd::promote::github_repo(store, None)?,
+                (Some(store), None) => crate::forge::github::repo_of(store, None)?,
                 (None, None) => {
                     return Err(Error::usage(
                         "`--forge github` with `--source` needs `--github-repo OWNER/NAME`",
                     ));
                 }
             };
-            let github = crate::forge::github::GitHub::new(&repo)
-                .map_err(crate::cmd::promote::github_error)?;
-            Some(Box::new(GitHubStatuses::new(github)))
+            let github = crate::forge::github::GitHub::new(&repo).map_err(Error::from)?;
+            Some(Box::new(ForgeStatuses::new(Box::new(github), "github")))
         }
     };
     let source: Box<dyn DesiredSource> = match source {
         Some(url) => {
-            let registry = registries
-                .get(&url.registry)
-                .map_err(crate::cmd::publish::registry_error)?;
+            let registry = registries.get(&url.registry).map_err(Error::from)?;
             tracing::info!("{env}: reading the desired state from {url}");
             Box::new(OciTag::new(url, registry))
         }

@@ -4,7 +4,6 @@
 use git2::Oid;
 use serde::Serialize;
 
-use crate::cmd::promote::{checks_on, forge_error};
 use crate::cmd::shared::{branch_of, identity, load_at, load_env, now, open_store, short};
 use crate::error::{Error, Outcome, Result};
 use crate::forge::local::LocalForge;
@@ -76,12 +75,7 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
         .map_err(|_| Error::failure("the request's source commit is damaged"))?;
     // What merges is what the source environment holds (or held): never a commit made to look
     // like it, whose checks and reporters its maker chose.
-    if source != from_tip
-        && !store
-            .repo()
-            .graph_descendant_of(from_tip, source)
-            .unwrap_or(false)
-    {
+    if source != from_tip && !store.descends_from(from_tip, source) {
         return Err(Error::failure(format!(
             "request #{} promotes {}, which is not on `{from_branch}` (`{}`'s branch)",
             request.id,
@@ -130,7 +124,7 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
 
     // The gates, now.
     let (since, _) = gather::history(&store, source, &moves, target.policy.soak.is_some(), false)?;
-    let checks = checks_on(&store, forge, source)?;
+    let checks = gather::checks_on(&store, forge, source)?;
     let gates = promote::gates(
         &moves,
         &GateInputs {
@@ -275,7 +269,7 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
                     Error::failure(format!("request #{} changed during the merge", request.id))
                         .hint(again)
                 }
-                e => forge_error(e),
+                e => Error::from(e),
             }
         })?;
 

@@ -3,20 +3,13 @@
 
 use serde::Serialize;
 
-use crate::cmd::shared::{
-    branch_of, identity, invalid_state, load_at, load_env, now, open_store, short,
-};
+use crate::cmd::shared::{branch_of, identity, load_at, load_env, now, open_store, short};
 use crate::error::{Error, Outcome, Result};
-pub use crate::forge::ForgeKind;
-use crate::forge::github::{GitHub, GitHubError, repo_of_remote};
-use crate::forge::local::LocalForge;
-use crate::forge::{CloseReason, Forge, ForgeError, OpenRequest, RequestState};
+use crate::forge::{CloseReason, Forge, ForgeError, ForgeKind, OpenRequest, RequestState};
 use crate::output::{Format, Output};
 use crate::plan::promote::{self, GateResult, Move};
-use crate::promotion::{
-    self, Application, Ask, Inputs, PromotionError, Target, Templates, TextError, gather,
-};
-use crate::store::{History, RemoteArgs, Store};
+use crate::promotion::{self, Application, Ask, Inputs, Target, Templates, gather};
+use crate::store::{History, RemoteArgs};
 
 /// Propose promoting FROM into TO: a request whose branch holds TO's state with FROM's pins.
 ///
@@ -92,99 +85,9 @@ struct RequestRef {
     head: String,
 }
 
-/// The GitHub repository (`owner/name`): `--github-repo`, else parsed from the remote's URL.
-pub fn github_repo(store: &Store, given: Option<&str>) -> Result<String> {
-    match given {
-        Some(repo) => Ok(repo.to_owned()),
-        None => repo_of_remote(&store.remote().shown).ok_or_else(|| {
-            Error::usage(format!("`{}` is not a GitHub URL", store.remote().shown))
-                .hint("pass `--github-repo owner/name`")
-        }),
-    }
-}
-
-/// GitHub's errors as user errors.
-pub fn github_error(err: GitHubError) -> Error {
-    let hint = err.hint();
-    let error = match &err {
-        GitHubError::Unreachable { .. } => Error::unavailable(err.to_string()),
-        _ => Error::failure(err.to_string()),
-    };
-    match hint {
-        Some(hint) => error.hint(hint),
-        None => error,
-    }
-}
-
-/// A forge's errors as user errors.
-pub fn forge_error(err: ForgeError) -> Error {
-    match err {
-        ForgeError::GitHub(e) => github_error(e),
-        other => other.into(),
-    }
-}
-
-/// The forge `kind` names, on `store` (GitHub: `repo`, else the remote's URL).
-pub fn open_forge<'s>(
-    store: &'s Store,
-    kind: ForgeKind,
-    repo: Option<&str>,
-) -> Result<Box<dyn Forge + 's>> {
-    Ok(match kind {
-        ForgeKind::Local => Box::new(LocalForge::new(store)),
-        ForgeKind::Github => {
-            let repo = github_repo(store, repo)?;
-            Box::new(GitHub::new(&repo).map_err(github_error)?)
-        }
-    })
-}
-
-/// A promotion's planning errors as user errors.
-impl From<PromotionError> for Error {
-    fn from(err: PromotionError) -> Self {
-        match err {
-            PromotionError::Text(TextError::Render(e)) => Error::failure(e.to_string())
-                .hint("fix the template on the target branch, or remove it to use ferry's"),
-            PromotionError::Text(e @ TextError::TooLarge { .. }) => {
-                Error::failure(e.to_string()).hint("promote fewer apps at once with `--apps`")
-            }
-            PromotionError::BarePin => Error::failure(err.to_string()).hint(
-                "pin the app with `ferry bump` (version, URL and digest) in the source first",
-            ),
-            PromotionError::Invalid { branch, report } => invalid_state(
-                &report,
-                &format!("the promotion would leave `{branch}` invalid"),
-            ),
-            other => Error::failure(other.to_string()),
-        }
-    }
-}
-
-/// The checks on `commit` as the gates read them: on the embedded forge, a deploy counts only
-/// from its environment's declared reporters.
-pub fn checks_on(
-    store: &Store,
-    forge: &dyn Forge,
-    commit: git2::Oid,
-) -> Result<std::collections::BTreeMap<String, String>> {
-    let statuses = forge.statuses(commit).map_err(forge_error)?;
-    match forge.kind() {
-        ForgeKind::Github => Ok(gather::all_checks(statuses)),
-        ForgeKind::Local => gather::trusted_checks(statuses, |env| {
-            // No single branch holds ENV (none, or two claim it): nobody is known to report
-            // its deploys, so no report of them counts.
-            let Ok(branch) = branch_of(store, env) else {
-                return Ok(None);
-            };
-            let tip = store.tip(&branch, History::Tip)?;
-            Ok::<_, Error>(Some(gather::reporters_in(store, tip, env)?))
-        }),
-    }
-}
-
 pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
-    let forge = open_forge(&store, args.forge, args.github_repo.as_deref())?;
+    let forge = crate::forge::open(&store, args.forge, args.github_repo.as_deref())?;
     let forge = forge.as_ref();
     let now = now();
 
@@ -214,11 +117,11 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
     let (mut templates, mut open) = (Templates::default(), None);
     if !moves.is_empty() {
         (since, changelog) = gather::history(&store, source, &moves, soak, ask.write)?;
-        checks = checks_on(&store, forge, source)?;
+        checks = gather::checks_on(&store, forge, source)?;
         if ask.write {
             open = forge
                 .open_request(&args.from, &args.to, &to.branch)
-                .map_err(forge_error)?;
+                .map_err(Error::from)?;
             templates = gather::templates(&store, &to.branch, to.tip)?;
         }
     }
@@ -323,7 +226,7 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
                 Error::failure(format!("request #{id} changed while it was being updated"))
                     .hint("run `ferry promote` again")
             }
-            e => forge_error(e),
+            e => Error::from(e),
         })?;
     let local = forge.kind() == ForgeKind::Local;
     out.status(format!(
@@ -399,7 +302,7 @@ fn close_stale(
 ) -> Result<()> {
     let Some(OpenRequest { id, .. }) = forge
         .open_request(&args.from, &args.to, to_branch)
-        .map_err(forge_error)?
+        .map_err(Error::from)?
     else {
         return Ok(());
     };
@@ -413,7 +316,7 @@ fn close_stale(
         )),
         // Closed or merged meanwhile: nothing left to do.
         Err(ForgeError::NotOpen { .. }) => {}
-        Err(e) => return Err(forge_error(e)),
+        Err(e) => return Err(Error::from(e)),
     }
     Ok(())
 }

@@ -3,7 +3,6 @@
 
 use serde::Serialize;
 
-use crate::cmd::promote::{forge_error, github_repo, open_forge};
 use crate::cmd::shared::{branch_of, load_env, open_store};
 use crate::error::{Error, Outcome, Result};
 use crate::forge::github::GitHubError;
@@ -101,8 +100,8 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
     if target.forge == ProtectForge::Local {
         return local(&store, apply, &target.env, out);
     }
-    let repo = github_repo(&store, target.github_repo.as_deref())?;
-    let forge = open_forge(&store, ForgeKind::Github, Some(&repo))?;
+    let repo = crate::forge::github::repo_of(&store, target.github_repo.as_deref())?;
+    let forge = crate::forge::open(&store, ForgeKind::Github, Some(&repo))?;
     let owner = forge.owner().unwrap_or_default();
     let envs = environments_of(&store, &target.env)?;
 
@@ -253,7 +252,7 @@ fn rights_error(e: ForgeError, repo: &str, branch: &str, apply: bool) -> Error {
                 format!("reading branch protection needs a token with admin rights on `{repo}` (and the branch `{branch}` must exist)")
             })
         }
-        _ => forge_error(e),
+        _ => Error::from(e),
     }
 }
 

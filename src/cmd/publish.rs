@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::cmd::shared::{format_time, load_env, open_store, short};
 use crate::error::{Error, Outcome, Result};
 use crate::oci::state::{self, Meta};
-use crate::oci::{Access, OciError, OciUrl, Registry};
+use crate::oci::{OciUrl, Registry, RegistryArgs};
 use crate::output::{Format, Output};
 use crate::store::{History, RemoteArgs};
 
@@ -40,26 +40,6 @@ pub struct PublishArgs {
     pub remote: RemoteArgs,
 }
 
-/// How registries are reached.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RegistryArgs {
-    /// A registry (`host` or `host:port`) spoken to over plain http; loopback registries
-    /// always are. Repeat it, or separate hosts with commas.
-    #[arg(
-        long = "insecure-registry",
-        value_name = "HOST",
-        env = "FERRY_INSECURE_REGISTRIES",
-        value_delimiter = ','
-    )]
-    pub insecure: Vec<String>,
-}
-
-impl RegistryArgs {
-    pub fn access(&self) -> Access {
-        Access::new(&self.insecure)
-    }
-}
-
 #[derive(Serialize)]
 struct Published {
     env: String,
@@ -70,30 +50,6 @@ struct Published {
     tags: Vec<String>,
     /// Whether anything was pushed or moved.
     changed: bool,
-}
-
-/// An error from a registry, with what to do about it.
-pub fn registry_error(error: OciError) -> Error {
-    let hint = match &error {
-        OciError::Unreachable { .. } => {
-            "is the registry up and the address right? loopback registries are spoken to over http, others over https"
-        }
-        OciError::Refused { .. } => {
-            "set FERRY_REGISTRY_USER and FERRY_REGISTRY_PASSWORD, or log in with `docker login` (Docker's config.json)"
-        }
-        OciError::Insecure { .. } => "pass `--insecure-registry HOST` to allow plain http",
-        _ => "",
-    };
-    let error = if matches!(error, OciError::Unreachable { .. }) {
-        Error::unavailable(error.to_string())
-    } else {
-        Error::failure(error.to_string())
-    };
-    if hint.is_empty() {
-        error
-    } else {
-        error.hint(hint)
-    }
 }
 
 pub fn run(args: PublishArgs, out: Output) -> Result<Outcome> {
@@ -124,10 +80,10 @@ pub fn run(args: PublishArgs, out: Output) -> Result<Outcome> {
     let mtime = commit.committer.time.max(0) as u64;
     let packed = state::pack(&loaded.files.files(), &meta, mtime);
 
-    let registry = Registry::open(&to.registry, &args.registry.access()).map_err(registry_error)?;
+    let registry = Registry::open(&to.registry, &args.registry.access()).map_err(Error::from)?;
     let pinned = to.at_tag(&revision);
     let mut changed = false;
-    match registry.head(&pinned).map_err(registry_error)? {
+    match registry.head(&pinned).map_err(Error::from)? {
         Some(digest) if digest == packed.digest => {}
         Some(digest) => {
             return Err(Error::failure(format!(
@@ -141,13 +97,13 @@ pub fn run(args: PublishArgs, out: Output) -> Result<Outcome> {
                 .push_blob(&to, &packed.config, &packed.config_digest)
                 .and_then(|()| registry.push_blob(&to, &packed.layer, &packed.layer_digest))
                 .and_then(|()| registry.push_manifest(&pinned, &packed.manifest))
-                .map_err(registry_error)?;
+                .map_err(Error::from)?;
             changed = true;
             tracing::info!("pushed {pinned} ({})", packed.digest);
         }
     }
     let moving = to.at_tag(&args.env);
-    let current = registry.head(&moving).map_err(registry_error)?;
+    let current = registry.head(&moving).map_err(Error::from)?;
     if current.as_deref() != Some(packed.digest.as_str()) {
         if let Some(newer) = current
             .as_ref()
@@ -162,7 +118,7 @@ pub fn run(args: PublishArgs, out: Output) -> Result<Outcome> {
         }
         registry
             .push_manifest(&moving, &packed.manifest)
-            .map_err(registry_error)?;
+            .map_err(Error::from)?;
         changed = true;
         tracing::info!("moved {moving} to {}", packed.digest);
     }

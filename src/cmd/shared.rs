@@ -70,20 +70,6 @@ pub struct Actor {
     pub as_name: Option<String>,
 }
 
-/// The forge's errors as user errors.
-impl From<crate::forge::local::ForgeError> for Error {
-    fn from(err: crate::forge::local::ForgeError) -> Self {
-        match err {
-            crate::forge::local::ForgeError::Store(e) => e.into(),
-            crate::forge::local::ForgeError::NoRequest(id) => {
-                Error::failure(format!("there is no request #{id}"))
-                    .hint("`ferry requests` lists them")
-            }
-            other => Error::failure(other.to_string()),
-        }
-    }
-}
-
 /// A request id as people write it: `3` or `#3`.
 pub fn parse_id(text: &str) -> Result<u64, Problem> {
     text.trim()

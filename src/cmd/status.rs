@@ -67,8 +67,9 @@ pub fn run(args: StatusArgs, out: Output) -> Result<Outcome> {
 }
 
 fn run_set(store: &Store, args: SetArgs, out: Output) -> Result<Outcome> {
-    crate::forge::check_name(&args.check)
-        .map_err(|why| Error::usage(why.to_string()).hint("such as `ci/test` or `ferry/deploy/staging`"))?;
+    crate::forge::check_name(&args.check).map_err(|why| {
+        Error::usage(why.to_string()).hint("such as `ci/test` or `ferry/deploy/staging`")
+    })?;
     let commit = resolve(store, &args.target)?;
     let local = LocalForge::new(store);
     let forge: &dyn Forge = &local;
@@ -110,15 +111,10 @@ fn resolve(store: &Store, target: &str) -> Result<Oid> {
     {
         return Ok(id);
     }
-    store
-        .repo()
-        .revparse_single(target)
-        .and_then(|o| o.peel_to_commit())
-        .map(|c| c.id())
-        .map_err(|_| {
-            Error::usage(format!("`{target}` is neither an environment nor a commit"))
-                .hint("give an environment name or a full commit id")
-        })
+    store.resolve_revision(target).ok_or_else(|| {
+        Error::usage(format!("`{target}` is neither an environment nor a commit"))
+            .hint("give an environment name or a full commit id")
+    })
 }
 
 #[derive(Serialize)]

@@ -30,7 +30,7 @@ pub enum GitHubError {
     #[error("`{0}` is not `owner/name`")]
     BadRepo(String),
     #[error("{0}")]
-    TokenFile(String),
+    TokenFile(crate::secret::SecretError),
     #[error("GITHUB_TOKEN is not set")]
     NoToken,
     #[error("cannot reach the GitHub API at `{api}`: {message}")]
@@ -291,25 +291,6 @@ impl GitHub {
         let path = self.repo_path(&format!("/branches/{branch}/protection"));
         self.call("PUT", &path, Some(rules))
             .map(|(_, _, value)| value)
-    }
-
-    /// Reports `context` as `state` (`pending`, `success`, `failure`, `error`) on `sha`.
-    pub fn create_status(
-        &self,
-        sha: &str,
-        state: &str,
-        context: &str,
-        description: &str,
-    ) -> Result<(), GitHubError> {
-        // GitHub keeps descriptions to 140 characters.
-        let description: String = description.chars().take(140).collect();
-        let body = json!({ "state": state, "context": context, "description": description });
-        self.call(
-            "POST",
-            &self.repo_path(&format!("/statuses/{sha}")),
-            Some(&body),
-        )
-        .map(|_| ())
     }
 
     /// The latest status of each check on `sha` (the combined status, every page): its state,
@@ -613,6 +594,36 @@ fn next_link(link: Option<&str>) -> Option<String> {
                     .to_owned()
             })
     })
+}
+
+/// GitHub's errors as user errors: unreachable is exit 3 (trying again may help).
+impl From<GitHubError> for crate::error::Error {
+    fn from(err: GitHubError) -> Self {
+        let hint = err.hint();
+        let error = match &err {
+            GitHubError::Unreachable { .. } => crate::error::Error::unavailable(err.to_string()),
+            _ => crate::error::Error::failure(err.to_string()),
+        };
+        match hint {
+            Some(hint) => error.hint(hint),
+            None => error,
+        }
+    }
+}
+
+/// The GitHub repository (`owner/name`): `given` (`--github-repo`), else parsed from the
+/// store's remote URL.
+pub fn repo_of(
+    store: &crate::store::Store,
+    given: Option<&str>,
+) -> Result<String, crate::error::Error> {
+    match given {
+        Some(repo) => Ok(repo.to_owned()),
+        None => repo_of_remote(&store.remote().shown).ok_or_else(|| {
+            crate::error::Error::usage(format!("`{}` is not a GitHub URL", store.remote().shown))
+                .hint("pass `--github-repo owner/name`")
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -55,30 +55,12 @@ impl<'s> LocalForge<'s> {
 
     /// The signature of the records ferry writes (see [`crate::store::signature`]).
     pub fn signature(&self) -> Result<Signature<'static>, ForgeError> {
-        crate::store::signature(self.store.repo()).map_err(git)
+        self.store.signature().map_err(git)
     }
 
-    /// The signature of `name`: the configured one when `name` is who git says is committing,
-    /// else `name` with a placeholder address under the reserved `.invalid` domain (ferry knows
-    /// only the name it was given, and claims no real address for anyone).
+    /// The signature of `name` (see [`Store::signature_as`]).
     fn signature_as(&self, name: &str) -> Result<Signature<'static>, ForgeError> {
-        let default = self.signature()?;
-        if default.name() == Ok(name) {
-            return Ok(default);
-        }
-        let local: String = name
-            .to_lowercase()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '.'
-                }
-            })
-            .collect();
-        let email = format!("{}@ferry.invalid", local.trim_matches('.'));
-        Signature::new(name, &email, &default.when()).map_err(git)
+        self.store.signature_as(name).map_err(git)
     }
 
     /// Writes `commit` into the store, and remembers its tree as valid when it says so.
@@ -365,7 +347,7 @@ impl<'s> LocalForge<'s> {
     }
 
     /// Reports `check` on `commit` (the latest report of a check wins; the history keeps all).
-    pub fn set_status(
+    fn write_status(
         &self,
         commit: Oid,
         check: &str,
@@ -527,7 +509,7 @@ impl Forge for LocalForge<'_> {
 
     fn set_status(&self, commit: Oid, check: &str, status: &Status) -> Result<(), ForgeError> {
         let signature = self.signature()?;
-        LocalForge::set_status(self, commit, check, status.clone(), &signature)
+        self.write_status(commit, check, status.clone(), &signature)
     }
 
     fn protection(&self, _branch: &str) -> Result<Option<Rules>, ForgeError> {

@@ -87,6 +87,32 @@ impl ForgeError {
     }
 }
 
+/// A forge's errors as user errors.
+impl From<ForgeError> for crate::error::Error {
+    fn from(err: ForgeError) -> Self {
+        use crate::error::Error;
+        match err {
+            ForgeError::Store(e) => e.into(),
+            ForgeError::GitHub(e) => e.into(),
+            ForgeError::NoRequest(id) => Error::failure(format!("there is no request #{id}"))
+                .hint("`ferry requests` lists them"),
+            other => Error::failure(other.to_string()),
+        }
+    }
+}
+
+/// The forge `kind` names, on `store` (GitHub: `repo`, else the remote's URL).
+pub fn open<'s>(
+    store: &'s crate::store::Store,
+    kind: ForgeKind,
+    repo: Option<&str>,
+) -> Result<Box<dyn Forge + 's>, crate::error::Error> {
+    Ok(match kind {
+        ForgeKind::Local => Box::new(local::LocalForge::new(store)),
+        ForgeKind::Github => Box::new(github::GitHub::new(&github::repo_of(store, repo)?)?),
+    })
+}
+
 /// A record read from a forge: the value and the version it was read at (the record's commit
 /// on the embedded forge), which an update of it swaps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -481,7 +507,6 @@ pub struct Status {
     /// Unix seconds.
     pub at: i64,
 }
-
 
 /// The longest description a status record keeps (the repository's hook refuses longer ones;
 /// GitHub keeps 140 characters).

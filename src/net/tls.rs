@@ -45,7 +45,7 @@ fn native_roots() -> Found {
 struct LazyRoots {
     provider: Arc<CryptoProvider>,
     load: fn() -> Found,
-    verifier: OnceLock<Result<Arc<WebPkiServerVerifier>, String>>,
+    verifier: OnceLock<Result<Arc<WebPkiServerVerifier>, rustls::Error>>,
 }
 
 impl std::fmt::Debug for LazyRoots {
@@ -73,17 +73,17 @@ impl LazyRoots {
                 let (added, _) = roots.add_parsable_certificates(certs);
                 tracing::debug!(added, errors = errors.len(), "TLS roots loaded");
                 if added == 0 {
-                    return Err(format!(
+                    return Err(rustls::Error::General(format!(
                         "no TLS roots: no root CA certificate found (set SSL_CERT_FILE){}",
                         errors.first().map(|e| format!(": {e}")).unwrap_or_default()
-                    ));
+                    )));
                 }
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                     .build()
-                    .map_err(|e| format!("no TLS roots: {e}"))
+                    .map_err(|e| rustls::Error::General(format!("no TLS roots: {e}")))
             })
             .as_ref()
-            .map_err(|message| rustls::Error::General(message.clone()))
+            .map_err(Clone::clone)
     }
 }
 

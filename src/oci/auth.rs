@@ -18,7 +18,7 @@ use oci_client::secrets::RegistryAuth;
 pub enum AuthError {
     /// `FERRY_REGISTRY_PASSWORD(_FILE)` could not be read.
     #[error("{0}")]
-    Secret(String),
+    Secret(#[from] crate::secret::SecretError),
     #[error("{set} is set but {unset} is not")]
     Half {
         set: &'static str,

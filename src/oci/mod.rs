@@ -726,6 +726,53 @@ impl Registry {
     }
 }
 
+/// How registries are reached.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryArgs {
+    /// A registry (`host` or `host:port`) spoken to over plain http; loopback registries
+    /// always are. Repeat it, or separate hosts with commas.
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST",
+        env = "FERRY_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure: Vec<String>,
+}
+
+impl RegistryArgs {
+    pub fn access(&self) -> Access {
+        Access::new(&self.insecure)
+    }
+}
+
+/// An error from a registry, with what to do about it.
+impl From<OciError> for crate::error::Error {
+    fn from(error: OciError) -> Self {
+        use crate::error::Error;
+        let hint = match &error {
+            OciError::Unreachable { .. } => {
+                "is the registry up and the address right? loopback registries are spoken to over http, others over https"
+            }
+            OciError::Refused { .. } => {
+                "set FERRY_REGISTRY_USER and FERRY_REGISTRY_PASSWORD, or log in with `docker login` (Docker's config.json)"
+            }
+            OciError::Insecure { .. } => "pass `--insecure-registry HOST` to allow plain http",
+            _ => "",
+        };
+        let error = if matches!(error, OciError::Unreachable { .. }) {
+            Error::unavailable(error.to_string())
+        } else {
+            Error::failure(error.to_string())
+        };
+        if hint.is_empty() {
+            error
+        } else {
+            error.hint(hint)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

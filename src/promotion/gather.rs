@@ -13,11 +13,6 @@ use crate::model::Manifest;
 use crate::plan::promote::Move;
 use crate::render;
 use crate::store::{Store, StoreError};
-use crate::validate::MANIFEST;
-
-fn git(e: git2::Error) -> StoreError {
-    StoreError::Git(e.message().to_owned())
-}
 
 /// Walks the source's first-parent history back from `source` once, as long as the soak
 /// (`soak`: the target has a soak policy) or the changelog (`changelog`: a request is to be
@@ -33,7 +28,6 @@ pub fn history(
     if fold.finished() {
         return Ok(fold.finish());
     }
-    let repo = store.repo();
     // Each manifest blob parsed once (leniently: history may hold states today's rules
     // reject).
     let mut manifests: HashMap<Oid, Option<Manifest>> = HashMap::new();
@@ -41,24 +35,17 @@ pub fn history(
         if fold.finished() {
             break;
         }
-        let commit = repo.find_commit(id).map_err(git)?;
-        let blob = if fold.wants_manifest() {
-            let tree = commit.tree().map_err(git)?;
-            tree.get_name(MANIFEST)
-                .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
-                .map(|e| e.id())
-        } else {
-            None
-        };
+        let commit = store.commit(id)?;
+        let blob = commit.manifest.filter(|_| fold.wants_manifest());
         if let Some(blob) = blob {
             manifests.entry(blob).or_insert_with(|| {
-                repo.find_blob(blob)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(b.content()).ok())
+                store
+                    .blob(blob)
+                    .and_then(|b| serde_json::from_slice(&b).ok())
             });
         }
         let trailers: Vec<(String, String)> = if fold.wants_message() {
-            git2::message_trailers_strs(commit.message().unwrap_or_default())
+            git2::message_trailers_strs(&commit.message)
                 .map(|t| {
                     t.iter()
                         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -68,12 +55,12 @@ pub fn history(
         } else {
             Vec::new()
         };
-        let author = commit.author();
+        let summary = commit.subject();
         fold.visit(&Visit {
             id,
-            time: commit.committer().when().seconds(),
-            summary: commit.summary().ok().flatten().unwrap_or_default(),
-            author: author.name().unwrap_or("?"),
+            time: commit.committer.time,
+            summary: &summary,
+            author: &commit.author.name,
             trailers: &trailers,
             manifest: blob
                 .and_then(|b| manifests.get(&b))
@@ -140,6 +127,29 @@ pub fn reporters_in(store: &Store, tip: Oid, env: &str) -> Result<Vec<String>, S
         .and_then(|bytes| serde_json::from_slice::<crate::model::Environment>(&bytes).ok())
         .map(|e| e.agent.reporters)
         .unwrap_or_default())
+}
+
+/// The checks on `commit` as the gates read them: on the embedded forge, a deploy counts only
+/// from its environment's declared reporters.
+pub fn checks_on(
+    store: &Store,
+    forge: &dyn crate::forge::Forge,
+    commit: git2::Oid,
+) -> Result<BTreeMap<String, String>, crate::error::Error> {
+    let statuses = forge.statuses(commit)?;
+    use crate::forge::ForgeKind;
+    match forge.kind() {
+        ForgeKind::Github => Ok(all_checks(statuses)),
+        ForgeKind::Local => trusted_checks(statuses, |env| {
+            // No single branch holds ENV (none, or two claim it): nobody is known to report
+            // its deploys, so no report of them counts.
+            let Ok(branch) = crate::state::branch_of(store, env) else {
+                return Ok(None);
+            };
+            let tip = store.tip(&branch, crate::store::History::Tip)?;
+            Ok::<_, crate::error::Error>(Some(reporters_in(store, tip, env)?))
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -322,5 +322,28 @@ pub fn proposal_of<'a>(
     }
 }
 
+/// A promotion's planning errors as user errors.
+impl From<PromotionError> for crate::error::Error {
+    fn from(err: PromotionError) -> Self {
+        use crate::error::Error;
+        use crate::state::invalid_state;
+        match err {
+            PromotionError::Text(TextError::Render(e)) => Error::failure(e.to_string())
+                .hint("fix the template on the target branch, or remove it to use ferry's"),
+            PromotionError::Text(e @ TextError::TooLarge { .. }) => {
+                Error::failure(e.to_string()).hint("promote fewer apps at once with `--apps`")
+            }
+            PromotionError::BarePin => Error::failure(err.to_string()).hint(
+                "pin the app with `ferry bump` (version, URL and digest) in the source first",
+            ),
+            PromotionError::Invalid { branch, report } => invalid_state(
+                &report,
+                &format!("the promotion would leave `{branch}` invalid"),
+            ),
+            other => Error::failure(other.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -266,6 +266,29 @@ impl Store {
         signature(&self.repo)
     }
 
+    /// The signature of `name`: the configured one when `name` is who git says is committing,
+    /// else `name` with a placeholder address under the reserved `.invalid` domain (ferry knows
+    /// only the name it was given, and claims no real address for anyone).
+    pub fn signature_as(&self, name: &str) -> Result<Signature<'static>, git2::Error> {
+        let default = self.signature()?;
+        if default.name() == Ok(name) {
+            return Ok(default);
+        }
+        let local: String = name
+            .to_lowercase()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        let email = format!("{}@ferry.invalid", local.trim_matches('.'));
+        Signature::new(name, &email, &default.when())
+    }
+
     pub fn is_local(&self) -> bool {
         self.direct
     }

@@ -43,7 +43,7 @@ pub enum StoreError {
     #[error("git: {0}")]
     Git(String),
     #[error("{0}")]
-    Credentials(String),
+    Credentials(#[from] crate::secret::SecretError),
     /// No `--remote`, no `FERRY_REMOTE`, and no clone around the current directory.
     #[error("no remote given")]
     NoRemote,
