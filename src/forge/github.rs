@@ -8,6 +8,7 @@
 //! limits (403/429 with `Retry-After` or `x-ratelimit-reset`) are waited out, bounded;
 //! pagination follows `Link: rel="next"`.
 
+use crate::net::retry::{self, Backoff, Failure, Jitter};
 use std::time::Duration;
 
 use git2::Oid;
@@ -96,7 +97,6 @@ pub struct PullRequest {
 /// A GitHub repository through its REST API.
 pub struct GitHub {
     client: Octocrab,
-    runtime: tokio::runtime::Runtime,
     api: String,
     owner: String,
     name: String,
@@ -117,15 +117,9 @@ impl GitHub {
             .ok()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| "https://api.github.com".to_owned());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| GitHubError::Unreachable {
-                api: api.clone(),
-                message: e.to_string(),
-            })?;
         let client = {
-            let _guard = runtime.enter();
+            // octocrab starts its service on the runtime it is built in: the process's one.
+            let _guard = crate::net::runtime().enter();
             Octocrab::builder()
                 .base_uri(api.as_str())
                 .and_then(|b| b.personal_token(token).build())
@@ -136,7 +130,6 @@ impl GitHub {
         };
         Ok(GitHub {
             client,
-            runtime,
             api,
             owner: owner.to_owned(),
             name: name.to_owned(),
@@ -159,60 +152,62 @@ impl GitHub {
             api: self.api.clone(),
             message: e.to_string(),
         };
-        for attempt in 0..=RATE_LIMIT_RETRIES {
+        // Rate limits are waited out: `Retry-After`, else until `x-ratelimit-reset`, else
+        // (a 429 saying nothing) 60 s, doubling; never longer than MAX_WAIT at once.
+        let policy = Backoff::new(Duration::from_secs(30), MAX_WAIT)
+            .jitter(Jitter::None)
+            .attempts(RATE_LIMIT_RETRIES + 1)
+            .longest_wait(MAX_WAIT);
+        let mut attempt = 0;
+        retry::blocking(policy, || {
             tracing::debug!(method, path, attempt, "GitHub API");
-            let response = self.runtime.block_on(async {
-                match method {
+            attempt += 1;
+            let (status, headers, text) = crate::net::block_on(async {
+                let response = match method {
                     "GET" => self.client._get(path).await,
                     "POST" => self.client._post(path, body).await,
                     "PATCH" => self.client._patch(path, body).await,
                     "PUT" => self.client._put(path, body).await,
                     other => unreachable!("no {other} calls"),
-                }
-            });
-            let response = response.map_err(|e| unreachable(&e))?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let text = self
-                .runtime
-                .block_on(self.client.body_to_string(response))
-                .map_err(|e| unreachable(&e))?;
+                }?;
+                let status = response.status();
+                let headers = response.headers().clone();
+                let text = self.client.body_to_string(response).await?;
+                Ok::<_, octocrab::Error>((status, headers, text))
+            })
+            .map_err(|e| Failure::Fatal(unreachable(&e)))?;
             let header = |name: &str| {
                 headers
                     .get(name)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned)
             };
-            if (status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS)
-                && attempt < RATE_LIMIT_RETRIES
-            {
-                let wait = if let Some(seconds) =
-                    header("retry-after").and_then(|v| v.parse::<u64>().ok())
-                {
-                    Some(Duration::from_secs(seconds))
-                } else if header("x-ratelimit-remaining").as_deref() == Some("0") {
-                    let reset = header("x-ratelimit-reset")
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0);
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    Some(Duration::from_secs(reset.saturating_sub(now).max(1)))
-                } else if status == StatusCode::TOO_MANY_REQUESTS {
-                    Some(Duration::from_secs(60 << attempt))
-                } else {
-                    None // a plain 403: no rights
-                };
-                if let Some(wait) = wait {
-                    if wait > MAX_WAIT {
-                        return Err(GitHubError::RateLimited {
-                            path: path.to_owned(),
-                        });
+            let limited =
+                if status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS {
+                    if let Some(wait) = retry::retry_after_header(&headers) {
+                        Some(Some(wait))
+                    } else if header("x-ratelimit-remaining").as_deref() == Some("0") {
+                        let reset = header("x-ratelimit-reset")
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(0);
+                        Some(Some(retry::until_reset(
+                            reset,
+                            std::time::SystemTime::now(),
+                        )))
+                    } else if status == StatusCode::TOO_MANY_REQUESTS {
+                        Some(None) // the policy's own wait
+                    } else {
+                        None // a plain 403: no rights
                     }
-                    tracing::warn!(path, wait_s = wait.as_secs(), "GitHub rate limit: waiting");
-                    std::thread::sleep(wait);
-                    continue;
-                }
+                } else {
+                    None
+                };
+            if let Some(Some(wait)) = limited
+                && wait > MAX_WAIT
+            {
+                return Err(Failure::Fatal(GitHubError::RateLimited {
+                    path: path.to_owned(),
+                }));
             }
             let value: Value = if text.trim().is_empty() {
                 Value::Null
@@ -240,7 +235,7 @@ impl GitHub {
                             .join("; ")
                     })
                     .filter(|d| !d.is_empty());
-                return Err(GitHubError::Refused {
+                let error = GitHubError::Refused {
                     method: method.to_owned(),
                     path: path.to_owned(),
                     status: status.as_u16(),
@@ -248,12 +243,22 @@ impl GitHub {
                         Some(detail) => format!("{message} ({detail})"),
                         None => message,
                     },
+                };
+                return Err(match limited {
+                    Some(after) => {
+                        if let Some(wait) = after {
+                            tracing::warn!(
+                                path,
+                                wait_s = wait.as_secs(),
+                                "GitHub rate limit: waiting"
+                            );
+                        }
+                        Failure::Retry { error, after }
+                    }
+                    None => Failure::Fatal(error),
                 });
             }
-            return Ok((status, next_link(header("link").as_deref()), value));
-        }
-        Err(GitHubError::RateLimited {
-            path: path.to_owned(),
+            Ok((status, next_link(header("link").as_deref()), value))
         })
     }
 
