@@ -42,6 +42,52 @@ impl From<Refusal> for String {
     }
 }
 
+/// The repository git runs a hook in: `GIT_DIR` and, during a push, git's quarantine of the
+/// incoming objects, from the environment git sets for its hooks. What the hook command needs
+/// of it, without handing it the repository.
+pub struct HookRepository {
+    repo: Repository,
+}
+
+impl HookRepository {
+    pub fn open_from_env() -> Result<HookRepository, Refusal> {
+        Repository::open_from_env()
+            .map(|repo| HookRepository { repo })
+            .map_err(|e| Refusal(format!("not run by git in a repository: {}", e.message())))
+    }
+
+    /// Every reason to refuse `updates` pushed by `pusher` (see [`check`]).
+    pub fn check(&self, pusher: Option<&str>, updates: &[Update]) -> Vec<String> {
+        check(&self.repo, pusher, updates)
+    }
+
+    /// Logs an accepted push (see [`record_push`]).
+    pub fn record_push(
+        &self,
+        pusher: Option<&str>,
+        login: Option<&str>,
+        updates: &[Update],
+        now: i64,
+    ) -> Result<(), Refusal> {
+        record_push(&self.repo, pusher, login, updates, now)
+            .map_err(|e| Refusal(e.message().to_owned()))
+    }
+
+    /// The environment `branch` declares at `commit` (see [`environment_at`]).
+    pub fn environment_at(&self, commit: Oid, branch: &str) -> Option<Environment> {
+        environment_at(&self.repo, commit, branch)
+    }
+
+    /// The repository's name, as a forge would show it: its directory without `.git`.
+    pub fn name(&self) -> String {
+        self.repo
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(".git").to_owned())
+            .unwrap_or_default()
+    }
+}
+
 /// The push log: one commit per accepted push (`push.json`: who, when, which refs moved from
 /// what to what), written by the repository's `post-receive` hook only. `ferry audit` reads it
 /// to say who pushed each change.

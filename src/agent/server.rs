@@ -71,25 +71,20 @@ pub fn reply(status: StatusCode, body: impl Into<Bytes>, kind: &'static str) -> 
     response
 }
 
-/// Answers each request `listener` accepts with `handler`, on a thread of its own (one
-/// single-threaded runtime), which ends with the process.
+/// Answers each request `listener` accepts with `handler`, on the process's one runtime
+/// ([`crate::net::runtime`]), until the process ends.
 pub fn serve_on<H, F>(listener: TcpListener, limits: Limits, handler: H) -> std::io::Result<()>
 where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Reply> + Send + 'static,
 {
     listener.set_nonblocking(true)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
+    let runtime = crate::net::runtime();
     let listener = {
         let _entered = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
-    std::thread::Builder::new()
-        .name("ferry-http".into())
-        .spawn(move || runtime.block_on(accept(listener, limits, Arc::new(handler))))?;
+    runtime.spawn(accept(listener, limits, Arc::new(handler)));
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use crate::enforce::{self, Update};
+use crate::enforce::{self, HookRepository, Update};
 use crate::error::{Error, Outcome, Result};
 use crate::output::Output;
 
@@ -51,13 +51,9 @@ fn post_receive() -> Result<Outcome> {
     let pusher = enforce::pusher_of_this_push();
     let now = crate::cmd::shared::now();
     let login = enforce::login_of_this_push();
-    if let Err(e) = enforce::record_push(&repo, pusher.as_deref(), login.as_deref(), &updates, now)
-    {
+    if let Err(e) = repo.record_push(pusher.as_deref(), login.as_deref(), &updates, now) {
         // The push has landed: say what could not be logged, and do not fail it.
-        eprintln!(
-            "ferry: the push landed, but could not be logged: {}",
-            e.message()
-        );
+        eprintln!("ferry: the push landed, but could not be logged: {e}");
     }
     trigger_agents(&repo, pusher.as_deref(), &updates);
     Ok(Outcome::Success)
@@ -67,22 +63,18 @@ fn post_receive() -> Result<Outcome> {
 /// as it is now), with a GitHub-style push event signed with the secret in the variable its
 /// `trigger_secret` names, or in the file `NAME_FILE` names (as the agent reads its own). A
 /// trigger that cannot be delivered never fails the push: the agents' polling still converges.
-fn trigger_agents(repo: &git2::Repository, pusher: Option<&str>, updates: &[Update]) {
+fn trigger_agents(repo: &HookRepository, pusher: Option<&str>, updates: &[Update]) {
     for u in updates.iter().filter(|u| !u.new.is_zero()) {
         let Some(branch) = u.refname.strip_prefix("refs/heads/") else {
             continue;
         };
-        let Some(env) = enforce::environment_at(repo, u.new, branch) else {
+        let Some(env) = repo.environment_at(u.new, branch) else {
             continue;
         };
         if env.agent.trigger_urls.is_empty() {
             continue;
         }
-        let repository = repo
-            .path()
-            .file_name()
-            .map(|n| n.to_string_lossy().trim_end_matches(".git").to_owned())
-            .unwrap_or_default();
+        let repository = repo.name();
         let event = serde_json::json!({
             "ref": u.refname,
             "before": u.old.to_string(),
@@ -119,7 +111,7 @@ fn trigger_agents(repo: &git2::Repository, pusher: Option<&str>, updates: &[Upda
 }
 
 /// The hook's input lines, and the repository git runs it in.
-fn input() -> Result<(git2::Repository, Vec<Update>)> {
+fn input() -> Result<(HookRepository, Vec<Update>)> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
@@ -132,11 +124,8 @@ fn input() -> Result<(git2::Repository, Vec<Update>)> {
             )
         })?);
     }
-    // GIT_DIR and, during a push, git's quarantine of the incoming objects come from the
-    // environment git sets for its hooks.
-    let repo = git2::Repository::open_from_env().map_err(|e| {
-        Error::usage(format!("not run by git in a repository: {}", e.message()))
-            .hint("git runs this from the repository's hooks")
+    let repo = HookRepository::open_from_env().map_err(|e| {
+        Error::usage(e.to_string()).hint("git runs this from the repository's hooks")
     })?;
     Ok((repo, updates))
 }
@@ -144,7 +133,7 @@ fn input() -> Result<(git2::Repository, Vec<Update>)> {
 fn pre_receive() -> Result<Outcome> {
     let (repo, updates) = input()?;
     let pusher = enforce::pusher_of_this_push();
-    let refusals = enforce::check(&repo, pusher.as_deref(), &updates);
+    let refusals = repo.check(pusher.as_deref(), &updates);
     if refusals.is_empty() {
         return Ok(Outcome::Success);
     }

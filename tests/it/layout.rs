@@ -254,3 +254,52 @@ fn no_module_returns_a_string_error() {
         found.join("\n")
     );
 }
+
+/// Lines of code under `src/` (tests excluded) that contain `needle`, outside the files
+/// `allowed` starts.
+fn lines_with(needle: &str, allowed: &[&str]) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let shown = file
+            .strip_prefix(src().parent().unwrap())
+            .unwrap()
+            .display()
+            .to_string();
+        if allowed.iter().any(|a| shown.starts_with(a)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in lines_of(&text) {
+            if line.contains(needle) {
+                found.push(format!("{shown}:{n}: {}", line.trim()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn one_runtime_per_process() {
+    let found = lines_with("runtime::Builder", &["src/net/"]);
+    assert!(
+        found.is_empty(),
+        "a tokio runtime built outside src/net/ (use net::block_on or net::runtime()):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn commands_reach_git_through_the_store() {
+    let mut found = lines_with(".repo()", &["src/store/", "src/forge/", "src/enforce.rs"]);
+    found.extend(lines_with(
+        "git2::Repository",
+        &["src/store/", "src/forge/", "src/enforce.rs"],
+    ));
+    assert!(
+        found.is_empty(),
+        "a raw repository outside the store, the forges and the hook's rules:\n{}",
+        found.join("\n")
+    );
+}
