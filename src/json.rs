@@ -88,7 +88,16 @@ impl Document {
                 hint: Some("expected a JSON object, such as `{}`".into()),
             });
         }
-        let value: Value = match serde_json::from_str(&text) {
+        // serde_json keeps the last of two equal keys without a word: the parse notes whether
+        // any object had one, and only then does a second pass find where (the common case
+        // reads the text once).
+        let duplicated = std::cell::Cell::new(false);
+        let parsed = {
+            let mut de = serde_json::Deserializer::from_str(&text);
+            serde::de::DeserializeSeed::deserialize(Noting(&duplicated), &mut de)
+                .and_then(|value| de.end().map(|()| value))
+        };
+        let value: Value = match parsed {
             Ok(value) => value,
             Err(err) => return Err(syntax_error(&text, &line_starts(&text), &err)),
         };
@@ -99,6 +108,9 @@ impl Document {
             index: OnceLock::new(),
             duplicates: Vec::new(),
         };
+        if !duplicated.get() {
+            return Ok(doc);
+        }
         let mut scanner = Scanner::new(&doc.text, false);
         scanner.value();
         doc.duplicates = scanner
@@ -535,6 +547,82 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Builds a [`Value`] as serde_json does (objects keep their keys' order), noting in the cell
+/// whether an object repeated a key.
+#[derive(Clone, Copy)]
+struct Noting<'d>(&'d std::cell::Cell<bool>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Noting<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Noting<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, d)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(self)?;
+            if object.insert(key, value).is_some() {
+                self.0.set(true);
+            }
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -625,6 +713,37 @@ mod tests {
                 column: 24
             }
         );
+    }
+
+    /// The parse notes a repeated key wherever it is (else the second pass that finds where
+    /// is skipped), and builds the value serde_json builds.
+    #[test]
+    fn a_repeated_key_is_noticed_in_arrays_and_deep_objects() {
+        for text in [
+            r#"[{"x": [1, {"k": true, "k": false}]}]"#,
+            r#"{"a": {"b": {"c": {"d": 1, "d": 2}}}}"#,
+            r#"{"a": [[], [{"z": null, "z": null}]]}"#,
+        ] {
+            let d = doc(text);
+            assert_eq!(d.duplicates().len(), 1, "{text}");
+            assert_eq!(
+                d.value,
+                serde_json::from_str::<Value>(text).unwrap(),
+                "{text}"
+            );
+        }
+        for text in [
+            r#"{"a": 1, "b": [1.5, -2, 18446744073709551615, "s", null], "c": {"a": 1}}"#,
+            r#"[{"k": 1}, {"k": 2}]"#,
+        ] {
+            let d = doc(text);
+            assert!(d.duplicates().is_empty(), "{text}");
+            assert_eq!(
+                d.value,
+                serde_json::from_str::<Value>(text).unwrap(),
+                "{text}"
+            );
+        }
     }
 
     #[test]
