@@ -67,3 +67,10 @@ mod tests {
         assert_eq!(super::abbrev("ééééééééé", 7), "ééééééé");
     }
 }
+
+/// Writes `bytes` to stdout as they are (a completion script, a manual page). A closed pipe
+/// (`ferry man | head`) ends the output, not the process with a panic.
+pub fn write_raw(bytes: &[u8]) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(bytes);
+}

@@ -91,7 +91,7 @@ pub enum Command {
     Agent(cmd::agent::AgentArgs),
     Hook(cmd::hook::HookArgs),
     Completions(cmd::completions::CompletionsArgs),
-    Man(cmd::completions::ManArgs),
+    Man(cmd::man::ManArgs),
 }
 
 #[cfg(test)]

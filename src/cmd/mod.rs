@@ -11,6 +11,7 @@ pub mod diff;
 pub mod history;
 pub mod hook;
 pub mod init;
+pub mod man;
 pub mod merge;
 pub mod migrate;
 pub mod promote;
@@ -51,6 +52,6 @@ pub fn run(command: Command, out: Output) -> Result<Outcome> {
         Command::Status(args) => status::run(args, out),
         Command::Quickstart(args) => quickstart::run(args, out),
         Command::Completions(args) => completions::run(args, out),
-        Command::Man(args) => completions::man(args, out),
+        Command::Man(args) => man::run(args, out),
     }
 }
