@@ -57,6 +57,13 @@ pub fn abbrev(text: &str, chars: usize) -> &str {
         .map_or(text, |(end, _)| &text[..end])
 }
 
+/// Writes `bytes` to stdout as they are (a completion script, a manual page). A closed pipe
+/// (`ferry man | head`) ends the output, not the process with a panic.
+pub fn write_raw(bytes: &[u8]) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(bytes);
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -66,11 +73,4 @@ mod tests {
         assert_eq!(super::abbrev("", 7), "");
         assert_eq!(super::abbrev("ééééééééé", 7), "ééééééé");
     }
-}
-
-/// Writes `bytes` to stdout as they are (a completion script, a manual page). A closed pipe
-/// (`ferry man | head`) ends the output, not the process with a panic.
-pub fn write_raw(bytes: &[u8]) {
-    use std::io::Write;
-    let _ = std::io::stdout().lock().write_all(bytes);
 }
