@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use git2::Oid;
+use crate::store::Oid;
 use serde::{Deserialize, Serialize};
 
 use crate::deploy::fetch::Cache;

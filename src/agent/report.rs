@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 
-use git2::Oid;
+use crate::store::Oid;
 
 use crate::forge::{CheckState, Forge, ForgeError, ForgeKind, Status};
 use crate::identity::now;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use git2::Oid;
+use crate::store::Oid;
 use serde::Serialize;
 
 use crate::cmd::shared::{Manifests, branch_of, format_time, open_store};

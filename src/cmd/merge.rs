@@ -1,7 +1,7 @@
 //! `ferry merge`: land a promotion request on its target environment, after re-checking the
 //! gates and the target's protection against the state as it is now.
 
-use git2::Oid;
+use crate::store::Oid;
 use serde::Serialize;
 
 use crate::cmd::shared::{branch_of, identity, load_at, load_env, now, open_store, short};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use git2::Oid;
+use crate::store::Oid;
 use serde::Serialize;
 
 use crate::cmd::shared::{Actor, identity, open_store, short, signature_as};

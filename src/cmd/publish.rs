@@ -154,10 +154,10 @@ fn newer_revision(
     registry: &Registry,
     url: &OciUrl,
     store: &crate::store::Store,
-    ours: git2::Oid,
-) -> Option<git2::Oid> {
+    ours: crate::store::Oid,
+) -> Option<crate::store::Oid> {
     let (manifest, _) = registry.manifest(url).ok()?;
     let theirs = state::parse(&manifest).ok()?.revision?;
-    let theirs = git2::Oid::from_str(&theirs).ok()?;
+    let theirs = crate::store::Oid::from_str(&theirs).ok()?;
     store.descends_from(theirs, ours).then_some(theirs)
 }

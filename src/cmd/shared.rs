@@ -2,7 +2,7 @@
 //! `--as`, request ids as typed, and how ids, times and tables are shown. Loading state lives
 //! in [`crate::state`], who acts and when in [`crate::identity`]; both are re-exported here.
 
-use git2::Oid;
+use crate::store::Oid;
 
 pub use crate::identity::{identity, now, signature, signature_as};
 pub use crate::state::{

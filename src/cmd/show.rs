@@ -1,6 +1,6 @@
 //! `ferry show`: an environment's manifest, now or as it was at a date or revision.
 
-use git2::Oid;
+use crate::store::Oid;
 use serde::Serialize;
 
 use crate::cmd::shared::{branch_of, format_time, manifest_at, open_store, short, table};

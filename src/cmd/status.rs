@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use git2::Oid;
+use crate::store::Oid;
 use serde::Serialize;
 
 use crate::cmd::shared::{branch_of, identity, now, open_store, short, table};

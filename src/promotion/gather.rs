@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use git2::Oid;
+use crate::store::Oid;
 
 use super::history::{AppLog, Fold, Visit};
 use super::text::{Override, Templates};
@@ -45,13 +45,7 @@ pub fn history(
             });
         }
         let trailers: Vec<(String, String)> = if fold.wants_message() {
-            git2::message_trailers_strs(&commit.message)
-                .map(|t| {
-                    t.iter()
-                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .collect()
-                })
-                .unwrap_or_default()
+            commit.trailers()
         } else {
             Vec::new()
         };
@@ -134,7 +128,7 @@ pub fn reporters_in(store: &Store, tip: Oid, env: &str) -> Result<Vec<String>, S
 pub fn checks_on(
     store: &Store,
     forge: &dyn crate::forge::Forge,
-    commit: git2::Oid,
+    commit: crate::store::Oid,
 ) -> Result<BTreeMap<String, String>, crate::error::Error> {
     let statuses = forge.statuses(commit)?;
     use crate::forge::ForgeKind;

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use git2::Oid;
+use crate::store::Oid;
 use serde::Serialize;
 
 use crate::model::{Artifact, Manifest};

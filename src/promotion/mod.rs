@@ -13,7 +13,7 @@ pub mod text;
 
 use std::collections::BTreeMap;
 
-use git2::Oid;
+use crate::store::Oid;
 
 use crate::diag::Report;
 use crate::forge::{NewCommit, Proposal, RequestedMove};

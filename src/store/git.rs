@@ -32,6 +32,17 @@ pub struct CommitInfo {
 }
 
 impl CommitInfo {
+    /// The message's trailers (`Key: value` lines of its last paragraph), as git reads them.
+    pub fn trailers(&self) -> Vec<(String, String)> {
+        git2::message_trailers_strs(&self.message)
+            .map(|t| {
+                t.iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The message's first paragraph on one line, as `git log --format=%s` shows it.
     pub fn subject(&self) -> String {
         let mut subject = String::new();
