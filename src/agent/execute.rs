@@ -31,6 +31,8 @@ pub(super) struct Executor<'a> {
     pub memory: &'a mut Memory,
     /// A step found the disk full: the next reconcile waits longer.
     pub disk_full: bool,
+    /// The memory was saved midway (before a switch).
+    pub wrote: bool,
 }
 
 /// One app being deployed.
@@ -299,7 +301,8 @@ impl Executor<'_> {
             .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
     }
 
-    fn save_memory(&self) {
+    fn save_memory(&mut self) {
+        self.wrote = true;
         super::save_memory(&self.settings.state_dir, self.memory);
     }
 }
@@ -452,6 +455,7 @@ mod tests {
                 cache: &self.cache,
                 memory: &mut self.memory,
                 disk_full: false,
+                wrote: false,
             };
             executor.deploy_app("web", artifact, &app)
         }
@@ -553,6 +557,7 @@ mod tests {
             cache: &host.cache,
             memory: &mut host.memory,
             disk_full: false,
+            wrote: false,
         };
         let report = executor.deploy_app("web", &v2, &app);
         assert_eq!(report.state, AppState::RolledBack, "{report:?}");

@@ -236,9 +236,13 @@ impl<'s> Agent<'s> {
         };
         let revision = desired.revision;
         // `ferry agent retry` clears the failed revision in the state dir, while this runs.
-        if Memory::load(&self.settings.state_dir).is_some_and(|m| m.failed.is_none()) {
+        let on_disk = Memory::load(&self.settings.state_dir);
+        if on_disk.as_ref().is_some_and(|m| m.failed.is_none()) {
             self.memory.failed = None;
         }
+        // Compare the end of this reconcile with what is on disk now, not what this process
+        // last wrote (`ferry agent retry` rewrites it meanwhile).
+        self.saved = on_disk;
         if let Some(waiting) = decide::waiting(&revision, &self.memory) {
             // Already reported; nothing new until the branch moves.
             return waiting;
@@ -277,12 +281,16 @@ impl<'s> Agent<'s> {
             cache: &self.cache,
             memory: &mut self.memory,
             disk_full: false,
+            wrote: false,
         };
         let mut reports = BTreeMap::new();
         for (name, artifact, app) in apps {
             reports.insert(name.to_owned(), executor.deploy_app(name, artifact, app));
         }
         self.disk_full |= executor.disk_full;
+        if executor.wrote {
+            self.saved = None; // a switch saved the memory midway: save the end too
+        }
         if let Some(settings) = &env.apps {
             self.prune_cache(state, settings);
         }

@@ -153,7 +153,8 @@ impl GitHub {
             message: e.to_string(),
         };
         // Rate limits are waited out: `Retry-After`, else until `x-ratelimit-reset`, else
-        // (a 429 saying nothing) 60 s, doubling; never longer than MAX_WAIT at once.
+        // (a 429 saying nothing) 60 s, doubling; a wait longer than MAX_WAIT gives up. The
+        // policy counts the attempts and sleeps the waits given here.
         let policy = Backoff::new(Duration::from_secs(30), MAX_WAIT)
             .jitter(Jitter::None)
             .attempts(RATE_LIMIT_RETRIES + 1)
@@ -182,29 +183,8 @@ impl GitHub {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned)
             };
-            let limited =
-                if status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS {
-                    if let Some(wait) = retry::retry_after_header(&headers) {
-                        Some(Some(wait))
-                    } else if header("x-ratelimit-remaining").as_deref() == Some("0") {
-                        let reset = header("x-ratelimit-reset")
-                            .and_then(|v| v.parse::<u64>().ok())
-                            .unwrap_or(0);
-                        Some(Some(retry::until_reset(
-                            reset,
-                            std::time::SystemTime::now(),
-                        )))
-                    } else if status == StatusCode::TOO_MANY_REQUESTS {
-                        Some(None) // the policy's own wait
-                    } else {
-                        None // a plain 403: no rights
-                    }
-                } else {
-                    None
-                };
-            if let Some(Some(wait)) = limited
-                && wait > MAX_WAIT
-            {
+            let limited = rate_limited(status, &headers, attempt, std::time::SystemTime::now());
+            if limited == Limited::GiveUp {
                 return Err(Failure::Fatal(GitHubError::RateLimited {
                     path: path.to_owned(),
                 }));
@@ -245,17 +225,14 @@ impl GitHub {
                     },
                 };
                 return Err(match limited {
-                    Some(after) => {
-                        if let Some(wait) = after {
-                            tracing::warn!(
-                                path,
-                                wait_s = wait.as_secs(),
-                                "GitHub rate limit: waiting"
-                            );
+                    Limited::Wait(wait) if attempt <= RATE_LIMIT_RETRIES => {
+                        tracing::warn!(path, wait_s = wait.as_secs(), "GitHub rate limit: waiting");
+                        Failure::Retry {
+                            error,
+                            after: Some(wait),
                         }
-                        Failure::Retry { error, after }
                     }
-                    None => Failure::Fatal(error),
+                    _ => Failure::Fatal(error),
                 });
             }
             Ok((status, next_link(header("link").as_deref()), value))
@@ -601,6 +578,49 @@ fn next_link(link: Option<&str>) -> Option<String> {
     })
 }
 
+/// What a response says of GitHub's rate limits, on the `attempt`-th call (1 for the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limited {
+    /// Not a rate limit (a plain 403 is a missing right).
+    No,
+    /// Wait this long, then try again (the last attempt's answer stands instead).
+    Wait(Duration),
+    /// The wait asked for is longer than MAX_WAIT.
+    GiveUp,
+}
+
+/// `Retry-After` (seconds or an HTTP date), else until `x-ratelimit-reset` when
+/// `x-ratelimit-remaining` is 0, else for a 429 saying nothing 60 s doubling with each
+/// attempt; longer than MAX_WAIT before the last attempt: give up.
+fn rate_limited(
+    status: StatusCode,
+    headers: &http::HeaderMap,
+    attempt: u32,
+    now: std::time::SystemTime,
+) -> Limited {
+    if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
+        return Limited::No;
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let wait = if let Some(wait) = header("retry-after").and_then(|v| retry::retry_after(v, now)) {
+        wait
+    } else if header("x-ratelimit-remaining") == Some("0") {
+        let reset = header("x-ratelimit-reset")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        retry::until_reset(reset, now)
+    } else if status == StatusCode::TOO_MANY_REQUESTS {
+        Duration::from_secs(60 << attempt.saturating_sub(1).min(16))
+    } else {
+        return Limited::No;
+    };
+    if wait > MAX_WAIT && attempt <= RATE_LIMIT_RETRIES {
+        Limited::GiveUp
+    } else {
+        Limited::Wait(wait)
+    }
+}
+
 /// GitHub's errors as user errors: unreachable is exit 3 (trying again may help).
 impl From<GitHubError> for crate::error::Error {
     fn from(err: GitHubError) -> Self {
@@ -633,6 +653,58 @@ pub fn repo_of(
 
 #[cfg(test)]
 mod tests {
+    /// GitHub's rate limits, as the client waits them out: `Retry-After`, the reset time, and
+    /// for a bare 429 60 s doubling, given up once a wait passes MAX_WAIT (not on the last
+    /// attempt, whose answer stands).
+    #[test]
+    fn rate_limits_are_waited_out_or_given_up() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = http::HeaderMap::new();
+            for (k, v) in pairs {
+                map.insert(*k, v.parse().unwrap());
+            }
+            map
+        };
+        let none = headers(&[]);
+        let bare: Vec<Limited> = (1..=5)
+            .map(|n| rate_limited(StatusCode::TOO_MANY_REQUESTS, &none, n, now))
+            .collect();
+        assert_eq!(
+            bare,
+            [
+                Limited::Wait(Duration::from_secs(60)),
+                Limited::Wait(Duration::from_secs(120)),
+                Limited::Wait(Duration::from_secs(240)),
+                Limited::GiveUp,
+                Limited::Wait(Duration::from_secs(960)),
+            ]
+        );
+        assert_eq!(
+            rate_limited(StatusCode::FORBIDDEN, &none, 1, now),
+            Limited::No
+        );
+        assert_eq!(rate_limited(StatusCode::OK, &none, 1, now), Limited::No);
+        let after = headers(&[("retry-after", "7")]);
+        assert_eq!(
+            rate_limited(StatusCode::FORBIDDEN, &after, 1, now),
+            Limited::Wait(Duration::from_secs(7))
+        );
+        let long = headers(&[("retry-after", "301")]);
+        assert_eq!(
+            rate_limited(StatusCode::TOO_MANY_REQUESTS, &long, 1, now),
+            Limited::GiveUp
+        );
+        let reset = headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "1000042"),
+        ]);
+        assert_eq!(
+            rate_limited(StatusCode::FORBIDDEN, &reset, 2, now),
+            Limited::Wait(Duration::from_secs(42))
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -43,18 +43,31 @@ impl CommitInfo {
             .unwrap_or_default()
     }
 
-    /// The message's first paragraph on one line, as `git log --format=%s` shows it.
+    /// The message's first paragraph on one line, as libgit2's `git_commit_summary` makes it
+    /// (and `git log --format=%s` shows it): leading newlines skipped, a run of whitespace
+    /// with a newline in it one space, other runs kept, trailing whitespace dropped.
     pub fn subject(&self) -> String {
+        let message = self.message.trim_start_matches('\n');
+        let bytes = message.as_bytes();
         let mut subject = String::new();
-        for line in self.message.trim_start().lines() {
-            let line = line.trim();
-            if line.is_empty() {
+        let mut space: Option<usize> = None;
+        for (i, c) in message.char_indices() {
+            if c == '\n' && matches!(bytes.get(i + 1), None | Some(b'\n')) {
                 break;
             }
-            if !subject.is_empty() {
-                subject.push(' ');
+            if c.is_ascii_whitespace() {
+                space.get_or_insert(i);
+                continue;
             }
-            subject.push_str(line);
+            if let Some(start) = space.take() {
+                let run = &message[start..i];
+                if run.contains('\n') {
+                    subject.push(' ');
+                } else {
+                    subject.push_str(run);
+                }
+            }
+            subject.push(c);
         }
         subject
     }
@@ -946,4 +959,40 @@ fn parse_git_date(text: &str) -> Option<git2::Time> {
     let minutes =
         digits.get(..2)?.parse::<i32>().ok()? * 60 + digits.get(2..4)?.parse::<i32>().ok()?;
     Some(git2::Time::new(secs, sign * minutes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit's subject is what libgit2's `git_commit_summary` (and `git log --format=%s`)
+    /// make of its message.
+    #[test]
+    fn a_subject_is_the_first_paragraph_on_one_line() {
+        let subject = |message: &str| {
+            CommitInfo {
+                id: Oid::ZERO_SHA1,
+                tree: Oid::ZERO_SHA1,
+                parents: Vec::new(),
+                author: Person {
+                    name: String::new(),
+                    email: String::new(),
+                    time: 0,
+                },
+                committer: Person {
+                    name: String::new(),
+                    email: String::new(),
+                    time: 0,
+                },
+                message: message.to_owned(),
+                manifest: None,
+            }
+            .subject()
+        };
+        assert_eq!(subject("dev: bump web\n\nbody\n"), "dev: bump web");
+        assert_eq!(subject("\n\none\n  two \n\nthree"), "one two");
+        assert_eq!(subject("  lead  and  runs  "), "  lead  and  runs");
+        assert_eq!(subject("a\t\nb"), "a b");
+        assert_eq!(subject(""), "");
+    }
 }

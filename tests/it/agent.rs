@@ -1461,3 +1461,68 @@ fn a_webhook_secret_on_the_command_line_or_a_named_variable_unset_is_refused() {
         unset.render()
     );
 }
+
+/// A running agent (not `--once`: its memory stays in the process) told `ferry agent retry`
+/// for a revision that then fails the same way again goes back to waiting: it must not
+/// redeploy the broken release every interval (the memory it saved before the switch, and the
+/// one `retry` rewrote, are what is on disk, not what it last wrote itself).
+#[test]
+fn a_retried_revision_that_fails_again_waits_in_a_running_agent() {
+    let noted = std::env::temp_dir()
+        .join(format!("ferry-it-retried-{}", std::process::id()))
+        .display()
+        .to_string();
+    let _ = std::fs::remove_file(&noted);
+    let (url, answer) = health_server();
+    let (sandbox, remote) = repo(json!({
+        "healthcheck_url": url, "healthcheck_timeout": "1s", "healthcheck_retries": 1,
+        "activate": ["sh", "-c", format!("echo $FERRY_VERSION >> {noted}")],
+    }));
+    agent(&sandbox, &remote, &[]).assert_code(0);
+    let file = artifact(&sandbox, "1.1.0");
+    bump(&sandbox, &remote, "1.1.0", &file, false);
+    answer.store(500, Ordering::SeqCst);
+    let state_dir = sandbox.path().join("state");
+    let mut command = polling(&sandbox, &remote, &state_dir).command;
+    let _running = Running(
+        command
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let tries = || {
+        std::fs::read_to_string(&noted)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == "1.1.0")
+            .count()
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_for("the first failure", &|| {
+        status(&sandbox)["state"] == "failed"
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let before = tries();
+    assert_eq!(before, 1, "a failed revision waits");
+    sandbox
+        .ferry(&["agent", "retry", "--env", "dev", "--state-dir"])
+        .arg(&state_dir)
+        .run()
+        .assert_code(0);
+    wait_for("the retry", &|| tries() > before);
+    // Several intervals (1 s) later, it has not been tried again.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let memory = std::fs::read_to_string(state_dir.join("agent.json")).unwrap();
+    assert_eq!(tries(), before + 1, "retried once, then waiting: {memory}");
+    let _ = std::fs::remove_file(&noted);
+}
