@@ -7,7 +7,7 @@ use git2::Oid;
 use crate::diag::Report;
 use crate::error::Error;
 use crate::model::Unresolved;
-use crate::store::{History, Store, StoreError, TreeSource};
+use crate::store::{CommitInfo, History, Store, StoreError, TreeSource};
 use crate::validate::{self, State};
 use crate::verdict::Summary;
 
@@ -213,6 +213,39 @@ pub fn manifest_at(store: &Store, commit: Oid) -> Result<Option<crate::model::Ma
         .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
 }
 
+/// `tip`'s first-parent history, newest first, each commit with the manifest blob of its
+/// parent (what the change started from). Each commit is read once: a commit's parent is the
+/// next one in the walk.
+pub fn changes(
+    store: &Store,
+    tip: Oid,
+) -> Result<impl Iterator<Item = Result<(CommitInfo, Option<Oid>), Error>> + '_, Error> {
+    let ids = store.first_parents(tip)?;
+    let mut at = 0;
+    let mut ahead: Option<CommitInfo> = None;
+    Ok(std::iter::from_fn(move || {
+        let id = *ids.get(at)?;
+        at += 1;
+        let mut step = || -> Result<(CommitInfo, Option<Oid>), Error> {
+            let commit = match ahead.take().filter(|c| c.id == id) {
+                Some(commit) => commit,
+                None => store.commit(id)?,
+            };
+            let before = match commit.parents.first() {
+                Some(parent) => {
+                    let parent = store.commit(*parent)?;
+                    let manifest = parent.manifest;
+                    ahead = Some(parent);
+                    manifest
+                }
+                None => None,
+            };
+            Ok((commit, before))
+        };
+        Some(step())
+    }))
+}
+
 /// Manifests of commits in history, each blob parsed once (leniently: history may hold
 /// states today's rules reject).
 pub struct Manifests<'s> {
@@ -226,17 +259,6 @@ impl<'s> Manifests<'s> {
             store,
             parsed: Default::default(),
         }
-    }
-
-    /// The blob id of `manifest.json` in `commit`, if it has one.
-    pub fn blob_of(commit: &git2::Commit<'_>) -> Result<Option<Oid>, Error> {
-        let tree = commit
-            .tree()
-            .map_err(|e| Error::failure(format!("git: {}", e.message())))?;
-        Ok(tree
-            .get_name(validate::MANIFEST)
-            .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
-            .map(|e| e.id()))
     }
 
     /// The manifest in blob `blob` (`None` for no blob, or one that does not parse).

@@ -17,6 +17,7 @@ use crate::forge::{CheckState, Request, RequestState, Statuses};
 use crate::model::Protection;
 use crate::output::{Format, Output};
 use crate::plan::history::{Move, moves, shown};
+use crate::state;
 use crate::store::{History, RemoteArgs, Store};
 
 /// Audit an environment: each change of its branch, who made and approved it, and whether it
@@ -125,17 +126,13 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
 
     let mut manifests = Manifests::new(&store);
     let mut changes = Vec::new();
-    for id in store.first_parents(tip)? {
-        let commit = store.commit(id)?;
+    for change in state::changes(&store, tip)? {
+        let (commit, before) = change?;
         if since.is_some_and(|since| commit.committer.time < since) {
             break;
         }
+        let (id, after) = (commit.id, commit.manifest);
         let parent = commit.parents.first().copied();
-        let after = commit.manifest;
-        let before = match parent {
-            Some(p) => store.commit(p)?.manifest,
-            None => None,
-        };
         let moved = if after == before {
             Vec::new()
         } else {

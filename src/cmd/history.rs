@@ -6,6 +6,7 @@ use crate::cmd::shared::{Manifests, branch_of, format_time, open_store, table};
 use crate::error::{Outcome, Result};
 use crate::output::{Format, Output};
 use crate::plan::history::{Move, moves, shown};
+use crate::state::changes;
 use crate::store::{History, RemoteArgs};
 
 /// List the changes of an environment's branch, newest first: when, who, the commit, and
@@ -48,16 +49,12 @@ pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
 
     let mut manifests = Manifests::new(&store);
     let mut entries = Vec::new();
-    for id in store.first_parents(tip)? {
+    for change in changes(&store, tip)? {
         if args.limit.is_some_and(|limit| entries.len() >= limit) {
             break;
         }
-        let commit = store.commit(id)?;
-        let after = commit.manifest;
-        let before = match commit.parents.first() {
-            Some(parent) => store.commit(*parent)?.manifest,
-            None => None,
-        };
+        let (commit, before) = change?;
+        let (id, after) = (commit.id, commit.manifest);
         let changes = if after == before {
             Vec::new()
         } else {
