@@ -20,12 +20,6 @@ impl From<String> for Problem {
     }
 }
 
-impl From<Problem> for String {
-    fn from(problem: Problem) -> Self {
-        problem.0
-    }
-}
-
 impl From<&str> for Problem {
     fn from(text: &str) -> Self {
         Problem(text.to_owned())

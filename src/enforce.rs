@@ -36,12 +36,6 @@ impl From<&str> for Refusal {
     }
 }
 
-impl From<Refusal> for String {
-    fn from(refusal: Refusal) -> Self {
-        refusal.0
-    }
-}
-
 /// The repository git runs a hook in: `GIT_DIR` and, during a push, git's quarantine of the
 /// incoming objects, from the environment git sets for its hooks. What the hook command needs
 /// of it, without handing it the repository.

@@ -11,12 +11,6 @@ pub struct SecretError {
     pub why: String,
 }
 
-impl From<SecretError> for String {
-    fn from(err: SecretError) -> String {
-        err.to_string()
-    }
-}
-
 /// The secret in `name`, else in the file `name_FILE` names (one trailing newline dropped).
 /// An empty value is no secret.
 pub fn from_env(name: &str) -> Result<Option<String>, SecretError> {

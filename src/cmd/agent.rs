@@ -401,7 +401,8 @@ const WEBHOOK_SECRET: &str = "FERRY_WEBHOOK_SECRET";
 /// [`WEBHOOK_SECRET`]) or the file `name_FILE` names. None when the default is unset; a
 /// variable named on purpose and unset is an error, not an unsigned endpoint.
 fn webhook_secret(name: Option<&str>) -> Result<Option<String>> {
-    let secret = crate::secret::from_env(name.unwrap_or(WEBHOOK_SECRET)).map_err(Error::usage)?;
+    let secret = crate::secret::from_env(name.unwrap_or(WEBHOOK_SECRET))
+        .map_err(|e| Error::usage(e.to_string()))?;
     match (name, &secret) {
         (Some(name), None) => Err(Error::usage(format!(
             "`--webhook-secret-env {name}`: neither `{name}` nor `{name}_FILE` is set"

@@ -213,7 +213,7 @@ pub fn analyse(
                     version: version.to_string(),
                 }),
                 Err(problem) => errors.push(
-                    at.error(&json::child("/artifacts", app), problem)
+                    at.error(&json::child("/artifacts", app), problem.0)
                         .hint(format!(
                             "name the file `{app}-VERSION{}` (a semantic version such as `1.0.4`), or pin `{app}` by hand as {{\"version\": …, \"url\": …, \"sha256\": …}}",
                             extension_of(file_name).unwrap_or(".zip")
