@@ -39,7 +39,10 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 /// much the file claims or grows while it is read.
 pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let file = open_regular(path)?;
-    let mut bytes = Vec::new();
+    // Sized from the file's length: growing by doubling would touch fresh pages three times
+    // over for a manifest of a few MiB.
+    let expected = file.metadata().map_or(0, |m| m.len().min(limit)) as usize;
+    let mut bytes = Vec::with_capacity(expected.saturating_add(1));
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
         return Err(io::Error::new(

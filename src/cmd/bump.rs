@@ -409,9 +409,7 @@ fn plan_on_verdict(
                 return Ok(None);
             };
             let summary = Summary::of(&state);
-            // Megabytes of small allocations: freed on a thread of their own, not in the
-            // bump's way (the exit frees what it has not reached; a retry frees the last).
-            std::thread::spawn(move || drop((checked, state)));
+            set_aside((checked, state));
             store.verdicts().record(tree, &summary);
             (summary, files.get(MANIFEST).map(<[u8]>::to_vec))
         }
@@ -444,6 +442,19 @@ fn plan_on_verdict(
         after,
         summary,
     }))
+}
+
+/// Megabytes of small allocations (a validated state's documents) out of the bump's way:
+/// freeing them costs as much as a third of the bump, and the exit returns them at once. The
+/// first is kept until the exit; those of later attempts (the branch moved) are freed on a
+/// thread of their own, so a long race holds one at most in memory.
+fn set_aside<T: Send + 'static>(value: T) {
+    static KEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if KEPT.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        std::thread::spawn(move || drop(value));
+    } else {
+        std::mem::forget(value);
+    }
 }
 
 /// The bump with the whole resulting state validated.

@@ -625,7 +625,10 @@ impl Store {
             .map_err(&err)?;
         let mut blobs = Vec::with_capacity(files.len());
         for (path, bytes) in files {
-            blobs.push((path.as_str(), self.repo.blob(bytes).map_err(&err)?));
+            blobs.push((
+                path.as_str(),
+                super::loose::write_blob(&self.repo, bytes).map_err(&err)?,
+            ));
         }
         let tree_id = match &parent {
             Some(commit) => {

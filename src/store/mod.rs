@@ -11,6 +11,7 @@
 mod auth;
 mod git;
 pub mod hook;
+mod loose;
 mod remote;
 pub mod tls;
 mod tree;
