@@ -696,9 +696,18 @@ fn check_statuses(
             crate::model::check_name(check).map_err(|e| Refusal(e.to_string()))?;
             if status.description.chars().count() > MAX_DESCRIPTION
                 || status.url.as_ref().is_some_and(|u| u.len() > MAX_URL)
+                || status.apps.iter().any(|(name, app)| {
+                    name.is_empty()
+                        || name.len() > 63
+                        || !name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                        || app.message.chars().count() > MAX_DESCRIPTION
+                        || app.version.chars().count() > MAX_DESCRIPTION
+                })
             {
                 return Err(Refusal::from(format!(
-                    "`{check}`: a status's description is at most {MAX_DESCRIPTION} characters, its URL {MAX_URL} bytes"
+                    "`{check}`: a status's description (and each app's version and message) is at most {MAX_DESCRIPTION} characters, its URL {MAX_URL} bytes, an app's name a name of the manifest"
                 )));
             }
             let who = named(pusher)?;
@@ -708,7 +717,11 @@ fn check_statuses(
                     status.by, status.by
                 )));
             }
-            if let Some(env) = check.strip_prefix("ferry/deploy/") {
+            // `ferry/deploy/ENV` and each host's `ferry/deploy/ENV/HOST`.
+            if let Some(env) = check
+                .strip_prefix("ferry/deploy/")
+                .map(|rest| rest.split('/').next().unwrap_or(rest))
+            {
                 let reporters = reporters_of(repo, &branches.before, env)?;
                 if !reporters.is_empty() && !reporters.iter().any(|r| r == who) {
                     return Err(Refusal::from(format!(

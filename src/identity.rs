@@ -5,6 +5,20 @@
 use crate::error::Error;
 use crate::store::Store;
 
+/// This machine's host name (what an agent serves when `--host` names none).
+pub fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for its length; gethostname NUL-terminates within it
+    // (or fails), and the name is read up to the first NUL.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).trim().to_owned();
+    (!name.is_empty()).then_some(name)
+}
+
 /// Who is acting: `--as NAME`, else `FERRY_USER`; for a repository on a path, the login
 /// (`USER`), which is who its pre-receive hook sees pushing; else who git would say is
 /// committing (`GIT_AUTHOR_NAME`, `user.name`), else the login. A repository with ferry's

@@ -48,6 +48,13 @@ impl Output {
     }
 }
 
+/// A time as RFC 3339 in UTC, such as `2026-10-14T12:00:01Z`.
+pub fn format_time(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| seconds.to_string())
+}
+
 /// The first `chars` characters of `text` (all of it when shorter): commit ids and digests
 /// shortened for people. Safe on any input, unlike slicing, since records, annotations and
 /// historical manifests can hold strings no validation has seen.

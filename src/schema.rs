@@ -334,6 +334,30 @@ fn describe(
                 .maybe_hint(description(node)),
             );
         }
+        ValidationErrorKind::Not { schema: not } if not.get("required").is_some() => {
+            // `"not": {"required": [a, b]}`: fields that exclude each other.
+            let names: Vec<String> = not["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|n| format!("`{n}`"))
+                .collect();
+            let pointer = names
+                .last()
+                .map(|n| json::child(pointer, n.trim_matches('`')))
+                .unwrap_or_else(|| pointer.to_owned());
+            out.push(
+                at.error_at_key(
+                    &pointer,
+                    format!(
+                        "`{field}` sets {} together: they exclude each other",
+                        names.join(" and ")
+                    ),
+                )
+                .hint("keep one of them (`hosts` lists several hosts; `host` is the one host)"),
+            );
+        }
         ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
             out.push(
                 at.error(

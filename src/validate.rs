@@ -447,9 +447,9 @@ fn load_environments(
         }
         let mut previous: Option<String> = None;
         let typed =
-            |_: &(String, String), doc: &Document, at: At<'_>, out: &mut Vec<Diagnostic>| {
+            |(env, _): &(String, String), doc: &Document, at: At<'_>, out: &mut Vec<Diagnostic>| {
                 let apps = BTreeMap::<String, App>::deserialize(&doc.value).ok()?;
-                check_places(&apps, "", at, out);
+                check_places(env, &apps, "", at, out);
                 Some(apps)
             };
         for ((env, path), doc, apps) in load_all(src, &files, Schema::SeedEnvironment, &typed, out)
@@ -505,7 +505,7 @@ fn native_environment(
         ));
     }
     if let Some(apps) = &env.apps {
-        check_places(apps, "/apps", at, out);
+        check_places(name, apps, "/apps", at, out);
     }
     Some(env)
 }
@@ -513,6 +513,7 @@ fn native_environment(
 /// Where an environment's apps run and are checked: health-check URLs, deployment paths, and
 /// paths that overlap on a host.
 fn check_places(
+    env: &str,
     apps: &BTreeMap<String, App>,
     apps_pointer: &str,
     at: At<'_>,
@@ -520,8 +521,9 @@ fn check_places(
 ) {
     for (app, settings) in apps {
         let app_pointer = json::child(apps_pointer, app);
-        if let Some(url) = &settings.healthcheck_url
-            && let Err(problem) = check_artifact_url(url)
+        // `{host}` stands for each host: checked as a host name would be.
+        if let Some(url) = settings.healthcheck_url_on("host")
+            && let Err(problem) = check_artifact_url(&url)
         {
             let pointer = json::child(&app_pointer, "healthcheck_url");
             out.push(at.error(&pointer, format!("`healthcheck_url` {problem}")));
@@ -531,6 +533,26 @@ fn check_places(
             out.push(
                 at.error(&pointer, format!("`deployment_path` {problem}"))
                     .hint("an absolute path such as `/srv/web`: the agent deploys under its `--root`, never outside it"),
+            );
+        }
+    }
+    for (app, settings) in apps {
+        let too_long = settings
+            .hosts()
+            .iter()
+            .find(|host| crate::model::check_name(&format!("ferry/deploy/{env}/{host}")).is_err());
+        if let Some(host) = too_long {
+            let field = if settings.hosts.is_some() {
+                "hosts"
+            } else {
+                "host"
+            };
+            out.push(
+                at.error(&json::child(&json::child(apps_pointer, app), field), format!(
+                    "host `{host}` makes its deploy status `ferry/deploy/{env}/{host}` longer than a check name may be ({} characters)",
+                    crate::model::CHECK_NAME_LIMIT
+                ))
+                .hint("name hosts as their agents' `--host` does, by a short name"),
             );
         }
     }
@@ -575,24 +597,18 @@ fn nested_deployment_paths<'a>(
         let (releases, switch) = (format!(".{name}.releases"), format!(".{name}.ferry-switch"));
         vec![live.clone(), beside(releases), beside(switch)]
     };
-    let apps: Vec<(&str, Option<&str>, &str)> = apps
-        .map(|(name, app)| {
-            (
-                name.as_str(),
-                app.host.as_deref(),
-                app.deployment_path.as_str(),
-            )
-        })
+    let apps: Vec<(&str, &[String], &str)> = apps
+        .map(|(name, app)| (name.as_str(), app.hosts(), app.deployment_path.as_str()))
         .collect();
     // The apps of each host with the apps on every host (no `host`): an overlap needs both
     // apps on one host. Within a group, places sorted by components put each path right
     // before the paths under it, so one pass with a stack of the open ancestors finds every
     // pair where one place holds (or is) another: O(n log n), for 10,000 apps as for 3.
-    let everywhere: Vec<usize> = (0..apps.len()).filter(|i| apps[*i].1.is_none()).collect();
+    let everywhere: Vec<usize> = (0..apps.len()).filter(|i| apps[*i].1.is_empty()).collect();
     let mut hosts: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, (_, host, _)) in apps.iter().enumerate() {
-        if let Some(host) = host {
-            hosts.entry(*host).or_default().push(i);
+    for (i, (_, on, _)) in apps.iter().enumerate() {
+        for host in *on {
+            hosts.entry(host.as_str()).or_default().push(i);
         }
     }
     let mut groups: Vec<Vec<usize>> = hosts

@@ -31,6 +31,8 @@ pub enum AppState {
     Unreachable,
     /// It could not be written here (a full disk, a live path in the way): retried.
     Retrying,
+    /// Its host's wave of the rollout is not open: it keeps the release it runs.
+    Waiting,
 }
 
 impl AppState {
@@ -41,6 +43,7 @@ impl AppState {
             AppState::RolledBack => "rolled-back",
             AppState::Unreachable => "unreachable",
             AppState::Retrying => "retrying",
+            AppState::Waiting => "waiting",
         }
     }
 
@@ -64,6 +67,7 @@ pub enum EnvState {
     Failed,
     Stalled,
     Retrying,
+    Waiting,
 }
 
 impl EnvState {
@@ -73,6 +77,7 @@ impl EnvState {
             EnvState::Failed => "failed",
             EnvState::Stalled => "stalled",
             EnvState::Retrying => "retrying",
+            EnvState::Waiting => "waiting",
         }
     }
 }
@@ -90,6 +95,9 @@ pub enum Outcome {
     /// The state store or an artifact server could not be reached, or the host could not
     /// write (a full disk): retried with backoff, the running release kept.
     Transient(String),
+    /// Some app waits for its host's wave of the rollout (the others deployed): asked again
+    /// every interval.
+    Waiting(String),
 }
 
 impl Outcome {
@@ -99,6 +107,7 @@ impl Outcome {
             Outcome::Failed(_) => EnvState::Failed,
             Outcome::Stalled(_) => EnvState::Stalled,
             Outcome::Transient(_) => EnvState::Retrying,
+            Outcome::Waiting(_) => EnvState::Waiting,
         }
     }
 
@@ -111,7 +120,10 @@ impl Outcome {
     pub fn message(&self) -> &str {
         match self {
             Outcome::Converged => "",
-            Outcome::Failed(m) | Outcome::Stalled(m) | Outcome::Transient(m) => m,
+            Outcome::Failed(m)
+            | Outcome::Stalled(m)
+            | Outcome::Transient(m)
+            | Outcome::Waiting(m) => m,
         }
     }
 }
@@ -229,13 +241,13 @@ pub enum Recovery {
     FallBack(Fallback, String),
 }
 
-/// The apps of the desired state this host runs (with `host`, only those placed on it), in
-/// name order; `Err` when the environment says nowhere to deploy.
+/// The apps of the desired state host `host` runs (those that name it, and those that name
+/// no host), in name order; `Err` when the environment says nowhere to deploy.
 pub fn apps<'a>(
     env: &str,
     artifacts: &'a BTreeMap<String, Artifact>,
     settings: Option<&'a BTreeMap<String, App>>,
-    host: Option<&str>,
+    host: &str,
 ) -> Result<Vec<(&'a str, &'a Artifact, &'a App)>, Outcome> {
     let Some(settings) = settings else {
         return Err(Outcome::Stalled(format!(
@@ -245,7 +257,7 @@ pub fn apps<'a>(
     Ok(artifacts
         .iter()
         .filter_map(|(name, artifact)| Some((name.as_str(), artifact, settings.get(name)?)))
-        .filter(|(_, _, app)| host.is_none() || app.host.as_deref() == host)
+        .filter(|(_, _, app)| app.runs_on(host))
         .collect())
 }
 
@@ -283,6 +295,7 @@ pub fn decide(want: &Want, seen: &Observed, memory: &Memory) -> Vec<Action> {
                 release: None,
                 state: AppState::Retrying,
                 message: e.to_string(),
+                wave: None,
             })];
         }
     };
@@ -364,6 +377,7 @@ pub fn failed(action: &Action, error: StepError, want: &Want, seen: &Observed) -
             release: running(),
             state,
             message,
+            wave: None,
         })
     };
     match (action, error) {
@@ -411,27 +425,31 @@ pub fn rolled_back(
         release: previous.and_then(name_of),
         state: AppState::RolledBack,
         message: format!("{} failed: {message}", want.version),
+        wave: None,
     }
 }
 
 /// What a reconcile that reported `apps` came to.
-pub fn outcome(env: &str, host: Option<&str>, apps: &BTreeMap<String, AppReport>) -> Outcome {
-    if apps.is_empty()
-        && let Some(host) = host
-    {
-        return Outcome::Stalled(format!(
-            "no app of `{env}` runs on host `{host}` (each app's `host` in `environments/{env}.json`)"
-        ));
+pub fn outcome(env: &str, host: &str, apps: &BTreeMap<String, AppReport>) -> Outcome {
+    if apps.is_empty() {
+        return Outcome::Stalled(no_app(env, host));
     }
     let said = |(name, report): (&String, &AppReport)| format!("{name}: {}", report.message);
     let mut failures: Vec<String> = apps
         .iter()
-        .filter(|(_, r)| r.state != AppState::Deployed && !r.state.is_transient())
+        .filter(|(_, r)| {
+            !matches!(r.state, AppState::Deployed | AppState::Waiting) && !r.state.is_transient()
+        })
         .map(said)
         .collect();
     let unreachable: Vec<String> = apps
         .iter()
         .filter(|(_, r)| r.state.is_transient())
+        .map(said)
+        .collect();
+    let waiting: Vec<String> = apps
+        .iter()
+        .filter(|(_, r)| r.state == AppState::Waiting)
         .map(said)
         .collect();
     if !failures.is_empty() {
@@ -441,9 +459,18 @@ pub fn outcome(env: &str, host: Option<&str>, apps: &BTreeMap<String, AppReport>
         // The artifact server may come back, the disk may be freed: retried with backoff,
         // the revision not failed.
         Outcome::Transient(unreachable.join("; "))
+    } else if !waiting.is_empty() {
+        Outcome::Waiting(waiting.join("; "))
     } else {
         Outcome::Converged
     }
+}
+
+/// What an agent whose host no app names says (it idles, and reports nothing).
+pub fn no_app(env: &str, host: &str) -> String {
+    format!(
+        "no app of `{env}` runs on host `{host}` (each app's `hosts` in `environments/{env}.json`)"
+    )
 }
 
 /// How long to wait between reconciles: the interval (jittered) after one that did not hit a
@@ -795,6 +822,7 @@ mod tests {
                     release: Some("1.0.0-111111111111".to_owned()),
                     state,
                     message,
+                    wave: None,
                 }
             );
             assert!(state.is_transient());
@@ -826,6 +854,7 @@ mod tests {
                 message: format!(
                     "1.1.0 failed: HTTP 500; rolled back to {RELEASES}/1.0.0-111111111111"
                 ),
+                wave: None,
             }
         );
         let report = rolled_back(
@@ -916,10 +945,21 @@ mod tests {
             ("web".to_owned(), pinned("2.0.0")),
             // Pinned, with no settings: not deployed here.
             ("batch".to_owned(), pinned("3.0.0")),
+            ("cron".to_owned(), pinned("4.0.0")),
+            ("edge".to_owned(), pinned("5.0.0")),
         ]);
+        let everywhere: App =
+            serde_json::from_value(serde_json::json!({"deployment_path": "/srv/y"})).unwrap();
+        let fleet: App = serde_json::from_value(
+            serde_json::json!({"hosts": ["h2", "h3"], "deployment_path": "/srv/z"}),
+        )
+        .unwrap();
         let settings = BTreeMap::from([
             ("api".to_owned(), app("h1")),
             ("web".to_owned(), app("h2")),
+            // On every host.
+            ("cron".to_owned(), everywhere),
+            ("edge".to_owned(), fleet),
             // Removed from the manifest: nothing to deploy.
             ("old".to_owned(), app("h1")),
         ]);
@@ -930,10 +970,11 @@ mod tests {
                 .map(|(name, _, _)| name)
                 .collect()
         };
-        assert_eq!(names(None), ["api", "web"]);
-        assert_eq!(names(Some("h1")), ["api"]);
-        assert!(names(Some("h3")).is_empty());
-        let Err(Outcome::Stalled(message)) = apps("dev", &artifacts, None, None) else {
+        assert_eq!(names("h1"), ["api", "cron"]);
+        assert_eq!(names("h2"), ["cron", "edge", "web"]);
+        assert_eq!(names("h3"), ["cron", "edge"]);
+        assert_eq!(names("h4"), ["cron"]);
+        let Err(Outcome::Stalled(message)) = apps("dev", &artifacts, None, "h1") else {
             panic!("stalled");
         };
         assert!(
@@ -955,6 +996,7 @@ mod tests {
             release: None,
             state,
             message: message.to_owned(),
+            wave: None,
         }
     }
 
@@ -968,13 +1010,24 @@ mod tests {
         };
         let deployed = report(AppState::Deployed, "");
         assert_eq!(
-            outcome("dev", None, &all(&[("web", deployed.clone())])),
+            outcome("dev", "h1", &all(&[("web", deployed.clone())])),
             Outcome::Converged
         );
         assert_eq!(
             outcome(
                 "dev",
-                None,
+                "h1",
+                &all(&[
+                    ("api", report(AppState::Waiting, "waiting (wave 2 of 2)")),
+                    ("web", deployed.clone())
+                ])
+            ),
+            Outcome::Waiting("api: waiting (wave 2 of 2)".to_owned())
+        );
+        assert_eq!(
+            outcome(
+                "dev",
+                "h1",
                 &all(&[
                     ("api", report(AppState::Unreachable, "HTTP 503")),
                     ("web", deployed.clone())
@@ -985,7 +1038,7 @@ mod tests {
         assert_eq!(
             outcome(
                 "dev",
-                None,
+                "h1",
                 &all(&[
                     ("api", report(AppState::Retrying, "disk full")),
                     ("web", report(AppState::RolledBack, "HTTP 500")),
@@ -994,9 +1047,8 @@ mod tests {
             ),
             Outcome::Failed("web: HTTP 500; x: bad digest; api: disk full".to_owned())
         );
-        // No app at all: nothing to do, unless this host was meant to run some.
-        assert_eq!(outcome("dev", None, &BTreeMap::new()), Outcome::Converged);
-        let Outcome::Stalled(message) = outcome("dev", Some("h9"), &BTreeMap::new()) else {
+        // No app at all on this host: it says so.
+        let Outcome::Stalled(message) = outcome("dev", "h9", &BTreeMap::new()) else {
             panic!("stalled");
         };
         assert!(message.contains("no app of `dev` runs on host `h9`"));
@@ -1010,6 +1062,7 @@ mod tests {
             AppState::RolledBack,
             AppState::Unreachable,
             AppState::Retrying,
+            AppState::Waiting,
         ]
         .iter()
         .map(|s| {
@@ -1025,7 +1078,8 @@ mod tests {
                 "failed",
                 "rolled-back",
                 "unreachable",
-                "retrying"
+                "retrying",
+                "waiting"
             ]
         );
         for (outcome, name) in [

@@ -182,7 +182,7 @@ impl Executor<'_> {
                 tracing::info!(app = name, release = %release.display(), "switched");
             }
             Action::Activate(_) => activate(name, &job.pin.version, &place.live, job.app)?,
-            Action::Check(_) => health(job.app)?,
+            Action::Check(_) => health(job.app, &self.settings.host)?,
             Action::Prune { previous, drifted } => {
                 let release = made.release.as_deref();
                 let keep: Vec<&Path> = [release, previous.as_deref()]
@@ -353,12 +353,14 @@ fn activate(name: &str, version: &str, live: &Path, app: &App) -> Result<(), Ste
     }
 }
 
-/// Waits for the app's `healthcheck_url` to answer 2xx: `healthcheck_retries` tries (10 by
-/// default), each within `healthcheck_timeout` (30s by default), a second apart.
-fn health(app: &App) -> Result<(), StepError> {
-    let Some(url) = &app.healthcheck_url else {
+/// Waits for the app's `healthcheck_url` on `host` (`{host}` replaced) to answer 2xx:
+/// `healthcheck_retries` tries (10 by default), each within `healthcheck_timeout` (30s by
+/// default), a second apart.
+fn health(app: &App, host: &str) -> Result<(), StepError> {
+    let Some(url) = app.healthcheck_url_on(host) else {
         return Ok(());
     };
+    let url = &url;
     let timeout = app
         .healthcheck_timeout
         .map_or(Duration::from_secs(30), |d| d.as_std());
@@ -402,7 +404,7 @@ mod tests {
                 env: "dev".to_owned(),
                 root: dir.path().join("root"),
                 state_dir: dir.path().join("state"),
-                host: None,
+                host: "h1".to_owned(),
                 keep: 3,
                 limits: Limits::default(),
             };

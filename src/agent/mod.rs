@@ -21,6 +21,7 @@ mod execute;
 pub mod http;
 pub mod release;
 pub mod report;
+pub mod rollout;
 pub mod server;
 pub mod signal;
 pub mod source;
@@ -34,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deploy::fetch::Cache;
 use crate::deploy::unpack::Limits;
-use crate::forge::CheckState;
+use crate::forge::{AppStatus, CheckState, RolloutState, Status, Statuses};
 use crate::identity::now;
 use crate::model::App;
 use crate::validate::State;
@@ -50,8 +51,8 @@ pub struct Settings {
     pub env: String,
     pub root: PathBuf,
     pub state_dir: PathBuf,
-    /// Only the apps whose `host` is this.
-    pub host: Option<String>,
+    /// The host this agent deploys on: the apps that name it (and those that name none).
+    pub host: String,
     /// Releases kept per app (the live one and the previous included).
     pub keep: usize,
     pub limits: Limits,
@@ -91,6 +92,8 @@ impl Memory {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub env: String,
+    #[serde(default)]
+    pub host: String,
     pub revision: Option<String>,
     pub state: EnvState,
     pub message: String,
@@ -110,6 +113,9 @@ pub struct AppReport {
     pub state: AppState,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Its host's wave of the rollout and the number of waves, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<(usize, usize)>,
 }
 
 impl AppReport {
@@ -119,6 +125,7 @@ impl AppReport {
             release: Some(release.to_owned()),
             state: AppState::Deployed,
             message: String::new(),
+            wave: None,
         }
     }
 
@@ -129,6 +136,7 @@ impl AppReport {
             release: None,
             state: AppState::Failed,
             message: message.into(),
+            wave: None,
         }
     }
 }
@@ -230,7 +238,7 @@ impl<'s> Agent<'s> {
                 } else {
                     Outcome::Stalled(e.to_string())
                 };
-                self.write_report(None, &outcome, BTreeMap::new());
+                self.write_report(None, &outcome, BTreeMap::new(), None);
                 return outcome;
             }
         };
@@ -248,7 +256,7 @@ impl<'s> Agent<'s> {
             return waiting;
         }
         let (outcome, apps) = match &desired.state {
-            Ok(state) => self.deploy(state),
+            Ok(state) => self.deploy(state, &revision),
             Err(invalid) => (Outcome::Stalled(invalid.to_string()), BTreeMap::new()),
         };
         if let Outcome::Failed(reason) = &outcome {
@@ -259,23 +267,42 @@ impl<'s> Agent<'s> {
             save_memory(&self.settings.state_dir, &self.memory);
             self.saved = Some(self.memory.clone());
         }
-        self.write_report(Some(&revision), &outcome, apps);
+        let state = desired.state.as_ref().ok().map(|s| &**s);
+        self.write_report(Some(&revision), &outcome, apps, state);
         outcome
     }
 
-    fn deploy(&mut self, state: &State) -> (Outcome, BTreeMap<String, AppReport>) {
-        let env = &state.environments[&self.settings.env];
+    fn deploy(&mut self, state: &State, revision: &str) -> (Outcome, BTreeMap<String, AppReport>) {
+        let env_name = &self.settings.env;
+        let env = &state.environments[env_name];
         self.interval = Some(env.agent.interval.as_std());
-        let host = self.settings.host.as_deref();
-        let apps = match decide::apps(
-            &self.settings.env,
-            &state.manifest.artifacts,
-            env.apps.as_ref(),
-            host,
-        ) {
+        let host = self.settings.host.as_str();
+        let apps = match decide::apps(env_name, &state.manifest.artifacts, env.apps.as_ref(), host)
+        {
             Ok(apps) => apps,
             Err(outcome) => return (outcome, BTreeMap::new()),
         };
+        // The other hosts' reports, when this host waits for a wave of some app's rollout.
+        let none = Statuses::new();
+        let behind = apps.iter().any(|(name, _, app)| {
+            rollout::Plan::new(env_name, name, app, env.rollout.as_ref(), &none)
+                .wave_of(host)
+                .is_some_and(|wave| wave > 0)
+        });
+        let commit = Oid::from_str(revision).ok();
+        let statuses = match (&self.reporter, commit) {
+            (Some(reporter), Some(commit)) if behind => match reporter.statuses(commit) {
+                Ok(statuses) => statuses,
+                Err(e) => {
+                    return (
+                        Outcome::Transient(format!("cannot read the other hosts' reports: {e}")),
+                        BTreeMap::new(),
+                    );
+                }
+            },
+            _ => none,
+        };
+        let now = now();
         let mut executor = Executor {
             settings: &self.settings,
             cache: &self.cache,
@@ -285,7 +312,36 @@ impl<'s> Agent<'s> {
         };
         let mut reports = BTreeMap::new();
         for (name, artifact, app) in apps {
-            reports.insert(name.to_owned(), executor.deploy_app(name, artifact, app));
+            let plan = rollout::Plan::new(env_name, name, app, env.rollout.as_ref(), &statuses);
+            let progress = rollout::progress(env_name, &plan, &statuses, now);
+            let report = match rollout::turn(&plan, &progress, host) {
+                rollout::Turn::Go => executor.deploy_app(name, artifact, app),
+                rollout::Turn::Wait { wave, of, why } => {
+                    let why = if self.reporter.is_none() {
+                        "the rollout's waves need the hosts' reports, and this agent reports nothing (`--no-report`)".to_owned()
+                    } else {
+                        why
+                    };
+                    let running = executor
+                        .memory
+                        .deployed
+                        .get(name)
+                        .map(|release| release::version_of(Path::new(release)))
+                        .unwrap_or_default();
+                    AppReport {
+                        version: running,
+                        release: executor.memory.deployed.get(name).cloned(),
+                        state: AppState::Waiting,
+                        message: format!("waiting (wave {wave} of {of}): {why}"),
+                        wave: Some((wave, of)),
+                    }
+                }
+            };
+            let mut report = report;
+            if report.wave.is_none() {
+                report.wave = plan.wave_of(host).map(|w| (w + 1, progress.waves));
+            }
+            reports.insert(name.to_owned(), report);
         }
         self.disk_full |= executor.disk_full;
         if executor.wrote {
@@ -294,7 +350,7 @@ impl<'s> Agent<'s> {
         if let Some(settings) = &env.apps {
             self.prune_cache(state, settings);
         }
-        (decide::outcome(&self.settings.env, host, &reports), reports)
+        (decide::outcome(env_name, host, &reports), reports)
     }
 
     /// Deletes the cached artifacts that neither a pin of this host's apps nor a release kept
@@ -309,9 +365,7 @@ impl<'s> Agent<'s> {
             .collect();
         let mut kept: Vec<String> = Vec::new();
         for (name, app) in settings {
-            if let Some(host) = &self.settings.host
-                && app.host.as_deref() != Some(host.as_str())
-            {
+            if !app.runs_on(&self.settings.host) {
                 continue;
             }
             if let Some(pin) = state.manifest.artifacts.get(name).and_then(|a| a.pin()) {
@@ -345,15 +399,18 @@ impl<'s> Agent<'s> {
         }
     }
 
-    /// Writes `status.json`, and reports the outcome as the revision's commit status.
+    /// Writes `status.json`, and reports the outcome as this host's status on the revision
+    /// (with the environment's aggregate when this completes or halts the rollout).
     fn write_report(
         &mut self,
         revision: Option<&str>,
         outcome: &Outcome,
         apps: BTreeMap<String, AppReport>,
+        state: Option<&State>,
     ) {
         let report = Report {
             env: self.settings.env.clone(),
+            host: self.settings.host.clone(),
             revision: revision.map(str::to_owned),
             state: outcome.kind(),
             message: outcome.message().to_owned(),
@@ -364,23 +421,117 @@ impl<'s> Agent<'s> {
         if let Err(e) = write_json(&self.settings.state_dir.join("status.json"), &report, false) {
             tracing::warn!("cannot write status.json: {e}");
         }
-        self.last = Some(report);
         // Statuses are set on commits: an artifact without one has nowhere to report.
-        let Some(tip) = revision.and_then(|r| Oid::from_str(r).ok()) else {
-            return;
-        };
-        let Some(reporter) = &self.reporter else {
-            return;
-        };
-        let (state, description) = match outcome {
-            Outcome::Converged => (CheckState::Success, "deployed".to_owned()),
-            Outcome::Transient(_) => return,
-            _ => (CheckState::Failure, report::first_line(outcome.message())),
-        };
-        let check = format!("ferry/deploy/{}", self.settings.env);
-        if let Err(e) = reporter.report(tip, &check, state, &description) {
-            tracing::warn!("cannot report {check}: {e}");
+        let tip = revision.and_then(|r| Oid::from_str(r).ok());
+        if let (Some(tip), Some(reporter)) = (tip, &self.reporter) {
+            let env = &self.settings.env;
+            match host_status(outcome, &report) {
+                // A host no app names idles: it is not part of the rollout.
+                None => {}
+                Some(status) => {
+                    let check = rollout::host_check(env, &self.settings.host);
+                    let aggregate =
+                        |statuses: &Statuses| aggregate_of(env, state, outcome, statuses);
+                    if let Err(e) = reporter.report(tip, &check, status, &aggregate) {
+                        tracing::warn!("cannot report {check}: {e}");
+                    }
+                }
+            }
         }
+        self.last = Some(report);
+    }
+}
+
+/// This host's status for `report`; `None` when there is nothing to say (a transient
+/// failure, retried; a host no app names).
+fn host_status(outcome: &Outcome, report: &Report) -> Option<Status> {
+    let at = report.at;
+    let (state, description) = match outcome {
+        Outcome::Transient(_) => return None,
+        Outcome::Stalled(_) if report.apps.is_empty() && report.revision.is_some() => {
+            // Invalid desired state: said as before; a host with no app: nothing.
+            if outcome.message().starts_with("no app of ") {
+                return None;
+            }
+            (CheckState::Failure, report::first_line(outcome.message()))
+        }
+        Outcome::Converged => {
+            let versions: Vec<String> = report
+                .apps
+                .iter()
+                .map(|(name, app)| format!("{name} {}", app.version))
+                .collect();
+            (
+                CheckState::Success,
+                report::first_line(&format!("deployed {}", versions.join(", "))),
+            )
+        }
+        Outcome::Waiting(_) => (CheckState::Pending, report::first_line(outcome.message())),
+        _ => (CheckState::Failure, report::first_line(outcome.message())),
+    };
+    let mut status = Status::new(state, description, "", at);
+    for (name, app) in &report.apps {
+        let state = match app.state {
+            AppState::Deployed => RolloutState::Deployed,
+            AppState::Failed => RolloutState::Failed,
+            AppState::RolledBack => RolloutState::RolledBack,
+            AppState::Waiting => RolloutState::Waiting,
+            AppState::Unreachable | AppState::Retrying => RolloutState::Pending,
+        };
+        status.apps.insert(
+            name.clone(),
+            AppStatus {
+                state,
+                version: app.version.clone(),
+                wave: app.wave,
+                message: report::first_line(&app.message),
+                since: at,
+            },
+        );
+    }
+    Some(status)
+}
+
+/// The environment's aggregate to write on a commit with `statuses` (this host's report
+/// among them), when it is final and says something new.
+fn aggregate_of(
+    env: &str,
+    state: Option<&State>,
+    outcome: &Outcome,
+    statuses: &Statuses,
+) -> Vec<(String, Status)> {
+    let computed = match state {
+        Some(state) => {
+            let Some(settings) = state.environments.get(env) else {
+                return Vec::new();
+            };
+            let plans: Vec<rollout::Plan<'_>> = settings
+                .apps
+                .iter()
+                .flatten()
+                .filter(|(name, _)| state.manifest.artifacts.contains_key(*name))
+                .map(|(name, app)| {
+                    rollout::Plan::new(env, name, app, settings.rollout.as_ref(), statuses)
+                })
+                .collect();
+            rollout::aggregate(env, &plans, statuses, now())
+        }
+        // An invalid desired state fails wherever it is read.
+        None => match outcome {
+            Outcome::Stalled(why) => Some((CheckState::Failure, report::first_line(why))),
+            _ => None,
+        },
+    };
+    let check = rollout::env_check(env);
+    match computed {
+        Some((state, description))
+            if statuses
+                .get(&check)
+                .is_none_or(|s| s.state != state || s.description != description) =>
+        {
+            vec![(check, Status::new(state, description, "", now()))]
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -439,16 +590,24 @@ mod tests {
     struct Noted(Rc<RefCell<Vec<Said>>>);
 
     impl Reporter for Noted {
+        fn statuses(&self, _: Oid) -> Result<Statuses, report::ReportError> {
+            Ok(Statuses::new())
+        }
+
         fn report(
             &self,
             commit: Oid,
             check: &str,
-            state: CheckState,
-            description: &str,
+            status: Status,
+            then: &dyn Fn(&Statuses) -> Vec<(String, Status)>,
         ) -> Result<(), report::ReportError> {
-            self.0
-                .borrow_mut()
-                .push((commit, check.to_owned(), state, description.to_owned()));
+            let mut statuses = Statuses::new();
+            statuses.insert(check.to_owned(), status.clone());
+            let mut noted = self.0.borrow_mut();
+            noted.push((commit, check.to_owned(), status.state, status.description));
+            for (check, status) in then(&statuses) {
+                noted.push((commit, check, status.state, status.description));
+            }
             Ok(())
         }
     }
@@ -473,7 +632,7 @@ mod tests {
                 env: "dev".to_owned(),
                 root: dir.join("root"),
                 state_dir: dir.join("state"),
-                host: None,
+                host: "h1".to_owned(),
                 keep: 3,
                 limits: Limits::default(),
             },
@@ -537,14 +696,18 @@ mod tests {
         assert_eq!(agent.reconcile(), Outcome::Stalled(why.to_owned()));
         assert_eq!(agent.last_report().unwrap().state, EnvState::Stalled);
         let said = noted.0.borrow().clone();
+        // The host's status, and the environment's: invalid wherever it is read.
+        let said_on = |check: &str| {
+            (
+                Oid::from_str(COMMIT).unwrap(),
+                check.to_owned(),
+                CheckState::Failure,
+                "the desired state on `dev` is invalid".to_owned(),
+            )
+        };
         assert_eq!(
             said,
-            [(
-                Oid::from_str(COMMIT).unwrap(),
-                "ferry/deploy/dev".to_owned(),
-                CheckState::Failure,
-                "the desired state on `dev` is invalid".to_owned()
-            )]
+            [said_on("ferry/deploy/dev/h1"), said_on("ferry/deploy/dev")]
         );
         // Not failed: stalled until the branch moves, and tried again each time.
         assert_eq!(agent.reconcile(), Outcome::Stalled(why.to_owned()));

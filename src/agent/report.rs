@@ -1,29 +1,33 @@
-//! Where the agent reports its deploys: the commit status `ferry/deploy/<env>` on the revision
-//! it deployed, through a [`Reporter`]. The one implementation, [`ForgeStatuses`], writes it
-//! through any [`Forge`] (the embedded forge's records, GitHub's statuses API, …), and says
-//! nothing when the status already says the same.
+//! Where the agent reports its deploys: its host's commit status `ferry/deploy/ENV/HOST` on
+//! the revision it deploys, and the environment's aggregate `ferry/deploy/ENV` when its report
+//! completes or halts the rollout, through a [`Reporter`]. The one implementation,
+//! [`ForgeStatuses`], works through any [`Forge`] (the embedded forge's records, GitHub's
+//! statuses API, …), and reads and writes nothing while its last report still holds.
 
 use std::cell::RefCell;
 
 use crate::store::Oid;
 
-use crate::forge::{CheckState, Forge, ForgeError, ForgeKind, Status};
-use crate::identity::now;
+use crate::forge::{CheckState, Forge, ForgeError, RolloutState, Status, Statuses};
 
-/// Sets the agent's commit statuses.
+/// Reads and sets the agent's commit statuses.
 pub trait Reporter {
-    /// Sets check `check` on `commit` to `state` with `description`, unless it says that
-    /// already.
+    /// The statuses on `commit` (the other hosts' reports, for the rollout's waves).
+    fn statuses(&self, commit: Oid) -> Result<Statuses, ReportError>;
+
+    /// Sets this host's status `check` on `commit` to `status`, and with it what `then`
+    /// makes of the statuses that result (the environment's aggregate, when this report
+    /// completes or halts the rollout), in one compare-and-swap where the forge has one.
     fn report(
         &self,
         commit: Oid,
         check: &str,
-        state: CheckState,
-        description: &str,
+        status: Status,
+        then: &dyn Fn(&Statuses) -> Vec<(String, Status)>,
     ) -> Result<(), ReportError>;
 }
 
-/// Why a status could not be set.
+/// Why a status could not be read or set.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct ReportError(#[from] ForgeError);
@@ -33,8 +37,9 @@ pub struct ReportError(#[from] ForgeError);
 pub struct ForgeStatuses<'s> {
     forge: Box<dyn Forge + 's>,
     by: String,
-    /// The last status set, not to set it again every interval.
-    said: RefCell<Option<(Oid, CheckState, String)>>,
+    /// The last host status set, and whether the commit's aggregate was final then: nothing
+    /// to read or write again every interval while both hold.
+    said: RefCell<Option<(Oid, String, Status, bool)>>,
 }
 
 impl<'s> ForgeStatuses<'s> {
@@ -47,40 +52,90 @@ impl<'s> ForgeStatuses<'s> {
     }
 }
 
+/// What a report says of one app, whenever it was made.
+type Said<'s> = (
+    &'s str,
+    RolloutState,
+    &'s str,
+    Option<(usize, usize)>,
+    &'s str,
+);
+
+/// Whether two reports say the same (whenever they were made).
+fn same(a: &Status, b: &Status) -> bool {
+    fn apps(s: &Status) -> Vec<Said<'_>> {
+        s.apps
+            .iter()
+            .map(|(name, a)| {
+                (
+                    name.as_str(),
+                    a.state,
+                    a.version.as_str(),
+                    a.wave,
+                    a.message.as_str(),
+                )
+            })
+            .collect()
+    }
+    a.state == b.state && a.description == b.description && apps(a) == apps(b)
+}
+
+/// `status` with each app's `since` kept from `old` where its state did not change.
+fn keep_since(old: Option<&Status>, mut status: Status) -> Status {
+    if let Some(old) = old {
+        for (name, app) in &mut status.apps {
+            if let Some(before) = old.apps.get(name)
+                && before.state == app.state
+            {
+                app.since = before.since;
+            }
+        }
+    }
+    status
+}
+
 impl Reporter for ForgeStatuses<'_> {
+    fn statuses(&self, commit: Oid) -> Result<Statuses, ReportError> {
+        Ok(self.forge.statuses(commit)?)
+    }
+
     fn report(
         &self,
         commit: Oid,
         check: &str,
-        state: CheckState,
-        description: &str,
+        status: Status,
+        then: &dyn Fn(&Statuses) -> Vec<(String, Status)>,
     ) -> Result<(), ReportError> {
-        let said = (commit, state, description.to_owned());
-        if self.said.borrow().as_ref() == Some(&said) {
-            return Ok(()); // said already, by this agent
-        }
-        // The embedded forge's records are local reads: another writer (an earlier run of
-        // this agent) may have said it already. A hosted forge is not asked: one call saved
-        // per interval.
-        if self.forge.kind() == ForgeKind::Local
-            && self
-                .forge
-                .statuses(commit)?
-                .get(check)
-                .is_some_and(|s| s.state == state && s.description == description)
+        let mut status = status;
+        status.by = self.by.clone();
+        if let Some((c, k, said, settled)) = &*self.said.borrow()
+            && (*c, k.as_str()) == (commit, check)
+            && same(said, &status)
+            && *settled
         {
-            *self.said.borrow_mut() = Some(said);
-            return Ok(());
+            return Ok(()); // said already, and the aggregate is final
         }
-        let status = Status {
-            state,
-            description: description.to_owned(),
-            url: None,
-            by: self.by.clone(),
-            at: now(),
+        let change = |current: &Statuses| {
+            let mut writes = Vec::new();
+            let mut merged = current.clone();
+            if !current.get(check).is_some_and(|old| same(old, &status)) {
+                let status = keep_since(current.get(check), status.clone());
+                merged.insert(check.to_owned(), status.clone());
+                writes.push((check.to_owned(), status));
+            }
+            for (check, mut status) in then(&merged) {
+                status.by = self.by.clone();
+                merged.insert(check.clone(), status.clone());
+                writes.push((check, status));
+            }
+            writes
         };
-        self.forge.set_status(commit, check, &status)?;
-        *self.said.borrow_mut() = Some(said);
+        let written = self.forge.update_statuses(commit, &change)?;
+        let aggregate = check.rsplit_once('/').map(|(env, _)| env).unwrap_or(check);
+        let settled = written
+            .get(aggregate)
+            .is_some_and(|s| s.state != CheckState::Pending);
+        *self.said.borrow_mut() = Some((commit, check.to_owned(), status, settled));
         Ok(())
     }
 }

@@ -86,7 +86,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub once: bool,
 
-    /// Only the apps whose `host` is NAME (one agent per host of an environment).
+    /// The host this agent serves: it deploys the apps whose `hosts` name it (and those that
+    /// name no host), and reports as `ferry/deploy/ENV/NAME`. Default: the machine's hostname.
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
 
@@ -179,6 +180,21 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             "`--env ENV` is needed: the environment this agent deploys",
         ));
     };
+    let host = match args.host.clone().or_else(crate::identity::hostname) {
+        Some(host) => host,
+        None => {
+            return Err(
+                Error::usage("`--host NAME` is needed: this machine has no hostname")
+                    .hint("the host's name as the environment's apps list it in `hosts`"),
+            );
+        }
+    };
+    if !crate::model::is_host_name(&host) {
+        return Err(Error::usage(format!(
+            "`{host}` cannot name a host: it names the host's deploy status, `ferry/deploy/ENV/HOST`"
+        ))
+        .hint("letters, digits, `.`, `_`, `:` and `-`, starting with a letter or digit, at most 100; pass `--host NAME`"));
+    }
     let Some(root) = args.root.clone() else {
         return Err(
             Error::usage("`--root DIR` is needed: it prefixes every `deployment_path`")
@@ -333,7 +349,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             env: env.clone(),
             root,
             state_dir,
-            host: args.host.clone(),
+            host: host.clone(),
             keep: args.keep,
             limits: Limits::default(),
         },
@@ -359,6 +375,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             Outcome::Failed(m) => tracing::warn!("{env}: failed: {m}"),
             Outcome::Stalled(m) => tracing::warn!("{env}: stalled: {m}"),
             Outcome::Transient(m) => tracing::warn!("{env}: retrying: {m}"),
+            Outcome::Waiting(m) => tracing::info!("{env}: {m}"),
         }
         if args.once {
             if out.format == Format::Json {
@@ -371,6 +388,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
                     Outcome::Failed(m) => format!("{env}: failed: {m}"),
                     Outcome::Stalled(m) => format!("{env}: stalled: {m}"),
                     Outcome::Transient(m) => format!("{env}: retrying: {m}"),
+                    Outcome::Waiting(m) => format!("{env}: {m}"),
                 });
             }
             return Ok(if outcome == Outcome::Converged {

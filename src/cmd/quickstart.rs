@@ -489,10 +489,13 @@ impl Quickstart {
             })?;
             let listen = format!("127.0.0.1:{port}");
             let state_dir = format!("{name}/var/lib/ferry-agent");
+            let host = format!("{name}-web");
             let args = [
                 "agent",
                 "--env",
                 name,
+                "--host",
+                &host,
                 "--root",
                 name,
                 "--state-dir",

@@ -24,12 +24,7 @@ pub fn short(id: Oid) -> String {
     id.to_string()[..7].to_owned()
 }
 
-/// A commit's time as RFC 3339 in UTC, such as `2026-10-14T12:00:01Z`.
-pub fn format_time(seconds: i64) -> String {
-    jiff::Timestamp::from_second(seconds)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|_| seconds.to_string())
-}
+pub use crate::output::format_time;
 
 /// Left-aligned columns for text tables.
 pub fn table(rows: &[Vec<String>]) -> Vec<String> {

@@ -75,6 +75,7 @@ fn run_set(store: &Store, args: SetArgs, out: Output) -> Result<Outcome> {
     let forge: &dyn Forge = &local;
     let by = identity(store, args.actor.as_name.as_deref());
     let status = Status {
+        apps: Default::default(),
         state: args.state,
         description: args.description,
         url: args.url,

@@ -435,6 +435,7 @@ fn add_statuses(page: &Value, checks: &mut Statuses) {
             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
             .map_or(0, |t| t.as_second());
         checks.entry(context.to_owned()).or_insert_with(|| Status {
+            apps: Default::default(),
             state,
             description: status["description"]
                 .as_str()

@@ -25,6 +25,19 @@ pub const STATUSES: &str = "refs/ferry/statuses/";
 const REQUEST_FILE: &str = "request.json";
 pub const STATUSES_FILE: &str = "statuses.json";
 
+/// How long a status write retries its compare-and-swap against other writers.
+const CONTENDED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The wait before the `attempt`th retry of a contended status write: 10 ms × 2^n up to 1 s,
+/// full jitter, so that the agents of a wave spread out.
+fn contention_wait(attempt: u32) -> std::time::Duration {
+    crate::net::retry::Backoff::new(
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_secs(1),
+    )
+    .delay(attempt)
+}
+
 /// The repository's hooks (see [`LocalForge::hooks`]).
 #[derive(Debug)]
 pub struct Hooks {
@@ -354,21 +367,51 @@ impl<'s> LocalForge<'s> {
         status: Status,
         signature: &Signature<'_>,
     ) -> Result<(), ForgeError> {
+        let change = |_: &Statuses| vec![(check.to_owned(), status.clone())];
+        self.change_statuses(commit, &change, signature).map(drop)
+    }
+
+    /// The statuses `change` makes of `commit`'s, written with compare-and-swap: when another
+    /// writer moved the record meanwhile, `change` runs again on theirs. Many agents report
+    /// at once when a wave lands: the retries back off with jitter, for up to a minute.
+    fn change_statuses(
+        &self,
+        commit: Oid,
+        change: &dyn Fn(&Statuses) -> Vec<(String, Status)>,
+        signature: &Signature<'_>,
+    ) -> Result<Statuses, ForgeError> {
         let name = format!("{STATUSES}{commit}");
-        for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
             let record = self.statuses_record(commit)?;
             let previous = record.as_ref().map(|r| r.tip);
             let mut statuses = record.map(|r| r.value).unwrap_or_default();
-            let event = format!("{check}: {} by {}", status.state.as_str(), status.by);
-            let mut status = status.clone();
-            status.description = super::fit_description(&status.description);
-            statuses.insert(check.to_owned(), status);
-            if self.write_record(&name, previous, STATUSES_FILE, &statuses, &event, signature)? {
-                return Ok(());
+            let changes = change(&statuses);
+            if changes.is_empty() {
+                return Ok(statuses);
             }
+            let event = changes
+                .iter()
+                .map(|(check, status)| {
+                    format!("{check}: {} by {}", status.state.as_str(), status.by)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            for (check, mut status) in changes {
+                status.description = super::fit_description(&status.description);
+                statuses.insert(check, status);
+            }
+            if self.write_record(&name, previous, STATUSES_FILE, &statuses, &event, signature)? {
+                return Ok(statuses);
+            }
+            if started.elapsed() > CONTENDED_FOR {
+                return Err(ForgeError::Contended { refname: name });
+            }
+            std::thread::sleep(contention_wait(attempt));
             self.store.refresh();
         }
-        Err(ForgeError::Contended { refname: name })
     }
 }
 
@@ -510,6 +553,15 @@ impl Forge for LocalForge<'_> {
     fn set_status(&self, commit: Oid, check: &str, status: &Status) -> Result<(), ForgeError> {
         let signature = self.signature()?;
         self.write_status(commit, check, status.clone(), &signature)
+    }
+
+    fn update_statuses(
+        &self,
+        commit: Oid,
+        change: &dyn Fn(&Statuses) -> Vec<(String, Status)>,
+    ) -> Result<Statuses, ForgeError> {
+        let signature = self.signature()?;
+        self.change_statuses(commit, change, &signature)
     }
 
     fn protection(&self, _branch: &str) -> Result<Option<Rules>, ForgeError> {

@@ -383,6 +383,7 @@ mod tests {
         let forge = MemoryForge::new();
         let commit = Oid::ZERO_SHA1;
         let status = |state| Status {
+            apps: Default::default(),
             state,
             description: "d".repeat(2_000),
             url: None,

@@ -256,6 +256,24 @@ pub trait Forge {
     /// Reports `check` on `commit` (the latest report of a check wins).
     fn set_status(&self, commit: Oid, check: &str, status: &Status) -> Result<(), ForgeError>;
 
+    /// Sets the statuses `change` makes of `commit`'s current ones (nothing when it returns
+    /// none), as one compare-and-swap where the forge has one (the embedded forge: `change`
+    /// runs again on the statuses of whoever wrote first), so that a status computed from
+    /// others, such as an environment's aggregate, is never written over statuses it did not
+    /// see. A hosted forge reads, then writes each. Returns the statuses as written.
+    fn update_statuses(
+        &self,
+        commit: Oid,
+        change: &dyn Fn(&Statuses) -> Vec<(String, Status)>,
+    ) -> Result<Statuses, ForgeError> {
+        let mut statuses = self.statuses(commit)?;
+        for (check, status) in change(&statuses) {
+            self.set_status(commit, &check, &status)?;
+            statuses.insert(check, status);
+        }
+        Ok(statuses)
+    }
+
     /// The organization or user whose teams branch rules may name, if the forge has teams.
     fn owner(&self) -> Option<&str> {
         None
@@ -506,6 +524,78 @@ pub struct Status {
     pub by: String,
     /// Unix seconds.
     pub at: i64,
+    /// A host's deploy status (`ferry/deploy/ENV/HOST`): where each app of the host is in the
+    /// rollout. The embedded forge keeps it; a hosted forge keeps the description only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub apps: BTreeMap<String, AppStatus>,
+}
+
+impl Status {
+    /// A status with nothing but its state and description.
+    pub fn new(
+        state: CheckState,
+        description: impl Into<String>,
+        by: impl Into<String>,
+        at: i64,
+    ) -> Status {
+        Status {
+            state,
+            description: description.into(),
+            url: None,
+            by: by.into(),
+            at,
+            apps: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where one app of a host is in the rollout of the commit its host's status is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppStatus {
+    pub state: RolloutState,
+    /// The version it runs (the pinned one once deployed; the one it keeps while waiting).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// Its host's wave and the number of waves, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<(usize, usize)>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Unix seconds: since when it is in this state.
+    pub since: i64,
+}
+
+/// An app's place in a rollout on one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    /// Its wave is open; not deployed yet (unreachable artifact server, a retry).
+    Pending,
+    /// Its wave is not open: it keeps its release.
+    Waiting,
+    Deployed,
+    /// Nothing of the new version runs (a refused digest, a first deploy that failed).
+    Failed,
+    /// The new version failed its activation or health check: the previous one runs again.
+    RolledBack,
+}
+
+impl RolloutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutState::Pending => "pending",
+            RolloutState::Waiting => "waiting",
+            RolloutState::Deployed => "deployed",
+            RolloutState::Failed => "failed",
+            RolloutState::RolledBack => "rolled back",
+        }
+    }
+
+    /// Failed or rolled back: counts toward the rollout's `max_failures`.
+    pub fn is_failure(self) -> bool {
+        matches!(self, RolloutState::Failed | RolloutState::RolledBack)
+    }
 }
 
 /// The longest description a status record keeps (the repository's hook refuses longer ones;

@@ -52,3 +52,16 @@ pub fn check_name(name: &str) -> Result<(), CheckNameError> {
     }
     Ok(())
 }
+
+/// Whether `host` can name a host (`hosts`, `--host`): it names the host's deploy status,
+/// `ferry/deploy/ENV/HOST`. The environment schema's `host` says the same.
+pub fn is_host_name(host: &str) -> bool {
+    host.len() <= 100
+        && host
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+}

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Duration, Size};
+use super::{Duration, Rollout, Size};
 
 /// The largest artifact the agent downloads for an app that names no `max_size`.
 pub const DEFAULT_MAX_SIZE: Size = Size::from_bytes(2 << 30);
@@ -43,6 +43,9 @@ pub struct Environment {
     pub protection: Option<Protection>,
     #[serde(default)]
     pub agent: AgentSettings,
+    /// How a new state reaches the hosts of each app (an app's own `rollout` overrides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apps: Option<BTreeMap<String, App>>,
     #[serde(rename = "$schema", default, skip_serializing)]
@@ -122,8 +125,14 @@ fn default_interval() -> Duration {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct App {
+    /// The one host it runs on (`hosts` for several).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The hosts it runs on, in rollout order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
     pub deployment_path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck_url: Option<String>,
@@ -139,6 +148,34 @@ pub struct App {
 }
 
 impl App {
+    /// The hosts it runs on, in rollout order (`hosts`, or `host`); empty when it names none:
+    /// then it runs on every host of its environment's agents.
+    pub fn hosts(&self) -> &[String] {
+        match (&self.hosts, &self.host) {
+            (Some(hosts), _) => hosts,
+            (None, Some(host)) => std::slice::from_ref(host),
+            (None, None) => &[],
+        }
+    }
+
+    /// Whether the agent of `host` deploys it.
+    pub fn runs_on(&self, host: &str) -> bool {
+        let hosts = self.hosts();
+        hosts.is_empty() || hosts.iter().any(|h| h == host)
+    }
+
+    /// Its health-check URL on `host` (`{host}` replaced).
+    pub fn healthcheck_url_on(&self, host: &str) -> Option<String> {
+        self.healthcheck_url
+            .as_ref()
+            .map(|url| url.replace("{host}", host))
+    }
+
+    /// Its rollout: its own fields over the environment's.
+    pub fn rollout(&self, env: Option<&Rollout>) -> Rollout {
+        self.rollout.clone().unwrap_or_default().over(env)
+    }
+
     /// The largest artifact the agent downloads for this app.
     pub fn max_size(&self) -> u64 {
         self.max_size.unwrap_or(DEFAULT_MAX_SIZE).bytes()
@@ -185,6 +222,7 @@ impl Environment {
             policy: Policy::default(),
             protection: None,
             agent: AgentSettings::default(),
+            rollout: None,
             apps: Some(apps),
             schema: None,
         }

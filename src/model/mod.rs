@@ -7,15 +7,17 @@ mod check;
 mod duration;
 mod environment;
 mod manifest;
+mod rollout;
 mod size;
 
-pub use check::{CHECK_NAME_LIMIT, CheckNameError, check_name};
+pub use check::{CHECK_NAME_LIMIT, CheckNameError, check_name, is_host_name};
 pub use duration::Duration;
 pub use environment::{
     AgentSettings, App, Environment, Layout, Policy, Protection, SEED_ORDER, Unresolved,
     declared_branch, resolve_branch,
 };
 pub use manifest::{Artifact, Manifest, Pin};
+pub use rollout::{Rollout, Wave};
 pub use size::Size;
 
 /// A desired state that passed validation: the manifest and every environment file.

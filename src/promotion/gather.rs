@@ -154,6 +154,7 @@ mod tests {
     #[test]
     fn deploys_count_only_from_their_environments_reporters() {
         let status = |by: &str| Status {
+            apps: Default::default(),
             state: CheckState::Success,
             description: String::new(),
             url: None,

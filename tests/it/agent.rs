@@ -65,7 +65,7 @@ pub(crate) fn repo(settings: Value) -> (Sandbox, String) {
     let file = artifact(&sandbox, "1.0.0");
     bump(&sandbox, &remote, "1.0.0", &file, true);
     sandbox.edit_env("dev", "dev", |env| {
-        let mut web = json!({"host": "h1", "deployment_path": "/srv/web"});
+        let mut web = json!({"deployment_path": "/srv/web"});
         for (k, v) in settings.as_object().unwrap() {
             web[k] = v.clone();
         }
@@ -711,21 +711,47 @@ fn a_state_store_down_keeps_the_release_and_the_agent_recovers_by_itself() {
 #[tokio::test(flavor = "multi_thread")]
 async fn deploys_are_reported_to_github_with_the_agents_own_token() {
     use wiremock::matchers::{body_json, method, path_regex};
-    use wiremock::{Mock, MockServer};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
     let (sandbox, remote) = repo(json!({}));
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path_regex(r"^/repos/acme/deploy/statuses/[0-9a-f]{40}$"))
-        .and(body_json(json!({
-            "state": "success", "context": "ferry/deploy/dev", "description": "deployed"
-        })))
-        .respond_with(crate::common::github::recorded("create-status.json"))
+    // What the commit has so far: nothing (GitHub's combined status, as documented).
+    let mut none = crate::common::github::fixture("combined-status.json")["body"].clone();
+    none["statuses"] = json!([]);
+    none["total_count"] = json!(0);
+    none["state"] = json!("pending");
+    Mock::given(method("GET"))
+        .and(path_regex(
+            r"^/repos/acme/deploy/commits/[0-9a-f]{40}/status$",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(none))
         .expect(1)
         .mount(&server)
         .await;
+    // The host's own status, then the environment's aggregate: this host completes it.
+    for (context, description) in [
+        ("ferry/deploy/dev/h1", "deployed web 1.0.0"),
+        ("ferry/deploy/dev", "deployed on 1 host"),
+    ] {
+        Mock::given(method("POST"))
+            .and(path_regex(r"^/repos/acme/deploy/statuses/[0-9a-f]{40}$"))
+            .and(body_json(json!({
+                "state": "success", "context": context, "description": description
+            })))
+            .respond_with(crate::common::github::recorded("create-status.json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
     let f = sandbox
         .ferry(&["agent", "--env", "dev", "--remote", &remote, "--once"])
-        .args(["--forge", "github", "--github-repo", "acme/deploy"])
+        .args([
+            "--forge",
+            "github",
+            "--github-repo",
+            "acme/deploy",
+            "--host",
+            "h1",
+        ])
         .arg("--root")
         .arg(sandbox.path().join("root"))
         .arg("--state-dir")
@@ -736,9 +762,26 @@ async fn deploys_are_reported_to_github_with_the_agents_own_token() {
     run.assert_code(0);
     let tip = sandbox.tip("dev");
     let requests = server.received_requests().await.unwrap();
+    let paths: Vec<(String, String)> = requests
+        .iter()
+        .map(|r| (r.method.to_string(), r.url.path().to_owned()))
+        .collect();
     assert_eq!(
-        requests[0].url.path(),
-        format!("/repos/acme/deploy/statuses/{tip}")
+        paths,
+        [
+            (
+                "GET".to_owned(),
+                format!("/repos/acme/deploy/commits/{tip}/status")
+            ),
+            (
+                "POST".to_owned(),
+                format!("/repos/acme/deploy/statuses/{tip}")
+            ),
+            (
+                "POST".to_owned(),
+                format!("/repos/acme/deploy/statuses/{tip}")
+            ),
+        ]
     );
 }
 

@@ -141,7 +141,7 @@ fn a_deployment_path_out_of_the_root_is_refused_by_validate_and_the_agent() {
         run.assert_code(1);
         assert!(run.stdout.contains("dev: stalled:"), "{}", run.stdout);
         assert!(
-            run.stdout.contains(&format!("dev:environments/dev.json:14:26: error: `{path}` has a `.` or `..` segment, or is `/` itself")),
+            run.stdout.contains(&format!("dev:environments/dev.json:13:26: error: `{path}` has a `.` or `..` segment, or is `/` itself")),
             "{}",
             run.stdout
         );

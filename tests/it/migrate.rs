@@ -370,14 +370,18 @@ fn migrates_over_a_path_then_validates_shows_deploys_and_has_nothing_more_to_do(
     // The agent deploys what was migrated, health-checked at a server that answers.
     let root = sandbox.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-    let run = sandbox
-        .ferry(&["agent", "--env", "dev", "--once", "--remote", &remote])
-        .arg("--root")
-        .arg(&root)
-        .arg("--state-dir")
-        .arg(sandbox.path().join("state"))
-        .run();
-    run.assert_code(0);
+    // One agent per host, as the seed's files place the apps (here on one machine).
+    for host in ["10.0.0.5", "10.0.0.6"] {
+        let run = sandbox
+            .ferry(&["agent", "--env", "dev", "--once", "--remote", &remote])
+            .args(["--host", host])
+            .arg("--root")
+            .arg(&root)
+            .arg("--state-dir")
+            .arg(sandbox.path().join("state").join(host))
+            .run();
+        run.assert_code(0);
+    }
     assert_eq!(
         std::fs::read_to_string(root.join("opt/my-app/index.html")).unwrap(),
         "my-app 1.1.0\n"
