@@ -85,7 +85,24 @@ fn node<'s>(schema: &'s Value, schema_path: &str) -> Option<&'s Value> {
     let parent = schema_path
         .rsplit_once('/')
         .map_or("", |(parent, _)| parent);
-    schema.pointer(parent)
+    resolve(schema, parent)
+}
+
+/// The node at `path` of `schema`, following the local `$ref`s the path goes through (the
+/// validator's paths name `$ref` as a step: `/properties/rollout/$ref/properties/waves`).
+fn resolve<'s>(schema: &'s Value, path: &str) -> Option<&'s Value> {
+    let mut at = schema;
+    for token in path.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        at = match (token.as_str(), at.get("$ref").and_then(Value::as_str)) {
+            ("$ref", Some(target)) => schema.pointer(target.strip_prefix('#')?)?,
+            _ => match at {
+                Value::Array(items) => items.get(token.parse::<usize>().ok()?)?,
+                _ => at.get(&token)?,
+            },
+        };
+    }
+    Some(at)
 }
 
 fn description(node: Option<&Value>) -> Option<String> {
@@ -359,12 +376,25 @@ fn describe(
             );
         }
         ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
+            // An item of an array: named after its array, described by it.
+            let parent = pointer.rsplit_once('/').map_or("", |(parent, _)| parent);
+            let (what, hint) = if field.parse::<usize>().is_ok() {
+                let array = schema_path
+                    .rsplit_once("/items/")
+                    .and_then(|(array, _)| resolve(schema, array));
+                (
+                    format!("entry of `{}`", last_token(parent)),
+                    description(node).or_else(|| description(array)),
+                )
+            } else {
+                (format!("`{field}`"), description(node))
+            };
             out.push(
                 at.error(
                     pointer,
-                    format!("`{}` is not a valid `{field}`", show(instance)),
+                    format!("`{}` is not a valid {what}", show(instance)),
                 )
-                .maybe_hint(description(node)),
+                .maybe_hint(hint),
             );
         }
         _ => {

@@ -15,16 +15,29 @@ use crate::plan::promote::human;
 use crate::store::{History, RemoteArgs, Store};
 use crate::validate;
 
-/// Show the matrix of apps × environments: pinned versions and each environment's last
-/// reported deploy (`ferry/deploy/<env>` on its branch's tip).
+/// Show the matrix of apps × environments: pinned versions, each environment's deploy
+/// (`ferry/deploy/<env>` on its branch's tip) and, for fleets, where each app's rollout is.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:
   ferry status
+  ferry status prod --hosts
   ferry status --format json
-  ferry status set dev ci/test success --description \"412 tests passed\"")]
+  ferry status set dev ci/test success --description \"412 tests passed\""
+)]
 pub struct StatusArgs {
     #[command(subcommand)]
     pub action: Option<StatusAction>,
+
+    /// Only this environment.
+    #[arg(value_name = "ENV")]
+    pub env: Option<String>,
+
+    /// List each host: app, version, state, wave, since when (its `ferry/deploy/ENV/HOST`
+    /// report on the environment's tip).
+    #[arg(long)]
+    pub hosts: bool,
 
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -62,7 +75,7 @@ pub fn run(args: StatusArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
     match args.action {
         Some(StatusAction::Set(set)) => run_set(&store, set, out),
-        None => run_matrix(&store, out),
+        None => run_matrix(&store, args.env.as_deref(), args.hosts, out),
     }
 }
 
@@ -125,9 +138,149 @@ struct EnvStatus {
     commit: String,
     apps: BTreeMap<String, String>,
     deploy: Option<Status>,
+    /// Where each app placed on hosts stands in its rollout of the tip.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    rollouts: BTreeMap<String, AppRollout>,
+    /// Each host's report on the tip, app by app (`--hosts`, and always in JSON).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hosts: Vec<HostRow>,
 }
 
-fn run_matrix(store: &Store, out: Output) -> Result<Outcome> {
+/// `7/10 hosts at 1.4.0, wave 2 of 3`.
+#[derive(Serialize)]
+struct AppRollout {
+    version: String,
+    hosts: usize,
+    deployed: usize,
+    failed: usize,
+    wave: usize,
+    waves: usize,
+    halted: bool,
+    /// What the rollout waits for, or why it halted.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+}
+
+impl AppRollout {
+    fn said(&self) -> String {
+        let at = format!("{}/{} hosts at {}", self.deployed, self.hosts, self.version);
+        if self.halted {
+            format!("{at}, {}", self.message)
+        } else if self.deployed + self.failed == self.hosts && self.wave == self.waves {
+            match self.failed {
+                0 => at,
+                n => format!("{at}, {n} failed"),
+            }
+        } else {
+            format!("{at}, wave {} of {}", self.wave, self.waves)
+        }
+    }
+}
+
+/// One app on one host, as the host's status on the tip says.
+#[derive(Serialize)]
+struct HostRow {
+    host: String,
+    app: String,
+    version: String,
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wave: Option<(usize, usize)>,
+    /// Unix seconds; none when the host has not reported on the tip.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<i64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+}
+
+/// The rollouts of `env`'s apps on `tip` and each host's rows, from the statuses on it.
+fn fleet(
+    store: &Store,
+    env: &str,
+    branch: &str,
+    tip: Oid,
+    statuses: &crate::forge::Statuses,
+) -> (BTreeMap<String, AppRollout>, Vec<HostRow>) {
+    use crate::agent::rollout;
+    let mut rollouts = BTreeMap::new();
+    let mut rows = Vec::new();
+    // An environment whose state does not load has no rollout to show: `validate` says why.
+    let Ok(loaded) = crate::state::load_at(store, env, branch, tip) else {
+        return (rollouts, rows);
+    };
+    let state = &loaded.state;
+    let settings = &state.environments[env];
+    let now = now();
+    for (name, app) in settings.apps.iter().flatten() {
+        let Some(artifact) = state.manifest.artifacts.get(name) else {
+            continue;
+        };
+        let plan = rollout::Plan::new(env, name, app, settings.rollout.as_ref(), statuses);
+        if plan.hosts.is_empty() {
+            continue;
+        }
+        let progress = rollout::progress(env, &plan, statuses, now);
+        let waves = plan.waves();
+        rollouts.insert(
+            name.clone(),
+            AppRollout {
+                version: artifact.shown_version(),
+                hosts: progress.hosts,
+                deployed: progress.deployed,
+                failed: progress.failed.len(),
+                wave: progress.open,
+                waves: progress.waves,
+                halted: progress.halted,
+                message: if progress.halted {
+                    progress
+                        .halt_message(name)
+                        .trim_start_matches(&format!("{name}: "))
+                        .to_owned()
+                } else {
+                    String::new()
+                },
+            },
+        );
+        for host in plan.hosts.iter() {
+            let wave = waves
+                .iter()
+                .position(|w| w.contains(host))
+                .map(|w| (w + 1, waves.len()));
+            let reported = statuses
+                .get(&rollout::host_check(env, host))
+                .and_then(|s| s.apps.get(name).map(|a| (s, a)));
+            rows.push(match reported {
+                Some((_, a)) => HostRow {
+                    host: host.clone(),
+                    app: name.clone(),
+                    version: a.version.clone(),
+                    state: a.state.as_str().to_owned(),
+                    wave: a.wave.or(wave),
+                    since: Some(a.since),
+                    message: a.message.clone(),
+                },
+                None => {
+                    let (state, since, message) = rollout::app_state(env, statuses, host, name)
+                        .map(|(s, at, m)| (s.as_str().to_owned(), Some(at), m.to_owned()))
+                        .unwrap_or_else(|| ("not reported".to_owned(), None, String::new()));
+                    HostRow {
+                        host: host.clone(),
+                        app: name.clone(),
+                        version: String::new(),
+                        state,
+                        wave,
+                        since,
+                        message,
+                    }
+                }
+            });
+        }
+    }
+    rows.sort_by(|a, b| (&a.host, &a.app).cmp(&(&b.host, &b.app)));
+    (rollouts, rows)
+}
+
+fn run_matrix(store: &Store, only: Option<&str>, show_hosts: bool, out: Output) -> Result<Outcome> {
     // The environments and their order, from the first environment branch that validates.
     let heads = store.heads()?;
     let branches: Vec<&String> = heads.keys().filter(|b| !b.starts_with("ferry/")).collect();
@@ -152,10 +305,22 @@ fn run_matrix(store: &Store, out: Output) -> Result<Outcome> {
         ))
         .hint("`ferry init` creates a deployment repository"));
     }
+    if let Some(env) = only
+        && !order.iter().any(|e| e == env)
+    {
+        return Err(Error::usage(format!(
+            "`{env}` is not an environment of `{}`",
+            store.remote().shown
+        ))
+        .hint(format!("its environments: {}", order.join(", "))));
+    }
     let local = LocalForge::new(store);
     let forge: &dyn Forge = &local;
     let mut envs = Vec::new();
-    for env in &order {
+    for env in order
+        .iter()
+        .filter(|e| only.is_none_or(|o| o == e.as_str()))
+    {
         // Where each lives, as every command finds it (never by a branch's name alone).
         let Ok(branch) = branch_of(store, env) else {
             continue;
@@ -168,8 +333,12 @@ fn run_matrix(store: &Store, out: Output) -> Result<Outcome> {
                 artifacts: Default::default(),
             }
         });
-        let deploy = forge.statuses(tip)?.remove(&format!("ferry/deploy/{env}"));
+        let statuses = forge.statuses(tip)?;
+        let deploy = statuses.get(&format!("ferry/deploy/{env}")).cloned();
+        let (rollouts, hosts) = fleet(store, env, &branch, tip, &statuses);
         envs.push(EnvStatus {
+            rollouts,
+            hosts,
             env: env.clone(),
             branch: branch.clone(),
             commit: tip.to_string(),
@@ -227,6 +396,45 @@ fn run_matrix(store: &Store, out: Output) -> Result<Outcome> {
                     e.branch,
                     short(Oid::from_str(&e.commit).expect("an id"))
                 ));
+                for (app, rollout) in &e.rollouts {
+                    out.data(format!("  {app}: {}", rollout.said()));
+                }
+            }
+            if show_hosts {
+                for e in &envs {
+                    out.data("");
+                    out.data(format!("{} hosts:", e.env));
+                    let mut rows = vec![
+                        ["HOST", "APP", "VERSION", "STATE", "WAVE", "SINCE", ""]
+                            .map(str::to_owned)
+                            .to_vec(),
+                    ];
+                    for h in &e.hosts {
+                        rows.push(vec![
+                            h.host.clone(),
+                            h.app.clone(),
+                            if h.version.is_empty() {
+                                "-".to_owned()
+                            } else {
+                                h.version.clone()
+                            },
+                            h.state.clone(),
+                            h.wave.map_or("-".to_owned(), |(k, n)| format!("{k}/{n}")),
+                            h.since
+                                .map_or("-".to_owned(), |t| format!("{} ago", human(now - t))),
+                            h.message.clone(),
+                        ]);
+                    }
+                    if e.hosts.is_empty() {
+                        out.data(
+                            "  no app of it is placed on hosts (`hosts` in its environment file)",
+                        );
+                        continue;
+                    }
+                    for line in table(&rows) {
+                        out.data(format!("  {}", line.trim_end()));
+                    }
+                }
             }
         }
     }

@@ -680,6 +680,21 @@ fn deploys_are_reported_by_the_agents_the_environment_names() {
         "{}",
         run.stderr
     );
+    // A host's own deploy status is the agents' too: alice cannot say a host deployed.
+    let run = ferry_as(
+        &sandbox,
+        &remote,
+        "alice",
+        &["status", "set", &dev, "ferry/deploy/dev/web-1", "success"],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(
+            "`ferry/deploy/dev/web-1` is reported by dev's agents only (`agent.reporters`: agent-dev), not by `alice`"
+        ),
+        "{}",
+        run.stderr
+    );
     // Other checks are anyone's (who names themself); the agent reports its own.
     ferry_as(
         &sandbox,

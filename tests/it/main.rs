@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod deploy;
 mod enforce;
+mod fleet;
 mod fuzz;
 mod github;
 mod layout;

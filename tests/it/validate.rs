@@ -262,6 +262,62 @@ fn deployment_paths_of_a_host_do_not_overlap() {
     }
 }
 
+/// Fleets: `hosts` and `rollout` are checked where they are written, with what was expected.
+#[test]
+fn fleets_declare_hosts_in_rollout_order_and_waves_that_make_sense() {
+    let repo = Repo::example();
+    repo.edit_json("environments/prod.json", |e| {
+        e["rollout"] = json!({"waves": [1, "50%", "100%"], "pause": "5m", "max_failures": 1});
+        e["apps"]["web"]["hosts"] = json!(["web-1", "web-2", "web-3"]);
+        e["apps"]["web"].as_object_mut().unwrap().remove("host");
+        e["apps"]["web"]["healthcheck_url"] = json!("http://{host}:8080/health");
+        e["apps"]["web"]["rollout"] = json!({"max_failures": 0});
+    });
+    repo.validate(&[]).assert_code(0);
+
+    let refused = |edit: &dyn Fn(&mut serde_json::Value), said: &str| {
+        let repo = Repo::example();
+        repo.edit_json("environments/prod.json", |e| edit(e));
+        let run = repo.validate(&[]);
+        run.assert_code(1);
+        assert!(run.stdout.contains(said), "{said}\n{}", run.render());
+    };
+    refused(
+        &|e| e["apps"]["web"]["hosts"] = json!(["web-1"]),
+        "`web` sets `host` and `hosts` together: they exclude each other",
+    );
+    refused(
+        &|e| {
+            e["apps"]["web"].as_object_mut().unwrap().remove("host");
+            e["apps"]["web"]["hosts"] = json!(["web-1", "web-1"]);
+        },
+        "`hosts` lists the same entry more than once",
+    );
+    refused(
+        &|e| {
+            e["apps"]["web"].as_object_mut().unwrap().remove("host");
+            e["apps"]["web"]["hosts"] = json!(["web 1"]);
+        },
+        "/apps/web/hosts/0",
+    );
+    refused(
+        &|e| e["rollout"] = json!({"waves": [0]}),
+        "`0` is not a valid entry of `waves`",
+    );
+    refused(
+        &|e| e["rollout"] = json!({"waves": ["150%"]}),
+        "hint: How many hosts the rollout has reached once each wave opens",
+    );
+    refused(
+        &|e| e["rollout"] = json!({"pause": "soon"}),
+        "/rollout/pause",
+    );
+    refused(
+        &|e| e["apps"]["web"]["host"] = json!("h".repeat(101)),
+        "/apps/web/host",
+    );
+}
+
 /// An agent's interval has one floor, the same as `ferry agent --interval`'s.
 #[test]
 fn an_agent_interval_under_a_second_is_an_error() {
