@@ -35,7 +35,7 @@ pub struct Shared {
 /// The agent's counters, since it started.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
-    /// Reconciles by outcome (`deployed`, `failed`, `stalled`, `retrying`).
+    /// Reconciles by outcome (`deployed`, `failed`, `stalled`, `retrying`, `waiting`).
     pub reconciles: std::collections::BTreeMap<String, u64>,
     pub seconds_sum: f64,
     pub drift_events: u64,
@@ -87,7 +87,7 @@ impl Shared {
         let mut out = String::new();
         out.push_str("# HELP ferry_agent_reconciles_total Reconciles, by outcome.\n");
         out.push_str("# TYPE ferry_agent_reconciles_total counter\n");
-        for outcome in ["deployed", "failed", "stalled", "retrying"] {
+        for outcome in ["deployed", "failed", "stalled", "retrying", "waiting"] {
             let n = m.reconciles.get(outcome).copied().unwrap_or(0);
             out.push_str(&format!(
                 "ferry_agent_reconciles_total{{env=\"{env}\",outcome=\"{outcome}\"}} {n}\n"

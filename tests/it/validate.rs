@@ -283,7 +283,7 @@ fn fleets_declare_hosts_in_rollout_order_and_waves_that_make_sense() {
         assert!(run.stdout.contains(said), "{said}\n{}", run.render());
     };
     refused(
-        &|e| e["apps"]["web"]["hosts"] = json!(["web-1"]),
+        &|e| e["apps"]["web"]["host"] = json!("web-1"),
         "`web` sets `host` and `hosts` together: they exclude each other",
     );
     refused(
@@ -313,8 +313,8 @@ fn fleets_declare_hosts_in_rollout_order_and_waves_that_make_sense() {
         "/rollout/pause",
     );
     refused(
-        &|e| e["apps"]["web"]["host"] = json!("h".repeat(101)),
-        "/apps/web/host",
+        &|e| e["apps"]["api"]["host"] = json!("h".repeat(101)),
+        "/apps/api/host",
     );
 }
 
