@@ -1,10 +1,12 @@
 //! `ferry quickstart`: the whole loop on the embedded default, narrated, in one directory: a
-//! deployment repository, a demo artifact, a CI bump, one agent per environment, two
-//! promotions under the declared protection, and `ferry status`. Each step runs the real
-//! `ferry` command it shows (this binary, as a child process), so what the user reads is what
-//! they can type next; only the demo's scaffolding (the artifact, the environment files, a
-//! stand-in web server per environment) is done in-process.
+//! deployment repository, a demo artifact, a CI bump, one agent per host (dev and staging have
+//! one host each, prod a fleet of three that rolls out canary first), two promotions under
+//! the declared protection, and `ferry status`. Each step runs the real `ferry` command it
+//! shows (this binary, as a child process), so what the user reads is what they can type
+//! next; only the demo's scaffolding (the artifact, the environment files, a stand-in web
+//! server per environment) is done in-process.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -13,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::agent::server;
+use crate::agent::{rollout, server};
 use crate::error::{Error, Outcome, Result};
-use crate::forge::CheckState;
 use crate::forge::local::LocalForge;
+use crate::forge::{AppStatus, CheckState, RolloutState, Status, Statuses};
 use crate::output::{Format, Output};
 use crate::store::{History, RefUpdate, Remote, Store, UpdateOutcome};
 
@@ -24,11 +26,12 @@ use crate::store::{History, RefUpdate, Remote, Store, UpdateOutcome};
 ///
 /// In DIR (a new directory under the system's temp dir by default; an existing DIR must be
 /// empty) it creates a deployment repository with dev, staging and prod, makes a demo
-/// artifact, bumps it in dev as CI would, starts one agent per environment (each serving
-/// `/healthz`, `/readyz` and `/metrics`, and health-checking the app it deploys), promotes dev
-/// → staging → prod through requests that are approved and merged under each environment's
-/// protection, and shows `ferry status`. Every step prints the command it runs. It stops the
-/// agents it started and leaves DIR behind to explore.
+/// artifact, bumps it in dev as CI would, starts one agent per host (one in dev, one in
+/// staging, three in prod; each serving `/healthz`, `/readyz` and `/metrics`, and
+/// health-checking the app it deploys), promotes dev → staging → prod through requests that
+/// are approved and merged under each environment's protection (prod's three hosts take it in
+/// two waves: a canary, then the rest), and shows `ferry status`. Every step prints the
+/// command it runs. It stops the agents it started and leaves DIR behind to explore.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry quickstart                      # in a new temp dir
@@ -41,6 +44,12 @@ pub struct QuickstartArgs {
 
 /// The environments, in promotion order.
 const ENVS: [&str; 3] = ["dev", "staging", "prod"];
+/// The environment whose app runs on a fleet, and how many hosts it has.
+const FLEET: (&str, usize) = ("prod", 3);
+/// The fleet's rollout: the first host alone (the canary), then the rest, once the canary has
+/// been healthy for `pause` (long enough that every agent of the second wave polls, and
+/// reports that it waits, at least once).
+const ROLLOUT: &str = r#"{ "waves": [1, "100%"], "pause": "3s" }"#;
 /// How long an agent may take to deploy a version before the quickstart gives up.
 const DEPLOY_TIMEOUT: Duration = Duration::from_secs(45);
 
@@ -56,7 +65,7 @@ pub fn run(args: QuickstartArgs, out: Output) -> Result<Outcome> {
                 run.dir.display()
             ));
             run.say(format!(
-                "Paste these lines in this shell to look around:\n  export FERRY_REMOTE={}{}\n  ferry history prod          # each change of prod's branch\n  ferry audit prod            # who requested, approved, merged and pushed each change\n  ferry requests 2            # the promotion request, as its reviewers saw it\n  ferry diff dev prod         # what the next promotion would move\n  git clone -b prod $FERRY_REMOTE {}   # prod's branch (environments/*.json: what step 2 declared)\nThe pages on 127.0.0.1 were served by the quickstart itself, standing in for each host's web\nserver, and stopped with it; an agent started again would find no health check answering.",
+                "Paste these lines in this shell to look around:\n  export FERRY_REMOTE={}{}\n  ferry history prod          # each change of prod's branch\n  ferry audit prod            # who requested, approved, merged and pushed each change\n  ferry requests 2            # the promotion request, as its reviewers saw it\n  ferry diff dev prod         # what the next promotion would move\n  git clone -b prod $FERRY_REMOTE {}   # prod's branch (environments/*.json: what step 2 declared)\n  git --git-dir $FERRY_REMOTE show refs/ferry/statuses/$(git --git-dir $FERRY_REMOTE rev-parse prod):statuses.json   # each prod host's report on prod's tip, and the aggregate\nThe pages on 127.0.0.1 were served by the quickstart itself, standing in for each host's web\nserver, and stopped with it; an agent started again would find no health check answering.",
                 run.remote,
                 run.path_line(),
                 run.dir.join("work").display(),
@@ -68,7 +77,7 @@ pub fn run(args: QuickstartArgs, out: Output) -> Result<Outcome> {
         }
         Err(err) => {
             run.say(format!(
-                "\nThe quickstart stopped; stopped the {stopped} agents it had started. What it made is in {} (each agent's log: ENV/var/log/ferry-agent.log).",
+                "\nThe quickstart stopped; stopped the {stopped} agents it had started. What it made is in {} (each agent's log: HOST/var/log/ferry-agent.log, HOST being dev, staging, prod/web-1, …).",
                 run.dir.display()
             ));
             Err(err)
@@ -126,12 +135,60 @@ fn prepare_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
         .map_err(|e| Error::failure(format!("cannot resolve `{}`: {e}", dir.display())))
 }
 
-/// One environment's running pieces: its agent, and the stand-in web server of its app.
-struct Env {
-    name: &'static str,
+/// One host: the agent deploying there, and the directory standing in for it.
+struct Host {
+    name: String,
+    /// Its `--root`, relative to DIR (`dev`, `prod/web-1`).
+    root: String,
     agent: Option<Child>,
     agent_port: u16,
+    /// When its agent started.
+    started: Option<Instant>,
+}
+
+impl Host {
+    fn new(name: String, root: String) -> Host {
+        Host {
+            name,
+            root,
+            agent: None,
+            agent_port: 0,
+            started: None,
+        }
+    }
+
+    /// Its agent's log, relative to DIR.
+    fn log(&self) -> String {
+        format!("{}/var/log/ferry-agent.log", self.root)
+    }
+
+    /// Its app's live directory, relative to DIR.
+    fn live(&self) -> String {
+        format!("{}/srv/web", self.root)
+    }
+}
+
+/// One environment's running pieces: its hosts, in rollout order, and the stand-in web server
+/// of its app (for a fleet, one server answering for every host under `/HOST/`).
+struct Env {
+    name: &'static str,
+    hosts: Vec<Host>,
     web_port: u16,
+}
+
+impl Env {
+    fn fleet(&self) -> bool {
+        self.hosts.len() > 1
+    }
+
+    /// The path of `host`'s pages on the web server.
+    fn web_path(&self, host: &Host) -> String {
+        if self.fleet() {
+            format!("/{}/", host.name)
+        } else {
+            "/".to_owned()
+        }
+    }
 }
 
 struct Quickstart {
@@ -155,12 +212,29 @@ impl Quickstart {
         let remote = dir.join("deploy.git").display().to_string();
         let mut envs = Vec::new();
         for name in ENVS {
-            let live = dir.join(name).join("srv/web");
+            let hosts: Vec<Host> = if name == FLEET.0 {
+                (1..=FLEET.1)
+                    .map(|n| Host::new(format!("{name}-web-{n}"), format!("{name}/web-{n}")))
+                    .collect()
+            } else {
+                vec![Host::new(format!("{name}-web"), name.to_owned())]
+            };
+            // A single host's pages at `/`; a fleet's under `/HOST/`.
+            let sites = hosts
+                .iter()
+                .map(|host| {
+                    let prefix = if hosts.len() > 1 {
+                        host.name.clone()
+                    } else {
+                        String::new()
+                    };
+                    (prefix, dir.join(host.live()))
+                })
+                .collect();
             envs.push(Env {
                 name,
-                agent: None,
-                agent_port: 0,
-                web_port: serve_web(name, live)?,
+                hosts,
+                web_port: serve_web(name, sites)?,
             });
         }
         Ok(Quickstart {
@@ -217,11 +291,28 @@ impl Quickstart {
             "Each environment declares where web runs, its health check, its gates and who may change it",
         );
         self.configure()?;
-        self.say("   dev:     only ci-bot pushes (CI's bumps land here)");
+        self.say("   dev:     web on dev-web; only ci-bot pushes (CI's bumps land here)");
         self.say(
-            "   staging: promoted from dev once dev's deploy is green; 1 approval; carol merges (and alone edits its settings)",
+            "   staging: web on staging-web; promoted from dev once dev's deploy is green; 1 approval; carol merges (and alone edits its settings)",
         );
-        self.say("   prod:    promoted from staging once staging's deploy is green; 1 approval; carol merges (and alone edits its settings)");
+        let prod = self
+            .envs
+            .iter()
+            .find(|e| e.name == FLEET.0)
+            .expect("the fleet's environment");
+        let hosts: Vec<&str> = prod.hosts.iter().map(|h| h.name.as_str()).collect();
+        self.say(format!(
+            "   prod:    web on {}; promoted from staging once staging's deploy is green; 1 approval; carol merges (and alone edits its settings)",
+            hosts.join(", "),
+        ));
+        self.say(format!(
+            "            rolled out in two waves: {} alone (the canary), then the others 3s after it is healthy (\"rollout\": {ROLLOUT});",
+            hosts[0],
+        ));
+        self.say(format!(
+            "            each host checked at http://127.0.0.1:{}/{{host}}/healthz, its agent putting its name for {{host}}",
+            prod.web_port,
+        ));
         self.say(
             "   By hand: git clone deploy.git work, edit work/environments/*.json, commit, then",
         );
@@ -235,12 +326,15 @@ impl Quickstart {
 
         self.step(
             4,
-            "One agent per environment pulls its branch every second and deploys what it pins",
+            "One agent per host (prod has three) pulls its environment's branch every second and deploys what it pins",
         );
-        for i in 0..self.envs.len() {
-            self.start_agent(i)?;
+        for env in 0..self.envs.len() {
+            for host in 0..self.envs[env].hosts.len() {
+                self.start_agent(env, host)?;
+            }
         }
-        self.deployed("dev", "1.0.0")?;
+        let started = self.envs[0].hosts[0].started.unwrap_or_else(Instant::now);
+        self.deployed("dev", "1.0.0", started)?;
 
         self.step(
             5,
@@ -249,38 +343,45 @@ impl Quickstart {
         self.ferry("alice", &["promote", "dev", "staging"])?;
         self.ferry("bob", &["approve", "1"])?;
         self.ferry("carol", &["merge", "1"])?;
-        self.deployed("staging", "1.0.0")?;
+        self.deployed("staging", "1.0.0", Instant::now())?;
 
         self.step(6, "staging → prod, under prod's protection");
         self.ferry("alice", &["promote", "staging", "prod"])?;
         self.refused("carol", &["merge", "2"], "no approval yet: refused")?;
         self.ferry("bob", &["approve", "2"])?;
         self.ferry("carol", &["merge", "2"])?;
-        self.deployed("prod", "1.0.0")?;
+        self.deployed("prod", "1.0.0", Instant::now())?;
 
         self.step(7, "CI ships web 1.1.0: dev moves on, staging and prod stay");
         self.bump("1.1.0", false)?;
-        self.deployed("dev", "1.1.0")?;
+        self.deployed("dev", "1.1.0", Instant::now())?;
 
         self.step(8, "Where everything stands");
         let mut environments = Vec::new();
         for env in &self.envs {
-            let page = http_get(env.web_port, "/").unwrap_or_default();
-            let ready = http_get(env.agent_port, "/readyz").unwrap_or_default();
-            self.say(format!(
-                "   {:<8} http://127.0.0.1:{}/ serves {:?}; its agent's http://127.0.0.1:{}/readyz says {:?}",
-                env.name,
-                env.web_port,
-                page.trim(),
-                env.agent_port,
-                ready.trim()
-            ));
-            environments.push(json!({
-                "env": env.name,
-                "root": self.dir.join(env.name),
-                "serves": page.trim(),
-                "ready": ready.trim(),
-            }));
+            let mut hosts = Vec::new();
+            for host in &env.hosts {
+                let path = env.web_path(host);
+                let page = http_get(env.web_port, &path).unwrap_or_default();
+                let ready = http_get(host.agent_port, "/readyz").unwrap_or_default();
+                self.say(format!(
+                    "   {:<8} {:<11} http://127.0.0.1:{}{path} serves {:?}; its agent's http://127.0.0.1:{}/readyz says {:?}",
+                    env.name,
+                    host.name,
+                    env.web_port,
+                    page.trim(),
+                    host.agent_port,
+                    ready.trim()
+                ));
+                hosts.push(json!({
+                    "host": host.name,
+                    "root": self.dir.join(&host.root),
+                    "url": format!("http://127.0.0.1:{}{path}", env.web_port),
+                    "serves": page.trim(),
+                    "ready": ready.trim(),
+                }));
+            }
+            environments.push(json!({ "env": env.name, "hosts": hosts }));
         }
         self.ferry("you", &["status"])?;
         Ok(json!({
@@ -392,13 +493,11 @@ impl Quickstart {
                 "policy": { "allow_prerelease": i == 0 },
                 // Its deploys are reported by its agents only (they push as `agent`).
                 "agent": { "interval": "1s", "reporters": ["agent"] },
-                "apps": { "web": {
-                    "host": format!("{}-web", env.name),
-                    "deployment_path": "/srv/web",
-                    "healthcheck_url": format!("http://127.0.0.1:{}/healthz", env.web_port),
-                    "healthcheck_timeout": "10s",
-                }},
+                "apps": { "web": web_settings(env) },
             });
+            if env.fleet() {
+                file["rollout"] = serde_json::from_str(ROLLOUT).expect("the rollout is JSON");
+            }
             if i == 0 {
                 file["protection"] = json!({ "allowed_pushers": ["ci-bot"] });
             } else {
@@ -471,33 +570,34 @@ impl Quickstart {
         Ok((relative, format!("file://{}", path.display())))
     }
 
-    /// Starts `envs[i]`'s agent on a free loopback port and waits until it listens. A port is
-    /// free only when it is looked at: should another process take it before the agent binds
-    /// it, another is tried.
-    fn start_agent(&mut self, i: usize) -> Result<()> {
-        let name = self.envs[i].name;
-        let root = self.dir.join(name);
-        let log_path = root.join("var/log/ferry-agent.log");
+    /// Starts the agent of `envs[env].hosts[host]` on a free loopback port and waits until it
+    /// listens. A port is free only when it is looked at: should another process take it
+    /// before the agent binds it, another is tried.
+    fn start_agent(&mut self, env: usize, host: usize) -> Result<()> {
+        let name = self.envs[env].name;
+        let (host_name, root, log) = {
+            let host = &self.envs[env].hosts[host];
+            (host.name.clone(), host.root.clone(), host.log())
+        };
+        let log_path = self.dir.join(&log);
         std::fs::create_dir_all(log_path.parent().expect("a parent"))
-            .map_err(|e| Error::failure(format!("cannot create {}: {e}", root.display())))?;
+            .map_err(|e| Error::failure(format!("cannot create `{root}`: {e}")))?;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let port = free_port()?;
-            let log = std::fs::File::create(&log_path).map_err(|e| {
-                Error::failure(format!("cannot create {}: {e}", log_path.display()))
-            })?;
+            let log_file = std::fs::File::create(&log_path)
+                .map_err(|e| Error::failure(format!("cannot create `{log}`: {e}")))?;
             let listen = format!("127.0.0.1:{port}");
-            let state_dir = format!("{name}/var/lib/ferry-agent");
-            let host = format!("{name}-web");
+            let state_dir = format!("{root}/var/lib/ferry-agent");
             let args = [
                 "agent",
                 "--env",
                 name,
                 "--host",
-                &host,
+                &host_name,
                 "--root",
-                name,
+                &root,
                 "--state-dir",
                 &state_dir,
                 "--listen",
@@ -505,7 +605,7 @@ impl Quickstart {
                 "-v",
             ];
             let mut command = self.command("agent");
-            command.args(args).stdout(Stdio::null()).stderr(log);
+            command.args(args).stdout(Stdio::null()).stderr(log_file);
             // The agents end with the quickstart, however it ends.
             // SAFETY: prctl is async-signal-safe and touches only the child's own settings.
             unsafe {
@@ -514,9 +614,9 @@ impl Quickstart {
                     Ok(())
                 });
             }
-            let mut child = command
-                .spawn()
-                .map_err(|e| Error::failure(format!("cannot start {name}'s agent: {e}")))?;
+            let mut child = command.spawn().map_err(|e| {
+                Error::failure(format!("cannot start the agent of {host_name}: {e}"))
+            })?;
             let started = Instant::now();
             let listening = loop {
                 if child.try_wait().ok().flatten().is_some() {
@@ -533,47 +633,57 @@ impl Quickstart {
             };
             let taken = !listening
                 && std::fs::read_to_string(&log_path)
-                    .is_ok_and(|log| log.contains("Address already in use"));
+                    .is_ok_and(|text| text.contains("Address already in use"));
             if taken && attempt < 5 {
                 continue;
             }
             self.say(format!(
-                "   $ USER=agent ferry {} 2> {name}/var/log/ferry-agent.log &",
+                "   $ USER=agent ferry {} 2> {log} &",
                 args.join(" ")
             ));
-            self.envs[i].agent_port = port;
-            self.envs[i].agent = Some(child);
+            let host = &mut self.envs[env].hosts[host];
+            host.agent_port = port;
+            host.agent = Some(child);
+            host.started = Some(started);
             return Ok(());
         }
     }
 
-    /// Waits until `env`'s agent reports web `version` deployed (the `ferry/deploy/ENV`
-    /// status on the branch's tip, which the next promotion's gate reads), then says so.
-    fn deployed(&mut self, env: &str, version: &str) -> Result<()> {
+    /// Waits until `env`'s agents report web `version` deployed (the aggregate
+    /// `ferry/deploy/ENV` on the branch's tip, which the next promotion's gate reads), then
+    /// says so, with the time since `from` (the change landed, or the agent started after
+    /// it): for a fleet, how the rollout went, from its hosts' statuses.
+    fn deployed(&mut self, env: &str, version: &str, from: Instant) -> Result<()> {
         let started = Instant::now();
-        let check = format!("ferry/deploy/{env}");
+        let check = rollout::env_check(env);
         let index = self
             .envs
             .iter()
             .position(|e| e.name == env)
             .expect("a quickstart environment");
+        // What each host of a fleet last said while it waited for its wave.
+        let mut waited: BTreeMap<String, String> = BTreeMap::new();
         loop {
             let store = Store::open(&Remote::parse(&self.remote), &self.dir.join(".cache"))?;
             let tip = store.tip(env, History::Tip)?;
-            let status = LocalForge::new(&store).statuses(tip)?.remove(&check);
-            match status {
+            let mut statuses = LocalForge::new(&store).statuses(tip)?;
+            for host in &self.envs[index].hosts {
+                if let Some(web) = web_status(&statuses, env, &host.name)
+                    && web.state == RolloutState::Waiting
+                {
+                    waited.insert(host.name.clone(), web.message.clone());
+                }
+            }
+            match statuses.remove(&check) {
                 Some(s) if s.state == CheckState::Success => {
-                    let page = http_get(self.envs[index].web_port, "/").unwrap_or_default();
-                    self.say(format!(
-                        "   {env}'s agent deployed web {version} in {:.1}s; its health check passed and it reported {check}: success\n   {env}/srv/web now serves {:?}",
-                        started.elapsed().as_secs_f64(),
-                        page.trim()
-                    ));
+                    self.say_deployed(index, version, from.elapsed(), &s, &statuses, &waited);
                     return Ok(());
                 }
                 Some(s) if matches!(s.state, CheckState::Failure | CheckState::Error) => {
+                    let host = self.undeployed(index, &statuses);
                     return Err(self.agent_failed(
-                        env,
+                        index,
+                        host,
                         &format!(
                             "it reported {check} {}: {}",
                             s.state.as_str(),
@@ -583,16 +693,20 @@ impl Quickstart {
                 }
                 _ => {}
             }
-            if let Some(agent) = self.envs[index].agent.as_mut()
-                && let Ok(Some(exit)) = agent.try_wait()
-            {
-                return Err(self.agent_failed(env, &format!("it exited ({exit})")));
+            for host in 0..self.envs[index].hosts.len() {
+                if let Some(agent) = self.envs[index].hosts[host].agent.as_mut()
+                    && let Ok(Some(exit)) = agent.try_wait()
+                {
+                    return Err(self.agent_failed(index, host, &format!("it exited ({exit})")));
+                }
             }
             if started.elapsed() > DEPLOY_TIMEOUT {
+                let host = self.undeployed(index, &statuses);
                 return Err(self.agent_failed(
-                    env,
+                    index,
+                    host,
                     &format!(
-                        "it did not report web {version} deployed within {}s",
+                        "{check} did not say web {version} deployed within {}s",
                         DEPLOY_TIMEOUT.as_secs()
                     ),
                 ));
@@ -601,11 +715,122 @@ impl Quickstart {
         }
     }
 
-    fn agent_failed(&self, env: &str, what: &str) -> Error {
-        let log = self.dir.join(env).join("var/log/ferry-agent.log");
+    /// The first host of `envs[index]` whose status does not say web deployed (the first
+    /// host when all do): the one whose log tells what went wrong.
+    fn undeployed(&self, index: usize, statuses: &Statuses) -> usize {
+        let env = &self.envs[index];
+        env.hosts
+            .iter()
+            .position(|h| {
+                web_status(statuses, env.name, &h.name)
+                    .is_none_or(|web| web.state != RolloutState::Deployed)
+            })
+            .unwrap_or(0)
+    }
+
+    /// Says that `envs[index]` runs web `version`, as `aggregate` reported after `took`: for a
+    /// fleet, each host's wave and since when it runs it (its status), and what the hosts of
+    /// a later wave said while they `waited` for it.
+    fn say_deployed(
+        &self,
+        index: usize,
+        version: &str,
+        took: Duration,
+        aggregate: &Status,
+        statuses: &Statuses,
+        waited: &BTreeMap<String, String>,
+    ) {
+        let env = &self.envs[index];
+        let name = env.name;
+        let check = rollout::env_check(name);
+        let pages: Vec<(String, String)> = env
+            .hosts
+            .iter()
+            .map(|host| {
+                let page = http_get(env.web_port, &env.web_path(host)).unwrap_or_default();
+                (host.live(), page.trim().to_owned())
+            })
+            .collect();
+        if !env.fleet() {
+            self.say(format!(
+                "   {name}'s agent deployed web {version} in {:.1}s; its health check passed and it reported {check}: success\n   {} now serves {:?}",
+                took.as_secs_f64(),
+                pages[0].0,
+                pages[0].1,
+            ));
+            return;
+        }
+        self.say(format!(
+            "   {name}'s agents rolled web {version} out in {:.1}s, as their statuses {check}/HOST on {name}'s tip say:",
+            took.as_secs_f64()
+        ));
+        // The hosts in rollout order, those of one wave that deployed in the same second
+        // together.
+        let mut groups: Vec<Landing<'_>> = Vec::new();
+        for host in &env.hosts {
+            let Some(web) = web_status(statuses, name, &host.name) else {
+                continue;
+            };
+            match groups.last_mut() {
+                Some(last) if last.wave == web.wave && last.since == web.since => {
+                    last.hosts.push(&host.name);
+                }
+                _ => groups.push(Landing {
+                    hosts: vec![&host.name],
+                    wave: web.wave,
+                    since: web.since,
+                }),
+            }
+        }
+        let (first, first_hosts) = groups
+            .first()
+            .map(|g| (g.since, g.hosts.join(", ")))
+            .unwrap_or_default();
+        for Landing { hosts, wave, since } in &groups {
+            // What they said while they waited, said the same way by several.
+            let mut said: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for host in hosts {
+                if let Some(message) = waited.get(*host) {
+                    said.entry(message).or_default().push(host);
+                }
+            }
+            for (message, who) in said {
+                self.say(format!("     {} said {message:?}", who.join(", ")));
+            }
+            let place = match wave {
+                Some((1, of)) if hosts.len() == 1 => format!(" (canary, wave 1 of {of})"),
+                Some((n, of)) => format!(" (wave {n} of {of})"),
+                None => String::new(),
+            };
+            let when = if *since == first {
+                format!("at {}", crate::output::format_time(*since))
+            } else {
+                format!("{}s after {first_hosts}", since - first)
+            };
+            self.say(format!("     {}{place} deployed {when}", hosts.join(", ")));
+        }
+        self.say(format!(
+            "   The last to finish reported {check}: {}, {:?}",
+            aggregate.state.as_str(),
+            aggregate.description
+        ));
+        let page = &pages[0].1;
+        if pages.iter().all(|(_, p)| p == page) {
+            let lives: Vec<&str> = pages.iter().map(|(live, _)| live.as_str()).collect();
+            self.say(format!("   {} now serve {page:?}", lives.join(", ")));
+        } else {
+            for (live, page) in &pages {
+                self.say(format!("   {live} now serves {page:?}"));
+            }
+        }
+    }
+
+    fn agent_failed(&self, env: usize, host: usize, what: &str) -> Error {
+        let host = &self.envs[env].hosts[host];
+        let log = self.dir.join(host.log());
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        let mut error = Error::failure(format!("{env}'s agent: {what}"));
+        let mut error = Error::failure(format!("the agent of {}: {what}", host.name));
         for line in tail.into_iter().rev() {
             error = error.detail(line.to_owned());
         }
@@ -615,19 +840,22 @@ impl Quickstart {
     /// SIGTERM to every agent (each finishes its step and exits), SIGKILL to one that has
     /// not after ten seconds; how many were running.
     fn stop_agents(&mut self) -> usize {
-        let mut stopped = 0;
-        for env in &mut self.envs {
-            let Some(mut child) = env.agent.take() else {
-                continue;
-            };
-            stopped += 1;
+        let mut children: Vec<Child> = self
+            .envs
+            .iter_mut()
+            .flat_map(|env| env.hosts.iter_mut())
+            .filter_map(|host| host.agent.take())
+            .collect();
+        for child in &children {
             if let Ok(pid) = i32::try_from(child.id()) {
                 // SAFETY: a signal to our own child, which we have not reaped yet.
                 unsafe {
                     libc::kill(pid, libc::SIGTERM);
                 }
             }
-            let deadline = Instant::now() + Duration::from_secs(10);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for child in &mut children {
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) | Err(_) => break,
@@ -640,8 +868,42 @@ impl Quickstart {
                 }
             }
         }
-        stopped
+        children.len()
     }
+}
+
+/// Where `env`'s web runs and how it is checked: on one `host`, or on a fleet's `hosts`,
+/// each checked at its own URL (`{host}` replaced by the agent checking it).
+fn web_settings(env: &Env) -> serde_json::Value {
+    let mut web = serde_json::Map::new();
+    let url = if env.fleet() {
+        let hosts: Vec<&str> = env.hosts.iter().map(|h| h.name.as_str()).collect();
+        web.insert("hosts".into(), json!(hosts));
+        format!("http://127.0.0.1:{}/{{host}}/healthz", env.web_port)
+    } else {
+        web.insert("host".into(), json!(env.hosts[0].name));
+        format!("http://127.0.0.1:{}/healthz", env.web_port)
+    };
+    web.insert("deployment_path".into(), json!("/srv/web"));
+    web.insert("healthcheck_url".into(), json!(url));
+    web.insert("healthcheck_timeout".into(), json!("10s"));
+    serde_json::Value::Object(web)
+}
+
+/// Hosts of one wave that reported a version deployed in the same second.
+struct Landing<'a> {
+    hosts: Vec<&'a str>,
+    /// Their wave and the number of waves, from 1.
+    wave: Option<(usize, usize)>,
+    /// Unix seconds.
+    since: i64,
+}
+
+/// What `host`'s status on the tip says of web, the quickstart's one app.
+fn web_status<'s>(statuses: &'s Statuses, env: &str, host: &str) -> Option<&'s AppStatus> {
+    statuses
+        .get(&rollout::host_check(env, host))
+        .and_then(|status| status.apps.get("web"))
 }
 
 /// The arguments as shown: paths inside DIR relative to it.
@@ -660,30 +922,37 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr().expect("a bound address").port())
 }
 
-/// The stand-in for the app's own server in `env`: serves the files of the live release at
-/// `live` (`/` is `index.html`), so its `/healthz` answers once a release is deployed. A
+/// The stand-in for the app's own server in `env`: serves the files of each host's live
+/// release (`sites`: a URL prefix, empty for a single host, and its live directory; `/` is
+/// `index.html`), so that a host's `/healthz` answers once a release is deployed there. A
 /// thread; it ends with the process.
-fn serve_web(env: &str, live: PathBuf) -> Result<u16> {
+fn serve_web(env: &str, sites: Vec<(String, PathBuf)>) -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .map_err(|e| Error::failure(format!("cannot listen on loopback for {env}'s web: {e}")))?;
     let port = listener.local_addr().expect("a bound address").port();
-    let live = std::sync::Arc::new(live);
+    let sites: std::sync::Arc<BTreeMap<String, PathBuf>> =
+        std::sync::Arc::new(sites.into_iter().collect());
     server::serve_on(listener, server::Limits::default(), move |request| {
-        std::future::ready(answer(request.uri().path(), &live))
+        std::future::ready(answer(request.uri().path(), &sites))
     })
     .map_err(|e| Error::failure(format!("cannot serve {env}'s web: {e}")))?;
     Ok(port)
 }
 
-/// The live release's file at `path`, or 404.
-fn answer(path: &str, live: &Path) -> server::Reply {
-    let name = match path.trim_start_matches('/') {
-        "" => "index.html",
-        name => name,
+/// The file at `path` of the live release it names (`/HOST/NAME`, or `/NAME` for a single
+/// host), or 404.
+fn answer(path: &str, sites: &BTreeMap<String, PathBuf>) -> server::Reply {
+    let path = path.trim_start_matches('/');
+    let (live, name) = match path.split_once('/') {
+        Some((host, name)) if !host.is_empty() && sites.contains_key(host) => {
+            (sites.get(host), name)
+        }
+        _ => (sites.get(""), path),
     };
-    let file = (!name.contains("..") && !name.contains('/'))
-        .then(|| std::fs::read(live.join(name)).ok())
-        .flatten();
+    let name = if name.is_empty() { "index.html" } else { name };
+    let file = live
+        .filter(|_| !name.contains("..") && !name.contains('/'))
+        .and_then(|live| std::fs::read(live.join(name)).ok());
     match file {
         Some(body) => server::reply(hyper::StatusCode::OK, body, "text/plain"),
         None => server::reply(hyper::StatusCode::NOT_FOUND, "not deployed\n", "text/plain"),

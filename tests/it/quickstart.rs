@@ -1,5 +1,5 @@
-//! `ferry quickstart`: the whole loop runs, leaves a repository that tells the story, and
-//! leaves no process behind.
+//! `ferry quickstart`: the whole loop runs (prod's fleet of three taking it canary first),
+//! leaves a repository that tells the story, and leaves no process behind.
 
 use crate::common::Sandbox;
 
@@ -37,20 +37,33 @@ fn epilogue(stdout: &str) -> Vec<String> {
         .collect()
 }
 
-/// Processes whose command line mentions `dir` (the agents it started would).
-fn processes_in(dir: &std::path::Path) -> Vec<String> {
-    let needle = dir.display().to_string();
+/// Agents running in `dir` (the quickstart starts its agents there, with paths relative to it):
+/// processes whose working directory is `dir` and whose command line says `agent`.
+fn agents_in(dir: &std::path::Path) -> Vec<String> {
+    let dir = std::fs::canonicalize(dir).expect("the quickstart's dir");
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+        let (Ok(cmdline), Ok(cwd)) = (
+            std::fs::read(entry.path().join("cmdline")),
+            std::fs::read_link(entry.path().join("cwd")),
+        ) else {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(&needle) && cmdline.contains("agent") {
+        if cwd == dir && cmdline.contains(" agent ") {
             found.push(cmdline);
         }
     }
     found
+}
+
+/// The statuses reported on `branch`'s tip in the embedded forge's record.
+fn statuses_on(sandbox: &Sandbox, remote: &std::path::Path, branch: &str) -> serde_json::Value {
+    let remote = remote.display().to_string();
+    let tip = sandbox.git(".", &["--git-dir", &remote, "rev-parse", branch]);
+    let record = format!("refs/ferry/statuses/{}:statuses.json", tip.trim());
+    let text = sandbox.git(".", &["--git-dir", &remote, "show", &record]);
+    serde_json::from_str(&text).expect("the statuses record is JSON")
 }
 
 #[test]
@@ -64,30 +77,102 @@ fn the_quickstart_runs_the_whole_loop_and_stops_its_agents() {
         "1. A deployment repository",
         "$ ferry init",
         "$ USER=ci-bot ferry bump web 1.0.0 --env dev --add",
-        "$ USER=agent ferry agent --env prod",
+        "$ USER=agent ferry agent --env dev --host dev-web --root dev ",
+        "$ USER=agent ferry agent --env prod --host prod-web-1 --root prod/web-1 --state-dir prod/web-1/var/lib/ferry-agent ",
+        "$ USER=agent ferry agent --env prod --host prod-web-3 --root prod/web-3 ",
+        "2> prod/web-3/var/log/ferry-agent.log &",
+        "/{host}/healthz",
         "dev's agent deployed web 1.0.0",
         "$ USER=alice ferry promote dev staging",
         "$ USER=carol ferry merge 2",
         "requires 1",
         "(no approval yet: refused, exit 1; nothing changed)",
-        "prod's agent deployed web 1.0.0",
+        "prod's agents rolled web 1.0.0 out in ",
+        "     prod-web-1 (canary, wave 1 of 2) deployed at 20",
+        "(wave 2 of 2) deployed ",
+        "The last to finish reported ferry/deploy/prod: success, \"deployed on 3 hosts\"",
+        "prod/web-1/srv/web, prod/web-2/srv/web, prod/web-3/srv/web now serve \"hello from web 1.0.0\"",
         "dev's agent deployed web 1.1.0",
+        "prod     prod-web-2  http://127.0.0.1:",
         "$ ferry status",
-        "Stopped the 3 agents",
+        "deployed on 3 hosts",
+        "Stopped the 5 agents",
     ] {
         assert!(said.contains(step), "no {step:?} in:\n{}", run.render());
     }
+    // The canary first, then the rest, in the order the quickstart saw: each host of the
+    // second wave said it waited before it deployed.
+    let rollout: Vec<&str> = said
+        .lines()
+        .skip_while(|l| !l.contains("prod's agents rolled web 1.0.0 out"))
+        .skip(1)
+        .take_while(|l| l.starts_with("     "))
+        .collect();
+    assert!(
+        rollout[0].contains("prod-web-1 (canary, wave 1 of 2) deployed at "),
+        "{rollout:#?}"
+    );
+    for host in ["prod-web-2", "prod-web-3"] {
+        let waited = rollout
+            .iter()
+            .position(|l| l.contains(host) && l.contains(" said \"waiting (wave 2 of 2): "));
+        let deployed = rollout
+            .iter()
+            .position(|l| l.contains(host) && l.contains("(wave 2 of 2) deployed "));
+        assert!(
+            matches!((waited, deployed), (Some(w), Some(d)) if 0 < w && w < d),
+            "{host} waited, then deployed: {rollout:#?}"
+        );
+    }
 
-    // Each environment's host runs what its branch pins.
-    let page = |env: &str| {
-        std::fs::read_to_string(dir.join(env).join("srv/web/index.html")).expect("deployed")
+    // Each environment's hosts run what its branch pins: prod's three too.
+    let page = |root: &str| {
+        std::fs::read_to_string(dir.join(root).join("srv/web/index.html")).expect("deployed")
     };
     assert_eq!(page("dev"), "hello from web 1.1.0\n");
     assert_eq!(page("staging"), "hello from web 1.0.0\n");
-    assert_eq!(page("prod"), "hello from web 1.0.0\n");
+    for root in ["prod/web-1", "prod/web-2", "prod/web-3"] {
+        assert_eq!(page(root), "hello from web 1.0.0\n", "{root}");
+    }
 
-    // Nothing it started still runs.
-    assert_eq!(processes_in(&dir), Vec::<String>::new());
+    // Nothing it started still runs, though five agents ran (each left its status).
+    assert_eq!(agents_in(&dir), Vec::<String>::new());
+    for root in ["dev", "staging", "prod/web-1", "prod/web-2", "prod/web-3"] {
+        assert!(
+            dir.join(root)
+                .join("var/lib/ferry-agent/status.json")
+                .is_file(),
+            "{root}'s agent ran"
+        );
+    }
+
+    // prod's tip records the rollout: each host's wave and since when it runs 1.0.0, the
+    // canary first; and the aggregate that the last host to finish wrote.
+    let statuses = statuses_on(&sandbox, &dir.join("deploy.git"), "prod");
+    let web = |host: &str| statuses[format!("ferry/deploy/prod/{host}")]["apps"]["web"].clone();
+    for (host, wave) in [("prod-web-1", 1), ("prod-web-2", 2), ("prod-web-3", 2)] {
+        assert_eq!(web(host)["state"], "deployed", "{statuses:#}");
+        assert_eq!(web(host)["version"], "1.0.0", "{statuses:#}");
+        assert_eq!(
+            web(host)["wave"],
+            serde_json::json!([wave, 2]),
+            "{statuses:#}"
+        );
+    }
+    let since = |host: &str| web(host)["since"].as_i64().expect("since");
+    assert!(
+        since("prod-web-1") <= since("prod-web-2") && since("prod-web-1") <= since("prod-web-3"),
+        "the canary deployed first: {statuses:#}"
+    );
+    assert!(
+        since("prod-web-2") - since("prod-web-1") >= 3,
+        "the second wave waited out the 3s pause: {statuses:#}"
+    );
+    assert_eq!(statuses["ferry/deploy/prod"]["state"], "success");
+    assert_eq!(
+        statuses["ferry/deploy/prod"]["description"],
+        "deployed on 3 hosts"
+    );
 
     // The repository stays, and tells what happened: each environment's deploy reported on
     // its tip, and prod's history through a request nobody bypassed.
@@ -146,6 +231,9 @@ fn the_quickstart_runs_the_whole_loop_and_stops_its_agents() {
         "## Gates",
         // ferry diff dev prod
         "1.1.0",
+        // prod's statuses record: each host's report, and the aggregate
+        "\"ferry/deploy/prod/prod-web-3\"",
+        "\"deployed on 3 hosts\"",
     ] {
         assert!(stdout.contains(said), "no {said:?} in:\n{stdout}");
     }
@@ -189,19 +277,40 @@ fn the_quickstart_refuses_a_directory_that_is_not_empty_and_speaks_json() {
     assert!(run.stderr.contains("$ ferry init"), "{}", run.render());
     let summary = run.json();
     let envs = summary["environments"].as_array().expect("environments");
-    let serves: Vec<&str> = envs
+    let hosts: Vec<(&str, &str, &str)> = envs
         .iter()
-        .map(|e| e["serves"].as_str().unwrap_or(""))
+        .flat_map(|e| {
+            let env = e["env"].as_str().unwrap_or("");
+            e["hosts"].as_array().into_iter().flatten().map(move |h| {
+                (
+                    env,
+                    h["host"].as_str().unwrap_or(""),
+                    h["serves"].as_str().unwrap_or(""),
+                )
+            })
+        })
         .collect();
     assert_eq!(
-        serves,
+        hosts,
         [
-            "hello from web 1.1.0",
-            "hello from web 1.0.0",
-            "hello from web 1.0.0"
+            ("dev", "dev-web", "hello from web 1.1.0"),
+            ("staging", "staging-web", "hello from web 1.0.0"),
+            ("prod", "prod-web-1", "hello from web 1.0.0"),
+            ("prod", "prod-web-2", "hello from web 1.0.0"),
+            ("prod", "prod-web-3", "hello from web 1.0.0"),
         ]
     );
-    assert!(envs.iter().all(|e| e["ready"] == "ready"), "{summary}");
+    let ready = envs
+        .iter()
+        .flat_map(|e| e["hosts"].as_array().into_iter().flatten())
+        .all(|h| h["ready"] == "ready");
+    assert!(ready, "{summary}");
+    assert!(
+        summary["environments"][2]["hosts"][1]["url"]
+            .as_str()
+            .is_some_and(|url| url.ends_with("/prod-web-2/")),
+        "{summary}"
+    );
     let remote = sandbox.path().join("fresh/deploy.git");
     let audit = sandbox
         .ferry(&["audit", "dev", "--remote"])
