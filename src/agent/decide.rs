@@ -254,11 +254,26 @@ pub fn apps<'a>(
             "`environments/{env}.json` has no `apps`: the agent does not know where to deploy (add `\"apps\": {{\"APP\": {{\"deployment_path\": \"/srv/APP\"}}}}` to it on the environment's branch)"
         )));
     };
-    Ok(artifacts
+    let here: Vec<(&str, &Artifact, &App)> = artifacts
         .iter()
         .filter_map(|(name, artifact)| Some((name.as_str(), artifact, settings.get(name)?)))
         .filter(|(_, _, app)| app.runs_on(host))
-        .collect())
+        .collect();
+    if here.is_empty() {
+        // Placed here but not pinned yet is not the same as placed elsewhere.
+        let unpinned: Vec<&str> = settings
+            .iter()
+            .filter(|(name, app)| app.runs_on(host) && !artifacts.contains_key(*name))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !unpinned.is_empty() {
+            return Err(Outcome::Stalled(format!(
+                "nothing to deploy on host `{host}` yet: {} not pinned on `{env}`'s branch",
+                unpinned.join(", ")
+            )));
+        }
+    }
+    Ok(here)
 }
 
 /// Whether `revision` is the one that failed and was not retried: then nothing is done, and

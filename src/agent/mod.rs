@@ -425,8 +425,13 @@ impl<'s> Agent<'s> {
         let tip = revision.and_then(|r| Oid::from_str(r).ok());
         if let (Some(tip), Some(reporter)) = (tip, &self.reporter) {
             let env = &self.settings.env;
-            match host_status(outcome, &report) {
-                // A host no app names idles: it is not part of the rollout.
+            // A host with no app to deploy (none placed on it, or none pinned yet) idles: it
+            // is not part of the rollout.
+            let placed = state
+                .and_then(|s| s.environments.get(env))
+                .is_some_and(|e| e.apps.is_some());
+            let idle = placed && report.apps.is_empty();
+            match host_status(outcome, &report).filter(|_| !idle) {
                 None => {}
                 Some(status) => {
                     let check = rollout::host_check(env, &self.settings.host);
@@ -448,13 +453,6 @@ fn host_status(outcome: &Outcome, report: &Report) -> Option<Status> {
     let at = report.at;
     let (state, description) = match outcome {
         Outcome::Transient(_) => return None,
-        Outcome::Stalled(_) if report.apps.is_empty() && report.revision.is_some() => {
-            // Invalid desired state: said as before; a host with no app: nothing.
-            if outcome.message().starts_with("no app of ") {
-                return None;
-            }
-            (CheckState::Failure, report::first_line(outcome.message()))
-        }
         Outcome::Converged => {
             let versions: Vec<String> = report
                 .apps

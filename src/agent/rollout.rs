@@ -153,10 +153,20 @@ pub fn progress(env: &str, plan: &Plan<'_>, statuses: &Statuses, now: i64) -> Pr
             _ => {}
         }
     }
-    let halted = failed.len() > plan.rollout.max_failures() as usize;
+    let max_failures = plan.rollout.max_failures() as usize;
+    let halted = failed.len() > max_failures;
+    let failed_in = |waves: &[&[String]]| {
+        waves
+            .iter()
+            .flat_map(|w| w.iter())
+            .filter(|host| failed.iter().any(|(h, _)| h == *host))
+            .count()
+    };
     let mut open = usize::from(!waves.is_empty());
     let mut opens_at = None;
-    while open < waves.len() && !halted {
+    // A wave opens only while the open ones failed within `max_failures`: a halt freezes the
+    // rollout at the wave it happened in.
+    while open < waves.len() && failed_in(&waves[..open]) <= max_failures {
         // Every host of the open waves has finished (a failure within `max_failures` too),
         // and the pause has passed since the last of them.
         let mut last = i64::MIN;
@@ -410,6 +420,26 @@ mod tests {
             aggregate("prod", &[plan], &statuses, 200),
             Some((CheckState::Failure, why))
         );
+    }
+
+    #[test]
+    fn a_halt_in_a_later_wave_is_said_there_and_stops_the_waves_after_it() {
+        let settings = app(&FOUR, json!({"waves": [1, 2, "100%"]}));
+        let mut statuses = Statuses::new();
+        report(&mut statuses, "web-1", RolloutState::Deployed, 100);
+        report(&mut statuses, "web-2", RolloutState::Failed, 110);
+        let plan = Plan::new("prod", "web", &settings, None, &statuses);
+        let p = progress("prod", &plan, &statuses, 200);
+        assert!(p.halted);
+        assert_eq!((p.open, p.waves), (2, 3));
+        assert_eq!(
+            p.halt_message("web"),
+            "web: halted at wave 2 of 3: web-2 health check HTTP 500"
+        );
+        assert!(matches!(
+            turn(&plan, &p, "web-3"),
+            Turn::Wait { wave: 3, of: 3, .. }
+        ));
     }
 
     #[test]
