@@ -3,15 +3,17 @@
 //! One reconcile: read the desired state from its source (the branch's tip: one ref
 //! advertisement, a shallow fetch only when it moved; or an OCI tag: one `HEAD`, a pull only
 //! when its digest changed), validate it whole (an invalid one is never deployed), then for
-//! each app this host runs: fetch the pinned artifact into the cache while verifying its
+//! each app this host runs whose wave of the rollout is open: fetch the pinned artifact into the cache while verifying its
 //! digest, unpack it as a new release, switch the live link atomically, run `activate`, wait
 //! for `healthcheck_url` to answer 2xx, and on failure switch back to the previous release.
 //! When nothing is to deploy, check each release for drift (metadata first) and heal it. The
-//! result is written to `status.json` in the state dir and reported as the commit status
-//! `ferry/deploy/<env>` through the forge.
+//! result is written to `status.json` in the state dir and reported as the host's commit status
+//! `ferry/deploy/<env>/<host>` through the forge, with the environment's aggregate
+//! `ferry/deploy/<env>` when this report completes or halts the rollout.
 //!
 //! Where things are: `source/` reads the desired state (a new source is a new file there);
 //! `decide.rs` decides, without I/O, which steps each app needs and what a failure comes to;
+//! `rollout.rs` decides, from the other hosts' statuses, whether this host's wave is open;
 //! `execute.rs` observes the host and carries the steps out; `release.rs` is the directory
 //! driver (releases, the live link, drift); `report.rs` sets commit statuses; `http.rs` and
 //! `server.rs` serve the metrics and the trigger; `signal.rs` stops between steps.
