@@ -7,6 +7,7 @@ mod common;
 mod deploy;
 mod enforce;
 mod fleet;
+mod fleet_attacks;
 mod fuzz;
 mod github;
 mod layout;

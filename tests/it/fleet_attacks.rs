@@ -1,0 +1,1120 @@
+//! Attacks on fleets (issue 17), each asserting the safe behaviour: statuses records forged
+//! with plain git by someone who is not a reporter (or crafted by a reporter), ten agents of one
+//! environment reporting at once, a canary killed with SIGKILL while its health check is
+//! pending, odd placements (a host in two apps, more waves than hosts, `max_failures` past the
+//! fleet, a host name at the limit, a `pause` of centuries), and `ferry status` on halted,
+//! partial and crafted records. An attack that found a bug is kept `#[ignore = "finding: …"]`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::agent::{artifact, bump};
+use crate::common::{NOW, Run, Sandbox};
+
+/// Who dev's agents push as (`agent.reporters`).
+const REPORTER: &str = "agent-dev";
+
+/// Health endpoints at `/HOST/health`: per host a code (200 unset) and a delay before the
+/// answer; every request's host is recorded. Each connection is served on its own thread, so a
+/// delayed answer holds up nobody else.
+struct Health {
+    url: String,
+    answers: Arc<Mutex<HashMap<String, (u16, u64)>>>,
+    hits: Arc<Mutex<Vec<String>>>,
+}
+
+impl Health {
+    fn start() -> Health {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answers: Arc<Mutex<HashMap<String, (u16, u64)>>> = Arc::default();
+        let hits: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (shared, seen) = (answers.clone(), hits.clone());
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let (shared, seen) = (shared.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let head = crate::common::http::read_request_head(&stream);
+                    let host = head
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|path| path.split('/').nth(1))
+                        .unwrap_or_default()
+                        .to_owned();
+                    seen.lock().unwrap().push(host.clone());
+                    let (code, delay) = shared
+                        .lock()
+                        .unwrap()
+                        .get(&host)
+                        .copied()
+                        .unwrap_or((200, 0));
+                    std::thread::sleep(Duration::from_millis(delay));
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    );
+                });
+            }
+        });
+        Health {
+            url: format!("http://127.0.0.1:{port}/{{host}}/health"),
+            answers,
+            hits,
+        }
+    }
+
+    fn set(&self, host: &str, code: u16, delay_ms: u64) {
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(host.to_owned(), (code, delay_ms));
+    }
+
+    fn hit(&self, host: &str) -> bool {
+        self.hits.lock().unwrap().iter().any(|h| h == host)
+    }
+}
+
+/// dev with `web` 1.0.0 pinned and `apps` (health-checked per host with `health`), rolled out
+/// as `rollout` says; its deploys reported by `agent-dev` only.
+fn env(apps: Value, rollout: Value) -> (Sandbox, String) {
+    env_with(&[], apps, rollout)
+}
+
+/// [`env`], with `also` pinned beside `web` (at 1.0.0, the same artifact).
+fn env_with(also: &[&str], apps: Value, rollout: Value) -> (Sandbox, String) {
+    let sandbox = Sandbox::new();
+    let remote = sandbox.init("dev,staging,prod");
+    let file = artifact(&sandbox, "1.0.0");
+    bump(&sandbox, &remote, "1.0.0", &file, true);
+    for app in also {
+        sandbox
+            .ferry(&[
+                "bump", app, "1.0.0", "--env", "dev", "--add", "--remote", &remote,
+            ])
+            .args(["--url", &format!("file://{}", file.display())])
+            .arg("--artifact")
+            .arg(&file)
+            .run()
+            .assert_code(0);
+    }
+    sandbox.edit_env("dev", "dev", |env| {
+        env["agent"] = json!({"interval": "1s", "reporters": [REPORTER]});
+        env["rollout"] = rollout;
+        env["apps"] = apps;
+    });
+    (sandbox, remote)
+}
+
+/// `web` on `hosts`, health-checked once per deploy within 60 s.
+fn web(health: &Health, hosts: &[&str]) -> Value {
+    json!({ "web": {
+        "hosts": hosts,
+        "deployment_path": "/srv/web",
+        "healthcheck_url": health.url,
+        "healthcheck_timeout": "60s",
+        "healthcheck_retries": 1,
+    }})
+}
+
+fn root(sandbox: &Sandbox, host: &str) -> PathBuf {
+    sandbox.path().join("hosts").join(host)
+}
+
+/// `host`'s agent as the reporter, `--once` unless `once` is false.
+fn agent_command(sandbox: &Sandbox, remote: &str, host: &str, once: bool) -> crate::common::Ferry {
+    let root = root(sandbox, host);
+    std::fs::create_dir_all(root.join("root")).unwrap();
+    let mut f = sandbox
+        .ferry(&["agent", "--env", "dev", "--remote", remote])
+        .env("USER", REPORTER)
+        .args(["--host", host])
+        .arg("--root")
+        .arg(root.join("root"))
+        .arg("--state-dir")
+        .arg(root.join("state"));
+    if once {
+        f = f.arg("--once");
+    }
+    f
+}
+
+/// One reconcile of `host`'s agent.
+fn agent(sandbox: &Sandbox, remote: &str, host: &str) -> Run {
+    agent_command(sandbox, remote, host, true).run_within(Duration::from_secs(120))
+}
+
+/// What `host` serves at /srv/web.
+fn serves(sandbox: &Sandbox, host: &str) -> Option<String> {
+    std::fs::read_to_string(root(sandbox, host).join("root/srv/web/index.html")).ok()
+}
+
+/// The statuses record of dev's tip (null when there is none).
+fn record(sandbox: &Sandbox) -> Value {
+    record_at(
+        sandbox,
+        &format!("refs/ferry/statuses/{}", sandbox.tip("dev")),
+    )
+}
+
+fn record_at(sandbox: &Sandbox, rev: &str) -> Value {
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(sandbox.path().join("deploy.git"))
+        .args(["show", &format!("{rev}:statuses.json")])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// The aggregate `ferry/deploy/dev` on dev's tip.
+fn aggregate(sandbox: &Sandbox) -> Value {
+    record(sandbox)["ferry/deploy/dev"].clone()
+}
+
+/// How many commits of dev's tip's record set the aggregate.
+fn aggregate_writes(sandbox: &Sandbox) -> usize {
+    let tip = sandbox.tip("dev");
+    let log = sandbox.git(
+        "deploy.git",
+        &["log", "--format=%s", &format!("refs/ferry/statuses/{tip}")],
+    );
+    log.lines()
+        .filter(|l| l.split(", ").any(|e| e.starts_with("ferry/deploy/dev: ")))
+        .count()
+}
+
+/// Pushes, with plain git as `user`, a new commit of dev's tip's statuses record: the record
+/// as it is, changed by `edit`. Whether the push landed, and git's stderr.
+fn forge(sandbox: &Sandbox, user: &str, edit: impl FnOnce(&mut Value)) -> (bool, String) {
+    let dir = "forgery";
+    if !sandbox.path().join(dir).exists() {
+        sandbox.git("", &["clone", "-q", "deploy.git", dir]);
+    }
+    sandbox.git(
+        dir,
+        &["fetch", "-q", "origin", "+refs/ferry/*:refs/ferry/*"],
+    );
+    let tip = sandbox.tip("dev");
+    let name = format!("refs/ferry/statuses/{tip}");
+    let mut value = record(sandbox);
+    let parent = if value.is_null() {
+        value = json!({});
+        None
+    } else {
+        Some(sandbox.git(dir, &["rev-parse", &name]).trim().to_owned())
+    };
+    edit(&mut value);
+    sandbox.git(dir, &["read-tree", "--empty"]);
+    std::fs::write(
+        sandbox.path().join(dir).join("statuses.json"),
+        serde_json::to_string_pretty(&value).unwrap(),
+    )
+    .unwrap();
+    sandbox.git(dir, &["add", "-f", "statuses.json"]);
+    let tree = sandbox.git(dir, &["write-tree"]);
+    let mut args = vec!["commit-tree", tree.trim(), "-m", "crafted"];
+    if let Some(parent) = &parent {
+        args.extend(["-p", parent.as_str()]);
+    }
+    let commit = sandbox.git(dir, &args).trim().to_owned();
+    sandbox.git_as(
+        user,
+        dir,
+        &["push", "origin", &format!("{commit}:{name}")],
+        &[],
+    )
+}
+
+/// staging requires dev's deploy; whether `ferry promote dev staging` gets through.
+fn promotion_passes(sandbox: &Sandbox, remote: &str) -> Run {
+    sandbox
+        .ferry(&["promote", "dev", "staging", "--remote", remote])
+        .run()
+}
+
+fn require_dev_deploy(sandbox: &Sandbox) {
+    sandbox.edit_env("staging", "staging", |e| {
+        e["policy"]["required_checks"] = json!(["ferry/deploy/dev"])
+    });
+}
+
+/// A running agent, killed when the test ends (or by the test, with SIGKILL).
+struct Running(std::process::Child);
+
+impl Running {
+    fn spawn(f: crate::common::Ferry) -> Running {
+        let mut command = f.command;
+        Running(
+            command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[track_caller]
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// Attack 1: forged records.
+
+/// mallory (who may push, but is not in `agent.reporters`) pushes statuses records with plain
+/// git to open wave 2 before the canary, to shorten the canary's pause, and to fake the
+/// aggregate. Each push is refused, the record does not move, and wave 2 keeps waiting.
+#[test]
+fn a_non_reporter_cannot_forge_a_hosts_report_or_the_aggregate() {
+    let health = Health::start();
+    let (sandbox, remote) = env(
+        web(&health, &["h1", "h2", "h3"]),
+        json!({"waves": [1, "100%"], "pause": "1h"}),
+    );
+    let deployed = |by: &str, since: i64| {
+        json!({"state": "success", "description": "deployed web 1.0.0", "by": by, "at": since,
+               "apps": {"web": {"state": "deployed", "version": "1.0.0", "wave": [1, 2],
+                                "since": since}}})
+    };
+    // Before the canary ran: a record saying it deployed long ago, under either name.
+    for by in ["mallory", REPORTER] {
+        let (ok, stderr) = forge(&sandbox, "mallory", |r| {
+            r["ferry/deploy/dev/h1"] = deployed(by, 1);
+        });
+        assert!(!ok, "{stderr}");
+        assert!(stderr.contains("ferry/deploy/dev/h1"), "{stderr}");
+    }
+    assert!(record(&sandbox).is_null());
+    let run = agent(&sandbox, &remote, "h2");
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("waiting (wave 2 of 2)"),
+        "{}",
+        run.render()
+    );
+    assert_eq!(serves(&sandbox, "h2"), None);
+
+    // The canary deploys; mallory moves its report back by two hours (to end the pause now),
+    // keeping the reporter's name, and fakes the aggregate.
+    agent(&sandbox, &remote, "h1").assert_code(0);
+    let before = sandbox.refs("deploy.git");
+    let (ok, stderr) = forge(&sandbox, "mallory", |r| {
+        r["ferry/deploy/dev/h1"]["apps"]["web"]["since"] = json!(NOW - 7200);
+        r["ferry/deploy/dev/h1"]["at"] = json!(NOW - 7200);
+    });
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains(
+            "`ferry/deploy/dev/h1` is recorded as reported by `agent-dev`, but `mallory` is pushing"
+        ),
+        "{stderr}"
+    );
+    for (key, by) in [
+        ("ferry/deploy/dev", "mallory"),
+        ("ferry/deploy/dev", REPORTER),
+        ("ferry/deploy/dev/h2", REPORTER),
+    ] {
+        let (ok, stderr) = forge(&sandbox, "mallory", |r| {
+            r[key] = deployed(by, NOW);
+        });
+        assert!(!ok, "{key} by {by}: {stderr}");
+    }
+    assert_eq!(sandbox.refs("deploy.git"), before);
+    // h2 still waits out the pause, and nobody wrote an aggregate.
+    let run = agent(&sandbox, &remote, "h2");
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("waiting (wave 2 of 2)"),
+        "{}",
+        run.render()
+    );
+    assert_eq!(serves(&sandbox, "h2"), None);
+    assert!(aggregate(&sandbox).is_null(), "{}", record(&sandbox));
+}
+
+/// mallory deletes entries from the record: the failed host's report and the aggregate that
+/// says dev's deploy failed. The record's history is append-only, but a new commit that drops
+/// entries is accepted from anyone, so a reporter gated status can be removed by someone who
+/// could not have written it. With an app that names no host ("counts the hosts that reported
+/// it"), the healthy host's next report then writes the aggregate `success`, and the promotion
+/// gated on it goes through: a failed deploy made green.
+///
+/// Reproduction (shell, a repository on a path with `agent.reporters: ["agent-dev"]`, app `web`
+/// with no host and a health check that fails on host `a`): `USER=agent-dev ferry agent --once
+/// --host b` (success), `--host a` (failure; aggregate failure); then as `USER=mallory`, a
+/// commit of `refs/ferry/statuses/<tip>` whose `statuses.json` lacks `ferry/deploy/dev/a` and
+/// `ferry/deploy/dev`, pushed with `git push`: accepted. `ferry agent --once --host b`: the
+/// aggregate is `success`, "deployed on 1 host"; `--host a` does not report again.
+#[test]
+#[ignore = "finding: a non-reporter can delete hosts' statuses and the aggregate from a statuses record; a failed deploy then turns green"]
+fn a_non_reporter_cannot_delete_a_failed_report_to_turn_the_deploy_green() {
+    let health = Health::start();
+    let (sandbox, remote) = env(
+        json!({ "web": {
+            "deployment_path": "/srv/web",
+            "healthcheck_url": health.url,
+            "healthcheck_timeout": "5s",
+            "healthcheck_retries": 1,
+        }}),
+        json!({}),
+    );
+    require_dev_deploy(&sandbox);
+    health.set("a", 500, 0);
+    agent(&sandbox, &remote, "b").assert_code(0);
+    agent(&sandbox, &remote, "a").assert_code(1);
+    assert_eq!(aggregate(&sandbox)["state"], "failure");
+    promotion_passes(&sandbox, &remote).assert_code(1);
+
+    let before = sandbox.refs("deploy.git");
+    let (ok, stderr) = forge(&sandbox, "mallory", |r| {
+        let r = r.as_object_mut().unwrap();
+        r.remove("ferry/deploy/dev/a");
+        r.remove("ferry/deploy/dev");
+    });
+    let after = sandbox.refs("deploy.git");
+    // What the agents make of the record now, whatever the hook said.
+    agent(&sandbox, &remote, "b").assert_code(0);
+    agent(&sandbox, &remote, "a");
+    let shown = aggregate(&sandbox);
+    let promoted = promotion_passes(&sandbox, &remote);
+    assert!(
+        !ok,
+        "mallory's deletion landed; then dev's deploy became {shown} and the promotion exited {:?}",
+        promoted.code
+    );
+    assert!(stderr.contains("ferry/deploy/dev"), "{stderr}");
+    assert_eq!(before, after);
+    assert_eq!(shown["state"], "failure", "{shown}");
+    promoted.assert_code(1);
+}
+
+// Attack 2: races.
+
+/// Ten agents of one environment deploy and report at the same moment: none fails on the
+/// contention, every host's report lands, and the aggregate is written once, right.
+#[test]
+fn ten_agents_reporting_at_once_lose_nothing_and_write_the_aggregate_once() {
+    let health = Health::start();
+    let hosts: Vec<String> = (1..=10).map(|i| format!("h{i}")).collect();
+    let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let (sandbox, remote) = env(web(&health, &names), json!({}));
+    let runs: Vec<Run> = std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|host| scope.spawn(|| agent(&sandbox, &remote, host)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (host, run) in names.iter().zip(&runs) {
+        run.assert_code(0);
+        assert!(
+            !run.stderr.contains("cannot report"),
+            "{host}: {}",
+            run.render()
+        );
+        assert_eq!(serves(&sandbox, host).as_deref(), Some("web 1.0.0\n"));
+    }
+    let all = record(&sandbox);
+    for host in &names {
+        assert_eq!(
+            all[format!("ferry/deploy/dev/{host}")]["state"],
+            "success",
+            "{all}"
+        );
+    }
+    assert_eq!(all["ferry/deploy/dev"]["state"], "success", "{all}");
+    assert_eq!(
+        all["ferry/deploy/dev"]["description"],
+        "deployed on 10 hosts"
+    );
+    assert_eq!(aggregate_writes(&sandbox), 1);
+}
+
+/// Ten running agents (`--interval 1s`) roll out in waves `[1, 3, "100%"]` while someone else
+/// keeps writing another check to the same record: the rollout completes, each host reports
+/// deployed only after every host of the earlier waves did (replayed from the record's
+/// history), and the aggregate is written once.
+#[test]
+fn ten_running_agents_and_a_busy_record_keep_the_waves_in_order() {
+    let health = Health::start();
+    let hosts: Vec<String> = (1..=10).map(|i| format!("h{i}")).collect();
+    let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let (sandbox, remote) = env(web(&health, &names), json!({"waves": [1, 3, "100%"]}));
+    let tip = sandbox.tip("dev");
+    let _agents: Vec<Running> = names
+        .iter()
+        .map(|host| Running::spawn(agent_command(&sandbox, &remote, host, false)))
+        .collect();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // CI reporting a check on the same commit, over and over.
+        scope.spawn(|| {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let description = format!("run {n}");
+                sandbox
+                    .ferry(&[
+                        "status", "set", &tip, "ci/test", "success", "--remote", &remote,
+                    ])
+                    .args(["--description", &description])
+                    .run();
+            }
+        });
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_for("the aggregate", Duration::from_secs(120), || {
+                aggregate(&sandbox)["state"] == "success"
+            })
+        }));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e);
+        }
+    });
+    for host in &names {
+        assert_eq!(serves(&sandbox, host).as_deref(), Some("web 1.0.0\n"));
+    }
+    assert_eq!(
+        aggregate(&sandbox)["description"],
+        "deployed on 10 hosts",
+        "{}",
+        record(&sandbox)
+    );
+    assert_eq!(aggregate_writes(&sandbox), 1);
+    // The record's history, oldest first: when each host first reported success.
+    let name = format!("refs/ferry/statuses/{tip}");
+    let commits = sandbox.git("deploy.git", &["rev-list", "--reverse", &name]);
+    let mut first: HashMap<String, usize> = HashMap::new();
+    for (i, commit) in commits.lines().enumerate() {
+        let r = record_at(&sandbox, commit);
+        for host in &names {
+            if r[format!("ferry/deploy/dev/{host}")]["state"] == "success" {
+                first.entry((*host).to_owned()).or_insert(i);
+            }
+        }
+    }
+    let last_of = |wave: &[&str]| wave.iter().map(|h| first[*h]).max().unwrap();
+    let first_of = |wave: &[&str]| wave.iter().map(|h| first[*h]).min().unwrap();
+    assert!(last_of(&names[..1]) < first_of(&names[1..3]), "{first:?}");
+    assert!(last_of(&names[..3]) < first_of(&names[3..]), "{first:?}");
+    // CI's check is there too: nothing was lost to the agents' writes.
+    assert_eq!(record(&sandbox)["ci/test"]["state"], "success");
+}
+
+/// Eight agents over smart HTTP (each with its own cache, all pushing as the reporter with its
+/// token) report at the same moment: the network push is the compare-and-swap, and nobody's
+/// report is lost.
+#[test]
+fn eight_agents_over_http_reporting_at_once_lose_nothing() {
+    let health = Health::start();
+    let hosts: Vec<String> = (1..=8).map(|i| format!("h{i}")).collect();
+    let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let (sandbox, _) = env(web(&health, &names), json!({}));
+    let server = crate::common::http::GitHttp::serve_accounts(sandbox.path(), &[(REPORTER, "t0k")]);
+    let url = server.url("deploy.git");
+    let runs: Vec<Run> = std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|host| {
+                let (url, sandbox) = (&url, &sandbox);
+                scope.spawn(move || {
+                    agent_command(sandbox, url, host, true)
+                        .env("FERRY_GIT_TOKEN", "t0k")
+                        .env("FERRY_USER", REPORTER)
+                        .env(
+                            "FERRY_CACHE_DIR",
+                            &root(sandbox, host).join("cache").display().to_string(),
+                        )
+                        .run_within(Duration::from_secs(180))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (host, run) in names.iter().zip(&runs) {
+        run.assert_code(0);
+        assert!(
+            !run.stderr.contains("cannot report"),
+            "{host}: {}",
+            run.render()
+        );
+        assert_eq!(serves(&sandbox, host).as_deref(), Some("web 1.0.0\n"));
+    }
+    let all = record(&sandbox);
+    for host in &names {
+        assert_eq!(
+            all[format!("ferry/deploy/dev/{host}")]["state"],
+            "success",
+            "{all}"
+        );
+    }
+    assert_eq!(
+        all["ferry/deploy/dev"]["description"], "deployed on 8 hosts",
+        "{all}"
+    );
+    assert_eq!(aggregate_writes(&sandbox), 1);
+}
+
+// Attack 3: SIGKILL in the middle of a rollout.
+
+/// Starts `host`'s agent (running), waits until its health check is under way (the endpoint
+/// holds the answer), checks that `waiting` hosts still wait, and kills it with SIGKILL.
+fn kill_mid_check(sandbox: &Sandbox, remote: &str, health: &Health, host: &str, waiting: &[&str]) {
+    health.hits.lock().unwrap().clear();
+    health.set(host, 200, 50_000);
+    let mut agent_process = Running::spawn(agent_command(sandbox, remote, host, false));
+    wait_for("the health check", Duration::from_secs(60), || {
+        health.hit(host)
+    });
+    for other in waiting {
+        let run = agent(sandbox, remote, other);
+        run.assert_code(1);
+        assert!(
+            run.stdout.contains("waiting (wave 2 of 2)"),
+            "{}",
+            run.render()
+        );
+    }
+    agent_process.kill();
+}
+
+/// The canary's agent is killed (SIGKILL) while its health check is pending, on two commits:
+/// restarted healthy, the rollout completes; restarted unhealthy, it halts. While the canary
+/// is undecided, and after it failed, no host of wave 2 takes the new commit.
+#[test]
+fn a_canary_killed_during_its_health_check_never_lets_wave_two_in_early() {
+    let health = Health::start();
+    let (sandbox, remote) = env(
+        web(&health, &["h1", "h2", "h3"]),
+        json!({"waves": [1, "100%"]}),
+    );
+    kill_mid_check(&sandbox, &remote, &health, "h1", &["h2", "h3"]);
+    assert_ne!(
+        record(&sandbox)["ferry/deploy/dev/h1"]["state"],
+        "success",
+        "{}",
+        record(&sandbox)
+    );
+    for host in ["h2", "h3"] {
+        agent(&sandbox, &remote, host).assert_code(1);
+        assert_eq!(serves(&sandbox, host), None);
+    }
+    // Restarted healthy, the canary finishes its switch; then wave 2.
+    health.set("h1", 200, 0);
+    agent(&sandbox, &remote, "h1").assert_code(0);
+    assert_eq!(serves(&sandbox, "h1").as_deref(), Some("web 1.0.0\n"));
+    for host in ["h2", "h3"] {
+        agent(&sandbox, &remote, host).assert_code(0);
+        assert_eq!(serves(&sandbox, host).as_deref(), Some("web 1.0.0\n"));
+    }
+    assert_eq!(aggregate(&sandbox)["description"], "deployed on 3 hosts");
+    assert_eq!(aggregate_writes(&sandbox), 1);
+
+    // 1.1.0: killed mid-check, then restarted unhealthy: halted, wave 2 keeps 1.0.0.
+    bump(
+        &sandbox,
+        &remote,
+        "1.1.0",
+        &artifact(&sandbox, "1.1.0"),
+        false,
+    );
+    kill_mid_check(&sandbox, &remote, &health, "h1", &["h2", "h3"]);
+    health.set("h1", 500, 0);
+    agent(&sandbox, &remote, "h1").assert_code(1);
+    for host in ["h2", "h3"] {
+        let run = agent(&sandbox, &remote, host);
+        run.assert_code(1);
+        assert!(
+            run.stdout.contains("halted at wave 1 of 2"),
+            "{}",
+            run.render()
+        );
+        assert_eq!(serves(&sandbox, host).as_deref(), Some("web 1.0.0\n"));
+    }
+    assert_eq!(aggregate(&sandbox)["state"], "failure");
+}
+
+/// The canary's agent is killed (SIGKILL) while the health check of its new release is
+/// pending; restarted, it runs the check it had not finished, which fails. The release that
+/// failed stays live: the link is not put back on the previous release (nor removed, on a
+/// first deploy), the host reports `failed` instead of `rolled back`, and the next reconciles
+/// leave it so. Not specific to fleets: one host without `hosts` does the same.
+///
+/// Reproduction (one host): a health endpoint that holds its answer; `ferry agent --env dev
+/// --root r` (running); once the link points at the new release, `kill -9`; make the endpoint
+/// answer 500; `ferry agent --env dev --root r --once`: "failed: web: health check … HTTP 500",
+/// and `readlink r/srv/web` is still the new release (1.1.0; expected 1.0.0, or no link on a
+/// first deploy).
+#[test]
+#[ignore = "finding: killed during a health check, the agent's restart finds it failing and leaves the failed release live (no rollback)"]
+fn a_canary_killed_during_its_health_check_rolls_back_when_the_check_fails_on_restart() {
+    let health = Health::start();
+    let (sandbox, remote) = env(web(&health, &["h1", "h2"]), json!({"waves": [1, "100%"]}));
+    // A first deploy: killed mid-check, unhealthy on restart: nothing may stay live.
+    kill_mid_check(&sandbox, &remote, &health, "h1", &["h2"]);
+    health.set("h1", 500, 0);
+    agent(&sandbox, &remote, "h1").assert_code(1);
+    let first = serves(&sandbox, "h1");
+    // A later deploy: the previous release must come back.
+    health.set("h1", 200, 0);
+    sandbox
+        .ferry(&["agent", "retry", "--env", "dev", "--state-dir"])
+        .arg(root(&sandbox, "h1").join("state"))
+        .run()
+        .assert_code(0);
+    agent(&sandbox, &remote, "h1").assert_code(0);
+    agent(&sandbox, &remote, "h2").assert_code(0);
+    bump(
+        &sandbox,
+        &remote,
+        "1.1.0",
+        &artifact(&sandbox, "1.1.0"),
+        false,
+    );
+    kill_mid_check(&sandbox, &remote, &health, "h1", &["h2"]);
+    health.set("h1", 500, 0);
+    agent(&sandbox, &remote, "h1").assert_code(1);
+    let later = serves(&sandbox, "h1");
+    let reported = record(&sandbox)["ferry/deploy/dev/h1"]["apps"]["web"]["state"].clone();
+    assert_eq!(
+        first, None,
+        "first deploy; later: {later:?}, reported {reported}"
+    );
+    assert_eq!(later.as_deref(), Some("web 1.0.0\n"), "reported {reported}");
+    assert_eq!(reported, "rolled_back");
+}
+
+// Attack 4: odd placements.
+
+/// `web` on [h1, h2] and `api` on [h2, h1], waves `[1, "100%"]`: each host is the other's
+/// canary. Nobody deadlocks waiting for the other's whole host to finish, and each app's wave
+/// 2 waits for that app's canary only.
+#[test]
+fn a_host_in_two_apps_at_different_waves_neither_deadlocks_nor_skips_a_wave() {
+    let health = Health::start();
+    let mut apps = web(&health, &["h1", "h2"]);
+    apps["api"] = json!({"hosts": ["h2", "h1"], "deployment_path": "/srv/api"});
+    let (sandbox, remote) = env_with(&["api"], apps, json!({"waves": [1, "100%"]}));
+    let has = |host: &str, app: &str| root(&sandbox, host).join("root/srv").join(app).exists();
+    // h1: web's canary, api's wave 2 (api's canary h2 has not run).
+    let run = agent(&sandbox, &remote, "h1");
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("api: waiting (wave 2 of 2)"),
+        "{}",
+        run.render()
+    );
+    assert!(has("h1", "web") && !has("h1", "api"));
+    // h2: api's canary, and web's wave 2, open since h1 deployed web.
+    agent(&sandbox, &remote, "h2").assert_code(0);
+    assert!(has("h2", "web") && has("h2", "api"));
+    agent(&sandbox, &remote, "h1").assert_code(0);
+    assert!(has("h1", "api"));
+    assert_eq!(aggregate(&sandbox)["description"], "deployed on 2 hosts");
+}
+
+/// Six waves for two hosts and `max_failures: 10`: both hosts fail. The rollout finishes as
+/// a failure (never success), and `ferry status` counts two failed hosts.
+#[test]
+fn more_waves_than_hosts_and_max_failures_past_the_fleet_still_fail_when_all_fail() {
+    let health = Health::start();
+    let (sandbox, remote) = env(
+        web(&health, &["h1", "h2"]),
+        json!({"waves": [1, 2, 3, 4, 5, "100%"], "max_failures": 10}),
+    );
+    health.set("h1", 500, 0);
+    health.set("h2", 500, 0);
+    agent(&sandbox, &remote, "h1").assert_code(1);
+    agent(&sandbox, &remote, "h2").assert_code(1);
+    let all = aggregate(&sandbox);
+    assert_eq!(all["state"], "failure", "{}", record(&sandbox));
+    assert!(
+        all["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("finished with 2 of 2 hosts failed"),
+        "{all}"
+    );
+    let shown = sandbox
+        .ferry(&["status", "dev", "--format", "json", "--remote", &remote])
+        .run();
+    shown.assert_code(0);
+    let rollout = &shown.json()[0]["rollouts"]["web"];
+    assert_eq!(rollout["failed"], 2, "{rollout}");
+    assert_eq!(rollout["deployed"], 0, "{rollout}");
+}
+
+/// A fleet app beside an app that names no host: when the no-host app fails on a host outside
+/// the fleet, the last fleet host completing its rollout does not write the aggregate back to
+/// success.
+#[test]
+fn a_failed_app_without_hosts_keeps_the_aggregate_failed_when_the_fleet_completes() {
+    let health = Health::start();
+    let mut apps = web(&health, &["h1", "h2"]);
+    apps["logs"] = json!({"deployment_path": "/srv/logs",
+        "healthcheck_url": health.url, "healthcheck_retries": 1});
+    let (sandbox, remote) = env_with(&["logs"], apps, json!({}));
+    require_dev_deploy(&sandbox);
+    health.set("x", 500, 0);
+    agent(&sandbox, &remote, "h1").assert_code(0);
+    agent(&sandbox, &remote, "x").assert_code(1);
+    agent(&sandbox, &remote, "h2").assert_code(0);
+    let all = aggregate(&sandbox);
+    assert_eq!(all["state"], "failure", "{}", record(&sandbox));
+    assert!(
+        all["description"]
+            .as_str()
+            .unwrap()
+            .contains("x 1.0.0 failed"),
+        "{all}"
+    );
+    promotion_passes(&sandbox, &remote).assert_code(1);
+}
+
+/// Host names at the limit: a fleet whose host would make a status name past 128 characters
+/// is refused by the hook (with the file, line and column); `--host` with anything but the
+/// allowed characters is refused before any work (exit 2).
+#[test]
+fn host_names_past_the_limits_are_refused_before_anything_happens() {
+    let sandbox = Sandbox::new();
+    sandbox.init("development-east");
+    let long = "h".repeat(100);
+    sandbox.git(
+        "",
+        &[
+            "clone",
+            "-q",
+            "-b",
+            "development-east",
+            "deploy.git",
+            "work",
+        ],
+    );
+    let path = sandbox
+        .path()
+        .join("work/environments/development-east.json");
+    let mut env: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    env["apps"] = json!({"web": {"hosts": [long], "deployment_path": "/srv/web"}});
+    std::fs::write(&path, serde_json::to_string_pretty(&env).unwrap()).unwrap();
+    sandbox.git("work", &["commit", "-qam", "a long host"]);
+    let (ok, stderr) = sandbox.git_as("ci-bot", "work", &["push", "origin", "HEAD"], &[]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("longer than a check name may be (128 characters)"),
+        "{stderr}"
+    );
+
+    let remote = sandbox.remote();
+    for host in ["a/b", "../x", "", "h 1", "é", "h1;rm", "..", "-h", "h\n1"] {
+        let run = sandbox
+            .ferry(&[
+                "agent",
+                "--env",
+                "development-east",
+                "--once",
+                "--remote",
+                &remote,
+            ])
+            .arg(format!("--host={host}"))
+            .arg("--root")
+            .arg(sandbox.path().join("root"))
+            .run();
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains("cannot name a host"),
+            "{}",
+            run.render()
+        );
+    }
+}
+
+/// A `--host` of 100 characters is a valid host name, but in an environment whose name is
+/// longer than 14 characters its status, `ferry/deploy/ENV/HOST`, is past the 128 characters a
+/// check name may have. An app that names no host runs there: the agent deploys it, its report
+/// is refused by the hook (a warning), and `--once` still exits 0, "deployed", with nothing
+/// reported. The host name is refused only after the deploy; `a/b` is refused up front.
+///
+/// Reproduction: `ferry init --envs development-east`; pin `web` with no host; `ferry agent
+/// --env development-east --once --host $(printf 'h%.0s' {1..100}) --root r`: WARN "cannot
+/// report …: the check name … is longer than 128 characters", exit 0.
+#[test]
+#[ignore = "finding: a --host whose status name is past 128 characters deploys, cannot report, and exits 0"]
+fn a_host_whose_status_name_is_too_long_is_refused_up_front() {
+    let sandbox = Sandbox::new();
+    let remote = sandbox.init("development-east");
+    let file = artifact(&sandbox, "1.0.0");
+    sandbox
+        .ferry(&["bump", "web", "1.0.0", "--env", "development-east", "--add"])
+        .args(["--remote", &remote])
+        .args(["--url", &format!("file://{}", file.display())])
+        .arg("--artifact")
+        .arg(&file)
+        .run()
+        .assert_code(0);
+    sandbox.edit_env("development-east", "development-east", |env| {
+        env["apps"] = json!({"web": {"deployment_path": "/srv/web"}});
+    });
+    let long = "h".repeat(100);
+    let run = sandbox
+        .ferry(&[
+            "agent",
+            "--env",
+            "development-east",
+            "--once",
+            "--remote",
+            &remote,
+        ])
+        .args(["--host", &long])
+        .arg("--root")
+        .arg(sandbox.path().join("root"))
+        .arg("--state-dir")
+        .arg(sandbox.path().join("state"))
+        .run();
+    let served = sandbox.path().join("root/srv/web/index.html").exists();
+    assert_eq!(run.code, Some(2), "deployed: {served}\n{}", run.render());
+    assert!(
+        run.stderr.contains("cannot name a host"),
+        "{}",
+        run.render()
+    );
+    assert!(!served);
+}
+
+/// `rollout.pause` past 292 years (`106752d`), or a wave past 4,294,967,295 hosts: every other
+/// duration of an environment file (`agent.interval`, `policy.soak`, `healthcheck_timeout`) is
+/// refused there ("too long a duration"), and `max_failures` past 100,000 too. These are not:
+/// `ferry validate` says the files are valid but counts one environment fewer ("2
+/// environments ()"), the hook lets the push in, dev's agents stall with "branch `dev` has no
+/// environment `dev`", and `ferry status` fails for every environment ("has no valid
+/// environment branch").
+///
+/// Reproduction: in a checkout of a `ferry init` repository, add `"rollout": {"pause":
+/// "106752d"}` (or `{"waves": [4294967296]}`, at the environment or in an app) to
+/// `environments/dev.json`; `ferry validate .` exits 0 with "1 artifact, 2 environments ()";
+/// `106751d` (or `4294967295`) gives 3 environments.
+#[test]
+#[ignore = "finding: a rollout pause past 292 years or a wave past u32::MAX passes validation and the hook, and the environment silently disappears"]
+fn a_pause_of_centuries_or_a_wave_of_billions_is_refused_as_invalid() {
+    let health = Health::start();
+    let (sandbox, remote) = env(web(&health, &["h1", "h2"]), json!({"waves": [1, "100%"]}));
+    sandbox.git("", &["clone", "-q", "-b", "dev", "deploy.git", "work"]);
+    let path = sandbox.path().join("work/environments/dev.json");
+    let original: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let validate = |rollout: Value| {
+        let mut file = original.clone();
+        file["rollout"] = rollout;
+        std::fs::write(&path, serde_json::to_string_pretty(&file).unwrap()).unwrap();
+        sandbox
+            .ferry(&["validate"])
+            .arg(sandbox.path().join("work"))
+            .run()
+    };
+    let waves = validate(json!({"waves": [4_294_967_296_u64]}));
+    let pause = validate(json!({"waves": [1, "100%"], "pause": "106752d"}));
+    sandbox.git("work", &["commit", "-qam", "a pause of centuries"]);
+    let (ok, stderr) = sandbox.git_as("ci-bot", "work", &["push", "origin", "dev"], &[]);
+    let run = agent(&sandbox, &remote, "h1");
+    assert_eq!(
+        pause.code,
+        Some(1),
+        "pushed: {ok}; h1's agent: {}\n{}",
+        run.render(),
+        pause.render()
+    );
+    assert!(
+        pause.stdout.contains("too long a duration"),
+        "{}",
+        pause.render()
+    );
+    assert!(!ok, "{stderr}");
+    assert!(
+        !run.stdout.contains("has no environment"),
+        "{}",
+        run.render()
+    );
+    assert_eq!(waves.code, Some(1), "{}", waves.render());
+}
+
+// Attack 5: clocks and crafted times.
+
+/// The canary's clock is two hours behind: its report says it deployed two hours ago, and the
+/// one-hour pause before wave 2 is measured from that. Wave 2 opens at once, although no
+/// pause has passed on any clock since the report landed.
+///
+/// Reproduction: waves `[1, "100%"]`, pause `1h`; `FERRY_NOW=$((T-7200)) ferry agent --once
+/// --host h1`, then `FERRY_NOW=$T ferry agent --once --host h2`: h2 deploys (expected: waiting,
+/// "wave 2 opens at T+1h"). A reporter can also push `since: -9223372036854775808`: the hook
+/// takes it, and wave 2 opens at once.
+#[test]
+#[ignore = "finding: the pause between waves is measured from the reporter's own `since`; a canary whose clock is behind (or a record with a past `since`) opens the next wave early"]
+fn a_canary_with_a_slow_clock_does_not_shorten_the_pause() {
+    let health = Health::start();
+    let (sandbox, remote) = env(
+        web(&health, &["h1", "h2"]),
+        json!({"waves": [1, "100%"], "pause": "1h"}),
+    );
+    agent_command(&sandbox, &remote, "h1", true)
+        .env("FERRY_NOW", &(NOW - 7200).to_string())
+        .run()
+        .assert_code(0);
+    let run = agent(&sandbox, &remote, "h2");
+    assert_eq!(serves(&sandbox, "h2"), None, "{}", run.render());
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("waiting (wave 2 of 2)"),
+        "{}",
+        run.render()
+    );
+    // An hour later by h2's clock, the wave opens.
+    agent_command(&sandbox, &remote, "h2", true)
+        .env("FERRY_NOW", &(NOW + 3600).to_string())
+        .run()
+        .assert_code(0);
+}
+
+// Attack 6: `ferry status` on halted, partial, unreported and crafted states.
+
+/// `ferry status dev --hosts` and `--format json` before any report, with the canary's wave
+/// under way, and halted: every host is listed, unreported ones as such, and the halt says
+/// where and why.
+#[test]
+fn status_shows_unreported_partial_and_halted_rollouts() {
+    let health = Health::start();
+    let (sandbox, remote) = env(
+        web(&health, &["h1", "h2", "h3"]),
+        json!({"waves": [1, "100%"]}),
+    );
+    let status = |sandbox: &Sandbox| {
+        let text = sandbox
+            .ferry(&["status", "dev", "--hosts", "--remote", &remote])
+            .run();
+        text.assert_code(0);
+        let json = sandbox
+            .ferry(&[
+                "status", "dev", "--hosts", "--format", "json", "--remote", &remote,
+            ])
+            .run();
+        json.assert_code(0);
+        (text.stdout, json.json()[0].clone())
+    };
+    // Nothing reported.
+    let (text, json) = status(&sandbox);
+    assert!(
+        text.contains("web: 0/3 hosts at 1.0.0, wave 1 of 2"),
+        "{text}"
+    );
+    assert_eq!(json["hosts"].as_array().unwrap().len(), 3, "{json}");
+    assert!(
+        json["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["state"] == "not reported"),
+        "{json}"
+    );
+    assert!(json["deploy"].is_null(), "{json}");
+    // h2 waits; the canary has not reported.
+    agent(&sandbox, &remote, "h2").assert_code(1);
+    let (text, json) = status(&sandbox);
+    assert!(text.contains("h2    web  -        waiting"), "{text}");
+    assert_eq!(json["rollouts"]["web"]["halted"], false, "{json}");
+    // The canary fails: halted.
+    health.set("h1", 500, 0);
+    agent(&sandbox, &remote, "h1").assert_code(1);
+    let (text, json) = status(&sandbox);
+    assert!(
+        text.contains("halted at wave 1 of 2: h1 1.0.0 failed"),
+        "{text}"
+    );
+    assert_eq!(json["rollouts"]["web"]["halted"], true, "{json}");
+    assert_eq!(json["deploy"]["state"], "failure", "{json}");
+    assert!(text.contains("h3    web  -        not reported"), "{text}");
+}
+
+/// A reporter's record with `since` at the far ends of time (a broken clock, or a crafted
+/// record the hook accepted): `ferry status dev --hosts` still answers. It panics instead
+/// ("attempt to subtract with overflow", exit 101) on `since: -9223372036854775808`.
+///
+/// Reproduction: as `agent-dev`, push a commit of the record with `apps.web.since` of a host
+/// set to `-9223372036854775808`; `ferry status dev --hosts`: exit 101 (in a release build the
+/// subtraction wraps instead).
+#[test]
+#[ignore = "finding: `ferry status --hosts` panics (overflow, exit 101) on a host's `since` of i64::MIN, which the hook accepts from a reporter"]
+fn status_survives_a_since_at_the_ends_of_time() {
+    let health = Health::start();
+    let (sandbox, remote) = env(web(&health, &["h1", "h2"]), json!({}));
+    agent(&sandbox, &remote, "h1").assert_code(0);
+    agent(&sandbox, &remote, "h2").assert_code(0);
+    for since in [i64::MAX, i64::MIN, -1] {
+        let (ok, stderr) = forge(&sandbox, REPORTER, |r| {
+            r["ferry/deploy/dev/h1"]["apps"]["web"]["since"] = json!(since);
+        });
+        if !ok {
+            // Refusing such a record is as safe as showing it.
+            assert!(stderr.contains("since"), "{stderr}");
+            continue;
+        }
+        for args in [&["--hosts"][..], &["--hosts", "--format", "json"], &[]] {
+            let run = sandbox
+                .ferry(&["status", "dev", "--remote", &remote])
+                .args(args)
+                .run();
+            assert_eq!(
+                run.code,
+                Some(0),
+                "since {since}, {args:?}: {}",
+                run.render()
+            );
+        }
+    }
+}
+
+/// A reporter's message with terminal control characters (an escape sequence, a carriage
+/// return, a newline): `ferry status dev --hosts` prints it raw to the terminal, so whoever
+/// shapes an agent's message recolours or rewrites the operator's screen. Expected: the hook
+/// refuses control characters in a status, or `ferry status` shows them escaped.
+///
+/// Reproduction: as `agent-dev`, push a commit of the record whose `apps.web.message` of a host
+/// is "X\n\u001b[31mRED\r"; `ferry status dev --hosts | cat -A` shows `^[[31mRED` on its own
+/// line.
+#[test]
+#[ignore = "finding: control characters in a host's message reach the terminal raw through `ferry status --hosts`"]
+fn status_never_prints_a_reporters_control_characters() {
+    let health = Health::start();
+    let (sandbox, remote) = env(web(&health, &["h1"]), json!({}));
+    agent(&sandbox, &remote, "h1").assert_code(0);
+    let (ok, _) = forge(&sandbox, REPORTER, |r| {
+        r["ferry/deploy/dev/h1"]["apps"]["web"]["message"] = json!("X\n\u{1b}[31mRED\r");
+    });
+    let run = sandbox
+        .ferry(&["status", "dev", "--hosts", "--remote", &remote])
+        .run();
+    run.assert_code(0);
+    assert!(
+        !ok || !run.stdout.contains('\u{1b}') && !run.stdout.contains('\r'),
+        "{:?}",
+        run.stdout
+    );
+}
