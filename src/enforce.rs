@@ -689,6 +689,13 @@ fn check_statuses(
             .and_then(|c| c.parent_id(0).ok())
             .unwrap_or(Oid::ZERO_SHA1);
         let (before, after) = (read(parent)?, read(id)?);
+        // A report is replaced by a newer one, never dropped: dropping a host's failure would
+        // let the aggregate computed without it turn green.
+        if let Some(gone) = before.keys().find(|check| !after.contains_key(*check)) {
+            return Err(Refusal::from(format!(
+                "`{gone}` is missing from the new statuses: a statuses record only adds and replaces reports, it never drops one"
+            )));
+        }
         for (check, status) in &after {
             if before.get(check) == Some(status) {
                 continue;
@@ -697,7 +704,9 @@ fn check_statuses(
             if status.description.chars().count() > MAX_DESCRIPTION
                 || status.url.as_ref().is_some_and(|u| u.len() > MAX_URL)
                 || status.apps.iter().any(|(name, app)| {
-                    name.is_empty()
+                    app.message.chars().any(char::is_control)
+                        || app.version.chars().any(char::is_control)
+                        || name.is_empty()
                         || name.len() > 63
                         || !name
                             .chars()
@@ -707,7 +716,7 @@ fn check_statuses(
                 })
             {
                 return Err(Refusal::from(format!(
-                    "`{check}`: a status's description (and each app's version and message) is at most {MAX_DESCRIPTION} characters, its URL {MAX_URL} bytes, an app's name a name of the manifest"
+                    "`{check}`: a status's description (and each app's version and message, with no control character) is at most {MAX_DESCRIPTION} characters, its URL {MAX_URL} bytes, an app's name a name of the manifest"
                 )));
             }
             let who = named(pusher)?;

@@ -446,12 +446,23 @@ fn load_environments(
             files.push((env.to_owned(), file_name));
         }
         let mut previous: Option<String> = None;
-        let typed =
-            |(env, _): &(String, String), doc: &Document, at: At<'_>, out: &mut Vec<Diagnostic>| {
-                let apps = BTreeMap::<String, App>::deserialize(&doc.value).ok()?;
-                check_places(env, &apps, "", at, out);
-                Some(apps)
+        let typed = |(env, _): &(String, String),
+                     doc: &Document,
+                     at: At<'_>,
+                     out: &mut Vec<Diagnostic>| {
+            let apps = match BTreeMap::<String, App>::deserialize(&doc.value) {
+                Ok(apps) => apps,
+                Err(e) => {
+                    out.push(
+                            at.error("", format!("cannot be read as an environment: {e}"))
+                                .hint("a value is out of the range ferry can hold (a duration of centuries?)"),
+                        );
+                    return None;
+                }
             };
+            check_places(env, &apps, "", at, out);
+            Some(apps)
+        };
         for ((env, path), doc, apps) in load_all(src, &files, Schema::SeedEnvironment, &typed, out)
         {
             let file = src.display(path);
@@ -486,7 +497,18 @@ fn native_environment(
     if !durations_ok(&doc.value, at, out) || !sizes_ok(&doc.value, at, out) {
         return None;
     }
-    let env = Environment::deserialize(&doc.value).ok()?;
+    let env = match Environment::deserialize(&doc.value) {
+        Ok(env) => env,
+        Err(e) => {
+            // The schema and the rules above let nothing through that the model cannot
+            // hold; should they ever, the file is an error, never an environment dropped.
+            out.push(
+                at.error("", format!("cannot be read as an environment: {e}"))
+                    .hint("a value is out of the range ferry can hold; `ferry schema environment` shows the fields"),
+            );
+            return None;
+        }
+    };
     if env.name != name {
         out.push(
             at.error("/name", format!("`name` is `{}`, but the file is `{name}.json`", env.name))
@@ -654,18 +676,19 @@ fn nested_deployment_paths<'a>(
 /// Durations that match the schema's pattern but overflow.
 fn durations_ok(value: &Value, at: At<'_>, out: &mut Vec<Diagnostic>) -> bool {
     let mut found: Vec<(String, &Value)> = Vec::new();
-    for pointer in ["/policy/soak", "/agent/interval"] {
+    for pointer in ["/policy/soak", "/agent/interval", "/rollout/pause"] {
         if let Some(v) = value.pointer(pointer) {
             found.push((pointer.to_owned(), v));
         }
     }
     if let Some(apps) = value.get("apps").and_then(Value::as_object) {
         for (name, app) in apps {
+            let app_pointer = json::child("/apps", name);
             if let Some(v) = app.get("healthcheck_timeout") {
-                found.push((
-                    json::child(&json::child("/apps", name), "healthcheck_timeout"),
-                    v,
-                ));
+                found.push((json::child(&app_pointer, "healthcheck_timeout"), v));
+            }
+            if let Some(v) = app.pointer("/rollout/pause") {
+                found.push((format!("{app_pointer}/rollout/pause"), v));
             }
         }
     }

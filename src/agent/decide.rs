@@ -212,9 +212,6 @@ pub enum Fallback {
     Previous(PathBuf),
     /// Nothing ran before: remove the live link, so that nothing that failed is served.
     Unlink,
-    /// A release resumed after an interruption (what ran before is not known): it stays, and
-    /// the revision fails.
-    Stay,
 }
 
 /// Why a step failed.
@@ -338,10 +335,18 @@ pub fn decide(want: &Want, seen: &Observed, memory: &Memory) -> Vec<Action> {
     let mut drifted = None;
     if let Some(live) = live.filter(|live| is_release(live, &want.id)) {
         if memory.pending.get(want.app) == live_name.as_ref() {
-            // Switched to, then interrupted before it was activated and checked: finish.
+            // Switched to, then interrupted before it was activated and checked: finish, and on
+            // failure go back to what ran before (the release last deployed, when it is still
+            // there), as the uninterrupted deploy would have; a first deploy serves nothing.
+            let fallback = match memory.deployed.get(want.app) {
+                Some(before) if Some(before) != live_name.as_ref() && seen.deployed_present => {
+                    Fallback::Previous(live.with_file_name(before))
+                }
+                _ => Fallback::Unlink,
+            };
             return vec![
-                Activate(Fallback::Stay),
-                Check(Fallback::Stay),
+                Activate(fallback.clone()),
+                Check(fallback),
                 Remember,
                 Report(deployed),
             ];
@@ -429,7 +434,6 @@ pub fn rolled_back(
         (Fallback::Unlink, Err(e)) => {
             format!("{why}; nothing ran before, and the live link could not be removed: {e}")
         }
-        (Fallback::Stay, _) => why.to_owned(),
     };
     let previous = match fallback {
         Fallback::Previous(previous) => Some(previous.as_path()),
@@ -739,26 +743,48 @@ mod tests {
         memory
             .pending
             .insert("web".to_owned(), "1.1.0-222222222222".to_owned());
-        let seen = seen(Some("1.1.0-222222222222"));
+        let mut seen = seen(Some("1.1.0-222222222222"));
+        seen.deployed_present = true;
+        let previous = Fallback::Previous(release("1.0.0-111111111111"));
         assert_eq!(
             decide(&want, &seen, &memory),
             [
-                Action::Activate(Fallback::Stay),
-                Action::Check(Fallback::Stay),
+                Action::Activate(previous.clone()),
+                Action::Check(previous.clone()),
                 Action::Remember,
                 Action::Report(AppReport::deployed("1.1.0", "1.1.0-222222222222")),
             ]
         );
-        // Its check failing fails the revision; what ran before is not known.
+        // Its check failing rolls back to what ran before, as without the interruption.
         let recovery = failed(
-            &Action::Check(Fallback::Stay),
+            &Action::Check(previous.clone()),
             StepError::Refused("health check failed".to_owned()),
             &want,
             &seen,
         );
         assert_eq!(
             recovery,
-            Recovery::Report(AppReport::failed("1.1.0", "health check failed"))
+            Recovery::FallBack(previous, "health check failed".to_owned())
+        );
+        // The release before is gone (or there was none): nothing is left served.
+        seen.deployed_present = false;
+        assert_eq!(
+            decide(&want, &seen, &memory)[..2],
+            [
+                Action::Activate(Fallback::Unlink),
+                Action::Check(Fallback::Unlink)
+            ]
+        );
+        assert_eq!(
+            decide(
+                &want,
+                &seen,
+                &Memory {
+                    pending: memory.pending.clone(),
+                    ..Memory::default()
+                }
+            )[0],
+            Action::Activate(Fallback::Unlink)
         );
     }
 

@@ -287,7 +287,6 @@ impl Executor<'_> {
                 Some(release) => place.unlink_live(release).map_err(refused),
                 None => Ok(()),
             },
-            Fallback::Stay => Ok(()),
         }
     }
 

@@ -79,6 +79,10 @@ pub struct Memory {
     /// the next reconcile finishes the job instead of taking the release as deployed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending: BTreeMap<String, String>,
+    /// When this agent first saw the first k waves of an app's rollout of a revision finish
+    /// (`APP@REVISION#k`, Unix seconds): a wave's pause runs from then at the earliest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub waves_seen: BTreeMap<String, i64>,
 }
 
 impl Memory {
@@ -305,6 +309,11 @@ impl<'s> Agent<'s> {
             _ => none,
         };
         let now = now();
+        // What was seen of other revisions' rollouts is of no more use.
+        let current = format!("@{revision}#");
+        self.memory
+            .waves_seen
+            .retain(|key, _| key.contains(&current));
         let mut executor = Executor {
             settings: &self.settings,
             cache: &self.cache,
@@ -315,7 +324,18 @@ impl<'s> Agent<'s> {
         let mut reports = BTreeMap::new();
         for (name, artifact, app) in apps {
             let plan = rollout::Plan::new(env_name, name, app, env.rollout.as_ref(), &statuses);
-            let progress = rollout::progress(env_name, &plan, &statuses, now);
+            // When this agent first saw each wave finish: the pause runs from then at the
+            // earliest, whatever the reporting hosts' clocks say.
+            let key = |k: usize| format!("{name}@{revision}#{k}");
+            let first = {
+                let seen = |k: usize| executor.memory.waves_seen.get(&key(k)).copied();
+                rollout::progress_seen(env_name, &plan, &statuses, now, &seen)
+            };
+            for k in 1..=first.finished {
+                executor.memory.waves_seen.entry(key(k)).or_insert(now);
+            }
+            let seen = |k: usize| executor.memory.waves_seen.get(&key(k)).copied();
+            let progress = rollout::progress_seen(env_name, &plan, &statuses, now, &seen);
             let report = match rollout::turn(&plan, &progress, host) {
                 rollout::Turn::Go => executor.deploy_app(name, artifact, app),
                 rollout::Turn::Wait { wave, of, why } => {

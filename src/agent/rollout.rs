@@ -116,6 +116,8 @@ pub struct Progress {
     pub halted: bool,
     /// When the next wave opens, if all it waits for is the pause (Unix seconds).
     pub opens_at: Option<i64>,
+    /// Waves whose hosts have all finished, from the first (whether or not the next is open).
+    pub finished: usize,
 }
 
 impl Progress {
@@ -142,6 +144,19 @@ impl Progress {
 
 /// Where `plan`'s rollout stands in `statuses`, at `now`.
 pub fn progress(env: &str, plan: &Plan<'_>, statuses: &Statuses, now: i64) -> Progress {
+    progress_seen(env, plan, statuses, now, &|_| None)
+}
+
+/// [`progress`], where `seen(k)` is when the one asking first saw the first `k` waves finished:
+/// the pause runs from the later of that and the last report, so that a reporting host whose
+/// clock is behind cannot shorten it. A report dated in the future counts as made `now`.
+pub fn progress_seen(
+    env: &str,
+    plan: &Plan<'_>,
+    statuses: &Statuses,
+    now: i64,
+    seen: &dyn Fn(usize) -> Option<i64>,
+) -> Progress {
     let waves = plan.waves();
     let state = |host: &str| app_state(env, statuses, host, plan.app);
     let mut failed = Vec::new();
@@ -175,7 +190,7 @@ pub fn progress(env: &str, plan: &Plan<'_>, statuses: &Statuses, now: i64) -> Pr
             .flat_map(|w| w.iter())
             .all(|host| match state(host) {
                 Some((s, since, _)) if s == RolloutState::Deployed || s.is_failure() => {
-                    last = last.max(since);
+                    last = last.max(since.min(now));
                     true
                 }
                 _ => false,
@@ -183,6 +198,7 @@ pub fn progress(env: &str, plan: &Plan<'_>, statuses: &Statuses, now: i64) -> Pr
         if !finished {
             break;
         }
+        let last = seen(open).map_or(last, |seen| last.max(seen.min(now)));
         let at = last.saturating_add(plan.rollout.pause().as_secs() as i64);
         if now < at {
             opens_at = Some(at);
@@ -190,7 +206,15 @@ pub fn progress(env: &str, plan: &Plan<'_>, statuses: &Statuses, now: i64) -> Pr
         }
         open += 1;
     }
+    let finished = (0..waves.len())
+        .take_while(|k| {
+            waves[*k].iter().all(|host| {
+                state(host).is_some_and(|(s, ..)| s == RolloutState::Deployed || s.is_failure())
+            })
+        })
+        .count();
     Progress {
+        finished,
         open,
         waves: waves.len(),
         hosts: plan.hosts.len(),
@@ -398,6 +422,33 @@ mod tests {
         report(&mut statuses, "web-2", RolloutState::Deployed, 1_100);
         assert_eq!(progress("prod", &plan, &statuses, 1_159).open, 2);
         assert_eq!(progress("prod", &plan, &statuses, 1_160).open, 3);
+    }
+
+    #[test]
+    fn the_pause_runs_from_when_the_asker_saw_the_wave_finish_and_never_from_the_future() {
+        let settings = app(&FOUR, json!({"waves": [1, "100%"], "pause": "1h"}));
+        let mut statuses = Statuses::new();
+        // The canary's clock is two hours behind.
+        report(
+            &mut statuses,
+            "web-1",
+            RolloutState::Deployed,
+            10_000 - 7_200,
+        );
+        let plan = Plan::new("prod", "web", &settings, None, &statuses);
+        assert_eq!(
+            progress("prod", &plan, &statuses, 10_000).open,
+            2,
+            "by its clock alone"
+        );
+        let p = progress_seen("prod", &plan, &statuses, 10_000, &|k| {
+            (k == 1).then_some(10_000)
+        });
+        assert_eq!((p.open, p.opens_at, p.finished), (1, Some(13_600), 1));
+        // A report dated in the future counts as made now.
+        report(&mut statuses, "web-1", RolloutState::Deployed, i64::MAX);
+        let p = progress("prod", &plan, &statuses, 10_000);
+        assert_eq!(p.opens_at, Some(13_600));
     }
 
     #[test]

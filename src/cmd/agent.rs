@@ -189,6 +189,14 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             );
         }
     };
+    let check = format!("ferry/deploy/{env}/{host}");
+    if check.chars().count() > crate::model::CHECK_NAME_LIMIT {
+        return Err(Error::usage(format!(
+            "`{host}` cannot name a host of `{env}`: its deploy status `{check}` is longer than a check name may be ({} characters)",
+            crate::model::CHECK_NAME_LIMIT
+        ))
+        .hint("name the host by a shorter name, in `--host` and in the environment's `hosts`"));
+    }
     if !crate::model::is_host_name(&host) {
         return Err(Error::usage(format!(
             "`{host}` cannot name a host: it names the host's deploy status, `ferry/deploy/ENV/HOST`"

@@ -193,6 +193,14 @@ struct HostRow {
     message: String,
 }
 
+/// `text` as a terminal shows it safely: what reporters wrote may hold control characters
+/// (the hook refuses them in new reports, not in old ones).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
 /// The rollouts of `env`'s apps on `tip` and each host's rows, from the statuses on it.
 fn fleet(
     store: &Store,
@@ -380,12 +388,12 @@ fn run_matrix(store: &Store, only: Option<&str>, show_hosts: bool, out: Output) 
                     Some(s) => format!(
                         "{} {} ago by {}{}",
                         s.state.as_str(),
-                        human(now - s.at),
+                        human(now.saturating_sub(s.at)),
                         s.by,
                         if s.description.is_empty() {
                             String::new()
                         } else {
-                            format!(": {}", s.description)
+                            format!(": {}", printable(&s.description))
                         }
                     ),
                     None => "not reported".to_owned(),
@@ -397,7 +405,7 @@ fn run_matrix(store: &Store, only: Option<&str>, show_hosts: bool, out: Output) 
                     short(Oid::from_str(&e.commit).expect("an id"))
                 ));
                 for (app, rollout) in &e.rollouts {
-                    out.data(format!("  {app}: {}", rollout.said()));
+                    out.data(format!("  {app}: {}", printable(&rollout.said())));
                 }
             }
             if show_hosts {
@@ -416,13 +424,14 @@ fn run_matrix(store: &Store, only: Option<&str>, show_hosts: bool, out: Output) 
                             if h.version.is_empty() {
                                 "-".to_owned()
                             } else {
-                                h.version.clone()
+                                printable(&h.version)
                             },
                             h.state.clone(),
                             h.wave.map_or("-".to_owned(), |(k, n)| format!("{k}/{n}")),
-                            h.since
-                                .map_or("-".to_owned(), |t| format!("{} ago", human(now - t))),
-                            h.message.clone(),
+                            h.since.map_or("-".to_owned(), |t| {
+                                format!("{} ago", human(now.saturating_sub(t)))
+                            }),
+                            printable(&h.message),
                         ]);
                     }
                     if e.hosts.is_empty() {

@@ -231,9 +231,10 @@ fn the_quickstart_runs_the_whole_loop_and_stops_its_agents() {
         "## Gates",
         // ferry diff dev prod
         "1.1.0",
-        // prod's statuses record: each host's report, and the aggregate
-        "\"ferry/deploy/prod/prod-web-3\"",
-        "\"deployed on 3 hosts\"",
+        // ferry status prod --hosts: each host's report, and the aggregate
+        "prod-web-3  web  1.0.0    deployed  2/2",
+        "deploy success",
+        "deployed on 3 hosts",
     ] {
         assert!(stdout.contains(said), "no {said:?} in:\n{stdout}");
     }
