@@ -8,7 +8,7 @@ use std::cell::RefCell;
 
 use crate::store::Oid;
 
-use crate::forge::{CheckState, Forge, ForgeError, RolloutState, Status, Statuses};
+use crate::forge::{CheckState, Forge, ForgeError, ForgeKind, RolloutState, Status, Statuses};
 
 /// Reads and sets the agent's commit statuses.
 pub trait Reporter {
@@ -132,9 +132,14 @@ impl Reporter for ForgeStatuses<'_> {
         };
         let written = self.forge.update_statuses(commit, &change)?;
         let aggregate = check.rsplit_once('/').map(|(env, _)| env).unwrap_or(check);
-        let settled = written
-            .get(aggregate)
-            .is_some_and(|s| s.state != CheckState::Pending);
+        // Where the write is a compare-and-swap (the embedded forge), whoever lands the last
+        // report computes the aggregate from every report: this host has nothing more to read
+        // until it has something new to say. Elsewhere two last reports may cross, each
+        // missing the other: then this host asks again until the aggregate is there.
+        let settled = self.forge.kind() == ForgeKind::Local
+            || written
+                .get(aggregate)
+                .is_some_and(|s| s.state != CheckState::Pending);
         *self.said.borrow_mut() = Some((commit, check.to_owned(), status, settled));
         Ok(())
     }
