@@ -200,21 +200,7 @@ impl GitHub {
                     .and_then(Value::as_str)
                     .unwrap_or(status.canonical_reason().unwrap_or(""))
                     .to_owned();
-                let detail = value
-                    .get("errors")
-                    .and_then(Value::as_array)
-                    .map(|errors| {
-                        errors
-                            .iter()
-                            .filter_map(|e| {
-                                e.get("message")
-                                    .and_then(Value::as_str)
-                                    .or_else(|| e.get("code").and_then(Value::as_str))
-                            })
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
-                    .filter(|d| !d.is_empty());
+                let detail = validation_errors(&value);
                 let error = GitHubError::Refused {
                     method: method.to_owned(),
                     path: path.to_owned(),
@@ -413,6 +399,43 @@ impl GitHub {
         )?;
         Ok(())
     }
+}
+
+/// What a 422's `errors` array says, each error in GitHub's words: the field (and the
+/// resource it belongs to), the code (`missing_field`, `invalid`, `already_exists`, or
+/// `custom` with its message) and the value refused, when GitHub names it.
+fn validation_errors(body: &Value) -> Option<String> {
+    let said: Vec<String> = body
+        .get("errors")
+        .and_then(Value::as_array)?
+        .iter()
+        .filter_map(|e| {
+            if let Some(text) = e.as_str() {
+                return Some(text.to_owned());
+            }
+            let text = |key: &str| e.get(key).and_then(Value::as_str).filter(|t| !t.is_empty());
+            let mut parts = Vec::new();
+            match (text("field"), text("resource")) {
+                (Some(field), Some(resource)) => parts.push(format!("`{field}` of {resource}")),
+                (Some(field), None) => parts.push(format!("`{field}`")),
+                (None, Some(resource)) => parts.push(resource.to_owned()),
+                (None, None) => {}
+            }
+            match (text("code"), text("message")) {
+                (Some("custom") | None, Some(message)) => parts.push(message.to_owned()),
+                (Some(code), Some(message)) => parts.push(format!("{code}: {message}")),
+                (Some(code), None) => parts.push(code.to_owned()),
+                (None, None) => {}
+            }
+            match e.get("value") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(v)) => parts.push(format!("(value `{v}`)")),
+                Some(v) => parts.push(format!("(value `{v}`)")),
+            }
+            (!parts.is_empty()).then(|| parts.join(" "))
+        })
+        .collect();
+    (!said.is_empty()).then(|| said.join("; "))
 }
 
 /// The statuses of one page of a combined status, each check's first (its latest) only.
@@ -654,6 +677,36 @@ pub fn repo_of(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_validation_failure_names_each_field_code_and_value_it_refused() {
+        use serde_json::json;
+        let recorded: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/github/validation-failed.json"
+        ))
+        .unwrap();
+        assert_eq!(
+            super::validation_errors(&recorded["body"]).as_deref(),
+            Some("`color` of Label invalid")
+        );
+        // As the branch protection API answers an unknown user among the allowed mergers.
+        let body = json!({"message": "Validation Failed", "errors": [
+            {"resource": "Restrictions", "field": "users", "code": "invalid", "value": "ghost",
+             "message": "user ghost does not exist"},
+            {"code": "custom", "message": "Only organization repositories can have users and team restrictions"},
+            "Required status checks must be a list",
+        ]});
+        assert_eq!(
+            super::validation_errors(&body).as_deref(),
+            Some(
+                "`users` of Restrictions invalid: user ghost does not exist (value `ghost`); Only organization repositories can have users and team restrictions; Required status checks must be a list"
+            )
+        );
+        assert_eq!(
+            super::validation_errors(&json!({"message": "Not Found"})),
+            None
+        );
+    }
+
     /// GitHub's rate limits, as the client waits them out: `Retry-After`, the reset time, and
     /// for a bare 429 60 s doubling, given up once a wait passes MAX_WAIT (not on the last
     /// attempt, whose answer stands).
