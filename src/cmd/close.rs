@@ -2,21 +2,32 @@
 
 use crate::cmd::shared::{identity, now, open_store};
 use crate::error::{Error, Outcome, Result};
-use crate::forge::local::LocalForge;
 use crate::forge::{CloseReason, Forge, ForgeError, RequestState};
 use crate::output::{Format, Output};
 use crate::store::RemoteArgs;
 
 /// Close a promotion request without merging it.
+///
+/// On GitHub (`--forge github`) the request is the promotion's pull request: its number is
+/// the id, and only an open pull request of a promotion branch (`ferry/promote/…`) is closed.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry close 3
   ferry close 3 --as alice
+  GITHUB_TOKEN=… ferry close 12 --forge github --remote https://github.com/acme/deploy
   ferry requests --state open      # what is still open")]
 pub struct CloseArgs {
     /// The request's id.
     #[arg(value_parser = crate::cmd::shared::parse_id)]
     pub id: u64,
+
+    /// Where the request lives.
+    #[arg(long, value_enum, default_value_t = crate::forge::ForgeKind::Local)]
+    pub forge: crate::forge::ForgeKind,
+
+    /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub github_repo: Option<String>,
 
     #[command(flatten)]
     pub actor: crate::cmd::shared::Actor,
@@ -27,8 +38,8 @@ pub struct CloseArgs {
 
 pub fn run(args: CloseArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
-    let local = LocalForge::new(&store);
-    let forge: &dyn Forge = &local;
+    let forge = crate::forge::open(&store, args.forge, args.github_repo.as_deref())?;
+    let forge: &dyn Forge = forge.as_ref();
     let who = identity(&store, args.actor.as_name.as_deref());
     forge
         .close(args.id, &who, now(), CloseReason::ByHand)

@@ -539,7 +539,32 @@ impl Forge for GitHub {
         Err(not_supported("merging a request"))
     }
 
-    fn close(&self, id: u64, _by: &str, _at: i64, _reason: CloseReason) -> Result<(), ForgeError> {
+    fn close(&self, id: u64, _by: &str, _at: i64, reason: CloseReason) -> Result<(), ForgeError> {
+        if reason == CloseReason::ByHand {
+            // By hand, the number may be anything: only an open promotion is closed.
+            let path = self.repo_path(&format!("/pulls/{id}"));
+            let pr = match self.call("GET", &path, None) {
+                Ok((_, _, pr)) => pr,
+                Err(GitHubError::Refused { status: 404, .. }) => {
+                    return Err(ForgeError::NoRequest(id));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if !pr["head"]["ref"]
+                .as_str()
+                .is_some_and(|head| head.starts_with("ferry/promote/"))
+            {
+                return Err(ForgeError::NoRequest(id));
+            }
+            if pr["state"].as_str() != Some("open") {
+                let state = if pr["merged_at"].is_string() || pr["merged"] == json!(true) {
+                    super::RequestState::Merged
+                } else {
+                    super::RequestState::Closed
+                };
+                return Err(ForgeError::NotOpen { id, state });
+            }
+        }
         Ok(self.close_pull(id)?)
     }
 

@@ -595,3 +595,83 @@ async fn nothing_to_promote_closes_the_stale_pull_request() {
     );
     server.verify().await;
 }
+
+/// `ferry close N --forge github` closes the promotion's pull request: one read that it is an
+/// open promotion, one write; anything else is refused before any write.
+#[tokio::test(flavor = "multi_thread")]
+async fn close_closes_an_open_promotion_and_nothing_else() {
+    let sandbox = Sandbox::new();
+    let remote = repo(&sandbox, 0);
+    let server = MockServer::start().await;
+    let open = fixture("pull-request.json");
+    let mut other = open.clone();
+    other["number"] = json!(8);
+    other["head"]["ref"] = json!("feature/login");
+    let mut merged = open.clone();
+    merged["number"] = json!(9);
+    merged["state"] = json!("closed");
+    merged["merged_at"] = json!("2026-11-30T00:00:00Z");
+    for pr in [&open, &other, &merged] {
+        Mock::given(method("GET"))
+            .and(path(format!("{REPO}/pulls/{}", pr["number"])))
+            .respond_with(ResponseTemplate::new(200).set_body_json(pr.clone()))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path(format!("{REPO}/pulls/404")))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "message": "Not Found",
+            "documentation_url": "https://docs.github.com/rest/pulls/pulls#get-a-pull-request"
+        })))
+        .mount(&server)
+        .await;
+    let mut closed = open.clone();
+    closed["state"] = json!("closed");
+    Mock::given(method("PATCH"))
+        .and(path(format!("{REPO}/pulls/7")))
+        .and(body_partial_json(json!({"state": "closed"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(closed))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let close = |id: &str| {
+        let f = sandbox
+            .ferry(&[
+                "close",
+                id,
+                "--forge",
+                "github",
+                "--github-repo",
+                "acme/deploy",
+            ])
+            .args(["--remote", &remote])
+            .env("GITHUB_API_URL", &server.uri())
+            .env("GITHUB_TOKEN", TOKEN);
+        tokio::task::spawn_blocking(move || f.run())
+    };
+    let run = close("7").await.unwrap();
+    run.assert_code(0);
+    assert_eq!(run.stdout.trim(), "#7 closed");
+    for (id, said) in [
+        ("8", "no request #8"),
+        ("9", "request #9 is already merged"),
+        ("404", "no request #404"),
+    ] {
+        let run = close(id).await.unwrap();
+        run.assert_code(1);
+        assert!(run.stderr.contains(said), "{id}: {}", run.render());
+        assert!(!run.stderr.contains(TOKEN));
+    }
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(
+        calls(&requests),
+        [
+            "GET /pulls/7",
+            "PATCH /pulls/7",
+            "GET /pulls/8",
+            "GET /pulls/9",
+            "GET /pulls/404"
+        ]
+    );
+}
