@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use crate::cmd::shared::{branch_of, identity, now, open_store, short, table};
 use crate::error::{Error, Outcome, Result};
-use crate::forge::local::LocalForge;
 use crate::forge::{CheckState, Forge, Status};
 use crate::output::{Format, Output};
 use crate::plan::promote::human;
@@ -24,7 +23,8 @@ use crate::validate;
   ferry status
   ferry status prod --hosts
   ferry status --format json
-  ferry status set dev ci/test success --description \"412 tests passed\""
+  ferry status set dev ci/test success --description \"412 tests passed\"
+  GITHUB_TOKEN=… ferry status --forge github --remote https://github.com/acme/deploy"
 )]
 pub struct StatusArgs {
     #[command(subcommand)]
@@ -38,6 +38,14 @@ pub struct StatusArgs {
     /// report on the environment's tip).
     #[arg(long)]
     pub hosts: bool,
+
+    /// Where the statuses live: the embedded forge's records, or GitHub's statuses API.
+    #[arg(long, global = true, value_enum, default_value_t = crate::forge::ForgeKind::Local)]
+    pub forge: crate::forge::ForgeKind,
+
+    /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
+    #[arg(long, global = true, value_name = "OWNER/NAME")]
+    pub github_repo: Option<String>,
 
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -73,19 +81,18 @@ pub struct SetArgs {
 
 pub fn run(args: StatusArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
+    let forge = crate::forge::open(&store, args.forge, args.github_repo.as_deref())?;
     match args.action {
-        Some(StatusAction::Set(set)) => run_set(&store, set, out),
-        None => run_matrix(&store, args.env.as_deref(), args.hosts, out),
+        Some(StatusAction::Set(set)) => run_set(&store, forge.as_ref(), set, out),
+        None => run_matrix(&store, forge.as_ref(), args.env.as_deref(), args.hosts, out),
     }
 }
 
-fn run_set(store: &Store, args: SetArgs, out: Output) -> Result<Outcome> {
+fn run_set(store: &Store, forge: &dyn Forge, args: SetArgs, out: Output) -> Result<Outcome> {
     crate::forge::check_name(&args.check).map_err(|why| {
         Error::usage(why.to_string()).hint("such as `ci/test` or `ferry/deploy/staging`")
     })?;
     let commit = resolve(store, &args.target)?;
-    let local = LocalForge::new(store);
-    let forge: &dyn Forge = &local;
     let by = identity(store, args.actor.as_name.as_deref());
     let status = Status {
         apps: Default::default(),
@@ -288,7 +295,13 @@ fn fleet(
     (rollouts, rows)
 }
 
-fn run_matrix(store: &Store, only: Option<&str>, show_hosts: bool, out: Output) -> Result<Outcome> {
+fn run_matrix(
+    store: &Store,
+    forge: &dyn Forge,
+    only: Option<&str>,
+    show_hosts: bool,
+    out: Output,
+) -> Result<Outcome> {
     // The environments and their order, from the first environment branch that validates.
     let heads = store.heads()?;
     let branches: Vec<&String> = heads.keys().filter(|b| !b.starts_with("ferry/")).collect();
@@ -322,8 +335,6 @@ fn run_matrix(store: &Store, only: Option<&str>, show_hosts: bool, out: Output) 
         ))
         .hint(format!("its environments: {}", order.join(", "))));
     }
-    let local = LocalForge::new(store);
-    let forge: &dyn Forge = &local;
     let mut envs = Vec::new();
     for env in order
         .iter()
@@ -341,7 +352,8 @@ fn run_matrix(store: &Store, only: Option<&str>, show_hosts: bool, out: Output) 
                 artifacts: Default::default(),
             }
         });
-        let statuses = forge.statuses(tip)?;
+        // A deploy counts only from its environment's reporters (warned about otherwise).
+        let statuses = crate::promotion::gather::trusted_statuses(store, forge.statuses(tip)?)?;
         let deploy = statuses.get(&format!("ferry/deploy/{env}")).cloned();
         let (rollouts, hosts) = fleet(store, env, &branch, tip, &statuses);
         envs.push(EnvStatus {

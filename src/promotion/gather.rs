@@ -79,31 +79,37 @@ pub fn templates(store: &Store, branch: &str, tip: Oid) -> Result<Templates, Sto
     })
 }
 
-/// The state of each check in `statuses`, as the gates read them: a deploy of ENV
-/// (`ferry/deploy/ENV`) counts only when reported by one of ENV's `agent.reporters` as ENV's
-/// own branch declares them (when it lists any), never as the commit reported on says; when no
-/// one branch holds ENV (`reporters_of` says `None`), none counts.
-pub fn trusted_checks<E>(
+/// `statuses` as the gates read them: a deploy of ENV (`ferry/deploy/ENV`, and each host's
+/// `ferry/deploy/ENV/HOST`) counts only when reported by one of ENV's `agent.reporters` as
+/// `reporters_of` finds them (when it lists any), never as the commit reported on says; when
+/// no one branch holds ENV (`reporters_of` says `None`), none counts. A report dropped for its
+/// reporter is warned about, naming them.
+pub fn trusted<E>(
     statuses: Statuses,
     mut reporters_of: impl FnMut(&str) -> Result<Option<Vec<String>>, E>,
-) -> Result<BTreeMap<String, String>, E> {
-    let mut checks = BTreeMap::new();
+) -> Result<Statuses, E> {
+    let mut kept = Statuses::new();
     for (check, status) in statuses {
-        if let Some(env) = check.strip_prefix("ferry/deploy/") {
+        if let Some(env) = deploy_env(&check) {
             let Some(reporters) = reporters_of(env)? else {
                 continue;
             };
             if !reporters.is_empty() && !reporters.contains(&status.by) {
+                tracing::warn!(
+                    "ignoring `{check}` ({}) reported by `{}`: {env}'s deploys are reported by its `agent.reporters` only ({})",
+                    status.state.as_str(),
+                    status.by,
+                    reporters.join(", ")
+                );
                 continue;
             }
         }
-        checks.insert(check, status.state.as_str().to_owned());
+        kept.insert(check, status);
     }
-    Ok(checks)
+    Ok(kept)
 }
 
-/// The checks as GitHub reports them: every one counts (GitHub names who reported, and the
-/// token's rights decide who may).
+/// The state of each check.
 pub fn all_checks(statuses: Statuses) -> BTreeMap<String, String> {
     statuses
         .into_iter()
@@ -123,27 +129,49 @@ pub fn reporters_in(store: &Store, tip: Oid, env: &str) -> Result<Vec<String>, S
         .unwrap_or_default())
 }
 
-/// The checks on `commit` as the gates read them: on the embedded forge, a deploy counts only
-/// from its environment's declared reporters.
+/// The checks on `commit` as the gates read them: on every forge, a deploy counts only from
+/// its environment's declared reporters (on GitHub, who created the status), and one from
+/// anyone else is ignored with a warning naming who reported it.
 pub fn checks_on(
     store: &Store,
     forge: &dyn crate::forge::Forge,
     commit: crate::store::Oid,
 ) -> Result<BTreeMap<String, String>, crate::error::Error> {
-    let statuses = forge.statuses(commit)?;
-    use crate::forge::ForgeKind;
-    match forge.kind() {
-        ForgeKind::Github => Ok(all_checks(statuses)),
-        ForgeKind::Local => trusted_checks(statuses, |env| {
-            // No single branch holds ENV (none, or two claim it): nobody is known to report
-            // its deploys, so no report of them counts.
-            let Ok(branch) = crate::state::branch_of(store, env) else {
-                return Ok(None);
-            };
-            let tip = store.tip(&branch, crate::store::History::Tip)?;
-            Ok::<_, crate::error::Error>(Some(reporters_in(store, tip, env)?))
-        }),
-    }
+    let statuses = trusted_statuses(store, forge.statuses(commit)?)?;
+    Ok(all_checks(statuses))
+}
+
+/// `statuses` without the deploys (`ferry/deploy/ENV`, `ferry/deploy/ENV/HOST`) that ENV's
+/// reporters, as ENV's own branch declares them, did not report; each one dropped is warned
+/// about, naming who reported it.
+pub fn trusted_statuses(
+    store: &Store,
+    statuses: Statuses,
+) -> Result<Statuses, crate::error::Error> {
+    let mut known: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
+    trusted(statuses, |env| {
+        if let Some(declared) = known.get(env) {
+            return Ok(declared.clone());
+        }
+        // No single branch holds ENV (none, or two claim it): nobody is known to report its
+        // deploys, so no report of them counts.
+        let declared = match crate::state::branch_of(store, env) {
+            Ok(branch) => {
+                let tip = store.tip(&branch, crate::store::History::Tip)?;
+                Some(reporters_in(store, tip, env)?)
+            }
+            Err(_) => None,
+        };
+        known.insert(env.to_owned(), declared.clone());
+        Ok::<_, crate::error::Error>(declared)
+    })
+}
+
+/// The environment a deploy status is about: `ENV` of `ferry/deploy/ENV` and of each host's
+/// `ferry/deploy/ENV/HOST`.
+fn deploy_env(check: &str) -> Option<&str> {
+    let rest = check.strip_prefix("ferry/deploy/")?;
+    Some(rest.split('/').next().unwrap_or(rest))
 }
 
 #[cfg(test)]
@@ -167,9 +195,14 @@ mod tests {
             ("ferry/deploy/staging".to_owned(), status("agent-staging")),
             ("ferry/deploy/qa".to_owned(), status("agent-qa")),
             ("ferry/deploy/ghost".to_owned(), status("x")),
+            ("ferry/deploy/dev/web-1".to_owned(), status("mallory")),
+            (
+                "ferry/deploy/staging/web-1".to_owned(),
+                status("agent-staging"),
+            ),
         ]
         .into();
-        let checks = trusted_checks(statuses, |env| {
+        let checks = trusted(statuses, |env| {
             Ok::<_, ()>(match env {
                 "dev" => Some(vec!["agent-dev".to_owned()]),
                 "staging" => Some(vec!["agent-staging".to_owned()]),
@@ -181,7 +214,12 @@ mod tests {
         let names: Vec<&str> = checks.keys().map(String::as_str).collect();
         assert_eq!(
             names,
-            ["ci/test", "ferry/deploy/qa", "ferry/deploy/staging"]
+            [
+                "ci/test",
+                "ferry/deploy/qa",
+                "ferry/deploy/staging",
+                "ferry/deploy/staging/web-1"
+            ]
         );
     }
 }

@@ -675,3 +675,98 @@ async fn close_closes_an_open_promotion_and_nothing_else() {
         ]
     );
 }
+
+/// `ferry status --forge github` reads one combined status per environment, whatever the
+/// number of apps; a deploy reported by someone the environment does not list in
+/// `agent.reporters` is ignored, with a warning naming its creator. `ferry status set` is one
+/// write to the statuses API.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_reads_and_sets_checks_through_the_statuses_api() {
+    let sandbox = Sandbox::new();
+    let remote = repo(&sandbox, 0);
+    sandbox.edit_env("dev", "dev", |e| {
+        e["agent"] = json!({"reporters": ["agent-dev"]})
+    });
+    let server = MockServer::start().await;
+    let dev = sandbox.tip("dev");
+    let mut forged = combined_status(&[("ferry/deploy/dev", "success"), ("ci/test", "success")]);
+    for status in forged["statuses"].as_array_mut().unwrap() {
+        status["creator"]["login"] = json!("mallory");
+    }
+    Mock::given(method("GET"))
+        .and(path(format!("{REPO}/commits/{dev}/status")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(forged))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(
+            r"^/repos/acme/deploy/commits/[0-9a-f]{40}/status$",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(combined_status(&[])))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{REPO}/statuses/{dev}")))
+        .and(wiremock::matchers::body_json(json!({
+            "state": "failure", "context": "ci/test", "description": "3 tests failed",
+            "target_url": "https://ci.example/run/7"
+        })))
+        .respond_with(recorded("create-status.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let ferry = |args: &[&str]| {
+        let f = sandbox
+            .ferry(args)
+            .args([
+                "--forge",
+                "github",
+                "--github-repo",
+                "acme/deploy",
+                "--remote",
+                &remote,
+            ])
+            .env("GITHUB_API_URL", &server.uri())
+            .env("GITHUB_TOKEN", TOKEN);
+        tokio::task::spawn_blocking(move || f.run())
+    };
+    let run = ferry(&["status"]).await.unwrap();
+    run.assert_code(0);
+    assert!(run.stdout.contains("dev: dev at "), "{}", run.render());
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("dev: ") && l.ends_with("deploy not reported")),
+        "{}",
+        run.render()
+    );
+    assert!(
+        run.stderr.contains(
+            "ignoring `ferry/deploy/dev` (success) reported by `mallory`: dev's deploys are reported by its `agent.reporters` only (agent-dev)"
+        ),
+        "{}",
+        run.render()
+    );
+    let reads = calls(&server.received_requests().await.unwrap());
+    assert_eq!(reads.len(), 3, "one per environment: {reads:?}");
+    let run = ferry(&[
+        "status",
+        "set",
+        "dev",
+        "ci/test",
+        "failure",
+        "--description",
+        "3 tests failed",
+        "--url",
+        "https://ci.example/run/7",
+    ])
+    .await
+    .unwrap();
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout.trim(),
+        format!("dev: ci/test failure on {}", &dev[..7])
+    );
+    assert!(!format!("{}{}", run.stdout, run.stderr).contains(TOKEN));
+}
