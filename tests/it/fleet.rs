@@ -2,57 +2,13 @@
 //! state, all on this machine), rolled out in waves through the statuses the agents write to
 //! the deployment repository; a health endpoint per host that the test controls.
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-
 use serde_json::{Value, json};
 
 use crate::agent::{artifact, bump};
 use crate::common::{Run, Sandbox};
+use crate::fleet_attacks::{Health, Running, root, serves};
 
 const HOSTS: [&str; 4] = ["h1", "h2", "h3", "h4"];
-
-/// Health endpoints at `/HOST/health`, answering what the test sets per host (200 unset).
-struct Health {
-    url: String,
-    codes: Arc<Mutex<HashMap<String, u16>>>,
-}
-
-impl Health {
-    fn start() -> Health {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let codes: Arc<Mutex<HashMap<String, u16>>> = Arc::default();
-        let shared = codes.clone();
-        std::thread::spawn(move || {
-            for mut stream in listener.incoming().flatten() {
-                let head = crate::common::http::read_request_head(&stream);
-                let host = head
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|path| path.split('/').nth(1))
-                    .unwrap_or_default()
-                    .to_owned();
-                let code = shared.lock().unwrap().get(&host).copied().unwrap_or(200);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                );
-            }
-        });
-        Health {
-            url: format!("http://127.0.0.1:{port}/{{host}}/health"),
-            codes,
-        }
-    }
-
-    fn set(&self, host: &str, code: u16) {
-        self.codes.lock().unwrap().insert(host.to_owned(), code);
-    }
-}
 
 /// dev with `web` 1.0.0 pinned, on the four hosts in waves `[1, "100%"]`, health-checked
 /// per host.
@@ -79,10 +35,6 @@ fn fleet(health: &Health, rollout: Value) -> (Sandbox, String) {
     (sandbox, remote)
 }
 
-fn root(sandbox: &Sandbox, host: &str) -> PathBuf {
-    sandbox.path().join("hosts").join(host)
-}
-
 /// One reconcile of `host`'s agent.
 fn agent(sandbox: &Sandbox, remote: &str, host: &str) -> Run {
     let root = root(sandbox, host);
@@ -95,11 +47,6 @@ fn agent(sandbox: &Sandbox, remote: &str, host: &str) -> Run {
         .arg("--state-dir")
         .arg(root.join("state"))
         .run()
-}
-
-/// What `host` serves.
-fn serves(sandbox: &Sandbox, host: &str) -> Option<String> {
-    std::fs::read_to_string(root(sandbox, host).join("root/srv/web/index.html")).ok()
 }
 
 /// The statuses on dev's tip, as `ferry status --format json` and the record say.
@@ -169,7 +116,7 @@ fn a_canary_goes_first_a_failed_one_halts_and_a_new_commit_rolls_out_again() {
         &artifact(&sandbox, "1.1.0"),
         false,
     );
-    health.set("h1", 500);
+    health.set("h1", 500, 0);
     agent(&sandbox, &remote, "h1").assert_code(1);
     assert_eq!(serves(&sandbox, "h1").as_deref(), Some("web 1.0.0\n"));
     for host in &HOSTS[1..] {
@@ -222,7 +169,7 @@ fn a_canary_goes_first_a_failed_one_halts_and_a_new_commit_rolls_out_again() {
     assert!(run.stderr.contains("ferry/deploy/dev"), "{}", run.render());
 
     // A new commit (the fix, 1.2.0) starts a new rollout, canary first.
-    health.set("h1", 200);
+    health.set("h1", 200, 0);
     bump(
         &sandbox,
         &remote,
@@ -247,7 +194,7 @@ fn a_canary_goes_first_a_failed_one_halts_and_a_new_commit_rolls_out_again() {
 fn max_failures_lets_one_failure_through() {
     let health = Health::start();
     let (sandbox, remote) = fleet(&health, json!({"waves": [1, "100%"], "max_failures": 1}));
-    health.set("h1", 500);
+    health.set("h1", 500, 0);
     agent(&sandbox, &remote, "h1").assert_code(1);
     assert_eq!(
         serves(&sandbox, "h1"),
@@ -332,20 +279,14 @@ fn running_agents_roll_out_wave_by_wave_and_write_the_aggregate_once() {
         .map(|host| {
             let root = root(&sandbox, host);
             std::fs::create_dir_all(root.join("root")).unwrap();
-            let mut command = sandbox
-                .ferry(&["agent", "--env", "dev", "--remote", &remote])
-                .args(["--host", host])
-                .arg("--root")
-                .arg(root.join("root"))
-                .arg("--state-dir")
-                .arg(root.join("state"))
-                .command;
-            Running(
-                command
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap(),
+            Running::spawn(
+                sandbox
+                    .ferry(&["agent", "--env", "dev", "--remote", &remote])
+                    .args(["--host", host])
+                    .arg("--root")
+                    .arg(root.join("root"))
+                    .arg("--state-dir")
+                    .arg(root.join("state")),
             )
         })
         .collect();
@@ -384,16 +325,6 @@ fn running_agents_roll_out_wave_by_wave_and_write_the_aggregate_once() {
         .filter(|l| l.split(", ").any(|e| e.starts_with("ferry/deploy/dev: ")))
         .count();
     assert_eq!(aggregate_writes, 1, "{log}");
-}
-
-/// A running agent, killed when the test ends.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn statuses_or_null(sandbox: &Sandbox) -> Value {

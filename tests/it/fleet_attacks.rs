@@ -23,14 +23,14 @@ const REPORTER: &str = "agent-dev";
 /// Health endpoints at `/HOST/health`: per host a code (200 unset) and a delay before the
 /// answer; every request's host is recorded. Each connection is served on its own thread, so a
 /// delayed answer holds up nobody else.
-struct Health {
-    url: String,
+pub(crate) struct Health {
+    pub(crate) url: String,
     answers: Arc<Mutex<HashMap<String, (u16, u64)>>>,
     hits: Arc<Mutex<Vec<String>>>,
 }
 
 impl Health {
-    fn start() -> Health {
+    pub(crate) fn start() -> Health {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let answers: Arc<Mutex<HashMap<String, (u16, u64)>>> = Arc::default();
@@ -69,7 +69,7 @@ impl Health {
         }
     }
 
-    fn set(&self, host: &str, code: u16, delay_ms: u64) {
+    pub(crate) fn set(&self, host: &str, code: u16, delay_ms: u64) {
         self.answers
             .lock()
             .unwrap()
@@ -123,7 +123,7 @@ fn web(health: &Health, hosts: &[&str]) -> Value {
     }})
 }
 
-fn root(sandbox: &Sandbox, host: &str) -> PathBuf {
+pub(crate) fn root(sandbox: &Sandbox, host: &str) -> PathBuf {
     sandbox.path().join("hosts").join(host)
 }
 
@@ -151,7 +151,7 @@ fn agent(sandbox: &Sandbox, remote: &str, host: &str) -> Run {
 }
 
 /// What `host` serves at /srv/web.
-fn serves(sandbox: &Sandbox, host: &str) -> Option<String> {
+pub(crate) fn serves(sandbox: &Sandbox, host: &str) -> Option<String> {
     std::fs::read_to_string(root(sandbox, host).join("root/srv/web/index.html")).ok()
 }
 
@@ -246,10 +246,10 @@ fn require_dev_deploy(sandbox: &Sandbox) {
 }
 
 /// A running agent, killed when the test ends (or by the test, with SIGKILL).
-struct Running(std::process::Child);
+pub(crate) struct Running(std::process::Child);
 
 impl Running {
-    fn spawn(f: crate::common::Ferry) -> Running {
+    pub(crate) fn spawn(f: crate::common::Ferry) -> Running {
         let mut command = f.command;
         Running(
             command
