@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use git2::{ObjectType, Oid, Repository};
 
 use crate::forge::MAX_DESCRIPTION;
-use crate::forge::local::{REQUESTS, STATUSES, STATUSES_FILE};
+use crate::forge::local::{
+    LoggedUpdate, PUSH_FILE, PUSHES, Push, REQUESTS, STATUSES, STATUSES_FILE,
+};
 use serde_json::Value;
 
 /// Why a push is refused, in words for the pusher (git shows them as `remote: …` lines).
@@ -82,35 +84,9 @@ impl HookRepository {
     }
 }
 
-/// The push log: one commit per accepted push (`push.json`: who, when, which refs moved from
-/// what to what), written by the repository's `post-receive` hook only. `ferry audit` reads it
-/// to say who pushed each change.
-pub const PUSHES: &str = "refs/ferry/pushes";
-const PUSH_FILE: &str = "push.json";
-
 /// The prefix of request branches (`ferry/promote/FROM-to-TO`), reserved for ferry.
 const REQUEST_BRANCHES: &str = "ferry/";
 
-/// One accepted push, as the log records it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Push {
-    /// `None`: the transport said nobody (a push to an unprotected branch may still land).
-    pub pusher: Option<String>,
-    /// For a push to a path, the operating system's login that pushed (`pusher` is what `USER`
-    /// said, which may differ).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub login: Option<String>,
-    /// Unix seconds.
-    pub at: i64,
-    pub updates: Vec<LoggedUpdate>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LoggedUpdate {
-    pub refname: String,
-    pub old: String,
-    pub new: String,
-}
 use crate::forge::{Request, RequestState, Statuses};
 use crate::model::{
     Artifact, Environment, Manifest, Protection, Unresolved, declared_branch, resolve_branch,
@@ -1300,31 +1276,6 @@ pub fn record_push(
     Err(git2::Error::from_str("the push log kept moving"))
 }
 
-/// The pushes in the log whose tip is `tip`, oldest first.
-/// [`pushes`] in the state store.
-pub fn pushes_in(store: &crate::store::Store, tip: Oid) -> Vec<Push> {
-    pushes(store.repo(), tip)
-}
-
-pub fn pushes(repo: &Repository, tip: Oid) -> Vec<Push> {
-    let Ok(mut walk) = repo.revwalk() else {
-        return Vec::new();
-    };
-    if walk.push(tip).is_err() {
-        return Vec::new();
-    }
-    let mut out: Vec<Push> = walk
-        .flatten()
-        .filter_map(|id| {
-            let tree = repo.find_commit(id).ok()?.tree().ok()?;
-            let blob = repo.find_blob(tree.get_name(PUSH_FILE)?.id()).ok()?;
-            serde_json::from_slice(blob.content()).ok()
-        })
-        .collect();
-    out.reverse();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1391,6 +1342,8 @@ mod tests {
             merge_commit: None,
             closed_by: None,
             closed_at: None,
+            url: None,
+            mergeable: None,
         }
     }
 

@@ -104,15 +104,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_report: bool,
 
-    /// Where `ferry/deploy/ENV` is reported: the local forge's records in the deployment
-    /// repository, or GitHub's statuses API (with the agent's own `GITHUB_TOKEN`, which needs
-    /// only the statuses permission).
-    #[arg(long, value_enum, default_value_t = crate::forge::ForgeKind::Local)]
-    pub forge: crate::forge::ForgeKind,
-
-    /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
-    #[arg(long, value_name = "OWNER/NAME")]
-    pub github_repo: Option<String>,
+    #[command(flatten)]
+    pub forge: crate::cmd::shared::ForgeArgs,
 
     /// Serve `/metrics`, `/healthz`, `/readyz` and `POST /trigger` on this address
     /// (`127.0.0.1:9480`, `0.0.0.0:9480`). Off by default.
@@ -305,7 +298,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
         Some(_) if args.remote.remote.is_none() => None,
         _ => Some(open_store(&remote)?),
     };
-    let reporter: Option<Box<dyn Reporter>> = match (args.no_report, args.forge, &store) {
+    let reporter: Option<Box<dyn Reporter>> = match (args.no_report, args.forge.forge, &store) {
         (true, ..) => None,
         (false, crate::forge::ForgeKind::Local, Some(store)) => Some(Box::new(ForgeStatuses::new(
             Box::new(LocalForge::new(store)),
@@ -318,7 +311,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             None
         }
         (false, crate::forge::ForgeKind::Github, store) => {
-            let repo = match (store, args.github_repo.as_deref()) {
+            let repo = match (store, args.forge.github_repo.as_deref()) {
                 (_, Some(repo)) => repo.to_owned(),
                 (Some(store), None) => crate::forge::github::repo_of(store, None)?,
                 (None, None) => {

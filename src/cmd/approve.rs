@@ -1,8 +1,7 @@
 //! `ferry approve`: approve a promotion request (not one's own).
 
-use crate::cmd::shared::{identity, now, open_store};
+use crate::cmd::shared::{acting, now, open_store};
 use crate::error::{Error, Outcome, Result};
-use crate::forge::local::LocalForge;
 use crate::forge::{Approved, Forge, ForgeError};
 use crate::output::{Format, Output};
 use crate::store::RemoteArgs;
@@ -10,15 +9,21 @@ use crate::store::RemoteArgs;
 /// Approve a promotion request.
 ///
 /// Authors cannot approve their own requests; an approval is of the request's current head,
-/// and recorded with who and when.
+/// and recorded with who and when. On GitHub (`--forge github`) it is a review with event
+/// `APPROVE` on the pull request's head, as the token's user: three calls (who the token is,
+/// the pull request, the review), and one's own pull request is refused before any write.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry approve 3
-  ferry approve 3 --as alice")]
+  ferry approve 3 --as alice
+  GITHUB_TOKEN=… ferry approve 12 --forge github --remote https://github.com/acme/deploy")]
 pub struct ApproveArgs {
     /// The request's id (`ferry requests` lists them).
     #[arg(value_parser = crate::cmd::shared::parse_id)]
     pub id: u64,
+
+    #[command(flatten)]
+    pub forge: crate::cmd::shared::ForgeArgs,
 
     #[command(flatten)]
     pub actor: crate::cmd::shared::Actor,
@@ -29,16 +34,23 @@ pub struct ApproveArgs {
 
 pub fn run(args: ApproveArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
-    let local = LocalForge::new(&store);
-    let forge: &dyn Forge = &local;
-    let who = identity(&store, args.actor.as_name.as_deref());
-    let Approved { request, already } =
-        forge.approve(args.id, &who, now()).map_err(|e| match e {
-            e @ ForgeError::OwnRequest { .. } => {
-                Error::failure(e.to_string()).hint("ask someone else to run `ferry approve`")
-            }
-            e => e.into(),
-        })?;
+    let forge = args.forge.open(&store)?;
+    let forge: &dyn Forge = forge.as_ref();
+    let who = acting(&store, forge, &args.actor)?;
+    let Approved {
+        request,
+        already,
+        complete,
+    } = forge.approve(args.id, &who, now()).map_err(|e| match e {
+        e @ ForgeError::OwnRequest { .. } => {
+            Error::failure(e.to_string()).hint("ask someone else to run `ferry approve`")
+        }
+        ForgeError::NotOpen { id, state } => Error::failure(format!(
+            "request #{id} is {}: nothing to approve",
+            state.as_str()
+        )),
+        e => e.into(),
+    })?;
     let n = request.approvers(false).len();
     match out.format {
         Format::Json => out.json(&serde_json::json!({
@@ -47,14 +59,20 @@ pub fn run(args: ApproveArgs, out: Output) -> Result<Outcome> {
             "head": request.head,
             "approvals": request.approvals,
             "already_approved": already,
+            "approvals_complete": complete,
         })),
         Format::Text if already => {
             out.status(format!("`{who}` already approved request #{}", request.id))
         }
-        Format::Text => out.data(format!(
+        Format::Text if complete => out.data(format!(
             "#{} approved by {who} ({n} approval{})",
             request.id,
             if n == 1 { "" } else { "s" }
+        )),
+        Format::Text => out.data(format!(
+            "#{} approved by {who} (at {})",
+            request.id,
+            crate::output::abbrev(&request.head, 7)
         )),
     }
     Ok(Outcome::Success)

@@ -1,8 +1,9 @@
 //! `ferry audit`: for each change of an environment's branch, who requested, approved, merged
 //! or pushed it, which checks were green, which apps moved, and whether the protection in force
 //! at the time (the environment's file on the branch just before the change) was satisfied.
-//! It reads git history and the local forge's records: requests, statuses, and the push log
-//! the repository's hook keeps (`refs/ferry/pushes`).
+//! It reads git history, and the forge's records through the [`Forge`] seam: the embedded
+//! forge's requests, statuses and push log (`refs/ferry/pushes`, kept by the repository's
+//! hook), or GitHub's pull requests, reviews, statuses and repository activity.
 
 use std::collections::BTreeMap;
 
@@ -10,10 +11,9 @@ use crate::store::Oid;
 use serde::Serialize;
 
 use crate::cmd::shared::{Manifests, branch_of, format_time, open_store};
-use crate::enforce::{self, PUSHES};
+use crate::enforce;
 use crate::error::{Error, Outcome, Result};
-use crate::forge::local::{LocalForge, STATUSES};
-use crate::forge::{CheckState, Request, RequestState, Statuses};
+use crate::forge::{CheckState, Forge, ForgeKind, Pushed, Request};
 use crate::model::Protection;
 use crate::output::{Format, Output};
 use crate::plan::history::{Move, moves, shown};
@@ -28,11 +28,17 @@ use crate::store::{History, RemoteArgs, Store};
 /// the repository's hook keeps), which checks were green when it was merged, and which apps
 /// moved. A change that reached a protected branch without satisfying the protection declared
 /// just before it is flagged, and `ferry audit` then exits 1.
+///
+/// On GitHub (`--forge github`) the records are the pull request GitHub associates with each
+/// change (author, reviews, who merged), the statuses as they stood when it merged, and the
+/// repository's activity (who pushed or merged): at most five calls per change, and one per
+/// page of activity.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry audit prod
   ferry audit prod --since 2026-10-14
-  ferry audit prod --format json")]
+  ferry audit prod --format json
+  GITHUB_TOKEN=… ferry audit prod --forge github --remote https://github.com/acme/deploy")]
 pub struct AuditArgs {
     /// The environment.
     pub env: String,
@@ -41,18 +47,11 @@ pub struct AuditArgs {
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
 
-    /// Where the review records live.
-    #[arg(long, value_enum, default_value_t = AuditForge::Local)]
-    pub forge: AuditForge,
+    #[command(flatten)]
+    pub forge: crate::cmd::shared::ForgeArgs,
 
     #[command(flatten)]
     pub remote: RemoteArgs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AuditForge {
-    /// The embedded forge: requests, statuses and the push log under `refs/ferry/`.
-    Local,
 }
 
 /// One check that gated a promotion, as it stood when the request merged.
@@ -115,14 +114,10 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
     let branch = branch_of(&store, &args.env)?;
     let tip = store.tip(&branch, History::Full)?;
 
-    let forge = LocalForge::new(&store);
-    let requests: Vec<Request> = forge
-        .requests()?
-        .into_iter()
-        .map(|r| r.value)
-        .filter(|r| r.state == RequestState::Merged)
-        .collect();
-    let pushed = pushed_by(&store, &branch)?;
+    let forge = args.forge.open(&store)?;
+    let forge: &dyn Forge = forge.as_ref();
+    let pushes = forge.pushes(&branch)?;
+    let pushed = pushed_by(&store, &pushes.pushes);
 
     let mut manifests = Manifests::new(&store);
     let mut changes = Vec::new();
@@ -143,9 +138,11 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
         };
         let declared = parent.and_then(|p| enforce::environment_in(&store, p, &branch));
         let protection: Option<Protection> = declared.as_ref().and_then(|e| e.protection.clone());
-        let request = requests
-            .iter()
-            .find(|r| r.to == args.env && r.merge_commit.as_deref() == Some(&id.to_string()));
+        let landed = match parent {
+            Some(_) => forge.landed(&args.env, id)?,
+            None => None,
+        };
+        let request = landed.as_ref();
         let logged = pushed.get(&id);
         let mut change = Change {
             time: format_time(commit.committer.time),
@@ -188,7 +185,10 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
                 if checks.is_empty() {
                     continue;
                 }
-                let statuses = statuses_at(&store, commit, merged_at)?;
+                let Ok(commit_id) = Oid::from_str(commit) else {
+                    continue;
+                };
+                let statuses = forge.statuses_at(commit_id, merged_at)?;
                 change.checks.extend(checks.iter().map(|check| {
                     let status = statuses.get(check);
                     GateCheck {
@@ -210,7 +210,7 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
                 .collect();
         }
         if let (Some(p), Some(_)) = (&protection, &parent) {
-            change.violations = violations(&change, p, request);
+            change.violations = violations(&change, p, request, forge.kind());
         }
         changes.push(change);
     }
@@ -276,7 +276,7 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
                         None => format!("pushed by {pusher}"),
                     },
                     (None, true) => "pushed by someone the transport did not name (no REMOTE_USER from the HTTP server, no FERRY_PUSHER over ssh)".to_owned(),
-                    (None, false) => "pushed by (not logged: the repository's hook was not installed)".to_owned(),
+                    (None, false) => format!("pushed by (not logged: {})", unlogged(forge.kind())),
                 });
                 if !c.protected && c.kind != "initial" {
                     detail.push("unprotected".to_owned());
@@ -303,8 +303,21 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
     })
 }
 
+/// Why a forge has no record of a push.
+fn unlogged(forge: ForgeKind) -> &'static str {
+    match forge {
+        ForgeKind::Local => "the repository's hook was not installed",
+        ForgeKind::Github => "not in GitHub's repository activity",
+    }
+}
+
 /// How `change` broke protection `p` (the one in force just before it).
-fn violations(change: &Change, p: &Protection, request: Option<&Request>) -> Vec<String> {
+fn violations(
+    change: &Change,
+    p: &Protection,
+    request: Option<&Request>,
+    forge: ForgeKind,
+) -> Vec<String> {
     let mut out = Vec::new();
     match request {
         Some(request) => {
@@ -338,12 +351,14 @@ fn violations(change: &Change, p: &Protection, request: Option<&Request>) -> Vec
                 out.push(format!("not green when merged: {}", missing.join(", ")));
             }
             match &change.pushed_by {
-                Some(pusher) if pusher != merger => {
-                    out.push(format!("recorded as merged by {merger}, but pushed by {pusher}"))
-                }
+                Some(pusher) if pusher != merger => out.push(format!(
+                    "recorded as merged by {merger}, but pushed by {pusher}"
+                )),
                 Some(_) => {}
-                None if change.push_logged => out.push("pushed by someone the transport did not name".to_owned()),
-                None => out.push("no record of who pushed it (the repository's hook was not logging)".to_owned()),
+                None if change.push_logged => {
+                    out.push("pushed by someone the transport did not name".to_owned())
+                }
+                None => out.push(format!("no record of who pushed it ({})", unlogged(forge))),
             }
         }
         None => match &change.pushed_by {
@@ -356,92 +371,38 @@ fn violations(change: &Change, p: &Protection, request: Option<&Request>) -> Vec
                     p.allowed_pushers.join(", ")
                 }
             )),
-            None if change.push_logged => out.push(
-                "a direct change by someone the transport did not name".to_owned(),
-            ),
-            None => out.push(
-                "a direct change with no record of who pushed it (the repository's hook was not logging)"
-                    .to_owned(),
-            ),
+            None if change.push_logged => {
+                out.push("a direct change by someone the transport did not name".to_owned())
+            }
+            None => out.push(format!(
+                "a direct change with no record of who pushed it ({})",
+                unlogged(forge)
+            )),
         },
     }
     out
 }
 
-/// Who pushed a commit, as the push log has it.
-#[derive(Debug, Clone)]
-struct Pushed {
-    /// `None`: the transport named nobody.
-    pusher: Option<String>,
-    /// For a push to a path, the operating system's login.
-    login: Option<String>,
-}
-
-/// Who pushed each commit of `branch`, from the push log.
-fn pushed_by(store: &Store, branch: &str) -> Result<BTreeMap<Oid, Pushed>> {
+/// Who pushed each commit the logged `pushes` brought: each push's commits, from its new tip
+/// back along first parents to where the branch was before it.
+fn pushed_by(store: &Store, pushes: &[crate::forge::LoggedPush]) -> BTreeMap<Oid, Pushed> {
     let mut map = BTreeMap::new();
-    let Some(tip) = store
-        .fetch_refs(&[PUSHES.to_owned()], History::Full)?
-        .remove(PUSHES)
-        .flatten()
-    else {
-        return Ok(map);
-    };
-    let refname = format!("refs/heads/{branch}");
-    for push in enforce::pushes_in(store, tip) {
-        for u in push.updates.iter().filter(|u| u.refname == refname) {
-            let (Ok(new), Ok(old)) = (Oid::from_str(&u.new), Oid::from_str(&u.old)) else {
-                continue;
-            };
-            let mut at = Some(new);
-            let mut steps = 0;
-            let pushed = Pushed {
-                pusher: push.pusher.clone(),
-                login: push.login.clone(),
-            };
-            while let Some(id) = at.filter(|id| *id != old && !id.is_zero()) {
-                map.insert(id, pushed.clone());
-                steps += 1;
-                if steps > 10_000 {
-                    break;
-                }
-                at = store
-                    .commit(id)
-                    .ok()
-                    .and_then(|c| c.parents.first().copied());
+    for push in pushes {
+        let mut at = Some(push.after);
+        let mut steps = 0;
+        while let Some(id) = at.filter(|id| *id != push.before && !id.is_zero()) {
+            map.insert(id, push.by.clone());
+            steps += 1;
+            if steps > 10_000 {
+                break;
             }
+            at = store
+                .commit(id)
+                .ok()
+                .and_then(|c| c.parents.first().copied());
         }
     }
-    Ok(map)
-}
-
-/// The statuses of `commit` as they were at `when`: each check's latest report then.
-fn statuses_at(store: &Store, commit: &str, when: i64) -> Result<Statuses> {
-    let name = format!("{STATUSES}{commit}");
-    let Some(tip) = store
-        .fetch_refs(std::slice::from_ref(&name), History::Full)?
-        .remove(&name)
-        .flatten()
-    else {
-        return Ok(Statuses::new());
-    };
-    let mut at_time = Statuses::new();
-    for id in store.ancestors(tip)? {
-        let Some(version) = store
-            .read_file(id, "statuses.json")
-            .ok()
-            .flatten()
-            .and_then(|bytes| serde_json::from_slice::<Statuses>(&bytes).ok())
-        else {
-            continue;
-        };
-        for (check, status) in version {
-            if status.at <= when && at_time.get(&check).is_none_or(|seen| seen.at < status.at) {
-                at_time.insert(check, status);
-            }
-        }
-    }
-    Ok(at_time)
+    map
 }
 
 fn parse_since(text: &str) -> Result<i64> {

@@ -21,13 +21,8 @@ pub struct CloseArgs {
     #[arg(value_parser = crate::cmd::shared::parse_id)]
     pub id: u64,
 
-    /// Where the request lives.
-    #[arg(long, value_enum, default_value_t = crate::forge::ForgeKind::Local)]
-    pub forge: crate::forge::ForgeKind,
-
-    /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
-    #[arg(long, value_name = "OWNER/NAME")]
-    pub github_repo: Option<String>,
+    #[command(flatten)]
+    pub forge: crate::cmd::shared::ForgeArgs,
 
     #[command(flatten)]
     pub actor: crate::cmd::shared::Actor,
@@ -38,7 +33,7 @@ pub struct CloseArgs {
 
 pub fn run(args: CloseArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
-    let forge = crate::forge::open(&store, args.forge, args.github_repo.as_deref())?;
+    let forge = args.forge.open(&store)?;
     let forge: &dyn Forge = forge.as_ref();
     let who = identity(&store, args.actor.as_name.as_deref());
     forge

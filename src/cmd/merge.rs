@@ -4,10 +4,9 @@
 use crate::store::Oid;
 use serde::Serialize;
 
-use crate::cmd::shared::{branch_of, identity, load_at, load_env, now, open_store, short};
+use crate::cmd::shared::{acting, branch_of, load_at, load_env, now, open_store, short};
 use crate::error::{Error, Outcome, Result};
-use crate::forge::local::LocalForge;
-use crate::forge::{Forge, ForgeError, Merge, NewCommit, RequestState};
+use crate::forge::{Forge, ForgeError, ForgeKind, Merge, MergeMethod, NewCommit, RequestState};
 use crate::output::{Format, Output};
 use crate::plan::promote::{self, GateInputs};
 use crate::promotion::{self, Target, gather};
@@ -22,14 +21,30 @@ use crate::verdict::Summary;
 /// `dismiss_stale_reviews`, `allowed_mergers`), and the plan itself: if the target moved so
 /// that the promotion would change, the merge is refused and the request must be promoted
 /// again. The branch moves with compare-and-swap, and the merge is recorded (who, when).
+///
+/// On GitHub (`--forge github`) the same checks run on the pull request (approvals are its
+/// reviews), then ferry checks that its head holds exactly the promoted state on the target's
+/// tip (no hand-made commit on the request branch), and merges it through the API with the
+/// head's SHA pinned: a head that moved meanwhile is not merged. GitHub's own protection is
+/// applied by GitHub, and its refusal shown in its words. At most seven calls.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry merge 3
-  ferry merge 3 --as release-bot --format json")]
+  ferry merge 3 --as release-bot --format json
+  GITHUB_TOKEN=… ferry merge 12 --forge github --method squash")]
 pub struct MergeArgs {
     /// The request's id.
     #[arg(value_parser = crate::cmd::shared::parse_id)]
     pub id: u64,
+
+    /// How a hosted forge lands the request: a merge commit, a squash or a rebase (each
+    /// leaves the target with the promoted tree). The embedded forge lands the head, one
+    /// commit on the target's tip, whatever the method.
+    #[arg(long, value_enum, env = "FERRY_MERGE_METHOD", default_value_t = MergeMethod::Merge)]
+    pub method: MergeMethod,
+
+    #[command(flatten)]
+    pub forge: crate::cmd::shared::ForgeArgs,
 
     #[command(flatten)]
     pub actor: crate::cmd::shared::Actor,
@@ -49,9 +64,10 @@ struct MergeReport {
 
 pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
-    let local = LocalForge::new(&store);
-    let forge: &dyn Forge = &local;
-    let who = identity(&store, args.actor.as_name.as_deref());
+    let forge = args.forge.open(&store)?;
+    let forge: &dyn Forge = forge.as_ref();
+    let hosted = forge.kind() != ForgeKind::Local;
+    let who = acting(&store, forge, &args.actor)?;
     let record = forge.request(args.id)?;
     let request = &record.value;
     if request.state != RequestState::Open {
@@ -71,8 +87,16 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
         .clone();
     let from_branch = branch_of(&store, &request.from)?;
     let from_tip = store.tip(&from_branch, History::Full)?;
-    let source = Oid::from_str(&request.source)
-        .map_err(|_| Error::failure("the request's source commit is damaged"))?;
+    let source = Oid::from_str(&request.source).map_err(|_| {
+        Error::failure(format!(
+            "request #{} does not say which commit of `{}` it promotes (its body's `ferry:promotion` block is missing or damaged)",
+            request.id, request.from
+        ))
+        .hint(format!(
+            "run `ferry promote {} {}` to write the request again",
+            request.from, request.to
+        ))
+    })?;
     // What merges is what the source environment holds (or held): never a commit made to look
     // like it, whose checks and reporters its maker chose.
     if source != from_tip && !store.descends_from(from_tip, source) {
@@ -93,25 +117,22 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     let apps: Vec<String> = request.moves.iter().map(|m| m.app.clone()).collect();
     let moves = promote::plan(&from.state.manifest, &to.state.manifest, Some(&apps))
         .map_err(|e| Error::failure(format!("{}: {e}", request.from)))?;
-    // The same pins, replacing the same versions: what the reviewers approved.
-    let planned: Vec<(&str, Option<String>, &crate::model::Artifact)> = moves
-        .iter()
-        .map(|m| {
-            (
-                m.app.as_str(),
-                m.current
+    // The same pins, replacing the same versions: what the reviewers approved. (A hosted
+    // forge's body cut to its size limit carries versions only; the head's tree is checked
+    // against the plan below.)
+    let same = moves.len() == request.moves.len()
+        && moves.iter().zip(&request.moves).all(|(m, r)| {
+            m.app == r.app
+                && m.current
                     .as_ref()
-                    .map(crate::model::Artifact::shown_version),
-                &m.promoted,
-            )
-        })
-        .collect();
-    let reviewed: Vec<(&str, Option<String>, &crate::model::Artifact)> = request
-        .moves
-        .iter()
-        .map(|m| (m.app.as_str(), m.from.clone(), &m.pin))
-        .collect();
-    if planned != reviewed {
+                    .map(crate::model::Artifact::shown_version)
+                    == r.from
+                && match r.pin.pin() {
+                    Some(_) => m.promoted == r.pin,
+                    None => m.version() == r.to,
+                }
+        });
+    if !same {
         return Err(Error::failure(format!(
             "`{}` moved since request #{} was opened, and the promotion would change",
             request.to, request.id
@@ -182,8 +203,11 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
             request.id, request.author
         )));
     }
+    // Teams are the hosted forge's to check (its protection restricts who may push).
+    let teams_on_forge = hosted && protection.allowed_mergers.iter().any(|m| m.contains('/'));
     if !protection.allowed_mergers.is_empty()
         && !protection.allowed_mergers.iter().any(|m| m == &who)
+        && !teams_on_forge
     {
         return Err(
             Error::failure(format!("`{who}` may not merge into `{}`", request.to)).hint(format!(
@@ -221,11 +245,9 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     }
 
     // The proposal as reviewed, or rebuilt on the target's new tip (same pins).
-    Oid::from_str(&request.head)
+    let head = Oid::from_str(&request.head)
         .map_err(|_| Error::failure("the request's head commit is damaged"))?;
-    let rebuilt = if request.base == to.tip.to_string() {
-        None
-    } else {
+    let proposed = || -> Result<(Vec<(String, String)>, String)> {
         let target = Target {
             branch: to.branch.clone(),
             tip: to.tip,
@@ -238,7 +260,29 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
             &moves,
             &request.title,
         )?;
-        Some((vec![(MANIFEST.to_owned(), manifest)], message))
+        Ok((vec![(MANIFEST.to_owned(), manifest)], message))
+    };
+    let mut promoted_tree = None;
+    let rebuilt = if request.base == to.tip.to_string() && !hosted {
+        None
+    } else if !hosted {
+        Some(proposed()?)
+    } else {
+        // A hosted forge merges the head as it is: it must be the promoted state, on the
+        // target's tip.
+        if request.base != to.tip.to_string() {
+            return Err(Error::failure(format!(
+                "`{}` moved since request #{} was built on it",
+                request.to, request.id
+            ))
+            .hint(format!(
+                "run `ferry promote {} {}` to rebuild the request on `{}`'s tip, then review it again",
+                request.from, request.to, to.branch
+            )));
+        }
+        let (files, message) = proposed()?;
+        promoted_tree = Some(check_head(&store, request, head, to.tip, &files, &message)?);
+        None
     };
     let valid_as = Summary::of(&to.state);
     // The branch and the record move together: the remote's hook sees a merge (by the
@@ -258,6 +302,7 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
             }),
             by: &who,
             at: now(),
+            method: args.method,
         })
         .map_err(|e| {
             let again = format!("run `ferry merge {}` again", request.id);
@@ -269,9 +314,24 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
                     Error::failure(format!("request #{} changed during the merge", request.id))
                         .hint(again)
                 }
+                ForgeError::GitHub(crate::forge::github::GitHubError::Refused {
+                    status: 405,
+                    message,
+                    ..
+                }) => Error::failure(format!(
+                    "GitHub refused to merge #{}: {message}",
+                    request.id
+                ))
+                .hint(
+                    "GitHub's branch protection or the pull request's state decides: see its page",
+                ),
                 e => Error::from(e),
             }
         })?;
+
+    if let Some(promoted) = promoted_tree {
+        confirm_merged(&store, &to.branch, new, promoted, out);
+    }
 
     match out.format {
         Format::Json => out.json(&MergeReport {
@@ -290,4 +350,92 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
         )),
     }
     Ok(Outcome::Success)
+}
+
+/// Checks that `head`, which the forge says the request's branch holds, is what the branch
+/// holds in git and is the promotion as planned: one commit on the target's tip `base` with
+/// `files` changed. Returns the promoted tree.
+fn check_head(
+    store: &crate::store::Store,
+    request: &crate::forge::Request,
+    head: Oid,
+    base: Oid,
+    files: &[(String, String)],
+    message: &str,
+) -> Result<Oid> {
+    let refname = format!("refs/heads/{}", request.branch);
+    let branch = store
+        .fetch_refs(std::slice::from_ref(&refname), crate::store::History::Tip)?
+        .remove(&refname)
+        .flatten();
+    if branch != Some(head) {
+        return Err(Error::failure(format!(
+            "request #{}'s branch `{}` is at {}, not at the head {} the forge reports",
+            request.id,
+            request.branch,
+            branch.map_or("nothing".to_owned(), short),
+            short(head)
+        ))
+        .hint(format!("run `ferry merge {}` again", request.id)));
+    }
+    let signature = store
+        .signature()
+        .map_err(|e| Error::failure(e.to_string()))?;
+    let bytes: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(path, text)| (path.clone(), text.clone().into_bytes()))
+        .collect();
+    let expected = store.write_commit(Some(base), &bytes, message, &signature, &signature)?;
+    let promoted = store.tree_of(expected)?;
+    let commit = store.commit(head)?;
+    if commit.parents != [base] || store.tree_of(head)? != promoted {
+        return Err(Error::failure(format!(
+            "request #{}'s head {} is not the promotion it describes: its branch `{}` was changed by hand",
+            request.id,
+            short(head),
+            request.branch
+        ))
+        .detail(format!(
+            "  expected one commit on {} whose tree is {}",
+            short(base),
+            short(promoted)
+        ))
+        .hint(format!(
+            "run `ferry promote {} {}` to rebuild the request, then review it again",
+            request.from, request.to
+        )));
+    }
+    Ok(promoted)
+}
+
+/// After a hosted forge's merge: the target branch's tree must be the promoted one. Says so
+/// when the branch is not at the merge commit (it moved meanwhile) or its tree differs.
+fn confirm_merged(
+    store: &crate::store::Store,
+    branch: &str,
+    merged: Oid,
+    promoted: Oid,
+    out: Output,
+) {
+    store.refresh();
+    let tip = store
+        .fetch(&[branch], crate::store::History::Tip)
+        .ok()
+        .and_then(|mut tips| tips.remove(branch).flatten());
+    match tip {
+        Some(tip) if tip == merged => {
+            if store.tree_of(tip).ok() != Some(promoted) {
+                out.stderr(format!(
+                    "warning: `{branch}` is at the merge commit {}, but its tree is not the promoted state: check `ferry diff`",
+                    short(merged)
+                ));
+            }
+        }
+        Some(tip) => out.stderr(format!(
+            "warning: `{branch}` is at {}, not at the merge commit {} the forge reported: it moved meanwhile, or the forge's git is behind",
+            short(tip),
+            short(merged)
+        )),
+        None => out.stderr(format!("warning: could not read `{branch}` after the merge")),
+    }
 }

@@ -45,13 +45,8 @@ pub struct PromoteArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Where the request lives.
-    #[arg(long, value_enum, default_value_t = ForgeKind::Local)]
-    pub forge: ForgeKind,
-
-    /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
-    #[arg(long, value_name = "OWNER/NAME")]
-    pub github_repo: Option<String>,
+    #[command(flatten)]
+    pub forge: crate::cmd::shared::ForgeArgs,
 
     #[command(flatten)]
     pub actor: crate::cmd::shared::Actor,
@@ -87,7 +82,7 @@ struct RequestRef {
 
 pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
-    let forge = crate::forge::open(&store, args.forge, args.github_repo.as_deref())?;
+    let forge = args.forge.open(&store)?;
     let forge = forge.as_ref();
     let now = now();
 

@@ -59,26 +59,14 @@ pub struct Target {
     #[arg(long, short, value_delimiter = ',')]
     pub env: Vec<String>,
 
-    /// The forge whose branch protection is checked or set.
-    #[arg(long, value_enum, default_value_t = ProtectForge::Local)]
-    pub forge: ProtectForge,
-
-    /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
-    #[arg(long, value_name = "OWNER/NAME")]
-    pub github_repo: Option<String>,
+    /// The forge whose branch protection is checked or set: the embedded one is the
+    /// repository's own `pre-receive` hook (a path on this machine), GitHub its branch
+    /// protection API.
+    #[command(flatten)]
+    pub forge: crate::cmd::shared::ForgeArgs,
 
     #[command(flatten)]
     pub remote: RemoteArgs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProtectForge {
-    /// The embedded forge: a `pre-receive` hook in the deployment repository (a path on this
-    /// machine) runs `ferry hook pre-receive` on every push.
-    Local,
-    /// GitHub's branch protection (REST API). Needs GITHUB_TOKEN; GITHUB_API_URL for GitHub
-    /// Enterprise.
-    Github,
 }
 
 #[derive(Serialize)]
@@ -97,11 +85,11 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
         Action::Apply(t) => (true, t),
     };
     let store = open_store(&target.remote)?;
-    if target.forge == ProtectForge::Local {
+    if target.forge.forge == ForgeKind::Local {
         return local(&store, apply, &target.env, out);
     }
-    let repo = crate::forge::github::repo_of(&store, target.github_repo.as_deref())?;
-    let forge = crate::forge::open(&store, ForgeKind::Github, Some(&repo))?;
+    let repo = crate::forge::github::repo_of(&store, target.forge.github_repo.as_deref())?;
+    let forge = crate::forge::open(&store, target.forge.forge, Some(&repo))?;
     let owner = forge.owner().unwrap_or_default();
     let envs = environments_of(&store, &target.env)?;
 

@@ -1,11 +1,11 @@
-//! `ferry requests`: the promotion requests of the embedded forge, with their state.
+//! `ferry requests`: the promotion requests on the forge (the embedded one's records, or
+//! GitHub's promotion pull requests), with their state, approvals and checks.
 
 use serde::Serialize;
 
 use crate::cmd::shared::{open_store, table};
 use crate::error::{Outcome, Result};
-use crate::forge::local::LocalForge;
-use crate::forge::{Forge, Request, RequestState};
+use crate::forge::{Forge, Request, RequestState, Statuses};
 use crate::output::{Format, Output};
 use crate::plan::promote::timestamp;
 use crate::store::RemoteArgs;
@@ -19,14 +19,21 @@ pub enum StateFilter {
     All,
 }
 
-/// List promotion requests (id, state, environments, apps, approvals), or show one.
+/// List promotion requests (id, state, environments, apps, approvals, checks), or show one.
+///
+/// On GitHub (`--forge github`) the requests are the pull requests of promotion branches
+/// (`ferry/promote/…`): environments, apps and versions come from the block for bots in
+/// their body, approvals from their reviews, checks from their head's combined status. The
+/// list costs a call per page of pull requests and two per open one (reviews, checks),
+/// whatever the number of apps; one request costs three.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry requests                     # open requests
-  ferry requests 3                   # one request: its moves, approvals and body
+  ferry requests 3                   # one request: its moves, approvals, checks and body
   ferry requests 3 --raw             # its body as stored, the block for bots included
   ferry requests --env prod --state all
-  ferry requests --format json")]
+  ferry requests --format json
+  GITHUB_TOKEN=… ferry requests --forge github --remote https://github.com/acme/deploy")]
 pub struct RequestsArgs {
     /// Show this request in full.
     #[arg(value_parser = crate::cmd::shared::parse_id)]
@@ -45,6 +52,9 @@ pub struct RequestsArgs {
     pub raw: bool,
 
     #[command(flatten)]
+    pub forge: crate::cmd::shared::ForgeArgs,
+
+    #[command(flatten)]
     pub remote: RemoteArgs,
 }
 
@@ -52,22 +62,63 @@ pub struct RequestsArgs {
 struct Listed<'a> {
     #[serde(flatten)]
     request: &'a Request,
+    /// The statuses on its head, for an open request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checks: Option<&'a Statuses>,
+}
+
+/// The statuses on an open request's head (what its page shows); none for the others.
+fn checks_of(forge: &dyn Forge, request: &Request) -> Result<Option<Statuses>> {
+    if request.state != RequestState::Open {
+        return Ok(None);
+    }
+    match crate::store::Oid::from_str(&request.head) {
+        Ok(head) => Ok(Some(forge.statuses(head)?)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// `ci/test success, lint pending`.
+fn checks_line(checks: Option<&Statuses>) -> String {
+    match checks {
+        None => "-".to_owned(),
+        Some(checks) if checks.is_empty() => "none".to_owned(),
+        Some(checks) => checks
+            .iter()
+            .map(|(name, s)| format!("{} {}", printable(name), s.state.as_str()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// A forge's text, one line of printable characters.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 pub fn run(args: RequestsArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
-    let local = LocalForge::new(&store);
-    let forge: &dyn Forge = &local;
+    let forge = args.forge.open(&store)?;
+    let forge: &dyn Forge = forge.as_ref();
     if let Some(id) = args.id {
         let request = forge.request(id)?.value;
+        let checks = checks_of(forge, &request)?;
         match out.format {
-            Format::Json => out.json(&Listed { request: &request }),
-            Format::Text => show(&request, args.raw, out),
+            Format::Json => out.json(&Listed {
+                request: &request,
+                checks: checks.as_ref(),
+            }),
+            Format::Text => show(&request, checks.as_ref(), args.raw, out),
         }
         return Ok(Outcome::Success);
     }
-    let requests: Vec<Request> = forge
-        .requests()?
+    let listed = match args.state {
+        StateFilter::Open => forge.open_requests()?,
+        _ => forge.requests()?,
+    };
+    let requests: Vec<Request> = listed
         .into_iter()
         .map(|r| r.value)
         .filter(|r| args.env.as_ref().is_none_or(|e| &r.to == e || &r.from == e))
@@ -78,11 +129,19 @@ pub fn run(args: RequestsArgs, out: Output) -> Result<Outcome> {
             StateFilter::Closed => r.state == RequestState::Closed,
         })
         .collect();
+    let checks: Vec<Option<Statuses>> = requests
+        .iter()
+        .map(|r| checks_of(forge, r))
+        .collect::<Result<_>>()?;
     match out.format {
         Format::Json => out.json(
             &requests
                 .iter()
-                .map(|request| Listed { request })
+                .zip(&checks)
+                .map(|(request, checks)| Listed {
+                    request,
+                    checks: checks.as_ref(),
+                })
                 .collect::<Vec<_>>(),
         ),
         Format::Text => {
@@ -100,13 +159,14 @@ pub fn run(args: RequestsArgs, out: Output) -> Result<Outcome> {
                     "PROMOTION",
                     "APPS",
                     "APPROVED BY",
+                    "CHECKS",
                     "AUTHOR",
                     "UPDATED",
                 ]
                 .map(str::to_owned)
                 .to_vec(),
             ];
-            for r in &requests {
+            for (r, checks) in requests.iter().zip(&checks) {
                 let apps: Vec<String> = r
                     .moves
                     .iter()
@@ -128,6 +188,7 @@ pub fn run(args: RequestsArgs, out: Output) -> Result<Outcome> {
                     } else {
                         approvers
                     },
+                    checks_line(checks.as_ref()),
                     r.author.clone(),
                     timestamp(r.updated_at),
                 ]);
@@ -159,7 +220,7 @@ fn approvals(request: &Request) -> String {
 }
 
 /// One request in full.
-fn show(request: &Request, raw: bool, out: Output) {
+fn show(request: &Request, checks: Option<&Statuses>, raw: bool, out: Output) {
     out.data(format!("#{}  {}", request.id, request.title));
     out.data(format!(
         "state:      {}{}",
@@ -201,13 +262,32 @@ fn show(request: &Request, raw: bool, out: Output) {
             approvals
         }
     ));
+    if request.state == RequestState::Open {
+        out.data(format!("checks:     {}", checks_line(checks)));
+    }
+    if let Some(mergeable) = request.mergeable {
+        out.data(format!(
+            "mergeable:  {}",
+            if mergeable {
+                "yes"
+            } else {
+                "no (conflicts, or GitHub's protection)"
+            }
+        ));
+    }
+    if let Some(url) = &request.url {
+        out.data(format!("url:        {url}"));
+    }
     out.data(format!("labels:     {}", request.labels.join(", ")));
     // What the request lands, from its record (the body below is its author's text).
     out.data("moves:");
     for m in &request.moves {
         let (sha256, url) = match m.pin.pin() {
             Some(pin) => (crate::output::abbrev(&pin.sha256, 12), pin.url.as_str()),
-            None => ("-", "(file name only)"),
+            None => (
+                "-",
+                "(the body does not carry the pin: see the head commit)",
+            ),
         };
         out.data(format!(
             "  {} {} → {} ({})  sha256:{sha256}  {url}",

@@ -11,6 +11,7 @@ pub use crate::state::{
 
 use crate::diag::Problem;
 use crate::error::Error;
+use crate::forge::{Forge, ForgeKind};
 use crate::store::{Remote, RemoteArgs, Store};
 
 /// Opens the remote the arguments name.
@@ -54,6 +55,44 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
             cells.join("  ")
         })
         .collect()
+}
+
+/// `--forge` and the hosted forge's repository, for the commands that talk to a forge.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ForgeArgs {
+    /// Where promotion requests, approvals and statuses live: the embedded forge (records in
+    /// the deployment repository) or GitHub (pull requests, reviews and commit statuses; needs
+    /// GITHUB_TOKEN or GITHUB_TOKEN_FILE, and GITHUB_API_URL for GitHub Enterprise).
+    #[arg(long, global = true, value_enum, env = "FERRY_FORGE", default_value_t = ForgeKind::Local)]
+    pub forge: ForgeKind,
+
+    /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
+    #[arg(long, global = true, value_name = "OWNER/NAME")]
+    pub github_repo: Option<String>,
+}
+
+impl ForgeArgs {
+    /// The forge these arguments name, on `store`.
+    pub fn open<'s>(&self, store: &'s Store) -> Result<Box<dyn Forge + 's>, Error> {
+        crate::forge::open(store, self.forge, self.github_repo.as_deref())
+    }
+}
+
+/// Who acts on `forge`: the forge's own word for it (a hosted forge's token's user), else
+/// `--as` or the identity git and the environment give. On a hosted forge `--as` may only
+/// name the token's user.
+pub fn acting(store: &Store, forge: &dyn Forge, actor: &Actor) -> Result<String, Error> {
+    match forge.user()? {
+        Some(user) => match &actor.as_name {
+            Some(named) if named != &user => Err(Error::usage(format!(
+                "on {} ferry acts as its token's user, `{user}`, not `--as {named}`",
+                forge.kind().name()
+            ))
+            .hint("drop `--as`, or use the token of the person who acts")),
+            _ => Ok(user),
+        },
+        None => Ok(identity(store, actor.as_name.as_deref())),
+    }
 }
 
 /// `--as NAME`, for the commands that write the local forge's records.

@@ -39,13 +39,8 @@ pub struct StatusArgs {
     #[arg(long)]
     pub hosts: bool,
 
-    /// Where the statuses live: the embedded forge's records, or GitHub's statuses API.
-    #[arg(long, global = true, value_enum, default_value_t = crate::forge::ForgeKind::Local)]
-    pub forge: crate::forge::ForgeKind,
-
-    /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
-    #[arg(long, global = true, value_name = "OWNER/NAME")]
-    pub github_repo: Option<String>,
+    #[command(flatten)]
+    pub forge: crate::cmd::shared::ForgeArgs,
 
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -81,7 +76,7 @@ pub struct SetArgs {
 
 pub fn run(args: StatusArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
-    let forge = crate::forge::open(&store, args.forge, args.github_repo.as_deref())?;
+    let forge = args.forge.open(&store)?;
     match args.action {
         Some(StatusAction::Set(set)) => run_set(&store, forge.as_ref(), set, out),
         None => run_matrix(&store, forge.as_ref(), args.env.as_deref(), args.hosts, out),

@@ -390,6 +390,52 @@ impl GitHub {
         Ok(pr)
     }
 
+    /// The token's user's login.
+    pub fn login(&self) -> Result<String, GitHubError> {
+        let (_, _, user) = self.call("GET", "/user", None)?;
+        user["login"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| GitHubError::Unexpected {
+                method: "GET".to_owned(),
+                path: "/user".to_owned(),
+                message: "no `login` in the answer".to_owned(),
+            })
+    }
+
+    /// Pull request `number`, which must be a promotion's (its head a `ferry/promote/` branch).
+    fn promotion_pull(&self, number: u64) -> Result<Value, ForgeError> {
+        let pr = match self.call("GET", &self.repo_path(&format!("/pulls/{number}")), None) {
+            Ok((_, _, pr)) => pr,
+            Err(GitHubError::Refused { status: 404, .. }) => {
+                return Err(ForgeError::NoRequest(number));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !is_promotion(&pr) {
+            return Err(ForgeError::NoRequest(number));
+        }
+        Ok(pr)
+    }
+
+    /// The promotion pull requests in `state` (`open`, `all`), each with its reviews.
+    fn promotions(&self, state: &str) -> Result<Vec<Record<Request>>, GitHubError> {
+        let pulls = self.list(&self.repo_path(&format!(
+            "/pulls?state={state}&sort=created&direction=asc&per_page=100"
+        )))?;
+        let mut requests = Vec::new();
+        for pr in pulls.iter().filter(|pr| is_promotion(pr)) {
+            let Some(number) = pr["number"].as_u64() else {
+                continue;
+            };
+            let reviews =
+                self.list(&self.repo_path(&format!("/pulls/{number}/reviews?per_page=100")))?;
+            requests.extend(record_of(pr, &reviews));
+        }
+        requests.sort_by_key(|r| r.value.id);
+        Ok(requests)
+    }
+
     /// Closes a pull request that has nothing left to promote.
     pub fn close_pull(&self, number: u64) -> Result<(), GitHubError> {
         self.call(
@@ -446,18 +492,35 @@ fn add_statuses(page: &Value, checks: &mut Statuses) {
         .into_iter()
         .flatten()
     {
-        let Some(context) = status["context"].as_str() else {
-            continue;
-        };
-        let Ok(state) = serde_json::from_value::<CheckState>(status["state"].clone()) else {
-            continue;
-        };
-        let at = status["updated_at"]
-            .as_str()
-            .or(status["created_at"].as_str())
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .map_or(0, |t| t.as_second());
-        checks.entry(context.to_owned()).or_insert_with(|| Status {
+        if let Some((context, status)) = status_of(status) {
+            checks.entry(context).or_insert(status);
+        }
+    }
+}
+
+/// Whether a pull request is a promotion's: its head is a `ferry/promote/` branch.
+fn is_promotion(pr: &Value) -> bool {
+    pr["head"]["ref"]
+        .as_str()
+        .is_some_and(|head| head.starts_with("ferry/promote/"))
+}
+
+/// A GitHub time (`2026-11-30T09:00:00Z`) in Unix seconds.
+fn seconds(value: &Value) -> Option<i64> {
+    value
+        .as_str()?
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_second())
+}
+
+/// One status of a commit's list of statuses: its context and ferry's status.
+fn status_of(status: &Value) -> Option<(String, Status)> {
+    let context = status["context"].as_str()?;
+    let state = serde_json::from_value::<CheckState>(status["state"].clone()).ok()?;
+    Some((
+        context.to_owned(),
+        Status {
             apps: Default::default(),
             state,
             description: status["description"]
@@ -469,18 +532,154 @@ fn add_statuses(page: &Value, checks: &mut Statuses) {
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
-            at,
-        });
-    }
+            at: seconds(&status["updated_at"])
+                .or_else(|| seconds(&status["created_at"]))
+                .unwrap_or(0),
+        },
+    ))
 }
 
-const GITHUB: &str = "GitHub";
-
-fn not_supported(what: &'static str) -> ForgeError {
-    ForgeError::NotSupported {
-        forge: GITHUB,
-        what,
+/// The approvals standing in a pull request's reviews (oldest first, as GitHub lists them):
+/// each `APPROVED` review, until the same person requests changes or has it dismissed.
+fn approvals(reviews: &[Value]) -> Vec<super::Approval> {
+    let mut standing: Vec<super::Approval> = Vec::new();
+    for review in reviews {
+        let Some(by) = review["user"]["login"].as_str() else {
+            continue;
+        };
+        match review["state"].as_str() {
+            Some("APPROVED") => standing.push(super::Approval {
+                by: by.to_owned(),
+                at: seconds(&review["submitted_at"]).unwrap_or(0),
+                head: review["commit_id"].as_str().unwrap_or_default().to_owned(),
+            }),
+            Some("CHANGES_REQUESTED" | "DISMISSED") => standing.retain(|a| a.by != by),
+            _ => {}
+        }
     }
+    standing
+}
+
+/// What the block for bots in a request's body says (see `promotion::text`).
+#[derive(Debug, serde::Deserialize)]
+struct Block {
+    from: String,
+    to: String,
+    source: String,
+    base: String,
+    #[serde(default)]
+    rollback: bool,
+    /// The moves, with their pins or without; a string when they are only in the head
+    /// commit's trailers.
+    moves: Value,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct BlockMove {
+    app: String,
+    from: Option<String>,
+    to: String,
+    kind: crate::plan::promote::Kind,
+    pin: Option<crate::model::Artifact>,
+}
+
+/// The block for bots in `body`: the last `<!-- ferry:promotion … -->`.
+fn block_of(body: &str) -> Option<Block> {
+    let start = body.rfind("<!-- ferry:promotion")?;
+    let rest = &body[start + "<!-- ferry:promotion".len()..];
+    let end = rest.find("-->")?;
+    serde_json::from_str(&rest[..end]).ok()
+}
+
+/// ferry's request for a promotion's pull request and its reviews; `None` when it is not a
+/// promotion's. Its environments, source and moves come from the block for bots in its body;
+/// a move whose pin the body does not carry (a body cut to GitHub's size limit) has its
+/// version as a bare pin.
+fn request_of(pr: &Value, reviews: &[Value]) -> Option<Request> {
+    if !is_promotion(pr) {
+        return None;
+    }
+    let branch = pr["head"]["ref"].as_str()?.to_owned();
+    let body = pr["body"].as_str().unwrap_or_default().to_owned();
+    let block = block_of(&body);
+    let (from, to) = match &block {
+        Some(b) => (b.from.clone(), b.to.clone()),
+        None => {
+            let route = branch.trim_start_matches("ferry/promote/");
+            let (from, to) = route.split_once("-to-").unwrap_or((route, ""));
+            (from.to_owned(), to.to_owned())
+        }
+    };
+    let moves = block
+        .as_ref()
+        .and_then(|b| serde_json::from_value::<Vec<BlockMove>>(b.moves.clone()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| super::RequestedMove {
+            pin: m
+                .pin
+                .unwrap_or_else(|| crate::model::Artifact::Bare(m.to.clone())),
+            app: m.app,
+            from: m.from,
+            to: m.to,
+            kind: m.kind,
+        })
+        .collect();
+    let merged = pr["merged_at"].is_string() || pr["merged"] == json!(true);
+    let state = match (pr["state"].as_str(), merged) {
+        (Some("open"), _) => super::RequestState::Open,
+        (_, true) => super::RequestState::Merged,
+        _ => super::RequestState::Closed,
+    };
+    let login = |v: &Value| v["login"].as_str().map(str::to_owned);
+    Some(Request {
+        id: pr["number"].as_u64()?,
+        from,
+        to,
+        branch,
+        state,
+        title: pr["title"].as_str().unwrap_or_default().to_owned(),
+        body,
+        labels: pr["labels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["name"].as_str().map(str::to_owned))
+            .collect(),
+        author: login(&pr["user"]).unwrap_or_default(),
+        created_at: seconds(&pr["created_at"]).unwrap_or(0),
+        updated_at: seconds(&pr["updated_at"]).unwrap_or(0),
+        base: block
+            .as_ref()
+            .map(|b| b.base.clone())
+            .or_else(|| pr["base"]["sha"].as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        head: pr["head"]["sha"].as_str().unwrap_or_default().to_owned(),
+        source: block.as_ref().map(|b| b.source.clone()).unwrap_or_default(),
+        rollback: block.as_ref().is_some_and(|b| b.rollback),
+        moves,
+        approvals: approvals(reviews),
+        merged_by: merged.then(|| login(&pr["merged_by"])).flatten(),
+        merged_at: merged.then(|| seconds(&pr["merged_at"])).flatten(),
+        merge_commit: merged
+            .then(|| pr["merge_commit_sha"].as_str().map(str::to_owned))
+            .flatten(),
+        closed_by: None,
+        closed_at: (state == super::RequestState::Closed)
+            .then(|| seconds(&pr["closed_at"]))
+            .flatten(),
+        url: pr["html_url"].as_str().map(str::to_owned),
+        mergeable: pr["mergeable"].as_bool(),
+    })
+}
+
+/// [`request_of`] as a record read at its head.
+fn record_of(pr: &Value, reviews: &[Value]) -> Option<Record<Request>> {
+    let value = request_of(pr, reviews)?;
+    Some(Record {
+        tip: Oid::from_str(&value.head).unwrap_or(Oid::ZERO_SHA1),
+        value,
+    })
 }
 
 impl Forge for GitHub {
@@ -524,19 +723,155 @@ impl Forge for GitHub {
     }
 
     fn requests(&self) -> Result<Vec<Record<Request>>, ForgeError> {
-        Err(not_supported("listing requests"))
+        Ok(self.promotions("all")?)
     }
 
-    fn request(&self, _id: u64) -> Result<Record<Request>, ForgeError> {
-        Err(not_supported("showing a request"))
+    fn open_requests(&self) -> Result<Vec<Record<Request>>, ForgeError> {
+        Ok(self.promotions("open")?)
     }
 
-    fn approve(&self, _id: u64, _by: &str, _at: i64) -> Result<Approved, ForgeError> {
-        Err(not_supported("approving a request"))
+    fn user(&self) -> Result<Option<String>, ForgeError> {
+        Ok(Some(self.login()?))
     }
 
-    fn merge(&self, _merge: &Merge<'_>) -> Result<Oid, ForgeError> {
-        Err(not_supported("merging a request"))
+    fn request(&self, id: u64) -> Result<Record<Request>, ForgeError> {
+        let pr = self.promotion_pull(id)?;
+        let reviews = self.list(&self.repo_path(&format!("/pulls/{id}/reviews?per_page=100")))?;
+        record_of(&pr, &reviews).ok_or(ForgeError::NoRequest(id))
+    }
+
+    /// GitHub's rule, checked before the write: not one's own pull request.
+    fn approve(&self, id: u64, by: &str, at: i64) -> Result<Approved, ForgeError> {
+        let pr = self.promotion_pull(id)?;
+        let Some(mut request) = request_of(&pr, &[]) else {
+            return Err(ForgeError::NoRequest(id));
+        };
+        if request.state != super::RequestState::Open {
+            return Err(ForgeError::NotOpen {
+                id,
+                state: request.state,
+            });
+        }
+        if request.author == by {
+            return Err(ForgeError::OwnRequest {
+                id,
+                who: by.to_owned(),
+            });
+        }
+        let (_, _, review) = self.call(
+            "POST",
+            &self.repo_path(&format!("/pulls/{id}/reviews")),
+            Some(&json!({"commit_id": request.head, "event": "APPROVE"})),
+        )?;
+        request.approvals = approvals(std::slice::from_ref(&review));
+        if request.approvals.is_empty() {
+            // GitHub answered with something other than an approval: record what was asked.
+            request.approvals.push(super::Approval {
+                by: by.to_owned(),
+                at,
+                head: request.head.clone(),
+            });
+        }
+        Ok(Approved {
+            request,
+            already: false,
+            complete: false,
+        })
+    }
+
+    /// With the head's SHA pinned: a head that moved since it was checked is not merged.
+    fn merge(&self, merge: &Merge<'_>) -> Result<Oid, ForgeError> {
+        let request = &merge.request.value;
+        if merge.rebuild.is_some() {
+            return Err(ForgeError::BranchMoved {
+                branch: merge.target_branch.to_owned(),
+            });
+        }
+        let path = self.repo_path(&format!("/pulls/{}/merge", request.id));
+        let body = json!({"sha": request.head, "merge_method": merge.method.as_str()});
+        let merged = match self.call("PUT", &path, Some(&body)) {
+            Ok((_, _, merged)) => merged,
+            Err(GitHubError::Refused { status: 409, .. }) => {
+                return Err(ForgeError::RequestMoved { id: request.id });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        merged["sha"]
+            .as_str()
+            .and_then(|sha| Oid::from_str(sha).ok())
+            .ok_or_else(|| {
+                GitHubError::Unexpected {
+                    method: "PUT".to_owned(),
+                    path,
+                    message: "no merge commit `sha` in the answer".to_owned(),
+                }
+                .into()
+            })
+    }
+
+    /// The pull requests GitHub associates with `commit`, the one whose merge put it on
+    /// `env`'s branch, with who merged it and its reviews.
+    fn landed(&self, env: &str, commit: Oid) -> Result<Option<Request>, ForgeError> {
+        let sha = commit.to_string();
+        let pulls = self.list(&self.repo_path(&format!("/commits/{sha}/pulls?per_page=100")))?;
+        let Some(number) = pulls
+            .iter()
+            .filter(|pr| pr["merge_commit_sha"].as_str() == Some(sha.as_str()))
+            .filter(|pr| pr["merged_at"].is_string())
+            .filter_map(|pr| request_of(pr, &[]))
+            .find(|r| r.to == env)
+            .map(|r| r.id)
+        else {
+            return Ok(None);
+        };
+        let pr = self.promotion_pull(number)?;
+        let reviews =
+            self.list(&self.repo_path(&format!("/pulls/{number}/reviews?per_page=100")))?;
+        Ok(request_of(&pr, &reviews))
+    }
+
+    fn statuses_at(&self, commit: Oid, when: i64) -> Result<Statuses, ForgeError> {
+        let mut at_time = Statuses::new();
+        for status in
+            self.list(&self.repo_path(&format!("/commits/{commit}/statuses?per_page=100")))?
+        {
+            let Some((context, status)) = status_of(&status) else {
+                continue;
+            };
+            if status.at <= when && at_time.get(&context).is_none_or(|seen| seen.at < status.at) {
+                at_time.insert(context, status);
+            }
+        }
+        Ok(at_time)
+    }
+
+    /// From the repository's activity: pushes, force pushes and merges, with their actor.
+    fn pushes(&self, branch: &str) -> Result<super::Pushes, ForgeError> {
+        let activity = self.list(&self.repo_path(&format!(
+            "/activity?ref=refs/heads/{branch}&direction=asc&per_page=100"
+        )))?;
+        let mut log = super::Pushes {
+            kept: true,
+            pushes: Vec::new(),
+        };
+        for entry in &activity {
+            let oid = |key: &str| entry[key].as_str().and_then(|s| Oid::from_str(s).ok());
+            let (Some(before), Some(after)) = (oid("before"), oid("after")) else {
+                continue;
+            };
+            if entry["activity_type"].as_str() == Some("branch_deletion") {
+                continue;
+            }
+            log.pushes.push(super::LoggedPush {
+                before,
+                after,
+                by: super::Pushed {
+                    pusher: entry["actor"]["login"].as_str().map(str::to_owned),
+                    login: None,
+                },
+            });
+        }
+        Ok(log)
     }
 
     fn close(&self, id: u64, _by: &str, _at: i64, reason: CloseReason) -> Result<(), ForgeError> {

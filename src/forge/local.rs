@@ -25,6 +25,33 @@ pub const STATUSES: &str = "refs/ferry/statuses/";
 const REQUEST_FILE: &str = "request.json";
 pub const STATUSES_FILE: &str = "statuses.json";
 
+/// The push log: one commit per accepted push (`push.json`: who, when, which refs moved from
+/// what to what), written by the repository's `post-receive` hook only. `ferry audit` reads it
+/// to say who pushed each change.
+pub const PUSHES: &str = "refs/ferry/pushes";
+pub const PUSH_FILE: &str = "push.json";
+
+/// One accepted push, as the log records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Push {
+    /// `None`: the transport said nobody (a push to an unprotected branch may still land).
+    pub pusher: Option<String>,
+    /// For a push to a path, the operating system's login that pushed (`pusher` is what `USER`
+    /// said, which may differ).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+    /// Unix seconds.
+    pub at: i64,
+    pub updates: Vec<LoggedUpdate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoggedUpdate {
+    pub refname: String,
+    pub old: String,
+    pub new: String,
+}
+
 /// How long a status write retries its compare-and-swap against other writers.
 const CONTENDED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -54,11 +81,16 @@ pub struct Hooks {
 /// The forge that lives in the store.
 pub struct LocalForge<'s> {
     store: &'s Store,
+    /// The merged requests, read once (an audit asks of each change).
+    merged: std::sync::OnceLock<Vec<Request>>,
 }
 
 impl<'s> LocalForge<'s> {
     pub fn new(store: &'s Store) -> Self {
-        LocalForge { store }
+        LocalForge {
+            store,
+            merged: std::sync::OnceLock::new(),
+        }
     }
 
     /// The store the records live in.
@@ -415,6 +447,26 @@ impl<'s> LocalForge<'s> {
     }
 }
 
+/// The pushes in the log whose tip is `tip`, oldest first.
+pub fn pushes(repo: &git2::Repository, tip: Oid) -> Vec<Push> {
+    let Ok(mut walk) = repo.revwalk() else {
+        return Vec::new();
+    };
+    if walk.push(tip).is_err() {
+        return Vec::new();
+    }
+    let mut out: Vec<Push> = walk
+        .flatten()
+        .filter_map(|id| {
+            let tree = repo.find_commit(id).ok()?.tree().ok()?;
+            let blob = repo.find_blob(tree.get_name(PUSH_FILE)?.id()).ok()?;
+            serde_json::from_slice(blob.content()).ok()
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
 fn git(e: git2::Error) -> ForgeError {
     ForgeError::Store(StoreError::Git(e.message().to_owned()))
 }
@@ -495,7 +547,11 @@ impl Forge for LocalForge<'_> {
                 (!already).then(|| format!("request #{} approved by {by}", request.id)),
             )
         })?;
-        Ok(Approved { request, already })
+        Ok(Approved {
+            request,
+            already,
+            complete: true,
+        })
     }
 
     fn merge(&self, merge: &Merge<'_>) -> Result<Oid, ForgeError> {
@@ -562,6 +618,87 @@ impl Forge for LocalForge<'_> {
     ) -> Result<Statuses, ForgeError> {
         let signature = self.signature()?;
         self.change_statuses(commit, change, &signature)
+    }
+
+    fn landed(&self, env: &str, commit: Oid) -> Result<Option<Request>, ForgeError> {
+        let merged = match self.merged.get() {
+            Some(merged) => merged,
+            None => {
+                let merged: Vec<Request> = LocalForge::requests(self)?
+                    .into_iter()
+                    .map(|r| r.value)
+                    .filter(|r| r.state == RequestState::Merged)
+                    .collect();
+                self.merged.get_or_init(|| merged)
+            }
+        };
+        let commit = commit.to_string();
+        Ok(merged
+            .iter()
+            .find(|r| r.to == env && r.merge_commit.as_deref() == Some(commit.as_str()))
+            .cloned())
+    }
+
+    /// From the record's history: each check's latest report at `when`.
+    fn statuses_at(&self, commit: Oid, when: i64) -> Result<Statuses, ForgeError> {
+        let name = format!("{STATUSES}{commit}");
+        let Some(tip) = self
+            .store
+            .fetch_refs(std::slice::from_ref(&name), History::Full)?
+            .remove(&name)
+            .flatten()
+        else {
+            return Ok(Statuses::new());
+        };
+        let mut at_time = Statuses::new();
+        for id in self.store.ancestors(tip)? {
+            let Some(version) = self
+                .store
+                .read_file(id, STATUSES_FILE)
+                .ok()
+                .flatten()
+                .and_then(|bytes| serde_json::from_slice::<Statuses>(&bytes).ok())
+            else {
+                continue;
+            };
+            for (check, status) in version {
+                if status.at <= when && at_time.get(&check).is_none_or(|seen| seen.at < status.at) {
+                    at_time.insert(check, status);
+                }
+            }
+        }
+        Ok(at_time)
+    }
+
+    /// From the push log the repository's hook keeps.
+    fn pushes(&self, branch: &str) -> Result<super::Pushes, ForgeError> {
+        let mut log = super::Pushes::default();
+        let Some(tip) = self
+            .store
+            .fetch_refs(&[PUSHES.to_owned()], History::Full)?
+            .remove(PUSHES)
+            .flatten()
+        else {
+            return Ok(log);
+        };
+        log.kept = true;
+        let refname = format!("refs/heads/{branch}");
+        for push in pushes(self.store.repo(), tip) {
+            for u in push.updates.iter().filter(|u| u.refname == refname) {
+                let (Ok(after), Ok(before)) = (Oid::from_str(&u.new), Oid::from_str(&u.old)) else {
+                    continue;
+                };
+                log.pushes.push(super::LoggedPush {
+                    before,
+                    after,
+                    by: super::Pushed {
+                        pusher: push.pusher.clone(),
+                        login: push.login.clone(),
+                    },
+                });
+            }
+        }
+        Ok(log)
     }
 
     fn protection(&self, _branch: &str) -> Result<Option<Rules>, ForgeError> {

@@ -204,7 +204,11 @@ impl Forge for MemoryForge {
             already = super::approve_record(request, by, at)?;
             Ok(!already)
         })?;
-        Ok(Approved { request, already })
+        Ok(Approved {
+            request,
+            already,
+            complete: true,
+        })
     }
 
     fn merge(&self, merge: &Merge<'_>) -> Result<Oid, ForgeError> {
@@ -262,6 +266,28 @@ impl Forge for MemoryForge {
             .or_default()
             .insert(check.to_owned(), status);
         Ok(())
+    }
+
+    fn landed(&self, env: &str, commit: Oid) -> Result<Option<Request>, ForgeError> {
+        let commit = commit.to_string();
+        Ok(self
+            .state
+            .borrow()
+            .requests
+            .values()
+            .map(|r| &r.value)
+            .find(|r| r.to == env && r.merge_commit.as_deref() == Some(commit.as_str()))
+            .cloned())
+    }
+
+    fn statuses_at(&self, commit: Oid, when: i64) -> Result<Statuses, ForgeError> {
+        let mut statuses = self.statuses(commit)?;
+        statuses.retain(|_, s| s.at <= when);
+        Ok(statuses)
+    }
+
+    fn pushes(&self, _branch: &str) -> Result<super::Pushes, ForgeError> {
+        Ok(super::Pushes::default())
     }
 
     fn owner(&self) -> Option<&str> {
@@ -349,6 +375,7 @@ mod tests {
             rebuild: None,
             by: "carol",
             at: 13,
+            method: crate::forge::MergeMethod::Merge,
         };
         assert!(matches!(
             forge.merge(&moved),

@@ -36,6 +36,16 @@ pub enum ForgeKind {
     Github,
 }
 
+impl ForgeKind {
+    /// The forge's name, for people.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForgeKind::Local => "the embedded forge",
+            ForgeKind::Github => "GitHub",
+        }
+    }
+}
+
 /// What went wrong on a forge.
 #[derive(Debug, thiserror::Error)]
 pub enum ForgeError {
@@ -199,6 +209,57 @@ pub struct Approved {
     pub request: Request,
     /// The person had approved this head already: nothing changed.
     pub already: bool,
+    /// Whether `request.approvals` holds every approval (the embedded forge), or only this one
+    /// (a hosted forge, where listing the others would cost another call).
+    pub complete: bool,
+}
+
+/// How a hosted forge lands a request: as GitHub's `merge_method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum MergeMethod {
+    /// A merge commit whose second parent is the request's head.
+    #[default]
+    Merge,
+    /// One new commit on the target with the head's tree.
+    Squash,
+    /// The head's commits replayed on the target.
+    Rebase,
+}
+
+impl MergeMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeMethod::Merge => "merge",
+            MergeMethod::Squash => "squash",
+            MergeMethod::Rebase => "rebase",
+        }
+    }
+}
+
+/// Who pushed, as a forge logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// `None`: the transport named nobody.
+    pub pusher: Option<String>,
+    /// For a push to a path, the operating system's login.
+    pub login: Option<String>,
+}
+
+/// One logged move of a branch: from `before` (zero: created) to `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedPush {
+    pub before: Oid,
+    pub after: Oid,
+    pub by: Pushed,
+}
+
+/// A forge's log of who moved a branch.
+#[derive(Debug, Clone, Default)]
+pub struct Pushes {
+    /// Whether the forge keeps a log at all (the embedded forge: its hook was installed).
+    pub kept: bool,
+    /// Oldest first.
+    pub pushes: Vec<LoggedPush>,
 }
 
 /// A merge: the target branch moves from `target_tip` to the request's head (or to `rebuild`,
@@ -212,6 +273,9 @@ pub struct Merge<'a> {
     pub rebuild: Option<NewCommit<'a>>,
     pub by: &'a str,
     pub at: i64,
+    /// How a hosted forge lands it (the embedded forge lands the head, one commit on the
+    /// target's tip, whatever the method).
+    pub method: MergeMethod,
 }
 
 /// A forge: requests, approvals, merges, statuses and branch protection.
@@ -238,6 +302,30 @@ pub trait Forge {
 
     /// Every request, by id.
     fn requests(&self) -> Result<Vec<Record<Request>>, ForgeError>;
+
+    /// The open requests, by id (a hosted forge lists only those).
+    fn open_requests(&self) -> Result<Vec<Record<Request>>, ForgeError> {
+        let mut requests = self.requests()?;
+        requests.retain(|r| r.value.state == RequestState::Open);
+        Ok(requests)
+    }
+
+    /// Who the forge knows the caller as: a hosted forge's token's user. `None`: the forge
+    /// takes the caller's word (the embedded forge, whose hook checks the pusher).
+    fn user(&self) -> Result<Option<String>, ForgeError> {
+        Ok(None)
+    }
+
+    /// The request merged into `env` as `commit` (the commit its merge put on the branch), if
+    /// any, with its approvals.
+    fn landed(&self, env: &str, commit: Oid) -> Result<Option<Request>, ForgeError>;
+
+    /// `commit`'s statuses as they stood at `when` (Unix seconds): each check's latest report
+    /// then.
+    fn statuses_at(&self, commit: Oid, when: i64) -> Result<Statuses, ForgeError>;
+
+    /// Who moved `branch`, and from what to what, as the forge logged it.
+    fn pushes(&self, branch: &str) -> Result<Pushes, ForgeError>;
 
     fn request(&self, id: u64) -> Result<Record<Request>, ForgeError>;
 
@@ -379,6 +467,8 @@ pub fn proposed_record(proposal: &Proposal<'_>, head: Oid, open: Option<&Request
             merge_commit: None,
             closed_by: None,
             closed_at: None,
+            url: None,
+            mergeable: None,
         },
     }
 }
@@ -473,6 +563,12 @@ pub struct Request {
     pub closed_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<i64>,
+    /// Where people see it, on a hosted forge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Whether a hosted forge says it can merge it (`None`: not said, or not computed yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mergeable: Option<bool>,
 }
 
 impl Request {

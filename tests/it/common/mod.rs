@@ -232,6 +232,7 @@ pub const DIGEST: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e
 
 pub mod github;
 pub mod http;
+pub mod hub;
 pub mod prereq;
 pub mod registry;
 

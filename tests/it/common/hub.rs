@@ -1,0 +1,644 @@
+//! A stateful GitHub double over a real bare repository: the REST endpoints ferry calls,
+//! answering in the shapes GitHub documents (the recorded payloads of tests/fixtures/github
+//! as templates), with their status codes and refusals, and doing to the repository what
+//! GitHub does (trees, commits and refs written; a merge moves the base branch). Each token
+//! is a user. wiremock records every request, so tests assert paths, bodies and counts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use git2::build::TreeUpdateBuilder;
+use git2::{FileMode, Oid, Repository, Signature};
+use serde_json::{Value, json};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use super::github::fixture;
+
+pub const OWNER: &str = "acme";
+pub const NAME: &str = "deploy";
+
+#[derive(Debug, Clone)]
+struct Pull {
+    number: u64,
+    title: String,
+    body: String,
+    head: String,
+    base: String,
+    user: String,
+    state: &'static str,
+    labels: Vec<String>,
+    created_at: String,
+    merged_at: Option<String>,
+    merged_by: Option<String>,
+    merge_commit_sha: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Review {
+    id: u64,
+    pull: u64,
+    user: String,
+    state: &'static str,
+    commit_id: String,
+    submitted_at: String,
+}
+
+#[derive(Debug, Clone)]
+struct StatusEntry {
+    id: u64,
+    sha: String,
+    state: String,
+    context: String,
+    description: String,
+    target_url: Option<String>,
+    creator: String,
+    at: String,
+}
+
+#[derive(Debug, Clone)]
+struct Activity {
+    id: u64,
+    before: String,
+    after: String,
+    refname: String,
+    timestamp: String,
+    kind: &'static str,
+    actor: String,
+}
+
+#[derive(Default)]
+struct State {
+    pulls: Vec<Pull>,
+    reviews: Vec<Review>,
+    statuses: Vec<StatusEntry>,
+    activity: Vec<Activity>,
+    next_id: u64,
+    /// Seconds added to the clock at each event, so that times are ordered.
+    clock: i64,
+}
+
+/// The double; [`Hub::start`] mounts it on a fresh server.
+#[derive(Clone)]
+pub struct Hub {
+    repo: PathBuf,
+    users: Arc<BTreeMap<String, String>>,
+    state: Arc<Mutex<State>>,
+    /// Pull requests are numbered from here (GitHub shares numbers with issues).
+    first_number: u64,
+}
+
+impl Hub {
+    /// A double of `acme/deploy` over the bare repository at `repo`; `users` maps tokens to
+    /// logins.
+    pub async fn start(repo: &Path, users: &[(&str, &str)]) -> (MockServer, Hub) {
+        let hub = Hub {
+            repo: repo.to_owned(),
+            users: Arc::new(
+                users
+                    .iter()
+                    .map(|(t, u)| ((*t).to_owned(), (*u).to_owned()))
+                    .collect(),
+            ),
+            state: Arc::new(Mutex::new(State {
+                clock: 1_700_000_000 + 30 * 86_400 - 3_600,
+                ..State::default()
+            })),
+            first_number: 12,
+        };
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(hub.clone())
+            .mount(&server)
+            .await;
+        (server, hub)
+    }
+
+    /// Records a push to `branch` from `before` to `after` by `actor` in the activity, as
+    /// GitHub does for a push it receives.
+    pub fn pushed(&self, branch: &str, before: &str, after: &str, actor: &str) {
+        let mut state = self.state.lock().unwrap();
+        let timestamp = tick(&mut state);
+        state.next_id += 1;
+        let id = state.next_id;
+        state.activity.push(Activity {
+            id,
+            before: before.to_owned(),
+            after: after.to_owned(),
+            refname: format!("refs/heads/{branch}"),
+            timestamp,
+            kind: "push",
+            actor: actor.to_owned(),
+        });
+    }
+
+    fn user(&self, request: &Request) -> Option<String> {
+        let auth = request.headers.get("authorization")?.to_str().ok()?;
+        let token = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("token "))?;
+        self.users.get(token).cloned()
+    }
+
+    fn pull_json(&self, repo: &Repository, pull: &Pull) -> Value {
+        let mut value = fixture("pull-request.json");
+        let tip = |branch: &str| {
+            repo.refname_to_id(&format!("refs/heads/{branch}"))
+                .map(|id| id.to_string())
+                .unwrap_or_default()
+        };
+        value["number"] = json!(pull.number);
+        value["id"] = json!(1_000 + pull.number);
+        value["html_url"] = json!(format!(
+            "https://github.com/{OWNER}/{NAME}/pull/{}",
+            pull.number
+        ));
+        value["url"] = json!(format!(
+            "https://api.github.com/repos/{OWNER}/{NAME}/pulls/{}",
+            pull.number
+        ));
+        value["title"] = json!(pull.title);
+        value["body"] = json!(pull.body);
+        value["state"] = json!(pull.state);
+        value["user"]["login"] = json!(pull.user);
+        value["labels"] = pull
+            .labels
+            .iter()
+            .map(|l| json!({"name": l, "color": "ededed", "default": false}))
+            .collect();
+        value["created_at"] = json!(pull.created_at);
+        value["updated_at"] = json!(pull.created_at);
+        value["merged_at"] = json!(pull.merged_at);
+        value["closed_at"] = json!(pull.merged_at);
+        value["merged"] = json!(pull.merged_at.is_some());
+        value["merged_by"] = match &pull.merged_by {
+            Some(login) => json!({"login": login, "id": 2, "type": "User", "site_admin": false}),
+            None => Value::Null,
+        };
+        value["merge_commit_sha"] = json!(pull.merge_commit_sha);
+        value["mergeable"] = json!(pull.state == "open");
+        value["head"]["ref"] = json!(pull.head);
+        value["head"]["label"] = json!(format!("{OWNER}:{}", pull.head));
+        value["head"]["sha"] = json!(tip(&pull.head));
+        value["base"]["ref"] = json!(pull.base);
+        value["base"]["label"] = json!(format!("{OWNER}:{}", pull.base));
+        value["base"]["sha"] = json!(tip(&pull.base));
+        value
+    }
+
+    fn answer(&self, request: &Request) -> ResponseTemplate {
+        let Some(user) = self.user(request) else {
+            return error(401, "Bad credentials");
+        };
+        let prefix = format!("/repos/{OWNER}/{NAME}");
+        let path = request.url.path().to_owned();
+        let query: BTreeMap<String, String> = request.url.query_pairs().into_owned().collect();
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let method = request.method.as_str();
+        if method == "GET" && path == "/user" {
+            return ok(json!({"login": user, "id": 1, "type": "User", "site_admin": false}));
+        }
+        let Some(rest) = path.strip_prefix(&prefix) else {
+            return error(404, "Not Found");
+        };
+        let repo = Repository::open_bare(&self.repo).expect("the double's repository");
+        let mut state = self.state.lock().unwrap();
+        let parts: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+        match (method, parts.as_slice()) {
+            ("GET", ["commits", sha, "status"]) => {
+                let mut combined = fixture("combined-status.json")["body"].clone();
+                let template = combined["statuses"][0].clone();
+                let mut seen = Vec::new();
+                let mut statuses = Vec::new();
+                for s in state.statuses.iter().rev().filter(|s| s.sha == *sha) {
+                    if seen.contains(&s.context) {
+                        continue;
+                    }
+                    seen.push(s.context.clone());
+                    statuses.push(status_json(&template, s));
+                }
+                combined["sha"] = json!(sha);
+                combined["total_count"] = json!(statuses.len());
+                combined["state"] = json!("pending");
+                combined["statuses"] = Value::Array(statuses);
+                ok(combined)
+            }
+            ("GET", ["commits", sha, "statuses"]) => {
+                let template = fixture("combined-status.json")["body"]["statuses"][0].clone();
+                ok(state
+                    .statuses
+                    .iter()
+                    .rev()
+                    .filter(|s| s.sha == *sha)
+                    .map(|s| status_json(&template, s))
+                    .collect())
+            }
+            ("GET", ["commits", sha, "pulls"]) => ok(state
+                .pulls
+                .iter()
+                .filter(|p| p.merge_commit_sha.as_deref() == Some(*sha))
+                .map(|p| self.pull_json(&repo, p))
+                .collect()),
+            ("POST", ["statuses", sha]) => {
+                state.next_id += 1;
+                let at = tick(&mut state);
+                let entry = StatusEntry {
+                    id: state.next_id,
+                    sha: (*sha).to_owned(),
+                    state: body["state"].as_str().unwrap_or_default().to_owned(),
+                    context: body["context"].as_str().unwrap_or("default").to_owned(),
+                    description: body["description"].as_str().unwrap_or_default().to_owned(),
+                    target_url: body["target_url"].as_str().map(str::to_owned),
+                    creator: user,
+                    at,
+                };
+                let template = fixture("combined-status.json")["body"]["statuses"][0].clone();
+                let answer = status_json(&template, &entry);
+                state.statuses.push(entry);
+                created(answer)
+            }
+            ("GET", ["pulls"]) => {
+                let wanted = query.get("state").map_or("open", String::as_str);
+                let pulls: Vec<Value> = state
+                    .pulls
+                    .iter()
+                    .filter(|p| wanted == "all" || p.state == wanted)
+                    .filter(|p| {
+                        query
+                            .get("head")
+                            .is_none_or(|h| *h == format!("{OWNER}:{}", p.head))
+                    })
+                    .filter(|p| query.get("base").is_none_or(|b| *b == p.base))
+                    .map(|p| self.pull_json(&repo, p))
+                    .collect();
+                ok(Value::Array(pulls))
+            }
+            ("POST", ["pulls"]) => {
+                let head = body["head"].as_str().unwrap_or_default().to_owned();
+                let base = body["base"].as_str().unwrap_or_default().to_owned();
+                if state
+                    .pulls
+                    .iter()
+                    .any(|p| p.state == "open" && p.head == head && p.base == base)
+                {
+                    return validation(&format!(
+                        "A pull request already exists for {OWNER}:{head}."
+                    ));
+                }
+                let number = self.first_number + state.pulls.len() as u64;
+                let created_at = tick(&mut state);
+                let pull = Pull {
+                    number,
+                    title: body["title"].as_str().unwrap_or_default().to_owned(),
+                    body: body["body"].as_str().unwrap_or_default().to_owned(),
+                    head,
+                    base,
+                    user,
+                    state: "open",
+                    labels: Vec::new(),
+                    created_at,
+                    merged_at: None,
+                    merged_by: None,
+                    merge_commit_sha: None,
+                };
+                let answer = self.pull_json(&repo, &pull);
+                state.pulls.push(pull);
+                created(answer)
+            }
+            ("GET", ["pulls", number]) => match find(&state, number) {
+                Some(i) => ok(self.pull_json(&repo, &state.pulls[i])),
+                None => error(404, "Not Found"),
+            },
+            ("PATCH", ["pulls", number]) => {
+                let Some(i) = find(&state, number) else {
+                    return error(404, "Not Found");
+                };
+                let pull = &mut state.pulls[i];
+                if let Some(title) = body["title"].as_str() {
+                    pull.title = title.to_owned();
+                }
+                if let Some(text) = body["body"].as_str() {
+                    pull.body = text.to_owned();
+                }
+                if body["state"] == json!("closed") && pull.state == "open" {
+                    pull.state = "closed";
+                }
+                ok(self.pull_json(&repo, &state.pulls[i]))
+            }
+            ("POST", ["issues", number, "labels"]) => {
+                let Some(i) = find(&state, number) else {
+                    return error(404, "Not Found");
+                };
+                for label in body["labels"].as_array().into_iter().flatten() {
+                    let label = label.as_str().unwrap_or_default().to_owned();
+                    if !state.pulls[i].labels.contains(&label) {
+                        state.pulls[i].labels.push(label);
+                    }
+                }
+                ok(state.pulls[i]
+                    .labels
+                    .iter()
+                    .map(|l| json!({"name": l, "color": "ededed", "default": false}))
+                    .collect())
+            }
+            ("GET", ["pulls", number, "reviews"]) => {
+                let number: u64 = number.parse().unwrap_or(0);
+                ok(state
+                    .reviews
+                    .iter()
+                    .filter(|r| r.pull == number)
+                    .map(review_json)
+                    .collect())
+            }
+            ("POST", ["pulls", number, "reviews"]) => {
+                let Some(i) = find(&state, number) else {
+                    return error(404, "Not Found");
+                };
+                let pull = state.pulls[i].clone();
+                if body["event"] == json!("APPROVE") && pull.user == user {
+                    return ResponseTemplate::new(422).set_body_json(json!({
+                        "message": "Unprocessable Entity",
+                        "errors": ["Review Can not approve your own pull request"],
+                        "documentation_url": "https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request",
+                        "status": "422"
+                    }));
+                }
+                state.next_id += 1;
+                let submitted_at = tick(&mut state);
+                let review = Review {
+                    id: state.next_id,
+                    pull: pull.number,
+                    user,
+                    state: match body["event"].as_str() {
+                        Some("APPROVE") => "APPROVED",
+                        Some("REQUEST_CHANGES") => "CHANGES_REQUESTED",
+                        _ => "COMMENTED",
+                    },
+                    commit_id: body["commit_id"].as_str().unwrap_or_default().to_owned(),
+                    submitted_at,
+                };
+                let answer = review_json(&review);
+                state.reviews.push(review);
+                ok(answer)
+            }
+            ("PUT", ["pulls", number, "merge"]) => {
+                let Some(i) = find(&state, number) else {
+                    return error(404, "Not Found");
+                };
+                let pull = state.pulls[i].clone();
+                if pull.state != "open" {
+                    return error(405, "Pull Request is not mergeable");
+                }
+                let head = repo
+                    .refname_to_id(&format!("refs/heads/{}", pull.head))
+                    .expect("head");
+                if body["sha"]
+                    .as_str()
+                    .is_some_and(|sha| sha != head.to_string())
+                {
+                    return error(
+                        409,
+                        "Head branch was modified. Review and try the merge again.",
+                    );
+                }
+                let base_ref = format!("refs/heads/{}", pull.base);
+                let base = repo.refname_to_id(&base_ref).expect("base");
+                let head_commit = repo.find_commit(head).expect("head commit");
+                if head_commit.parent_id(0).ok() != Some(base) {
+                    return error(405, "Pull Request is not mergeable");
+                }
+                let tree = head_commit.tree().expect("tree");
+                let base_commit = repo.find_commit(base).expect("base commit");
+                let at = tick(&mut state);
+                let signature = signature_of(&user, &at);
+                let method = body["merge_method"].as_str().unwrap_or("merge");
+                let title = format!(
+                    "Merge pull request #{} from {OWNER}/{}",
+                    pull.number, pull.head
+                );
+                let merged = match method {
+                    "merge" => repo.commit(
+                        None,
+                        &signature,
+                        &signature,
+                        &format!("{title}\n\n{}", pull.title),
+                        &tree,
+                        &[&base_commit, &head_commit],
+                    ),
+                    _ => repo.commit(
+                        None,
+                        &signature,
+                        &signature,
+                        &format!("{} (#{})", pull.title, pull.number),
+                        &tree,
+                        &[&base_commit],
+                    ),
+                }
+                .expect("merge commit");
+                repo.reference_matching(&base_ref, merged, true, base, "merge")
+                    .expect("move the base");
+                let pull = &mut state.pulls[i];
+                pull.state = "closed";
+                pull.merged_at = Some(at.clone());
+                pull.merged_by = Some(user.clone());
+                pull.merge_commit_sha = Some(merged.to_string());
+                state.next_id += 1;
+                let id = state.next_id;
+                state.activity.push(Activity {
+                    id,
+                    before: base.to_string(),
+                    after: merged.to_string(),
+                    refname: base_ref,
+                    timestamp: at,
+                    kind: "pr_merge",
+                    actor: user,
+                });
+                ok(
+                    json!({"sha": merged.to_string(), "merged": true, "message": "Pull Request successfully merged"}),
+                )
+            }
+            ("POST", ["git", "trees"]) => {
+                let mut update = TreeUpdateBuilder::new();
+                for entry in body["tree"].as_array().into_iter().flatten() {
+                    let content = entry["content"].as_str().unwrap_or_default();
+                    let blob = repo.blob(content.as_bytes()).expect("blob");
+                    update.upsert(
+                        entry["path"].as_str().unwrap_or_default(),
+                        blob,
+                        FileMode::Blob,
+                    );
+                }
+                let Some(base) = body["base_tree"]
+                    .as_str()
+                    .and_then(|b| Oid::from_str(b).ok())
+                    .and_then(|b| repo.find_tree(b).ok())
+                else {
+                    return validation("base_tree is not a valid tree oid");
+                };
+                let tree = update.create_updated(&repo, &base).expect("tree");
+                created(json!({"sha": tree.to_string(), "url": "", "tree": [], "truncated": false}))
+            }
+            ("POST", ["git", "commits"]) => {
+                let Some(tree) = body["tree"]
+                    .as_str()
+                    .and_then(|t| Oid::from_str(t).ok())
+                    .and_then(|t| repo.find_tree(t).ok())
+                else {
+                    return validation("Tree SHA does not exist");
+                };
+                let parents: Vec<git2::Commit<'_>> = body["parents"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str().and_then(|p| Oid::from_str(p).ok()))
+                    .filter_map(|p| repo.find_commit(p).ok())
+                    .collect();
+                let at = tick(&mut state);
+                let signature = signature_of(&user, &at);
+                let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+                let commit = repo
+                    .commit(
+                        None,
+                        &signature,
+                        &signature,
+                        body["message"].as_str().unwrap_or_default(),
+                        &tree,
+                        &parents,
+                    )
+                    .expect("commit");
+                created(json!({"sha": commit.to_string(), "tree": {"sha": tree.id().to_string()}}))
+            }
+            ("POST", ["git", "refs"]) => {
+                let name = body["ref"].as_str().unwrap_or_default();
+                let Some(sha) = body["sha"].as_str().and_then(|s| Oid::from_str(s).ok()) else {
+                    return validation("Object does not exist");
+                };
+                if repo.refname_to_id(name).is_ok() {
+                    return validation("Reference already exists");
+                }
+                repo.reference(name, sha, false, "create").expect("ref");
+                created(json!({"ref": name, "object": {"sha": sha.to_string(), "type": "commit"}}))
+            }
+            ("PATCH", ["git", "refs", "heads", branch @ ..]) => {
+                let name = format!("refs/heads/{}", branch.join("/"));
+                let Some(sha) = body["sha"].as_str().and_then(|s| Oid::from_str(s).ok()) else {
+                    return validation("Object does not exist");
+                };
+                if repo.refname_to_id(&name).is_err() {
+                    return validation("Reference does not exist");
+                }
+                repo.reference(&name, sha, true, "update").expect("ref");
+                ok(json!({"ref": name, "object": {"sha": sha.to_string(), "type": "commit"}}))
+            }
+            ("GET", ["activity"]) => {
+                let wanted = query.get("ref").cloned().unwrap_or_default();
+                let mut entries: Vec<Value> = state
+                    .activity
+                    .iter()
+                    .filter(|a| wanted.is_empty() || a.refname == wanted)
+                    .map(|a| {
+                        json!({
+                            "id": a.id, "node_id": format!("RA_{}", a.id),
+                            "before": a.before, "after": a.after, "ref": a.refname,
+                            "timestamp": a.timestamp, "activity_type": a.kind,
+                            "actor": {"login": a.actor, "id": 3, "type": "User", "site_admin": false}
+                        })
+                    })
+                    .collect();
+                if query.get("direction").map(String::as_str) != Some("asc") {
+                    entries.reverse();
+                }
+                ok(Value::Array(entries))
+            }
+            _ => error(404, "Not Found"),
+        }
+    }
+}
+
+impl Respond for Hub {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        self.answer(request)
+            .insert_header("x-ratelimit-limit", "5000")
+            .insert_header("x-ratelimit-remaining", "4999")
+            .insert_header("x-ratelimit-used", "1")
+            .insert_header("x-ratelimit-resource", "core")
+            .insert_header("x-github-api-version-selected", "2022-11-28")
+    }
+}
+
+fn find(state: &State, number: &str) -> Option<usize> {
+    let number: u64 = number.parse().ok()?;
+    state.pulls.iter().position(|p| p.number == number)
+}
+
+/// The next moment of the double's clock, as GitHub writes times.
+fn tick(state: &mut State) -> String {
+    state.clock += 60;
+    jiff::Timestamp::from_second(state.clock)
+        .expect("a time")
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn signature_of(user: &str, at: &str) -> Signature<'static> {
+    let seconds = at.parse::<jiff::Timestamp>().expect("time").as_second();
+    Signature::new(
+        user,
+        &format!("{user}@users.noreply.github.com"),
+        &git2::Time::new(seconds, 0),
+    )
+    .expect("signature")
+}
+
+fn status_json(template: &Value, s: &StatusEntry) -> Value {
+    let mut status = template.clone();
+    status["id"] = json!(s.id);
+    status["state"] = json!(s.state);
+    status["context"] = json!(s.context);
+    status["description"] = json!(s.description);
+    status["target_url"] = json!(s.target_url);
+    status["creator"]["login"] = json!(s.creator);
+    status["created_at"] = json!(s.at);
+    status["updated_at"] = json!(s.at);
+    status
+}
+
+fn review_json(r: &Review) -> Value {
+    json!({
+        "id": r.id,
+        "node_id": format!("PRR_{}", r.id),
+        "user": {"login": r.user, "id": 4, "type": "User", "site_admin": false},
+        "body": "",
+        "state": r.state,
+        "html_url": format!("https://github.com/{OWNER}/{NAME}/pull/{}#pullrequestreview-{}", r.pull, r.id),
+        "pull_request_url": format!("https://api.github.com/repos/{OWNER}/{NAME}/pulls/{}", r.pull),
+        "author_association": "MEMBER",
+        "submitted_at": r.submitted_at,
+        "commit_id": r.commit_id,
+    })
+}
+
+fn ok(body: Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(body)
+}
+
+fn created(body: Value) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(body)
+}
+
+/// GitHub's error body: its message and where its documentation is.
+fn error(status: u16, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "message": message,
+        "documentation_url": "https://docs.github.com/rest",
+        "status": status.to_string()
+    }))
+}
+
+fn validation(message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(422).set_body_json(json!({
+        "message": message,
+        "documentation_url": "https://docs.github.com/rest",
+        "status": "422"
+    }))
+}
