@@ -1164,6 +1164,81 @@ mod tests {
         assert_eq!(checks.len(), 2);
     }
 
+    /// A promotion's pull request as ferry's request: environments, source and pins from the
+    /// block for bots (its `>` written as `\u003e`), state from GitHub's fields, approvals
+    /// from the reviews that still stand.
+    #[test]
+    fn pull_requests_are_read_as_requests() {
+        let mut pr: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/github/pull-request.json"
+        ))
+        .unwrap();
+        let sha = "a".repeat(64);
+        pr["head"]["ref"] = json!("ferry/promote/dev-to-staging");
+        pr["head"]["sha"] = json!("1".repeat(40));
+        pr["body"] = json!(format!(
+            "Promotes…\n<!-- ferry:promotion\n{{\"from\": \"dev\", \"to\": \"staging\", \"source\": \"{}\", \"base\": \"{}\", \"rollback\": false, \"moves\": [{{\"app\": \"web\", \"from\": null, \"to\": \"1.0.0\", \"kind\": \"new\", \"pin\": {{\"version\": \"1.0.0\", \"url\": \"https://a.example/w?a=1\\u003e\", \"sha256\": \"{sha}\"}}}}]}}\n-->",
+            "2".repeat(40),
+            "3".repeat(40)
+        ));
+        let review = |user: &str, state: &str, commit: &str| {
+            json!({"user": {"login": user}, "state": state, "commit_id": commit,
+                   "submitted_at": "2026-11-30T10:00:00Z"})
+        };
+        let reviews = [
+            review("bob", "APPROVED", "old"),
+            review("carol", "APPROVED", "head"),
+            review("dave", "APPROVED", "head"),
+            review("carol", "COMMENTED", "head"),
+            review("dave", "CHANGES_REQUESTED", "head"),
+            review("erin", "APPROVED", "head"),
+            review("erin", "DISMISSED", "head"),
+        ];
+        let request = request_of(&pr, &reviews).expect("a promotion");
+        assert_eq!(
+            (request.from.as_str(), request.to.as_str()),
+            ("dev", "staging")
+        );
+        assert_eq!(request.source, "2".repeat(40));
+        assert_eq!(request.base, "3".repeat(40));
+        assert_eq!(request.head, "1".repeat(40));
+        assert_eq!(request.state, super::super::RequestState::Open);
+        let pin = request.moves[0].pin.pin().expect("the pin");
+        assert_eq!(pin.url, "https://a.example/w?a=1>");
+        let approvers: Vec<(&str, &str)> = request
+            .approvals
+            .iter()
+            .map(|a| (a.by.as_str(), a.head.as_str()))
+            .collect();
+        assert_eq!(approvers, [("bob", "old"), ("carol", "head")]);
+        assert_eq!(request.approvals[0].at, 1_796_032_800);
+
+        let mut merged = pr.clone();
+        merged["state"] = json!("closed");
+        merged["merged_at"] = json!("2026-11-30T11:00:00Z");
+        merged["merged_by"] = json!({"login": "carol"});
+        merged["merge_commit_sha"] = json!("4".repeat(40));
+        let request = request_of(&merged, &[]).unwrap();
+        assert_eq!(request.state, super::super::RequestState::Merged);
+        assert_eq!(request.merged_by.as_deref(), Some("carol"));
+        assert_eq!(request.merge_commit, Some("4".repeat(40)));
+
+        // No block (edited away): the environments from the branch, no source to merge.
+        let mut bare = pr.clone();
+        bare["body"] = json!("edited");
+        let request = request_of(&bare, &[]).unwrap();
+        assert_eq!(
+            (request.from.as_str(), request.to.as_str()),
+            ("dev", "staging")
+        );
+        assert_eq!(request.source, "");
+        assert!(request.moves.is_empty());
+
+        let mut other = pr;
+        other["head"]["ref"] = json!("feature/login");
+        assert!(request_of(&other, &[]).is_none());
+    }
+
     #[test]
     fn next_links() {
         // As GitHub sends them (recorded in @octokit/fixtures' paginate-issues scenario).

@@ -19,13 +19,31 @@ const REPO: &str = "/repos/acme/deploy";
 /// protected by one approval, its deploys reported by `agent-staging`; the double over it,
 /// with GitHub's activity of the push that declared it.
 async fn world() -> (Sandbox, String, MockServer, Hub) {
+    world_of(0).await
+}
+
+/// [`world`] with `extra` more apps pinned in dev.
+async fn world_of(extra: usize) -> (Sandbox, String, MockServer, Hub) {
     let sandbox = Sandbox::new();
     let remote = sandbox.init("dev,staging,prod");
     let file = crate::agent::artifact(&sandbox, "1.0.0");
     crate::agent::bump(&sandbox, &remote, "1.0.0", &file, true);
+    if extra > 0 {
+        let mut manifest: Value =
+            serde_json::from_str(&sandbox.show("dev", "manifest.json")).unwrap();
+        for i in 0..extra {
+            manifest["artifacts"][format!("app{i:04}")] = json!({"version": "1.0.0", "url": format!("https://a.example/app{i:04}-1.0.0.tgz"), "sha256": crate::common::DIGEST});
+        }
+        let text = serde_json::to_string_pretty(&manifest).unwrap() + "\n";
+        sandbox.commit_files("dev", &[("manifest.json", &text)], "dev: many apps");
+    }
     let before = sandbox.tip("staging");
     sandbox.edit_env("staging", "staging", |env| {
         env["apps"] = json!({"web": {"deployment_path": "/srv/web"}});
+        for i in 0..extra {
+            env["apps"][format!("app{i:04}")] =
+                json!({"deployment_path": format!("/srv/app{i:04}")});
+        }
         env["protection"] = json!({"required_approvals": 1});
         env["agent"] = json!({"reporters": ["agent-staging"]});
     });
@@ -58,9 +76,17 @@ async fn ferry(
         ])
         .env("GITHUB_API_URL", &server.uri())
         .env("GITHUB_TOKEN", token);
-    tokio::task::spawn_blocking(move || f.run())
+    let run = tokio::task::spawn_blocking(move || f.run())
         .await
-        .expect("ferry ran")
+        .expect("ferry ran");
+    for token in [ALICE, BOB, AGENT] {
+        assert!(
+            !run.render().contains(token),
+            "a token shown: {}",
+            run.render()
+        );
+    }
+    run
 }
 
 /// The calls made since `from`, as `METHOD /path?query` relative to the repository.
@@ -419,4 +445,122 @@ async fn a_target_that_moved_needs_the_request_rebuilt() {
             .show("staging", "NOTES.md")
             .contains("staging notes")
     );
+}
+
+/// GitHub's own refusal (its branch protection) is shown in its words; nothing moves. `--as`
+/// cannot name someone other than the token's user, and `FERRY_FORGE` stands for `--forge`.
+#[tokio::test(flavor = "multi_thread")]
+async fn github_says_no_in_its_own_words() {
+    let (sandbox, remote, server, hub) = world().await;
+    ferry(
+        &sandbox,
+        &remote,
+        &server,
+        ALICE,
+        &["promote", "dev", "staging"],
+    )
+    .await
+    .assert_code(0);
+    let run = ferry(
+        &sandbox,
+        &remote,
+        &server,
+        BOB,
+        &["approve", "12", "--as", "carol"],
+    )
+    .await;
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains("on GitHub ferry acts as its token's user, `bob`, not `--as carol`"),
+        "{}",
+        run.render()
+    );
+    // FERRY_FORGE=github, no `--forge`.
+    let f = sandbox
+        .ferry(&[
+            "approve",
+            "12",
+            "--github-repo",
+            "acme/deploy",
+            "--remote",
+            &remote,
+        ])
+        .env("FERRY_FORGE", "github")
+        .env("GITHUB_API_URL", &server.uri())
+        .env("GITHUB_TOKEN", BOB);
+    let run = tokio::task::spawn_blocking(move || f.run()).await.unwrap();
+    run.assert_code(0);
+    assert!(
+        run.stdout.starts_with("#12 approved by bob"),
+        "{}",
+        run.render()
+    );
+
+    let said = "At least 2 approving reviews are required by reviewers with write access.";
+    hub.refuse_merges(said);
+    let staging = sandbox.tip("staging");
+    let run = ferry(&sandbox, &remote, &server, ALICE, &["merge", "12"]).await;
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains(&format!("GitHub refused to merge #12: {said}")),
+        "{}",
+        run.render()
+    );
+    assert_eq!(sandbox.tip("staging"), staging);
+}
+
+/// On GitHub the audit flags a direct push to a protected branch by someone who may not push
+/// there (from the repository's activity), and exits 1.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_flags_a_direct_push_to_a_protected_branch() {
+    let (sandbox, remote, server, hub) = world().await;
+    let before = sandbox.tip("staging");
+    sandbox.past_the_hook(|| sandbox.commit_files("staging", &[("NOTES.md", "hello\n")], "notes"));
+    hub.pushed("staging", &before, &sandbox.tip("staging"), "mallory");
+    let run = ferry(&sandbox, &remote, &server, BOB, &["audit", "staging"]).await;
+    run.assert_code(1);
+    assert!(
+        run.stdout
+            .contains("FLAGGED: pushed directly by mallory, who is not an allowed pusher (none)"),
+        "{}",
+        run.render()
+    );
+    assert!(run.stdout.contains("pushed by ci-bot"), "{}", run.render());
+}
+
+/// `requests`, `approve` and `merge` cost the same number of calls for 1 app and for 300.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_calls_do_not_grow_with_the_number_of_apps() {
+    let mut counts = Vec::new();
+    for extra in [0, 299] {
+        let (sandbox, remote, server, _hub) = world_of(extra).await;
+        ferry(
+            &sandbox,
+            &remote,
+            &server,
+            ALICE,
+            &["promote", "dev", "staging"],
+        )
+        .await
+        .assert_code(0);
+        let mut count = Vec::new();
+        for (token, args) in [
+            (BOB, &["requests"][..]),
+            (BOB, &["requests", "12"][..]),
+            (BOB, &["approve", "12"][..]),
+            (ALICE, &["merge", "12"][..]),
+        ] {
+            let from = seen(&server).await;
+            let run = ferry(&sandbox, &remote, &server, token, args).await;
+            run.assert_code(0);
+            count.push(calls_since(&server, from).await.len());
+        }
+        let merged = sandbox.show("staging", "manifest.json");
+        assert_eq!(merged.matches("\"1.0.0\"").count(), extra + 1);
+        counts.push(count);
+    }
+    assert_eq!(counts[0], [3, 3, 3, 5]);
+    assert_eq!(counts[0], counts[1]);
 }

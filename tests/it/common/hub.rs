@@ -76,6 +76,8 @@ struct State {
     next_id: u64,
     /// Seconds added to the clock at each event, so that times are ordered.
     clock: i64,
+    /// What GitHub's branch protection says when it refuses a merge (405), if it does.
+    refusal: Option<String>,
 }
 
 /// The double; [`Hub::start`] mounts it on a fresh server.
@@ -130,6 +132,11 @@ impl Hub {
             kind: "push",
             actor: actor.to_owned(),
         });
+    }
+
+    /// From now on merges are refused by "branch protection", in these words (405).
+    pub fn refuse_merges(&self, message: &str) {
+        self.state.lock().unwrap().refusal = Some(message.to_owned());
     }
 
     fn user(&self, request: &Request) -> Option<String> {
@@ -388,6 +395,9 @@ impl Hub {
                 let pull = state.pulls[i].clone();
                 if pull.state != "open" {
                     return error(405, "Pull Request is not mergeable");
+                }
+                if let Some(refusal) = &state.refusal {
+                    return error(405, refusal);
                 }
                 let head = repo
                     .refname_to_id(&format!("refs/heads/{}", pull.head))
