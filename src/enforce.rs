@@ -1344,6 +1344,7 @@ mod tests {
             closed_at: None,
             url: None,
             mergeable: None,
+            into: None,
         }
     }
 

@@ -79,6 +79,16 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     }
 
     let to = load_env(&store, &request.to, History::Tip)?;
+    if let Some(into) = request.into.as_ref().filter(|into| **into != to.branch) {
+        return Err(Error::failure(format!(
+            "request #{} merges into `{into}`, not into `{}` (`{}`'s branch)",
+            request.id, to.branch, request.to
+        ))
+        .hint(format!(
+            "close it, then `ferry promote {} {}` opens the request on the right branch",
+            request.from, request.to
+        )));
+    }
     let target = to
         .state
         .environments

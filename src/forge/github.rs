@@ -601,7 +601,8 @@ fn request_of(pr: &Value, reviews: &[Value]) -> Option<Request> {
     }
     let branch = pr["head"]["ref"].as_str()?.to_owned();
     let body = pr["body"].as_str().unwrap_or_default().to_owned();
-    let block = block_of(&body);
+    // A block naming other environments than the branch does is not this request's.
+    let block = block_of(&body).filter(|b| super::request_branch(&b.from, &b.to) == branch);
     let (from, to) = match &block {
         Some(b) => (b.from.clone(), b.to.clone()),
         None => {
@@ -670,6 +671,7 @@ fn request_of(pr: &Value, reviews: &[Value]) -> Option<Request> {
             .flatten(),
         url: pr["html_url"].as_str().map(str::to_owned),
         mergeable: pr["mergeable"].as_bool(),
+        into: pr["base"]["ref"].as_str().map(str::to_owned),
     })
 }
 

@@ -469,6 +469,7 @@ pub fn proposed_record(proposal: &Proposal<'_>, head: Oid, open: Option<&Request
             closed_at: None,
             url: None,
             mergeable: None,
+            into: None,
         },
     }
 }
@@ -569,6 +570,9 @@ pub struct Request {
     /// Whether a hosted forge says it can merge it (`None`: not said, or not computed yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mergeable: Option<bool>,
+    /// The branch a hosted forge's pull request merges into (its base).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<String>,
 }
 
 impl Request {

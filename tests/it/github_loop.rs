@@ -564,3 +564,88 @@ async fn the_calls_do_not_grow_with_the_number_of_apps() {
     assert_eq!(counts[0], [3, 3, 3, 5]);
     assert_eq!(counts[0], counts[1]);
 }
+
+/// What anyone with write access can edit on GitHub does not redirect a merge: a pull request
+/// whose base was changed to another branch, or whose block for bots was edited to name other
+/// environments, is refused before any write.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_pull_request_is_not_merged_elsewhere() {
+    let (sandbox, remote, server, _hub) = world().await;
+    ferry(
+        &sandbox,
+        &remote,
+        &server,
+        ALICE,
+        &["promote", "dev", "staging"],
+    )
+    .await
+    .assert_code(0);
+    ferry(&sandbox, &remote, &server, BOB, &["approve", "12"])
+        .await
+        .assert_code(0);
+    let staging = sandbox.tip("staging");
+    assert_eq!(patch_pull(&server, json!({"base": "prod"})).await, 200);
+    let from = seen(&server).await;
+    let run = ferry(&sandbox, &remote, &server, ALICE, &["merge", "12"]).await;
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("request #12 merges into `prod`, not into `staging` (`staging`'s branch)"),
+        "{}",
+        run.render()
+    );
+    assert!(
+        calls_since(&server, from)
+            .await
+            .iter()
+            .all(|c| c.starts_with("GET "))
+    );
+
+    assert_eq!(patch_pull(&server, json!({"base": "staging"})).await, 200);
+    let run = ferry(
+        &sandbox,
+        &remote,
+        &server,
+        BOB,
+        &["requests", "12", "--raw"],
+    )
+    .await;
+    let edited = run.stdout[run.stdout.find("<!-- ferry:promotion").unwrap()..]
+        .replace("\"to\": \"staging\"", "\"to\": \"prod\"");
+    assert!(edited.contains("\"to\": \"prod\""), "{edited}");
+    assert_eq!(patch_pull(&server, json!({"body": edited})).await, 200);
+    let run = ferry(&sandbox, &remote, &server, ALICE, &["merge", "12"]).await;
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("request #12 does not say which commit of `dev` it promotes"),
+        "{}",
+        run.render()
+    );
+    assert_eq!(sandbox.tip("staging"), staging);
+}
+
+/// A PATCH of pull request #12 as alice, the way GitHub's web page edits it; the status code.
+async fn patch_pull(server: &MockServer, body: Value) -> u16 {
+    use std::io::{Read, Write};
+    let address = *server.address();
+    tokio::task::spawn_blocking(move || {
+        let body = body.to_string();
+        let mut stream = std::net::TcpStream::connect(address).expect("the double");
+        write!(
+            stream,
+            "PATCH {REPO}/pulls/12 HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {ALICE}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0)
+    })
+    .await
+    .unwrap()
+}

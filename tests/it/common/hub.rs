@@ -327,6 +327,9 @@ impl Hub {
                 if let Some(text) = body["body"].as_str() {
                     pull.body = text.to_owned();
                 }
+                if let Some(base) = body["base"].as_str() {
+                    pull.base = base.to_owned();
+                }
                 if body["state"] == json!("closed") && pull.state == "open" {
                     pull.state = "closed";
                 }
