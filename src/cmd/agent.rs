@@ -127,7 +127,7 @@ pub struct RunArgs {
     /// Read the desired state from a registry instead of git: the artifact `ferry publish`
     /// pushes, at a tag (`oci://HOST/REPO:ENV`; the tag defaults to ENV). One manifest `HEAD`
     /// per interval; a pull only when its digest changed. Statuses still go to the forge:
-    /// `--remote` for the local one, or `--forge github --github-repo`.
+    /// `--remote` for the local one, or `--forge github --repo OWNER/NAME`.
     #[arg(long, value_name = "oci://HOST/REPO:TAG")]
     pub source: Option<String>,
 
@@ -298,7 +298,12 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
         Some(_) if args.remote.remote.is_none() => None,
         _ => Some(open_store(&remote)?),
     };
-    let reporter: Option<Box<dyn Reporter>> = match (args.no_report, args.forge.forge, &store) {
+    let reporter: Option<Box<dyn Reporter>> = match (
+        args.no_report,
+        args.forge
+            .kind(store.as_ref().map(|s| s.remote().url.as_str())),
+        &store,
+    ) {
         (true, ..) => None,
         (false, crate::forge::ForgeKind::Local, Some(store)) => Some(Box::new(ForgeStatuses::new(
             Box::new(LocalForge::new(store)),
@@ -311,12 +316,12 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             None
         }
         (false, crate::forge::ForgeKind::Github, store) => {
-            let repo = match (store, args.forge.github_repo.as_deref()) {
+            let repo = match (store, args.forge.repo.as_deref()) {
                 (_, Some(repo)) => repo.to_owned(),
                 (Some(store), None) => crate::forge::github::repo_of(store, None)?,
                 (None, None) => {
                     return Err(Error::usage(
-                        "`--forge github` with `--source` needs `--github-repo OWNER/NAME`",
+                        "`--forge github` with `--source` needs `--repo OWNER/NAME`",
                     ));
                 }
             };

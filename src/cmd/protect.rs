@@ -42,7 +42,7 @@ pub enum Action {
     #[command(after_help = "Examples:
   ferry protect check --remote /srv/git/deploy.git          # the local repository's hooks
   GITHUB_TOKEN=… ferry protect check --forge github --env prod
-  ferry protect check --forge github --github-repo acme/deploy --format json")]
+  ferry protect check --forge github --repo acme/deploy --format json")]
     Check(Target),
     /// Set each environment's branch protection on the forge, then read it back to confirm.
     /// Idempotent. Needs a token with admin rights on the repository.
@@ -85,11 +85,12 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
         Action::Apply(t) => (true, t),
     };
     let store = open_store(&target.remote)?;
-    if target.forge.forge == ForgeKind::Local {
+    let kind = target.forge.kind(Some(&store.remote().url));
+    if kind == ForgeKind::Local {
         return local(&store, apply, &target.env, out);
     }
-    let repo = crate::forge::github::repo_of(&store, target.forge.github_repo.as_deref())?;
-    let forge = crate::forge::open(&store, target.forge.forge, Some(&repo))?;
+    let repo = crate::forge::github::repo_of(&store, target.forge.repo.as_deref())?;
+    let forge = crate::forge::open(&store, kind, Some(&repo))?;
     let owner = forge.owner().unwrap_or_default();
     let envs = environments_of(&store, &target.env)?;
 

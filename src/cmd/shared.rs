@@ -62,19 +62,34 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
 pub struct ForgeArgs {
     /// Where promotion requests, approvals and statuses live: the embedded forge (records in
     /// the deployment repository) or GitHub (pull requests, reviews and commit statuses; needs
-    /// GITHUB_TOKEN or GITHUB_TOKEN_FILE, and GITHUB_API_URL for GitHub Enterprise).
-    #[arg(long, global = true, value_enum, env = "FERRY_FORGE", default_value_t = ForgeKind::Local)]
-    pub forge: ForgeKind,
+    /// GITHUB_TOKEN or GITHUB_TOKEN_FILE, and GITHUB_API_URL for GitHub Enterprise). Default:
+    /// what the remote's URL tells (github.com, or GITHUB_API_URL's host: GitHub), else the
+    /// embedded forge.
+    #[arg(long, global = true, value_enum, env = "FERRY_FORGE")]
+    pub forge: Option<ForgeKind>,
 
-    /// The GitHub repository, `owner/name`. Default: parsed from the remote's URL.
-    #[arg(long, global = true, value_name = "OWNER/NAME")]
-    pub github_repo: Option<String>,
+    /// The repository on a hosted forge, `owner/name`. Default: parsed from the remote's URL.
+    #[arg(
+        long = "repo",
+        visible_alias = "github-repo",
+        global = true,
+        env = "FERRY_REPO",
+        value_name = "OWNER/NAME"
+    )]
+    pub repo: Option<String>,
 }
 
 impl ForgeArgs {
+    /// The forge named, else the one `remote` (a URL) tells.
+    pub fn kind(&self, remote: Option<&str>) -> ForgeKind {
+        self.forge
+            .unwrap_or_else(|| remote.map_or(ForgeKind::Local, crate::forge::detect))
+    }
+
     /// The forge these arguments name, on `store`.
     pub fn open<'s>(&self, store: &'s Store) -> Result<Box<dyn Forge + 's>, Error> {
-        crate::forge::open(store, self.forge, self.github_repo.as_deref())
+        let kind = self.kind(Some(&store.remote().url));
+        crate::forge::open(store, kind, self.repo.as_deref())
     }
 }
 

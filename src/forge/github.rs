@@ -56,7 +56,7 @@ pub enum GitHubError {
 impl GitHubError {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            GitHubError::BadRepo(_) => Some("pass `--github-repo owner/name`"),
+            GitHubError::BadRepo(_) => Some("pass `--repo owner/name` (or set FERRY_REPO)"),
             GitHubError::NoToken => Some(
                 "set GITHUB_TOKEN to a token that can write pull requests, contents and statuses",
             ),
@@ -75,13 +75,21 @@ impl GitHubError {
 }
 
 /// `owner/name` of a GitHub remote URL (`https://github.com/o/r.git`, `git@github.com:o/r`,
-/// `ssh://git@github.com/o/r`).
+/// `ssh://git@github.com/o/r`): github.com, or the host of GITHUB_API_URL (GitHub Enterprise).
 pub fn repo_of_remote(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("git@github.com:")
-        .or_else(|| url.split_once("github.com/").map(|(_, r)| r))?;
-    let rest = rest.trim_end_matches('/').trim_end_matches(".git");
-    let mut parts = rest.split('/');
+    let mut hosts = vec!["github.com".to_owned()];
+    hosts.extend(
+        std::env::var("GITHUB_API_URL")
+            .ok()
+            .and_then(|api| crate::forge::host_of(&api))
+            .map(|host| host.trim_start_matches("api.").to_owned()),
+    );
+    let (host, path) = crate::forge::host_and_path(url)?;
+    if !hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+        return None;
+    }
+    let path = path.trim_end_matches('/').trim_end_matches(".git");
+    let mut parts = path.split('/');
     let (owner, name) = (parts.next()?, parts.next()?);
     (!owner.is_empty() && !name.is_empty() && parts.next().is_none())
         .then(|| format!("{owner}/{name}"))
@@ -1022,7 +1030,7 @@ impl From<GitHubError> for crate::error::Error {
     }
 }
 
-/// The GitHub repository (`owner/name`): `given` (`--github-repo`), else parsed from the
+/// The GitHub repository (`owner/name`): `given` (`--repo`), else parsed from the
 /// store's remote URL.
 pub fn repo_of(
     store: &crate::store::Store,
@@ -1032,7 +1040,7 @@ pub fn repo_of(
         Some(repo) => Ok(repo.to_owned()),
         None => repo_of_remote(&store.remote().shown).ok_or_else(|| {
             crate::error::Error::usage(format!("`{}` is not a GitHub URL", store.remote().shown))
-                .hint("pass `--github-repo owner/name`")
+                .hint("pass `--repo owner/name` (or set FERRY_REPO)")
         }),
     }
 }
@@ -1143,6 +1151,9 @@ mod tests {
         );
         assert_eq!(repo_of_remote("/srv/deploy.git"), None);
         assert_eq!(repo_of_remote("https://github.com/acme"), None);
+        assert_eq!(repo_of_remote("https://gitlab.com/acme/deploy"), None);
+        assert_eq!(repo_of_remote("https://notgithub.com/acme/deploy"), None);
+        assert_eq!(repo_of_remote("https://example.com/github.com/acme"), None);
     }
 
     #[test]

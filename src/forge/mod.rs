@@ -111,6 +111,45 @@ impl From<ForgeError> for crate::error::Error {
     }
 }
 
+/// The host and path of a remote URL: `https://[user@]HOST[:port]/PATH`, `ssh://[user@]HOST/PATH`,
+/// or scp-like `[user@]HOST:PATH`. `None` for a path on this machine.
+pub fn host_and_path(url: &str) -> Option<(String, String)> {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if scheme == "file" {
+            return None;
+        }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority.rsplit('@').next()?;
+        let host = host.split(':').next()?;
+        return (!host.is_empty()).then(|| (host.to_ascii_lowercase(), path.to_owned()));
+    }
+    // scp-like: no slash before the colon.
+    let (before, path) = url.split_once(':')?;
+    if before.contains('/') || before.is_empty() {
+        return None;
+    }
+    let host = before.rsplit('@').next()?;
+    Some((host.to_ascii_lowercase(), path.to_owned()))
+}
+
+/// The host of a URL (`https://api.github.com/…`).
+pub fn host_of(url: &str) -> Option<String> {
+    url.contains("://")
+        .then(|| host_and_path(url))
+        .flatten()
+        .map(|(host, _)| host)
+}
+
+/// The forge a remote URL tells: GitHub for github.com (or GITHUB_API_URL's host), else the
+/// embedded forge.
+pub fn detect(url: &str) -> ForgeKind {
+    if github::repo_of_remote(url).is_some() {
+        ForgeKind::Github
+    } else {
+        ForgeKind::Local
+    }
+}
+
 /// The forge `kind` names, on `store` (GitHub: `repo`, else the remote's URL).
 pub fn open<'s>(
     store: &'s crate::store::Store,
@@ -736,6 +775,37 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn hosts_and_paths_of_remote_urls() {
+        let hp = |url: &str| host_and_path(url).map(|(h, p)| format!("{h} {p}"));
+        assert_eq!(
+            hp("https://github.com/acme/deploy.git").as_deref(),
+            Some("github.com acme/deploy.git")
+        );
+        assert_eq!(
+            hp("https://x:tok@GitHub.com:443/acme/deploy").as_deref(),
+            Some("github.com acme/deploy")
+        );
+        assert_eq!(
+            hp("ssh://git@github.com/acme/deploy").as_deref(),
+            Some("github.com acme/deploy")
+        );
+        assert_eq!(
+            hp("git@github.com:acme/deploy.git").as_deref(),
+            Some("github.com acme/deploy.git")
+        );
+        assert_eq!(hp("/srv/git/deploy.git"), None);
+        assert_eq!(hp("./deploy:x"), None);
+        assert_eq!(hp("file:///srv/deploy.git"), None);
+        assert_eq!(
+            host_of("https://ghe.example.com/api/v3").as_deref(),
+            Some("ghe.example.com")
+        );
+        assert_eq!(detect("/srv/git/deploy.git"), ForgeKind::Local);
+        assert_eq!(detect("https://github.com/acme/deploy"), ForgeKind::Github);
+        assert_eq!(detect("http://127.0.0.1:8080/deploy.git"), ForgeKind::Local);
+    }
 
     #[test]
     fn check_names_are_one_line_of_a_sane_charset() {
