@@ -328,6 +328,16 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             let github = crate::forge::github::GitHub::new(&repo).map_err(Error::from)?;
             Some(Box::new(ForgeStatuses::new(Box::new(github), "github")))
         }
+        (false, kind, Some(store)) => Some(Box::new(ForgeStatuses::new(
+            crate::forge::open(store, kind, args.forge.repo.as_deref())?,
+            kind.name(),
+        ))),
+        (false, kind, None) => {
+            return Err(Error::usage(format!(
+                "reporting to {} needs `--remote` (the repository's URL)",
+                kind.name()
+            )));
+        }
     };
     let source: Box<dyn DesiredSource> = match source {
         Some(url) => {

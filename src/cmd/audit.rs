@@ -308,6 +308,7 @@ fn unlogged(forge: ForgeKind) -> &'static str {
     match forge {
         ForgeKind::Local => "the repository's hook was not installed",
         ForgeKind::Github => "not in GitHub's repository activity",
+        ForgeKind::Gitea => "not in Gitea's activity feed",
     }
 }
 

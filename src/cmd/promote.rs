@@ -306,7 +306,7 @@ fn close_stale(
             "closed {} #{id}: nothing left to promote",
             match forge.kind() {
                 ForgeKind::Local => "request",
-                ForgeKind::Github => "pull request",
+                ForgeKind::Github | ForgeKind::Gitea => "pull request",
             }
         )),
         // Closed or merged meanwhile: nothing left to do.

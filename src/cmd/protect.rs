@@ -1,5 +1,6 @@
 //! `ferry protect check|apply`: each environment's declared `protection` (read from its own
-//! branch) against GitHub's branch protection: drift field by field, or set and confirmed.
+//! branch) against a hosted forge's branch protection (GitHub's, Gitea's): drift field by
+//! field, or set and confirmed; on the embedded forge, the repository's own hooks.
 
 use serde::Serialize;
 
@@ -16,8 +17,9 @@ use crate::store::{History, RemoteArgs, Store};
 ///
 /// On the local forge (the default), protection is enforced by hooks in the deployment
 /// repository itself (a path on this machine): `check` reports them, `apply` installs them.
-/// On GitHub, each environment's declaration is compared with, or written to, the branch's
-/// protection.
+/// On GitHub or Gitea, each environment's declaration is compared with, or written to, the
+/// branch's protection. A rule the forge has no field for (Gitea: code-owner review, linear
+/// history, force pushes, deletions, admins) is said, in a warning, not to be enforced there.
 ///
 /// Each environment's `protection` block, read from that environment's own branch, is
 /// translated into GitHub's branch protection of that branch: required approvals, code-owner
@@ -29,7 +31,8 @@ use crate::store::{History, RemoteArgs, Store};
   ferry protect check --remote /srv/git/deploy.git         # the local repository's hooks
   ferry protect apply --remote /srv/git/deploy.git         # (re)install them
   GITHUB_TOKEN=… ferry protect check --forge github --remote https://github.com/acme/deploy
-  GITHUB_TOKEN=… ferry protect apply --forge github --env prod   # needs an admin token")]
+  GITHUB_TOKEN=… ferry protect apply --forge github --env prod   # needs an admin token
+  GITEA_TOKEN=… ferry protect check --forge gitea --remote https://codeberg.org/acme/deploy")]
 pub struct ProtectArgs {
     #[command(subcommand)]
     pub action: Action,
@@ -89,8 +92,12 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
     if kind == ForgeKind::Local {
         return local(&store, apply, &target.env, out);
     }
-    let repo = crate::forge::github::repo_of(&store, target.forge.repo.as_deref())?;
-    let forge = crate::forge::open(&store, kind, Some(&repo))?;
+    let forge = target.forge.open(&store)?;
+    let name = kind.name();
+    let repo = match kind {
+        ForgeKind::Gitea => crate::forge::gitea::locate(&store, target.forge.repo.as_deref())?.0,
+        _ => crate::forge::github::repo_of(&store, target.forge.repo.as_deref())?,
+    };
     let owner = forge.owner().unwrap_or_default();
     let envs = environments_of(&store, &target.env)?;
 
@@ -113,6 +120,10 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
                 loaded.branch
             ))
         })?;
+        let (declared, notes) = forge.holdable(&declared);
+        for note in notes {
+            out.stderr(format!("warning: {env}: {note}"));
+        }
         let branch = &loaded.branch;
         let refused = |e: ForgeError| rights_error(e, &repo, branch, apply);
         if apply {
@@ -138,10 +149,10 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
         };
         if apply && report.state != "in-sync" {
             return Err(Error::failure(format!(
-                "{env}: GitHub did not keep the protection of `{branch}` as set ({} field(s) differ on reading it back)",
+                "{env}: {name} did not keep the protection of `{branch}` as set ({} field(s) differ on reading it back)",
                 report.drift.len().max(1)
             ))
-            .hint("an organization ruleset or a plan limit may override branch protection; see the branch's settings on GitHub"));
+            .hint(format!("an organization ruleset or a plan limit may override branch protection; see the branch's settings on {name}")));
         }
         reports.push(report);
     }
@@ -161,7 +172,7 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
                         if apply { "apply" } else { "check" }
                     )),
                     "missing" => out.data(format!(
-                        "{} (`{}`): not protected on GitHub (run `ferry protect apply --env {}`)",
+                        "{} (`{}`): not protected on {name} (run `ferry protect apply --env {}`)",
                         r.env, r.branch, r.env
                     )),
                     "in-sync" if apply => out.data(format!(
@@ -179,7 +190,7 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
                         let mut rows = vec![vec![
                             "  field".to_owned(),
                             "declared".to_owned(),
-                            "on GitHub".to_owned(),
+                            format!("on {name}"),
                         ]];
                         rows.extend(r.drift.iter().map(|d| {
                             vec![
@@ -232,9 +243,13 @@ fn environments_of(store: &Store, asked: &[String]) -> Result<Vec<String>> {
 
 /// A refusal, said in terms of rights where that is what it means.
 fn rights_error(e: ForgeError, repo: &str, branch: &str, apply: bool) -> Error {
+    let denied = match &e {
+        ForgeError::GitHub(GitHubError::Refused { status, .. }) => matches!(status, 403 | 404),
+        ForgeError::Rest(rest) => matches!(rest.status(), Some(403 | 404)),
+        _ => false,
+    };
     match &e {
-        ForgeError::GitHub(GitHubError::Refused { status: 403, .. })
-        | ForgeError::GitHub(GitHubError::Refused { status: 404, .. }) => {
+        _ if denied => {
             Error::failure(e.to_string()).hint(if apply {
                 format!("setting branch protection needs a token with admin rights on `{repo}` (and the branch `{branch}` must exist)")
             } else {

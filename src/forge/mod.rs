@@ -8,9 +8,12 @@
 //! merged what, and when. A new forge is a file here implementing [`Forge`] (an operation it
 //! cannot do returns [`ForgeError::NotSupported`]), and a variant of [`ForgeKind`].
 
+pub mod gitea;
 pub mod github;
 pub mod local;
 pub mod memory;
+pub mod pulls;
+pub mod rest;
 
 pub use crate::model::{CHECK_NAME_LIMIT, CheckNameError, check_name};
 use std::collections::BTreeMap;
@@ -34,6 +37,9 @@ pub enum ForgeKind {
     /// GitHub: a pull request per promotion, commit statuses as checks. Needs GITHUB_TOKEN;
     /// GITHUB_API_URL points at GitHub Enterprise.
     Github,
+    /// Gitea or Forgejo (Codeberg): a pull request per promotion, reviews, commit statuses,
+    /// branch protections. Needs GITEA_TOKEN; GITEA_API_URL is the server's `/api/v1`.
+    Gitea,
 }
 
 impl ForgeKind {
@@ -42,6 +48,7 @@ impl ForgeKind {
         match self {
             ForgeKind::Local => "the embedded forge",
             ForgeKind::Github => "GitHub",
+            ForgeKind::Gitea => "Gitea",
         }
     }
 }
@@ -53,6 +60,8 @@ pub enum ForgeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     GitHub(#[from] github::GitHubError),
+    #[error(transparent)]
+    Rest(#[from] rest::RestError),
     #[error("no request #{0}")]
     NoRequest(u64),
     /// The request is merged or closed.
@@ -91,6 +100,7 @@ impl ForgeError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             ForgeError::GitHub(github::GitHubError::Unreachable { .. }) => true,
+            ForgeError::Rest(rest::RestError::Unreachable { .. }) => true,
             ForgeError::Store(StoreError::Unreachable { transient, .. }) => *transient,
             _ => false,
         }
@@ -104,6 +114,17 @@ impl From<ForgeError> for crate::error::Error {
         match err {
             ForgeError::Store(e) => e.into(),
             ForgeError::GitHub(e) => e.into(),
+            ForgeError::Rest(e @ rest::RestError::Unreachable { .. }) => {
+                Error::unavailable(e.to_string()).hint("check the forge's API URL and the network")
+            }
+            ForgeError::Rest(e @ rest::RestError::Refused { status: 401, .. }) => {
+                Error::failure(e.to_string()).hint("the token is missing, expired or invalid")
+            }
+            ForgeError::Rest(e @ rest::RestError::Refused { status: 403 | 404, .. }) => {
+                Error::failure(e.to_string()).hint(
+                    "check that the token can read and write this repository (code, pull requests, statuses)",
+                )
+            }
             ForgeError::NoRequest(id) => Error::failure(format!("there is no request #{id}"))
                 .hint("`ferry requests` lists them"),
             other => Error::failure(other.to_string()),
@@ -140,13 +161,21 @@ pub fn host_of(url: &str) -> Option<String> {
         .map(|(host, _)| host)
 }
 
-/// The forge a remote URL tells: GitHub for github.com (or GITHUB_API_URL's host), else the
-/// embedded forge.
+/// The forge a remote URL tells: GitHub for github.com (or GITHUB_API_URL's host), Gitea for
+/// codeberg.org (or GITEA_API_URL's host), else the embedded forge.
 pub fn detect(url: &str) -> ForgeKind {
     if github::repo_of_remote(url).is_some() {
-        ForgeKind::Github
-    } else {
-        ForgeKind::Local
+        return ForgeKind::Github;
+    }
+    let host = host_and_path(url).map(|(host, _)| host);
+    let gitea_api = std::env::var("GITEA_API_URL")
+        .ok()
+        .and_then(|u| host_of(&u));
+    match host {
+        Some(host) if host == "codeberg.org" || Some(&host) == gitea_api.as_ref() => {
+            ForgeKind::Gitea
+        }
+        _ => ForgeKind::Local,
     }
 }
 
@@ -159,6 +188,10 @@ pub fn open<'s>(
     Ok(match kind {
         ForgeKind::Local => Box::new(local::LocalForge::new(store)),
         ForgeKind::Github => Box::new(github::GitHub::new(&github::repo_of(store, repo)?)?),
+        ForgeKind::Gitea => {
+            let (repo, api) = gitea::locate(store, repo)?;
+            Box::new(gitea::Gitea::new(store, &repo, &api)?)
+        }
     })
 }
 
@@ -411,6 +444,12 @@ pub trait Forge {
 
     /// Sets `branch`'s protection to `rules` (all of it).
     fn apply_protection(&self, branch: &str, rules: &Rules) -> Result<(), ForgeError>;
+
+    /// `declared` as the forge can hold it (a rule it has no field for dropped), and a note on
+    /// each rule dropped.
+    fn holdable(&self, declared: &Rules) -> (Rules, Vec<String>) {
+        (declared.clone(), Vec::new())
+    }
 }
 
 /// The rules every forge that keeps ferry's own records applies to an approval: the request

@@ -9,6 +9,7 @@ mod enforce;
 mod fleet;
 mod fleet_attacks;
 mod fuzz;
+mod gitea_loop;
 mod github;
 mod github_loop;
 mod layout;

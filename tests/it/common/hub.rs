@@ -1,8 +1,9 @@
-//! A stateful GitHub double over a real bare repository: the REST endpoints ferry calls,
-//! answering in the shapes GitHub documents (the recorded payloads of tests/fixtures/github
-//! as templates), with their status codes and refusals, and doing to the repository what
-//! GitHub does (trees, commits and refs written; a merge moves the base branch). Each token
-//! is a user. wiremock records every request, so tests assert paths, bodies and counts.
+//! A stateful GitHub (or Gitea) double over a real bare repository: the REST endpoints ferry
+//! calls, answering in the shapes each forge documents (for GitHub, the recorded payloads of
+//! tests/fixtures/github as templates), with their status codes and refusals, and doing to the
+//! repository what the forge does (trees, commits and refs written; a merge moves the base
+//! branch). Each token is a user. wiremock records every request, so tests assert paths,
+//! bodies and counts.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,8 +68,18 @@ struct Activity {
     actor: String,
 }
 
+/// Which forge the double answers as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    GitHub,
+    /// Gitea and Forgejo, under `/api/v1`.
+    Gitea,
+}
+
 #[derive(Default)]
 struct State {
+    labels: Vec<(u64, String)>,
+    protections: BTreeMap<String, Value>,
     pulls: Vec<Pull>,
     reviews: Vec<Review>,
     statuses: Vec<StatusEntry>,
@@ -83,6 +94,7 @@ struct State {
 /// The double; [`Hub::start`] mounts it on a fresh server.
 #[derive(Clone)]
 pub struct Hub {
+    dialect: Dialect,
     repo: PathBuf,
     users: Arc<BTreeMap<String, String>>,
     state: Arc<Mutex<State>>,
@@ -94,7 +106,17 @@ impl Hub {
     /// A double of `acme/deploy` over the bare repository at `repo`; `users` maps tokens to
     /// logins.
     pub async fn start(repo: &Path, users: &[(&str, &str)]) -> (MockServer, Hub) {
+        Hub::start_as(Dialect::GitHub, repo, users).await
+    }
+
+    /// [`Hub::start`] answering as `dialect`.
+    pub async fn start_as(
+        dialect: Dialect,
+        repo: &Path,
+        users: &[(&str, &str)],
+    ) -> (MockServer, Hub) {
         let hub = Hub {
+            dialect,
             repo: repo.to_owned(),
             users: Arc::new(
                 users
@@ -148,7 +170,20 @@ impl Hub {
     }
 
     fn pull_json(&self, repo: &Repository, pull: &Pull) -> Value {
-        let mut value = fixture("pull-request.json");
+        let mut value = match self.dialect {
+            Dialect::GitHub => fixture("pull-request.json"),
+            // As Gitea's API documents a PullRequest.
+            Dialect::Gitea => json!({
+                "id": 0, "url": "", "number": 0, "user": {"id": 1, "login": ""},
+                "title": "", "body": "", "labels": [], "milestone": null, "assignee": null,
+                "assignees": null, "state": "open", "is_locked": false, "comments": 0,
+                "html_url": "", "diff_url": "", "patch_url": "", "mergeable": true,
+                "merged": false, "merged_at": null, "merge_commit_sha": null, "merged_by": null,
+                "allow_maintainer_edit": false, "base": {"label": "", "ref": "", "sha": "", "repo_id": 1},
+                "head": {"label": "", "ref": "", "sha": "", "repo_id": 1}, "merge_base": "",
+                "due_date": null, "created_at": "", "updated_at": "", "closed_at": null
+            }),
+        };
         let tip = |branch: &str| {
             repo.refname_to_id(&format!("refs/heads/{branch}"))
                 .map(|id| id.to_string())
@@ -156,10 +191,10 @@ impl Hub {
         };
         value["number"] = json!(pull.number);
         value["id"] = json!(1_000 + pull.number);
-        value["html_url"] = json!(format!(
-            "https://github.com/{OWNER}/{NAME}/pull/{}",
-            pull.number
-        ));
+        value["html_url"] = json!(match self.dialect {
+            Dialect::GitHub => format!("https://github.com/{OWNER}/{NAME}/pull/{}", pull.number),
+            Dialect::Gitea => format!("https://codeberg.org/{OWNER}/{NAME}/pulls/{}", pull.number),
+        });
         value["url"] = json!(format!(
             "https://api.github.com/repos/{OWNER}/{NAME}/pulls/{}",
             pull.number
@@ -171,7 +206,7 @@ impl Hub {
         value["labels"] = pull
             .labels
             .iter()
-            .map(|l| json!({"name": l, "color": "ededed", "default": false}))
+            .map(|l| json!({"id": 1, "name": l, "color": "ededed", "default": false}))
             .collect();
         value["created_at"] = json!(pull.created_at);
         value["updated_at"] = json!(pull.created_at);
@@ -199,10 +234,22 @@ impl Hub {
         };
         let prefix = format!("/repos/{OWNER}/{NAME}");
         let path = request.url.path().to_owned();
+        let path = match self.dialect {
+            Dialect::GitHub => path,
+            Dialect::Gitea => match path.strip_prefix("/api/v1") {
+                Some(rest) => rest.to_owned(),
+                None => return error(404, "Not Found"),
+            },
+        };
         let query: BTreeMap<String, String> = request.url.query_pairs().into_owned().collect();
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         let method = request.method.as_str();
         if method == "GET" && path == "/user" {
+            if self.dialect == Dialect::Gitea {
+                return ok(
+                    json!({"id": 1, "login": user, "full_name": "", "email": format!("{user}@example.com")}),
+                );
+            }
             return ok(json!({"login": user, "id": 1, "type": "User", "site_admin": false}));
         }
         let Some(rest) = path.strip_prefix(&prefix) else {
@@ -288,9 +335,14 @@ impl Hub {
                     .iter()
                     .any(|p| p.state == "open" && p.head == head && p.base == base)
                 {
-                    return validation(&format!(
-                        "A pull request already exists for {OWNER}:{head}."
-                    ));
+                    return match self.dialect {
+                        Dialect::GitHub => validation(&format!(
+                            "A pull request already exists for {OWNER}:{head}."
+                        )),
+                        Dialect::Gitea => {
+                            error(409, "pull request already exists for these targets")
+                        }
+                    };
                 }
                 let number = self.first_number + state.pulls.len() as u64;
                 let created_at = tick(&mut state);
@@ -339,8 +391,20 @@ impl Hub {
                 let Some(i) = find(&state, number) else {
                     return error(404, "Not Found");
                 };
-                for label in body["labels"].as_array().into_iter().flatten() {
-                    let label = label.as_str().unwrap_or_default().to_owned();
+                let named: Vec<String> = body["labels"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| match l.as_u64() {
+                        Some(id) => state
+                            .labels
+                            .iter()
+                            .find(|(i, _)| *i == id)
+                            .map(|(_, n)| n.clone()),
+                        None => l.as_str().map(str::to_owned),
+                    })
+                    .collect();
+                for label in named {
                     if !state.pulls[i].labels.contains(&label) {
                         state.pulls[i].labels.push(label);
                     }
@@ -365,7 +429,11 @@ impl Hub {
                     return error(404, "Not Found");
                 };
                 let pull = state.pulls[i].clone();
-                if body["event"] == json!("APPROVE") && pull.user == user {
+                let approve = matches!(body["event"].as_str(), Some("APPROVE" | "APPROVED"));
+                if approve && pull.user == user && self.dialect == Dialect::Gitea {
+                    return error(422, "approve your own pull is not allowed");
+                }
+                if approve && pull.user == user {
                     return ResponseTemplate::new(422).set_body_json(json!({
                         "message": "Unprocessable Entity",
                         "errors": ["Review Can not approve your own pull request"],
@@ -379,10 +447,12 @@ impl Hub {
                     id: state.next_id,
                     pull: pull.number,
                     user,
-                    state: match body["event"].as_str() {
-                        Some("APPROVE") => "APPROVED",
-                        Some("REQUEST_CHANGES") => "CHANGES_REQUESTED",
-                        _ => "COMMENTED",
+                    state: match (self.dialect, body["event"].as_str()) {
+                        (_, Some("APPROVE" | "APPROVED")) => "APPROVED",
+                        (Dialect::GitHub, Some("REQUEST_CHANGES")) => "CHANGES_REQUESTED",
+                        (Dialect::Gitea, Some("REQUEST_CHANGES")) => "REQUEST_CHANGES",
+                        (Dialect::GitHub, _) => "COMMENTED",
+                        (Dialect::Gitea, _) => "COMMENT",
                     },
                     commit_id: body["commit_id"].as_str().unwrap_or_default().to_owned(),
                     submitted_at,
@@ -391,7 +461,9 @@ impl Hub {
                 state.reviews.push(review);
                 ok(answer)
             }
-            ("PUT", ["pulls", number, "merge"]) => {
+            ("PUT" | "POST", ["pulls", number, "merge"])
+                if (method == "PUT") == (self.dialect == Dialect::GitHub) =>
+            {
                 let Some(i) = find(&state, number) else {
                     return error(404, "Not Found");
                 };
@@ -424,7 +496,10 @@ impl Hub {
                 let base_commit = repo.find_commit(base).expect("base commit");
                 let at = tick(&mut state);
                 let signature = signature_of(&user, &at);
-                let method = body["merge_method"].as_str().unwrap_or("merge");
+                let method = body["merge_method"]
+                    .as_str()
+                    .or(body["Do"].as_str())
+                    .unwrap_or("merge");
                 let title = format!(
                     "Merge pull request #{} from {OWNER}/{}",
                     pull.number, pull.head
@@ -562,6 +637,71 @@ impl Hub {
                     entries.reverse();
                 }
                 ok(Value::Array(entries))
+            }
+            ("GET", ["commits", sha, "pull"]) => match state
+                .pulls
+                .iter()
+                .find(|p| p.merge_commit_sha.as_deref() == Some(*sha))
+            {
+                Some(p) => ok(self.pull_json(&repo, p)),
+                None => error(404, "Not Found"),
+            },
+            ("GET", ["labels"]) => ok(state
+                .labels
+                .iter()
+                .map(|(id, name)| json!({"id": id, "name": name, "color": "0e8a16", "description": "", "exclusive": false, "is_archived": false, "url": ""}))
+                .collect()),
+            ("POST", ["labels"]) => {
+                let name = body["name"].as_str().unwrap_or_default().to_owned();
+                if state.labels.iter().any(|(_, n)| *n == name) {
+                    return validation("label already exists");
+                }
+                state.next_id += 1;
+                let id = state.next_id;
+                state.labels.push((id, name.clone()));
+                created(json!({"id": id, "name": name, "color": "0e8a16", "description": "", "exclusive": false, "is_archived": false, "url": ""}))
+            }
+            ("GET", ["activities", "feeds"]) => ok(state
+                .activity
+                .iter()
+                .rev()
+                .map(|a| {
+                    let content = json!({
+                        "Commits": [{"Sha1": a.after, "Message": "", "AuthorEmail": "", "AuthorName": a.actor, "CommitterEmail": "", "CommitterName": a.actor, "Timestamp": a.timestamp}],
+                        "HeadCommit": {"Sha1": a.after},
+                        "CompareURL": format!("{OWNER}/{NAME}/compare/{}...{}", a.before, a.after),
+                        "Len": 1
+                    });
+                    json!({
+                        "id": a.id, "act_user_id": 3, "act_user": {"id": 3, "login": a.actor},
+                        "op_type": "commit_repo", "content": content.to_string(),
+                        "ref_name": a.refname, "repo_id": 1, "is_private": false,
+                        "created": a.timestamp, "comment_id": 0
+                    })
+                })
+                .collect()),
+            ("GET", ["branch_protections", branch]) => match state.protections.get(*branch) {
+                Some(p) => ok(p.clone()),
+                None => error(404, "Not Found"),
+            },
+            ("POST", ["branch_protections"]) => {
+                let name = body["rule_name"].as_str().unwrap_or_default().to_owned();
+                if state.protections.contains_key(&name) {
+                    return error(403, "Branch protection already exist");
+                }
+                let mut rule = body.clone();
+                rule["branch_name"] = json!(name);
+                state.protections.insert(name, rule.clone());
+                created(rule)
+            }
+            ("PATCH", ["branch_protections", branch]) => {
+                let Some(rule) = state.protections.get_mut(*branch) else {
+                    return error(404, "Not Found");
+                };
+                for (k, v) in body.as_object().into_iter().flatten() {
+                    rule[k] = v.clone();
+                }
+                ok(rule.clone())
             }
             _ => error(404, "Not Found"),
         }
