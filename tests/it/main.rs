@@ -10,6 +10,7 @@ mod fleet;
 mod fleet_attacks;
 mod fuzz;
 mod github;
+mod github_attacks;
 mod github_loop;
 mod layout;
 mod migrate;
