@@ -72,7 +72,7 @@ fn main() -> ExitCode {
                     err.message_with_details()
                 );
             } else {
-                eprintln!("{err}");
+                eprintln!("{}", ferry::output::printable(&err.to_string()));
             }
             ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(1))
         }

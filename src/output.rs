@@ -26,7 +26,7 @@ impl Output {
     pub fn data(&self, line: impl AsRef<str>) {
         let mut out = io::stdout().lock();
         // A closed pipe (`ferry … | head`) is not an error worth a panic.
-        let _ = writeln!(out, "{}", line.as_ref());
+        let _ = writeln!(out, "{}", printable(line.as_ref()));
     }
 
     /// Prints `value` as pretty JSON to stdout.
@@ -38,14 +38,39 @@ impl Output {
     /// Prints a status line to stderr, unless `--quiet`.
     pub fn status(&self, line: impl AsRef<str>) {
         if !self.quiet {
-            let _ = writeln!(io::stderr().lock(), "{}", line.as_ref());
+            let _ = writeln!(io::stderr().lock(), "{}", printable(line.as_ref()));
         }
     }
 
     /// Prints a line to stderr even under `--quiet` (diagnostics that must not be lost).
     pub fn stderr(&self, line: impl AsRef<str>) {
-        let _ = writeln!(io::stderr().lock(), "{}", line.as_ref());
+        let _ = writeln!(io::stderr().lock(), "{}", printable(line.as_ref()));
     }
+}
+
+/// `text` safe for a terminal: what others wrote (a pull request's title or body, a login, a
+/// status's description, a commit's subject) may hold escapes that would rewrite the screen.
+/// Line feeds and tabs stay, a carriage return before a line feed goes, and every other
+/// control character (C0, DEL, C1) is shown as U+FFFD.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let text = text.replace("\r\n", "\n");
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() && c != '\n' && c != '\t' {
+                    '\u{fffd}'
+                } else {
+                    c
+                }
+            })
+            .collect(),
+    )
 }
 
 /// A time as RFC 3339 in UTC, such as `2026-10-14T12:00:01Z`.

@@ -384,15 +384,20 @@ fn violations(
     out
 }
 
-/// Who pushed each commit the logged `pushes` brought: each push's commits, from its new tip
-/// back along first parents to where the branch was before it.
+/// Who pushed each commit the logged `pushes` (oldest first) brought: each push's commits,
+/// from its new tip back along first parents to where the branch was before it, or to a
+/// commit an earlier push brought (a force push brings only its own commits, not the history
+/// it rewrote onto).
 fn pushed_by(store: &Store, pushes: &[crate::forge::LoggedPush]) -> BTreeMap<Oid, Pushed> {
-    let mut map = BTreeMap::new();
+    let mut map: BTreeMap<Oid, Pushed> = BTreeMap::new();
     for push in pushes {
         let mut at = Some(push.after);
         let mut steps = 0;
-        while let Some(id) = at.filter(|id| *id != push.before && !id.is_zero()) {
-            map.insert(id, push.by.clone());
+        let mut brought = Vec::new();
+        while let Some(id) =
+            at.filter(|id| *id != push.before && !id.is_zero() && !map.contains_key(id))
+        {
+            brought.push(id);
             steps += 1;
             if steps > 10_000 {
                 break;
@@ -401,6 +406,9 @@ fn pushed_by(store: &Store, pushes: &[crate::forge::LoggedPush]) -> BTreeMap<Oid
                 .commit(id)
                 .ok()
                 .and_then(|c| c.parents.first().copied());
+        }
+        for id in brought {
+            map.insert(id, push.by.clone());
         }
     }
     map

@@ -26,6 +26,8 @@ use crate::plan::protection::Rules;
 /// How many times a rate-limited call is retried, and the longest single wait.
 const RATE_LIMIT_RETRIES: u32 = 4;
 const MAX_WAIT: Duration = Duration::from_secs(300);
+/// The most pages of one list ferry reads (100 items each): a list that goes on is a loop.
+const MAX_PAGES: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {
@@ -35,6 +37,8 @@ pub enum GitHubError {
     TokenFile(crate::secret::SecretError),
     #[error("GITHUB_TOKEN is not set")]
     NoToken,
+    #[error("GITHUB_TOKEN holds characters no token has (control characters or non-ASCII)")]
+    BadToken,
     #[error("cannot reach the GitHub API at `{api}`: {message}")]
     Unreachable { api: String, message: String },
     #[error("GitHub refused {method} {path}: {status} {message}")]
@@ -58,7 +62,7 @@ impl GitHubError {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             GitHubError::BadRepo(_) => Some("pass `--repo owner/name` (or set FERRY_REPO)"),
-            GitHubError::NoToken => Some(
+            GitHubError::NoToken | GitHubError::BadToken => Some(
                 "set GITHUB_TOKEN to a token that can write pull requests, contents and statuses",
             ),
             GitHubError::Refused { status: 401, .. } => {
@@ -122,6 +126,10 @@ impl GitHub {
         let token = crate::secret::from_env("GITHUB_TOKEN")
             .map_err(GitHubError::TokenFile)?
             .ok_or(GitHubError::NoToken)?;
+        // What no header can carry is no token (and would make the client panic).
+        if http::HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+            return Err(GitHubError::BadToken);
+        }
         let api = std::env::var("GITHUB_API_URL")
             .ok()
             .filter(|u| !u.is_empty())
@@ -234,12 +242,31 @@ impl GitHub {
         })
     }
 
-    /// Every page of a list.
+    /// Every page of a list: at most MAX_PAGES, each read once, all on the API's host (a
+    /// next page elsewhere is not GitHub's answer).
     fn list(&self, path: &str) -> Result<Vec<Value>, GitHubError> {
+        let odd = |message: String| GitHubError::Unexpected {
+            method: "GET".to_owned(),
+            path: path.to_owned(),
+            message,
+        };
         let mut items = Vec::new();
+        let mut read = std::collections::HashSet::new();
         let mut next = Some(path.to_owned());
-        while let Some(path) = next {
-            let (_, link, value) = self.call("GET", &path, None)?;
+        while let Some(page) = next {
+            if !self.on_api(&page) {
+                return Err(odd(format!(
+                    "its next page is on another host (`{}`)",
+                    crate::output::abbrev(&page, 200)
+                )));
+            }
+            if !read.insert(page.clone()) {
+                return Err(odd("its next page is one it already read".to_owned()));
+            }
+            if read.len() > MAX_PAGES {
+                return Err(odd(format!("more than {MAX_PAGES} pages")));
+            }
+            let (_, link, value) = self.call("GET", &page, None)?;
             match value {
                 Value::Array(page) => items.extend(page),
                 other => items.push(other),
@@ -247,6 +274,31 @@ impl GitHub {
             next = link;
         }
         Ok(items)
+    }
+
+    /// Whether `url` (a path, or an absolute URL from a `Link` header) is on the API's
+    /// scheme, host and port, under its path.
+    fn on_api(&self, url: &str) -> bool {
+        let Ok(uri) = url.parse::<http::Uri>() else {
+            return false;
+        };
+        if uri.scheme().is_none() && uri.authority().is_none() {
+            return url.starts_with('/');
+        }
+        let Ok(api) = self.api.parse::<http::Uri>() else {
+            return false;
+        };
+        let port = |u: &http::Uri| {
+            u.port_u16().or_else(|| match u.scheme_str() {
+                Some("https") => Some(443),
+                Some("http") => Some(80),
+                _ => None,
+            })
+        };
+        uri.scheme() == api.scheme()
+            && uri.host().map(str::to_ascii_lowercase) == api.host().map(str::to_ascii_lowercase)
+            && port(&uri) == port(&api)
+            && uri.path().starts_with(api.path().trim_end_matches('/'))
     }
 
     /// The branch protection of `branch`; `None` when the branch is not protected.
@@ -673,6 +725,13 @@ impl Forge for GitHub {
             if entry["activity_type"].as_str() == Some("branch_deletion") {
                 continue;
             }
+            // Another branch's activity says nothing of who moved this one.
+            if entry["ref"]
+                .as_str()
+                .is_some_and(|r| r != format!("refs/heads/{branch}") && r != branch)
+            {
+                continue;
+            }
             log.pushes.push(super::LoggedPush {
                 before,
                 after,
@@ -821,7 +880,12 @@ impl From<GitHubError> for crate::error::Error {
     fn from(err: GitHubError) -> Self {
         let hint = err.hint();
         let error = match &err {
-            GitHubError::Unreachable { .. } => crate::error::Error::unavailable(err.to_string()),
+            GitHubError::Unreachable { .. } | GitHubError::RateLimited { .. } => {
+                crate::error::Error::unavailable(err.to_string())
+            }
+            GitHubError::Refused { status, .. } if *status >= 500 => {
+                crate::error::Error::unavailable(err.to_string())
+            }
             _ => crate::error::Error::failure(err.to_string()),
         };
         match hint {

@@ -7,6 +7,16 @@ use serde_json::{Value, json};
 
 use super::{CheckState, Record, Request, Status, Statuses};
 
+/// Reviewers whose approval GitHub's own protection would not count either: no write access
+/// to the repository (`author_association`).
+const OUTSIDERS: [&str; 5] = [
+    "NONE",
+    "FIRST_TIMER",
+    "FIRST_TIME_CONTRIBUTOR",
+    "CONTRIBUTOR",
+    "MANNEQUIN",
+];
+
 /// The statuses of one page of a combined status, each check's first (its latest) only.
 pub fn add_statuses(page: &Value, checks: &mut Statuses) {
     for status in page
@@ -71,6 +81,17 @@ pub fn approvals(reviews: &[Value]) -> Vec<super::Approval> {
             continue;
         };
         match review["state"].as_str() {
+            Some("APPROVED")
+                if review["author_association"]
+                    .as_str()
+                    .is_some_and(|a| OUTSIDERS.contains(&a)) =>
+            {
+                tracing::warn!(
+                    by,
+                    association = review["author_association"].as_str(),
+                    "an approval by someone without access to the repository is not counted"
+                );
+            }
             Some("APPROVED") if review["dismissed"] == json!(true) => {
                 standing.retain(|a| a.by != by)
             }

@@ -10,20 +10,20 @@ use wiremock::{MockServer, Request};
 use crate::common::hub::Hub;
 use crate::common::{Run, Sandbox};
 
-const ALICE: &str = "ghp_alice000000000000000000000000000000";
-const BOB: &str = "ghp_bob00000000000000000000000000000000";
-const AGENT: &str = "ghs_agent0000000000000000000000000000000";
-const REPO: &str = "/repos/acme/deploy";
+pub(crate) const ALICE: &str = "ghp_alice000000000000000000000000000000";
+pub(crate) const BOB: &str = "ghp_bob00000000000000000000000000000000";
+pub(crate) const AGENT: &str = "ghs_agent0000000000000000000000000000000";
+pub(crate) const REPO: &str = "/repos/acme/deploy";
 
 /// dev with `web` 1.0.0 pinned (a real artifact), staging declaring `web` at `/srv/web`,
 /// protected by one approval, its deploys reported by `agent-staging`; the double over it,
 /// with GitHub's activity of the push that declared it.
-async fn world() -> (Sandbox, String, MockServer, Hub) {
+pub(crate) async fn world() -> (Sandbox, String, MockServer, Hub) {
     world_of(0).await
 }
 
 /// [`world`] with `extra` more apps pinned in dev.
-async fn world_of(extra: usize) -> (Sandbox, String, MockServer, Hub) {
+pub(crate) async fn world_of(extra: usize) -> (Sandbox, String, MockServer, Hub) {
     let sandbox = Sandbox::new();
     let remote = sandbox.init("dev,staging,prod");
     let file = crate::agent::artifact(&sandbox, "1.0.0");
@@ -57,7 +57,7 @@ async fn world_of(extra: usize) -> (Sandbox, String, MockServer, Hub) {
 }
 
 /// `ferry ARGS --forge github` as the token's user, on the double.
-async fn ferry(
+pub(crate) async fn ferry(
     sandbox: &Sandbox,
     remote: &str,
     server: &MockServer,
@@ -90,7 +90,7 @@ async fn ferry(
 }
 
 /// The calls made since `from`, as `METHOD /path?query` relative to the repository.
-async fn calls_since(server: &MockServer, from: usize) -> Vec<String> {
+pub(crate) async fn calls_since(server: &MockServer, from: usize) -> Vec<String> {
     server.received_requests().await.unwrap()[from..]
         .iter()
         .map(|r| {
@@ -100,11 +100,11 @@ async fn calls_since(server: &MockServer, from: usize) -> Vec<String> {
         .collect()
 }
 
-async fn seen(server: &MockServer) -> usize {
+pub(crate) async fn seen(server: &MockServer) -> usize {
     server.received_requests().await.unwrap().len()
 }
 
-async fn last(server: &MockServer) -> Request {
+pub(crate) async fn last(server: &MockServer) -> Request {
     server.received_requests().await.unwrap().pop().unwrap()
 }
 
@@ -626,7 +626,7 @@ async fn an_edited_pull_request_is_not_merged_elsewhere() {
 }
 
 /// A PATCH of pull request #12 as alice, the way GitHub's web page edits it; the status code.
-async fn patch_pull(server: &MockServer, body: Value) -> u16 {
+pub(crate) async fn patch_pull(server: &MockServer, body: Value) -> u16 {
     use std::io::{Read, Write};
     let address = *server.address();
     tokio::task::spawn_blocking(move || {

@@ -11,6 +11,7 @@ mod fleet_attacks;
 mod fuzz;
 mod gitea_loop;
 mod github;
+mod github_attacks;
 mod github_loop;
 mod layout;
 mod migrate;

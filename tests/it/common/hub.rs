@@ -89,6 +89,12 @@ struct State {
     clock: i64,
     /// What GitHub's branch protection says when it refuses a merge (405), if it does.
     refusal: Option<String>,
+    /// Lists are cut into pages of this many items, linked by `Link: rel="next"` (GitHub's
+    /// `per_page`, which the double otherwise ignores, answering all in one page).
+    page_size: Option<usize>,
+    /// The `author_association` of each login's reviews (GitHub's: `NONE` for someone with
+    /// no access to the repository); `MEMBER` when not named.
+    associations: BTreeMap<String, String>,
 }
 
 /// The double; [`Hub::start`] mounts it on a fresh server.
@@ -159,6 +165,85 @@ impl Hub {
     /// From now on merges are refused by "branch protection", in these words (405).
     pub fn refuse_merges(&self, message: &str) {
         self.state.lock().unwrap().refusal = Some(message.to_owned());
+    }
+
+    /// From now on lists answer `size` items a page, with GitHub's `Link` header.
+    pub fn page_size(&self, size: usize) {
+        self.state.lock().unwrap().page_size = Some(size);
+    }
+
+    /// `login`'s reviews carry this `author_association` (`NONE`: no access).
+    pub fn association(&self, login: &str, association: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .associations
+            .insert(login.to_owned(), association.to_owned());
+    }
+
+    /// A review of pull request `pull` as GitHub would list it (`APPROVED`, `DISMISSED`,
+    /// `CHANGES_REQUESTED`, `COMMENTED`), of `commit`, by `login`, with no check: what
+    /// GitHub's records may hold whatever ferry's own calls did.
+    pub fn review(&self, pull: u64, login: &str, state: &'static str, commit: &str) {
+        let mut state_ = self.state.lock().unwrap();
+        state_.next_id += 1;
+        let submitted_at = tick(&mut state_);
+        let id = state_.next_id;
+        state_.reviews.push(Review {
+            id,
+            pull,
+            user: login.to_owned(),
+            state,
+            commit_id: commit.to_owned(),
+            submitted_at,
+        });
+    }
+
+    /// A list's page as GitHub answers it: `page` (from 1) of `items`, with a `Link` to the
+    /// next page on this server when there is one.
+    fn paged(request: &Request, size: Option<usize>, items: Vec<Value>) -> ResponseTemplate {
+        let Some(size) = size else {
+            return ok(Value::Array(items));
+        };
+        let page: usize = request
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == "page")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(1)
+            .max(1);
+        let chunk: Vec<Value> = items
+            .iter()
+            .skip((page - 1) * size)
+            .take(size)
+            .cloned()
+            .collect();
+        let answer = ok(Value::Array(chunk));
+        if page * size >= items.len() {
+            return answer;
+        }
+        // On the host the client asked (wiremock's URL says `localhost`).
+        let mut next = request.url.clone();
+        if let Some(host) = request
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| url::Url::parse(&format!("http://{h}")).ok())
+        {
+            let _ = next.set_host(host.host_str());
+            let _ = next.set_port(host.port());
+        }
+        let kept: Vec<(String, String)> = request
+            .url
+            .query_pairs()
+            .filter(|(k, _)| k != "page")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        next.query_pairs_mut()
+            .clear()
+            .extend_pairs(kept)
+            .append_pair("page", &(page + 1).to_string());
+        answer.insert_header("link", format!("<{next}>; rel=\"next\"").as_str())
     }
 
     fn user(&self, request: &Request) -> Option<String> {
@@ -279,20 +364,28 @@ impl Hub {
             }
             ("GET", ["commits", sha, "statuses"]) => {
                 let template = fixture("combined-status.json")["body"]["statuses"][0].clone();
-                ok(state
-                    .statuses
-                    .iter()
-                    .rev()
-                    .filter(|s| s.sha == *sha)
-                    .map(|s| status_json(&template, s))
-                    .collect())
+                Hub::paged(
+                    request,
+                    state.page_size,
+                    state
+                        .statuses
+                        .iter()
+                        .rev()
+                        .filter(|s| s.sha == *sha)
+                        .map(|s| status_json(&template, s))
+                        .collect(),
+                )
             }
-            ("GET", ["commits", sha, "pulls"]) => ok(state
-                .pulls
-                .iter()
-                .filter(|p| p.merge_commit_sha.as_deref() == Some(*sha))
-                .map(|p| self.pull_json(&repo, p))
-                .collect()),
+            ("GET", ["commits", sha, "pulls"]) => Hub::paged(
+                request,
+                state.page_size,
+                state
+                    .pulls
+                    .iter()
+                    .filter(|p| p.merge_commit_sha.as_deref() == Some(*sha))
+                    .map(|p| self.pull_json(&repo, p))
+                    .collect(),
+            ),
             ("POST", ["statuses", sha]) => {
                 state.next_id += 1;
                 let at = tick(&mut state);
@@ -325,7 +418,7 @@ impl Hub {
                     .filter(|p| query.get("base").is_none_or(|b| *b == p.base))
                     .map(|p| self.pull_json(&repo, p))
                     .collect();
-                ok(Value::Array(pulls))
+                Hub::paged(request, state.page_size, pulls)
             }
             ("POST", ["pulls"]) => {
                 let head = body["head"].as_str().unwrap_or_default().to_owned();
@@ -417,12 +510,16 @@ impl Hub {
             }
             ("GET", ["pulls", number, "reviews"]) => {
                 let number: u64 = number.parse().unwrap_or(0);
-                ok(state
-                    .reviews
-                    .iter()
-                    .filter(|r| r.pull == number)
-                    .map(review_json)
-                    .collect())
+                Hub::paged(
+                    request,
+                    state.page_size,
+                    state
+                        .reviews
+                        .iter()
+                        .filter(|r| r.pull == number)
+                        .map(|r| review_json(r, &state.associations))
+                        .collect(),
+                )
             }
             ("POST", ["pulls", number, "reviews"]) => {
                 let Some(i) = find(&state, number) else {
@@ -457,7 +554,7 @@ impl Hub {
                     commit_id: body["commit_id"].as_str().unwrap_or_default().to_owned(),
                     submitted_at,
                 };
-                let answer = review_json(&review);
+                let answer = review_json(&review, &state.associations);
                 state.reviews.push(review);
                 ok(answer)
             }
@@ -636,7 +733,7 @@ impl Hub {
                 if query.get("direction").map(String::as_str) != Some("asc") {
                     entries.reverse();
                 }
-                ok(Value::Array(entries))
+                Hub::paged(request, state.page_size, entries)
             }
             ("GET", ["commits", sha, "pull"]) => match state
                 .pulls
@@ -756,7 +853,7 @@ fn status_json(template: &Value, s: &StatusEntry) -> Value {
     status
 }
 
-fn review_json(r: &Review) -> Value {
+fn review_json(r: &Review, associations: &BTreeMap<String, String>) -> Value {
     json!({
         "id": r.id,
         "node_id": format!("PRR_{}", r.id),
@@ -765,7 +862,7 @@ fn review_json(r: &Review) -> Value {
         "state": r.state,
         "html_url": format!("https://github.com/{OWNER}/{NAME}/pull/{}#pullrequestreview-{}", r.pull, r.id),
         "pull_request_url": format!("https://api.github.com/repos/{OWNER}/{NAME}/pulls/{}", r.pull),
-        "author_association": "MEMBER",
+        "author_association": associations.get(&r.user).map_or("MEMBER", String::as_str),
         "submitted_at": r.submitted_at,
         "commit_id": r.commit_id,
     })
