@@ -340,7 +340,7 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
         })?;
 
     if let Some(promoted) = promoted_tree {
-        confirm_merged(&store, &to.branch, new, promoted, out);
+        confirm_merged(&store, request, &to.branch, new, promoted, out)?;
     }
 
     match out.format {
@@ -418,34 +418,37 @@ fn check_head(
     Ok(promoted)
 }
 
-/// After a hosted forge's merge: the target branch's tree must be the promoted one. Says so
-/// when the branch is not at the merge commit (it moved meanwhile) or its tree differs.
+/// After a hosted forge's merge: the merge commit's tree must be the promoted one. A forge
+/// merges the pinned head onto the target as it is by then; if the target moved between
+/// ferry's checks and the merge, the result is not what was reviewed: that is a failure
+/// (exit 1), said with what to do. When the merge commit cannot be read back, a warning.
 fn confirm_merged(
     store: &crate::store::Store,
+    request: &crate::forge::Request,
     branch: &str,
     merged: Oid,
     promoted: Oid,
     out: Output,
-) {
+) -> Result<()> {
     store.refresh();
-    let tip = store
-        .fetch(&[branch], crate::store::History::Tip)
-        .ok()
-        .and_then(|mut tips| tips.remove(branch).flatten());
-    match tip {
-        Some(tip) if tip == merged => {
-            if store.tree_of(tip).ok() != Some(promoted) {
-                out.stderr(format!(
-                    "warning: `{branch}` is at the merge commit {}, but its tree is not the promoted state: check `ferry diff`",
-                    short(merged)
-                ));
-            }
-        }
-        Some(tip) => out.stderr(format!(
-            "warning: `{branch}` is at {}, not at the merge commit {} the forge reported: it moved meanwhile, or the forge's git is behind",
-            short(tip),
+    let _ = store.fetch(&[branch], crate::store::History::Full);
+    match store.tree_of(merged) {
+        Ok(tree) if tree == promoted => Ok(()),
+        Ok(_) => Err(Error::failure(format!(
+            "#{} merged as {}, but its tree is not the promoted state: `{branch}` moved between ferry's checks and the merge, and the forge merged the head onto it",
+            request.id,
             short(merged)
-        )),
-        None => out.stderr(format!("warning: could not read `{branch}` after the merge")),
+        ))
+        .hint(format!(
+            "`ferry diff {} {}` shows where it stands; `protection.require_up_to_date` makes the forge refuse such a merge",
+            request.from, request.to
+        ))),
+        Err(_) => {
+            out.stderr(format!(
+                "warning: could not read the merge commit {} back from `{branch}`: its tree was not checked",
+                short(merged)
+            ));
+            Ok(())
+        }
     }
 }

@@ -649,3 +649,36 @@ pub(crate) async fn patch_pull(server: &MockServer, body: Value) -> u16 {
     .await
     .unwrap()
 }
+
+/// The target moves between ferry's checks and GitHub's merge (nothing in GitHub's merge API
+/// can pin the base): GitHub merges the head onto it, and ferry says the result is not the
+/// promoted state, exit 1, with what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_that_moves_during_the_merge_is_a_failure_said_so() {
+    let (sandbox, remote, server, hub) = world().await;
+    ferry(
+        &sandbox,
+        &remote,
+        &server,
+        ALICE,
+        &["promote", "dev", "staging"],
+    )
+    .await
+    .assert_code(0);
+    ferry(&sandbox, &remote, &server, BOB, &["approve", "12"])
+        .await
+        .assert_code(0);
+    hub.race_the_next_merge();
+    let run = ferry(&sandbox, &remote, &server, ALICE, &["merge", "12"]).await;
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("but its tree is not the promoted state: `staging` moved between ferry's checks and the merge"),
+        "{}",
+        run.render()
+    );
+    assert!(
+        run.stderr.contains("require_up_to_date"),
+        "{}",
+        run.render()
+    );
+}

@@ -89,6 +89,9 @@ struct State {
     clock: i64,
     /// What GitHub's branch protection says when it refuses a merge (405), if it does.
     refusal: Option<String>,
+    /// Someone pushes to the base just before the next merge (the race a forge's merge API
+    /// cannot rule out), and the merge goes on, three-way, as GitHub's does.
+    race: bool,
     /// Lists are cut into pages of this many items, linked by `Link: rel="next"` (GitHub's
     /// `per_page`, which the double otherwise ignores, answering all in one page).
     page_size: Option<usize>,
@@ -163,6 +166,10 @@ impl Hub {
     }
 
     /// From now on merges are refused by "branch protection", in these words (405).
+    pub fn race_the_next_merge(&self) {
+        self.state.lock().unwrap().race = true;
+    }
+
     pub fn refuse_merges(&self, message: &str) {
         self.state.lock().unwrap().refusal = Some(message.to_owned());
     }
@@ -584,12 +591,38 @@ impl Hub {
                     );
                 }
                 let base_ref = format!("refs/heads/{}", pull.base);
-                let base = repo.refname_to_id(&base_ref).expect("base");
+                let mut base = repo.refname_to_id(&base_ref).expect("base");
                 let head_commit = repo.find_commit(head).expect("head commit");
-                if head_commit.parent_id(0).ok() != Some(base) {
+                let raced = std::mem::take(&mut state.race);
+                if raced {
+                    let before = repo.find_commit(base).expect("base commit");
+                    let blob = repo.blob(b"pushed during the merge\n").expect("blob");
+                    let mut update = TreeUpdateBuilder::new();
+                    update.upsert("RACE.md", blob, FileMode::Blob);
+                    let tree = update
+                        .create_updated(&repo, &before.tree().expect("tree"))
+                        .expect("tree");
+                    let tree = repo.find_tree(tree).expect("tree");
+                    let at = tick(&mut state);
+                    let signature = signature_of("mallory", &at);
+                    let moved = repo
+                        .commit(None, &signature, &signature, "race", &tree, &[&before])
+                        .expect("commit");
+                    repo.reference(&base_ref, moved, true, "race").expect("ref");
+                    base = moved;
+                } else if head_commit.parent_id(0).ok() != Some(base) {
                     return error(405, "Pull Request is not mergeable");
                 }
-                let tree = head_commit.tree().expect("tree");
+                let tree = if raced {
+                    let base_commit = repo.find_commit(base).expect("base commit");
+                    let mut index = repo
+                        .merge_commits(&base_commit, &head_commit, None)
+                        .expect("a three-way merge");
+                    let tree = index.write_tree_to(&repo).expect("merged tree");
+                    repo.find_tree(tree).expect("tree")
+                } else {
+                    head_commit.tree().expect("tree")
+                };
                 let base_commit = repo.find_commit(base).expect("base commit");
                 let at = tick(&mut state);
                 let signature = signature_of(&user, &at);
