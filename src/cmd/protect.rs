@@ -96,6 +96,7 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
     let name = kind.name();
     let repo = match kind {
         ForgeKind::Gitea => crate::forge::gitea::locate(&store, target.forge.repo.as_deref())?.0,
+        ForgeKind::Gitlab => crate::forge::gitlab::locate(&store, target.forge.repo.as_deref())?.0,
         _ => crate::forge::github::repo_of(&store, target.forge.repo.as_deref())?,
     };
     let owner = forge.owner().unwrap_or_default();

@@ -18,7 +18,7 @@ use super::{
     Record, Request, RequestState, Status, Statuses,
 };
 use crate::plan::protection::{Principals, Rules};
-use crate::store::{RefUpdate, Store, UpdateOutcome};
+use crate::store::Store;
 
 const GITEA: &str = "Gitea";
 
@@ -51,26 +51,10 @@ pub fn locate(store: &Store, given: Option<&str>) -> Result<(String, String), cr
         .filter(|u| !u.is_empty())
     {
         Some(api) => api,
-        None => {
-            let (host, _) = remote.ok_or_else(|| {
-                crate::error::Error::usage(format!("`{shown}` is not on a Gitea server")).hint(
-                    "set GITEA_API_URL to the server's API (`https://gitea.example.com/api/v1`)",
-                )
-            })?;
-            let scheme = if shown.starts_with("http://") {
-                "http"
-            } else {
-                "https"
-            };
-            let port = shown
-                .split_once("://")
-                .and_then(|(s, rest)| (s == "http" || s == "https").then_some(rest))
-                .and_then(|rest| rest.split('/').next())
-                .and_then(|authority| authority.rsplit('@').next())
-                .and_then(|hostport| hostport.split_once(':').map(|(_, p)| format!(":{p}")))
-                .unwrap_or_default();
-            format!("{scheme}://{host}{port}/api/v1")
-        }
+        None => super::rest::api_of_remote(shown, "/api/v1").ok_or_else(|| {
+            crate::error::Error::usage(format!("`{shown}` is not on a Gitea server"))
+                .hint("set GITEA_API_URL to the server's API (`https://gitea.example.com/api/v1`)")
+        })?,
     };
     Ok((repo, api))
 }
@@ -173,45 +157,6 @@ impl<'s> Gitea<'s> {
         }
         Ok(ids)
     }
-
-    /// Pushes the proposal to its request branch (built in the store on the target's tip).
-    fn push_proposal(&self, p: &Proposal<'_>) -> Result<Oid, ForgeError> {
-        let author = self.store.signature_as(p.commit.author).map_err(git)?;
-        let committer = self.store.signature_as(p.commit.committer).map_err(git)?;
-        let files: Vec<(String, Vec<u8>)> = p
-            .commit
-            .files
-            .iter()
-            .map(|(path, text)| (path.clone(), text.clone().into_bytes()))
-            .collect();
-        let head = self.store.write_commit(
-            Some(p.commit.parent),
-            &files,
-            p.commit.message,
-            &author,
-            &committer,
-        )?;
-        let current = self
-            .store
-            .refs()?
-            .get(&format!("refs/heads/{}", p.branch))
-            .copied();
-        let update = RefUpdate::branch(p.branch, current, head).rewriting();
-        match self.store.update(
-            &[update],
-            false,
-            &format!("ferry promote {} {}", p.from, p.to),
-        )? {
-            UpdateOutcome::Updated => Ok(head),
-            UpdateOutcome::Moved { .. } => Err(ForgeError::BranchMoved {
-                branch: p.branch.to_owned(),
-            }),
-        }
-    }
-}
-
-fn git(e: git2::Error) -> ForgeError {
-    ForgeError::Store(crate::store::StoreError::Git(e.message().to_owned()))
 }
 
 impl Forge for Gitea<'_> {
@@ -249,7 +194,7 @@ impl Forge for Gitea<'_> {
         p: &Proposal<'_>,
         open: Option<&OpenRequest>,
     ) -> Result<Published, ForgeError> {
-        let head = self.push_proposal(p)?;
+        let head = super::push_request_branch(self.store, p)?;
         let edit = json!({"title": p.title, "body": p.body});
         let (pr, updated) = match open {
             Some(open) => (

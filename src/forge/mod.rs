@@ -10,6 +10,7 @@
 
 pub mod gitea;
 pub mod github;
+pub mod gitlab;
 pub mod local;
 pub mod memory;
 pub mod pulls;
@@ -37,17 +38,30 @@ pub enum ForgeKind {
     /// GitHub: a pull request per promotion, commit statuses as checks. Needs GITHUB_TOKEN;
     /// GITHUB_API_URL points at GitHub Enterprise.
     Github,
+    /// GitLab: a merge request per promotion, the approvals API, commit statuses, protected
+    /// branches. Needs GITLAB_TOKEN (or CI_JOB_TOKEN); GITLAB_API_URL is the `/api/v4` base.
+    Gitlab,
     /// Gitea or Forgejo (Codeberg): a pull request per promotion, reviews, commit statuses,
     /// branch protections. Needs GITEA_TOKEN; GITEA_API_URL is the server's `/api/v1`.
     Gitea,
 }
 
 impl ForgeKind {
+    /// What the forge calls a promotion's request.
+    pub fn request_noun(self) -> &'static str {
+        match self {
+            ForgeKind::Local => "request",
+            ForgeKind::Github | ForgeKind::Gitea => "pull request",
+            ForgeKind::Gitlab => "merge request",
+        }
+    }
+
     /// The forge's name, for people.
     pub fn name(self) -> &'static str {
         match self {
             ForgeKind::Local => "the embedded forge",
             ForgeKind::Github => "GitHub",
+            ForgeKind::Gitlab => "GitLab",
             ForgeKind::Gitea => "Gitea",
         }
     }
@@ -179,6 +193,47 @@ pub fn detect(url: &str) -> ForgeKind {
     }
 }
 
+/// Builds a proposal's commit in `store` on the target's tip, as the embedded forge does, and
+/// pushes it to the request branch with git (for a hosted forge whose API cannot set a branch
+/// to a given commit). Returns the commit.
+pub fn push_request_branch(
+    store: &crate::store::Store,
+    p: &Proposal<'_>,
+) -> Result<Oid, ForgeError> {
+    use crate::store::{RefUpdate, UpdateOutcome};
+    let git = |e: git2::Error| ForgeError::Store(StoreError::Git(e.message().to_owned()));
+    let author = store.signature_as(p.commit.author).map_err(git)?;
+    let committer = store.signature_as(p.commit.committer).map_err(git)?;
+    let files: Vec<(String, Vec<u8>)> = p
+        .commit
+        .files
+        .iter()
+        .map(|(path, text)| (path.clone(), text.clone().into_bytes()))
+        .collect();
+    let head = store.write_commit(
+        Some(p.commit.parent),
+        &files,
+        p.commit.message,
+        &author,
+        &committer,
+    )?;
+    let current = store
+        .refs()?
+        .get(&format!("refs/heads/{}", p.branch))
+        .copied();
+    let update = RefUpdate::branch(p.branch, current, head).rewriting();
+    match store.update(
+        &[update],
+        false,
+        &format!("ferry promote {} {}", p.from, p.to),
+    )? {
+        UpdateOutcome::Updated => Ok(head),
+        UpdateOutcome::Moved { .. } => Err(ForgeError::BranchMoved {
+            branch: p.branch.to_owned(),
+        }),
+    }
+}
+
 /// The forge `kind` names, on `store` (GitHub: `repo`, else the remote's URL).
 pub fn open<'s>(
     store: &'s crate::store::Store,
@@ -191,6 +246,10 @@ pub fn open<'s>(
         ForgeKind::Gitea => {
             let (repo, api) = gitea::locate(store, repo)?;
             Box::new(gitea::Gitea::new(store, &repo, &api)?)
+        }
+        ForgeKind::Gitlab => {
+            let (project, api) = gitlab::locate(store, repo)?;
+            Box::new(gitlab::GitLab::new(store, &project, &api)?)
         }
     })
 }

@@ -141,18 +141,21 @@ fn block_of(body: &str) -> Option<Block> {
     serde_json::from_str(&rest[..end]).ok()
 }
 
-/// ferry's request for a promotion's pull request and its reviews; `None` when it is not a
-/// promotion's. Its environments, source and moves come from the block for bots in its body;
-/// a move whose pin the body does not carry (a body cut to GitHub's size limit) has its
-/// version as a bare pin.
-pub fn request_of(pr: &Value, reviews: &[Value]) -> Option<Request> {
-    if !is_promotion(pr) {
-        return None;
-    }
-    let branch = pr["head"]["ref"].as_str()?.to_owned();
-    let body = pr["body"].as_str().unwrap_or_default().to_owned();
-    // A block naming other environments than the branch does is not this request's.
-    let block = block_of(&body).filter(|b| super::request_branch(&b.from, &b.to) == branch);
+/// What a promotion's request says of itself, from the block for bots in its body (ignored
+/// when it names other environments than its branch does), else from its branch's name.
+pub struct Described {
+    pub from: String,
+    pub to: String,
+    /// Empty when the body does not say.
+    pub source: String,
+    pub base: Option<String>,
+    pub rollback: bool,
+    pub moves: Vec<super::RequestedMove>,
+}
+
+/// [`Described`] of the request on `branch` whose body is `body`.
+pub fn described(branch: &str, body: &str) -> Described {
+    let block = block_of(body).filter(|b| super::request_branch(&b.from, &b.to) == branch);
     let (from, to) = match &block {
         Some(b) => (b.from.clone(), b.to.clone()),
         None => {
@@ -176,6 +179,34 @@ pub fn request_of(pr: &Value, reviews: &[Value]) -> Option<Request> {
             kind: m.kind,
         })
         .collect();
+    Described {
+        from,
+        to,
+        source: block.as_ref().map(|b| b.source.clone()).unwrap_or_default(),
+        base: block.as_ref().map(|b| b.base.clone()),
+        rollback: block.as_ref().is_some_and(|b| b.rollback),
+        moves,
+    }
+}
+
+/// ferry's request for a promotion's pull request and its reviews; `None` when it is not a
+/// promotion's. Its environments, source and moves come from the block for bots in its body;
+/// a move whose pin the body does not carry (a body cut to GitHub's size limit) has its
+/// version as a bare pin.
+pub fn request_of(pr: &Value, reviews: &[Value]) -> Option<Request> {
+    if !is_promotion(pr) {
+        return None;
+    }
+    let branch = pr["head"]["ref"].as_str()?.to_owned();
+    let body = pr["body"].as_str().unwrap_or_default().to_owned();
+    let Described {
+        from,
+        to,
+        source,
+        base,
+        rollback,
+        moves,
+    } = described(&branch, &body);
     let merged = pr["merged_at"].is_string() || pr["merged"] == json!(true);
     let state = match (pr["state"].as_str(), merged) {
         (Some("open"), _) => super::RequestState::Open,
@@ -200,14 +231,12 @@ pub fn request_of(pr: &Value, reviews: &[Value]) -> Option<Request> {
         author: login(&pr["user"]).unwrap_or_default(),
         created_at: seconds(&pr["created_at"]).unwrap_or(0),
         updated_at: seconds(&pr["updated_at"]).unwrap_or(0),
-        base: block
-            .as_ref()
-            .map(|b| b.base.clone())
+        base: base
             .or_else(|| pr["base"]["sha"].as_str().map(str::to_owned))
             .unwrap_or_default(),
         head: pr["head"]["sha"].as_str().unwrap_or_default().to_owned(),
-        source: block.as_ref().map(|b| b.source.clone()).unwrap_or_default(),
-        rollback: block.as_ref().is_some_and(|b| b.rollback),
+        source,
+        rollback,
         moves,
         approvals: approvals(reviews),
         merged_by: merged.then(|| login(&pr["merged_by"])).flatten(),

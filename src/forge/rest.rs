@@ -259,6 +259,25 @@ impl Rest {
     }
 }
 
+/// A forge's API base for a remote: `https://HOST[:PORT]{path}` (`http` for an `http://`
+/// remote, the port kept for either; an ssh remote's host over https). `None` for a path.
+pub fn api_of_remote(shown: &str, path: &str) -> Option<String> {
+    let (host, _) = super::host_and_path(shown)?;
+    let scheme = if shown.starts_with("http://") {
+        "http"
+    } else {
+        "https"
+    };
+    let port = shown
+        .split_once("://")
+        .and_then(|(s, rest)| (s == "http" || s == "https").then_some(rest))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|authority| authority.rsplit('@').next())
+        .and_then(|hostport| hostport.split_once(':').map(|(_, p)| format!(":{p}")))
+        .unwrap_or_default();
+    Some(format!("{scheme}://{host}{port}{path}"))
+}
+
 /// Why an exchange did not happen, in words.
 struct Said(String);
 

@@ -16,6 +16,7 @@ fn the_deploy_files_pass_their_checkers() {
         ("actionlint", "PyPI, deploy/requirements-check.txt"),
         ("yamllint", "PyPI, deploy/requirements-check.txt"),
         ("shellcheck", "PyPI, deploy/requirements-check.txt"),
+        ("check-jsonschema", "PyPI, deploy/requirements-check.txt"),
     ] {
         crate::common::prereq::require(checker, package);
     }

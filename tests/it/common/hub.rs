@@ -33,6 +33,8 @@ struct Pull {
     merged_at: Option<String>,
     merged_by: Option<String>,
     merge_commit_sha: Option<String>,
+    /// Merged by a squash (GitLab reports its commit as `squash_commit_sha`).
+    squashed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +76,8 @@ pub enum Dialect {
     GitHub,
     /// Gitea and Forgejo, under `/api/v1`.
     Gitea,
+    /// GitLab, under `/api/v4`, the project addressed by its URL-encoded path.
+    GitLab,
 }
 
 #[derive(Default)]
@@ -254,6 +258,12 @@ impl Hub {
     }
 
     fn user(&self, request: &Request) -> Option<String> {
+        // GitLab's token headers.
+        for header in ["private-token", "job-token"] {
+            if let Some(token) = request.headers.get(header) {
+                return self.users.get(token.to_str().ok()?).cloned();
+            }
+        }
         let auth = request.headers.get("authorization")?.to_str().ok()?;
         let token = auth
             .strip_prefix("Bearer ")
@@ -264,8 +274,8 @@ impl Hub {
     fn pull_json(&self, repo: &Repository, pull: &Pull) -> Value {
         let mut value = match self.dialect {
             Dialect::GitHub => fixture("pull-request.json"),
-            // As Gitea's API documents a PullRequest.
-            Dialect::Gitea => json!({
+            // As Gitea's API documents a PullRequest (GitLab answers with mr_json).
+            Dialect::Gitea | Dialect::GitLab => json!({
                 "id": 0, "url": "", "number": 0, "user": {"id": 1, "login": ""},
                 "title": "", "body": "", "labels": [], "milestone": null, "assignee": null,
                 "assignees": null, "state": "open", "is_locked": false, "comments": 0,
@@ -285,7 +295,9 @@ impl Hub {
         value["id"] = json!(1_000 + pull.number);
         value["html_url"] = json!(match self.dialect {
             Dialect::GitHub => format!("https://github.com/{OWNER}/{NAME}/pull/{}", pull.number),
-            Dialect::Gitea => format!("https://codeberg.org/{OWNER}/{NAME}/pulls/{}", pull.number),
+            Dialect::Gitea | Dialect::GitLab => {
+                format!("https://codeberg.org/{OWNER}/{NAME}/pulls/{}", pull.number)
+            }
         });
         value["url"] = json!(format!(
             "https://api.github.com/repos/{OWNER}/{NAME}/pulls/{}",
@@ -320,6 +332,402 @@ impl Hub {
         value
     }
 
+    /// Merges pull request `number` as the forge does: `pinned` must be its head; `method`
+    /// `merge` makes a merge commit, anything else one commit on the base with the head's tree.
+    /// The commit on the base, and the pull request's index.
+    fn merge_pull(
+        &self,
+        repo: &Repository,
+        state: &mut State,
+        number: &str,
+        pinned: Option<&str>,
+        method: &str,
+        user: &str,
+    ) -> Result<(Oid, usize), Box<ResponseTemplate>> {
+        let Some(i) = find(state, number) else {
+            return Err(Box::new(error(404, "Not Found")));
+        };
+        let pull = state.pulls[i].clone();
+        if pull.state != "open" {
+            return Err(Box::new(error(405, "Pull Request is not mergeable")));
+        }
+        if let Some(refusal) = &state.refusal {
+            return Err(Box::new(error(405, refusal)));
+        }
+        let head = repo
+            .refname_to_id(&format!("refs/heads/{}", pull.head))
+            .expect("head");
+        if pinned.is_some_and(|sha| sha != head.to_string()) {
+            return Err(Box::new(error(
+                409,
+                "Head branch was modified. Review and try the merge again.",
+            )));
+        }
+        let base_ref = format!("refs/heads/{}", pull.base);
+        let mut base = repo.refname_to_id(&base_ref).expect("base");
+        let head_commit = repo.find_commit(head).expect("head commit");
+        let raced = std::mem::take(&mut state.race);
+        if raced {
+            let before = repo.find_commit(base).expect("base commit");
+            let blob = repo.blob(b"pushed during the merge\n").expect("blob");
+            let mut update = TreeUpdateBuilder::new();
+            update.upsert("RACE.md", blob, FileMode::Blob);
+            let tree = update
+                .create_updated(repo, &before.tree().expect("tree"))
+                .expect("tree");
+            let tree = repo.find_tree(tree).expect("tree");
+            let at = tick(state);
+            let signature = signature_of("mallory", &at);
+            let moved = repo
+                .commit(None, &signature, &signature, "race", &tree, &[&before])
+                .expect("commit");
+            repo.reference(&base_ref, moved, true, "race").expect("ref");
+            base = moved;
+        } else if head_commit.parent_id(0).ok() != Some(base) {
+            return Err(Box::new(error(405, "Pull Request is not mergeable")));
+        }
+        let tree = if raced {
+            let base_commit = repo.find_commit(base).expect("base commit");
+            let mut index = repo
+                .merge_commits(&base_commit, &head_commit, None)
+                .expect("a three-way merge");
+            let tree = index.write_tree_to(repo).expect("merged tree");
+            repo.find_tree(tree).expect("tree")
+        } else {
+            head_commit.tree().expect("tree")
+        };
+        let base_commit = repo.find_commit(base).expect("base commit");
+        let at = tick(state);
+        let signature = signature_of(user, &at);
+        let title = format!(
+            "Merge pull request #{} from {OWNER}/{}",
+            pull.number, pull.head
+        );
+        let merged = match method {
+            "merge" => repo.commit(
+                None,
+                &signature,
+                &signature,
+                &format!("{title}\n\n{}", pull.title),
+                &tree,
+                &[&base_commit, &head_commit],
+            ),
+            _ => repo.commit(
+                None,
+                &signature,
+                &signature,
+                &format!("{} (#{})", pull.title, pull.number),
+                &tree,
+                &[&base_commit],
+            ),
+        }
+        .expect("merge commit");
+        repo.reference_matching(&base_ref, merged, true, base, "merge")
+            .expect("move the base");
+        let pull = &mut state.pulls[i];
+        pull.state = "closed";
+        pull.merged_at = Some(at.clone());
+        pull.merged_by = Some(user.to_owned());
+        pull.squashed = method == "squash";
+        pull.merge_commit_sha = Some(merged.to_string());
+        state.next_id += 1;
+        let id = state.next_id;
+        state.activity.push(Activity {
+            id,
+            before: base.to_string(),
+            after: merged.to_string(),
+            refname: base_ref,
+            timestamp: at,
+            kind: "pr_merge",
+            actor: user.to_owned(),
+        });
+        Ok((merged, i))
+    }
+
+    fn mr_json(&self, repo: &Repository, pull: &Pull) -> Value {
+        let tip = |branch: &str| {
+            repo.refname_to_id(&format!("refs/heads/{branch}"))
+                .map(|id| id.to_string())
+                .unwrap_or_default()
+        };
+        let merged = pull.merged_at.is_some();
+        let state = match (pull.state, merged) {
+            (_, true) => "merged",
+            ("open", _) => "opened",
+            _ => "closed",
+        };
+        let person = |name: &Option<String>| match name {
+            Some(name) => json!({"id": 2, "username": name, "name": name, "state": "active"}),
+            None => Value::Null,
+        };
+        json!({
+            "id": 1000 + pull.number, "iid": pull.number, "project_id": 1,
+            "title": pull.title, "description": pull.body, "state": state,
+            "created_at": pull.created_at, "updated_at": pull.created_at,
+            "merged_by": person(&pull.merged_by), "merge_user": person(&pull.merged_by),
+            "merged_at": pull.merged_at, "closed_by": null,
+            "closed_at": if state == "closed" { json!(pull.created_at) } else { Value::Null },
+            "target_branch": pull.base, "source_branch": pull.head,
+            "author": {"id": 1, "username": pull.user, "name": pull.user, "state": "active"},
+            "labels": pull.labels, "draft": false, "work_in_progress": false,
+            "merge_when_pipeline_succeeds": false,
+            "detailed_merge_status": if state == "opened" { "mergeable" } else { "not_open" },
+            "sha": tip(&pull.head),
+            "merge_commit_sha": if pull.squashed { Value::Null } else { json!(pull.merge_commit_sha) },
+            "squash_commit_sha": if pull.squashed { json!(pull.merge_commit_sha) } else { Value::Null },
+            "squash": pull.squashed, "has_conflicts": false,
+            "web_url": format!("https://gitlab.com/{OWNER}/{NAME}/-/merge_requests/{}", pull.number),
+            "diff_refs": {"base_sha": tip(&pull.base), "head_sha": tip(&pull.head), "start_sha": tip(&pull.base)},
+        })
+    }
+
+    /// GitLab's API: `path` under `/api/v4`.
+    fn answer_gitlab(
+        &self,
+        method: &str,
+        path: &str,
+        query: &BTreeMap<String, String>,
+        body: &Value,
+        user: String,
+    ) -> ResponseTemplate {
+        let gone = || error(404, "404 Not Found");
+        if method == "GET" && path == "/user" {
+            return ok(json!({"id": 1, "username": user, "name": user, "state": "active"}));
+        }
+        let Some(rest) = path.strip_prefix(&format!("/projects/{OWNER}%2F{NAME}/")) else {
+            return gone();
+        };
+        let repo = Repository::open_bare(&self.repo).expect("the double's repository");
+        let mut state = self.state.lock().unwrap();
+        let parts: Vec<&str> = rest.split('/').collect();
+        match (method, parts.as_slice()) {
+            ("GET", ["merge_requests"]) => {
+                let wanted = query.get("state").map_or("all", String::as_str);
+                let same = |key: &str, m: &Value| query.get(key).is_none_or(|b| m[key] == json!(b));
+                ok(state
+                    .pulls
+                    .iter()
+                    .map(|p| self.mr_json(&repo, p))
+                    .filter(|m| wanted == "all" || m["state"] == json!(wanted))
+                    .filter(|m| same("source_branch", m) && same("target_branch", m))
+                    .collect())
+            }
+            ("POST", ["merge_requests"]) => {
+                let head = body["source_branch"].as_str().unwrap_or_default().to_owned();
+                let base = body["target_branch"].as_str().unwrap_or_default().to_owned();
+                if let Some(open) = state
+                    .pulls
+                    .iter()
+                    .find(|p| p.state == "open" && p.head == head && p.base == base)
+                {
+                    return ResponseTemplate::new(409).set_body_json(json!({"message": [format!(
+                        "Another open merge request already exists for this source branch: !{}",
+                        open.number
+                    )]}));
+                }
+                let number = self.first_number + state.pulls.len() as u64;
+                let created_at = tick(&mut state);
+                let pull = Pull {
+                    number,
+                    title: body["title"].as_str().unwrap_or_default().to_owned(),
+                    body: body["description"].as_str().unwrap_or_default().to_owned(),
+                    head,
+                    base,
+                    user,
+                    state: "open",
+                    labels: labels_of(body),
+                    created_at,
+                    merged_at: None,
+                    merged_by: None,
+                    merge_commit_sha: None,
+                    squashed: false,
+                };
+                let answer = self.mr_json(&repo, &pull);
+                state.pulls.push(pull);
+                created(answer)
+            }
+            ("GET", ["merge_requests", iid]) => match find(&state, iid) {
+                Some(i) => ok(self.mr_json(&repo, &state.pulls[i])),
+                None => gone(),
+            },
+            ("PUT", ["merge_requests", iid]) => {
+                let Some(i) = find(&state, iid) else {
+                    return gone();
+                };
+                let pull = &mut state.pulls[i];
+                if let Some(title) = body["title"].as_str() {
+                    pull.title = title.to_owned();
+                }
+                if let Some(text) = body["description"].as_str() {
+                    pull.body = text.to_owned();
+                }
+                if body["labels"].is_string() {
+                    pull.labels = labels_of(body);
+                }
+                if body["state_event"] == json!("close") && pull.state == "open" {
+                    pull.state = "closed";
+                }
+                ok(self.mr_json(&repo, &state.pulls[i]))
+            }
+            ("GET", ["merge_requests", iid, "approvals"]) => {
+                let number: u64 = iid.parse().unwrap_or(0);
+                let approved_by: Vec<Value> = state
+                    .reviews
+                    .iter()
+                    .filter(|r| r.pull == number && r.state == "APPROVED")
+                    .map(|r| json!({"user": {"id": 4, "username": r.user, "name": r.user, "state": "active"}}))
+                    .collect();
+                ok(json!({"id": 1000 + number, "iid": number, "project_id": 1,
+                          "approved": !approved_by.is_empty(), "approved_by": approved_by}))
+            }
+            ("POST", ["merge_requests", iid, "approve"]) => {
+                let Some(i) = find(&state, iid) else {
+                    return gone();
+                };
+                let pull = state.pulls[i].clone();
+                if pull.user == user {
+                    return error(401, "401 Unauthorized");
+                }
+                let head = repo
+                    .refname_to_id(&format!("refs/heads/{}", pull.head))
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                if body["sha"].as_str().is_some_and(|sha| sha != head) {
+                    return error(409, "SHA does not match HEAD of source branch");
+                }
+                state.next_id += 1;
+                let submitted_at = tick(&mut state);
+                let id = state.next_id;
+                state.reviews.push(Review {
+                    id,
+                    pull: pull.number,
+                    user: user.clone(),
+                    state: "APPROVED",
+                    commit_id: head,
+                    submitted_at,
+                });
+                created(json!({"iid": pull.number, "approved": true,
+                               "approved_by": [{"user": {"username": user}}]}))
+            }
+            ("PUT", ["merge_requests", iid, "merge"]) => {
+                let how = if body["squash"] == json!(true) { "squash" } else { "merge" };
+                match self.merge_pull(&repo, &mut state, iid, body["sha"].as_str(), how, &user) {
+                    Err(refused) => *refused,
+                    Ok((_, i)) => ok(self.mr_json(&repo, &state.pulls[i])),
+                }
+            }
+            ("POST", ["statuses", sha]) => {
+                let wanted = body["state"].as_str().unwrap_or_default();
+                let name = body["name"].as_str().unwrap_or("default");
+                if wanted == "pending"
+                    && state
+                        .statuses
+                        .iter()
+                        .rev()
+                        .find(|s| s.sha == *sha && s.context == name)
+                        .is_some_and(|latest| latest.state == "pending")
+                {
+                    return error(400, "Cannot transition status via :enqueue from :pending");
+                }
+                state.next_id += 1;
+                let at = tick(&mut state);
+                let entry = StatusEntry {
+                    id: state.next_id,
+                    sha: (*sha).to_owned(),
+                    state: wanted.to_owned(),
+                    context: name.to_owned(),
+                    description: body["description"].as_str().unwrap_or_default().to_owned(),
+                    target_url: body["target_url"].as_str().map(str::to_owned),
+                    creator: user,
+                    at,
+                };
+                let answer = gitlab_status(&entry);
+                state.statuses.push(entry);
+                created(answer)
+            }
+            ("GET", ["repository", "commits", sha, "statuses"]) => {
+                let all = query.get("all").map(String::as_str) == Some("true");
+                let mut seen: Vec<String> = Vec::new();
+                let mut listed = Vec::new();
+                for s in state.statuses.iter().rev().filter(|s| s.sha == *sha) {
+                    if !all && seen.contains(&s.context) {
+                        continue;
+                    }
+                    seen.push(s.context.clone());
+                    listed.push(gitlab_status(s));
+                }
+                ok(Value::Array(listed))
+            }
+            ("GET", ["repository", "commits", sha, "merge_requests"]) => ok(state
+                .pulls
+                .iter()
+                .filter(|p| p.merge_commit_sha.as_deref() == Some(*sha))
+                .map(|p| self.mr_json(&repo, p))
+                .collect()),
+            ("GET", ["events"]) => ok(state
+                .activity
+                .iter()
+                .map(|a| json!({
+                    "id": a.id, "project_id": 1, "action_name": "pushed to",
+                    "target_id": null, "target_type": null, "author_id": 3,
+                    "author": {"id": 3, "username": a.actor, "name": a.actor, "state": "active"},
+                    "author_username": a.actor, "created_at": a.timestamp,
+                    "push_data": {"commit_count": 1, "action": "pushed", "ref_type": "branch",
+                                  "commit_from": a.before, "commit_to": a.after,
+                                  "ref": a.refname.trim_start_matches("refs/heads/"),
+                                  "commit_title": "", "ref_count": null}
+                }))
+                .collect()),
+            ("GET", ["protected_branches", branch]) => match state.protections.get(*branch) {
+                Some(p) => ok(p.clone()),
+                None => error(404, "404 Not found"),
+            },
+            ("POST", ["protected_branches"]) => {
+                let name = body["name"].as_str().unwrap_or_default().to_owned();
+                if state.protections.contains_key(&name) {
+                    return ResponseTemplate::new(409).set_body_json(
+                        json!({"message": format!("Protected branch '{name}' already exists")}),
+                    );
+                }
+                state.next_id += 1;
+                let id = state.next_id;
+                let level = |key: &str, n: u64| json!([{"id": id * 10 + n, "access_level": body[key].as_u64().unwrap_or(40), "user_id": null, "group_id": null}]);
+                let rule = json!({
+                    "id": id, "name": name,
+                    "push_access_levels": level("push_access_level", 1),
+                    "merge_access_levels": level("merge_access_level", 2),
+                    "allow_force_push": body["allow_force_push"].as_bool().unwrap_or(false),
+                    "code_owner_approval_required": false,
+                });
+                state.protections.insert(name, rule.clone());
+                created(rule)
+            }
+            ("PATCH", ["protected_branches", branch]) => {
+                let Some(rule) = state.protections.get_mut(*branch) else {
+                    return error(404, "404 Not found");
+                };
+                if let Some(force) = body["allow_force_push"].as_bool() {
+                    rule["allow_force_push"] = json!(force);
+                }
+                for (given, kept) in [
+                    ("allowed_to_push", "push_access_levels"),
+                    ("allowed_to_merge", "merge_access_levels"),
+                ] {
+                    for entry in body[given].as_array().into_iter().flatten() {
+                        let levels = rule[kept].as_array_mut().expect("levels");
+                        if entry["_destroy"] == json!(true) {
+                            levels.retain(|l| l["id"] != entry["id"]);
+                        } else {
+                            levels.push(json!({"id": 99, "access_level": entry["access_level"]}));
+                        }
+                    }
+                }
+                ok(rule.clone())
+            }
+            _ => gone(),
+        }
+    }
+
     fn answer(&self, request: &Request) -> ResponseTemplate {
         let Some(user) = self.user(request) else {
             return error(401, "Bad credentials");
@@ -332,10 +740,17 @@ impl Hub {
                 Some(rest) => rest.to_owned(),
                 None => return error(404, "Not Found"),
             },
+            Dialect::GitLab => match path.strip_prefix("/api/v4") {
+                Some(rest) => rest.to_owned(),
+                None => return error(404, "404 Not Found"),
+            },
         };
         let query: BTreeMap<String, String> = request.url.query_pairs().into_owned().collect();
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         let method = request.method.as_str();
+        if self.dialect == Dialect::GitLab {
+            return self.answer_gitlab(method, &path, &query, &body, user);
+        }
         if method == "GET" && path == "/user" {
             if self.dialect == Dialect::Gitea {
                 return ok(
@@ -439,7 +854,7 @@ impl Hub {
                         Dialect::GitHub => validation(&format!(
                             "A pull request already exists for {OWNER}:{head}."
                         )),
-                        Dialect::Gitea => {
+                        Dialect::Gitea | Dialect::GitLab => {
                             error(409, "pull request already exists for these targets")
                         }
                     };
@@ -459,6 +874,7 @@ impl Hub {
                     merged_at: None,
                     merged_by: None,
                     merge_commit_sha: None,
+                    squashed: false,
                 };
                 let answer = self.pull_json(&repo, &pull);
                 state.pulls.push(pull);
@@ -554,9 +970,9 @@ impl Hub {
                     state: match (self.dialect, body["event"].as_str()) {
                         (_, Some("APPROVE" | "APPROVED")) => "APPROVED",
                         (Dialect::GitHub, Some("REQUEST_CHANGES")) => "CHANGES_REQUESTED",
-                        (Dialect::Gitea, Some("REQUEST_CHANGES")) => "REQUEST_CHANGES",
+                        (_, Some("REQUEST_CHANGES")) => "REQUEST_CHANGES",
                         (Dialect::GitHub, _) => "COMMENTED",
-                        (Dialect::Gitea, _) => "COMMENT",
+                        (_, _) => "COMMENT",
                     },
                     commit_id: body["commit_id"].as_str().unwrap_or_default().to_owned(),
                     submitted_at,
@@ -568,112 +984,20 @@ impl Hub {
             ("PUT" | "POST", ["pulls", number, "merge"])
                 if (method == "PUT") == (self.dialect == Dialect::GitHub) =>
             {
-                let Some(i) = find(&state, number) else {
-                    return error(404, "Not Found");
-                };
-                let pull = state.pulls[i].clone();
-                if pull.state != "open" {
-                    return error(405, "Pull Request is not mergeable");
-                }
-                if let Some(refusal) = &state.refusal {
-                    return error(405, refusal);
-                }
-                let head = repo
-                    .refname_to_id(&format!("refs/heads/{}", pull.head))
-                    .expect("head");
-                if body["sha"]
-                    .as_str()
-                    .is_some_and(|sha| sha != head.to_string())
-                {
-                    return error(
-                        409,
-                        "Head branch was modified. Review and try the merge again.",
-                    );
-                }
-                let base_ref = format!("refs/heads/{}", pull.base);
-                let mut base = repo.refname_to_id(&base_ref).expect("base");
-                let head_commit = repo.find_commit(head).expect("head commit");
-                let raced = std::mem::take(&mut state.race);
-                if raced {
-                    let before = repo.find_commit(base).expect("base commit");
-                    let blob = repo.blob(b"pushed during the merge\n").expect("blob");
-                    let mut update = TreeUpdateBuilder::new();
-                    update.upsert("RACE.md", blob, FileMode::Blob);
-                    let tree = update
-                        .create_updated(&repo, &before.tree().expect("tree"))
-                        .expect("tree");
-                    let tree = repo.find_tree(tree).expect("tree");
-                    let at = tick(&mut state);
-                    let signature = signature_of("mallory", &at);
-                    let moved = repo
-                        .commit(None, &signature, &signature, "race", &tree, &[&before])
-                        .expect("commit");
-                    repo.reference(&base_ref, moved, true, "race").expect("ref");
-                    base = moved;
-                } else if head_commit.parent_id(0).ok() != Some(base) {
-                    return error(405, "Pull Request is not mergeable");
-                }
-                let tree = if raced {
-                    let base_commit = repo.find_commit(base).expect("base commit");
-                    let mut index = repo
-                        .merge_commits(&base_commit, &head_commit, None)
-                        .expect("a three-way merge");
-                    let tree = index.write_tree_to(&repo).expect("merged tree");
-                    repo.find_tree(tree).expect("tree")
-                } else {
-                    head_commit.tree().expect("tree")
-                };
-                let base_commit = repo.find_commit(base).expect("base commit");
-                let at = tick(&mut state);
-                let signature = signature_of(&user, &at);
-                let method = body["merge_method"]
+                let pinned = body["sha"].as_str().or(body["head_commit_id"].as_str());
+                let how = body["merge_method"]
                     .as_str()
                     .or(body["Do"].as_str())
                     .unwrap_or("merge");
-                let title = format!(
-                    "Merge pull request #{} from {OWNER}/{}",
-                    pull.number, pull.head
-                );
-                let merged = match method {
-                    "merge" => repo.commit(
-                        None,
-                        &signature,
-                        &signature,
-                        &format!("{title}\n\n{}", pull.title),
-                        &tree,
-                        &[&base_commit, &head_commit],
-                    ),
-                    _ => repo.commit(
-                        None,
-                        &signature,
-                        &signature,
-                        &format!("{} (#{})", pull.title, pull.number),
-                        &tree,
-                        &[&base_commit],
-                    ),
+                match self.merge_pull(&repo, &mut state, number, pinned, how, &user) {
+                    Err(refused) => *refused,
+                    Ok((merged, _)) if self.dialect == Dialect::GitHub => ok(json!({
+                        "sha": merged.to_string(), "merged": true,
+                        "message": "Pull Request successfully merged"
+                    })),
+                    // Gitea answers a merge with an empty body.
+                    Ok(_) => ResponseTemplate::new(200),
                 }
-                .expect("merge commit");
-                repo.reference_matching(&base_ref, merged, true, base, "merge")
-                    .expect("move the base");
-                let pull = &mut state.pulls[i];
-                pull.state = "closed";
-                pull.merged_at = Some(at.clone());
-                pull.merged_by = Some(user.clone());
-                pull.merge_commit_sha = Some(merged.to_string());
-                state.next_id += 1;
-                let id = state.next_id;
-                state.activity.push(Activity {
-                    id,
-                    before: base.to_string(),
-                    after: merged.to_string(),
-                    refname: base_ref,
-                    timestamp: at,
-                    kind: "pr_merge",
-                    actor: user,
-                });
-                ok(
-                    json!({"sha": merged.to_string(), "merged": true, "message": "Pull Request successfully merged"}),
-                )
             }
             ("POST", ["git", "trees"]) => {
                 let mut update = TreeUpdateBuilder::new();
@@ -886,6 +1210,16 @@ fn status_json(template: &Value, s: &StatusEntry) -> Value {
     status
 }
 
+fn gitlab_status(s: &StatusEntry) -> Value {
+    json!({
+        "id": s.id, "sha": s.sha, "ref": null, "status": s.state, "name": s.context,
+        "target_url": s.target_url, "description": s.description, "created_at": s.at,
+        "started_at": null, "finished_at": if s.state == "pending" { Value::Null } else { json!(s.at) },
+        "allow_failure": false, "coverage": null,
+        "author": {"id": 5, "username": s.creator, "name": s.creator, "state": "active"}
+    })
+}
+
 fn review_json(r: &Review, associations: &BTreeMap<String, String>) -> Value {
     json!({
         "id": r.id,
@@ -924,4 +1258,15 @@ fn validation(message: &str) -> ResponseTemplate {
         "documentation_url": "https://docs.github.com/rest",
         "status": "422"
     }))
+}
+
+/// GitLab's labels, as a comma-separated string.
+fn labels_of(body: &Value) -> Vec<String> {
+    body["labels"]
+        .as_str()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
