@@ -4,7 +4,7 @@
 //! [`ForgeStatuses`], works through any [`Forge`] (the embedded forge's records, GitHub's
 //! statuses API, …), and reads and writes nothing while its last report still holds.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::store::Oid;
 
@@ -115,7 +115,19 @@ impl Reporter for ForgeStatuses<'_> {
         {
             return Ok(()); // said already, and the aggregate is final
         }
+        // A waiting host's status restates a decision made on the statuses it read: when the
+        // record moved meanwhile (the compare-and-swap lost, and `change` runs again on the
+        // winner's statuses), that decision may be stale, and the writes that moved it are
+        // the reports the waves wait for. It is not retried: the next interval decides again
+        // on what it reads then, and writes it. A report that finishes (success, failure),
+        // and with it the aggregate, is retried until it lands.
+        let once = status.state == CheckState::Pending;
+        let attempts = Cell::new(0u32);
         let change = |current: &Statuses| {
+            attempts.set(attempts.get() + 1);
+            if once && attempts.get() > 1 {
+                return Vec::new();
+            }
             let mut writes = Vec::new();
             let mut merged = current.clone();
             if !current.get(check).is_some_and(|old| same(old, &status)) {
@@ -131,6 +143,12 @@ impl Reporter for ForgeStatuses<'_> {
             writes
         };
         let written = self.forge.update_statuses(commit, &change)?;
+        if !written.get(check).is_some_and(|s| same(s, &status)) {
+            tracing::info!(
+                "{check}: not reported yet: the statuses moved meanwhile; the next reconcile reports it"
+            );
+            return Ok(()); // said nothing: the next reconcile says it
+        }
         let aggregate = check.rsplit_once('/').map(|(env, _)| env).unwrap_or(check);
         // Where the write is a compare-and-swap (the embedded forge), whoever lands the last
         // report computes the aggregate from every report: this host has nothing more to read

@@ -250,11 +250,15 @@ pub fn turn(plan: &Plan<'_>, progress: &Progress, host: &str) -> Turn {
             progress.open + 1,
             crate::output::format_time(at)
         )
+    } else if wave == 1 {
+        // Neither a count of the hosts deployed so far nor the wave in progress: this reason
+        // is the host's status, rewritten whenever it changes, and either would have every
+        // waiting host of a fleet rewrite it (a push each, on the record the wave before it
+        // reports to) while that wave lands or when it opens. It changes only with a halt or
+        // a pause.
+        "wave 1 not finished".to_owned()
     } else {
-        // No count of the hosts deployed so far: this reason is the host's status, rewritten
-        // whenever it changes, and a count would have every waiting host of a fleet rewrite
-        // it (a contended push each) every interval while a wave lands.
-        format!("wave {} of {} in progress", progress.open, progress.waves)
+        format!("waves 1 to {wave} not finished")
     };
     Turn::Wait {
         wave: wave + 1,
@@ -382,7 +386,7 @@ mod tests {
             panic!("web-3 waits")
         };
         assert_eq!((wave, of), (2, 2));
-        assert_eq!(why, "wave 1 of 2 in progress");
+        assert_eq!(why, "wave 1 not finished");
         assert_eq!(
             aggregate("prod", std::slice::from_ref(&plan), &statuses, 100),
             None
@@ -407,13 +411,14 @@ mod tests {
 
     /// bench/fleet.sh, 50 hosts: the reason carried how many hosts had deployed, so each
     /// waiting host's status changed with every report of the wave before it, and every one
-    /// of them pushed it again each interval (213 writes to one record for 50 hosts).
+    /// of them pushed it again each interval (213 writes to one record for 50 hosts); then it
+    /// named the wave in progress, so the hosts of the last wave pushed it again when the
+    /// wave before theirs opened, while that wave's hosts reported to the same record.
     #[test]
-    fn a_waiting_hosts_reason_holds_while_the_wave_before_it_lands() {
+    fn a_waiting_hosts_reason_holds_from_the_first_wave_until_its_own_opens() {
         let hosts = ["web-1", "web-2", "web-3", "web-4", "web-5", "web-6"];
         let settings = app(&hosts, json!({"waves": [1, "50%", "100%"]}));
         let mut statuses = Statuses::new();
-        report(&mut statuses, "web-1", RolloutState::Deployed, 100);
         let why = |statuses: &Statuses| {
             let plan = Plan::new("prod", "web", &settings, None, statuses);
             let p = progress("prod", &plan, statuses, 200);
@@ -423,7 +428,9 @@ mod tests {
             }
         };
         let before = why(&statuses);
-        assert_eq!(before, "wave 2 of 3 in progress");
+        assert_eq!(before, "waves 1 to 2 not finished");
+        report(&mut statuses, "web-1", RolloutState::Deployed, 100);
+        assert_eq!(why(&statuses), before, "wave 2 opened");
         report(&mut statuses, "web-2", RolloutState::Deployed, 110);
         assert_eq!(why(&statuses), before, "one more host of wave 2 deployed");
         report(&mut statuses, "web-3", RolloutState::Deployed, 120);

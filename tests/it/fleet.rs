@@ -77,7 +77,7 @@ fn a_canary_goes_first_a_failed_one_halts_and_a_new_commit_rolls_out_again() {
     run.assert_code(1);
     assert!(
         run.stdout
-            .contains("web: waiting (wave 2 of 2): wave 1 of 2 in progress"),
+            .contains("web: waiting (wave 2 of 2): wave 1 not finished"),
         "{}",
         run.render()
     );

@@ -576,6 +576,122 @@ fn eight_agents_over_http_reporting_at_once_lose_nothing() {
     assert_eq!(aggregate_writes(&sandbox), 1);
 }
 
+/// Arms a race, once: the next push that git receives (over HTTP) for dev's tip's statuses
+/// record finds that another writer's report (CI's `check`, success) landed while it was in
+/// flight, so git refuses it as a lost compare-and-swap. The repository's own hook still
+/// judges every push (it is wrapped, not replaced).
+fn race_next_status_push(sandbox: &Sandbox, remote: &str, check: &str) {
+    let tip = sandbox.tip("dev");
+    let refname = format!("refs/ferry/statuses/{tip}");
+    let before = sandbox.git("deploy.git", &["rev-parse", &refname]);
+    sandbox
+        .ferry(&["status", "set", &tip, check, "success", "--remote", remote])
+        .run()
+        .assert_code(0);
+    let won = sandbox.git("deploy.git", &["rev-parse", &refname]);
+    sandbox.git("deploy.git", &["update-ref", &refname, before.trim()]);
+    let hooks = sandbox.path().join("deploy.git/hooks");
+    if !hooks.join("pre-receive.ferry").exists() {
+        std::fs::rename(hooks.join("pre-receive"), hooks.join("pre-receive.ferry")).unwrap();
+        let wrapper = hooks.join("pre-receive");
+        std::fs::write(
+            &wrapper,
+            "#!/bin/sh\n\
+             # Once armed: another writer's push lands first (outside the quarantine).\n\
+             if [ -f race ] && read -r refname new old < race && rm race; then\n\
+             \tenv -u GIT_QUARANTINE_PATH git update-ref \"$refname\" \"$new\" \"$old\" || exit 1\n\
+             fi\n\
+             exec \"$(dirname \"$0\")/pre-receive.ferry\"\n",
+        )
+        .unwrap();
+        let mut mode = std::fs::metadata(&wrapper).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
+        std::fs::set_permissions(&wrapper, mode).unwrap();
+    }
+    std::fs::write(
+        sandbox.path().join("deploy.git/race"),
+        format!("{refname} {} {}\n", won.trim(), before.trim()),
+    )
+    .unwrap();
+}
+
+/// bench/fleet.sh, 50 agents in waves `[1, "50%", "100%"]`: when a commit arrived, the 49
+/// waiting hosts wrote "waiting" to the record the canary reports to, each retrying a lost
+/// compare-and-swap for up to a minute, and not polling meanwhile; wave 2 opened 48 s after
+/// the canary deployed. A waiting host's status states a decision made on the statuses it
+/// read: one that loses the race is not pushed again on the winner's statuses (they may
+/// open its wave), and the next reconcile writes it. A deploy report that loses the same race
+/// is written again in the same reconcile, on the winner's statuses, keeping them.
+#[test]
+fn a_waiting_hosts_status_that_loses_a_race_waits_a_reconcile_and_a_report_does_not() {
+    let health = Health::start();
+    let (sandbox, remote) = env(web(&health, &["h1", "h2"]), json!({"waves": [1, "100%"]}));
+    let server = crate::common::http::GitHttp::serve_accounts(sandbox.path(), &[(REPORTER, "t0k")]);
+    let url = server.url("deploy.git");
+    let over_http = |host: &str| {
+        agent_command(&sandbox, &url, host, true)
+            .env("FERRY_GIT_TOKEN", "t0k")
+            .env("FERRY_USER", REPORTER)
+            .run_within(Duration::from_secs(120))
+    };
+    let pushes = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with("POST ") && r.contains("git-receive-pack"))
+            .count()
+    };
+    sandbox
+        .ferry(&[
+            "status",
+            "set",
+            &sandbox.tip("dev"),
+            "ci/build",
+            "success",
+            "--remote",
+            &remote,
+        ])
+        .run()
+        .assert_code(0);
+
+    race_next_status_push(&sandbox, &remote, "ci/test");
+    let before = pushes();
+    let run = over_http("h2");
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("waiting (wave 2 of 2)"),
+        "{}",
+        run.render()
+    );
+    assert!(!run.stderr.contains("cannot report"), "{}", run.render());
+    assert_eq!(pushes() - before, 1, "one push, refused, and no other");
+    let all = record(&sandbox);
+    assert_eq!(all["ci/test"]["state"], "success", "{all}");
+    assert!(all.get("ferry/deploy/dev/h2").is_none(), "{all}");
+    // The next reconcile writes it.
+    over_http("h2").assert_code(1);
+    let all = record(&sandbox);
+    assert_eq!(
+        all["ferry/deploy/dev/h2"]["apps"]["web"]["state"], "waiting",
+        "{all}"
+    );
+
+    // The canary's report loses the same race, and lands in the same reconcile.
+    race_next_status_push(&sandbox, &remote, "ci/lint");
+    let run = over_http("h1");
+    run.assert_code(0);
+    assert!(!run.stderr.contains("cannot report"), "{}", run.render());
+    assert!(
+        !sandbox.path().join("deploy.git/race").exists(),
+        "the race was run"
+    );
+    let all = record(&sandbox);
+    assert_eq!(all["ferry/deploy/dev/h1"]["state"], "success", "{all}");
+    for check in ["ci/build", "ci/test", "ci/lint", "ferry/deploy/dev/h2"] {
+        assert!(all.get(check).is_some(), "{check} kept: {all}");
+    }
+}
+
 // Attack 3: SIGKILL in the middle of a rollout.
 
 /// Starts `host`'s agent (running), waits until its health check is under way (the endpoint
