@@ -2,8 +2,9 @@
 //! trait, [`Forge`].
 //!
 //! The embedded default ([`local`]) keeps them in the deployment repository itself, so every
-//! clone carries the review record; [`github`] keeps them as pull requests and commit statuses;
-//! [`memory`] keeps them in memory, for unit tests of what drives a forge. The types here are
+//! clone carries the review record; [`github`], [`gitlab`] and [`gitea`] (Forgejo too) keep
+//! them as pull or merge requests, reviews or approvals, and commit statuses, the last two over
+//! [`rest`]; [`memory`] keeps them in memory, for unit tests of what drives a forge. The types here are
 //! what any forge records: enough to enforce branch protection and to audit who approved and
 //! merged what, and when. A new forge is a file here implementing [`Forge`] (an operation it
 //! cannot do returns [`ForgeError::NotSupported`]), and a variant of [`ForgeKind`].

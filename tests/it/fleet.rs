@@ -49,14 +49,11 @@ fn agent(sandbox: &Sandbox, remote: &str, host: &str) -> Run {
         .run()
 }
 
-/// The statuses on dev's tip, as `ferry status --format json` and the record say.
+/// The statuses record on dev's tip.
 fn statuses(sandbox: &Sandbox) -> Value {
-    let tip = sandbox.tip("dev");
-    let text = sandbox.git(
-        "deploy.git",
-        &["show", &format!("refs/ferry/statuses/{tip}:statuses.json")],
-    );
-    serde_json::from_str(&text).unwrap()
+    let all = crate::fleet_attacks::record(sandbox);
+    assert!(!all.is_null(), "no statuses record on dev's tip");
+    all
 }
 
 fn status_json(sandbox: &Sandbox, remote: &str) -> Value {
@@ -291,11 +288,11 @@ fn running_agents_roll_out_wave_by_wave_and_write_the_aggregate_once() {
         })
         .collect();
     let started = std::time::Instant::now();
-    while statuses_or_null(&sandbox)["ferry/deploy/dev"]["state"] != "success" {
+    while crate::fleet_attacks::record(&sandbox)["ferry/deploy/dev"]["state"] != "success" {
         assert!(
             started.elapsed().as_secs() < 60,
             "{}",
-            statuses_or_null(&sandbox)
+            crate::fleet_attacks::record(&sandbox)
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -315,25 +312,5 @@ fn running_agents_roll_out_wave_by_wave_and_write_the_aggregate_once() {
         "{all}"
     );
     // The record's history: the aggregate was set once.
-    let tip = sandbox.tip("dev");
-    let log = sandbox.git(
-        "deploy.git",
-        &["log", "--format=%s", &format!("refs/ferry/statuses/{tip}")],
-    );
-    let aggregate_writes = log
-        .lines()
-        .filter(|l| l.split(", ").any(|e| e.starts_with("ferry/deploy/dev: ")))
-        .count();
-    assert_eq!(aggregate_writes, 1, "{log}");
-}
-
-fn statuses_or_null(sandbox: &Sandbox) -> Value {
-    let tip = sandbox.tip("dev");
-    let out = std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(sandbox.path().join("deploy.git"))
-        .args(["show", &format!("refs/ferry/statuses/{tip}:statuses.json")])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    assert_eq!(crate::fleet_attacks::aggregate_writes(&sandbox), 1);
 }

@@ -156,7 +156,7 @@ pub(crate) fn serves(sandbox: &Sandbox, host: &str) -> Option<String> {
 }
 
 /// The statuses record of dev's tip (null when there is none).
-fn record(sandbox: &Sandbox) -> Value {
+pub(crate) fn record(sandbox: &Sandbox) -> Value {
     record_at(
         sandbox,
         &format!("refs/ferry/statuses/{}", sandbox.tip("dev")),
@@ -179,7 +179,7 @@ fn aggregate(sandbox: &Sandbox) -> Value {
 }
 
 /// How many commits of dev's tip's record set the aggregate.
-fn aggregate_writes(sandbox: &Sandbox) -> usize {
+pub(crate) fn aggregate_writes(sandbox: &Sandbox) -> usize {
     let tip = sandbox.tip("dev");
     let log = sandbox.git(
         "deploy.git",
