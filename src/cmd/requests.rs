@@ -31,7 +31,7 @@ pub enum StateFilter {
   ferry requests                     # open requests
   ferry requests 3                   # one request: its moves, approvals, checks and body
   ferry requests 3 --raw             # its body as stored, the block for bots included
-  ferry requests --env prod --state all
+  ferry requests --env prod --all
   ferry requests --format json
   GITHUB_TOKEN=… ferry requests --forge github --remote https://github.com/acme/deploy")]
 pub struct RequestsArgs {
@@ -43,8 +43,13 @@ pub struct RequestsArgs {
     #[arg(long)]
     pub env: Option<String>,
 
+    /// Which requests to list.
     #[arg(long, value_enum, default_value_t = StateFilter::Open)]
     pub state: StateFilter,
+
+    /// Every request, whatever its state (`--state all`).
+    #[arg(long, conflicts_with = "state")]
+    pub all: bool,
 
     /// With ID: the body exactly as stored, the `<!-- ferry:promotion … -->` block for bots
     /// included (hidden on a terminal, as a forge's web page hides it; `--format json` has it).
@@ -98,7 +103,10 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
-pub fn run(args: RequestsArgs, out: Output) -> Result<Outcome> {
+pub fn run(mut args: RequestsArgs, out: Output) -> Result<Outcome> {
+    if args.all {
+        args.state = StateFilter::All;
+    }
     let store = open_store(&args.remote)?;
     let forge = args.forge.open(&store)?;
     let forge: &dyn Forge = forge.as_ref();
