@@ -116,7 +116,7 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
 
     let forge = args.forge.open(&store)?;
     let forge: &dyn Forge = forge.as_ref();
-    let pushes = forge.pushes(&branch)?;
+    let pushes = forge.pushes(&branch, since)?;
     let pushed = pushed_by(&store, &pushes.pushes);
 
     let mut manifests = Manifests::new(&store);

@@ -431,8 +431,16 @@ impl Forge for Gitea<'_> {
     }
 
     /// From the repository's activity feed: each push (`commit_repo`) to `branch`, with who.
-    fn pushes(&self, branch: &str) -> Result<super::Pushes, ForgeError> {
-        let feed = self.rest.list(&self.path("/activities/feeds?limit=50"))?;
+    fn pushes(&self, branch: &str, since: Option<i64>) -> Result<super::Pushes, ForgeError> {
+        // Newest first: no page past the first entry older than `since` is read.
+        let before_since = |entry: &Value| {
+            since.is_some_and(|since| {
+                super::pulls::seconds(&entry["created"]).is_some_and(|at| at < since)
+            })
+        };
+        let feed = self
+            .rest
+            .list_until(&self.path("/activities/feeds?limit=50"), &before_since)?;
         let mut log = super::Pushes {
             kept: true,
             pushes: Vec::new(),

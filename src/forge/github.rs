@@ -709,7 +709,7 @@ impl Forge for GitHub {
     }
 
     /// From the repository's activity: pushes, force pushes and merges, with their actor.
-    fn pushes(&self, branch: &str) -> Result<super::Pushes, ForgeError> {
+    fn pushes(&self, branch: &str, _since: Option<i64>) -> Result<super::Pushes, ForgeError> {
         let activity = self.list(&self.repo_path(&format!(
             "/activity?ref=refs/heads/{branch}&direction=asc&per_page=100"
         )))?;

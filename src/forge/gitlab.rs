@@ -589,10 +589,15 @@ impl Forge for GitLab<'_> {
     }
 
     /// From the project's push events: each push to `branch`, with who.
-    fn pushes(&self, branch: &str) -> Result<super::Pushes, ForgeError> {
-        let events = self
-            .rest
-            .list(&self.path("/events?action=pushed&sort=asc&per_page=100"))?;
+    fn pushes(&self, branch: &str, since: Option<i64>) -> Result<super::Pushes, ForgeError> {
+        // GitLab's `after` is a date, exclusive: the day before `since`'s.
+        let after = since
+            .and_then(|s| jiff::Timestamp::from_second(s - 86_400).ok())
+            .map(|t| format!("&after={}", t.strftime("%Y-%m-%d")))
+            .unwrap_or_default();
+        let events = self.rest.list(&self.path(&format!(
+            "/events?action=pushed&sort=asc&per_page=100{after}"
+        )))?;
         let mut log = super::Pushes {
             kept: true,
             pushes: Vec::new(),

@@ -676,7 +676,7 @@ impl Forge for LocalForge<'_> {
     }
 
     /// From the push log the repository's hook keeps.
-    fn pushes(&self, branch: &str) -> Result<super::Pushes, ForgeError> {
+    fn pushes(&self, branch: &str, _since: Option<i64>) -> Result<super::Pushes, ForgeError> {
         let mut log = super::Pushes::default();
         let Some(tip) = self
             .store

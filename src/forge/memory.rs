@@ -286,7 +286,7 @@ impl Forge for MemoryForge {
         Ok(statuses)
     }
 
-    fn pushes(&self, _branch: &str) -> Result<super::Pushes, ForgeError> {
+    fn pushes(&self, _branch: &str, _since: Option<i64>) -> Result<super::Pushes, ForgeError> {
         Ok(super::Pushes::default())
     }
 

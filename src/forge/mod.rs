@@ -456,8 +456,9 @@ pub trait Forge {
     /// then.
     fn statuses_at(&self, commit: Oid, when: i64) -> Result<Statuses, ForgeError>;
 
-    /// Who moved `branch`, and from what to what, as the forge logged it.
-    fn pushes(&self, branch: &str) -> Result<Pushes, ForgeError>;
+    /// Who moved `branch`, and from what to what, as the forge logged it; from `since` (Unix
+    /// seconds) on when given (a forge whose log is long may stop reading there).
+    fn pushes(&self, branch: &str, since: Option<i64>) -> Result<Pushes, ForgeError>;
 
     fn request(&self, id: u64) -> Result<Record<Request>, ForgeError>;
 

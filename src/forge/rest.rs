@@ -166,6 +166,15 @@ impl Rest {
 
     /// Every page of a list.
     pub fn list(&self, path: &str) -> Result<Vec<Value>, RestError> {
+        self.list_until(path, &|_| false)
+    }
+
+    /// The pages of a list up to the first item `enough` says ends it (that page read whole).
+    pub fn list_until(
+        &self,
+        path: &str,
+        enough: &dyn Fn(&Value) -> bool,
+    ) -> Result<Vec<Value>, RestError> {
         let mut items = Vec::new();
         let mut next = Some(path.to_owned());
         let mut pages = 0;
@@ -177,7 +186,11 @@ impl Rest {
                     forge: self.forge,
                     method: "GET".to_owned(),
                     path,
-                    message: "its pages do not end".to_owned(),
+                    message: if pages > MAX_PAGES {
+                        format!("more than {MAX_PAGES} pages (narrow the question, with `--since`)")
+                    } else {
+                        "its pages do not end (a next page it already read)".to_owned()
+                    },
                 });
             }
             let (_, link, value) = self.call("GET", &path, None)?;
@@ -186,7 +199,11 @@ impl Rest {
                     if page.is_empty() {
                         break;
                     }
-                    items.extend(page)
+                    let ended = page.iter().any(enough);
+                    items.extend(page);
+                    if ended {
+                        break;
+                    }
                 }
                 Value::Null => break,
                 other => items.push(other),

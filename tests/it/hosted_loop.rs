@@ -330,6 +330,22 @@ async fn the_loop(side: &Side) {
     assert_eq!(promotion["checks"][0]["state"], "success");
     assert_eq!(promotion["violations"], json!([]));
     assert_eq!(changes[1]["pushed_by"], "ci-bot");
+    // With `--since`, a forge's long push log is read from then on only.
+    let from = seen(&server).await;
+    let since = [
+        "audit",
+        "staging",
+        "--since",
+        "2023-12-01",
+        "--format",
+        "json",
+    ];
+    ferry(BOB, Box::leak(Box::new(since))).await.assert_code(0);
+    let calls = calls_since(side, &server, from).await;
+    if side.dialect == Dialect::GitLab {
+        let events = "GET /events?action=pushed&sort=asc&per_page=100&after=2023-11-30";
+        assert!(calls.iter().any(|c| c == events), "{calls:?}");
+    }
 
     // Branch protection as code: missing, applied (a rule the forge has no field for is said
     // not to be enforced there), then in sync.
