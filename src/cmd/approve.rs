@@ -9,14 +9,16 @@ use crate::store::RemoteArgs;
 /// Approve a promotion request.
 ///
 /// Authors cannot approve their own requests; an approval is of the request's current head,
-/// and recorded with who and when. On GitHub (`--forge github`) it is a review with event
-/// `APPROVE` on the pull request's head, as the token's user: three calls (who the token is,
-/// the pull request, the review), and one's own pull request is refused before any write.
+/// and recorded with who and when. On a hosted forge it is the token's user's approval of the
+/// request's head (GitHub and Gitea: a review approving it; GitLab: the approvals API): three
+/// calls (who the token is, the request, the approval), and one's own request is refused
+/// before any write.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry approve 3
   ferry approve 3 --as alice
-  GITHUB_TOKEN=… ferry approve 12 --forge github --remote https://github.com/acme/deploy")]
+  GITHUB_TOKEN=… ferry approve 12 --forge github --remote https://github.com/acme/deploy
+  GITLAB_TOKEN=… ferry approve 7 --remote https://gitlab.com/acme/deploy")]
 pub struct ApproveArgs {
     /// The request's id (`ferry requests` lists them).
     #[arg(value_parser = crate::cmd::shared::parse_id)]

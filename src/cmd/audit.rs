@@ -29,10 +29,10 @@ use crate::store::{History, RemoteArgs, Store};
 /// moved. A change that reached a protected branch without satisfying the protection declared
 /// just before it is flagged, and `ferry audit` then exits 1.
 ///
-/// On GitHub (`--forge github`) the records are the pull request GitHub associates with each
-/// change (author, reviews, who merged), the statuses as they stood when it merged, and the
-/// repository's activity (who pushed or merged): at most five calls per change, and one per
-/// page of activity.
+/// On a hosted forge the records are the pull or merge request the forge associates with each
+/// change (author, reviews or approvals, who merged), the statuses as they stood when it
+/// merged, and the forge's log of pushes (GitHub's repository activity, GitLab's push events,
+/// Gitea's activity feed): at most five calls per change, and one per page of the log.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry audit prod

@@ -8,8 +8,8 @@ use crate::store::RemoteArgs;
 
 /// Close a promotion request without merging it.
 ///
-/// On GitHub (`--forge github`) the request is the promotion's pull request: its number is
-/// the id, and only an open pull request of a promotion branch (`ferry/promote/…`) is closed.
+/// On a hosted forge the request is the promotion's pull or merge request: its number is the
+/// id, and only an open request of a promotion branch (`ferry/promote/…`) is closed.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry close 3

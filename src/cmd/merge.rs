@@ -22,11 +22,12 @@ use crate::verdict::Summary;
 /// that the promotion would change, the merge is refused and the request must be promoted
 /// again. The branch moves with compare-and-swap, and the merge is recorded (who, when).
 ///
-/// On GitHub (`--forge github`) the same checks run on the pull request (approvals are its
-/// reviews), then ferry checks that its head holds exactly the promoted state on the target's
-/// tip (no hand-made commit on the request branch), and merges it through the API with the
-/// head's SHA pinned: a head that moved meanwhile is not merged. GitHub's own protection is
-/// applied by GitHub, and its refusal shown in its words. At most seven calls.
+/// On a hosted forge (`--forge github|gitlab|gitea`) the same checks run on the pull or merge
+/// request (approvals are its reviews or approvals), then ferry checks that its head holds
+/// exactly the promoted state on the target's tip (no hand-made commit on the request branch),
+/// and merges it through the API with the head's SHA pinned: a head that moved meanwhile is not
+/// merged. The forge's own protection is applied by the forge, and its refusal shown in its
+/// words. At most seven calls.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry merge 3

@@ -17,12 +17,14 @@ use crate::store::{History, RemoteArgs, Store};
 ///
 /// On the local forge (the default), protection is enforced by hooks in the deployment
 /// repository itself (a path on this machine): `check` reports them, `apply` installs them.
-/// On GitHub or Gitea, each environment's declaration is compared with, or written to, the
-/// branch's protection. A rule the forge has no field for (Gitea: code-owner review, linear
-/// history, force pushes, deletions, admins) is said, in a warning, not to be enforced there.
+/// On a hosted forge, each environment's declaration is compared with, or written to, the
+/// branch's protection (GitHub's branch protection, Gitea's branch protections, GitLab's
+/// protected branches). A rule the forge has no field for (Gitea: code-owner review, linear
+/// history, force pushes, deletions, admins; GitLab Free: approvals, people, checks) is said,
+/// in a warning, not to be enforced there.
 ///
 /// Each environment's `protection` block, read from that environment's own branch, is
-/// translated into GitHub's branch protection of that branch: required approvals, code-owner
+/// translated, on GitHub, into its branch protection of that branch: required approvals, code-owner
 /// review, stale-review dismissal, required checks (strict: up to date), who may push without
 /// a pull request (`allowed_pushers`), who may update the branch at all (`allowed_mergers`,
 /// pushers included), linear history, force pushes, deletions, and whether admins are bound.

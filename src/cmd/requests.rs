@@ -21,11 +21,11 @@ pub enum StateFilter {
 
 /// List promotion requests (id, state, environments, apps, approvals, checks), or show one.
 ///
-/// On GitHub (`--forge github`) the requests are the pull requests of promotion branches
+/// On a hosted forge the requests are the pull or merge requests of promotion branches
 /// (`ferry/promote/…`): environments, apps and versions come from the block for bots in
-/// their body, approvals from their reviews, checks from their head's combined status. The
-/// list costs a call per page of pull requests and two per open one (reviews, checks),
-/// whatever the number of apps; one request costs three.
+/// their body, approvals from their reviews (GitLab: approvals), checks from their head's
+/// statuses. The list costs a call per page of requests and two per open one (approvals,
+/// checks), whatever the number of apps; one request costs three.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry requests                     # open requests

@@ -61,14 +61,16 @@ pub fn table(rows: &[Vec<String>]) -> Vec<String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ForgeArgs {
     /// Where promotion requests, approvals and statuses live: the embedded forge (records in
-    /// the deployment repository) or GitHub (pull requests, reviews and commit statuses; needs
-    /// GITHUB_TOKEN or GITHUB_TOKEN_FILE, and GITHUB_API_URL for GitHub Enterprise). Default:
-    /// what the remote's URL tells (github.com, or GITHUB_API_URL's host: GitHub), else the
-    /// embedded forge.
+    /// the deployment repository) or a hosted forge (pull or merge requests, reviews, commit
+    /// statuses), each with its token (GITHUB_TOKEN, GITLAB_TOKEN, GITEA_TOKEN, or the file
+    /// `…_FILE` names) and API (GITHUB_API_URL, GITLAB_API_URL, GITEA_API_URL). Default: what
+    /// the remote's URL tells (github.com, gitlab.com, codeberg.org, or the host of an API URL
+    /// that is set), else the embedded forge.
     #[arg(long, global = true, value_enum, env = "FERRY_FORGE")]
     pub forge: Option<ForgeKind>,
 
-    /// The repository on a hosted forge, `owner/name`. Default: parsed from the remote's URL.
+    /// The repository on a hosted forge: `owner/name` (GitLab: `group/project`, or the
+    /// project's id). Default: parsed from the remote's URL.
     #[arg(
         long = "repo",
         visible_alias = "github-repo",
