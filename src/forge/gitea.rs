@@ -21,6 +21,8 @@ use crate::plan::protection::{Principals, Rules};
 use crate::store::Store;
 
 const GITEA: &str = "Gitea";
+/// How ferry's rules say "anyone with write access" (Gitea's pushes without a whitelist).
+const WRITERS: &str = "@writers";
 
 /// A Gitea or Forgejo repository through its REST API, and its git remote for the request
 /// branch.
@@ -548,13 +550,17 @@ pub fn from_gitea(value: &Value) -> Rules {
             .collect()
     };
     let flag = |key: &str| value[key].as_bool().unwrap_or(false);
-    let direct_pushers = if flag("enable_push") && flag("enable_push_whitelist") {
-        Principals {
+    let direct_pushers = match (flag("enable_push"), flag("enable_push_whitelist")) {
+        (true, true) => Principals {
             users: strings("push_whitelist_usernames"),
             teams: teams("push_whitelist_teams"),
-        }
-    } else {
-        Principals::default()
+        },
+        // Pushes enabled without a whitelist: anyone with write access pushes directly.
+        (true, false) => Principals {
+            users: Default::default(),
+            teams: [WRITERS.to_owned()].into(),
+        },
+        (false, _) => Principals::default(),
     };
     Rules {
         required_approvals: value["required_approvals"].as_u64().unwrap_or(0),
@@ -618,6 +624,14 @@ mod tests {
         assert_eq!(from_gitea(&to_gitea(&rules)), rules);
         let open = from_gitea(&json!({"enable_push": true, "enable_push_whitelist": false}));
         assert!(open.direct_pushers.users.is_empty());
+        assert_eq!(
+            open.direct_pushers.teams,
+            [WRITERS.to_owned()].into(),
+            "pushes without a whitelist are open to every writer"
+        );
+        let closed = from_gitea(&json!({"enable_push": false, "enable_push_whitelist": true,
+            "push_whitelist_usernames": ["mallory"]}));
+        assert_eq!(closed.direct_pushers, Principals::default());
     }
 
     #[test]

@@ -473,6 +473,20 @@ impl Forge for GitLab<'_> {
             }
             Err(e) => return Err(e.into()),
         };
+        // An answer that does not say the merge request is merged (an auto-merge set, an
+        // answer cut short) is no merge: its `sha` would be the head, not on the target.
+        if mr["state"].as_str() != Some("merged") {
+            return Err(RestError::Unexpected {
+                forge: GITLAB,
+                method: "PUT".to_owned(),
+                path,
+                message: format!(
+                    "the merge request is `{}`, not merged",
+                    mr["state"].as_str().unwrap_or("of no state")
+                ),
+            }
+            .into());
+        }
         mr["merge_commit_sha"]
             .as_str()
             .or(mr["squash_commit_sha"].as_str())
@@ -542,11 +556,17 @@ impl Forge for GitLab<'_> {
         ) {
             Ok(_) => Ok(()),
             // A status already in that state: GitLab's state machine refuses the transition.
+            // Only a status already in the state asked for ("… via :enqueue from :pending"):
+            // a failure refused over a success must not pass for reported.
             Err(RestError::Refused {
                 status: 400,
                 message,
                 ..
-            }) if message.contains("Cannot transition status") => Ok(()),
+            }) if message.contains("Cannot transition status")
+                && transition_from(&message) == Some(state) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -737,6 +757,16 @@ impl Forge for GitLab<'_> {
     }
 }
 
+/// The state a refused transition was from (`Cannot transition status via :run from :running
+/// (Reason(s): …)` → `running`).
+fn transition_from(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once(" from :")?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
 /// "Maintainers may merge", as ferry's rules say it.
 fn maintainers() -> Principals {
     Principals {
@@ -805,6 +835,21 @@ pub fn from_gitlab(value: &Value) -> Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_transitions_say_their_state() {
+        assert_eq!(
+            transition_from("Cannot transition status via :enqueue from :pending"),
+            Some("pending")
+        );
+        assert_eq!(
+            transition_from(
+                "Cannot transition status via :run from :running (Reason(s): Status cannot transition via \"run\")"
+            ),
+            Some("running")
+        );
+        assert_eq!(transition_from("Cannot transition status"), None);
+    }
 
     #[test]
     fn projects_are_one_encoded_segment() {

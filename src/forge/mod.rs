@@ -114,7 +114,11 @@ impl ForgeError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             ForgeError::GitHub(github::GitHubError::Unreachable { .. }) => true,
-            ForgeError::Rest(rest::RestError::Unreachable { .. }) => true,
+            ForgeError::Rest(
+                rest::RestError::Unreachable { .. }
+                | rest::RestError::RateLimited { .. }
+                | rest::RestError::Refused { status: 500.., .. },
+            ) => true,
             ForgeError::Store(StoreError::Unreachable { transient, .. }) => *transient,
             _ => false,
         }
@@ -130,6 +134,13 @@ impl From<ForgeError> for crate::error::Error {
             ForgeError::GitHub(e) => e.into(),
             ForgeError::Rest(e @ rest::RestError::Unreachable { .. }) => {
                 Error::unavailable(e.to_string()).hint("check the forge's API URL and the network")
+            }
+            // A server error or a rate limit held: trying again later may help (exit 3).
+            ForgeError::Rest(e @ rest::RestError::RateLimited { .. }) => {
+                Error::unavailable(e.to_string()).hint("try again once the rate limit resets")
+            }
+            ForgeError::Rest(e @ rest::RestError::Refused { status: 500.., .. }) => {
+                Error::unavailable(e.to_string())
             }
             ForgeError::Rest(e @ rest::RestError::Refused { status: 401, .. }) => {
                 Error::failure(e.to_string()).hint("the token is missing, expired or invalid")

@@ -112,8 +112,17 @@ impl Rest {
                 });
             }
             path.to_owned()
-        } else {
+        } else if path.starts_with('/') {
             format!("{}{path}", self.api)
+        } else {
+            // A next page `@evil.example/…` or `.evil.example/…` appended to an API URL
+            // without a path would name another host: only absolute URLs and API paths.
+            return Err(RestError::Unexpected {
+                forge: self.forge,
+                method: method.to_owned(),
+                path: path.to_owned(),
+                message: "a next page that is not an absolute URL on the API's origin".to_owned(),
+            });
         };
         let shown = url.strip_prefix(&self.api).unwrap_or(&url).to_owned();
         let policy = Backoff::new(Duration::from_secs(30), MAX_WAIT)

@@ -564,6 +564,9 @@ impl Hub {
                 if body["labels"].is_string() {
                     pull.labels = labels_of(body);
                 }
+                if let Some(target) = body["target_branch"].as_str() {
+                    pull.base = target.to_owned();
+                }
                 if body["state_event"] == json!("close") && pull.state == "open" {
                     pull.state = "closed";
                 }
@@ -933,6 +936,14 @@ impl Hub {
             }
             ("GET", ["pulls", number, "reviews"]) => {
                 let number: u64 = number.parse().unwrap_or(0);
+                let head = find(&state, &number.to_string())
+                    .and_then(|i| {
+                        repo.refname_to_id(&format!("refs/heads/{}", state.pulls[i].head))
+                            .ok()
+                    })
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                let dialect = self.dialect;
                 Hub::paged(
                     request,
                     state.page_size,
@@ -940,7 +951,10 @@ impl Hub {
                         .reviews
                         .iter()
                         .filter(|r| r.pull == number)
-                        .map(|r| review_json(r, &state.associations))
+                        .map(|r| match dialect {
+                            Dialect::Gitea => gitea_review_json(r, &state.associations, &head),
+                            _ => review_json(r, &state.associations),
+                        })
                         .collect(),
                 )
             }
@@ -1232,6 +1246,29 @@ fn review_json(r: &Review, associations: &BTreeMap<String, String>) -> Value {
         "author_association": associations.get(&r.user).map_or("MEMBER", String::as_str),
         "submitted_at": r.submitted_at,
         "commit_id": r.commit_id,
+    })
+}
+
+/// A review as Gitea's API documents a PullReview: no `author_association`, but `official`
+/// (a reviewer with write access; the association `NONE` here says not), `stale` (of an
+/// older head) and `dismissed` (a `DISMISSED` review is an approval dismissed).
+fn gitea_review_json(r: &Review, associations: &BTreeMap<String, String>, head: &str) -> Value {
+    let dismissed = r.state == "DISMISSED";
+    json!({
+        "id": r.id,
+        "user": {"id": 4, "login": r.user, "full_name": "", "email": ""},
+        "team": null,
+        "state": if dismissed { "APPROVED" } else { r.state },
+        "body": "",
+        "commit_id": r.commit_id,
+        "stale": r.commit_id != head,
+        "official": associations.get(&r.user).is_none_or(|a| a != "NONE"),
+        "dismissed": dismissed,
+        "comments_count": 0,
+        "submitted_at": r.submitted_at,
+        "updated_at": r.submitted_at,
+        "html_url": format!("https://codeberg.org/{OWNER}/{NAME}/pulls/{}#issuecomment-{}", r.pull, r.id),
+        "pull_request_url": format!("https://codeberg.org/{OWNER}/{NAME}/pulls/{}", r.pull),
     })
 }
 
