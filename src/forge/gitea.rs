@@ -483,7 +483,10 @@ impl Forge for Gitea<'_> {
     fn protection(&self, branch: &str) -> Result<Option<Rules>, ForgeError> {
         match self.call(
             "GET",
-            &self.path(&format!("/branch_protections/{branch}")),
+            &self.path(&format!(
+                "/branch_protections/{}",
+                super::gitlab::encoded(branch)
+            )),
             None,
         ) {
             Ok(value) => Ok(Some(from_gitea(&value))),
@@ -498,7 +501,10 @@ impl Forge for Gitea<'_> {
             Some(_) => {
                 self.call(
                     "PATCH",
-                    &self.path(&format!("/branch_protections/{branch}")),
+                    &self.path(&format!(
+                        "/branch_protections/{}",
+                        super::gitlab::encoded(branch)
+                    )),
                     Some(&body),
                 )?;
             }

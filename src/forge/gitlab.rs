@@ -66,8 +66,9 @@ pub fn locate(store: &Store, given: Option<&str>) -> Result<(String, String), cr
     Ok((project, api))
 }
 
-/// A project path URL-encoded as one path segment (`group/sub/project` → `group%2Fsub%2Fproject`).
-fn encoded(project: &str) -> String {
+/// A project path (or a branch) URL-encoded as one path segment (`group/sub/project` →
+/// `group%2Fsub%2Fproject`).
+pub(super) fn encoded(project: &str) -> String {
     project
         .bytes()
         .map(|b| match b {

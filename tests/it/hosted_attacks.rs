@@ -1288,3 +1288,54 @@ async fn gitea_pushes_open_to_every_writer_are_not_in_sync() {
     check.assert_code(1);
     assert!(!check.stdout.contains("in sync"), "{}", check.render());
 }
+
+/// An environment on a branch whose name has a slash (`env/staging`): its protection is
+/// addressed as one path segment (`env%2Fstaging`), so that `protect check` finds what
+/// `protect apply` set instead of saying it is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn protection_of_a_branch_with_a_slash_is_found() {
+    for side in SIDES {
+        let (sandbox, remote, server, _hub) = world(side).await;
+        sandbox.git("deploy.git", &["branch", "env/staging", "staging"]);
+        sandbox.edit_env("env/staging", "staging", |env| {
+            env["branch"] = json!("env/staging");
+        });
+        sandbox.git("deploy.git", &["branch", "-D", "staging"]);
+        let applied = run(
+            side,
+            &sandbox,
+            &remote,
+            &server,
+            ALICE,
+            &["protect", "apply", "--env", "staging"],
+        )
+        .await;
+        applied.assert_code(0);
+        let checked = run(
+            side,
+            &sandbox,
+            &remote,
+            &server,
+            ALICE,
+            &["protect", "check", "--env", "staging"],
+        )
+        .await;
+        checked.assert_code(0);
+        assert!(
+            checked.stdout.contains("staging (`env/staging`): in sync"),
+            "{}",
+            checked.render()
+        );
+        // Applied again: updated in place, not created twice.
+        run(
+            side,
+            &sandbox,
+            &remote,
+            &server,
+            ALICE,
+            &["protect", "apply", "--env", "staging"],
+        )
+        .await
+        .assert_code(0);
+    }
+}

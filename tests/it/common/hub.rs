@@ -681,7 +681,7 @@ impl Hub {
                                   "commit_title": "", "ref_count": null}
                 }))
                 .collect()),
-            ("GET", ["protected_branches", branch]) => match state.protections.get(*branch) {
+            ("GET", ["protected_branches", branch]) => match state.protections.get(&decoded(branch)) {
                 Some(p) => ok(p.clone()),
                 None => error(404, "404 Not found"),
             },
@@ -706,7 +706,7 @@ impl Hub {
                 created(rule)
             }
             ("PATCH", ["protected_branches", branch]) => {
-                let Some(rule) = state.protections.get_mut(*branch) else {
+                let Some(rule) = state.protections.get_mut(&decoded(branch)) else {
                     return error(404, "404 Not found");
                 };
                 if let Some(force) = body["allow_force_push"].as_bool() {
@@ -1148,7 +1148,7 @@ impl Hub {
                     })
                 })
                 .collect()),
-            ("GET", ["branch_protections", branch]) => match state.protections.get(*branch) {
+            ("GET", ["branch_protections", branch]) => match state.protections.get(&decoded(branch)) {
                 Some(p) => ok(p.clone()),
                 None => error(404, "Not Found"),
             },
@@ -1163,7 +1163,7 @@ impl Hub {
                 created(rule)
             }
             ("PATCH", ["branch_protections", branch]) => {
-                let Some(rule) = state.protections.get_mut(*branch) else {
+                let Some(rule) = state.protections.get_mut(&decoded(branch)) else {
                     return error(404, "Not Found");
                 };
                 for (k, v) in body.as_object().into_iter().flatten() {
@@ -1270,6 +1270,14 @@ fn gitea_review_json(r: &Review, associations: &BTreeMap<String, String>, head: 
         "html_url": format!("https://codeberg.org/{OWNER}/{NAME}/pulls/{}#issuecomment-{}", r.pull, r.id),
         "pull_request_url": format!("https://codeberg.org/{OWNER}/{NAME}/pulls/{}", r.pull),
     })
+}
+
+/// A path segment percent-decoded, as the forges read their path parameters.
+fn decoded(segment: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 fn ok(body: Value) -> ResponseTemplate {
