@@ -1339,3 +1339,63 @@ async fn protection_of_a_branch_with_a_slash_is_found() {
         .assert_code(0);
     }
 }
+
+/// After bob approved #12, mallory pushes something else to its branch (a file of her own on
+/// staging's tip) and merges it on the forge's page: the audit must not show it as the
+/// approved promotion (the change is not the promotion its body describes).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_flags_a_request_branch_changed_by_hand_and_merged() {
+    for side in SIDES {
+        let (sandbox, remote, server, _hub) = world(side).await;
+        promoted_and_approved(side, &sandbox, &remote, &server).await;
+        let staging = sandbox.tip("staging");
+        let evil = {
+            let repo = git2::Repository::open_bare(sandbox.path().join("deploy.git")).unwrap();
+            let parent = repo
+                .find_commit(git2::Oid::from_str(&staging).unwrap())
+                .unwrap();
+            let blob = repo.blob(b"mallory was here\n").unwrap();
+            let mut update = git2::build::TreeUpdateBuilder::new();
+            update.upsert("EVIL.md", blob, git2::FileMode::Blob);
+            let tree = update
+                .create_updated(&repo, &parent.tree().unwrap())
+                .unwrap();
+            let tree = repo.find_tree(tree).unwrap();
+            let who = git2::Signature::now("mallory", "mallory@example.com").unwrap();
+            repo.commit(None, &who, &who, "promote", &tree, &[&parent])
+                .unwrap()
+                .to_string()
+        };
+        sandbox.git(
+            "deploy.git",
+            &["update-ref", &format!("refs/heads/{BRANCH}"), &evil],
+        );
+        let body = match side.dialect {
+            Dialect::GitLab => json!({}),
+            _ => json!({"Do": "merge"}),
+        };
+        let (code, answer) = api(
+            side,
+            &server,
+            MALLORY,
+            side.merge,
+            &format!("{}/merge", side.pull(12)),
+            body,
+        )
+        .await;
+        assert_eq!(code, 200, "{answer}");
+        assert!(
+            sandbox
+                .git("deploy.git", &["ls-tree", "--name-only", "staging"])
+                .contains("EVIL.md")
+        );
+        let audit = run(side, &sandbox, &remote, &server, BOB, &["audit", "staging"]).await;
+        audit.assert_code(1);
+        for said in [
+            "FLAGGED: changes EVIL.md besides the manifest: not the promotion request #12 describes",
+            "FLAGGED: moved no artifact, but request #12 describes web → 1.0.0",
+        ] {
+            assert!(audit.stdout.contains(said), "{said}: {}", audit.render());
+        }
+    }
+}
