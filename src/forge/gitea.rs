@@ -85,6 +85,11 @@ impl<'s> Gitea<'s> {
                     "set GITEA_TOKEN (or GITEA_TOKEN_FILE) to a token with the repository and issue scopes",
                 )
             })?;
+        if http::HeaderValue::from_str(&token).is_err() {
+            return Err(crate::error::Error::failure(
+                "the Gitea token holds characters no token has",
+            ));
+        }
         Ok(Gitea {
             rest: Rest::new(GITEA, api, ("authorization", format!("token {token}"))),
             store,

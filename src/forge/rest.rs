@@ -73,10 +73,12 @@ impl std::fmt::Debug for Rest {
 }
 
 impl Rest {
+    /// A password in `api` (`https://user:pass@host/api/v4`) is dropped: the token is the
+    /// credential, and the URL is shown in messages and logs.
     pub fn new(forge: &'static str, api: &str, auth: (&'static str, String)) -> Rest {
         Rest {
             forge,
-            api: api.trim_end_matches('/').to_owned(),
+            api: without_userinfo(api.trim_end_matches('/')),
             auth,
         }
     }
@@ -287,6 +289,19 @@ pub fn api_of_remote(shown: &str, path: &str) -> Option<String> {
     Some(format!("{scheme}://{host}{port}{path}"))
 }
 
+/// `url` without the `user[:password]@` of its authority.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}{path}")
+}
+
 /// Why an exchange did not happen, in words.
 struct Said(String);
 
@@ -449,5 +464,10 @@ mod tests {
             Rest::origin("https://x:3000/api/v1"),
             Some("https://x:3000")
         );
+        assert_eq!(
+            without_userinfo("https://ops:p@ss@x:3000/api/v4"),
+            "https://x:3000/api/v4"
+        );
+        assert_eq!(without_userinfo("http://x/api/v1"), "http://x/api/v1");
     }
 }

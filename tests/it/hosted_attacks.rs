@@ -1098,6 +1098,7 @@ async fn tokens_and_passwords_are_never_shown() {
                 "http://alice:hunter2-secret@127.0.0.1:9/acme/deploy.git",
             ])
             .env("FERRY_LOG", "trace")
+            .env("FERRY_GIT_TOKEN", "fgt-hunter2-git")
             .env(side.token_var, ALICE);
         let down = tokio::task::spawn_blocking(move || f.run_within(Duration::from_secs(60)))
             .await
@@ -1397,5 +1398,201 @@ async fn the_audit_flags_a_request_branch_changed_by_hand_and_merged() {
         ] {
             assert!(audit.stdout.contains(said), "{said}: {}", audit.render());
         }
+    }
+}
+
+/// Answers of the wrong shape where a request is read (wrong types, an array, a string,
+/// `null`, a promotion's branch with no head): refused (exit 1), never a panic, nothing moved.
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_of_the_wrong_shape_are_refused() {
+    for side in SIDES {
+        let (sandbox, remote, server, _hub) = world(side).await;
+        promoted_and_approved(side, &sandbox, &remote, &server).await;
+        let staging = sandbox.tip("staging");
+        let odd = [
+            json!({"iid": "12", "number": "12", "state": 7, "source_branch": ["x"], "head": "x"}),
+            json!([{"iid": 12}]),
+            json!("12"),
+            Value::Null,
+            json!({"iid": 12, "number": 12, "state": "opened", "sha": 42, "description": 5, "body": 5,
+                   "source_branch": BRANCH, "target_branch": {}, "author": "alice", "user": "alice",
+                   "head": {"ref": BRANCH, "sha": 42}, "base": {"ref": null}}),
+            json!({"iid": u64::MAX, "number": -1, "state": "opened", "source_branch": BRANCH,
+                   "head": {"ref": BRANCH}, "merged_at": 12, "created_at": "yesterday"}),
+        ];
+        for answer in odd {
+            for args in [&["requests", "12"][..], &["merge", "12"][..]] {
+                Mock::given(method("GET"))
+                    .and(path(format!("{}{}", side.repo, side.pull(12))))
+                    .respond_with(ResponseTemplate::new(200).set_body_json(answer.clone()))
+                    .with_priority(1)
+                    .up_to_n_times(1)
+                    .mount(&server)
+                    .await;
+                let read = run(side, &sandbox, &remote, &server, ALICE, args).await;
+                if args[0] == "merge" {
+                    read.assert_code(1);
+                } else {
+                    assert!(matches!(read.code, Some(0 | 1)), "{}", read.render());
+                }
+                assert_eq!(sandbox.tip("staging"), staging);
+            }
+        }
+        // A list that is not a list, and one answer larger than any page.
+        for answer in [
+            ResponseTemplate::new(200).set_body_json(json!({"message": "not a list"})),
+            ResponseTemplate::new(200).set_body_string(format!("[\"{}\"]", "x".repeat(33 << 20))),
+        ] {
+            Mock::given(method("GET"))
+                .and(path(format!("{}{}", side.repo, side.pulls)))
+                .respond_with(answer)
+                .with_priority(1)
+                .up_to_n_times(1)
+                .mount(&server)
+                .await;
+            let listed = run(side, &sandbox, &remote, &server, BOB, &["requests"]).await;
+            assert!(
+                matches!(listed.code, Some(0 | 1 | 3)),
+                "{}",
+                listed.render()
+            );
+            assert!(
+                listed.render().len() < 10_000,
+                "{}",
+                &listed.render()[..10_000]
+            );
+        }
+    }
+}
+
+/// An API that answers after the client's timeout: exit 3, within the timeout and a margin.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_api_is_given_up_on() {
+    let side = &GITLAB;
+    let (sandbox, remote, server, _hub) = world(side).await;
+    Mock::given(method("GET"))
+        .and(path(format!("{}{}", side.repo, side.pulls)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([]))
+                .set_delay(Duration::from_secs(120)),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let f = sandbox
+        .ferry(&["requests"])
+        .args([
+            "--forge",
+            side.forge,
+            "--repo",
+            "acme/deploy",
+            "--remote",
+            &remote,
+        ])
+        .env(side.api_var, &format!("{}{}", server.uri(), side.api))
+        .env(side.token_var, BOB);
+    let started = std::time::Instant::now();
+    let slow = tokio::task::spawn_blocking(move || f.run_within(Duration::from_secs(100)))
+        .await
+        .unwrap();
+    slow.assert_code(3);
+    assert!(
+        slow.stderr.contains("no answer within"),
+        "{}",
+        slow.render()
+    );
+    assert!(started.elapsed() < Duration::from_secs(90));
+}
+
+/// A token no header can carry (a line break: a header injected after it) is refused before
+/// any call (exit 1), on both forges, without showing it; `--as` naming someone else than
+/// the token's user is a bad command line (exit 2), and so is an unknown `--method`.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_tokens_and_bad_command_lines_are_refused() {
+    for side in SIDES {
+        let (sandbox, remote, server, _hub) = world(side).await;
+        promoted_and_approved(side, &sandbox, &remote, &server).await;
+        let from = seen(&server).await;
+        let injected = run(
+            side,
+            &sandbox,
+            &remote,
+            &server,
+            "secret-part\r\nX-Sudo: root",
+            &["requests"],
+        )
+        .await;
+        injected.assert_code(1);
+        assert!(
+            injected.stderr.contains("holds characters no token has"),
+            "{}",
+            injected.render()
+        );
+        assert!(
+            !injected.render().contains("secret-part"),
+            "{}",
+            injected.render()
+        );
+        assert_eq!(seen(&server).await, from, "no call made");
+        let staging = sandbox.tip("staging");
+        let other = run(
+            side,
+            &sandbox,
+            &remote,
+            &server,
+            ALICE,
+            &["merge", "12", "--as", "carol"],
+        )
+        .await;
+        other.assert_code(2);
+        assert!(
+            other.stderr.contains("not `--as carol`"),
+            "{}",
+            other.render()
+        );
+        run(
+            side,
+            &sandbox,
+            &remote,
+            &server,
+            ALICE,
+            &["merge", "12", "--method", "octopus"],
+        )
+        .await
+        .assert_code(2);
+        assert_eq!(sandbox.tip("staging"), staging);
+    }
+}
+
+/// An API URL with a password in it (GITLAB_API_URL, GITEA_API_URL) never shows it, even
+/// when the server cannot be reached at the most verbose logging.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_url_with_a_password_does_not_show_it() {
+    for side in SIDES {
+        let sandbox = Sandbox::new();
+        let remote = sandbox.init("dev,staging,prod");
+        let f = sandbox
+            .ferry(&["-vvv", "requests"])
+            .args([
+                "--forge",
+                side.forge,
+                "--repo",
+                "acme/deploy",
+                "--remote",
+                &remote,
+            ])
+            .env("FERRY_LOG", "trace")
+            .env(
+                side.api_var,
+                &format!("http://ops:hunter2-api@127.0.0.1:9{}", side.api),
+            )
+            .env(side.token_var, ALICE);
+        let down = tokio::task::spawn_blocking(move || f.run_within(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        down.assert_code(3);
+        assert!(!down.render().contains("hunter2"), "{}", down.render());
+        assert!(!down.render().contains(ALICE), "{}", down.render());
     }
 }
