@@ -147,6 +147,44 @@ impl<'s> GitLab<'s> {
         )
     }
 
+    /// When GitLab says when each approval was given (`approved_at`), the head each approved:
+    /// the merge request's head at that time, from its versions (one per push to its branch).
+    /// Without it, approvals stand for the current head (GitLab's "reset approvals on push"
+    /// is then what dismisses stale ones).
+    fn approved_heads(&self, approvals: &Value, request: &mut Request) -> Result<(), RestError> {
+        let dated = approvals["approved_by"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["approved_at"].is_string());
+        if !dated || request.approvals.is_empty() {
+            return Ok(());
+        }
+        let versions: Vec<(i64, String)> = self
+            .rest
+            .list(&self.path(&format!(
+                "/merge_requests/{}/versions?per_page=100",
+                request.id
+            )))?
+            .iter()
+            .filter_map(|v| {
+                Some((
+                    seconds(&v["created_at"])?,
+                    v["head_commit_sha"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        for approval in &mut request.approvals {
+            approval.head = versions
+                .iter()
+                .filter(|(created, _)| *created <= approval.at)
+                .max_by_key(|(created, _)| *created)
+                .map(|(_, head)| head.clone())
+                .unwrap_or_default();
+        }
+        Ok(())
+    }
+
     fn promotions(&self, state: &str) -> Result<Vec<Record<Request>>, RestError> {
         let mrs = self.rest.list(&self.path(&format!(
             "/merge_requests?state={state}&order_by=created_at&sort=asc&per_page=100"
@@ -199,18 +237,20 @@ fn request_of(mr: &Value, approvals: Option<&Value>) -> Option<Request> {
     let user = |v: &Value| v["username"].as_str().map(str::to_owned);
     let head = mr["sha"].as_str().unwrap_or_default().to_owned();
     let created_at = seconds(&mr["created_at"]).unwrap_or(0);
-    // GitLab says who approved, not which commit nor when: the current head, when opened.
+    // GitLab says who approved, not which commit, and (lately) when: the current head (see
+    // `approved_heads`), when approved, else when opened.
     let approvals = approvals
         .map(|a| {
             a["approved_by"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|entry| user(&entry["user"]))
-                .map(|by| Approval {
-                    by,
-                    at: created_at,
-                    head: head.clone(),
+                .filter_map(|entry| {
+                    Some(Approval {
+                        by: user(&entry["user"])?,
+                        at: seconds(&entry["approved_at"]).unwrap_or(created_at),
+                        head: head.clone(),
+                    })
                 })
                 .collect()
         })
@@ -411,7 +451,8 @@ impl Forge for GitLab<'_> {
     fn request(&self, id: u64) -> Result<Record<Request>, ForgeError> {
         let mr = self.promotion_mr(id)?;
         let approvals = self.approvals(id)?;
-        let value = request_of(&mr, Some(&approvals)).ok_or(ForgeError::NoRequest(id))?;
+        let mut value = request_of(&mr, Some(&approvals)).ok_or(ForgeError::NoRequest(id))?;
+        self.approved_heads(&approvals, &mut value)?;
         Ok(Record {
             tip: Oid::from_str(&value.head).unwrap_or(Oid::ZERO_SHA1),
             value,
@@ -591,7 +632,11 @@ impl Forge for GitLab<'_> {
         };
         let mr = self.promotion_mr(iid)?;
         let approvals = self.approvals(iid)?;
-        Ok(request_of(&mr, Some(&approvals)))
+        let mut request = request_of(&mr, Some(&approvals));
+        if let Some(request) = &mut request {
+            self.approved_heads(&approvals, request)?;
+        }
+        Ok(request)
     }
 
     fn statuses_at(&self, commit: Oid, when: i64) -> Result<Statuses, ForgeError> {

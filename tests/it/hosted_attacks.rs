@@ -548,9 +548,9 @@ async fn a_gitea_approval_by_someone_not_an_official_reviewer_does_not_count() {
 
 /// GitLab says who approved, not which commit: under `dismiss_stale_reviews`, bob's approval
 /// of 1.0.0 must not carry over when alice promotes again (1.1.0 now on dev) and the merge
-/// request's head changes. GitLab Free has no "reset approvals on push"; ferry counts it.
+/// request's head changes (GitLab Free has no "reset approvals on push"). When GitLab says
+/// when each approval was given (`approved_at`), its versions say which head it was.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding: on GitLab an approval of an older head counts under dismiss_stale_reviews (GitLab does not say which commit was approved)"]
 async fn a_gitlab_approval_of_an_older_head_does_not_carry_over() {
     let side = &GITLAB;
     let (sandbox, remote, server, _hub) = world_with(side, |env| {
@@ -574,7 +574,20 @@ async fn a_gitlab_approval_of_an_older_head_does_not_carry_over() {
     let staging = sandbox.tip("staging");
     let refused = run(side, &sandbox, &remote, &server, ALICE, &["merge", "12"]).await;
     refused.assert_code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("dismissed: bob approved an older head"),
+        "{}",
+        refused.render()
+    );
     assert_eq!(sandbox.tip("staging"), staging);
+    run(side, &sandbox, &remote, &server, CAROL, &["approve", "12"])
+        .await
+        .assert_code(0);
+    run(side, &sandbox, &remote, &server, ALICE, &["merge", "12"])
+        .await
+        .assert_code(0);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -102,6 +102,8 @@ struct State {
     /// The `author_association` of each login's reviews (GitHub's: `NONE` for someone with
     /// no access to the repository); `MEMBER` when not named.
     associations: BTreeMap<String, String>,
+    /// GitLab's merge request versions: the request, its head, when GitLab saw it.
+    versions: Vec<(u64, String, String)>,
 }
 
 /// The double; [`Hub::start`] mounts it on a fresh server.
@@ -499,8 +501,39 @@ impl Hub {
         };
         let repo = Repository::open_bare(&self.repo).expect("the double's repository");
         let mut state = self.state.lock().unwrap();
+        // A version of each open merge request per head its branch had when GitLab saw it.
+        let heads: Vec<(u64, String)> = state
+            .pulls
+            .iter()
+            .filter(|p| p.state == "open")
+            .filter_map(|p| {
+                let head = repo.refname_to_id(&format!("refs/heads/{}", p.head)).ok()?;
+                Some((p.number, head.to_string()))
+            })
+            .collect();
+        for (number, head) in heads {
+            let latest = state.versions.iter().rev().find(|v| v.0 == number);
+            if latest.is_none_or(|v| v.1 != head) {
+                let at = tick(&mut state);
+                state.versions.push((number, head, at));
+            }
+        }
         let parts: Vec<&str> = rest.split('/').collect();
         match (method, parts.as_slice()) {
+            ("GET", ["merge_requests", iid, "versions"]) => {
+                let number: u64 = iid.parse().unwrap_or(0);
+                ok(state
+                    .versions
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .filter(|(_, v)| v.0 == number)
+                    .map(|(i, v)| json!({"id": i + 1, "head_commit_sha": v.1, "base_commit_sha": "",
+                                         "start_commit_sha": "", "created_at": v.2,
+                                         "merge_request_id": 1000 + number, "state": "collected",
+                                         "real_size": "1", "patch_id_sha": ""}))
+                    .collect())
+            }
             ("GET", ["merge_requests"]) => {
                 let wanted = query.get("state").map_or("all", String::as_str);
                 let same = |key: &str, m: &Value| query.get(key).is_none_or(|b| m[key] == json!(b));
@@ -578,7 +611,8 @@ impl Hub {
                     .reviews
                     .iter()
                     .filter(|r| r.pull == number && r.state == "APPROVED")
-                    .map(|r| json!({"user": {"id": 4, "username": r.user, "name": r.user, "state": "active"}}))
+                    .map(|r| json!({"user": {"id": 4, "username": r.user, "name": r.user, "state": "active"},
+                                    "approved_at": r.submitted_at}))
                     .collect();
                 ok(json!({"id": 1000 + number, "iid": number, "project_id": 1,
                           "approved": !approved_by.is_empty(), "approved_by": approved_by}))
