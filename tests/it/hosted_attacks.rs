@@ -551,8 +551,13 @@ async fn a_gitea_approval_by_someone_not_an_official_reviewer_does_not_count() {
 /// request's head changes (GitLab Free has no "reset approvals on push"). When GitLab says
 /// when each approval was given (`approved_at`), its versions say which head it was.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_gitlab_approval_of_an_older_head_does_not_carry_over() {
-    let side = &GITLAB;
+async fn an_approval_of_an_older_head_does_not_carry_over() {
+    for side in SIDES {
+        an_older_approval(side).await;
+    }
+}
+
+async fn an_older_approval(side: &Side) {
     let (sandbox, remote, server, _hub) = world_with(side, |env| {
         env["protection"]["dismiss_stale_reviews"] = json!(true)
     })
@@ -1607,5 +1612,30 @@ async fn an_api_url_with_a_password_does_not_show_it() {
         down.assert_code(3);
         assert!(!down.render().contains("hunter2"), "{}", down.render());
         assert!(!down.render().contains(ALICE), "{}", down.render());
+    }
+}
+
+/// A check name that is not one line of `A-Za-z0-9._/:-` (an escape sequence, a line break)
+/// is refused before any write.
+#[tokio::test(flavor = "multi_thread")]
+async fn odd_check_names_are_refused() {
+    for side in SIDES {
+        let (sandbox, remote, server, _hub) = world(side).await;
+        let source = sandbox.tip("dev");
+        for name in ["ci\u{1b}[2J", "ci/test\nferry/deploy/dev", ""] {
+            let from = seen(&server).await;
+            let refused = run(
+                side,
+                &sandbox,
+                &remote,
+                &server,
+                BOB,
+                &["status", "set", &source, name, "success"],
+            )
+            .await;
+            assert!(matches!(refused.code, Some(1 | 2)), "{}", refused.render());
+            assert!(!refused.render().contains('\u{1b}'), "{}", refused.render());
+            only_reads(&server, from).await;
+        }
     }
 }
