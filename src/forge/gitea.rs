@@ -181,12 +181,23 @@ impl Forge for Gitea<'_> {
         let pulls = self
             .rest
             .list(&self.path("/pulls?state=open&sort=oldest&limit=50"))?;
+        let from_branch = |pr: &&Value| pr["head"]["ref"].as_str() == Some(branch.as_str());
+        if let Some(pr) = pulls
+            .iter()
+            .filter(from_branch)
+            .find(|pr| pr["base"]["ref"].as_str() != Some(to_branch))
+        {
+            return Err(ForgeError::Retargeted {
+                id: pr["number"].as_u64().unwrap_or_default(),
+                branch,
+                into: pr["base"]["ref"].as_str().unwrap_or_default().to_owned(),
+                target: to_branch.to_owned(),
+            });
+        }
         Ok(pulls
             .iter()
-            .find(|pr| {
-                pr["head"]["ref"].as_str() == Some(branch.as_str())
-                    && pr["base"]["ref"].as_str() == Some(to_branch)
-            })
+            .filter(from_branch)
+            .find(|pr| pr["base"]["ref"].as_str() == Some(to_branch))
             .and_then(|pr| {
                 Some(OpenRequest {
                     id: pr["number"].as_u64()?,

@@ -354,17 +354,28 @@ impl Forge for GitLab<'_> {
         to_branch: &str,
     ) -> Result<Option<OpenRequest>, ForgeError> {
         let branch = super::request_branch(from, to);
+        // Any target: GitLab has one open merge request per source branch.
         let mrs = self.rest.list(&self.path(&format!(
-            "/merge_requests?state=opened&source_branch={}&target_branch={}&per_page=100",
+            "/merge_requests?state=opened&source_branch={}&per_page=100",
             encoded(&branch),
-            encoded(to_branch)
         )))?;
+        let from_branch = |mr: &&Value| mr["source_branch"].as_str() == Some(branch.as_str());
+        if let Some(mr) = mrs
+            .iter()
+            .filter(from_branch)
+            .find(|mr| mr["target_branch"].as_str() != Some(to_branch))
+        {
+            return Err(ForgeError::Retargeted {
+                id: mr["iid"].as_u64().unwrap_or_default(),
+                branch,
+                into: mr["target_branch"].as_str().unwrap_or_default().to_owned(),
+                target: to_branch.to_owned(),
+            });
+        }
         Ok(mrs
             .iter()
-            .find(|mr| {
-                mr["source_branch"].as_str() == Some(branch.as_str())
-                    && mr["target_branch"].as_str() == Some(to_branch)
-            })
+            .filter(from_branch)
+            .find(|mr| mr["target_branch"].as_str() == Some(to_branch))
             .and_then(|mr| {
                 Some(OpenRequest {
                     id: mr["iid"].as_u64()?,

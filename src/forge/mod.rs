@@ -90,6 +90,17 @@ pub enum ForgeError {
     /// The request's record changed since it was read (an update or a merge swaps it).
     #[error("request #{id} changed meanwhile")]
     RequestMoved { id: u64 },
+    /// An open request from the promotion's branch goes to another branch than its target
+    /// (retargeted on the forge's page): pushing a new proposal there would change it too.
+    #[error(
+        "request #{id} from `{branch}` merges into `{into}`, not into `{target}`: ferry does not push a proposal onto it"
+    )]
+    Retargeted {
+        id: u64,
+        branch: String,
+        into: String,
+        target: String,
+    },
     /// The target branch moved since it was read.
     #[error("`{branch}` moved meanwhile")]
     BranchMoved { branch: String },
@@ -150,6 +161,8 @@ impl From<ForgeError> for crate::error::Error {
                     "check that the token can read and write this repository (code, pull requests, statuses)",
                 )
             }
+            e @ ForgeError::Retargeted { id, .. } => Error::failure(e.to_string())
+                .hint(format!("close it (`ferry close {id}`), then promote again")),
             ForgeError::NoRequest(id) => Error::failure(format!("there is no request #{id}"))
                 .hint("`ferry requests` lists them"),
             other => Error::failure(other.to_string()),

@@ -1639,3 +1639,43 @@ async fn odd_check_names_are_refused() {
         }
     }
 }
+
+/// mallory retargets the open promotion's request to prod; dev moves and alice promotes
+/// again: ferry does not push the new proposal onto a branch whose request now goes to prod
+/// (where a click on the forge's page would land a state built on staging), and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_retargeted_elsewhere_is_not_promoted_onto() {
+    for side in SIDES {
+        let (sandbox, remote, server, _hub) = world(side).await;
+        promoted_and_approved(side, &sandbox, &remote, &server).await;
+        let (code, _) = api(
+            side,
+            &server,
+            MALLORY,
+            side.edit,
+            &side.pull(12),
+            json!({side.target: "prod"}),
+        )
+        .await;
+        assert_eq!(code, 200);
+        let file = crate::agent::artifact(&sandbox, "1.1.0");
+        crate::agent::bump(&sandbox, &remote, "1.1.0", &file, false);
+        let branch = sandbox.tip(BRANCH);
+        let refused = run(
+            side,
+            &sandbox,
+            &remote,
+            &server,
+            ALICE,
+            &["promote", "dev", "staging"],
+        )
+        .await;
+        refused.assert_code(1);
+        assert!(refused.stderr.contains("`prod`"), "{}", refused.render());
+        assert_eq!(
+            sandbox.tip(BRANCH),
+            branch,
+            "the request branch did not move"
+        );
+    }
+}

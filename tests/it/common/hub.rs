@@ -548,10 +548,11 @@ impl Hub {
             ("POST", ["merge_requests"]) => {
                 let head = body["source_branch"].as_str().unwrap_or_default().to_owned();
                 let base = body["target_branch"].as_str().unwrap_or_default().to_owned();
+                // GitLab: one open merge request per source branch, whatever its target.
                 if let Some(open) = state
                     .pulls
                     .iter()
-                    .find(|p| p.state == "open" && p.head == head && p.base == base)
+                    .find(|p| p.state == "open" && p.head == head)
                 {
                     return ResponseTemplate::new(409).set_body_json(json!({"message": [format!(
                         "Another open merge request already exists for this source branch: !{}",
