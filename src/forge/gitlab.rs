@@ -707,16 +707,38 @@ impl Forge for GitLab<'_> {
         Some(&self.namespace)
     }
 
+    /// The branch's rule and every wildcard rule matching it (`*`, `env-*`): GitLab applies
+    /// them all, the most permissive winning, so a wildcard letting developers push opens a
+    /// branch whose own rule lets no one.
     fn protection(&self, branch: &str) -> Result<Option<Rules>, ForgeError> {
-        match self.call(
-            "GET",
-            &self.path(&format!("/protected_branches/{}", encoded(branch))),
-            None,
-        ) {
-            Ok(value) => Ok(Some(from_gitlab(&value))),
-            Err(e) if e.status() == Some(404) => Ok(None),
-            Err(e) => Err(e.into()),
+        let rules = self
+            .rest
+            .list(&self.path("/protected_branches?per_page=100"))?;
+        let matching: Vec<&Value> = rules
+            .iter()
+            .filter(|rule| {
+                rule["name"]
+                    .as_str()
+                    .is_some_and(|name| name == branch || wildcard_matches(name, branch))
+            })
+            .collect();
+        if matching.is_empty() {
+            return Ok(None);
         }
+        let levels = |key: &str| -> Vec<Value> {
+            matching
+                .iter()
+                .flat_map(|rule| rule[key].as_array().cloned().unwrap_or_default())
+                .collect()
+        };
+        Ok(Some(from_gitlab(&json!({
+            "push_access_levels": levels("push_access_levels"),
+            "merge_access_levels": levels("merge_access_levels"),
+            "allow_force_push": matching.iter().any(|r| r["allow_force_push"] == json!(true)),
+            "code_owner_approval_required": matching
+                .iter()
+                .any(|r| r["code_owner_approval_required"] == json!(true)),
+        }))))
     }
 
     /// GitLab Free's rules: who may push (no one), who may merge (developers, or maintainers
@@ -824,6 +846,30 @@ fn transition_from(message: &str) -> Option<&str> {
     Some(&rest[..end])
 }
 
+/// Whether GitLab's protected branch wildcard `pattern` (`*` any characters, `/` included)
+/// matches `branch`; a name without `*` is no wildcard.
+fn wildcard_matches(pattern: &str, branch: &str) -> bool {
+    if !pattern.contains('*') {
+        return false;
+    }
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !branch.starts_with(first) || branch.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &branch[first.len()..branch.len() - last.len()];
+    if !branch.ends_with(last) {
+        return false;
+    }
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 /// "Maintainers may merge", as ferry's rules say it.
 fn maintainers() -> Principals {
     Principals {
@@ -892,6 +938,17 @@ pub fn from_gitlab(value: &Value) -> Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wildcards_match_as_gitlab_does() {
+        assert!(wildcard_matches("*", "staging"));
+        assert!(wildcard_matches("env/*", "env/staging"));
+        assert!(wildcard_matches("*-stable", "prod-stable"));
+        assert!(wildcard_matches("p*d*", "prod"));
+        assert!(!wildcard_matches("staging", "staging"));
+        assert!(!wildcard_matches("env/*", "staging"));
+        assert!(!wildcard_matches("a*a", "a"));
+    }
 
     #[test]
     fn refused_transitions_say_their_state() {

@@ -1679,3 +1679,40 @@ async fn a_request_retargeted_elsewhere_is_not_promoted_onto() {
         );
     }
 }
+
+/// A GitLab wildcard rule (`*`) letting developers push applies on top of the branch's own
+/// rule (the most permissive wins): `protect check` must not say staging is in sync.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gitlab_wildcard_rule_opening_the_branch_is_not_in_sync() {
+    let side = &GITLAB;
+    let (sandbox, remote, server, _hub) = world(side).await;
+    let protect = |verb: &'static str| {
+        let (sandbox, remote, server) = (&sandbox, &remote, &server);
+        async move {
+            run(
+                side,
+                sandbox,
+                remote,
+                server,
+                ALICE,
+                &["protect", verb, "--env", "staging"],
+            )
+            .await
+        }
+    };
+    protect("apply").await.assert_code(0);
+    protect("check").await.assert_code(0);
+    let (code, _) = api(
+        side,
+        &server,
+        ALICE,
+        "POST",
+        "/protected_branches",
+        json!({"name": "*", "push_access_level": 30, "merge_access_level": 30}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let check = protect("check").await;
+    check.assert_code(1);
+    assert!(!check.stdout.contains("in sync"), "{}", check.render());
+}

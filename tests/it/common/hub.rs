@@ -716,6 +716,7 @@ impl Hub {
                                   "commit_title": "", "ref_count": null}
                 }))
                 .collect()),
+            ("GET", ["protected_branches"]) => ok(state.protections.values().cloned().collect()),
             ("GET", ["protected_branches", branch]) => match state.protections.get(&decoded(branch)) {
                 Some(p) => ok(p.clone()),
                 None => error(404, "404 Not found"),
