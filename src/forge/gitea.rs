@@ -23,6 +23,8 @@ use crate::store::Store;
 const GITEA: &str = "Gitea";
 /// How ferry's rules say "anyone with write access" (Gitea's pushes without a whitelist).
 const WRITERS: &str = "@writers";
+/// And "the repository's deploy keys with write access" (`push_whitelist_deploy_keys`).
+const DEPLOY_KEYS: &str = "@deploy-keys";
 
 /// A Gitea or Forgejo repository through its REST API, and its git remote for the request
 /// branch.
@@ -572,11 +574,26 @@ pub fn from_gitea(value: &Value) -> Rules {
             .collect()
     };
     let flag = |key: &str| value[key].as_bool().unwrap_or(false);
+    // Files anyone with write access may change by a push, whatever the whitelist: with a
+    // pattern set (`*`, `manifest.json`), the branch is open to every writer.
+    let unprotected = value["unprotected_file_patterns"]
+        .as_str()
+        .is_some_and(|p| !p.trim().is_empty());
     let direct_pushers = match (flag("enable_push"), flag("enable_push_whitelist")) {
-        (true, true) => Principals {
-            users: strings("push_whitelist_usernames"),
-            teams: teams("push_whitelist_teams"),
+        _ if unprotected => Principals {
+            users: Default::default(),
+            teams: [WRITERS.to_owned()].into(),
         },
+        (true, true) => {
+            let mut teams = teams("push_whitelist_teams");
+            if flag("push_whitelist_deploy_keys") {
+                teams.insert(DEPLOY_KEYS.to_owned());
+            }
+            Principals {
+                users: strings("push_whitelist_usernames"),
+                teams,
+            }
+        }
         // Pushes enabled without a whitelist: anyone with write access pushes directly.
         (true, false) => Principals {
             users: Default::default(),
@@ -616,6 +633,8 @@ pub fn to_gitea(rules: &Rules) -> Value {
         "enable_push_whitelist": pushers,
         "push_whitelist_usernames": list(&rules.direct_pushers.users),
         "push_whitelist_teams": list(&rules.direct_pushers.teams),
+        "push_whitelist_deploy_keys": false,
+        "unprotected_file_patterns": "",
         "enable_merge_whitelist": rules.restricted_to.is_some(),
         "merge_whitelist_usernames": list(&mergers.users),
         "merge_whitelist_teams": list(&mergers.teams),
@@ -654,6 +673,12 @@ mod tests {
         let closed = from_gitea(&json!({"enable_push": false, "enable_push_whitelist": true,
             "push_whitelist_usernames": ["mallory"]}));
         assert_eq!(closed.direct_pushers, Principals::default());
+        let files =
+            from_gitea(&json!({"enable_push": false, "unprotected_file_patterns": "*.json"}));
+        assert_eq!(files.direct_pushers.teams, [WRITERS.to_owned()].into());
+        let keys = from_gitea(&json!({"enable_push": true, "enable_push_whitelist": true,
+            "push_whitelist_deploy_keys": true}));
+        assert_eq!(keys.direct_pushers.teams, [DEPLOY_KEYS.to_owned()].into());
     }
 
     #[test]

@@ -1265,47 +1265,47 @@ async fn a_direct_push_is_flagged() {
 async fn gitea_pushes_open_to_every_writer_are_not_in_sync() {
     let side = &GITEA;
     let (sandbox, remote, server, _hub) = world(side).await;
-    run(
-        side,
-        &sandbox,
-        &remote,
-        &server,
-        ALICE,
-        &["protect", "apply", "--env", "staging"],
-    )
-    .await
-    .assert_code(0);
-    run(
-        side,
-        &sandbox,
-        &remote,
-        &server,
-        ALICE,
-        &["protect", "check", "--env", "staging"],
-    )
-    .await
-    .assert_code(0);
-    let (code, _) = api(
-        side,
-        &server,
-        ALICE,
-        "PATCH",
-        "/branch_protections/staging",
+    let protect = |verb: &'static str| {
+        let (sandbox, remote, server) = (&sandbox, &remote, &server);
+        async move {
+            run(
+                side,
+                sandbox,
+                remote,
+                server,
+                ALICE,
+                &["protect", verb, "--env", "staging"],
+            )
+            .await
+        }
+    };
+    // Pushes open to every writer, deploy keys whitelisted, files anyone may push: each
+    // out of sync, each closed again by `protect apply`.
+    for opening in [
         json!({"enable_push": true, "enable_push_whitelist": false}),
-    )
-    .await;
-    assert_eq!(code, 200);
-    let check = run(
-        side,
-        &sandbox,
-        &remote,
-        &server,
-        ALICE,
-        &["protect", "check", "--env", "staging"],
-    )
-    .await;
-    check.assert_code(1);
-    assert!(!check.stdout.contains("in sync"), "{}", check.render());
+        json!({"enable_push": true, "enable_push_whitelist": true, "push_whitelist_deploy_keys": true}),
+        json!({"enable_push": false, "unprotected_file_patterns": "manifest.json"}),
+    ] {
+        protect("apply").await.assert_code(0);
+        protect("check").await.assert_code(0);
+        let (code, _) = api(
+            side,
+            &server,
+            ALICE,
+            "PATCH",
+            "/branch_protections/staging",
+            opening.clone(),
+        )
+        .await;
+        assert_eq!(code, 200);
+        let check = protect("check").await;
+        check.assert_code(1);
+        assert!(
+            !check.stdout.contains("in sync"),
+            "{opening}: {}",
+            check.render()
+        );
+    }
 }
 
 /// An environment on a branch whose name has a slash (`env/staging`): its protection is
