@@ -887,6 +887,11 @@ impl Store {
         }))
     }
 
+    /// Whether `tip` is `commit` or has it in its history (both here).
+    pub fn holds(&self, tip: Oid, commit: Oid) -> bool {
+        tip == commit || self.repo.graph_descendant_of(tip, commit).unwrap_or(false)
+    }
+
     /// Every commit reachable from `tip`, newest first (git's default walk order).
     pub fn ancestors(&self, tip: Oid) -> Result<Vec<Oid>, StoreError> {
         let err = git_err(&self.remote);

@@ -685,6 +685,61 @@ async fn whatever_the_forge_answers_to_the_merge_nothing_half_happens() {
     }
 }
 
+/// The forge answers the merge as done, naming the request's head as what it merged, but
+/// nothing moved (a broken or hostile answer): ferry does not say it merged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_merge_the_forge_says_happened_but_did_not_is_no_merge() {
+    for side in SIDES {
+        let (sandbox, remote, server, hub) = world(side).await;
+        let head = promoted_and_approved(side, &sandbox, &remote, &server).await;
+        let staging = sandbox.tip("staging");
+        let merged = match side.dialect {
+            Dialect::GitLab => json!({"iid": 12, "state": "merged", "sha": head,
+                                      "merge_commit_sha": head, "source_branch": BRANCH}),
+            _ => json!({"number": 12, "state": "closed", "merged": true, "merge_commit_sha": head,
+                        "head": {"ref": BRANCH, "sha": head}, "base": {"ref": "staging"}}),
+        };
+        let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let answer = match side.dialect {
+            Dialect::GitLab => merged.clone(),
+            // Gitea's merge answers nothing; the pull request read back says merged.
+            _ => Value::Null,
+        };
+        let flag = called.clone();
+        Mock::given(method(side.merge))
+            .and(path(format!("{}{}/merge", side.repo, side.pull(12))))
+            .respond_with(move |_: &wiremock::Request| {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                ResponseTemplate::new(200).set_body_json(answer.clone())
+            })
+            .with_priority(1)
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        let flag = called.clone();
+        Mock::given(method("GET"))
+            .and(path(format!("{}{}", side.repo, side.pull(12))))
+            .respond_with(move |request: &wiremock::Request| {
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    ResponseTemplate::new(200).set_body_json(merged.clone())
+                } else {
+                    wiremock::Respond::respond(&hub, request)
+                }
+            })
+            .with_priority(2)
+            .mount(&server)
+            .await;
+        let lied = run(side, &sandbox, &remote, &server, ALICE, &["merge", "12"]).await;
+        lied.assert_code(1);
+        assert!(
+            lied.stderr.contains("does not hold it"),
+            "{}",
+            lied.render()
+        );
+        assert_eq!(sandbox.tip("staging"), staging);
+    }
+}
+
 /// `staging` moves between ferry's checks and the forge's merge (which, as GitHub's, merges
 /// three-way onto the moved target): ferry says the merge is not the promoted state (exit 1).
 #[tokio::test(flavor = "multi_thread")]
