@@ -18,8 +18,9 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// Rate-limited calls retried, and the longest wait.
 const RETRIES: u32 = 4;
 const MAX_WAIT: Duration = Duration::from_secs(300);
-/// The most pages a list follows.
+/// The most pages a list follows, and the most bytes they add up to.
 const MAX_PAGES: usize = 1_000;
+const MAX_LIST: usize = 128 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestError {
@@ -103,6 +104,17 @@ impl Rest {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Option<String>, Value), RestError> {
+        self.call_sized(method, path, body)
+            .map(|(status, next, value, _)| (status, next, value))
+    }
+
+    /// [`Rest::call`], with the answer's size in bytes.
+    fn call_sized(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Option<String>, Value, usize), RestError> {
         let url = if path.contains("://") {
             if Self::origin(path) != Self::origin(&self.api) {
                 return Err(RestError::Unexpected {
@@ -146,7 +158,7 @@ impl Rest {
             };
             if (200..300).contains(&status) {
                 let next = next_link(&headers);
-                return Ok((status, next, value));
+                return Ok((status, next, value, bytes.len()));
             }
             let message = said(&value, status);
             let error = RestError::Refused {
@@ -181,6 +193,7 @@ impl Rest {
         let mut next = Some(path.to_owned());
         let mut pages = 0;
         let mut seen = std::collections::BTreeSet::new();
+        let mut read = 0usize;
         while let Some(path) = next {
             pages += 1;
             if pages > MAX_PAGES || !seen.insert(path.clone()) {
@@ -191,7 +204,17 @@ impl Rest {
                     message: "its pages do not end".to_owned(),
                 });
             }
-            let (_, link, value) = self.call("GET", &path, None)?;
+            let (_, link, value, size) = self.call_sized("GET", &path, None)?;
+            // Every page under the bound of one answer would still add up without end.
+            read += size;
+            if read > MAX_LIST {
+                return Err(RestError::Unexpected {
+                    forge: self.forge,
+                    method: "GET".to_owned(),
+                    path,
+                    message: format!("its pages add up to more than {} MiB", MAX_LIST >> 20),
+                });
+            }
             match value {
                 Value::Array(page) => {
                     if page.is_empty() {

@@ -1771,3 +1771,55 @@ async fn a_gitlab_wildcard_rule_opening_the_branch_is_not_in_sync() {
     check.assert_code(1);
     assert!(!check.stdout.contains("in sync"), "{}", check.render());
 }
+
+/// A list whose every page stays under the bound of one answer (4 MiB each) but goes on,
+/// each page naming a new next one: cut short once the pages add up (128 MiB), with an error,
+/// instead of reading 1,000 of them into memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_that_add_up_are_cut_short() {
+    let side = &GITLAB;
+    let (sandbox, remote, server, _hub) = world(side).await;
+    let list = format!("{}{}", side.repo, side.pulls);
+    let uri = server.uri();
+    let big = format!(
+        "[{{\"iid\": 99, \"source_branch\": \"feature\", \"description\": \"{}\"}}]",
+        "x".repeat(4 << 20)
+    );
+    let list_ = list.clone();
+    Mock::given(method("GET"))
+        .and(path(list.clone()))
+        .respond_with(move |request: &wiremock::Request| {
+            let page: u64 = request
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "page")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(1);
+            ResponseTemplate::new(200)
+                .set_body_raw(big.clone(), "application/json")
+                .insert_header(
+                    "link",
+                    format!("<{uri}{list_}?page={}>; rel=\"next\"", page + 1).as_str(),
+                )
+        })
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let started = std::time::Instant::now();
+    let refused = run(side, &sandbox, &remote, &server, BOB, &["requests"]).await;
+    refused.assert_code(1);
+    assert!(
+        refused.stderr.contains("add up to more than 128 MiB"),
+        "{}",
+        refused.render()
+    );
+    let pages = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == list)
+        .count();
+    assert!(pages <= 40, "{pages} pages read");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
