@@ -1218,6 +1218,40 @@ async fn control_characters_are_never_printed_raw() {
                 assert!(!shown.stderr.contains(c), "{c:?}: {}", shown.render());
             }
         }
+        // Squashed, the title is the commit's subject; a status's description is mallory's.
+        run(
+            side,
+            &sandbox,
+            &remote,
+            &server,
+            ALICE,
+            &["merge", "12", "--method", "squash"],
+        )
+        .await
+        .assert_code(0);
+        let staging = sandbox.tip("staging");
+        let (code, _) = api(
+            side,
+            &server,
+            MALLORY,
+            "POST",
+            &format!("/statuses/{staging}"),
+            json!({"state": "failure", side.context: "ferry/deploy/staging",
+                   "description": "\u{1b}]8;;http://evil\u{7}click\u{1b}[2J",
+                   "target_url": "http://evil/\u{1b}[2J"}),
+        )
+        .await;
+        assert_eq!(code, 201);
+        for args in [
+            &["audit", "staging"][..],
+            &["status", "staging"][..],
+            &["status"][..],
+        ] {
+            let shown = run(side, &sandbox, &remote, &server, BOB, args).await;
+            for c in ['\u{1b}', '\u{7}', '\u{8}', '\r'] {
+                assert!(!shown.render().contains(c), "{c:?}: {}", shown.render());
+            }
+        }
     }
 }
 
