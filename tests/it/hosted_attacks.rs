@@ -1857,3 +1857,81 @@ async fn pages_that_add_up_are_cut_short() {
     assert!(pages <= 40, "{pages} pages read");
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+/// A hostile activity feed (Gitea) or event list (GitLab): entries of the wrong shape, content
+/// that is not JSON, bogus shas, no actor, another branch claiming staging's commit. The audit
+/// never panics, never takes them for who pushed staging's commits, and still flags the
+/// promotion merged without approvals.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_push_log_is_not_believed() {
+    for side in SIDES {
+        let (sandbox, remote, server, _hub) = world(side).await;
+        run(
+            side,
+            &sandbox,
+            &remote,
+            &server,
+            ALICE,
+            &["promote", "dev", "staging"],
+        )
+        .await
+        .assert_code(0);
+        let body = match side.dialect {
+            Dialect::GitLab => json!({}),
+            _ => json!({"Do": "merge"}),
+        };
+        let (code, _) = api(
+            side,
+            &server,
+            ALICE,
+            side.merge,
+            &format!("{}/merge", side.pull(12)),
+            body,
+        )
+        .await;
+        assert_eq!(code, 200);
+        let tip = sandbox.tip("staging");
+        let (feed, entries) = match side.dialect {
+            Dialect::GitLab => (
+                "/events",
+                json!([
+                    null, 5, "x", {"push_data": null},
+                    {"push_data": {"ref_type": "branch", "ref": "staging", "commit_to": 5}},
+                    {"author": {"username": "mallory"}, "push_data": {"ref_type": "tag", "ref": "staging", "commit_to": tip}},
+                    {"author": {"username": "mallory"}, "push_data": {"ref_type": "branch", "ref": "dev", "commit_to": tip}},
+                    {"author": null, "push_data": {"ref_type": "branch", "ref": "staging", "commit_from": "zz", "commit_to": "not-a-sha"}}
+                ]),
+            ),
+            _ => (
+                "/activities/feeds",
+                json!([
+                    null, 5, "x", {"op_type": "commit_repo"},
+                    {"op_type": "commit_repo", "ref_name": "refs/heads/staging", "content": "not json"},
+                    {"op_type": "commit_repo", "ref_name": "refs/heads/staging", "content": "{\"HeadCommit\": {\"Sha1\": 5}, \"CompareURL\": 7}"},
+                    {"op_type": "commit_repo", "ref_name": "refs/heads/dev", "act_user": {"login": "mallory"},
+                     "content": format!("{{\"HeadCommit\": {{\"Sha1\": \"{tip}\"}}}}")},
+                    {"op_type": "push_tag", "ref_name": "refs/heads/staging", "act_user": {"login": "mallory"},
+                     "content": format!("{{\"HeadCommit\": {{\"Sha1\": \"{tip}\"}}}}")}
+                ]),
+            ),
+        };
+        Mock::given(method("GET"))
+            .and(path(format!("{}{feed}", side.repo)))
+            .respond_with(ResponseTemplate::new(200).set_body_json(entries))
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        let audit = run(side, &sandbox, &remote, &server, BOB, &["audit", "staging"]).await;
+        audit.assert_code(1);
+        assert!(
+            audit.stdout.contains("FLAGGED: 0 approval(s)"),
+            "{}",
+            audit.render()
+        );
+        assert!(
+            !audit.stdout.contains("pushed by mallory"),
+            "{}",
+            audit.render()
+        );
+    }
+}
