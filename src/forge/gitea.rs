@@ -395,7 +395,7 @@ impl Forge for Gitea<'_> {
         let mut checks = Statuses::new();
         for page in self
             .rest
-            .list(&self.path(&format!("/commits/{commit}/status?limit=50")))?
+            .pages(&self.path(&format!("/commits/{commit}/status?limit=50")))?
         {
             add_statuses(&page, &mut checks);
         }

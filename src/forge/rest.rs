@@ -187,8 +187,37 @@ impl Rest {
         })
     }
 
-    /// Every page of a list.
+    /// Every item of a list's pages: each page must be a JSON array (an answer of another
+    /// shape is not taken for a list without the item looked for).
     pub fn list(&self, path: &str) -> Result<Vec<Value>, RestError> {
+        let pages = self.pages(path)?;
+        if let Some(odd) = pages.iter().find(|page| !page.is_array()) {
+            return Err(RestError::Unexpected {
+                forge: self.forge,
+                method: "GET".to_owned(),
+                path: path.to_owned(),
+                message: format!(
+                    "a list answered with {}",
+                    match odd {
+                        Value::Object(_) => "an object",
+                        Value::String(_) => "text",
+                        _ => "a value",
+                    }
+                ),
+            });
+        }
+        Ok(pages
+            .into_iter()
+            .flat_map(|page| match page {
+                Value::Array(items) => items,
+                _ => Vec::new(),
+            })
+            .collect())
+    }
+
+    /// Every page of a paged answer, each as it is (an array, or an object such as a combined
+    /// status); an empty page or body ends it.
+    pub fn pages(&self, path: &str) -> Result<Vec<Value>, RestError> {
         let mut items = Vec::new();
         let mut next = Some(path.to_owned());
         let mut pages = 0;
@@ -216,14 +245,9 @@ impl Rest {
                 });
             }
             match value {
-                Value::Array(page) => {
-                    if page.is_empty() {
-                        break;
-                    }
-                    items.extend(page)
-                }
+                Value::Array(page) if page.is_empty() => break,
                 Value::Null => break,
-                other => items.push(other),
+                page => items.push(page),
             }
             next = link;
         }

@@ -1935,3 +1935,73 @@ async fn a_hostile_push_log_is_not_believed() {
         );
     }
 }
+
+/// Every read answered with something of the wrong shape (an object where a list is due, a
+/// list where an object is, `null`, a number, HTML): each command refuses or says nothing,
+/// never panics, never writes, never moves a branch.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_read_answered_wrongly_is_survived() {
+    for side in SIDES {
+        enum Shape {
+            Array,
+            Other,
+        }
+        for (answer, shape) in [
+            (
+                ResponseTemplate::new(200).set_body_json(json!({"unexpected": [1, 2]})),
+                Shape::Other,
+            ),
+            (
+                ResponseTemplate::new(200).set_body_json(json!([[null], 7, {"iid": 12}])),
+                Shape::Array,
+            ),
+            (
+                ResponseTemplate::new(200).set_body_json(json!(42)),
+                Shape::Other,
+            ),
+            (
+                ResponseTemplate::new(200).set_body_string("<html>hello</html>"),
+                Shape::Other,
+            ),
+        ] {
+            let (sandbox, remote, server, _hub) = world(side).await;
+            promoted_and_approved(side, &sandbox, &remote, &server).await;
+            let staging = sandbox.tip("staging");
+            Mock::given(method("GET"))
+                .respond_with(answer)
+                .with_priority(1)
+                .mount(&server)
+                .await;
+            let from = seen(&server).await;
+            for args in [
+                &["requests"][..],
+                &["requests", "12"][..],
+                &["approve", "12"][..],
+                &["merge", "12"][..],
+                &["close", "12"][..],
+                &["status"][..],
+                &["audit", "staging"][..],
+                &["protect", "check"][..],
+                &["promote", "dev", "staging"][..],
+            ] {
+                let said = run(side, &sandbox, &remote, &server, CAROL, args).await;
+                assert!(
+                    matches!(said.code, Some(0 | 1 | 3)),
+                    "{args:?}: {}",
+                    said.render()
+                );
+            }
+            // An array of junk is a list without the open request: `promote` may then try
+            // to open one (and the forge refuses a second).
+            let listed = matches!(shape, Shape::Array);
+            let writes: Vec<String> = server.received_requests().await.unwrap()[from..]
+                .iter()
+                .filter(|r| r.method.as_str() != "GET")
+                .filter(|r| !listed || !r.url.path().ends_with(side.pulls))
+                .map(|r| format!("{} {}", r.method, r.url.path()))
+                .collect();
+            assert!(writes.is_empty(), "{writes:?}");
+            assert_eq!(sandbox.tip("staging"), staging);
+        }
+    }
+}
