@@ -2005,3 +2005,33 @@ async fn every_read_answered_wrongly_is_survived() {
         }
     }
 }
+
+/// A redirect to another host (301, 302, 307, 308) is not followed: the token stays with the
+/// API, and the command says what the forge answered (exit 1).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_elsewhere_is_not_followed() {
+    for side in SIDES {
+        let (sandbox, remote, server, _hub) = world(side).await;
+        let elsewhere = MockServer::start().await;
+        for status in [301, 302, 307, 308] {
+            Mock::given(method("GET"))
+                .and(path(format!("{}{}", side.repo, side.pulls)))
+                .respond_with(ResponseTemplate::new(status).insert_header(
+                    "location",
+                    format!("{}{}{}", elsewhere.uri(), side.repo, side.pulls).as_str(),
+                ))
+                .with_priority(1)
+                .up_to_n_times(1)
+                .mount(&server)
+                .await;
+            let refused = run(side, &sandbox, &remote, &server, BOB, &["requests"]).await;
+            refused.assert_code(1);
+            assert!(
+                refused.stderr.contains(&status.to_string()),
+                "{}",
+                refused.render()
+            );
+        }
+        assert!(elsewhere.received_requests().await.unwrap().is_empty());
+    }
+}
