@@ -519,7 +519,7 @@ async fn a_gitea_approval_by_someone_not_an_official_reviewer_does_not_count() {
     .await
     .assert_code(0);
     hub.association("mallory", "NONE");
-    run(
+    let approved = run(
         side,
         &sandbox,
         &remote,
@@ -527,8 +527,15 @@ async fn a_gitea_approval_by_someone_not_an_official_reviewer_does_not_count() {
         MALLORY,
         &["approve", "12"],
     )
-    .await
-    .assert_code(0);
+    .await;
+    approved.assert_code(0);
+    assert!(
+        approved
+            .stderr
+            .contains("not an official reviewer is not counted"),
+        "{}",
+        approved.render()
+    );
     let staging = sandbox.tip("staging");
     let refused = run(side, &sandbox, &remote, &server, ALICE, &["merge", "12"]).await;
     refused.assert_code(1);
@@ -867,6 +874,22 @@ async fn a_deploy_status_from_a_non_reporter_opens_no_gate() {
             refused.render()
         );
         only_reads(&server, from).await;
+        let status = run(
+            side,
+            &sandbox,
+            &remote,
+            &server,
+            BOB,
+            &["status", "dev", "--format", "json"],
+        )
+        .await;
+        status.assert_code(0);
+        assert!(
+            !status.stdout.contains("\"success\""),
+            "{}",
+            status.render()
+        );
+        assert!(status.stderr.contains("mallory"), "{}", status.render());
     }
 }
 

@@ -1027,7 +1027,12 @@ impl Hub {
                     commit_id: body["commit_id"].as_str().unwrap_or_default().to_owned(),
                     submitted_at,
                 };
-                let answer = review_json(&review, &state.associations);
+                let answer = match self.dialect {
+                    Dialect::Gitea => {
+                        gitea_review_json(&review, &state.associations, &review.commit_id)
+                    }
+                    _ => review_json(&review, &state.associations),
+                };
                 state.reviews.push(review);
                 ok(answer)
             }
