@@ -1311,6 +1311,8 @@ async fn the_audit_flags_a_promotion_merged_without_approvals() {
         )
         .await;
         assert_eq!(code, 200, "{answer}");
+        // An approval given after the merge does not count for it.
+        hub.review(12, "bob", "APPROVED", &sandbox.tip(BRANCH));
         hub.pushed("staging", "not-a-sha", "zzzz", "mallory");
         hub.pushed(
             "prod",
