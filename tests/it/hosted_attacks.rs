@@ -2060,3 +2060,49 @@ async fn a_redirect_elsewhere_is_not_followed() {
         assert!(elsewhere.received_requests().await.unwrap().is_empty());
     }
 }
+
+/// bob's promotion is open; dev moves and alice promotes again, which updates bob's request
+/// in place with her proposal. alice then approves it herself (the request's author is bob)
+/// and merges: nobody but its proposer reviewed what lands. The approval of whoever proposed
+/// the current head must not count.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "finding: a request updated in place by another promoter keeps its first author, so the new proposer may approve their own proposal (every forge: the local record keeps its author too)"]
+async fn a_promotion_updated_in_place_is_not_approved_by_its_new_proposer() {
+    for side in SIDES {
+        let (sandbox, remote, server, _hub) = world(side).await;
+        run(
+            side,
+            &sandbox,
+            &remote,
+            &server,
+            BOB,
+            &["promote", "dev", "staging"],
+        )
+        .await
+        .assert_code(0);
+        let file = crate::agent::artifact(&sandbox, "1.1.0");
+        crate::agent::bump(&sandbox, &remote, "1.1.0", &file, false);
+        run(
+            side,
+            &sandbox,
+            &remote,
+            &server,
+            ALICE,
+            &["promote", "dev", "staging"],
+        )
+        .await
+        .assert_code(0);
+        let _ = run(side, &sandbox, &remote, &server, ALICE, &["approve", "12"]).await;
+        let staging = sandbox.tip("staging");
+        let merged = run(side, &sandbox, &remote, &server, ALICE, &["merge", "12"]).await;
+        merged.assert_code(1);
+        assert_eq!(sandbox.tip("staging"), staging);
+        // Someone else's approval lands it.
+        run(side, &sandbox, &remote, &server, CAROL, &["approve", "12"])
+            .await
+            .assert_code(0);
+        run(side, &sandbox, &remote, &server, ALICE, &["merge", "12"])
+            .await
+            .assert_code(0);
+    }
+}
