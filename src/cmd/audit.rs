@@ -5,7 +5,7 @@
 //! forge's requests, statuses and push log (`refs/ferry/pushes`, kept by the repository's
 //! hook), or GitHub's pull requests, reviews, statuses and repository activity.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::store::Oid;
 use serde::Serialize;
@@ -209,8 +209,13 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
                 .map(str::to_owned)
                 .collect();
         }
-        if let (Some(p), Some(_)) = (&protection, &parent) {
+        if let (Some(p), Some(parent)) = (&protection, &parent) {
             change.violations = violations(&change, p, request, forge.kind());
+            if let Some(request) = request {
+                change
+                    .violations
+                    .extend(not_the_promotion(&store, *parent, id, &change, request)?);
+            }
         }
         changes.push(change);
     }
@@ -383,6 +388,65 @@ fn violations(
         },
     }
     out
+}
+
+/// What makes a change landed by request `request` something else than the promotion it
+/// describes (a request branch changed by hand, then merged on a hosted forge's page): files
+/// besides the manifest changed, or other moves than its block for bots says.
+fn not_the_promotion(
+    store: &Store,
+    parent: Oid,
+    commit: Oid,
+    change: &Change,
+    request: &Request,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let others: Vec<String> = store
+        .changed_paths(parent, commit)?
+        .into_iter()
+        .filter(|path| path != crate::model::MANIFEST)
+        .collect();
+    if !others.is_empty() {
+        out.push(format!(
+            "changes {} besides the manifest: not the promotion request #{} describes",
+            others.join(", "),
+            request.id
+        ));
+    }
+    if !request.source.is_empty() {
+        let landed: BTreeSet<(&str, Option<&str>)> = change
+            .moves
+            .iter()
+            .map(|m| (m.app.as_str(), m.to.as_deref()))
+            .collect();
+        let described: BTreeSet<(&str, Option<&str>)> = request
+            .moves
+            .iter()
+            .map(|m| (m.app.as_str(), Some(m.to.as_str())))
+            .collect();
+        if landed != described {
+            out.push(format!(
+                "moved {}, but request #{} describes {}",
+                if change.moves.is_empty() {
+                    "no artifact".to_owned()
+                } else {
+                    shown(&change.moves)
+                },
+                request.id,
+                if request.moves.is_empty() {
+                    "no move".to_owned()
+                } else {
+                    request
+                        .moves
+                        .iter()
+                        .map(|m| format!("{} → {}", m.app, m.to))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Who pushed each commit the logged `pushes` (oldest first) brought: each push's commits,

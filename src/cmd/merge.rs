@@ -432,7 +432,27 @@ fn confirm_merged(
     out: Output,
 ) -> Result<()> {
     store.refresh();
-    let _ = store.fetch(&[branch], crate::store::History::Full);
+    let tip = store
+        .fetch(&[branch], crate::store::History::Full)
+        .ok()
+        .and_then(|mut tips| tips.remove(branch).flatten());
+    // What the forge says it merged must be on the branch (an answer saying "merged" about
+    // a merge that did not happen, or about another commit, is no merge).
+    if let Some(tip) = tip
+        && store.tree_of(merged).is_ok()
+        && !store.holds(tip, merged)
+    {
+        return Err(Error::failure(format!(
+            "the forge says #{} merged as {}, but `{branch}` (at {}) does not hold it",
+            request.id,
+            short(merged),
+            short(tip)
+        ))
+        .hint(format!(
+            "see the request on the forge's page; `ferry requests {}` shows its state",
+            request.id
+        )));
+    }
     match store.tree_of(merged) {
         Ok(tree) if tree == promoted => Ok(()),
         Ok(_) => Err(Error::failure(format!(

@@ -21,6 +21,10 @@ use crate::plan::protection::{Principals, Rules};
 use crate::store::Store;
 
 const GITEA: &str = "Gitea";
+/// How ferry's rules say "anyone with write access" (Gitea's pushes without a whitelist).
+const WRITERS: &str = "@writers";
+/// And "the repository's deploy keys with write access" (`push_whitelist_deploy_keys`).
+const DEPLOY_KEYS: &str = "@deploy-keys";
 
 /// A Gitea or Forgejo repository through its REST API, and its git remote for the request
 /// branch.
@@ -83,6 +87,11 @@ impl<'s> Gitea<'s> {
                     "set GITEA_TOKEN (or GITEA_TOKEN_FILE) to a token with the repository and issue scopes",
                 )
             })?;
+        if http::HeaderValue::from_str(&token).is_err() {
+            return Err(crate::error::Error::failure(
+                "the Gitea token holds characters no token has",
+            ));
+        }
         Ok(Gitea {
             rest: Rest::new(GITEA, api, ("authorization", format!("token {token}"))),
             store,
@@ -174,12 +183,23 @@ impl Forge for Gitea<'_> {
         let pulls = self
             .rest
             .list(&self.path("/pulls?state=open&sort=oldest&limit=50"))?;
+        let from_branch = |pr: &&Value| pr["head"]["ref"].as_str() == Some(branch.as_str());
+        if let Some(pr) = pulls
+            .iter()
+            .filter(from_branch)
+            .find(|pr| pr["base"]["ref"].as_str() != Some(to_branch))
+        {
+            return Err(ForgeError::Retargeted {
+                id: pr["number"].as_u64().unwrap_or_default(),
+                branch,
+                into: pr["base"]["ref"].as_str().unwrap_or_default().to_owned(),
+                target: to_branch.to_owned(),
+            });
+        }
         Ok(pulls
             .iter()
-            .find(|pr| {
-                pr["head"]["ref"].as_str() == Some(branch.as_str())
-                    && pr["base"]["ref"].as_str() == Some(to_branch)
-            })
+            .filter(from_branch)
+            .find(|pr| pr["base"]["ref"].as_str() == Some(to_branch))
             .and_then(|pr| {
                 Some(OpenRequest {
                     id: pr["number"].as_u64()?,
@@ -375,7 +395,7 @@ impl Forge for Gitea<'_> {
         let mut checks = Statuses::new();
         for page in self
             .rest
-            .list(&self.path(&format!("/commits/{commit}/status?limit=50")))?
+            .pages(&self.path(&format!("/commits/{commit}/status?limit=50")))?
         {
             add_statuses(&page, &mut checks);
         }
@@ -489,7 +509,10 @@ impl Forge for Gitea<'_> {
     fn protection(&self, branch: &str) -> Result<Option<Rules>, ForgeError> {
         match self.call(
             "GET",
-            &self.path(&format!("/branch_protections/{branch}")),
+            &self.path(&format!(
+                "/branch_protections/{}",
+                super::gitlab::encoded(branch)
+            )),
             None,
         ) {
             Ok(value) => Ok(Some(from_gitea(&value))),
@@ -504,7 +527,10 @@ impl Forge for Gitea<'_> {
             Some(_) => {
                 self.call(
                     "PATCH",
-                    &self.path(&format!("/branch_protections/{branch}")),
+                    &self.path(&format!(
+                        "/branch_protections/{}",
+                        super::gitlab::encoded(branch)
+                    )),
                     Some(&body),
                 )?;
             }
@@ -556,13 +582,32 @@ pub fn from_gitea(value: &Value) -> Rules {
             .collect()
     };
     let flag = |key: &str| value[key].as_bool().unwrap_or(false);
-    let direct_pushers = if flag("enable_push") && flag("enable_push_whitelist") {
-        Principals {
-            users: strings("push_whitelist_usernames"),
-            teams: teams("push_whitelist_teams"),
+    // Files anyone with write access may change by a push, whatever the whitelist: with a
+    // pattern set (`*`, `manifest.json`), the branch is open to every writer.
+    let unprotected = value["unprotected_file_patterns"]
+        .as_str()
+        .is_some_and(|p| !p.trim().is_empty());
+    let direct_pushers = match (flag("enable_push"), flag("enable_push_whitelist")) {
+        _ if unprotected => Principals {
+            users: Default::default(),
+            teams: [WRITERS.to_owned()].into(),
+        },
+        (true, true) => {
+            let mut teams = teams("push_whitelist_teams");
+            if flag("push_whitelist_deploy_keys") {
+                teams.insert(DEPLOY_KEYS.to_owned());
+            }
+            Principals {
+                users: strings("push_whitelist_usernames"),
+                teams,
+            }
         }
-    } else {
-        Principals::default()
+        // Pushes enabled without a whitelist: anyone with write access pushes directly.
+        (true, false) => Principals {
+            users: Default::default(),
+            teams: [WRITERS.to_owned()].into(),
+        },
+        (false, _) => Principals::default(),
     };
     Rules {
         required_approvals: value["required_approvals"].as_u64().unwrap_or(0),
@@ -596,6 +641,8 @@ pub fn to_gitea(rules: &Rules) -> Value {
         "enable_push_whitelist": pushers,
         "push_whitelist_usernames": list(&rules.direct_pushers.users),
         "push_whitelist_teams": list(&rules.direct_pushers.teams),
+        "push_whitelist_deploy_keys": false,
+        "unprotected_file_patterns": "",
         "enable_merge_whitelist": rules.restricted_to.is_some(),
         "merge_whitelist_usernames": list(&mergers.users),
         "merge_whitelist_teams": list(&mergers.teams),
@@ -626,6 +673,20 @@ mod tests {
         assert_eq!(from_gitea(&to_gitea(&rules)), rules);
         let open = from_gitea(&json!({"enable_push": true, "enable_push_whitelist": false}));
         assert!(open.direct_pushers.users.is_empty());
+        assert_eq!(
+            open.direct_pushers.teams,
+            [WRITERS.to_owned()].into(),
+            "pushes without a whitelist are open to every writer"
+        );
+        let closed = from_gitea(&json!({"enable_push": false, "enable_push_whitelist": true,
+            "push_whitelist_usernames": ["mallory"]}));
+        assert_eq!(closed.direct_pushers, Principals::default());
+        let files =
+            from_gitea(&json!({"enable_push": false, "unprotected_file_patterns": "*.json"}));
+        assert_eq!(files.direct_pushers.teams, [WRITERS.to_owned()].into());
+        let keys = from_gitea(&json!({"enable_push": true, "enable_push_whitelist": true,
+            "push_whitelist_deploy_keys": true}));
+        assert_eq!(keys.direct_pushers.teams, [DEPLOY_KEYS.to_owned()].into());
     }
 
     #[test]

@@ -66,8 +66,9 @@ pub fn locate(store: &Store, given: Option<&str>) -> Result<(String, String), cr
     Ok((project, api))
 }
 
-/// A project path URL-encoded as one path segment (`group/sub/project` → `group%2Fsub%2Fproject`).
-fn encoded(project: &str) -> String {
+/// A project path (or a branch) URL-encoded as one path segment (`group/sub/project` →
+/// `group%2Fsub%2Fproject`).
+pub(super) fn encoded(project: &str) -> String {
     project
         .bytes()
         .map(|b| match b {
@@ -146,6 +147,44 @@ impl<'s> GitLab<'s> {
         )
     }
 
+    /// When GitLab says when each approval was given (`approved_at`), the head each approved:
+    /// the merge request's head at that time, from its versions (one per push to its branch).
+    /// Without it, approvals stand for the current head (GitLab's "reset approvals on push"
+    /// is then what dismisses stale ones).
+    fn approved_heads(&self, approvals: &Value, request: &mut Request) -> Result<(), RestError> {
+        let dated = approvals["approved_by"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["approved_at"].is_string());
+        if !dated || request.approvals.is_empty() {
+            return Ok(());
+        }
+        let versions: Vec<(i64, String)> = self
+            .rest
+            .list(&self.path(&format!(
+                "/merge_requests/{}/versions?per_page=100",
+                request.id
+            )))?
+            .iter()
+            .filter_map(|v| {
+                Some((
+                    seconds(&v["created_at"])?,
+                    v["head_commit_sha"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        for approval in &mut request.approvals {
+            approval.head = versions
+                .iter()
+                .filter(|(created, _)| *created <= approval.at)
+                .max_by_key(|(created, _)| *created)
+                .map(|(_, head)| head.clone())
+                .unwrap_or_default();
+        }
+        Ok(())
+    }
+
     fn promotions(&self, state: &str) -> Result<Vec<Record<Request>>, RestError> {
         let mrs = self.rest.list(&self.path(&format!(
             "/merge_requests?state={state}&order_by=created_at&sort=asc&per_page=100"
@@ -198,18 +237,20 @@ fn request_of(mr: &Value, approvals: Option<&Value>) -> Option<Request> {
     let user = |v: &Value| v["username"].as_str().map(str::to_owned);
     let head = mr["sha"].as_str().unwrap_or_default().to_owned();
     let created_at = seconds(&mr["created_at"]).unwrap_or(0);
-    // GitLab says who approved, not which commit nor when: the current head, when opened.
+    // GitLab says who approved, not which commit, and (lately) when: the current head (see
+    // `approved_heads`), when approved, else when opened.
     let approvals = approvals
         .map(|a| {
             a["approved_by"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|entry| user(&entry["user"]))
-                .map(|by| Approval {
-                    by,
-                    at: created_at,
-                    head: head.clone(),
+                .filter_map(|entry| {
+                    Some(Approval {
+                        by: user(&entry["user"])?,
+                        at: seconds(&entry["approved_at"]).unwrap_or(created_at),
+                        head: head.clone(),
+                    })
                 })
                 .collect()
         })
@@ -313,17 +354,28 @@ impl Forge for GitLab<'_> {
         to_branch: &str,
     ) -> Result<Option<OpenRequest>, ForgeError> {
         let branch = super::request_branch(from, to);
+        // Any target: GitLab has one open merge request per source branch.
         let mrs = self.rest.list(&self.path(&format!(
-            "/merge_requests?state=opened&source_branch={}&target_branch={}&per_page=100",
+            "/merge_requests?state=opened&source_branch={}&per_page=100",
             encoded(&branch),
-            encoded(to_branch)
         )))?;
+        let from_branch = |mr: &&Value| mr["source_branch"].as_str() == Some(branch.as_str());
+        if let Some(mr) = mrs
+            .iter()
+            .filter(from_branch)
+            .find(|mr| mr["target_branch"].as_str() != Some(to_branch))
+        {
+            return Err(ForgeError::Retargeted {
+                id: mr["iid"].as_u64().unwrap_or_default(),
+                branch,
+                into: mr["target_branch"].as_str().unwrap_or_default().to_owned(),
+                target: to_branch.to_owned(),
+            });
+        }
         Ok(mrs
             .iter()
-            .find(|mr| {
-                mr["source_branch"].as_str() == Some(branch.as_str())
-                    && mr["target_branch"].as_str() == Some(to_branch)
-            })
+            .filter(from_branch)
+            .find(|mr| mr["target_branch"].as_str() == Some(to_branch))
             .and_then(|mr| {
                 Some(OpenRequest {
                     id: mr["iid"].as_u64()?,
@@ -410,7 +462,8 @@ impl Forge for GitLab<'_> {
     fn request(&self, id: u64) -> Result<Record<Request>, ForgeError> {
         let mr = self.promotion_mr(id)?;
         let approvals = self.approvals(id)?;
-        let value = request_of(&mr, Some(&approvals)).ok_or(ForgeError::NoRequest(id))?;
+        let mut value = request_of(&mr, Some(&approvals)).ok_or(ForgeError::NoRequest(id))?;
+        self.approved_heads(&approvals, &mut value)?;
         Ok(Record {
             tip: Oid::from_str(&value.head).unwrap_or(Oid::ZERO_SHA1),
             value,
@@ -473,6 +526,20 @@ impl Forge for GitLab<'_> {
             }
             Err(e) => return Err(e.into()),
         };
+        // An answer that does not say the merge request is merged (an auto-merge set, an
+        // answer cut short) is no merge: its `sha` would be the head, not on the target.
+        if mr["state"].as_str() != Some("merged") {
+            return Err(RestError::Unexpected {
+                forge: GITLAB,
+                method: "PUT".to_owned(),
+                path,
+                message: format!(
+                    "the merge request is `{}`, not merged",
+                    mr["state"].as_str().unwrap_or("of no state")
+                ),
+            }
+            .into());
+        }
         mr["merge_commit_sha"]
             .as_str()
             .or(mr["squash_commit_sha"].as_str())
@@ -542,11 +609,17 @@ impl Forge for GitLab<'_> {
         ) {
             Ok(_) => Ok(()),
             // A status already in that state: GitLab's state machine refuses the transition.
+            // Only a status already in the state asked for ("… via :enqueue from :pending"):
+            // a failure refused over a success must not pass for reported.
             Err(RestError::Refused {
                 status: 400,
                 message,
                 ..
-            }) if message.contains("Cannot transition status") => Ok(()),
+            }) if message.contains("Cannot transition status")
+                && transition_from(&message) == Some(state) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -570,7 +643,11 @@ impl Forge for GitLab<'_> {
         };
         let mr = self.promotion_mr(iid)?;
         let approvals = self.approvals(iid)?;
-        Ok(request_of(&mr, Some(&approvals)))
+        let mut request = request_of(&mr, Some(&approvals));
+        if let Some(request) = &mut request {
+            self.approved_heads(&approvals, request)?;
+        }
+        Ok(request)
     }
 
     fn statuses_at(&self, commit: Oid, when: i64) -> Result<Statuses, ForgeError> {
@@ -635,16 +712,38 @@ impl Forge for GitLab<'_> {
         Some(&self.namespace)
     }
 
+    /// The branch's rule and every wildcard rule matching it (`*`, `env-*`): GitLab applies
+    /// them all, the most permissive winning, so a wildcard letting developers push opens a
+    /// branch whose own rule lets no one.
     fn protection(&self, branch: &str) -> Result<Option<Rules>, ForgeError> {
-        match self.call(
-            "GET",
-            &self.path(&format!("/protected_branches/{}", encoded(branch))),
-            None,
-        ) {
-            Ok(value) => Ok(Some(from_gitlab(&value))),
-            Err(e) if e.status() == Some(404) => Ok(None),
-            Err(e) => Err(e.into()),
+        let rules = self
+            .rest
+            .list(&self.path("/protected_branches?per_page=100"))?;
+        let matching: Vec<&Value> = rules
+            .iter()
+            .filter(|rule| {
+                rule["name"]
+                    .as_str()
+                    .is_some_and(|name| name == branch || wildcard_matches(name, branch))
+            })
+            .collect();
+        if matching.is_empty() {
+            return Ok(None);
         }
+        let levels = |key: &str| -> Vec<Value> {
+            matching
+                .iter()
+                .flat_map(|rule| rule[key].as_array().cloned().unwrap_or_default())
+                .collect()
+        };
+        Ok(Some(from_gitlab(&json!({
+            "push_access_levels": levels("push_access_levels"),
+            "merge_access_levels": levels("merge_access_levels"),
+            "allow_force_push": matching.iter().any(|r| r["allow_force_push"] == json!(true)),
+            "code_owner_approval_required": matching
+                .iter()
+                .any(|r| r["code_owner_approval_required"] == json!(true)),
+        }))))
     }
 
     /// GitLab Free's rules: who may push (no one), who may merge (developers, or maintainers
@@ -742,6 +841,40 @@ impl Forge for GitLab<'_> {
     }
 }
 
+/// The state a refused transition was from (`Cannot transition status via :run from :running
+/// (Reason(s): …)` → `running`).
+fn transition_from(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once(" from :")?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// Whether GitLab's protected branch wildcard `pattern` (`*` any characters, `/` included)
+/// matches `branch`; a name without `*` is no wildcard.
+fn wildcard_matches(pattern: &str, branch: &str) -> bool {
+    if !pattern.contains('*') {
+        return false;
+    }
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !branch.starts_with(first) || branch.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &branch[first.len()..branch.len() - last.len()];
+    if !branch.ends_with(last) {
+        return false;
+    }
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 /// "Maintainers may merge", as ferry's rules say it.
 fn maintainers() -> Principals {
     Principals {
@@ -810,6 +943,32 @@ pub fn from_gitlab(value: &Value) -> Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wildcards_match_as_gitlab_does() {
+        assert!(wildcard_matches("*", "staging"));
+        assert!(wildcard_matches("env/*", "env/staging"));
+        assert!(wildcard_matches("*-stable", "prod-stable"));
+        assert!(wildcard_matches("p*d*", "prod"));
+        assert!(!wildcard_matches("staging", "staging"));
+        assert!(!wildcard_matches("env/*", "staging"));
+        assert!(!wildcard_matches("a*a", "a"));
+    }
+
+    #[test]
+    fn refused_transitions_say_their_state() {
+        assert_eq!(
+            transition_from("Cannot transition status via :enqueue from :pending"),
+            Some("pending")
+        );
+        assert_eq!(
+            transition_from(
+                "Cannot transition status via :run from :running (Reason(s): Status cannot transition via \"run\")"
+            ),
+            Some("running")
+        );
+        assert_eq!(transition_from("Cannot transition status"), None);
+    }
 
     #[test]
     fn projects_are_one_encoded_segment() {

@@ -91,6 +91,17 @@ pub enum ForgeError {
     /// The request's record changed since it was read (an update or a merge swaps it).
     #[error("request #{id} changed meanwhile")]
     RequestMoved { id: u64 },
+    /// An open request from the promotion's branch goes to another branch than its target
+    /// (retargeted on the forge's page): pushing a new proposal there would change it too.
+    #[error(
+        "request #{id} from `{branch}` merges into `{into}`, not into `{target}`: ferry does not push a proposal onto it"
+    )]
+    Retargeted {
+        id: u64,
+        branch: String,
+        into: String,
+        target: String,
+    },
     /// The target branch moved since it was read.
     #[error("`{branch}` moved meanwhile")]
     BranchMoved { branch: String },
@@ -115,7 +126,11 @@ impl ForgeError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             ForgeError::GitHub(github::GitHubError::Unreachable { .. }) => true,
-            ForgeError::Rest(rest::RestError::Unreachable { .. }) => true,
+            ForgeError::Rest(
+                rest::RestError::Unreachable { .. }
+                | rest::RestError::RateLimited { .. }
+                | rest::RestError::Refused { status: 500.., .. },
+            ) => true,
             ForgeError::Store(StoreError::Unreachable { transient, .. }) => *transient,
             _ => false,
         }
@@ -132,6 +147,13 @@ impl From<ForgeError> for crate::error::Error {
             ForgeError::Rest(e @ rest::RestError::Unreachable { .. }) => {
                 Error::unavailable(e.to_string()).hint("check the forge's API URL and the network")
             }
+            // A server error or a rate limit held: trying again later may help (exit 3).
+            ForgeError::Rest(e @ rest::RestError::RateLimited { .. }) => {
+                Error::unavailable(e.to_string()).hint("try again once the rate limit resets")
+            }
+            ForgeError::Rest(e @ rest::RestError::Refused { status: 500.., .. }) => {
+                Error::unavailable(e.to_string())
+            }
             ForgeError::Rest(e @ rest::RestError::Refused { status: 401, .. }) => {
                 Error::failure(e.to_string()).hint("the token is missing, expired or invalid")
             }
@@ -140,6 +162,8 @@ impl From<ForgeError> for crate::error::Error {
                     "check that the token can read and write this repository (code, pull requests, statuses)",
                 )
             }
+            e @ ForgeError::Retargeted { id, .. } => Error::failure(e.to_string())
+                .hint(format!("close it (`ferry close {id}`), then promote again")),
             ForgeError::NoRequest(id) => Error::failure(format!("there is no request #{id}"))
                 .hint("`ferry requests` lists them"),
             other => Error::failure(other.to_string()),

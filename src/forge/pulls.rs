@@ -95,6 +95,14 @@ pub fn approvals(reviews: &[Value]) -> Vec<super::Approval> {
             Some("APPROVED") if review["dismissed"] == json!(true) => {
                 standing.retain(|a| a.by != by)
             }
+            // Gitea's and Forgejo's word for the same: a review by someone who is not an
+            // official reviewer (no write access, not in the approvals whitelist).
+            Some("APPROVED") if review["official"] == json!(false) => {
+                tracing::warn!(
+                    by,
+                    "an approval by someone who is not an official reviewer is not counted"
+                );
+            }
             Some("APPROVED") => standing.push(super::Approval {
                 by: by.to_owned(),
                 at: seconds(&review["submitted_at"]).unwrap_or(0),

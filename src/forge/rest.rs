@@ -18,8 +18,9 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// Rate-limited calls retried, and the longest wait.
 const RETRIES: u32 = 4;
 const MAX_WAIT: Duration = Duration::from_secs(300);
-/// The most pages a list follows.
+/// The most pages a list follows, and the most bytes they add up to.
 const MAX_PAGES: usize = 1_000;
+const MAX_LIST: usize = 128 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestError {
@@ -73,10 +74,12 @@ impl std::fmt::Debug for Rest {
 }
 
 impl Rest {
+    /// A password in `api` (`https://user:pass@host/api/v4`) is dropped: the token is the
+    /// credential, and the URL is shown in messages and logs.
     pub fn new(forge: &'static str, api: &str, auth: (&'static str, String)) -> Rest {
         Rest {
             forge,
-            api: api.trim_end_matches('/').to_owned(),
+            api: without_userinfo(api.trim_end_matches('/')),
             auth,
         }
     }
@@ -101,6 +104,17 @@ impl Rest {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Option<String>, Value), RestError> {
+        self.call_sized(method, path, body)
+            .map(|(status, next, value, _)| (status, next, value))
+    }
+
+    /// [`Rest::call`], with the answer's size in bytes.
+    fn call_sized(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Option<String>, Value, usize), RestError> {
         let url = if path.contains("://") {
             if Self::origin(path) != Self::origin(&self.api) {
                 return Err(RestError::Unexpected {
@@ -112,8 +126,17 @@ impl Rest {
                 });
             }
             path.to_owned()
-        } else {
+        } else if path.starts_with('/') {
             format!("{}{path}", self.api)
+        } else {
+            // A next page `@evil.example/…` or `.evil.example/…` appended to an API URL
+            // without a path would name another host: only absolute URLs and API paths.
+            return Err(RestError::Unexpected {
+                forge: self.forge,
+                method: method.to_owned(),
+                path: path.to_owned(),
+                message: "a next page that is not an absolute URL on the API's origin".to_owned(),
+            });
         };
         let shown = url.strip_prefix(&self.api).unwrap_or(&url).to_owned();
         let policy = Backoff::new(Duration::from_secs(30), MAX_WAIT)
@@ -135,7 +158,7 @@ impl Rest {
             };
             if (200..300).contains(&status) {
                 let next = next_link(&headers);
-                return Ok((status, next, value));
+                return Ok((status, next, value, bytes.len()));
             }
             let message = said(&value, status);
             let error = RestError::Refused {
@@ -164,13 +187,52 @@ impl Rest {
         })
     }
 
-    /// Every page of a list.
+    /// Every item of a list's pages: each page must be a JSON array (an answer of another
+    /// shape is not taken for a list without the item looked for).
     pub fn list(&self, path: &str) -> Result<Vec<Value>, RestError> {
         self.list_until(path, &|_| false)
     }
 
-    /// The pages of a list up to the first item `enough` says ends it (that page read whole).
+    /// The items of a list's pages up to the first item `enough` says ends it (that page read
+    /// whole).
     pub fn list_until(
+        &self,
+        path: &str,
+        enough: &dyn Fn(&Value) -> bool,
+    ) -> Result<Vec<Value>, RestError> {
+        let pages = self.pages_until(path, enough)?;
+        if let Some(odd) = pages.iter().find(|page| !page.is_array()) {
+            return Err(RestError::Unexpected {
+                forge: self.forge,
+                method: "GET".to_owned(),
+                path: path.to_owned(),
+                message: format!(
+                    "a list answered with {}",
+                    match odd {
+                        Value::Object(_) => "an object",
+                        Value::String(_) => "text",
+                        _ => "a value",
+                    }
+                ),
+            });
+        }
+        Ok(pages
+            .into_iter()
+            .flat_map(|page| match page {
+                Value::Array(items) => items,
+                _ => Vec::new(),
+            })
+            .collect())
+    }
+
+    /// Every page of a paged answer, each as it is (an array, or an object such as a combined
+    /// status); an empty page or body ends it.
+    pub fn pages(&self, path: &str) -> Result<Vec<Value>, RestError> {
+        self.pages_until(path, &|_| false)
+    }
+
+    /// [`Rest::pages`] up to the first page with an item `enough` says ends it.
+    fn pages_until(
         &self,
         path: &str,
         enough: &dyn Fn(&Value) -> bool,
@@ -179,6 +241,7 @@ impl Rest {
         let mut next = Some(path.to_owned());
         let mut pages = 0;
         let mut seen = std::collections::BTreeSet::new();
+        let mut read = 0usize;
         while let Some(path) = next {
             pages += 1;
             if pages > MAX_PAGES || !seen.insert(path.clone()) {
@@ -193,20 +256,29 @@ impl Rest {
                     },
                 });
             }
-            let (_, link, value) = self.call("GET", &path, None)?;
+            let (_, link, value, size) = self.call_sized("GET", &path, None)?;
+            // Every page under the bound of one answer would still add up without end.
+            read += size;
+            if read > MAX_LIST {
+                return Err(RestError::Unexpected {
+                    forge: self.forge,
+                    method: "GET".to_owned(),
+                    path,
+                    message: format!("its pages add up to more than {} MiB", MAX_LIST >> 20),
+                });
+            }
             match value {
-                Value::Array(page) => {
-                    if page.is_empty() {
-                        break;
-                    }
-                    let ended = page.iter().any(enough);
-                    items.extend(page);
+                Value::Array(page) if page.is_empty() => break,
+                Value::Null => break,
+                page => {
+                    let ended = page
+                        .as_array()
+                        .is_some_and(|items| items.iter().any(enough));
+                    items.push(page);
                     if ended {
                         break;
                     }
                 }
-                Value::Null => break,
-                other => items.push(other),
             }
             next = link;
         }
@@ -293,6 +365,19 @@ pub fn api_of_remote(shown: &str, path: &str) -> Option<String> {
         .and_then(|hostport| hostport.split_once(':').map(|(_, p)| format!(":{p}")))
         .unwrap_or_default();
     Some(format!("{scheme}://{host}{port}{path}"))
+}
+
+/// `url` without the `user[:password]@` of its authority.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}{path}")
 }
 
 /// Why an exchange did not happen, in words.
@@ -457,5 +542,10 @@ mod tests {
             Rest::origin("https://x:3000/api/v1"),
             Some("https://x:3000")
         );
+        assert_eq!(
+            without_userinfo("https://ops:p@ss@x:3000/api/v4"),
+            "https://x:3000/api/v4"
+        );
+        assert_eq!(without_userinfo("http://x/api/v1"), "http://x/api/v1");
     }
 }

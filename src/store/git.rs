@@ -576,6 +576,22 @@ impl Store {
         }
     }
 
+    /// The paths whose content differs between the trees of commits `from` and `to`.
+    pub fn changed_paths(&self, from: Oid, to: Oid) -> Result<Vec<String>, StoreError> {
+        let err = git_err(&self.remote);
+        let tree = |id: Oid| self.repo.find_commit(id).and_then(|c| c.tree());
+        let (old, new) = (tree(from).map_err(&err)?, tree(to).map_err(&err)?);
+        let diff = self
+            .repo
+            .diff_tree_to_tree(Some(&old), Some(&new), None)
+            .map_err(&err)?;
+        Ok(diff
+            .deltas()
+            .filter_map(|d| d.new_file().path().or_else(|| d.old_file().path()))
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect())
+    }
+
     /// The bytes of the file at `path` in `commit`, if there is one.
     pub fn read_file(&self, commit: Oid, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let tree = self
@@ -869,6 +885,11 @@ impl Store {
         } else {
             format!("{name} hook declined\n{}", said.join("\n"))
         }))
+    }
+
+    /// Whether `tip` is `commit` or has it in its history (both here).
+    pub fn holds(&self, tip: Oid, commit: Oid) -> bool {
+        tip == commit || self.repo.graph_descendant_of(tip, commit).unwrap_or(false)
     }
 
     /// Every commit reachable from `tip`, newest first (git's default walk order).

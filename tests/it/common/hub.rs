@@ -102,6 +102,8 @@ struct State {
     /// The `author_association` of each login's reviews (GitHub's: `NONE` for someone with
     /// no access to the repository); `MEMBER` when not named.
     associations: BTreeMap<String, String>,
+    /// GitLab's merge request versions: the request, its head, when GitLab saw it.
+    versions: Vec<(u64, String, String)>,
 }
 
 /// The double; [`Hub::start`] mounts it on a fresh server.
@@ -499,8 +501,39 @@ impl Hub {
         };
         let repo = Repository::open_bare(&self.repo).expect("the double's repository");
         let mut state = self.state.lock().unwrap();
+        // A version of each open merge request per head its branch had when GitLab saw it.
+        let heads: Vec<(u64, String)> = state
+            .pulls
+            .iter()
+            .filter(|p| p.state == "open")
+            .filter_map(|p| {
+                let head = repo.refname_to_id(&format!("refs/heads/{}", p.head)).ok()?;
+                Some((p.number, head.to_string()))
+            })
+            .collect();
+        for (number, head) in heads {
+            let latest = state.versions.iter().rev().find(|v| v.0 == number);
+            if latest.is_none_or(|v| v.1 != head) {
+                let at = tick(&mut state);
+                state.versions.push((number, head, at));
+            }
+        }
         let parts: Vec<&str> = rest.split('/').collect();
         match (method, parts.as_slice()) {
+            ("GET", ["merge_requests", iid, "versions"]) => {
+                let number: u64 = iid.parse().unwrap_or(0);
+                ok(state
+                    .versions
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .filter(|(_, v)| v.0 == number)
+                    .map(|(i, v)| json!({"id": i + 1, "head_commit_sha": v.1, "base_commit_sha": "",
+                                         "start_commit_sha": "", "created_at": v.2,
+                                         "merge_request_id": 1000 + number, "state": "collected",
+                                         "real_size": "1", "patch_id_sha": ""}))
+                    .collect())
+            }
             ("GET", ["merge_requests"]) => {
                 let wanted = query.get("state").map_or("all", String::as_str);
                 let same = |key: &str, m: &Value| query.get(key).is_none_or(|b| m[key] == json!(b));
@@ -515,10 +548,11 @@ impl Hub {
             ("POST", ["merge_requests"]) => {
                 let head = body["source_branch"].as_str().unwrap_or_default().to_owned();
                 let base = body["target_branch"].as_str().unwrap_or_default().to_owned();
+                // GitLab: one open merge request per source branch, whatever its target.
                 if let Some(open) = state
                     .pulls
                     .iter()
-                    .find(|p| p.state == "open" && p.head == head && p.base == base)
+                    .find(|p| p.state == "open" && p.head == head)
                 {
                     return ResponseTemplate::new(409).set_body_json(json!({"message": [format!(
                         "Another open merge request already exists for this source branch: !{}",
@@ -564,6 +598,9 @@ impl Hub {
                 if body["labels"].is_string() {
                     pull.labels = labels_of(body);
                 }
+                if let Some(target) = body["target_branch"].as_str() {
+                    pull.base = target.to_owned();
+                }
                 if body["state_event"] == json!("close") && pull.state == "open" {
                     pull.state = "closed";
                 }
@@ -575,7 +612,8 @@ impl Hub {
                     .reviews
                     .iter()
                     .filter(|r| r.pull == number && r.state == "APPROVED")
-                    .map(|r| json!({"user": {"id": 4, "username": r.user, "name": r.user, "state": "active"}}))
+                    .map(|r| json!({"user": {"id": 4, "username": r.user, "name": r.user, "state": "active"},
+                                    "approved_at": r.submitted_at}))
                     .collect();
                 ok(json!({"id": 1000 + number, "iid": number, "project_id": 1,
                           "approved": !approved_by.is_empty(), "approved_by": approved_by}))
@@ -678,7 +716,8 @@ impl Hub {
                                   "commit_title": "", "ref_count": null}
                 }))
                 .collect()),
-            ("GET", ["protected_branches", branch]) => match state.protections.get(*branch) {
+            ("GET", ["protected_branches"]) => ok(state.protections.values().cloned().collect()),
+            ("GET", ["protected_branches", branch]) => match state.protections.get(&decoded(branch)) {
                 Some(p) => ok(p.clone()),
                 None => error(404, "404 Not found"),
             },
@@ -703,7 +742,7 @@ impl Hub {
                 created(rule)
             }
             ("PATCH", ["protected_branches", branch]) => {
-                let Some(rule) = state.protections.get_mut(*branch) else {
+                let Some(rule) = state.protections.get_mut(&decoded(branch)) else {
                     return error(404, "404 Not found");
                 };
                 if let Some(force) = body["allow_force_push"].as_bool() {
@@ -933,6 +972,14 @@ impl Hub {
             }
             ("GET", ["pulls", number, "reviews"]) => {
                 let number: u64 = number.parse().unwrap_or(0);
+                let head = find(&state, &number.to_string())
+                    .and_then(|i| {
+                        repo.refname_to_id(&format!("refs/heads/{}", state.pulls[i].head))
+                            .ok()
+                    })
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                let dialect = self.dialect;
                 Hub::paged(
                     request,
                     state.page_size,
@@ -940,7 +987,10 @@ impl Hub {
                         .reviews
                         .iter()
                         .filter(|r| r.pull == number)
-                        .map(|r| review_json(r, &state.associations))
+                        .map(|r| match dialect {
+                            Dialect::Gitea => gitea_review_json(r, &state.associations, &head),
+                            _ => review_json(r, &state.associations),
+                        })
                         .collect(),
                 )
             }
@@ -977,7 +1027,12 @@ impl Hub {
                     commit_id: body["commit_id"].as_str().unwrap_or_default().to_owned(),
                     submitted_at,
                 };
-                let answer = review_json(&review, &state.associations);
+                let answer = match self.dialect {
+                    Dialect::Gitea => {
+                        gitea_review_json(&review, &state.associations, &review.commit_id)
+                    }
+                    _ => review_json(&review, &state.associations),
+                };
                 state.reviews.push(review);
                 ok(answer)
             }
@@ -1134,7 +1189,7 @@ impl Hub {
                     })
                 })
                 .collect()),
-            ("GET", ["branch_protections", branch]) => match state.protections.get(*branch) {
+            ("GET", ["branch_protections", branch]) => match state.protections.get(&decoded(branch)) {
                 Some(p) => ok(p.clone()),
                 None => error(404, "Not Found"),
             },
@@ -1149,7 +1204,7 @@ impl Hub {
                 created(rule)
             }
             ("PATCH", ["branch_protections", branch]) => {
-                let Some(rule) = state.protections.get_mut(*branch) else {
+                let Some(rule) = state.protections.get_mut(&decoded(branch)) else {
                     return error(404, "Not Found");
                 };
                 for (k, v) in body.as_object().into_iter().flatten() {
@@ -1233,6 +1288,37 @@ fn review_json(r: &Review, associations: &BTreeMap<String, String>) -> Value {
         "submitted_at": r.submitted_at,
         "commit_id": r.commit_id,
     })
+}
+
+/// A review as Gitea's API documents a PullReview: no `author_association`, but `official`
+/// (a reviewer with write access; the association `NONE` here says not), `stale` (of an
+/// older head) and `dismissed` (a `DISMISSED` review is an approval dismissed).
+fn gitea_review_json(r: &Review, associations: &BTreeMap<String, String>, head: &str) -> Value {
+    let dismissed = r.state == "DISMISSED";
+    json!({
+        "id": r.id,
+        "user": {"id": 4, "login": r.user, "full_name": "", "email": ""},
+        "team": null,
+        "state": if dismissed { "APPROVED" } else { r.state },
+        "body": "",
+        "commit_id": r.commit_id,
+        "stale": r.commit_id != head,
+        "official": associations.get(&r.user).is_none_or(|a| a != "NONE"),
+        "dismissed": dismissed,
+        "comments_count": 0,
+        "submitted_at": r.submitted_at,
+        "updated_at": r.submitted_at,
+        "html_url": format!("https://codeberg.org/{OWNER}/{NAME}/pulls/{}#issuecomment-{}", r.pull, r.id),
+        "pull_request_url": format!("https://codeberg.org/{OWNER}/{NAME}/pulls/{}", r.pull),
+    })
+}
+
+/// A path segment percent-decoded, as the forges read their path parameters.
+fn decoded(segment: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 fn ok(body: Value) -> ResponseTemplate {
