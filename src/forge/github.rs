@@ -130,9 +130,12 @@ impl GitHub {
         if http::HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
             return Err(GitHubError::BadToken);
         }
+        // A password in the URL is dropped: the token is the credential, and the URL is shown
+        // in errors and logs.
         let api = std::env::var("GITHUB_API_URL")
             .ok()
             .filter(|u| !u.is_empty())
+            .map(|u| super::rest::without_userinfo(&u))
             .unwrap_or_else(|| "https://api.github.com".to_owned());
         let client = {
             // octocrab starts its service on the runtime it is built in: the process's one.

@@ -368,7 +368,7 @@ pub fn api_of_remote(shown: &str, path: &str) -> Option<String> {
 }
 
 /// `url` without the `user[:password]@` of its authority.
-fn without_userinfo(url: &str) -> String {
+pub fn without_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

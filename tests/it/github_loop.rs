@@ -682,3 +682,27 @@ async fn a_target_that_moves_during_the_merge_is_a_failure_said_so() {
         run.render()
     );
 }
+
+/// A password in GITHUB_API_URL is dropped: the token is the credential, and the URL shows in
+/// errors and in `-vv`'s logs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_in_the_api_url_is_never_shown() {
+    let (sandbox, remote, server, _hub) = world().await;
+    let api = server.uri().replace("http://", "http://ops:sekrit-pass@");
+    let f = sandbox
+        .ferry(&[
+            "requests",
+            "-vv",
+            "--forge",
+            "github",
+            "--repo",
+            "acme/deploy",
+        ])
+        .args(["--remote", &remote])
+        .env("GITHUB_API_URL", &api)
+        .env("GITHUB_TOKEN", BOB);
+    let run = tokio::task::spawn_blocking(move || f.run()).await.unwrap();
+    run.assert_code(0);
+    assert!(!run.render().contains("sekrit-pass"), "{}", run.render());
+    assert!(!run.render().contains(BOB), "{}", run.render());
+}
