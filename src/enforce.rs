@@ -1034,6 +1034,12 @@ pub fn transition(
                     old.author, old.id
                 )));
             }
+            if old.proposed_by.as_ref() == Some(&approval.by) {
+                return Err(Refusal::from(format!(
+                    "`{}` proposed request #{}'s current head: people cannot approve what they proposed",
+                    approval.by, old.id
+                )));
+            }
             if approval.head != old.head {
                 return Err(Refusal::from(format!(
                     "an approval is of the request's head {}, not {}",
@@ -1049,8 +1055,19 @@ pub fn transition(
             Ok(Transition::Approve)
         }
         RequestState::Open => {
-            // `ferry promote` again: what it proposes, and when.
+            // `ferry promote` again: what it proposes, and when, by whom (the author, or a
+            // proposer recorded as such).
+            claim(
+                "who proposes the new head",
+                Some(new.proposed_by.as_deref().unwrap_or(&old.author)),
+            )?;
+            if new.proposed_by.as_ref() == Some(&old.author) {
+                return Err(
+                    "a request's author proposing again is its author, not a proposer".into(),
+                );
+            }
             let mut expected = old.clone();
+            expected.proposed_by = new.proposed_by.clone();
             expected.title = new.title.clone();
             expected.body = new.body.clone();
             expected.base = new.base.clone();
@@ -1345,6 +1362,7 @@ mod tests {
             url: None,
             mergeable: None,
             into: None,
+            proposed_by: None,
         }
     }
 

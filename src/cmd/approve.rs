@@ -44,7 +44,7 @@ pub fn run(args: ApproveArgs, out: Output) -> Result<Outcome> {
         already,
         complete,
     } = forge.approve(args.id, &who, now()).map_err(|e| match e {
-        e @ ForgeError::OwnRequest { .. } => {
+        e @ (ForgeError::OwnRequest { .. } | ForgeError::OwnProposal { .. }) => {
             Error::failure(e.to_string()).hint("ask someone else to run `ferry approve`")
         }
         ForgeError::NotOpen { id, state } => Error::failure(format!(

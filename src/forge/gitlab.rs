@@ -308,6 +308,7 @@ fn request_of(mr: &Value, approvals: Option<&Value>) -> Option<Request> {
             Some(_) => Some(false),
         },
         into: mr["target_branch"].as_str().map(str::to_owned),
+        proposed_by: None,
     })
 }
 

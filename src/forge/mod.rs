@@ -84,6 +84,10 @@ pub enum ForgeError {
     NotOpen { id: u64, state: RequestState },
     #[error("`{who}` opened request #{id}: authors cannot approve their own requests")]
     OwnRequest { id: u64, who: String },
+    #[error(
+        "`{who}` proposed request #{id}'s current head (promoting again): people cannot approve what they proposed"
+    )]
+    OwnProposal { id: u64, who: String },
     #[error("record `{refname}` is damaged: {message}")]
     Damaged { refname: String, message: String },
     #[error("`{refname}` kept changing under ferry: gave up")]
@@ -553,6 +557,12 @@ pub fn approve_record(request: &mut Request, by: &str, at: i64) -> Result<bool, 
             who: by.to_owned(),
         });
     }
+    if request.proposed_by.as_deref() == Some(by) {
+        return Err(ForgeError::OwnProposal {
+            id: request.id,
+            who: by.to_owned(),
+        });
+    }
     if request
         .approvals
         .iter()
@@ -605,6 +615,10 @@ pub fn proposed_record(proposal: &Proposal<'_>, head: Oid, open: Option<&Request
             request.rollback = proposal.rollback;
             request.moves = proposal.moves.to_vec();
             request.updated_at = proposal.at;
+            // Someone other than its author promoting again proposes the new head: they may
+            // not approve it.
+            request.proposed_by =
+                (proposal.author != request.author).then(|| proposal.author.to_owned());
             request
         }
         None => Request {
@@ -633,6 +647,7 @@ pub fn proposed_record(proposal: &Proposal<'_>, head: Oid, open: Option<&Request
             url: None,
             mergeable: None,
             into: None,
+            proposed_by: None,
         },
     }
 }
@@ -736,16 +751,20 @@ pub struct Request {
     /// The branch a hosted forge's pull request merges into (its base).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub into: Option<String>,
+    /// Who proposed the current head, when not its author (someone else promoted again): they
+    /// may not approve it either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_by: Option<String>,
 }
 
 impl Request {
-    /// The distinct people, other than the author, who approved the current head (or any
-    /// head, unless stale approvals are dismissed).
+    /// The distinct people, other than the author and whoever proposed the current head, who
+    /// approved the current head (or any head, unless stale approvals are dismissed).
     pub fn approvers(&self, dismiss_stale: bool) -> Vec<&str> {
         let mut people: Vec<&str> = self
             .approvals
             .iter()
-            .filter(|a| a.by != self.author)
+            .filter(|a| a.by != self.author && Some(&a.by) != self.proposed_by.as_ref())
             .filter(|a| !dismiss_stale || a.head == self.head)
             .map(|a| a.by.as_str())
             .collect();

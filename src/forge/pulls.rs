@@ -259,6 +259,7 @@ pub fn request_of(pr: &Value, reviews: &[Value]) -> Option<Request> {
         url: pr["html_url"].as_str().map(str::to_owned),
         mergeable: pr["mergeable"].as_bool(),
         into: pr["base"]["ref"].as_str().map(str::to_owned),
+        proposed_by: None,
     })
 }
 

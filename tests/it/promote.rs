@@ -847,3 +847,57 @@ fn a_subject_that_opens_an_html_comment_hides_nothing() {
         "https://a.example/web/web-1.0.0.tgz?x=-->"
     );
 }
+
+/// Someone other than its author promoting again proposes the new head: they may not approve
+/// it, their earlier approval no longer counts, and the repository's hook holds both (the
+/// record names the proposer, who must be the pusher).
+#[test]
+fn who_promotes_again_cannot_approve_what_they_proposed() {
+    let sandbox = Sandbox::new();
+    let remote = repo(&sandbox);
+    sandbox.edit_env("staging", "staging", |e| {
+        e["protection"] = json!({"required_approvals": 1})
+    });
+    ferry(
+        &sandbox,
+        &remote,
+        &["promote", "dev", "staging", "--as", "alice"],
+    )
+    .assert_code(0);
+    ferry(&sandbox, &remote, &["approve", "1", "--as", "bob"]).assert_code(0);
+    bump(
+        &sandbox,
+        &remote,
+        &[
+            "web",
+            "1.2.0",
+            "--url",
+            "https://a.example/web-1.2.0.tgz",
+            "--sha256",
+            &"c".repeat(64),
+        ],
+    );
+    ferry(
+        &sandbox,
+        &remote,
+        &["promote", "dev", "staging", "--as", "bob"],
+    )
+    .assert_code(0);
+    let record = request(&sandbox, 1);
+    assert_eq!(record["author"], "alice");
+    assert_eq!(record["proposed_by"], "bob");
+
+    let run = ferry(&sandbox, &remote, &["approve", "1", "--as", "bob"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("`bob` proposed request #1's current head"),
+        "{}",
+        run.render()
+    );
+    let run = ferry(&sandbox, &remote, &["merge", "1", "--as", "alice"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("has 0 approvals"), "{}", run.render());
+    ferry(&sandbox, &remote, &["approve", "1", "--as", "carol"]).assert_code(0);
+    ferry(&sandbox, &remote, &["merge", "1", "--as", "alice"]).assert_code(0);
+}
