@@ -300,39 +300,17 @@ impl Forge for Gitea<'_> {
 
     fn approve(&self, id: u64, by: &str, at: i64) -> Result<Approved, ForgeError> {
         let pr = self.promotion_pull(id)?;
-        let Some(mut request) = request_of(&pr, &[]) else {
+        let Some(request) = request_of(&pr, &[]) else {
             return Err(ForgeError::NoRequest(id));
         };
-        if request.state != RequestState::Open {
-            return Err(ForgeError::NotOpen {
-                id,
-                state: request.state,
-            });
-        }
-        if request.author == by {
-            return Err(ForgeError::OwnRequest {
-                id,
-                who: by.to_owned(),
-            });
-        }
+        super::approvable(&request, by)?;
         let review = self.call(
             "POST",
             &self.path(&format!("/pulls/{id}/reviews")),
             Some(&json!({"event": "APPROVED", "commit_id": request.head, "body": ""})),
         )?;
-        request.approvals = approvals(std::slice::from_ref(&review));
-        if request.approvals.is_empty() {
-            request.approvals.push(super::Approval {
-                by: by.to_owned(),
-                at,
-                head: request.head.clone(),
-            });
-        }
-        Ok(Approved {
-            request,
-            already: false,
-            complete: false,
-        })
+        let answered = approvals(std::slice::from_ref(&review));
+        Ok(super::approved_on_forge(request, answered, by, at))
     }
 
     /// With `head_commit_id` pinned; the merge commit is read back from the pull request.

@@ -609,40 +609,17 @@ impl Forge for GitHub {
     /// GitHub's rule, checked before the write: not one's own pull request.
     fn approve(&self, id: u64, by: &str, at: i64) -> Result<Approved, ForgeError> {
         let pr = self.promotion_pull(id)?;
-        let Some(mut request) = request_of(&pr, &[]) else {
+        let Some(request) = request_of(&pr, &[]) else {
             return Err(ForgeError::NoRequest(id));
         };
-        if request.state != super::RequestState::Open {
-            return Err(ForgeError::NotOpen {
-                id,
-                state: request.state,
-            });
-        }
-        if request.author == by {
-            return Err(ForgeError::OwnRequest {
-                id,
-                who: by.to_owned(),
-            });
-        }
+        super::approvable(&request, by)?;
         let (_, _, review) = self.call(
             "POST",
             &self.repo_path(&format!("/pulls/{id}/reviews")),
             Some(&json!({"commit_id": request.head, "event": "APPROVE"})),
         )?;
-        request.approvals = approvals(std::slice::from_ref(&review));
-        if request.approvals.is_empty() {
-            // GitHub answered with something other than an approval: record what was asked.
-            request.approvals.push(super::Approval {
-                by: by.to_owned(),
-                at,
-                head: request.head.clone(),
-            });
-        }
-        Ok(Approved {
-            request,
-            already: false,
-            complete: false,
-        })
+        let answered = approvals(std::slice::from_ref(&review));
+        Ok(super::approved_on_forge(request, answered, by, at))
     }
 
     /// With the head's SHA pinned: a head that moved since it was checked is not merged.

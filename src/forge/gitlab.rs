@@ -473,36 +473,16 @@ impl Forge for GitLab<'_> {
 
     fn approve(&self, id: u64, by: &str, at: i64) -> Result<Approved, ForgeError> {
         let mr = self.promotion_mr(id)?;
-        let Some(mut request) = request_of(&mr, None) else {
+        let Some(request) = request_of(&mr, None) else {
             return Err(ForgeError::NoRequest(id));
         };
-        if request.state != RequestState::Open {
-            return Err(ForgeError::NotOpen {
-                id,
-                state: request.state,
-            });
-        }
-        if request.author == by {
-            return Err(ForgeError::OwnRequest {
-                id,
-                who: by.to_owned(),
-            });
-        }
+        super::approvable(&request, by)?;
         self.call(
             "POST",
             &self.path(&format!("/merge_requests/{id}/approve")),
             Some(&json!({"sha": request.head})),
         )?;
-        request.approvals = vec![Approval {
-            by: by.to_owned(),
-            at,
-            head: request.head.clone(),
-        }];
-        Ok(Approved {
-            request,
-            already: false,
-            complete: false,
-        })
+        Ok(super::approved_on_forge(request, Vec::new(), by, at))
     }
 
     /// With `sha` pinned; the commit it put on the target read from the answer (the merge

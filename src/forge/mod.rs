@@ -545,6 +545,25 @@ pub trait Forge {
 /// must be open, and not its approver's own; approving a head twice changes nothing. Returns
 /// whether it was approved already.
 pub fn approve_record(request: &mut Request, by: &str, at: i64) -> Result<bool, ForgeError> {
+    approvable(request, by)?;
+    if request
+        .approvals
+        .iter()
+        .any(|a| a.by == by && a.head == request.head)
+    {
+        return Ok(true);
+    }
+    request.approvals.push(Approval {
+        by: by.to_owned(),
+        at,
+        head: request.head.clone(),
+    });
+    Ok(false)
+}
+
+/// Whether `by` may approve `request`, as every forge checks before it writes an approval:
+/// it must be open, and neither opened by `by` nor its current head proposed by `by`.
+pub fn approvable(request: &Request, by: &str) -> Result<(), ForgeError> {
     if request.state != RequestState::Open {
         return Err(ForgeError::NotOpen {
             id: request.id,
@@ -563,19 +582,30 @@ pub fn approve_record(request: &mut Request, by: &str, at: i64) -> Result<bool, 
             who: by.to_owned(),
         });
     }
-    if request
-        .approvals
-        .iter()
-        .any(|a| a.by == by && a.head == request.head)
-    {
-        return Ok(true);
+    Ok(())
+}
+
+/// A hosted forge's approval: `request` with the approvals its answer shows (else `by`'s of
+/// its head, as asked), the only ones known (listing the others would cost another call).
+pub fn approved_on_forge(
+    mut request: Request,
+    answered: Vec<Approval>,
+    by: &str,
+    at: i64,
+) -> Approved {
+    request.approvals = answered;
+    if request.approvals.is_empty() {
+        request.approvals.push(Approval {
+            by: by.to_owned(),
+            at,
+            head: request.head.clone(),
+        });
     }
-    request.approvals.push(Approval {
-        by: by.to_owned(),
-        at,
-        head: request.head.clone(),
-    });
-    Ok(false)
+    Approved {
+        request,
+        already: false,
+        complete: false,
+    }
 }
 
 /// Closes an open request's record; the event to record.

@@ -130,33 +130,8 @@ async fn api(
     rest: &str,
     body: Value,
 ) -> (u16, Value) {
-    use std::io::{Read, Write};
-    let address = *server.address();
-    let (verb, rest, token) = (verb.to_owned(), rest.to_owned(), token.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let body = body.to_string();
-        let mut stream = std::net::TcpStream::connect(address).expect("the double");
-        write!(
-            stream,
-            "{verb} {REPO}{rest} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        let code = answer
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        let json = answer
-            .split_once("\r\n\r\n")
-            .and_then(|(_, b)| serde_json::from_str(b).ok())
-            .unwrap_or(Value::Null);
-        (code, json)
-    })
-    .await
-    .unwrap()
+    let auth = format!("Authorization: Bearer {token}");
+    crate::common::hub::raw_call(server, auth, verb, format!("{REPO}{rest}"), body).await
 }
 
 /// Only reads since `from`.

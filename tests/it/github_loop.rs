@@ -627,27 +627,11 @@ async fn an_edited_pull_request_is_not_merged_elsewhere() {
 
 /// A PATCH of pull request #12 as alice, the way GitHub's web page edits it; the status code.
 pub(crate) async fn patch_pull(server: &MockServer, body: Value) -> u16 {
-    use std::io::{Read, Write};
-    let address = *server.address();
-    tokio::task::spawn_blocking(move || {
-        let body = body.to_string();
-        let mut stream = std::net::TcpStream::connect(address).expect("the double");
-        write!(
-            stream,
-            "PATCH {REPO}/pulls/12 HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {ALICE}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0)
-    })
-    .await
-    .unwrap()
+    let auth = format!("Authorization: Bearer {ALICE}");
+    let target = format!("{REPO}/pulls/12");
+    crate::common::hub::raw_call(server, auth, "PATCH", target, body)
+        .await
+        .0
 }
 
 /// The target moves between ferry's checks and GitHub's merge (nothing in GitHub's merge API

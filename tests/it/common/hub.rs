@@ -1356,3 +1356,41 @@ fn labels_of(body: &Value) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// One call to a double at `target` (its path) with the header `auth`, the way a forge's web
+/// page or another client makes it: the status code and the JSON answer (`null` when none).
+pub async fn raw_call(
+    server: &MockServer,
+    auth: String,
+    verb: &str,
+    target: String,
+    body: Value,
+) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let address = *server.address();
+    let verb = verb.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let body = body.to_string();
+        let mut stream = std::net::TcpStream::connect(address).expect("the double");
+        write!(
+            stream,
+            "{verb} {target} HTTP/1.1\r\nHost: {address}\r\n{auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        let code = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let json = answer
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b).ok())
+            .unwrap_or(Value::Null);
+        (code, json)
+    })
+    .await
+    .unwrap()
+}
