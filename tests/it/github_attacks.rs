@@ -25,31 +25,15 @@ const BRANCH: &str = "ferry/promote/dev-to-staging";
 /// dev with `web` 1.0.0 pinned; staging declaring it, protected by one approval, its deploys
 /// reported by `agent-staging`, then `edit` applied to staging's file; the double over it.
 async fn world_with(edit: impl FnOnce(&mut Value)) -> (Sandbox, String, MockServer, Hub) {
-    let sandbox = Sandbox::new();
-    let remote = sandbox.init("dev,staging,prod");
-    let file = crate::agent::artifact(&sandbox, "1.0.0");
-    crate::agent::bump(&sandbox, &remote, "1.0.0", &file, true);
-    let before = sandbox.tip("staging");
-    sandbox.edit_env("staging", "staging", |env| {
-        env["apps"] = json!({"web": {"deployment_path": "/srv/web"}});
-        env["protection"] = json!({"required_approvals": 1});
-        env["agent"] = json!({"reporters": ["agent-staging"]});
-        edit(env);
-    });
-    let (server, hub) = Hub::start(
-        &sandbox.path().join("deploy.git"),
-        &[
-            (ALICE, "alice"),
-            (BOB, "bob"),
-            (CAROL, "carol"),
-            (MALLORY, "mallory"),
-            (OUTSIDER, "outsider"),
-            (EVIL, EVIL_LOGIN),
-        ],
-    )
-    .await;
-    hub.pushed("staging", &before, &sandbox.tip("staging"), "ci-bot");
-    (sandbox, remote, server, hub)
+    let users = [
+        (ALICE, "alice"),
+        (BOB, "bob"),
+        (CAROL, "carol"),
+        (MALLORY, "mallory"),
+        (OUTSIDER, "outsider"),
+        (EVIL, EVIL_LOGIN),
+    ];
+    crate::common::hub::world(crate::common::hub::Dialect::GitHub, &users, 0, edit).await
 }
 
 async fn world() -> (Sandbox, String, MockServer, Hub) {

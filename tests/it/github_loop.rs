@@ -24,36 +24,8 @@ pub(crate) async fn world() -> (Sandbox, String, MockServer, Hub) {
 
 /// [`world`] with `extra` more apps pinned in dev.
 pub(crate) async fn world_of(extra: usize) -> (Sandbox, String, MockServer, Hub) {
-    let sandbox = Sandbox::new();
-    let remote = sandbox.init("dev,staging,prod");
-    let file = crate::agent::artifact(&sandbox, "1.0.0");
-    crate::agent::bump(&sandbox, &remote, "1.0.0", &file, true);
-    if extra > 0 {
-        let mut manifest: Value =
-            serde_json::from_str(&sandbox.show("dev", "manifest.json")).unwrap();
-        for i in 0..extra {
-            manifest["artifacts"][format!("app{i:04}")] = json!({"version": "1.0.0", "url": format!("https://a.example/app{i:04}-1.0.0.tgz"), "sha256": crate::common::DIGEST});
-        }
-        let text = serde_json::to_string_pretty(&manifest).unwrap() + "\n";
-        sandbox.commit_files("dev", &[("manifest.json", &text)], "dev: many apps");
-    }
-    let before = sandbox.tip("staging");
-    sandbox.edit_env("staging", "staging", |env| {
-        env["apps"] = json!({"web": {"deployment_path": "/srv/web"}});
-        for i in 0..extra {
-            env["apps"][format!("app{i:04}")] =
-                json!({"deployment_path": format!("/srv/app{i:04}")});
-        }
-        env["protection"] = json!({"required_approvals": 1});
-        env["agent"] = json!({"reporters": ["agent-staging"]});
-    });
-    let (server, hub) = Hub::start(
-        &sandbox.path().join("deploy.git"),
-        &[(ALICE, "alice"), (BOB, "bob"), (AGENT, "agent-staging")],
-    )
-    .await;
-    hub.pushed("staging", &before, &sandbox.tip("staging"), "ci-bot");
-    (sandbox, remote, server, hub)
+    let users = [(ALICE, "alice"), (BOB, "bob"), (AGENT, "agent-staging")];
+    crate::common::hub::world(crate::common::hub::Dialect::GitHub, &users, extra, |_| {}).await
 }
 
 /// `ferry ARGS --forge github` as the token's user, on the double.

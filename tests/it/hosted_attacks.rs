@@ -106,34 +106,14 @@ async fn world_with(
     side: &Side,
     edit: impl FnOnce(&mut Value),
 ) -> (Sandbox, String, MockServer, Hub) {
-    let sandbox = Sandbox::new();
-    let remote = sandbox.init("dev,staging,prod");
-    let file = crate::agent::artifact(&sandbox, "1.0.0");
-    crate::agent::bump(&sandbox, &remote, "1.0.0", &file, true);
-    let before = sandbox.tip("staging");
-    sandbox.edit_env("staging", "staging", |env| {
-        env["apps"] = json!({"web": {"deployment_path": "/srv/web"}});
-        env["protection"] = json!({"required_approvals": 1});
-        env["agent"] = json!({"reporters": ["agent-staging"]});
-        edit(env);
-    });
-    for hook in ["pre-receive", "post-receive"] {
-        let _ = std::fs::remove_file(sandbox.path().join("deploy.git/hooks").join(hook));
-    }
-    let (server, hub) = Hub::start_as(
-        side.dialect,
-        &sandbox.path().join("deploy.git"),
-        &[
-            (ALICE, "alice"),
-            (BOB, "bob"),
-            (CAROL, "carol"),
-            (MALLORY, "mallory"),
-            (EVIL, EVIL_LOGIN),
-        ],
-    )
-    .await;
-    hub.pushed("staging", &before, &sandbox.tip("staging"), "ci-bot");
-    (sandbox, remote, server, hub)
+    let users = [
+        (ALICE, "alice"),
+        (BOB, "bob"),
+        (CAROL, "carol"),
+        (MALLORY, "mallory"),
+        (EVIL, EVIL_LOGIN),
+    ];
+    crate::common::hub::world(side.dialect, &users, 0, edit).await
 }
 
 async fn world(side: &Side) -> (Sandbox, String, MockServer, Hub) {

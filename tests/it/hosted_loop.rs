@@ -77,28 +77,11 @@ const GITLAB: Side = Side {
 /// dev with `web` 1.0.0 pinned, staging declaring it, protected by one approval and `ci/test`,
 /// its deploys reported by `agent-staging`; the double over it answering as `side`.
 async fn world(side: &Side) -> (Sandbox, String, MockServer, Hub) {
-    let sandbox = Sandbox::new();
-    let remote = sandbox.init("dev,staging,prod");
-    let file = crate::agent::artifact(&sandbox, "1.0.0");
-    crate::agent::bump(&sandbox, &remote, "1.0.0", &file, true);
-    let before = sandbox.tip("staging");
-    sandbox.edit_env("staging", "staging", |env| {
-        env["apps"] = json!({"web": {"deployment_path": "/srv/web"}});
-        env["protection"] = json!({"required_approvals": 1, "required_checks": ["ci/test"]});
-        env["agent"] = json!({"reporters": ["agent-staging"]});
-    });
-    // The forge's server runs its own hooks, not ferry's.
-    for hook in ["pre-receive", "post-receive"] {
-        let _ = std::fs::remove_file(sandbox.path().join("deploy.git/hooks").join(hook));
-    }
-    let (server, hub) = Hub::start_as(
-        side.dialect,
-        &sandbox.path().join("deploy.git"),
-        &[(ALICE, "alice"), (BOB, "bob"), (AGENT, "agent-staging")],
-    )
-    .await;
-    hub.pushed("staging", &before, &sandbox.tip("staging"), "ci-bot");
-    (sandbox, remote, server, hub)
+    let users = [(ALICE, "alice"), (BOB, "bob"), (AGENT, "agent-staging")];
+    crate::common::hub::world(side.dialect, &users, 0, |env| {
+        env["protection"]["required_checks"] = json!(["ci/test"]);
+    })
+    .await
 }
 
 /// `ferry ARGS` on `side`'s forge as the token's user, on the double.

@@ -118,13 +118,8 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A double of `acme/deploy` over the bare repository at `repo`; `users` maps tokens to
-    /// logins.
-    pub async fn start(repo: &Path, users: &[(&str, &str)]) -> (MockServer, Hub) {
-        Hub::start_as(Dialect::GitHub, repo, users).await
-    }
-
-    /// [`Hub::start`] answering as `dialect`.
+    /// A double of `acme/deploy` over the bare repository at `repo`, answering as `dialect`;
+    /// `users` maps tokens to logins.
     pub async fn start_as(
         dialect: Dialect,
         repo: &Path,
@@ -1393,4 +1388,50 @@ pub async fn raw_call(
     })
     .await
     .unwrap()
+}
+
+/// The deployment repository the forge tests share: dev with `web` 1.0.0 pinned (a real
+/// artifact) and `extra` more apps, staging declaring them at `/srv/…`, protected by one
+/// approval, its deploys reported by `agent-staging`, then `edit` applied to staging's file;
+/// and the double over it answering as `dialect` for `users` (tokens and logins), with the
+/// forge's log of the push that declared staging (by `ci-bot`). A forge other than GitHub runs
+/// its own hooks on pushes, not ferry's: they are removed.
+pub async fn world(
+    dialect: Dialect,
+    users: &[(&str, &str)],
+    extra: usize,
+    edit: impl FnOnce(&mut Value),
+) -> (super::Sandbox, String, MockServer, Hub) {
+    let sandbox = super::Sandbox::new();
+    let remote = sandbox.init("dev,staging,prod");
+    let file = crate::agent::artifact(&sandbox, "1.0.0");
+    crate::agent::bump(&sandbox, &remote, "1.0.0", &file, true);
+    if extra > 0 {
+        let mut manifest: Value =
+            serde_json::from_str(&sandbox.show("dev", "manifest.json")).unwrap();
+        for i in 0..extra {
+            manifest["artifacts"][format!("app{i:04}")] = json!({"version": "1.0.0", "url": format!("https://a.example/app{i:04}-1.0.0.tgz"), "sha256": super::DIGEST});
+        }
+        let text = serde_json::to_string_pretty(&manifest).unwrap() + "\n";
+        sandbox.commit_files("dev", &[("manifest.json", &text)], "dev: many apps");
+    }
+    let before = sandbox.tip("staging");
+    sandbox.edit_env("staging", "staging", |env| {
+        env["apps"] = json!({"web": {"deployment_path": "/srv/web"}});
+        for i in 0..extra {
+            env["apps"][format!("app{i:04}")] =
+                json!({"deployment_path": format!("/srv/app{i:04}")});
+        }
+        env["protection"] = json!({"required_approvals": 1});
+        env["agent"] = json!({"reporters": ["agent-staging"]});
+        edit(env);
+    });
+    if dialect != Dialect::GitHub {
+        for hook in ["pre-receive", "post-receive"] {
+            let _ = std::fs::remove_file(sandbox.path().join("deploy.git/hooks").join(hook));
+        }
+    }
+    let (server, hub) = Hub::start_as(dialect, &sandbox.path().join("deploy.git"), users).await;
+    hub.pushed("staging", &before, &sandbox.tip("staging"), "ci-bot");
+    (sandbox, remote, server, hub)
 }
