@@ -247,11 +247,9 @@ impl Forge for Gitea<'_> {
                 }
             }
         };
-        let number = pr["number"].as_u64().ok_or_else(|| RestError::Unexpected {
-            forge: GITEA,
-            method: "POST".to_owned(),
-            path: self.path("/pulls"),
-            message: "no `number` in the answer".to_owned(),
+        let number = pr["number"].as_u64().ok_or_else(|| {
+            self.rest
+                .unexpected("POST", &self.path("/pulls"), "no `number` in the answer")
         })?;
         let labels = self.label_ids(p.labels)?;
         if !labels.is_empty() {
@@ -279,18 +277,7 @@ impl Forge for Gitea<'_> {
     }
 
     fn user(&self) -> Result<Option<String>, ForgeError> {
-        let user = self.call("GET", "/user", None)?;
-        Ok(Some(
-            user["login"]
-                .as_str()
-                .ok_or_else(|| RestError::Unexpected {
-                    forge: GITEA,
-                    method: "GET".to_owned(),
-                    path: "/user".to_owned(),
-                    message: "no `login` in the answer".to_owned(),
-                })?
-                .to_owned(),
-        ))
+        Ok(Some(self.rest.user("login")?))
     }
 
     fn request(&self, id: u64) -> Result<Record<Request>, ForgeError> {
@@ -339,13 +326,13 @@ impl Forge for Gitea<'_> {
             .as_str()
             .and_then(|sha| Oid::from_str(sha).ok())
             .ok_or_else(|| {
-                RestError::Unexpected {
-                    forge: GITEA,
-                    method: "GET".to_owned(),
-                    path: self.path(&format!("/pulls/{}", request.id)),
-                    message: "no `merge_commit_sha` after the merge".to_owned(),
-                }
-                .into()
+                self.rest
+                    .unexpected(
+                        "GET",
+                        &self.path(&format!("/pulls/{}", request.id)),
+                        "no `merge_commit_sha` after the merge",
+                    )
+                    .into()
             })
     }
 

@@ -422,11 +422,12 @@ impl Forge for GitLab<'_> {
                 }
             }
         };
-        let iid = mr["iid"].as_u64().ok_or_else(|| RestError::Unexpected {
-            forge: GITLAB,
-            method: "POST".to_owned(),
-            path: self.path("/merge_requests"),
-            message: "no `iid` in the answer".to_owned(),
+        let iid = mr["iid"].as_u64().ok_or_else(|| {
+            self.rest.unexpected(
+                "POST",
+                &self.path("/merge_requests"),
+                "no `iid` in the answer",
+            )
         })?;
         Ok(Published {
             id: iid,
@@ -446,18 +447,7 @@ impl Forge for GitLab<'_> {
     }
 
     fn user(&self) -> Result<Option<String>, ForgeError> {
-        let user = self.call("GET", "/user", None)?;
-        Ok(Some(
-            user["username"]
-                .as_str()
-                .ok_or_else(|| RestError::Unexpected {
-                    forge: GITLAB,
-                    method: "GET".to_owned(),
-                    path: "/user".to_owned(),
-                    message: "no `username` in the answer".to_owned(),
-                })?
-                .to_owned(),
-        ))
+        Ok(Some(self.rest.user("username")?))
     }
 
     fn request(&self, id: u64) -> Result<Record<Request>, ForgeError> {
@@ -510,16 +500,9 @@ impl Forge for GitLab<'_> {
         // An answer that does not say the merge request is merged (an auto-merge set, an
         // answer cut short) is no merge: its `sha` would be the head, not on the target.
         if mr["state"].as_str() != Some("merged") {
-            return Err(RestError::Unexpected {
-                forge: GITLAB,
-                method: "PUT".to_owned(),
-                path,
-                message: format!(
-                    "the merge request is `{}`, not merged",
-                    mr["state"].as_str().unwrap_or("of no state")
-                ),
-            }
-            .into());
+            let state = mr["state"].as_str().unwrap_or("of no state");
+            let said = format!("the merge request is `{state}`, not merged");
+            return Err(self.rest.unexpected("PUT", &path, said).into());
         }
         mr["merge_commit_sha"]
             .as_str()
@@ -527,13 +510,9 @@ impl Forge for GitLab<'_> {
             .or(mr["sha"].as_str())
             .and_then(|sha| Oid::from_str(sha).ok())
             .ok_or_else(|| {
-                RestError::Unexpected {
-                    forge: GITLAB,
-                    method: "PUT".to_owned(),
-                    path,
-                    message: "no merge commit in the answer".to_owned(),
-                }
-                .into()
+                self.rest
+                    .unexpected("PUT", &path, "no merge commit in the answer")
+                    .into()
             })
     }
 

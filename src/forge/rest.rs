@@ -84,6 +84,25 @@ impl Rest {
         }
     }
 
+    /// An answer ferry does not understand, on this forge.
+    pub fn unexpected(&self, method: &str, path: &str, message: impl Into<String>) -> RestError {
+        RestError::Unexpected {
+            forge: self.forge,
+            method: method.to_owned(),
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Who the token is: `field` of `GET /user` (`login` on Gitea, `username` on GitLab).
+    pub fn user(&self, field: &str) -> Result<String, RestError> {
+        let (_, _, user) = self.call("GET", "/user", None)?;
+        user[field]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| self.unexpected("GET", "/user", format!("no `{field}` in the answer")))
+    }
+
     pub fn api(&self) -> &str {
         &self.api
     }
