@@ -28,6 +28,22 @@ pub(crate) async fn world_of(extra: usize) -> (Sandbox, String, MockServer, Hub)
     crate::common::hub::world(crate::common::hub::Dialect::GitHub, &users, extra, |_| {}).await
 }
 
+/// alice promotes dev → staging (#12) and bob approves it.
+async fn promoted_and_approved(sandbox: &Sandbox, remote: &str, server: &MockServer) {
+    ferry(
+        sandbox,
+        remote,
+        server,
+        ALICE,
+        &["promote", "dev", "staging"],
+    )
+    .await
+    .assert_code(0);
+    ferry(sandbox, remote, server, BOB, &["approve", "12"])
+        .await
+        .assert_code(0);
+}
+
 /// `ferry ARGS --forge github` as the token's user, on the double.
 pub(crate) async fn ferry(
     sandbox: &Sandbox,
@@ -296,18 +312,7 @@ async fn promote_approve_merge_deploy_and_audit_through_the_api_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_head_changed_by_hand_is_not_merged() {
     let (sandbox, remote, server, _hub) = world().await;
-    ferry(
-        &sandbox,
-        &remote,
-        &server,
-        ALICE,
-        &["promote", "dev", "staging"],
-    )
-    .await
-    .assert_code(0);
-    ferry(&sandbox, &remote, &server, BOB, &["approve", "12"])
-        .await
-        .assert_code(0);
+    promoted_and_approved(&sandbox, &remote, &server).await;
     // mallory adds a commit to the request's branch (GitHub lets anyone with write do so).
     let branch = "ferry/promote/dev-to-staging";
     sandbox.git(
@@ -351,18 +356,7 @@ async fn a_head_changed_by_hand_is_not_merged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_target_that_moved_needs_the_request_rebuilt() {
     let (sandbox, remote, server, hub) = world().await;
-    ferry(
-        &sandbox,
-        &remote,
-        &server,
-        ALICE,
-        &["promote", "dev", "staging"],
-    )
-    .await
-    .assert_code(0);
-    ferry(&sandbox, &remote, &server, BOB, &["approve", "12"])
-        .await
-        .assert_code(0);
+    promoted_and_approved(&sandbox, &remote, &server).await;
     let before = sandbox.tip("staging");
     sandbox.past_the_hook(|| {
         sandbox.commit_files("staging", &[("NOTES.md", "staging notes\n")], "notes")
@@ -543,18 +537,7 @@ async fn the_calls_do_not_grow_with_the_number_of_apps() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edited_pull_request_is_not_merged_elsewhere() {
     let (sandbox, remote, server, _hub) = world().await;
-    ferry(
-        &sandbox,
-        &remote,
-        &server,
-        ALICE,
-        &["promote", "dev", "staging"],
-    )
-    .await
-    .assert_code(0);
-    ferry(&sandbox, &remote, &server, BOB, &["approve", "12"])
-        .await
-        .assert_code(0);
+    promoted_and_approved(&sandbox, &remote, &server).await;
     let staging = sandbox.tip("staging");
     assert_eq!(patch_pull(&server, json!({"base": "prod"})).await, 200);
     let from = seen(&server).await;
@@ -612,18 +595,7 @@ pub(crate) async fn patch_pull(server: &MockServer, body: Value) -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_target_that_moves_during_the_merge_is_a_failure_said_so() {
     let (sandbox, remote, server, hub) = world().await;
-    ferry(
-        &sandbox,
-        &remote,
-        &server,
-        ALICE,
-        &["promote", "dev", "staging"],
-    )
-    .await
-    .assert_code(0);
-    ferry(&sandbox, &remote, &server, BOB, &["approve", "12"])
-        .await
-        .assert_code(0);
+    promoted_and_approved(&sandbox, &remote, &server).await;
     hub.race_the_next_merge();
     let run = ferry(&sandbox, &remote, &server, ALICE, &["merge", "12"]).await;
     run.assert_code(1);
