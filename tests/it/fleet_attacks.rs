@@ -155,6 +155,29 @@ pub(crate) fn serves(sandbox: &Sandbox, host: &str) -> Option<String> {
     std::fs::read_to_string(root(sandbox, host).join("root/srv/web/index.html")).ok()
 }
 
+/// Each agent of `runs` (one per host of `names`) exited 0, reported, and serves web 1.0.0,
+/// and each host's status on dev's tip is success: the statuses record.
+fn all_deployed_and_reported(sandbox: &Sandbox, names: &[&str], runs: &[Run]) -> Value {
+    for (host, run) in names.iter().zip(runs) {
+        run.assert_code(0);
+        assert!(
+            !run.stderr.contains("cannot report"),
+            "{host}: {}",
+            run.render()
+        );
+        assert_eq!(serves(sandbox, host).as_deref(), Some("web 1.0.0\n"));
+    }
+    let all = record(sandbox);
+    for host in names {
+        assert_eq!(
+            all[format!("ferry/deploy/dev/{host}")]["state"],
+            "success",
+            "{all}"
+        );
+    }
+    all
+}
+
 /// The statuses record of dev's tip (null when there is none).
 pub(crate) fn record(sandbox: &Sandbox) -> Value {
     record_at(
@@ -426,23 +449,7 @@ fn ten_agents_reporting_at_once_lose_nothing_and_write_the_aggregate_once() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    for (host, run) in names.iter().zip(&runs) {
-        run.assert_code(0);
-        assert!(
-            !run.stderr.contains("cannot report"),
-            "{host}: {}",
-            run.render()
-        );
-        assert_eq!(serves(&sandbox, host).as_deref(), Some("web 1.0.0\n"));
-    }
-    let all = record(&sandbox);
-    for host in &names {
-        assert_eq!(
-            all[format!("ferry/deploy/dev/{host}")]["state"],
-            "success",
-            "{all}"
-        );
-    }
+    let all = all_deployed_and_reported(&sandbox, &names, &runs);
     assert_eq!(all["ferry/deploy/dev"]["state"], "success", "{all}");
     assert_eq!(
         all["ferry/deploy/dev"]["description"],
@@ -552,23 +559,7 @@ fn eight_agents_over_http_reporting_at_once_lose_nothing() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    for (host, run) in names.iter().zip(&runs) {
-        run.assert_code(0);
-        assert!(
-            !run.stderr.contains("cannot report"),
-            "{host}: {}",
-            run.render()
-        );
-        assert_eq!(serves(&sandbox, host).as_deref(), Some("web 1.0.0\n"));
-    }
-    let all = record(&sandbox);
-    for host in &names {
-        assert_eq!(
-            all[format!("ferry/deploy/dev/{host}")]["state"],
-            "success",
-            "{all}"
-        );
-    }
+    let all = all_deployed_and_reported(&sandbox, &names, &runs);
     assert_eq!(
         all["ferry/deploy/dev"]["description"], "deployed on 8 hosts",
         "{all}"
