@@ -110,7 +110,7 @@ pub fn run(args: MergeArgs, out: Output) -> Result<Outcome> {
     })?;
     // What merges is what the source environment holds (or held): never a commit made to look
     // like it, whose checks and reporters its maker chose.
-    if source != from_tip && !store.descends_from(from_tip, source) {
+    if !store.holds(from_tip, source) {
         return Err(Error::failure(format!(
             "request #{} promotes {}, which is not on `{from_branch}` (`{}`'s branch)",
             request.id,

@@ -167,7 +167,7 @@ fn resolve_at(store: &Store, branch: &str, tip: Oid, at: &str) -> Result<Oid> {
                 Error::usage(format!("`{rev}` is neither a date nor a revision of `{branch}`"))
                     .hint("dates look like `2026-10-14` or `2026-10-14T12:00:00Z`; revisions like a commit id or `HEAD~2`")
             })?;
-            let in_history = commit == tip || store.descends_from(tip, commit);
+            let in_history = store.holds(tip, commit);
             if !in_history {
                 return Err(Error::failure(format!(
                     "{} is not in the history of `{branch}`",

@@ -889,7 +889,7 @@ impl Store {
 
     /// Whether `tip` is `commit` or has it in its history (both here).
     pub fn holds(&self, tip: Oid, commit: Oid) -> bool {
-        tip == commit || self.repo.graph_descendant_of(tip, commit).unwrap_or(false)
+        tip == commit || self.descends_from(tip, commit)
     }
 
     /// Every commit reachable from `tip`, newest first (git's default walk order).
