@@ -17,7 +17,8 @@ use git2::{ObjectType, Oid, Repository};
 
 use crate::forge::MAX_DESCRIPTION;
 use crate::forge::local::{
-    LoggedUpdate, PUSH_FILE, PUSHES, Push, REQUESTS, STATUSES, STATUSES_FILE,
+    HOST_FILE, HOSTS, HostReport, LoggedUpdate, PUSH_FILE, PUSHES, Push, REQUESTS, STATUSES,
+    STATUSES_FILE,
 };
 use serde_json::Value;
 
@@ -520,6 +521,8 @@ fn record_shape(repo: &Repository, commit: Oid, file: &str) -> Result<(), Refusa
         serde_json::from_slice(blob.content()).map_err(|e| format!("`{file}` is not JSON: {e}"))?;
     let known = if file == STATUSES_FILE {
         serde_json::from_value::<Statuses>(value.clone()).map(serde_json::to_value)
+    } else if file == HOST_FILE {
+        serde_json::from_value::<HostReport>(value.clone()).map(serde_json::to_value)
     } else {
         serde_json::from_value::<Request>(value.clone()).map(serde_json::to_value)
     }
@@ -554,8 +557,8 @@ fn unknown_field(value: &Value, known: &Value, at: String) -> Option<String> {
     }
 }
 
-/// Under `refs/ferry/` live ferry's records only: `requests/N` and `statuses/COMMIT` of a
-/// commit the repository has.
+/// Under `refs/ferry/` live ferry's records only: `requests/N`, `statuses/COMMIT` of a
+/// commit the repository has, and `hosts/ENV/HOST`.
 fn record_name(repo: &Repository, u: &Update) -> Result<(), Refusal> {
     if let Some(id) = u.refname.strip_prefix(REQUESTS)
         && !id.is_empty()
@@ -581,11 +584,19 @@ fn record_name(repo: &Repository, u: &Update) -> Result<(), Refusal> {
             ))),
         };
     }
+    if let Some(host) = u.refname.strip_prefix(HOSTS)
+        && let Some((env, host)) = host.split_once('/')
+        && !env.is_empty()
+        && !host.is_empty()
+        && !host.contains('/')
+    {
+        return Ok(()); // what it holds must name it: see `check_host_record`
+    }
     if u.new.is_zero() {
         // Removing what should never have been there is refused like any record's removal.
         return Err("records are append-only: deleting one is not allowed".into());
     }
-    Err("`refs/ferry/` holds ferry's records only: `requests/N` and `statuses/COMMIT`".into())
+    Err("`refs/ferry/` holds ferry's records only: `requests/N`, `statuses/COMMIT` and `hosts/ENV/HOST`".into())
 }
 
 /// A new ref `refname` leaves every branch's name unambiguous to git.
@@ -676,45 +687,104 @@ fn check_statuses(
             if before.get(check) == Some(status) {
                 continue;
             }
-            crate::model::check_name(check).map_err(|e| Refusal(e.to_string()))?;
-            if status.description.chars().count() > MAX_DESCRIPTION
-                || status.url.as_ref().is_some_and(|u| u.len() > MAX_URL)
-                || status.apps.iter().any(|(name, app)| {
-                    app.message.chars().any(char::is_control)
-                        || app.version.chars().any(char::is_control)
-                        || name.is_empty()
-                        || name.len() > 63
-                        || !name
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-                        || app.message.chars().count() > MAX_DESCRIPTION
-                        || app.version.chars().count() > MAX_DESCRIPTION
-                })
-            {
-                return Err(Refusal::from(format!(
-                    "`{check}`: a status's description (and each app's version and message, with no control character) is at most {MAX_DESCRIPTION} characters, its URL {MAX_URL} bytes, an app's name a name of the manifest"
-                )));
-            }
-            let who = named(pusher)?;
-            if status.by != who {
-                return Err(Refusal::from(format!(
-                    "`{check}` is recorded as reported by `{}`, but `{who}` is pushing: a record names who pushed it (drop `--as` or FERRY_USER, or push as `{}`)",
-                    status.by, status.by
-                )));
-            }
-            // `ferry/deploy/ENV` and each host's `ferry/deploy/ENV/HOST`.
-            if let Some(env) = check
-                .strip_prefix("ferry/deploy/")
-                .map(|rest| rest.split('/').next().unwrap_or(rest))
-            {
-                let reporters = reporters_of(repo, &branches.before, env)?;
-                if !reporters.is_empty() && !reporters.iter().any(|r| r == who) {
-                    return Err(Refusal::from(format!(
-                        "`{check}` is reported by {env}'s agents only (`agent.reporters`: {}), not by `{who}`",
-                        reporters.join(", ")
-                    )));
-                }
-            }
+            reported(repo, pusher, branches, check, status)?;
+        }
+    }
+    Ok(())
+}
+
+/// A host's record's update (`refs/ferry/hosts/ENV/HOST`): each report it adds is on a
+/// commit of this repository, of the status its name says (`ferry/deploy/ENV/HOST`), and
+/// holds to what a statuses record holds each status to ([`reported`]).
+fn check_host_record(
+    repo: &Repository,
+    pusher: Option<&str>,
+    u: &Update,
+    branches: &Branches,
+) -> Result<(), Refusal> {
+    let mut walk = repo.revwalk().map_err(|e| e.message().to_owned())?;
+    walk.push(u.new).map_err(|e| e.message().to_owned())?;
+    if !u.old.is_zero() {
+        walk.hide(u.old).map_err(|e| e.message().to_owned())?;
+    }
+    for id in walk {
+        let id = id.map_err(|e| e.message().to_owned())?;
+        record_shape(repo, id, HOST_FILE)?;
+        let report: HostReport =
+            file_at(repo, id, HOST_FILE)?.ok_or_else(|| Refusal::from("no `host.json`"))?;
+        if crate::forge::local::host_record(&report.check).as_deref() != Some(u.refname.as_str()) {
+            return Err(Refusal::from(format!(
+                "the record holds `{}`: a host's record holds that host's deploy status only, `ferry/deploy/ENV/HOST` as the record's name says",
+                crate::output::printable(&report.check)
+            )));
+        }
+        if Oid::from_str(&report.commit)
+            .ok()
+            .filter(|_| {
+                report.commit.len() == 40 && !report.commit.bytes().any(|b| b.is_ascii_uppercase())
+            })
+            .and_then(|id| repo.find_commit(id).ok())
+            .is_none()
+        {
+            return Err(Refusal::from(format!(
+                "a host reports on a commit of this repository, and it has no commit {}",
+                crate::output::printable(short(&report.commit))
+            )));
+        }
+        reported(repo, pusher, branches, &report.check, &report.status)?;
+    }
+    Ok(())
+}
+
+/// A status as a record may hold it: its check name of the sane charset
+/// ([`crate::model::check_name`]), its texts bounded and printable, reported by the pusher,
+/// and `ferry/deploy/ENV` (or `ferry/deploy/ENV/HOST`) only by ENV's `agent.reporters` (as
+/// ENV's own branch declares them, never the commit reported on, which anyone may have
+/// written), when it names any.
+fn reported(
+    repo: &Repository,
+    pusher: Option<&str>,
+    branches: &Branches,
+    check: &str,
+    status: &crate::forge::Status,
+) -> Result<(), Refusal> {
+    crate::model::check_name(check).map_err(|e| Refusal(e.to_string()))?;
+    if status.description.chars().count() > MAX_DESCRIPTION
+        || status.url.as_ref().is_some_and(|u| u.len() > MAX_URL)
+        || status.apps.iter().any(|(name, app)| {
+            app.message.chars().any(char::is_control)
+                || app.version.chars().any(char::is_control)
+                || name.is_empty()
+                || name.len() > 63
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                || app.message.chars().count() > MAX_DESCRIPTION
+                || app.version.chars().count() > MAX_DESCRIPTION
+        })
+    {
+        return Err(Refusal::from(format!(
+            "`{check}`: a status's description (and each app's version and message, with no control character) is at most {MAX_DESCRIPTION} characters, its URL {MAX_URL} bytes, an app's name a name of the manifest"
+        )));
+    }
+    let who = named(pusher)?;
+    if status.by != who {
+        return Err(Refusal::from(format!(
+            "`{check}` is recorded as reported by `{}`, but `{who}` is pushing: a record names who pushed it (drop `--as` or FERRY_USER, or push as `{}`)",
+            status.by, status.by
+        )));
+    }
+    // `ferry/deploy/ENV` and each host's `ferry/deploy/ENV/HOST`.
+    if let Some(env) = check
+        .strip_prefix("ferry/deploy/")
+        .map(|rest| rest.split('/').next().unwrap_or(rest))
+    {
+        let reporters = reporters_of(repo, &branches.before, env)?;
+        if !reporters.is_empty() && !reporters.iter().any(|r| r == who) {
+            return Err(Refusal::from(format!(
+                "`{check}` is reported by {env}'s agents only (`agent.reporters`: {}), not by `{who}`",
+                reporters.join(", ")
+            )));
         }
     }
     Ok(())
@@ -1106,6 +1176,9 @@ fn check_record(
     }
     if u.refname.starts_with(STATUSES) {
         return check_statuses(repo, pusher, u, branches);
+    }
+    if u.refname.starts_with(HOSTS) {
+        return check_host_record(repo, pusher, u, branches);
     }
     let Some(id) = u.refname.strip_prefix(REQUESTS) else {
         return Ok(());

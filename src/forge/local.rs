@@ -4,9 +4,15 @@
 //! Each record is a ref whose history is append-only: `refs/ferry/requests/<id>` holds
 //! `request.json`, `refs/ferry/statuses/<commit>` holds `statuses.json`, and every change is a
 //! new commit on top (its message says what happened), moved with compare-and-swap. The tip
-//! is the current state; the history is the audit trail. Its branch protection is the
+//! is the current state; the history is the audit trail. A host's deploy status
+//! (`ferry/deploy/ENV/HOST`) lives in the host's own record, `refs/ferry/hosts/ENV/HOST`
+//! (`host.json`: its latest report, on which commit), so that the hosts of a wave report
+//! without contending for one ref; a commit's statuses are its record's and the hosts' that
+//! report on it. Its branch protection is the
 //! repository's own hooks, which enforce each environment's declared rules on every push
 //! ([`LocalForge::hooks`]), so the [`Forge`] trait's branch rules are not supported here.
+
+use std::collections::BTreeMap;
 
 use git2::{Oid, Signature};
 use serde::Serialize;
@@ -24,6 +30,34 @@ pub const REQUESTS: &str = "refs/ferry/requests/";
 pub const STATUSES: &str = "refs/ferry/statuses/";
 const REQUEST_FILE: &str = "request.json";
 pub const STATUSES_FILE: &str = "statuses.json";
+pub const HOSTS: &str = "refs/ferry/hosts/";
+pub const HOST_FILE: &str = "host.json";
+
+/// A host's latest deploy report, as its record `refs/ferry/hosts/ENV/HOST` holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostReport {
+    /// The commit reported on.
+    pub commit: String,
+    /// `ferry/deploy/ENV/HOST`: the record's name says the same ([`host_record`]).
+    pub check: String,
+    pub status: Status,
+}
+
+/// The record holding `check` when it is a host's deploy status, `ferry/deploy/ENV/HOST`:
+/// `refs/ferry/hosts/ENV/HOST`, with `%`, `.` and `:` escaped (`%25`, `%2E`, `%3A`), which a
+/// ref's name may not hold as they come (`..`, `.lock`, `:`).
+pub fn host_record(check: &str) -> Option<String> {
+    let (env, host) = check.strip_prefix("ferry/deploy/")?.split_once('/')?;
+    if env.is_empty() || host.is_empty() || host.contains('/') {
+        return None;
+    }
+    let escaped = |name: &str| {
+        name.replace('%', "%25")
+            .replace('.', "%2E")
+            .replace(':', "%3A")
+    };
+    Some(format!("{HOSTS}{}/{}", escaped(env), escaped(host)))
+}
 
 /// The push log: one commit per accepted push (`push.json`: who, when, which refs moved from
 /// what to what), written by the repository's `post-receive` hook only. `ferry audit` reads it
@@ -371,12 +405,17 @@ impl<'s> LocalForge<'s> {
         format!("{}#{}{}", self.store.remote().shown, REQUESTS, id)
     }
 
-    /// The statuses reported on `commit`.
+    /// The statuses reported on `commit`: its record's, and each host's whose latest report
+    /// is on it (the later of the two where both have a check).
     pub fn statuses(&self, commit: Oid) -> Result<Statuses, ForgeError> {
-        Ok(self
+        let mut statuses = self
             .statuses_record(commit)?
             .map(|r| r.value)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        for record in self.host_records()?.into_values() {
+            with_report(&mut statuses, commit, &record.value);
+        }
+        Ok(statuses)
     }
 
     fn statuses_record(&self, commit: Oid) -> Result<Option<Record<Statuses>>, ForgeError> {
@@ -395,6 +434,37 @@ impl<'s> LocalForge<'s> {
         }
     }
 
+    /// Every host's record, by name, in one fetch. A record that does not read as one (no
+    /// hook guarded the repository) is passed over with a warning: a missing report only
+    /// holds a rollout back, it never completes one.
+    fn host_records(&self) -> Result<BTreeMap<String, Record<HostReport>>, ForgeError> {
+        let names: Vec<String> = self
+            .store
+            .refs()?
+            .keys()
+            .filter(|n| n.starts_with(HOSTS))
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut records = BTreeMap::new();
+        for (name, tip) in self.store.fetch_refs(&names, History::Tip)? {
+            let Some(tip) = tip else { continue };
+            match self.read::<HostReport>(&name, tip, HOST_FILE) {
+                Ok(value) if host_record(&value.check).as_deref() == Some(name.as_str()) => {
+                    records.insert(name, Record { tip, value });
+                }
+                Ok(value) => tracing::warn!(
+                    "{name}: passed over: it holds `{}`, another host's status",
+                    crate::output::printable(&value.check)
+                ),
+                Err(e) => tracing::warn!("passed over: {e}"),
+            }
+        }
+        Ok(records)
+    }
+
     /// Reports `check` on `commit` (the latest report of a check wins; the history keeps all).
     fn write_status(
         &self,
@@ -408,8 +478,15 @@ impl<'s> LocalForge<'s> {
     }
 
     /// The statuses `change` makes of `commit`'s, written with compare-and-swap: when another
-    /// writer moved the record meanwhile, `change` runs again on theirs. Many agents report
-    /// at once when a wave lands: the retries back off with jitter, for up to a minute.
+    /// writer moved a record meanwhile, `change` runs again on what is there then.
+    ///
+    /// A host's status goes to the host's own record, which only that host writes: the hosts
+    /// of a wave report at once without refusing each other. Then `change` runs again on
+    /// the statuses read back from the store, and what else it sets (the environment's
+    /// aggregate) goes to the commit's record. Each host reads after its own write lands,
+    /// so of two hosts reporting last at once, at least the later reader sees both reports.
+    /// The commit's record is contended only by those last writers and by CI: the retries
+    /// back off with jitter, for up to a minute.
     fn change_statuses(
         &self,
         commit: Oid,
@@ -419,36 +496,106 @@ impl<'s> LocalForge<'s> {
         let name = format!("{STATUSES}{commit}");
         let started = std::time::Instant::now();
         let mut attempt = 0u32;
+        // The host statuses this call has written: set once, whatever `change` says again.
+        let mut reported: std::collections::BTreeSet<String> = Default::default();
         loop {
-            attempt += 1;
             let record = self.statuses_record(commit)?;
             let previous = record.as_ref().map(|r| r.tip);
-            let mut statuses = record.map(|r| r.value).unwrap_or_default();
-            let changes = change(&statuses);
+            let mut own = record.map(|r| r.value).unwrap_or_default();
+            let hosts = self.host_records()?;
+            let mut statuses = own.clone();
+            for host in hosts.values() {
+                with_report(&mut statuses, commit, &host.value);
+            }
+            let mut changes: Vec<(String, Status)> = change(&statuses)
+                .into_iter()
+                .filter(|(check, _)| !reported.contains(check))
+                .map(|(check, mut status)| {
+                    status.description = super::fit_description(&status.description);
+                    (check, status)
+                })
+                .collect();
             if changes.is_empty() {
                 return Ok(statuses);
             }
-            let event = changes
+            let event = |changes: &[(String, Status)]| {
+                changes
+                    .iter()
+                    .map(|(check, status)| {
+                        format!("{check}: {} by {}", status.state.as_str(), status.by)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if changes
                 .iter()
-                .map(|(check, status)| {
-                    format!("{check}: {} by {}", status.state.as_str(), status.by)
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            for (check, mut status) in changes {
-                status.description = super::fit_description(&status.description);
+                .any(|(check, _)| host_record(check).is_some())
+            {
+                let mut landed = true;
+                for (check, status) in changes.extract_if(.., |(c, _)| host_record(c).is_some()) {
+                    let record = host_record(&check).expect("a host's status");
+                    let report = HostReport {
+                        commit: commit.to_string(),
+                        check: check.clone(),
+                        status: status.clone(),
+                    };
+                    let previous = hosts.get(&record).map(|r| r.tip);
+                    let said = event(&[(check.clone(), status)]);
+                    if self.write_record(&record, previous, HOST_FILE, &report, &said, signature)? {
+                        reported.insert(check);
+                    } else {
+                        landed = false; // another agent serving the same host
+                    }
+                }
+                if !landed {
+                    attempt += 1;
+                    self.contended(&name, started, attempt)?;
+                }
+                // Read again, from the store, what the statuses are now.
+                continue;
+            }
+            let said = event(&changes);
+            for (check, status) in changes {
+                own.insert(check.clone(), status.clone());
                 statuses.insert(check, status);
             }
-            if self.write_record(&name, previous, STATUSES_FILE, &statuses, &event, signature)? {
+            if self.write_record(&name, previous, STATUSES_FILE, &own, &said, signature)? {
                 return Ok(statuses);
             }
-            if started.elapsed() > CONTENDED_FOR {
-                return Err(ForgeError::Contended { refname: name });
-            }
+            attempt += 1;
             // No listing again: the refused push listed the record's new tip, and fetching it
             // brings whatever tip the record has by then.
-            std::thread::sleep(contention_wait(attempt));
+            self.contended(&name, started, attempt)?;
         }
+    }
+
+    /// Waits before the next try of a write that lost its compare-and-swap, or gives up
+    /// after [`CONTENDED_FOR`].
+    fn contended(
+        &self,
+        refname: &str,
+        started: std::time::Instant,
+        attempt: u32,
+    ) -> Result<(), ForgeError> {
+        if started.elapsed() > CONTENDED_FOR {
+            return Err(ForgeError::Contended {
+                refname: refname.to_owned(),
+            });
+        }
+        std::thread::sleep(contention_wait(attempt));
+        Ok(())
+    }
+}
+
+/// `statuses` with `report`'s status when it is on `commit` and later than the commit's
+/// record's own (which kept hosts' statuses before hosts had records of their own).
+fn with_report(statuses: &mut Statuses, commit: Oid, report: &HostReport) {
+    if report.commit == commit.to_string()
+        && statuses
+            .get(&report.check)
+            .is_none_or(|s| s.at <= report.status.at)
+    {
+        statuses.insert(report.check.clone(), report.status.clone());
     }
 }
 
@@ -644,31 +791,50 @@ impl Forge for LocalForge<'_> {
             .cloned())
     }
 
-    /// From the record's history: each check's latest report at `when`.
+    /// From the histories of the commit's record and of the hosts' records: each check's
+    /// latest report on `commit` at `when`.
     fn statuses_at(&self, commit: Oid, when: i64) -> Result<Statuses, ForgeError> {
         let name = format!("{STATUSES}{commit}");
-        let Some(tip) = self
-            .store
-            .fetch_refs(std::slice::from_ref(&name), History::Full)?
-            .remove(&name)
-            .flatten()
-        else {
-            return Ok(Statuses::new());
-        };
+        let mut names = vec![name.clone()];
+        names.extend(
+            self.store
+                .refs()?
+                .keys()
+                .filter(|n| n.starts_with(HOSTS))
+                .cloned(),
+        );
+        let tips = self.store.fetch_refs(&names, History::Full)?;
         let mut at_time = Statuses::new();
-        for id in self.store.ancestors(tip)? {
-            let Some(version) = self
-                .store
-                .read_file(id, STATUSES_FILE)
-                .ok()
-                .flatten()
-                .and_then(|bytes| serde_json::from_slice::<Statuses>(&bytes).ok())
-            else {
-                continue;
-            };
-            for (check, status) in version {
-                if status.at <= when && at_time.get(&check).is_none_or(|seen| seen.at < status.at) {
-                    at_time.insert(check, status);
+        let mut seen = |check: String, status: Status| {
+            if status.at <= when && at_time.get(&check).is_none_or(|seen| seen.at < status.at) {
+                at_time.insert(check, status);
+            }
+        };
+        for (refname, tip) in tips {
+            let Some(tip) = tip else { continue };
+            for id in self.store.ancestors(tip)? {
+                if refname == name {
+                    let version = self
+                        .store
+                        .read_file(id, STATUSES_FILE)
+                        .ok()
+                        .flatten()
+                        .and_then(|bytes| serde_json::from_slice::<Statuses>(&bytes).ok());
+                    for (check, status) in version.into_iter().flatten() {
+                        seen(check, status);
+                    }
+                } else if let Some(report) = self
+                    .store
+                    .read_file(id, HOST_FILE)
+                    .ok()
+                    .flatten()
+                    .and_then(|bytes| serde_json::from_slice::<HostReport>(&bytes).ok())
+                    .filter(|r| {
+                        r.commit == commit.to_string()
+                            && host_record(&r.check).as_deref() == Some(refname.as_str())
+                    })
+                {
+                    seen(report.check, report.status);
                 }
             }
         }

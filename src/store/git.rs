@@ -741,6 +741,11 @@ impl Store {
                     });
                 }
             }
+            // Another writer pushed the very same commits (two agents writing the same
+            // aggregate in the same second): what was to be written is there.
+            if updates.iter().all(|u| refs.get(&u.refname) == Some(&u.new)) {
+                return Ok(UpdateOutcome::Updated);
+            }
         }
         // Only what the remote rejected is a refusal; a failure on this side is not.
         if let Err(e) = &pushed

@@ -178,8 +178,13 @@ fn all_deployed_and_reported(sandbox: &Sandbox, names: &[&str], runs: &[Run]) ->
     all
 }
 
-/// The statuses record of dev's tip (null when there is none).
+/// The statuses on dev's tip (null when there are none), as ferry reads them.
 pub(crate) fn record(sandbox: &Sandbox) -> Value {
+    crate::common::statuses_of(&sandbox.path().join("deploy.git"), &sandbox.tip("dev"))
+}
+
+/// The statuses record of dev's tip as it is (null when there is none).
+fn main_record(sandbox: &Sandbox) -> Value {
     record_at(
         sandbox,
         &format!("refs/ferry/statuses/{}", sandbox.tip("dev")),
@@ -216,6 +221,47 @@ pub(crate) fn aggregate_writes(sandbox: &Sandbox) -> usize {
 /// Pushes, with plain git as `user`, a new commit of dev's tip's statuses record: the record
 /// as it is, changed by `edit`. Whether the push landed, and git's stderr.
 fn forge(sandbox: &Sandbox, user: &str, edit: impl FnOnce(&mut Value)) -> (bool, String) {
+    let name = format!("refs/ferry/statuses/{}", sandbox.tip("dev"));
+    let mut value = main_record(sandbox);
+    if value.is_null() {
+        value = json!({});
+    }
+    edit(&mut value);
+    forge_record(sandbox, user, &name, "statuses.json", &value)
+}
+
+/// Pushes, with plain git as `user`, a new commit of `host`'s record (`host.json`): its
+/// report as it is (or one on dev's tip), changed by `edit`.
+fn forge_host(
+    sandbox: &Sandbox,
+    user: &str,
+    host: &str,
+    edit: impl FnOnce(&mut Value),
+) -> (bool, String) {
+    let name = format!("refs/ferry/hosts/dev/{host}");
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(sandbox.path().join("deploy.git"))
+        .args(["show", &format!("{name}:host.json")])
+        .output()
+        .unwrap();
+    let mut value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        json!({"commit": sandbox.tip("dev"), "check": format!("ferry/deploy/dev/{host}"),
+               "status": {}})
+    });
+    edit(&mut value);
+    forge_record(sandbox, user, &name, "host.json", &value)
+}
+
+/// Pushes, with plain git as `user`, a commit holding `file` with `value` onto the record
+/// `name` (its tip as the parent, when it has one).
+fn forge_record(
+    sandbox: &Sandbox,
+    user: &str,
+    name: &str,
+    file: &str,
+    value: &Value,
+) -> (bool, String) {
     let dir = "forgery";
     if !sandbox.path().join(dir).exists() {
         sandbox.git("", &["clone", "-q", "deploy.git", dir]);
@@ -224,26 +270,22 @@ fn forge(sandbox: &Sandbox, user: &str, edit: impl FnOnce(&mut Value)) -> (bool,
         dir,
         &["fetch", "-q", "origin", "+refs/ferry/*:refs/ferry/*"],
     );
-    let tip = sandbox.tip("dev");
-    let name = format!("refs/ferry/statuses/{tip}");
-    let mut value = record(sandbox);
-    let parent = if value.is_null() {
-        value = json!({});
-        None
-    } else {
-        Some(sandbox.git(dir, &["rev-parse", &name]).trim().to_owned())
-    };
-    edit(&mut value);
+    let parent = std::process::Command::new("git")
+        .current_dir(sandbox.path().join(dir))
+        .args(["rev-parse", "--verify", "-q", name])
+        .output()
+        .unwrap();
+    let parent = String::from_utf8(parent.stdout).unwrap().trim().to_owned();
     sandbox.git(dir, &["read-tree", "--empty"]);
     std::fs::write(
-        sandbox.path().join(dir).join("statuses.json"),
-        serde_json::to_string_pretty(&value).unwrap(),
+        sandbox.path().join(dir).join(file),
+        serde_json::to_string_pretty(value).unwrap(),
     )
     .unwrap();
-    sandbox.git(dir, &["add", "-f", "statuses.json"]);
+    sandbox.git(dir, &["add", "-f", file]);
     let tree = sandbox.git(dir, &["write-tree"]);
     let mut args = vec!["commit-tree", tree.trim(), "-m", "crafted"];
-    if let Some(parent) = &parent {
+    if !parent.is_empty() {
         args.extend(["-p", parent.as_str()]);
     }
     let commit = sandbox.git(dir, &args).trim().to_owned();
@@ -306,6 +348,70 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 
 // Attack 1: forged records.
 
+/// Each host reports to its own record, `refs/ferry/hosts/ENV/HOST`: even the reporter cannot
+/// make one hold another host's status (which would let h2's record stand in for the canary),
+/// report on a commit the repository does not have, add a field or a file, hide a record
+/// under another name, or delete one (dropping a failure). Each push is refused and nothing
+/// moves; the records the agents write pass the same hook.
+#[test]
+fn a_hosts_record_holds_that_hosts_report_on_a_commit_of_the_repository_only() {
+    let health = Health::start();
+    let (sandbox, remote) = env(web(&health, &["h1", "h2"]), json!({"waves": [1, "100%"]}));
+    let run = agent(&sandbox, &remote, "h2");
+    run.assert_code(1);
+    let before = sandbox.refs("deploy.git");
+    fn success(r: &mut Value) {
+        r["status"] = json!({"state": "success", "description": "deployed web 1.0.0",
+                             "by": REPORTER, "at": NOW});
+    }
+    type Edit = fn(&mut Value);
+    let attempts: [(&str, Edit); 3] = [
+        ("holds that host's deploy status only", |r| {
+            success(r);
+            r["check"] = json!("ferry/deploy/dev/h1");
+        }),
+        ("a commit of this repository", |r| {
+            success(r);
+            r["commit"] = json!("1".repeat(40));
+        }),
+        ("a field ferry does not write", |r| {
+            success(r);
+            r["opens"] = json!("wave 2");
+        }),
+    ];
+    for (refusal, edit) in attempts {
+        let (ok, stderr) = forge_host(&sandbox, REPORTER, "h2", edit);
+        assert!(!ok, "{stderr}");
+        assert!(stderr.contains(refusal), "{refusal}: {stderr}");
+    }
+    // The canary's status, under a name no host has.
+    let mut report = json!({"commit": sandbox.tip("dev"), "check": "ferry/deploy/dev/h1"});
+    success(&mut report);
+    for name in ["refs/ferry/hosts/dev/h1/extra", "refs/ferry/hosts/h1"] {
+        let (ok, stderr) = forge_record(&sandbox, REPORTER, name, "host.json", &report);
+        assert!(!ok, "{name}: {stderr}");
+    }
+    // Deleting h2's record.
+    let (ok, stderr) = sandbox.git_as(
+        REPORTER,
+        "forgery",
+        &["push", "origin", ":refs/ferry/hosts/dev/h2"],
+        &[],
+    );
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("append-only"), "{stderr}");
+    assert_eq!(sandbox.refs("deploy.git"), before);
+    // Wave 2 still waits for the canary.
+    let run = agent(&sandbox, &remote, "h2");
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("waiting (wave 2 of 2)"),
+        "{}",
+        run.render()
+    );
+    assert_eq!(serves(&sandbox, "h2"), None);
+}
+
 /// mallory (who may push, but is not in `agent.reporters`) pushes statuses records with plain
 /// git to open wave 2 before the canary, to shorten the canary's pause, and to fake the
 /// aggregate. Each push is refused, the record does not move, and wave 2 keeps waiting.
@@ -343,9 +449,9 @@ fn a_non_reporter_cannot_forge_a_hosts_report_or_the_aggregate() {
     // keeping the reporter's name, and fakes the aggregate.
     agent(&sandbox, &remote, "h1").assert_code(0);
     let before = sandbox.refs("deploy.git");
-    let (ok, stderr) = forge(&sandbox, "mallory", |r| {
-        r["ferry/deploy/dev/h1"]["apps"]["web"]["since"] = json!(NOW - 7200);
-        r["ferry/deploy/dev/h1"]["at"] = json!(NOW - 7200);
+    let (ok, stderr) = forge_host(&sandbox, "mallory", "h1", |r| {
+        r["status"]["apps"]["web"]["since"] = json!(NOW - 7200);
+        r["status"]["at"] = json!(NOW - 7200);
     });
     assert!(!ok, "{stderr}");
     assert!(
@@ -363,6 +469,13 @@ fn a_non_reporter_cannot_forge_a_hosts_report_or_the_aggregate() {
             r[key] = deployed(by, NOW);
         });
         assert!(!ok, "{key} by {by}: {stderr}");
+    }
+    // A host's own record: h2's report written by mallory, under either name.
+    for by in ["mallory", REPORTER] {
+        let (ok, stderr) = forge_host(&sandbox, "mallory", "h2", |r| {
+            r["status"] = deployed(by, NOW);
+        });
+        assert!(!ok, "h2 by {by}: {stderr}");
     }
     assert_eq!(sandbox.refs("deploy.git"), before);
     // h2 still waits out the pause, and nobody wrote an aggregate.
@@ -509,22 +622,14 @@ fn ten_running_agents_and_a_busy_record_keep_the_waves_in_order() {
         record(&sandbox)
     );
     assert_eq!(aggregate_writes(&sandbox), 1);
-    // The record's history, oldest first: when each host first reported success.
-    let name = format!("refs/ferry/statuses/{tip}");
-    let commits = sandbox.git("deploy.git", &["rev-list", "--reverse", &name]);
-    let mut first: HashMap<String, usize> = HashMap::new();
-    for (i, commit) in commits.lines().enumerate() {
-        let r = record_at(&sandbox, commit);
-        for host in &names {
-            if r[format!("ferry/deploy/dev/{host}")]["state"] == "success" {
-                first.entry((*host).to_owned()).or_insert(i);
-            }
-        }
-    }
-    let last_of = |wave: &[&str]| wave.iter().map(|h| first[*h]).max().unwrap();
-    let first_of = |wave: &[&str]| wave.iter().map(|h| first[*h]).min().unwrap();
-    assert!(last_of(&names[..1]) < first_of(&names[1..3]), "{first:?}");
-    assert!(last_of(&names[..3]) < first_of(&names[3..]), "{first:?}");
+    // Each host's first health check, in the order the endpoint saw them: a host deploys
+    // (and checks) only once its wave opened, after the earlier waves reported success.
+    let hits = health.hits.lock().unwrap().clone();
+    let first = |host: &str| hits.iter().position(|h| h == host).unwrap();
+    let last_of = |wave: &[&str]| wave.iter().map(|h| first(h)).max().unwrap();
+    let first_of = |wave: &[&str]| wave.iter().map(|h| first(h)).min().unwrap();
+    assert!(last_of(&names[..1]) < first_of(&names[1..3]), "{hits:?}");
+    assert!(last_of(&names[..3]) < first_of(&names[3..]), "{hits:?}");
     // CI's check is there too: nothing was lost to the agents' writes.
     assert_eq!(record(&sandbox)["ci/test"]["state"], "success");
 }
@@ -567,7 +672,7 @@ fn eight_agents_over_http_reporting_at_once_lose_nothing() {
     assert_eq!(aggregate_writes(&sandbox), 1);
 }
 
-/// Arms a race, once: the next push that git receives (over HTTP) for dev's tip's statuses
+/// Arms a race, once: the next push that git receives for dev's tip's statuses
 /// record finds that another writer's report (CI's `check`, success) landed while it was in
 /// flight, so git refuses it as a lost compare-and-swap. The repository's own hook still
 /// judges every push (it is wrapped, not replaced).
@@ -588,11 +693,14 @@ fn race_next_status_push(sandbox: &Sandbox, remote: &str, check: &str) {
         std::fs::write(
             &wrapper,
             "#!/bin/sh\n\
-             # Once armed: another writer's push lands first (outside the quarantine).\n\
-             if [ -f race ] && read -r refname new old < race && rm race; then\n\
+             # Once armed, on a push to the armed ref: another writer's push lands first\n\
+             # (outside the quarantine).\n\
+             input=$(cat)\n\
+             if [ -f race ] && read -r refname new old < race \\\n\
+             \t&& printf '%s\\n' \"$input\" | grep -q \" $refname\\$\" && rm race; then\n\
              \tenv -u GIT_QUARANTINE_PATH git update-ref \"$refname\" \"$new\" \"$old\" || exit 1\n\
              fi\n\
-             exec \"$(dirname \"$0\")/pre-receive.ferry\"\n",
+             printf '%s\\n' \"$input\" | \"$(dirname \"$0\")/pre-receive.ferry\"\n",
         )
         .unwrap();
         let mut mode = std::fs::metadata(&wrapper).unwrap().permissions();
@@ -606,15 +714,15 @@ fn race_next_status_push(sandbox: &Sandbox, remote: &str, check: &str) {
     .unwrap();
 }
 
-/// bench/fleet.sh, 50 agents in waves `[1, "50%", "100%"]`: when a commit arrived, the 49
-/// waiting hosts wrote "waiting" to the record the canary reports to, each retrying a lost
-/// compare-and-swap for up to a minute, and not polling meanwhile; wave 2 opened 48 s after
-/// the canary deployed. A waiting host's status states a decision made on the statuses it
-/// read: one that loses the race is not pushed again on the winner's statuses (they may
-/// open its wave), and the next reconcile writes it. A deploy report that loses the same race
-/// is written again in the same reconcile, on the winner's statuses, keeping them.
+/// bench/fleet.sh, 50 agents in waves `[1, "50%", "100%"]`: when every host reported to the
+/// commit's one statuses record, the 49 waiting hosts and the reports of each wave refused
+/// each other's compare-and-swap (153 to 262 pushes for 50 reports) and wave 2 opened 48 s
+/// after the canary deployed. Each host now reports to its own record: a statuses record
+/// that CI keeps busy (each push finds it moved) costs a host's report nothing, and the
+/// aggregate, which does go to that record, is written again on the winner's statuses,
+/// keeping them.
 #[test]
-fn a_waiting_hosts_status_that_loses_a_race_waits_a_reconcile_and_a_report_does_not() {
+fn hosts_report_past_a_busy_statuses_record_and_the_aggregate_keeps_what_ci_wrote() {
     let health = Health::start();
     let (sandbox, remote) = env(web(&health, &["h1", "h2"]), json!({"waves": [1, "100%"]}));
     let server = crate::common::http::GitHttp::serve_accounts(sandbox.path(), &[(REPORTER, "t0k")]);
@@ -655,32 +763,49 @@ fn a_waiting_hosts_status_that_loses_a_race_waits_a_reconcile_and_a_report_does_
         run.render()
     );
     assert!(!run.stderr.contains("cannot report"), "{}", run.render());
-    assert_eq!(pushes() - before, 1, "one push, refused, and no other");
-    let all = record(&sandbox);
-    assert_eq!(all["ci/test"]["state"], "success", "{all}");
-    assert!(all.get("ferry/deploy/dev/h2").is_none(), "{all}");
-    // The next reconcile writes it.
-    over_http("h2").assert_code(1);
+    assert_eq!(pushes() - before, 1, "one push, to h2's own record");
     let all = record(&sandbox);
     assert_eq!(
         all["ferry/deploy/dev/h2"]["apps"]["web"]["state"], "waiting",
         "{all}"
     );
+    assert!(
+        sandbox.path().join("deploy.git/race").exists(),
+        "the statuses record was not written"
+    );
 
-    // The canary's report loses the same race, and lands in the same reconcile.
-    race_next_status_push(&sandbox, &remote, "ci/lint");
-    let run = over_http("h1");
+    // The canary reports to its own record too; wave 2 is still to go: no aggregate.
+    let before = pushes();
+    over_http("h1").assert_code(0);
+    assert_eq!(pushes() - before, 1, "one push, to h1's own record");
+    assert_eq!(record(&sandbox)["ferry/deploy/dev/h1"]["state"], "success");
+
+    // h2 completes the rollout: its report, then the aggregate, which loses the race once
+    // and lands on CI's statuses.
+    let before = pushes();
+    let run = over_http("h2");
     run.assert_code(0);
     assert!(!run.stderr.contains("cannot report"), "{}", run.render());
     assert!(
         !sandbox.path().join("deploy.git/race").exists(),
         "the race was run"
     );
+    assert_eq!(
+        pushes() - before,
+        3,
+        "h2's record, then the aggregate twice"
+    );
     let all = record(&sandbox);
-    assert_eq!(all["ferry/deploy/dev/h1"]["state"], "success", "{all}");
-    for check in ["ci/build", "ci/test", "ci/lint", "ferry/deploy/dev/h2"] {
+    assert_eq!(all["ferry/deploy/dev"]["state"], "success", "{all}");
+    for check in [
+        "ci/build",
+        "ci/test",
+        "ferry/deploy/dev/h1",
+        "ferry/deploy/dev/h2",
+    ] {
         assert!(all.get(check).is_some(), "{check} kept: {all}");
     }
+    assert_eq!(aggregate_writes(&sandbox), 1);
 }
 
 // Attack 3: SIGKILL in the middle of a rollout.
@@ -1159,8 +1284,8 @@ fn status_shows_unreported_partial_and_halted_rollouts() {
 /// record the hook accepted): `ferry status dev --hosts` still answers. It panics instead
 /// ("attempt to subtract with overflow", exit 101) on `since: -9223372036854775808`.
 ///
-/// Reproduction: as `agent-dev`, push a commit of the record with `apps.web.since` of a host
-/// set to `-9223372036854775808`; `ferry status dev --hosts`: exit 101 (in a release build the
+/// Reproduction: as `agent-dev`, push a commit of a host's record with `apps.web.since` set
+/// to `-9223372036854775808`; `ferry status dev --hosts`: exit 101 (in a release build the
 /// subtraction wraps instead).
 #[test]
 fn status_survives_a_since_at_the_ends_of_time() {
@@ -1169,8 +1294,8 @@ fn status_survives_a_since_at_the_ends_of_time() {
     agent(&sandbox, &remote, "h1").assert_code(0);
     agent(&sandbox, &remote, "h2").assert_code(0);
     for since in [i64::MAX, i64::MIN, -1] {
-        let (ok, stderr) = forge(&sandbox, REPORTER, |r| {
-            r["ferry/deploy/dev/h1"]["apps"]["web"]["since"] = json!(since);
+        let (ok, stderr) = forge_host(&sandbox, REPORTER, "h1", |r| {
+            r["status"]["apps"]["web"]["since"] = json!(since);
         });
         if !ok {
             // Refusing such a record is as safe as showing it.

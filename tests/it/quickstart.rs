@@ -61,9 +61,7 @@ fn agents_in(dir: &std::path::Path) -> Vec<String> {
 fn statuses_on(sandbox: &Sandbox, remote: &std::path::Path, branch: &str) -> serde_json::Value {
     let remote = remote.display().to_string();
     let tip = sandbox.git(".", &["--git-dir", &remote, "rev-parse", branch]);
-    let record = format!("refs/ferry/statuses/{}:statuses.json", tip.trim());
-    let text = sandbox.git(".", &["--git-dir", &remote, "show", &record]);
-    serde_json::from_str(&text).expect("the statuses record is JSON")
+    crate::common::statuses_of(std::path::Path::new(&remote), tip.trim())
 }
 
 #[test]

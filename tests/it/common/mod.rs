@@ -432,3 +432,45 @@ impl Sandbox {
         self.git(repo, &["for-each-ref", "--format=%(refname) %(objectname)"])
     }
 }
+
+/// The statuses on `commit` in the repository at `git_dir` (null when there are none), as
+/// ferry reads them: the commit's record (`refs/ferry/statuses/COMMIT`), and each host's
+/// whose own record (`refs/ferry/hosts/ENV/HOST`) reports on it, the later one winning.
+pub fn statuses_of(git_dir: &std::path::Path, commit: &str) -> serde_json::Value {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(args)
+            .output()
+            .unwrap();
+        out.stdout
+    };
+    let mut all: serde_json::Value = serde_json::from_slice(&git(&[
+        "show",
+        &format!("refs/ferry/statuses/{commit}:statuses.json"),
+    ]))
+    .unwrap_or(serde_json::Value::Null);
+    let hosts = String::from_utf8(git(&[
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/ferry/hosts/",
+    ]))
+    .unwrap();
+    for name in hosts.lines() {
+        let report: serde_json::Value =
+            serde_json::from_slice(&git(&["show", &format!("{name}:host.json")])).unwrap();
+        if report["commit"] != commit {
+            continue;
+        }
+        if all.is_null() {
+            all = serde_json::json!({});
+        }
+        let check = report["check"].as_str().unwrap();
+        let at = |v: &serde_json::Value| v["at"].as_i64().unwrap_or(i64::MIN);
+        if at(&all[check]) <= at(&report["status"]) {
+            all[check] = report["status"].clone();
+        }
+    }
+    all
+}
