@@ -172,6 +172,9 @@ pub struct Agent<'s> {
     last: Option<Report>,
     /// The last reconcile found the disk full: the next waits longer (a retry refills it).
     disk_full: bool,
+    /// The last reconcile left an app waiting for a wave that other hosts' reports (or a
+    /// pause) will open: the next reads sooner.
+    wave_ahead: bool,
 }
 
 impl Agent<'_> {
@@ -193,6 +196,14 @@ impl Agent<'_> {
     /// Whether the last reconcile was retried because the disk is full.
     pub fn disk_full(&self) -> bool {
         self.disk_full
+    }
+
+    /// Whether the last reconcile left some app waiting for its wave, which opens when the
+    /// earlier waves' hosts report (and a pause passes), not for a halted rollout: the
+    /// agent reads again at half its interval, so that a wave opens within one interval of
+    /// the reports it waits for.
+    pub fn wave_ahead(&self) -> bool {
+        self.wave_ahead
     }
 }
 
@@ -222,6 +233,7 @@ impl<'s> Agent<'s> {
             interval: None,
             last,
             disk_full: false,
+            wave_ahead: false,
         })
     }
 
@@ -236,6 +248,7 @@ impl<'s> Agent<'s> {
     /// One reconcile, reported.
     pub fn reconcile(&mut self) -> Outcome {
         self.disk_full = false;
+        self.wave_ahead = false;
         let desired = match self.source.desired(&self.settings.env, &self.cache) {
             Ok(desired) => desired,
             Err(e) => {
@@ -339,6 +352,7 @@ impl<'s> Agent<'s> {
             let report = match rollout::turn(&plan, &progress, host) {
                 rollout::Turn::Go => executor.deploy_app(name, artifact, app),
                 rollout::Turn::Wait { wave, of, why } => {
+                    self.wave_ahead |= self.reporter.is_some() && !progress.halted;
                     let why = if self.reporter.is_none() {
                         "the rollout's waves need the hosts' reports, and this agent reports nothing (`--no-report`)".to_owned()
                     } else {

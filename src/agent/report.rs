@@ -115,12 +115,13 @@ impl Reporter for ForgeStatuses<'_> {
         {
             return Ok(()); // said already, and the aggregate is final
         }
-        // A waiting host's status restates a decision made on the statuses it read: when the
-        // record moved meanwhile (the compare-and-swap lost, and `change` runs again on the
-        // winner's statuses), that decision may be stale, and the writes that moved it are
-        // the reports the waves wait for. It is not retried: the next interval decides again
-        // on what it reads then, and writes it. A report that finishes (success, failure),
-        // and with it the aggregate, is retried until it lands.
+        // `change` runs again on the statuses read back after each write (the embedded forge
+        // writes a host's status to the host's own record, then the aggregate on what it
+        // reads). A waiting host's status restates a decision made on the statuses it read:
+        // when its write did not land (another agent serving the same host), that decision
+        // may be stale; it is not retried, the next interval decides again on what it reads
+        // then. A report that finishes (success, failure), and with it the aggregate, is
+        // retried until it lands.
         let once = status.state == CheckState::Pending;
         let attempts = Cell::new(0u32);
         let change = |current: &Statuses| {

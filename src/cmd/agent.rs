@@ -418,6 +418,13 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             .map(|d| d.as_std())
             .or(agent.interval)
             .unwrap_or(Duration::from_secs(30));
+        // A host waiting for its wave reads again at half the interval: the wave opens when
+        // the reports land, and polling no sooner would add up to an interval per wave.
+        let interval = if agent.wave_ahead() {
+            interval / 2
+        } else {
+            interval
+        };
         // Each retry on a full disk fills it again: a longer wait, whatever the interval.
         let wait = backoff.next(&outcome, agent.disk_full(), interval, random());
         let wake = || endpoint.as_ref().is_some_and(|s| s.take_trigger());
