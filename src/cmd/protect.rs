@@ -1,6 +1,8 @@
 //! `ferry protect check|apply`: each environment's declared `protection` (read from its own
-//! branch) against a hosted forge's branch protection (GitHub's, Gitea's): drift field by
-//! field, or set and confirmed; on the embedded forge, the repository's own hooks.
+//! branch) against a hosted forge's branch protection (GitHub's, Gitea's, GitLab's): drift
+//! field by field, or set and confirmed; on the embedded forge, the repository's own hooks.
+//! Every environment's declaration is made holdable (the forge asked what it has, the names
+//! looked up) before any is applied.
 
 use serde::Serialize;
 
@@ -19,9 +21,11 @@ use crate::store::{History, RemoteArgs, Store};
 /// repository itself (a path on this machine): `check` reports them, `apply` installs them.
 /// On a hosted forge, each environment's declaration is compared with, or written to, the
 /// branch's protection (GitHub's branch protection, Gitea's branch protections, GitLab's
-/// protected branches). A rule the forge has no field for (Gitea: code-owner review, linear
-/// history, force pushes, deletions, admins; GitLab Free: approvals, people, checks) is said,
-/// in a warning, not to be enforced there.
+/// protected branches, and on GitLab Premium its approval rules). A rule the forge has no field
+/// for (Gitea: code-owner review, linear history, force pushes, deletions, admins; GitLab:
+/// checks by name, linear history) or whose field its plan lacks (GitLab Free: approvals,
+/// people, code owners) is said, in a warning, not to be enforced there. Every person and team
+/// named is looked up before anything is written.
 ///
 /// Each environment's `protection` block, read from that environment's own branch, is
 /// translated, on GitHub, into its branch protection of that branch: required approvals, code-owner
@@ -104,17 +108,14 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
     let owner = forge.owner().unwrap_or_default();
     let envs = environments_of(&store, &target.env)?;
 
-    let mut reports = Vec::new();
+    // Every environment's declaration, as the forge can hold it, before anything is written:
+    // a name the forge does not know stops the run with nothing changed.
+    let mut planned = Vec::new();
     for env in &envs {
         let loaded = load_env(&store, env, History::Tip)?;
         let declared_env = &loaded.state.environments[env];
         let Some(protection) = &declared_env.protection else {
-            reports.push(EnvReport {
-                env: env.clone(),
-                branch: loaded.branch.clone(),
-                state: "undeclared",
-                drift: Vec::new(),
-            });
+            planned.push((env, loaded.branch, None));
             continue;
         };
         let declared = Rules::declared(protection, owner).map_err(|e| {
@@ -123,11 +124,34 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
                 loaded.branch
             ))
         })?;
-        let (declared, notes) = forge.holdable(&declared);
+        let branch = loaded.branch;
+        let (declared, notes) = forge
+            .holdable(&branch, &declared)
+            .map_err(|e| match e {
+                e @ ForgeError::NoSuchPrincipal { .. } => Error::failure(format!("{env}: {e}"))
+                    .hint(format!(
+                        "fix `protection` in `environments/{env}.json` on `{branch}` (nothing was changed on {name})"
+                    )),
+                e => rights_error(e, &repo, &branch, apply),
+            })?;
         for note in notes {
             out.stderr(format!("warning: {env}: {note}"));
         }
-        let branch = &loaded.branch;
+        planned.push((env, branch, Some(declared)));
+    }
+
+    let mut reports = Vec::new();
+    for (env, branch, declared) in planned {
+        let Some(declared) = declared else {
+            reports.push(EnvReport {
+                env: env.clone(),
+                branch,
+                state: "undeclared",
+                drift: Vec::new(),
+            });
+            continue;
+        };
+        let branch = &branch;
         let refused = |e: ForgeError| rights_error(e, &repo, branch, apply);
         if apply {
             forge.apply_protection(branch, &declared).map_err(refused)?;

@@ -507,7 +507,11 @@ impl Forge for Gitea<'_> {
         Ok(())
     }
 
-    fn holdable(&self, declared: &Rules) -> (Rules, Vec<String>) {
+    fn holdable(
+        &self,
+        _branch: &str,
+        declared: &Rules,
+    ) -> Result<(Rules, Vec<String>), ForgeError> {
         let mut held = declared.clone();
         let mut notes = Vec::new();
         let mut drop = |field: &str, note: bool| {
@@ -525,7 +529,7 @@ impl Forge for Gitea<'_> {
         held.allow_force_push = false;
         drop("allow_deletion", held.allow_deletion);
         held.allow_deletion = false;
-        (held, notes)
+        Ok((held, notes))
     }
 }
 

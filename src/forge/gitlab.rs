@@ -8,6 +8,9 @@
 //! GITLAB_TOKEN_FILE), else CI_JOB_TOKEN inside GitLab CI; the API: GITLAB_API_URL (the
 //! `/api/v4` base), else the remote's host. The project is its path, URL-encoded, or its id.
 
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+
 use git2::Oid;
 use serde_json::{Value, json};
 
@@ -26,8 +29,24 @@ const GITLAB: &str = "GitLab";
 const NO_ONE: u64 = 0;
 const DEVELOPERS: u64 = 30;
 const MAINTAINERS: u64 = 40;
-/// How ferry's rules name "maintainers may merge" (GitLab Free cannot name people).
+/// How ferry's rules name "maintainers may merge" (GitLab Free cannot name people), and
+/// "developers may push".
 const MAINTAINERS_ROLE: &str = "@maintainers";
+const DEVELOPERS_ROLE: &str = "@developers";
+/// How many users and groups one run looks up by id (reading rules back); beyond, they are
+/// shown by id.
+const MAX_LOOKUPS: usize = 100;
+/// The name of the approval rule ferry keeps for a branch: this, then the branch.
+const RULE_PREFIX: &str = "ferry: ";
+
+/// What the project's GitLab has, from its answer to the approval rules (asked once a run):
+/// Premium lists them; Free refuses (403 on an unlicensed GitLab EE, 404 on GitLab CE, which
+/// has no such API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    Premium,
+    Free { status: u16 },
+}
 
 /// A GitLab project through its REST API, and its git remote for the request branch.
 pub struct GitLab<'s> {
@@ -36,6 +55,15 @@ pub struct GitLab<'s> {
     /// The project as the API addresses it: its id, or its path URL-encoded.
     project: String,
     namespace: String,
+    tier: OnceCell<Tier>,
+    /// Ids by name (`u:alice`, `g:acme/ops`, `approvers`) and names by id (`u:5`, `g:7`), as
+    /// looked up in this run; `lookups` counts the lookups by id.
+    ids: RefCell<BTreeMap<String, Value>>,
+    names: RefCell<BTreeMap<String, String>>,
+    lookups: Cell<usize>,
+    /// `dismiss_stale_reviews` as each branch declared it in this run (one project setting on
+    /// GitLab).
+    resets: RefCell<Vec<(String, bool)>>,
 }
 
 /// The project (`given` with `--repo`, else the remote's path) and the API base (GITLAB_API_URL,
@@ -115,6 +143,11 @@ impl<'s> GitLab<'s> {
             store,
             project: encoded(project),
             namespace: project.split('/').next().unwrap_or_default().to_owned(),
+            tier: OnceCell::new(),
+            ids: RefCell::default(),
+            names: RefCell::default(),
+            lookups: Cell::new(0),
+            resets: RefCell::default(),
         })
     }
 
@@ -205,6 +238,327 @@ impl<'s> GitLab<'s> {
         requests.sort_by_key(|r| r.value.id);
         Ok(requests)
     }
+}
+
+/// Branch protection: the project's tier, the users and groups rules name, approval rules.
+impl GitLab<'_> {
+    /// Premium or Free, from GitLab's answer to the project's approval rules.
+    fn tier(&self) -> Result<Tier, ForgeError> {
+        if let Some(tier) = self.tier.get() {
+            return Ok(*tier);
+        }
+        let tier = match self.rest.list(&self.path("/approval_rules?per_page=100")) {
+            Ok(_) => Tier::Premium,
+            Err(e) => match e.status() {
+                Some(status @ (403 | 404)) => Tier::Free { status },
+                _ => return Err(e.into()),
+            },
+        };
+        let _ = self.tier.set(tier);
+        Ok(tier)
+    }
+
+    /// The id of user `name` (`GET /users?username=`, an exact match), or of group
+    /// `NAMESPACE/team`, remembered both ways for the run.
+    fn id_of(
+        &self,
+        kind: &'static str,
+        name: &str,
+        field: &'static str,
+    ) -> Result<u64, ForgeError> {
+        let (key, path) = match kind {
+            "user" => (
+                format!("u:{}", name.to_ascii_lowercase()),
+                format!("/users?username={}", encoded(name)),
+            ),
+            _ => {
+                let full = format!("{}/{name}", self.namespace);
+                (
+                    format!("g:{}", full.to_ascii_lowercase()),
+                    format!("/groups/{}?with_projects=false", encoded(&full)),
+                )
+            }
+        };
+        if let Some(id) = self.ids.borrow().get(&key).and_then(Value::as_u64) {
+            return Ok(id);
+        }
+        let unknown = || ForgeError::NoSuchPrincipal {
+            forge: GITLAB,
+            kind,
+            name: match kind {
+                "user" => name.to_owned(),
+                _ => format!("{}/{name}", self.namespace),
+            },
+            field,
+        };
+        let found = match self.call("GET", &path, None) {
+            Ok(found) => found,
+            Err(e) if e.status() == Some(404) => return Err(unknown()),
+            Err(e) => return Err(e.into()),
+        };
+        let id = match kind {
+            "user" => found
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|u| {
+                    u["username"]
+                        .as_str()
+                        .is_some_and(|u| u.eq_ignore_ascii_case(name))
+                })
+                .and_then(|u| u["id"].as_u64()),
+            _ => found["id"].as_u64(),
+        }
+        .ok_or_else(unknown)?;
+        self.ids.borrow_mut().insert(key, json!(id));
+        self.names
+            .borrow_mut()
+            .insert(format!("{}:{id}", &kind[..1]), name.to_owned());
+        Ok(id)
+    }
+
+    /// The username of user `id`, or the team (path under the project's namespace) of group
+    /// `id`: looked up once a run, and at most [`MAX_LOOKUPS`] of them (then shown by id).
+    fn name_of(&self, kind: &str, id: u64) -> Result<String, ForgeError> {
+        let key = format!("{kind}:{id}");
+        if let Some(name) = self.names.borrow().get(&key) {
+            return Ok(name.clone());
+        }
+        let shown = format!("{} #{id}", if kind == "u" { "user" } else { "group" });
+        if self.lookups.get() >= MAX_LOOKUPS {
+            return Ok(shown);
+        }
+        self.lookups.set(self.lookups.get() + 1);
+        let path = match kind {
+            "u" => format!("/users/{id}"),
+            _ => format!("/groups/{id}?with_projects=false"),
+        };
+        let found = match self.call("GET", &path, None) {
+            Ok(found) => found,
+            Err(e) if e.status() == Some(404) => Value::Null,
+            Err(e) => return Err(e.into()),
+        };
+        let name = match kind {
+            "u" => found["username"].as_str().map(str::to_owned),
+            _ => found["full_path"].as_str().map(|path| {
+                let path = path.to_ascii_lowercase();
+                let ours = format!("{}/", self.namespace.to_ascii_lowercase());
+                path.strip_prefix(&ours).map(str::to_owned).unwrap_or(path)
+            }),
+        }
+        .unwrap_or(shown);
+        self.names.borrow_mut().insert(key, name.clone());
+        Ok(name)
+    }
+
+    /// `who` as access levels: roles as levels, users and groups by id.
+    fn entries(&self, who: &Principals, field: &'static str) -> Result<Vec<Value>, ForgeError> {
+        let mut entries = Vec::new();
+        for team in &who.teams {
+            entries.push(match team.as_str() {
+                MAINTAINERS_ROLE => json!({"access_level": MAINTAINERS}),
+                DEVELOPERS_ROLE => json!({"access_level": DEVELOPERS}),
+                team => json!({"group_id": self.id_of("group", team, field)?}),
+            });
+        }
+        for user in &who.users {
+            entries.push(json!({"user_id": self.id_of("user", user, field)?}));
+        }
+        Ok(entries)
+    }
+
+    /// Who may push (no one, and whom `allowed_pushers` names) and merge.
+    fn access(&self, rules: &Rules) -> Result<(Vec<Value>, Vec<Value>), ForgeError> {
+        let mut push = vec![json!({"access_level": NO_ONE})];
+        push.extend(self.entries(&rules.direct_pushers, "allowed_pushers")?);
+        let merge = match &rules.restricted_to {
+            None => vec![json!({"access_level": DEVELOPERS})],
+            Some(who) => {
+                let merge = self.entries(who, "allowed_mergers")?;
+                if merge.is_empty() {
+                    vec![json!({"access_level": NO_ONE})]
+                } else {
+                    merge
+                }
+            }
+        };
+        Ok((push, merge))
+    }
+
+    /// Who approves under ferry's approval rules: the project's group's members (its owner,
+    /// for a project of a user).
+    fn approvers(&self) -> Result<Value, ForgeError> {
+        if let Some(approvers) = self.ids.borrow().get("approvers") {
+            return Ok(approvers.clone());
+        }
+        let project = self.call("GET", &self.path(""), None)?;
+        let namespace = &project["namespace"];
+        let approvers = match (namespace["kind"].as_str(), namespace["id"].as_u64()) {
+            (Some("group"), Some(id)) => json!({"group_ids": [id]}),
+            _ => match project["owner"]["id"].as_u64() {
+                Some(id) => json!({"user_ids": [id]}),
+                None => {
+                    return Err(self
+                        .rest
+                        .unexpected(
+                            "GET",
+                            &self.path(""),
+                            "a project with no namespace nor owner",
+                        )
+                        .into());
+                }
+            },
+        };
+        self.ids
+            .borrow_mut()
+            .insert("approvers".to_owned(), approvers.clone());
+        Ok(approvers)
+    }
+
+    /// The most approvals any approval rule applying to `branch` requires (GitLab requires
+    /// each rule's).
+    fn required_approvals(&self, branch: &str) -> Result<u64, ForgeError> {
+        Ok(self
+            .rest
+            .list(&self.path("/approval_rules?per_page=100"))?
+            .iter()
+            .filter(|rule| applies(rule, branch))
+            .filter_map(|rule| rule["approvals_required"].as_u64())
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// ferry's approval rule for `branch` (protected as `protected`): `required` approvals
+    /// from the project's members, created, updated in place or deleted (at 0). No other
+    /// rule is touched.
+    fn apply_approvals(
+        &self,
+        branch: &str,
+        protected: u64,
+        required: u64,
+    ) -> Result<(), ForgeError> {
+        let name = format!("{RULE_PREFIX}{branch}");
+        let rules = self.rest.list(&self.path("/approval_rules?per_page=100"))?;
+        let ours = rules.iter().find(|r| r["name"].as_str() == Some(&name));
+        if required == 0 {
+            if let Some(id) = ours.and_then(|r| r["id"].as_u64()) {
+                self.call("DELETE", &self.path(&format!("/approval_rules/{id}")), None)?;
+            }
+            return Ok(());
+        }
+        let approvers = self.approvers()?;
+        let mut body = json!({
+            "name": name,
+            "approvals_required": required,
+            "protected_branch_ids": [protected],
+        });
+        for (key, ids) in approvers.as_object().into_iter().flatten() {
+            body[key] = ids.clone();
+        }
+        match ours {
+            Some(rule) if holds(rule, &body) => {}
+            Some(rule) => {
+                let id = rule["id"].as_u64().unwrap_or_default();
+                self.call(
+                    "PUT",
+                    &self.path(&format!("/approval_rules/{id}")),
+                    Some(&body),
+                )?;
+            }
+            None => {
+                self.call("POST", &self.path("/approval_rules"), Some(&body))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether GitLab resets approvals on every push to the project (`reset_approvals_on_push`).
+    fn resets_approvals(&self) -> Result<bool, ForgeError> {
+        Ok(
+            self.call("GET", &self.path("/approvals"), None)?["reset_approvals_on_push"]
+                .as_bool()
+                .unwrap_or(false),
+        )
+    }
+}
+
+/// Whether approval rule `rule` applies to merges into `branch` and can block them: a
+/// regular rule with approvers, or the "any eligible user" rule, scoped to every branch, to
+/// every protected branch, or to a protected branch (or wildcard) matching it.
+fn applies(rule: &Value, branch: &str) -> bool {
+    let approvers = ["eligible_approvers", "users", "groups"]
+        .iter()
+        .any(|key| rule[key].as_array().is_some_and(|a| !a.is_empty()));
+    let counts = match rule["rule_type"].as_str() {
+        Some("any_approver") => true,
+        None | Some("regular") => approvers,
+        Some(_) => false,
+    };
+    if !counts {
+        return false;
+    }
+    if rule["applies_to_all_protected_branches"] == json!(true) {
+        return true;
+    }
+    match rule["protected_branches"].as_array() {
+        None => true,
+        Some(branches) if branches.is_empty() => true,
+        Some(branches) => branches.iter().any(|b| {
+            b["name"]
+                .as_str()
+                .is_some_and(|name| name == branch || wildcard_matches(name, branch))
+        }),
+    }
+}
+
+/// Whether ferry's approval rule `rule` already is as `body` would set it.
+fn holds(rule: &Value, body: &Value) -> bool {
+    let ids = |v: &Value, key: &str| -> BTreeSet<u64> {
+        v[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_u64().or(e["id"].as_u64()))
+            .collect()
+    };
+    rule["approvals_required"] == body["approvals_required"]
+        && ids(rule, "protected_branches") == ids(body, "protected_branch_ids")
+        && ids(rule, "groups") == ids(body, "group_ids")
+        && ids(rule, "users") == ids(body, "user_ids")
+}
+
+/// Who an access level is (`user:5`, `group:7`, `key:3`, `level:40`), to compare them.
+fn who(level: &Value) -> String {
+    for (key, kind) in [
+        ("user_id", "user"),
+        ("group_id", "group"),
+        ("deploy_key_id", "key"),
+    ] {
+        if let Some(id) = level[key].as_u64() {
+            return format!("{kind}:{id}");
+        }
+    }
+    format!("level:{}", level["access_level"].as_u64().unwrap_or(NO_ONE))
+}
+
+/// The `allowed_to_*` list that turns the `existing` access levels into `wanted`: those that
+/// are as wanted kept, the others destroyed, the missing added; empty when nothing changes.
+fn replacing(existing: &Value, wanted: &[Value]) -> Vec<Value> {
+    let existing: Vec<&Value> = existing.as_array().into_iter().flatten().collect();
+    let wanted_who: BTreeSet<String> = wanted.iter().map(who).collect();
+    let existing_who: BTreeSet<String> = existing.iter().map(|l| who(l)).collect();
+    existing
+        .iter()
+        .filter(|l| !wanted_who.contains(&who(l)))
+        .filter_map(|l| l["id"].as_u64())
+        .map(|id| json!({"id": id, "_destroy": true}))
+        .chain(
+            wanted
+                .iter()
+                .filter(|w| !existing_who.contains(&who(w)))
+                .cloned(),
+        )
+        .collect()
 }
 
 /// Whether a merge request is a promotion's: its source is a `ferry/promote/` branch.
@@ -674,7 +1028,9 @@ impl Forge for GitLab<'_> {
 
     /// The branch's rule and every wildcard rule matching it (`*`, `env-*`): GitLab applies
     /// them all, the most permissive winning, so a wildcard letting developers push opens a
-    /// branch whose own rule lets no one.
+    /// branch whose own rule lets no one. On Premium, also the approvals the project's
+    /// approval rules require of it, and whether approvals reset on push (a project setting,
+    /// compared only for a branch that declares it).
     fn protection(&self, branch: &str) -> Result<Option<Rules>, ForgeError> {
         let rules = self
             .rest
@@ -696,79 +1052,190 @@ impl Forge for GitLab<'_> {
                 .flat_map(|rule| rule[key].as_array().cloned().unwrap_or_default())
                 .collect()
         };
-        Ok(Some(from_gitlab(&json!({
-            "push_access_levels": levels("push_access_levels"),
-            "merge_access_levels": levels("merge_access_levels"),
-            "allow_force_push": matching.iter().any(|r| r["allow_force_push"] == json!(true)),
-            "code_owner_approval_required": matching
+        let mut rules = from_gitlab(
+            &json!({
+                "push_access_levels": levels("push_access_levels"),
+                "merge_access_levels": levels("merge_access_levels"),
+                "allow_force_push": matching.iter().any(|r| r["allow_force_push"] == json!(true)),
+                "code_owner_approval_required": matching
+                    .iter()
+                    .any(|r| r["code_owner_approval_required"] == json!(true)),
+            }),
+            &mut |kind, id| self.name_of(kind, id),
+        )?;
+        if self.tier()? == Tier::Premium {
+            rules.required_approvals = self.required_approvals(branch)?;
+            let declared = self
+                .resets
+                .borrow()
                 .iter()
-                .any(|r| r["code_owner_approval_required"] == json!(true)),
-        }))))
+                .find(|(b, _)| b == branch)
+                .map(|(_, d)| *d);
+            rules.dismiss_stale_reviews = declared != Some(false) && self.resets_approvals()?;
+        }
+        Ok(Some(rules))
     }
 
-    /// GitLab Free's rules: who may push (no one), who may merge (developers, or maintainers
-    /// when restricted), force pushes and code-owner approval.
+    /// Who may push (no one, and on Premium the people named) and merge, force pushes and
+    /// code-owner approval on the protected branch (only what changed); on Premium, ferry's
+    /// approval rule for the branch and approvals reset on push.
     fn apply_protection(&self, branch: &str, rules: &Rules) -> Result<(), ForgeError> {
-        let (push, merge) = levels(rules);
+        let (push, merge) = self.access(rules)?;
         let path = self.path(&format!("/protected_branches/{}", encoded(branch)));
-        match self.call("GET", &path, None) {
+        let protected = match self.call("GET", &path, None) {
             Ok(existing) => {
-                // Replace the access levels: the old ones destroyed, the new ones added.
-                let replaced = |key: &str, level: u64| -> Vec<Value> {
-                    existing[key]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|l| l["id"].as_u64())
-                        .map(|id| json!({"id": id, "_destroy": true}))
-                        .chain(std::iter::once(json!({"access_level": level})))
-                        .collect()
-                };
-                self.call(
-                    "PATCH",
-                    &path,
-                    Some(&json!({
-                        "allow_force_push": rules.allow_force_push,
-                        "allowed_to_push": replaced("push_access_levels", push),
-                        "allowed_to_merge": replaced("merge_access_levels", merge),
-                    })),
-                )?;
+                let push_change = replacing(&existing["push_access_levels"], &push);
+                let merge_change = replacing(&existing["merge_access_levels"], &merge);
+                let same = push_change.is_empty()
+                    && merge_change.is_empty()
+                    && existing["allow_force_push"].as_bool() == Some(rules.allow_force_push)
+                    && existing["code_owner_approval_required"]
+                        .as_bool()
+                        .unwrap_or(false)
+                        == rules.require_code_owner_review;
+                if !same {
+                    self.call(
+                        "PATCH",
+                        &path,
+                        Some(&json!({
+                            "allow_force_push": rules.allow_force_push,
+                            "code_owner_approval_required": rules.require_code_owner_review,
+                            "allowed_to_push": push_change,
+                            "allowed_to_merge": merge_change,
+                        })),
+                    )?;
+                }
+                existing
             }
             Err(e) if e.status() == Some(404) => {
-                self.call(
-                    "POST",
-                    &self.path("/protected_branches"),
-                    Some(&json!({
-                        "name": branch,
-                        "push_access_level": push,
-                        "merge_access_level": merge,
-                        "allow_force_push": rules.allow_force_push,
-                    })),
-                )?;
+                let mut body = json!({
+                    "name": branch,
+                    "allow_force_push": rules.allow_force_push,
+                    "code_owner_approval_required": rules.require_code_owner_review,
+                });
+                // Roles alone in the form every GitLab takes; people in Premium's.
+                let role = |entries: &[Value]| match entries {
+                    [only] if only.get("access_level").is_some() => only["access_level"].as_u64(),
+                    _ => None,
+                };
+                match (role(&push), role(&merge)) {
+                    (Some(push), Some(merge)) => {
+                        body["push_access_level"] = json!(push);
+                        body["merge_access_level"] = json!(merge);
+                    }
+                    _ => {
+                        body["allowed_to_push"] = json!(push);
+                        body["allowed_to_merge"] = json!(merge);
+                    }
+                }
+                self.call("POST", &self.path("/protected_branches"), Some(&body))?
             }
             Err(e) => return Err(e.into()),
+        };
+        if self.tier()? == Tier::Premium {
+            let id = protected["id"].as_u64().ok_or_else(|| {
+                self.rest
+                    .unexpected("GET", &path, "a protected branch without an id")
+            })?;
+            self.apply_approvals(branch, id, rules.required_approvals)?;
+            if rules.dismiss_stale_reviews && !self.resets_approvals()? {
+                self.call(
+                    "POST",
+                    &self.path("/approvals"),
+                    Some(&json!({"reset_approvals_on_push": true})),
+                )?;
+            }
         }
         Ok(())
     }
 
-    fn holdable(&self, declared: &Rules) -> (Rules, Vec<String>) {
+    /// What this project's GitLab holds: the people named are looked up first (one unknown
+    /// stops everything); on Free, what needs Premium is said and held as Free can.
+    fn holdable(&self, branch: &str, declared: &Rules) -> Result<(Rules, Vec<String>), ForgeError> {
+        self.access(declared)?;
         let mut held = declared.clone();
         let mut notes = Vec::new();
-        let mut premium = |field: &str, on: bool| {
-            if on {
-                notes.push(format!(
-                    "`{field}` needs GitLab Premium's approval rules or a project setting: not set on the branch (`ferry merge` still checks it)"
-                ));
+        match self.tier()? {
+            Tier::Premium => {
+                if held.required_approvals > 0 {
+                    self.approvers()?;
+                }
+                let mut resets = self.resets.borrow_mut();
+                if let Some((other, _)) = resets
+                    .iter()
+                    .find(|(b, d)| b != branch && *d != declared.dismiss_stale_reviews)
+                {
+                    let (on, off) = if declared.dismiss_stale_reviews {
+                        (branch, other.as_str())
+                    } else {
+                        (other.as_str(), branch)
+                    };
+                    notes.push(format!(
+                        "`dismiss_stale_reviews` is one setting for the whole project on GitLab (`reset_approvals_on_push`): `{on}` declares it and `{off}` does not, so once it is on, approvals reset on pushes to `{off}` too"
+                    ));
+                }
+                resets.push((branch.to_owned(), declared.dismiss_stale_reviews));
             }
-        };
-        premium("required_approvals", held.required_approvals > 0);
-        held.required_approvals = 0;
-        premium("dismiss_stale_reviews", held.dismiss_stale_reviews);
-        held.dismiss_stale_reviews = false;
-        premium("required_checks", !held.required_checks.is_empty());
-        held.required_checks.clear();
-        premium("require_up_to_date", held.require_up_to_date);
-        held.require_up_to_date = false;
+            Tier::Free { status } => {
+                let mut premium = |field: &str, shown: String, instead: &str| {
+                    notes.push(format!(
+                        "`{field}` ({shown}) needs GitLab Premium: this project's GitLab does not have it (it answered {status} on `approval_rules`): {instead}"
+                    ));
+                };
+                if held.required_approvals > 0 {
+                    premium(
+                        "required_approvals",
+                        held.required_approvals.to_string(),
+                        "no approval rule set (`ferry merge` still checks it)",
+                    );
+                    held.required_approvals = 0;
+                }
+                if held.dismiss_stale_reviews {
+                    premium(
+                        "dismiss_stale_reviews",
+                        "true".to_owned(),
+                        "approvals are not reset on push (`ferry merge` still checks it)",
+                    );
+                    held.dismiss_stale_reviews = false;
+                }
+                if held.require_code_owner_review {
+                    premium(
+                        "require_code_owner_review",
+                        "true".to_owned(),
+                        "code owners' approval not required",
+                    );
+                    held.require_code_owner_review = false;
+                }
+                if !held.direct_pushers.users.is_empty() || !held.direct_pushers.teams.is_empty() {
+                    premium(
+                        "allowed_pushers",
+                        held.direct_pushers.to_string(),
+                        "nobody pushes directly",
+                    );
+                    held.direct_pushers = Principals::default();
+                }
+                if let Some(mergers) = &held.restricted_to {
+                    premium(
+                        "allowed_mergers",
+                        mergers.to_string(),
+                        "maintainers may merge (`ferry merge` still checks the list)",
+                    );
+                    held.restricted_to = Some(maintainers());
+                }
+            }
+        }
+        if !held.required_checks.is_empty() {
+            notes.push(
+                "GitLab requires pipelines, not named checks, to pass (`only_allow_merge_if_pipeline_succeeds`, for the whole project): `required_checks` not set there (`ferry merge` still checks it)".to_owned(),
+            );
+            held.required_checks.clear();
+        }
+        if held.require_up_to_date {
+            notes.push(
+                "GitLab requires merge requests to be up to date only through the project's fast-forward merge method (every branch, no merge commits): `require_up_to_date` not set there (`ferry merge` still checks it)".to_owned(),
+            );
+            held.require_up_to_date = false;
+        }
         let mut unheld = |field: &str, on: bool| {
             if on {
                 notes.push(format!(
@@ -776,28 +1243,13 @@ impl Forge for GitLab<'_> {
                 ));
             }
         };
-        unheld("require_code_owner_review", held.require_code_owner_review);
-        held.require_code_owner_review = false;
         unheld("linear_history", held.linear_history);
         held.linear_history = false;
         unheld("enforce_admins", held.enforce_admins);
         held.enforce_admins = false;
         unheld("allow_deletion", held.allow_deletion);
         held.allow_deletion = false;
-        if !held.direct_pushers.users.is_empty() || !held.direct_pushers.teams.is_empty() {
-            notes.push(format!(
-                "`allowed_pushers` ({}) needs GitLab Premium to name people: nobody pushes directly",
-                held.direct_pushers
-            ));
-            held.direct_pushers = Principals::default();
-        }
-        if let Some(mergers) = &held.restricted_to {
-            notes.push(format!(
-                "`allowed_mergers` ({mergers}) needs GitLab Premium to name people: maintainers may merge (`ferry merge` still checks the list)"
-            ));
-            held.restricted_to = Some(maintainers());
-        }
-        (held, notes)
+        Ok((held, notes))
     }
 }
 
@@ -843,47 +1295,49 @@ fn maintainers() -> Principals {
     }
 }
 
-/// The push and merge access levels of `rules` as held on GitLab Free.
-fn levels(rules: &Rules) -> (u64, u64) {
-    let merge = if rules.restricted_to.is_some() {
-        MAINTAINERS
-    } else {
-        DEVELOPERS
+/// A protected branch as ferry's rules: its access levels (users and groups by name, through
+/// `name_of`: `u` or `g` and the id), force pushes and code-owner approval.
+pub(super) fn from_gitlab(
+    value: &Value,
+    name_of: &mut dyn FnMut(&str, u64) -> Result<String, ForgeError>,
+) -> Result<Rules, ForgeError> {
+    let mut principals = |key: &str| -> Result<(BTreeSet<u64>, Principals), ForgeError> {
+        let mut roles = BTreeSet::new();
+        let mut who = Principals::default();
+        for level in value[key].as_array().into_iter().flatten() {
+            if let Some(id) = level["user_id"].as_u64() {
+                who.users.insert(name_of("u", id)?);
+            } else if let Some(id) = level["group_id"].as_u64() {
+                who.teams.insert(name_of("g", id)?);
+            } else if let Some(id) = level["deploy_key_id"].as_u64() {
+                who.teams.insert(format!("(deploy key #{id})"));
+            } else if let Some(level) = level["access_level"].as_u64() {
+                roles.insert(level);
+            }
+        }
+        Ok((roles, who))
     };
-    (NO_ONE, merge)
-}
-
-/// A protected branch as ferry's rules (the fields GitLab Free has).
-pub fn from_gitlab(value: &Value) -> Rules {
-    let levels = |key: &str| -> Vec<u64> {
-        value[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|l| l["access_level"].as_u64())
-            .collect()
-    };
-    let pushers = levels("push_access_levels");
-    let mergers = levels("merge_access_levels");
-    let mut direct_pushers = Principals::default();
-    if pushers.iter().any(|l| *l != NO_ONE) {
+    let (push_roles, mut direct_pushers) = principals("push_access_levels")?;
+    if push_roles.iter().any(|l| *l != NO_ONE) {
         direct_pushers.teams.insert(
-            if pushers.contains(&DEVELOPERS) {
-                "@developers"
+            if push_roles.contains(&DEVELOPERS) {
+                DEVELOPERS_ROLE
             } else {
                 MAINTAINERS_ROLE
             }
             .to_owned(),
         );
     }
-    let restricted_to = if mergers.contains(&DEVELOPERS) {
+    let (merge_roles, mut mergers) = principals("merge_access_levels")?;
+    let restricted_to = if merge_roles.contains(&DEVELOPERS) {
         None
-    } else if mergers.contains(&MAINTAINERS) {
-        Some(maintainers())
     } else {
-        Some(Principals::default())
+        if merge_roles.iter().any(|l| *l > DEVELOPERS) {
+            mergers.teams.insert(MAINTAINERS_ROLE.to_owned());
+        }
+        Some(mergers)
     };
-    Rules {
+    Ok(Rules {
         required_approvals: 0,
         require_code_owner_review: value["code_owner_approval_required"]
             .as_bool()
@@ -897,7 +1351,7 @@ pub fn from_gitlab(value: &Value) -> Rules {
         allow_force_push: value["allow_force_push"].as_bool().unwrap_or(false),
         allow_deletion: false,
         enforce_admins: false,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -974,14 +1428,102 @@ mod tests {
 
     #[test]
     fn protected_branches_read_back_as_held() {
-        let rules = from_gitlab(&json!({
-            "push_access_levels": [{"access_level": 0}],
-            "merge_access_levels": [{"access_level": 40}],
-            "allow_force_push": false
-        }));
+        let mut names = |kind: &str, id: u64| -> Result<String, ForgeError> {
+            Ok(match (kind, id) {
+                ("u", 5) => "alice".to_owned(),
+                ("g", 7) => "release".to_owned(),
+                _ => format!("{kind} #{id}"),
+            })
+        };
+        let rules = from_gitlab(
+            &json!({
+                "push_access_levels": [{"access_level": 0}],
+                "merge_access_levels": [{"access_level": 40}],
+                "allow_force_push": false
+            }),
+            &mut names,
+        )
+        .unwrap();
         assert!(rules.direct_pushers.users.is_empty() && rules.direct_pushers.teams.is_empty());
         assert_eq!(rules.restricted_to, Some(maintainers()));
-        let open = from_gitlab(&json!({"merge_access_levels": [{"access_level": 30}]}));
+        let open = from_gitlab(
+            &json!({"merge_access_levels": [{"access_level": 30}]}),
+            &mut names,
+        )
+        .unwrap();
         assert_eq!(open.restricted_to, None);
+        // Premium's people: a user may push, a user and a group merge, and no role.
+        let named = from_gitlab(
+            &json!({
+                "push_access_levels": [{"id": 1, "access_level": 0}, {"id": 2, "access_level": 40, "user_id": 5, "access_level_description": "Alice A."}],
+                "merge_access_levels": [{"id": 3, "access_level": 40, "user_id": 5}, {"id": 4, "access_level": 30, "group_id": 7}],
+                "code_owner_approval_required": true
+            }),
+            &mut names,
+        )
+        .unwrap();
+        assert_eq!(named.direct_pushers.to_string(), "alice");
+        assert_eq!(
+            named.restricted_to.map(|p| p.to_string()).as_deref(),
+            Some("alice, team release")
+        );
+        assert!(named.require_code_owner_review);
+    }
+
+    #[test]
+    fn access_levels_change_only_where_they_differ() {
+        let existing =
+            json!([{"id": 1, "access_level": 0}, {"id": 2, "access_level": 40, "user_id": 9}]);
+        let wanted = [json!({"access_level": 0}), json!({"user_id": 5})];
+        assert_eq!(
+            replacing(&existing, &wanted),
+            [json!({"id": 2, "_destroy": true}), json!({"user_id": 5})]
+        );
+        assert!(
+            replacing(
+                &existing,
+                &[json!({"access_level": 0}), json!({"user_id": 9})]
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn approval_rules_apply_where_gitlab_applies_them() {
+        let rule = |extra: Value| {
+            let mut rule = json!({"approvals_required": 2, "rule_type": "regular", "eligible_approvers": [{"id": 5}]});
+            for (k, v) in extra.as_object().unwrap() {
+                rule[k] = v.clone();
+            }
+            rule
+        };
+        assert!(applies(&rule(json!({"protected_branches": []})), "staging"));
+        assert!(applies(
+            &rule(json!({"protected_branches": [{"name": "env-*"}]})),
+            "env-prod"
+        ));
+        assert!(!applies(
+            &rule(json!({"protected_branches": [{"name": "prod"}]})),
+            "staging"
+        ));
+        assert!(applies(
+            &rule(
+                json!({"protected_branches": [{"name": "prod"}], "applies_to_all_protected_branches": true})
+            ),
+            "staging"
+        ));
+        // No one to approve: the rule does not block; a report's rule is not a branch's.
+        assert!(!applies(
+            &rule(json!({"eligible_approvers": []})),
+            "staging"
+        ));
+        assert!(!applies(
+            &rule(json!({"rule_type": "report_approver"})),
+            "staging"
+        ));
+        assert!(applies(
+            &rule(json!({"rule_type": "any_approver", "eligible_approvers": []})),
+            "staging"
+        ));
     }
 }

@@ -114,6 +114,14 @@ pub enum ForgeError {
         forge: &'static str,
         what: &'static str,
     },
+    /// A user or group named in a branch rule that the forge does not know.
+    #[error("{forge} has no {kind} `{name}` (named in `{field}`)")]
+    NoSuchPrincipal {
+        forge: &'static str,
+        kind: &'static str,
+        name: String,
+        field: &'static str,
+    },
 }
 
 impl ForgeError {
@@ -170,6 +178,8 @@ impl From<ForgeError> for crate::error::Error {
                 .hint(format!("close it (`ferry close {id}`), then promote again")),
             ForgeError::NoRequest(id) => Error::failure(format!("there is no request #{id}"))
                 .hint("`ferry requests` lists them"),
+            e @ ForgeError::NoSuchPrincipal { .. } => Error::failure(e.to_string())
+                .hint("fix the name in the environment's `protection` (nothing was changed on the forge)"),
             other => Error::failure(other.to_string()),
         }
     }
@@ -534,10 +544,13 @@ pub trait Forge {
     /// Sets `branch`'s protection to `rules` (all of it).
     fn apply_protection(&self, branch: &str, rules: &Rules) -> Result<(), ForgeError>;
 
-    /// `declared` as the forge can hold it (a rule it has no field for dropped), and a note on
-    /// each rule dropped.
-    fn holdable(&self, declared: &Rules) -> (Rules, Vec<String>) {
-        (declared.clone(), Vec::new())
+    /// `declared` (for `branch`) as the forge can hold it (a rule it has no field for, or
+    /// whose field its plan lacks, dropped), and a note on each rule dropped. A forge whose
+    /// plan decides it asks (GitLab), and checks that the people named exist: called for every
+    /// environment before any is applied.
+    fn holdable(&self, branch: &str, declared: &Rules) -> Result<(Rules, Vec<String>), ForgeError> {
+        let _ = branch;
+        Ok((declared.clone(), Vec::new()))
     }
 }
 

@@ -354,7 +354,7 @@ async fn the_loop(side: &Side) {
             assert_eq!(rule["merge_access_level"], 30);
             assert!(
                 run.stderr
-                    .contains("`required_approvals` needs GitLab Premium"),
+                    .contains("`required_approvals` (1) needs GitLab Premium: this project's GitLab does not have it (it answered 403 on `approval_rules`)"),
                 "{}",
                 run.render()
             );

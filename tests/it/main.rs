@@ -12,6 +12,7 @@ mod fuzz;
 mod github;
 mod github_attacks;
 mod github_loop;
+mod gitlab_protect;
 mod hosted_attacks;
 mod hosted_loop;
 mod layout;

@@ -104,6 +104,18 @@ struct State {
     associations: BTreeMap<String, String>,
     /// GitLab's merge request versions: the request, its head, when GitLab saw it.
     versions: Vec<(u64, String, String)>,
+    /// GitLab's plan: Premium keeps users and groups on protected branches, code-owner
+    /// approval and approval rules; Free (an unlicensed GitLab EE, as GitLab.com's Free)
+    /// refuses people on a protected branch (422), ignores code-owner approval and answers 403
+    /// on approval rules and approval settings.
+    premium: bool,
+    /// GitLab's users beyond the tokens' (their ids: 100 on, in order) and groups (full
+    /// paths; ids 500 on, `acme` first).
+    people: Vec<String>,
+    groups: Vec<String>,
+    /// GitLab's project approval rules, and its `reset_approvals_on_push`.
+    approval_rules: Vec<Value>,
+    reset_approvals_on_push: bool,
 }
 
 /// The double; [`Hub::start`] mounts it on a fresh server.
@@ -136,6 +148,8 @@ impl Hub {
             ),
             state: Arc::new(Mutex::new(State {
                 clock: 1_700_000_000 + 30 * 86_400 - 3_600,
+                people: users.iter().map(|(_, u)| (*u).to_owned()).collect(),
+                groups: vec![OWNER.to_owned()],
                 ..State::default()
             })),
             first_number: 12,
@@ -164,6 +178,30 @@ impl Hub {
             kind: "push",
             actor: actor.to_owned(),
         });
+    }
+
+    /// GitLab answers as Premium (see [`State::premium`]); Free otherwise.
+    pub fn premium(&self) {
+        self.state.lock().unwrap().premium = true;
+    }
+
+    /// A GitLab user `name`, with no token.
+    pub fn person(&self, name: &str) {
+        self.state.lock().unwrap().people.push(name.to_owned());
+    }
+
+    /// A GitLab group, by its full path (`acme/release`).
+    pub fn group(&self, path: &str) {
+        self.state.lock().unwrap().groups.push(path.to_owned());
+    }
+
+    /// What GitLab holds now: the protected branch `name`, and the approval rules.
+    pub fn gitlab_protection(&self, name: &str) -> (Value, Vec<Value>) {
+        let state = self.state.lock().unwrap();
+        (
+            state.protections.get(name).cloned().unwrap_or(Value::Null),
+            state.approval_rules.clone(),
+        )
     }
 
     /// From now on merges are refused by "branch protection", in these words (405).
@@ -487,9 +525,56 @@ impl Hub {
         body: &Value,
         user: String,
     ) -> ResponseTemplate {
-        let gone = || error(404, "404 Not Found");
+        let gone = || gitlab_error(404, "404 Not Found");
         if method == "GET" && path == "/user" {
             return ok(json!({"id": 1, "username": user, "name": user, "state": "active"}));
+        }
+        if method == "GET" {
+            let state = self.state.lock().unwrap();
+            let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            match parts.as_slice() {
+                // An exact, case-insensitive match: a list of one, or of none.
+                ["users"] => {
+                    let wanted = query.get("username").map(|u| u.to_ascii_lowercase());
+                    return ok(state
+                        .people
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, u)| {
+                            wanted
+                                .as_deref()
+                                .is_none_or(|w| u.to_ascii_lowercase() == w)
+                        })
+                        .map(|(i, u)| user_json(i, u))
+                        .collect());
+                }
+                ["users", id] => {
+                    return match id.parse::<usize>().ok().and_then(|id| id.checked_sub(100)) {
+                        Some(i) if i < state.people.len() => ok(user_json(i, &state.people[i])),
+                        _ => gitlab_error(404, "404 User Not Found"),
+                    };
+                }
+                ["groups", id] => {
+                    let wanted = decoded(id);
+                    return match state.groups.iter().enumerate().find(|(i, g)| {
+                        (500 + i).to_string() == wanted || g.eq_ignore_ascii_case(&wanted)
+                    }) {
+                        Some((i, g)) => ok(group_json(i, g)),
+                        None => gitlab_error(404, "404 Group Not Found"),
+                    };
+                }
+                ["projects", project] if decoded(project) == format!("{OWNER}/{NAME}") => {
+                    return ok(json!({
+                        "id": 1, "name": NAME, "path": NAME,
+                        "path_with_namespace": format!("{OWNER}/{NAME}"),
+                        "namespace": {"id": 500, "name": OWNER, "path": OWNER, "kind": "group",
+                                      "full_path": OWNER, "parent_id": null},
+                        "merge_method": "merge",
+                        "only_allow_merge_if_pipeline_succeeds": false
+                    }));
+                }
+                _ => {}
+            }
         }
         let Some(rest) = path.strip_prefix(&format!("/projects/{OWNER}%2F{NAME}/")) else {
             return gone();
@@ -619,14 +704,14 @@ impl Hub {
                 };
                 let pull = state.pulls[i].clone();
                 if pull.user == user {
-                    return error(401, "401 Unauthorized");
+                    return gitlab_error(401, "401 Unauthorized");
                 }
                 let head = repo
                     .refname_to_id(&format!("refs/heads/{}", pull.head))
                     .map(|h| h.to_string())
                     .unwrap_or_default();
                 if body["sha"].as_str().is_some_and(|sha| sha != head) {
-                    return error(409, "SHA does not match HEAD of source branch");
+                    return gitlab_error(409, "SHA does not match HEAD of source branch");
                 }
                 state.next_id += 1;
                 let submitted_at = tick(&mut state);
@@ -660,7 +745,7 @@ impl Hub {
                         .find(|s| s.sha == *sha && s.context == name)
                         .is_some_and(|latest| latest.state == "pending")
                 {
-                    return error(400, "Cannot transition status via :enqueue from :pending");
+                    return gitlab_error(400, "Cannot transition status via :enqueue from :pending");
                 }
                 state.next_id += 1;
                 let at = tick(&mut state);
@@ -714,7 +799,7 @@ impl Hub {
             ("GET", ["protected_branches"]) => ok(state.protections.values().cloned().collect()),
             ("GET", ["protected_branches", branch]) => match state.protections.get(&decoded(branch)) {
                 Some(p) => ok(p.clone()),
-                None => error(404, "404 Not found"),
+                None => gitlab_error(404, "404 Not found"),
             },
             ("POST", ["protected_branches"]) => {
                 let name = body["name"].as_str().unwrap_or_default().to_owned();
@@ -725,38 +810,121 @@ impl Hub {
                 }
                 state.next_id += 1;
                 let id = state.next_id;
-                let level = |key: &str, n: u64| json!([{"id": id * 10 + n, "access_level": body[key].as_u64().unwrap_or(40), "user_id": null, "group_id": null}]);
-                let rule = json!({
-                    "id": id, "name": name,
-                    "push_access_levels": level("push_access_level", 1),
-                    "merge_access_levels": level("merge_access_level", 2),
+                let mut rule = json!({
+                    "id": id, "name": name, "push_access_levels": [], "merge_access_levels": [],
                     "allow_force_push": body["allow_force_push"].as_bool().unwrap_or(false),
-                    "code_owner_approval_required": false,
+                    "code_owner_approval_required": state.premium
+                        && body["code_owner_approval_required"].as_bool().unwrap_or(false),
                 });
+                for (given, level, kept) in [
+                    ("allowed_to_push", "push_access_level", "push_access_levels"),
+                    ("allowed_to_merge", "merge_access_level", "merge_access_levels"),
+                ] {
+                    let entries = match body[given].as_array() {
+                        Some(entries) => entries.clone(),
+                        None => vec![json!({"access_level": body[level].as_u64().unwrap_or(40)})],
+                    };
+                    if let Err(refused) = access_levels(&mut state, &mut rule, kept, &entries) {
+                        return *refused;
+                    }
+                }
                 state.protections.insert(name, rule.clone());
                 created(rule)
             }
             ("PATCH", ["protected_branches", branch]) => {
-                let Some(rule) = state.protections.get_mut(&decoded(branch)) else {
-                    return error(404, "404 Not found");
+                let Some(mut rule) = state.protections.get(&decoded(branch)).cloned() else {
+                    return gitlab_error(404, "404 Not found");
                 };
                 if let Some(force) = body["allow_force_push"].as_bool() {
                     rule["allow_force_push"] = json!(force);
+                }
+                if let Some(owners) = body["code_owner_approval_required"].as_bool() {
+                    rule["code_owner_approval_required"] = json!(state.premium && owners);
                 }
                 for (given, kept) in [
                     ("allowed_to_push", "push_access_levels"),
                     ("allowed_to_merge", "merge_access_levels"),
                 ] {
-                    for entry in body[given].as_array().into_iter().flatten() {
-                        let levels = rule[kept].as_array_mut().expect("levels");
-                        if entry["_destroy"] == json!(true) {
-                            levels.retain(|l| l["id"] != entry["id"]);
-                        } else {
-                            levels.push(json!({"id": 99, "access_level": entry["access_level"]}));
-                        }
+                    let entries = body[given].as_array().cloned().unwrap_or_default();
+                    if let Err(refused) = access_levels(&mut state, &mut rule, kept, &entries) {
+                        return *refused;
                     }
                 }
-                ok(rule.clone())
+                state.protections.insert(decoded(branch), rule.clone());
+                ok(rule)
+            }
+            // GitLab EE's approval rules and settings: 403 without a license for them.
+            (_, ["approval_rules", ..] | ["approvals"]) if !state.premium => {
+                gitlab_error(403, "403 Forbidden")
+            }
+            ("GET", ["approval_rules"]) => {
+                let rules: Vec<Value> = state
+                    .approval_rules
+                    .iter()
+                    .map(|rule| approval_rule_json(&state, rule))
+                    .collect();
+                ok(json!(rules))
+            }
+            ("POST", ["approval_rules"]) => {
+                if body["name"].as_str().is_none_or(str::is_empty)
+                    || body["approvals_required"].as_u64().is_none()
+                {
+                    return ResponseTemplate::new(400)
+                        .set_body_json(json!({"error": "name is missing, approvals_required is missing"}));
+                }
+                let named = ["user_ids", "group_ids"]
+                    .iter()
+                    .any(|k| body[k].as_array().is_some_and(|a| !a.is_empty()));
+                let mut rule = body.clone();
+                if !named {
+                    // No approvers: GitLab makes it the one "any eligible user" rule.
+                    if state.approval_rules.iter().any(|r| r["rule_type"] == "any_approver") {
+                        return ResponseTemplate::new(400).set_body_json(json!({"message": {
+                            "rule_type": ["any-approver for the project already exists"]
+                        }}));
+                    }
+                    rule["rule_type"] = json!("any_approver");
+                    rule["name"] = json!("All Members");
+                } else {
+                    rule["rule_type"] = json!("regular");
+                }
+                state.next_id += 1;
+                rule["id"] = json!(state.next_id);
+                state.approval_rules.push(rule.clone());
+                created(approval_rule_json(&state, &rule))
+            }
+            ("PUT", ["approval_rules", id]) => {
+                let Some(at) = state.approval_rules.iter().position(|r| r["id"].as_u64() == id.parse().ok()) else {
+                    return gitlab_error(404, "404 Not found");
+                };
+                for (k, v) in body.as_object().into_iter().flatten() {
+                    state.approval_rules[at][k] = v.clone();
+                }
+                let rule = state.approval_rules[at].clone();
+                ok(approval_rule_json(&state, &rule))
+            }
+            ("DELETE", ["approval_rules", id]) => {
+                let before = state.approval_rules.len();
+                state.approval_rules.retain(|r| r["id"].as_u64() != id.parse().ok());
+                if state.approval_rules.len() == before {
+                    return gitlab_error(404, "404 Not found");
+                }
+                ResponseTemplate::new(204)
+            }
+            ("GET", ["approvals"]) => ok(json!({
+                "approvers": [], "approver_groups": [], "approvals_before_merge": 0,
+                "reset_approvals_on_push": state.reset_approvals_on_push,
+                "selective_code_owner_removals": false,
+                "disable_overriding_approvers_per_merge_request": false,
+                "merge_requests_author_approval": false,
+                "merge_requests_disable_committers_approval": false,
+                "require_password_to_approve": false
+            })),
+            ("POST", ["approvals"]) => {
+                if let Some(reset) = body["reset_approvals_on_push"].as_bool() {
+                    state.reset_approvals_on_push = reset;
+                }
+                created(json!({"approvals_before_merge": 0, "reset_approvals_on_push": state.reset_approvals_on_push}))
             }
             _ => gone(),
         }
@@ -1314,6 +1482,156 @@ fn decoded(segment: &str) -> String {
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
+}
+
+/// GitLab's error body: `{"message": …}`.
+fn gitlab_error(status: u16, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({ "message": message }))
+}
+
+/// GitLab user number `i` of the double's (id 100 + i).
+fn user_json(i: usize, username: &str) -> Value {
+    json!({"id": 100 + i, "username": username, "name": format!("{username} (name)"),
+           "state": "active", "locked": false,
+           "web_url": format!("https://gitlab.com/{username}")})
+}
+
+/// GitLab group number `i` of the double's (id 500 + i), by its full path.
+fn group_json(i: usize, full_path: &str) -> Value {
+    let (parent, path) = full_path.rsplit_once('/').unwrap_or(("", full_path));
+    json!({"id": 500 + i, "name": path, "path": path, "full_path": full_path,
+           "full_name": full_path.replace('/', " / "), "visibility": "private",
+           "parent_id": if parent.is_empty() { Value::Null } else { json!(500) }})
+}
+
+/// Adds `entries` (`allowed_to_push`/`allowed_to_merge`: `{"access_level"}`, `{"user_id"}`,
+/// `{"group_id"}`, `{"id", "_destroy": true}`) to the access levels `kept` of protected branch
+/// `rule`. Free refuses users and groups as GitLab EE does without the license for them
+/// (422); Premium refuses an unknown one (404).
+fn access_levels(
+    state: &mut State,
+    rule: &mut Value,
+    kept: &str,
+    entries: &[Value],
+) -> Result<(), Box<ResponseTemplate>> {
+    let what = if kept.starts_with("push") {
+        "Push"
+    } else {
+        "Merge"
+    };
+    for entry in entries {
+        if entry["_destroy"] == json!(true) {
+            let levels = rule[kept].as_array_mut().expect("levels");
+            levels.retain(|l| l["id"] != entry["id"]);
+            continue;
+        }
+        state.next_id += 1;
+        let id = state.next_id;
+        let mut level = json!({"id": id, "access_level": entry["access_level"].as_u64().unwrap_or(40),
+                               "user_id": null, "group_id": null});
+        level["access_level_description"] = json!(match level["access_level"].as_u64() {
+            Some(0) => "No one",
+            Some(30) => "Developers + Maintainers",
+            _ => "Maintainers",
+        });
+        for (key, kind) in [("user_id", "user"), ("group_id", "group")] {
+            let Some(named) = entry[key].as_u64() else {
+                continue;
+            };
+            if !state.premium {
+                return Err(Box::new(ResponseTemplate::new(422).set_body_json(
+                    json!({"message": [format!("{what} access levels {kind} must be blank")]}),
+                )));
+            }
+            let name = match kind {
+                "user" => (named as usize)
+                    .checked_sub(100)
+                    .and_then(|i| state.people.get(i)),
+                _ => (named as usize)
+                    .checked_sub(500)
+                    .and_then(|i| state.groups.get(i)),
+            };
+            let Some(name) = name else {
+                return Err(Box::new(gitlab_error(
+                    404,
+                    &format!(
+                        "404 {} Not Found",
+                        if kind == "user" { "User" } else { "Group" }
+                    ),
+                )));
+            };
+            level[key] = json!(named);
+            level["access_level"] = json!(30);
+            level["access_level_description"] = json!(if kind == "user" {
+                format!("{name} (name)")
+            } else {
+                name.clone()
+            });
+        }
+        rule[kept].as_array_mut().expect("levels").push(level);
+    }
+    Ok(())
+}
+
+/// A project approval rule as GitLab lists it: its protected branches, users and groups as
+/// objects, and who may approve.
+fn approval_rule_json(state: &State, rule: &Value) -> Value {
+    let ids = |key: &str| -> Vec<u64> {
+        rule[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_u64)
+            .collect()
+    };
+    let users: Vec<Value> = ids("user_ids")
+        .into_iter()
+        .filter_map(|id| {
+            Some(user_json(
+                id as usize - 100,
+                state.people.get((id as usize).checked_sub(100)?)?,
+            ))
+        })
+        .collect();
+    let groups: Vec<Value> = ids("group_ids")
+        .into_iter()
+        .filter_map(|id| {
+            Some(group_json(
+                id as usize - 500,
+                state.groups.get((id as usize).checked_sub(500)?)?,
+            ))
+        })
+        .collect();
+    let branches: Vec<Value> = ids("protected_branch_ids")
+        .into_iter()
+        .filter_map(|id| {
+            state
+                .protections
+                .values()
+                .find(|p| p["id"] == json!(id))
+                .cloned()
+        })
+        .collect();
+    // A group's members: every user of the double's (all in `acme`).
+    let eligible: Vec<Value> = if groups.is_empty() {
+        users.clone()
+    } else {
+        state
+            .people
+            .iter()
+            .enumerate()
+            .map(|(i, u)| user_json(i, u))
+            .collect()
+    };
+    json!({
+        "id": rule["id"], "name": rule["name"], "rule_type": rule["rule_type"],
+        "report_type": null,
+        "eligible_approvers": if rule["rule_type"] == "any_approver" { json!([]) } else { json!(eligible) },
+        "approvals_required": rule["approvals_required"],
+        "users": users, "groups": groups, "contains_hidden_groups": false,
+        "protected_branches": branches,
+        "applies_to_all_protected_branches": rule["applies_to_all_protected_branches"].as_bool().unwrap_or(false)
+    })
 }
 
 fn ok(body: Value) -> ResponseTemplate {
