@@ -662,13 +662,7 @@ fn check_statuses(
         Ok(file_at(repo, tip, STATUSES_FILE)?.unwrap_or_default())
     };
     // Each commit the push adds, against its parent: what was set, by whom.
-    let mut walk = repo.revwalk().map_err(|e| e.message().to_owned())?;
-    walk.push(u.new).map_err(|e| e.message().to_owned())?;
-    if !u.old.is_zero() {
-        walk.hide(u.old).map_err(|e| e.message().to_owned())?;
-    }
-    for id in walk {
-        let id = id.map_err(|e| e.message().to_owned())?;
+    for id in added(repo, u)? {
         record_shape(repo, id, STATUSES_FILE)?;
         let parent = repo
             .find_commit(id)
@@ -702,13 +696,7 @@ fn check_host_record(
     u: &Update,
     branches: &Branches,
 ) -> Result<(), Refusal> {
-    let mut walk = repo.revwalk().map_err(|e| e.message().to_owned())?;
-    walk.push(u.new).map_err(|e| e.message().to_owned())?;
-    if !u.old.is_zero() {
-        walk.hide(u.old).map_err(|e| e.message().to_owned())?;
-    }
-    for id in walk {
-        let id = id.map_err(|e| e.message().to_owned())?;
+    for id in added(repo, u)? {
         record_shape(repo, id, HOST_FILE)?;
         let report: HostReport =
             file_at(repo, id, HOST_FILE)?.ok_or_else(|| Refusal::from("no `host.json`"))?;
@@ -788,6 +776,17 @@ fn reported(
         }
     }
     Ok(())
+}
+
+/// The commits `u` adds to its ref (all of a new ref's).
+fn added(repo: &Repository, u: &Update) -> Result<Vec<Oid>, Refusal> {
+    let mut walk = repo.revwalk().map_err(|e| e.message().to_owned())?;
+    walk.push(u.new).map_err(|e| e.message().to_owned())?;
+    if !u.old.is_zero() {
+        walk.hide(u.old).map_err(|e| e.message().to_owned())?;
+    }
+    walk.map(|id| id.map_err(|e| Refusal(e.message().to_owned())))
+        .collect()
 }
 
 /// Who may report `env`'s deploys: `agent.reporters` of `env` as its own branch declares it

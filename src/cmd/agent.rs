@@ -418,15 +418,18 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             .map(|d| d.as_std())
             .or(agent.interval)
             .unwrap_or(Duration::from_secs(30));
-        // A host waiting for its wave reads again at half the interval: the wave opens when
-        // the reports land, and polling no sooner would add up to an interval per wave.
-        let interval = if agent.wave_ahead() {
-            interval / 2
+        // A host waiting for its wave reads again at half the interval, counted from when this
+        // reconcile began (its report may have queued behind a whole wave's at the server):
+        // the wave opens when the reports land, and polling no sooner would add up to an
+        // interval per wave.
+        let wait = if agent.wave_ahead() {
+            backoff
+                .next(&outcome, agent.disk_full(), interval / 2, random())
+                .saturating_sub(started.elapsed())
         } else {
-            interval
+            // Each retry on a full disk fills it again: a longer wait, whatever the interval.
+            backoff.next(&outcome, agent.disk_full(), interval, random())
         };
-        // Each retry on a full disk fills it again: a longer wait, whatever the interval.
-        let wait = backoff.next(&outcome, agent.disk_full(), interval, random());
         let wake = || endpoint.as_ref().is_some_and(|s| s.take_trigger());
         if !signal::sleep(wait, &wake) {
             tracing::info!("{env}: stopping");

@@ -32,7 +32,7 @@ pub enum HookKind {
   REMOTE_USER=alice ferry hook pre-receive < push.txt   # judge a recorded push by hand")]
     PreReceive,
     /// Log an accepted push (who, when, which refs moved) under `refs/ferry/pushes`, for
-    /// `ferry audit`.
+    /// `ferry audit` (a push of statuses only is not: its records say who reported).
     #[command(after_help = "Examples:
   ferry hook post-receive           # as hooks/post-receive, after git accepted the push
   ferry audit prod                  # reads what it logged")]
@@ -51,6 +51,16 @@ fn post_receive() -> Result<Outcome> {
     let pusher = enforce::pusher_of_this_push();
     let now = crate::cmd::shared::now();
     let login = enforce::login_of_this_push();
+    // A push of statuses only (an agent's report, CI's check) is logged by its records: each
+    // of their commits names its reporter, whom the pre-receive hook held to be the pusher.
+    // Logging it again would make every host of a wave contend for the log.
+    let reports_only = updates.iter().all(|u| {
+        u.refname.starts_with(crate::forge::local::STATUSES)
+            || u.refname.starts_with(crate::forge::local::HOSTS)
+    });
+    if reports_only {
+        return Ok(Outcome::Success);
+    }
     if let Err(e) = repo.record_push(pusher.as_deref(), login.as_deref(), &updates, now) {
         // The push has landed: say what could not be logged, and do not fail it.
         eprintln!("ferry: the push landed, but could not be logged: {e}");

@@ -175,11 +175,20 @@ pub fn run(args: ProtectArgs, out: Output) -> Result<Outcome> {
             }
         };
         if apply && report.state != "in-sync" {
+            let fields = if report.drift.is_empty() {
+                "the branch is not protected".to_owned()
+            } else {
+                report
+                    .drift
+                    .iter()
+                    .map(|d| format!("`{}` is {}, not {}", d.field, d.actual, d.declared))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
             return Err(Error::failure(format!(
-                "{env}: {name} did not keep the protection of `{branch}` as set ({} field(s) differ on reading it back)",
-                report.drift.len().max(1)
+                "{env}: {name} did not keep the protection of `{branch}` as set: on reading it back, {fields}"
             ))
-            .hint(format!("an organization ruleset or a plan limit may override branch protection; see the branch's settings on {name}")));
+            .hint(format!("a rule ferry does not manage may override it (a ruleset, a wildcard rule, an approval rule made by hand) or a plan limit; see the branch's settings on {name}")));
         }
         reports.push(report);
     }

@@ -150,6 +150,20 @@ fn agent(sandbox: &Sandbox, remote: &str, host: &str) -> Run {
     agent_command(sandbox, remote, host, true).run_within(Duration::from_secs(120))
 }
 
+/// One reconcile of `host`'s agent: it waits for wave 2 of 2, serving nothing new.
+#[track_caller]
+fn still_waits(sandbox: &Sandbox, remote: &str, host: &str) {
+    let before = serves(sandbox, host);
+    let run = agent(sandbox, remote, host);
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("waiting (wave 2 of 2)"),
+        "{}",
+        run.render()
+    );
+    assert_eq!(serves(sandbox, host), before, "{}", run.render());
+}
+
 /// What `host` serves at /srv/web.
 pub(crate) fn serves(sandbox: &Sandbox, host: &str) -> Option<String> {
     std::fs::read_to_string(root(sandbox, host).join("root/srv/web/index.html")).ok()
@@ -402,14 +416,7 @@ fn a_hosts_record_holds_that_hosts_report_on_a_commit_of_the_repository_only() {
     assert!(stderr.contains("append-only"), "{stderr}");
     assert_eq!(sandbox.refs("deploy.git"), before);
     // Wave 2 still waits for the canary.
-    let run = agent(&sandbox, &remote, "h2");
-    run.assert_code(1);
-    assert!(
-        run.stdout.contains("waiting (wave 2 of 2)"),
-        "{}",
-        run.render()
-    );
-    assert_eq!(serves(&sandbox, "h2"), None);
+    still_waits(&sandbox, &remote, "h2");
 }
 
 /// mallory (who may push, but is not in `agent.reporters`) pushes statuses records with plain
@@ -436,14 +443,7 @@ fn a_non_reporter_cannot_forge_a_hosts_report_or_the_aggregate() {
         assert!(stderr.contains("ferry/deploy/dev/h1"), "{stderr}");
     }
     assert!(record(&sandbox).is_null());
-    let run = agent(&sandbox, &remote, "h2");
-    run.assert_code(1);
-    assert!(
-        run.stdout.contains("waiting (wave 2 of 2)"),
-        "{}",
-        run.render()
-    );
-    assert_eq!(serves(&sandbox, "h2"), None);
+    still_waits(&sandbox, &remote, "h2");
 
     // The canary deploys; mallory moves its report back by two hours (to end the pause now),
     // keeping the reporter's name, and fakes the aggregate.
@@ -479,14 +479,7 @@ fn a_non_reporter_cannot_forge_a_hosts_report_or_the_aggregate() {
     }
     assert_eq!(sandbox.refs("deploy.git"), before);
     // h2 still waits out the pause, and nobody wrote an aggregate.
-    let run = agent(&sandbox, &remote, "h2");
-    run.assert_code(1);
-    assert!(
-        run.stdout.contains("waiting (wave 2 of 2)"),
-        "{}",
-        run.render()
-    );
-    assert_eq!(serves(&sandbox, "h2"), None);
+    still_waits(&sandbox, &remote, "h2");
     assert!(aggregate(&sandbox).is_null(), "{}", record(&sandbox));
 }
 
@@ -820,13 +813,7 @@ fn kill_mid_check(sandbox: &Sandbox, remote: &str, health: &Health, host: &str, 
         health.hit(host)
     });
     for other in waiting {
-        let run = agent(sandbox, remote, other);
-        run.assert_code(1);
-        assert!(
-            run.stdout.contains("waiting (wave 2 of 2)"),
-            "{}",
-            run.render()
-        );
+        still_waits(sandbox, remote, other);
     }
     agent_process.kill();
 }
