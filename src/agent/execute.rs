@@ -406,6 +406,7 @@ mod tests {
                 host: "h1".to_owned(),
                 keep: 3,
                 limits: Limits::default(),
+                nudge: None,
             };
             std::fs::create_dir_all(&settings.root).unwrap();
             let cache = Cache::new(dir.path().join("state/artifacts"));

@@ -21,6 +21,7 @@
 pub mod decide;
 mod execute;
 pub mod http;
+pub mod nudge;
 pub mod release;
 pub mod report;
 pub mod rollout;
@@ -58,6 +59,9 @@ pub struct Settings {
     /// Releases kept per app (the live one and the previous included).
     pub keep: usize,
     pub limits: Limits,
+    /// Tells the environment's other agents (`agent.trigger_urls`) when this host's report
+    /// finishes its wave; `None`: they learn of it by polling.
+    pub nudge: Option<nudge::Nudge>,
 }
 
 /// The agent's memory between reconciles (`agent.json` in the state dir).
@@ -471,16 +475,46 @@ impl<'s> Agent<'s> {
                 None => {}
                 Some(status) => {
                     let check = rollout::host_check(env, &self.settings.host);
-                    let aggregate =
-                        |statuses: &Statuses| aggregate_of(env, state, outcome, statuses);
+                    let host = self.settings.host.as_str();
+                    // What the statuses read back after this report say (the last read wins).
+                    let finished = std::cell::Cell::new(false);
+                    let aggregate = |statuses: &Statuses| {
+                        finished.set(wave_finished(env, state, host, statuses));
+                        aggregate_of(env, state, outcome, statuses)
+                    };
                     if let Err(e) = reporter.report(tip, &check, status, &aggregate) {
                         tracing::warn!("cannot report {check}: {e}");
+                    } else if finished.get()
+                        && let (Some(nudge), Some(settings)) = (
+                            &self.settings.nudge,
+                            state.and_then(|s| s.environments.get(env)),
+                        )
+                    {
+                        let revision = tip.to_string();
+                        nudge.wave_finished(env, host, &revision, &settings.agent.trigger_urls);
                     }
                 }
             }
         }
         self.last = Some(report);
     }
+}
+
+/// Whether `statuses` finish the wave `host` is in, of some app's rollout on `env` that has
+/// a wave after it and did not halt: the next wave's hosts may go (after the pause).
+fn wave_finished(env: &str, state: Option<&State>, host: &str, statuses: &Statuses) -> bool {
+    let Some(settings) = state.and_then(|s| s.environments.get(env)) else {
+        return false;
+    };
+    let now = now();
+    settings.apps.iter().flatten().any(|(name, app)| {
+        let plan = rollout::Plan::new(env, name, app, settings.rollout.as_ref(), statuses);
+        let Some(wave) = plan.wave_of(host) else {
+            return false;
+        };
+        let progress = rollout::progress_seen(env, &plan, statuses, now, &|_| None);
+        !progress.halted && progress.finished > wave && wave + 1 < progress.waves
+    })
 }
 
 /// This host's status for `report`; `None` when there is nothing to say (a transient
@@ -669,6 +703,7 @@ mod tests {
                 host: "h1".to_owned(),
                 keep: 3,
                 limits: Limits::default(),
+                nudge: None,
             },
         )
         .unwrap()

@@ -259,11 +259,18 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
+    // The secret triggers are signed with: this agent's `POST /trigger` takes it, and the
+    // nudges it sends its fleet's agents when its report finishes a wave carry it.
+    let secret = match &args.listen {
+        Some(_) => webhook_secret(args.webhook_secret_env.as_deref())?,
+        None => webhook_secret(args.webhook_secret_env.as_deref())
+            .ok()
+            .flatten(),
+    };
     let endpoint = match &args.listen {
         Some(addr) => {
-            let secret = webhook_secret(args.webhook_secret_env.as_deref())?;
             let open = secret.is_none();
-            let shared = http::Shared::new(&env, secret);
+            let shared = http::Shared::new(&env, secret.clone());
             let bound = http::serve(addr, shared.clone()).map_err(|e| {
                 Error::usage(format!("cannot listen on `{addr}`: {e}"))
                     .hint("an address and port such as `127.0.0.1:9480`")
@@ -368,6 +375,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             host: host.clone(),
             keep: args.keep,
             limits: Limits::default(),
+            nudge: Some(crate::agent::nudge::Nudge::new(secret)),
         },
     )
     .map_err(|e| Error::failure(e.to_string()))?;

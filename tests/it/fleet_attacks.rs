@@ -627,6 +627,72 @@ fn ten_running_agents_and_a_busy_record_keep_the_waves_in_order() {
     assert_eq!(record(&sandbox)["ci/test"]["state"], "success");
 }
 
+/// Three running agents that poll every hour, each listening for triggers (signed with the
+/// fleet's secret), `agent.trigger_urls` naming them all. h2 and h3 wait for the canary; when
+/// h1's report finishes wave 1, h1 nudges them and they deploy within seconds, not at their
+/// next poll half an hour away. A nudge is a trigger like the hook's: unsigned, it is refused.
+#[test]
+fn the_report_that_finishes_a_wave_nudges_the_next_waves_agents() {
+    let health = Health::start();
+    let names = ["h1", "h2", "h3"];
+    let (sandbox, remote) = env(web(&health, &names), json!({"waves": [1, "100%"]}));
+    let ports: Vec<u16> = names
+        .iter()
+        .map(|_| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    sandbox.edit_env("dev", "dev", |env| {
+        env["agent"]["interval"] = json!("1h");
+        env["agent"]["trigger_urls"] = json!(
+            ports
+                .iter()
+                .map(|p| format!("http://127.0.0.1:{p}/trigger"))
+                .collect::<Vec<_>>()
+        );
+    });
+    let start = |i: usize, secret: &str| {
+        Running::spawn(
+            agent_command(&sandbox, &remote, names[i], false)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{}", ports[i]))
+                .env("FERRY_WEBHOOK_SECRET", secret),
+        )
+    };
+    let waiting = |host: &str| {
+        record(&sandbox)[format!("ferry/deploy/dev/{host}")]["apps"]["web"]["state"] == "waiting"
+    };
+    let _h2 = start(1, "fleet-secret");
+    let _h3 = start(2, "fleet-secret");
+    wait_for("h2 and h3 waiting", Duration::from_secs(60), || {
+        waiting("h2") && waiting("h3")
+    });
+
+    // A canary whose nudges are unsigned (another secret): nobody moves.
+    let mut h1 = start(0, "not-the-fleet-secret");
+    wait_for("the canary's report", Duration::from_secs(60), || {
+        record(&sandbox)["ferry/deploy/dev/h1"]["state"] == "success"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(waiting("h2") && waiting("h3"), "{}", record(&sandbox));
+    assert_eq!(serves(&sandbox, "h2"), None);
+    h1.kill();
+
+    // The canary on a new commit, with the fleet's secret: its report nudges h2 and h3.
+    sandbox.edit_env("dev", "dev", |env| env["description"] = json!("again"));
+    let _h1 = start(0, "fleet-secret");
+    wait_for("h2 and h3 deployed", Duration::from_secs(60), || {
+        aggregate(&sandbox)["state"] == "success"
+    });
+    for host in names {
+        assert_eq!(serves(&sandbox, host).as_deref(), Some("web 1.0.0\n"));
+    }
+}
+
 /// Eight agents over smart HTTP (each with its own cache, all pushing as the reporter with its
 /// token) report at the same moment: the network push is the compare-and-swap, and nobody's
 /// report is lost.
