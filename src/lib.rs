@@ -27,6 +27,7 @@ pub mod promotion;
 pub mod render;
 pub mod schema;
 pub mod secret;
+pub mod sign;
 pub mod source;
 pub mod state;
 pub mod store;

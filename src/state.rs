@@ -28,6 +28,9 @@ impl From<StoreError> for Error {
                 "ferry keeps its cache under `$XDG_CACHE_HOME/ferry`; `--cache-dir` picks another place",
             ),
             StoreError::Git(_) => None,
+            StoreError::Signing(_) => Some(
+                "FERRY_SIGNING_KEY names an unencrypted OpenSSH private key (`ssh-keygen -t ed25519 -N '' -f KEY`); unset it to write unsigned commits",
+            ),
             StoreError::Credentials(_) => {
                 Some("fix the file or the variable, or unset it to use git's credential helpers")
             }

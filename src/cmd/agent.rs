@@ -131,6 +131,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "oci://HOST/REPO:TAG")]
     pub source: Option<String>,
 
+    /// Deploy only commits signed by a key in FILE, an ssh `allowed_signers` list
+    /// (`PRINCIPALS KEYTYPE BASE64` per line, as `git verify-commit` reads with
+    /// `gpg.ssh.allowedSignersFile`). A tip that is unsigned, badly signed or signed by
+    /// another key is not deployed: the running release stays, and the agent reports why.
+    /// It checks the branch's commit, so it reads the desired state from git (`--remote`).
+    #[arg(long, value_name = "FILE", conflicts_with = "source")]
+    pub trusted_keys: Option<PathBuf>,
+
     #[command(flatten)]
     pub registry: crate::oci::RegistryArgs,
 
@@ -354,7 +362,23 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
         }
         None => {
             let store = store.as_ref().expect("opened without --source");
-            Box::new(GitBranch::new(store, branch_of(store, &env)?))
+            let mut branch = GitBranch::new(store, branch_of(store, &env)?);
+            if let Some(path) = &args.trusted_keys {
+                let trusted = crate::sign::AllowedSigners::load(path).map_err(|e| {
+                    Error::usage(e.to_string()).hint(
+                        "an ssh allowed_signers file: one `PRINCIPALS KEYTYPE BASE64` line per key (`ssh-keygen -Y verify` reads the same)",
+                    )
+                })?;
+                if trusted.is_empty() {
+                    return Err(Error::usage(format!(
+                        "{} lists no key for git commits: no commit could be deployed",
+                        path.display()
+                    ))
+                    .hint("add `PRINCIPAL ssh-ed25519 AAAA…` lines (an entry with `namespaces=` must include `git`)"));
+                }
+                branch = branch.trusting(trusted);
+            }
+            Box::new(branch)
         }
     };
     let mut cache = Cache::new(state_dir.join("artifacts")).with_registries(registries.clone());

@@ -664,9 +664,45 @@ impl Store {
         };
         let tree = self.repo.find_tree(tree_id).map_err(&err)?;
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        self.repo
-            .commit(None, author, committer, message, &tree, &parents)
-            .map_err(&err)
+        // Signed as git signs with ssh, when a key is configured (`FERRY_SIGNING_KEY`).
+        match crate::sign::Signer::configured() {
+            Ok(None) => self
+                .repo
+                .commit(None, author, committer, message, &tree, &parents)
+                .map_err(&err),
+            Ok(Some(signer)) => {
+                let content = self
+                    .repo
+                    .commit_create_buffer(author, committer, message, &tree, &parents)
+                    .map_err(&err)?;
+                let signature = signer
+                    .sign(&content)
+                    .map_err(|e| StoreError::Signing(e.to_string()))?;
+                let content = std::str::from_utf8(&content)
+                    .map_err(|_| StoreError::Git("a commit that is not UTF-8".to_owned()))?;
+                self.repo
+                    .commit_signed(content, &signature, None)
+                    .map_err(&err)
+            }
+            Err(e) => Err(StoreError::Signing(e.to_string())),
+        }
+    }
+
+    /// `commit`'s signature (its `gpgsig` header; `None`: unsigned) and the bytes it signs.
+    pub fn signature_of(&self, commit: Oid) -> Result<(Option<String>, Vec<u8>), StoreError> {
+        match self.repo.extract_signature(&commit, None) {
+            Ok((signature, signed)) => Ok((
+                Some(String::from_utf8_lossy(&signature).into_owned()),
+                signed.to_vec(),
+            )),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => {
+                self.repo
+                    .find_commit(commit)
+                    .map_err(git_err(&self.remote))?;
+                Ok((None, Vec::new()))
+            }
+            Err(e) => Err(git_err(&self.remote)(e)),
+        }
     }
 
     /// Moves branches on the remote, each only if it is still where the caller expects

@@ -45,6 +45,9 @@ pub enum StoreError {
     Git(String),
     #[error("{0}")]
     Credentials(#[from] crate::secret::SecretError),
+    /// `FERRY_SIGNING_KEY` names a key that cannot sign.
+    #[error("{SIGNING_KEY}: {0}", SIGNING_KEY = crate::sign::SIGNING_KEY)]
+    Signing(String),
     /// No `--remote`, no `FERRY_REMOTE`, and no clone around the current directory.
     #[error("no remote given")]
     NoRemote,

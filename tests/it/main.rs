@@ -22,5 +22,6 @@ mod promote;
 mod protect;
 mod quickstart;
 mod readme;
+mod signing;
 mod store;
 mod validate;

@@ -289,6 +289,7 @@ impl Sandbox {
             // The login: who a repository on a path sees pushing (its hook's pusher).
             .env("USER", "ci-bot")
             .env_remove("LOGNAME")
+            .env_remove("FERRY_SIGNING_KEY")
             .env_remove("FERRY_USER")
             .env_remove("REMOTE_USER");
     }

@@ -1,0 +1,259 @@
+//! Signed desired state: ferry signs the commits it makes with `FERRY_SIGNING_KEY` as git
+//! signs with ssh, and an agent with `--trusted-keys` deploys only commits signed by a key of
+//! its `allowed_signers` list. Keys are made by `ssh-keygen` in each test; real `git
+//! verify-commit` and `ssh-keygen -Y verify` cross-check what ferry writes and reads.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::agent::{agent, artifact, bump_from, live, repo};
+use crate::common::{Run, Sandbox};
+
+/// A new ed25519 key at `dir/name` (no passphrase); its public line.
+fn keygen(sandbox: &Sandbox, name: &str) -> (PathBuf, String) {
+    let key = sandbox.path().join(name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public.trim().to_owned())
+}
+
+/// An allowed_signers file trusting each `(principal, public line)`.
+fn allowed(sandbox: &Sandbox, keys: &[(&str, &str)]) -> PathBuf {
+    let path = sandbox.path().join("allowed_signers");
+    let text: String = keys
+        .iter()
+        .map(|(who, public)| {
+            let mut fields = public.split_whitespace();
+            let (kind, base64) = (fields.next().unwrap(), fields.next().unwrap());
+            format!("{who} {kind} {base64}\n")
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `ferry bump web VERSION` in dev, signed with `key` when given.
+fn bump(sandbox: &Sandbox, remote: &str, version: &str, key: Option<&Path>) {
+    let file = artifact(sandbox, version);
+    let url = format!("file://{}", file.display());
+    let mut command = bump_from(sandbox, remote, version, &url, &file);
+    if let Some(key) = key {
+        command = command.env("FERRY_SIGNING_KEY", key.to_str().unwrap());
+    }
+    command.run().assert_code(0);
+}
+
+/// `git verify-commit` of dev's tip with `signers` as its allowed signers: its success and
+/// what it printed.
+fn git_verifies(sandbox: &Sandbox, signers: &Path) -> (bool, String) {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(sandbox.path().join("deploy.git"))
+        .arg("-c")
+        .arg(format!("gpg.ssh.allowedSignersFile={}", signers.display()))
+        .args(["verify-commit", "-v", "refs/heads/dev"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn serves(sandbox: &Sandbox) -> String {
+    std::fs::read_to_string(live(sandbox).join("index.html")).unwrap_or_default()
+}
+
+fn trusting(sandbox: &Sandbox, remote: &str, signers: &Path) -> Run {
+    agent(
+        sandbox,
+        remote,
+        &["--trusted-keys", signers.to_str().unwrap()],
+    )
+}
+
+/// The whole loop: a signed bump deploys, and git itself accepts the signature; an unsigned
+/// bump, one by an unknown key and a forged one (the signed commit's bytes with another tree)
+/// are not deployed: the agent keeps 1.1.0 running and says why.
+#[test]
+fn an_agent_deploys_only_commits_signed_by_a_trusted_key() {
+    let (sandbox, remote) = repo(json!({}));
+    let (ci, ci_public) = keygen(&sandbox, "ci");
+    let (stranger, _) = keygen(&sandbox, "stranger");
+    let signers = allowed(&sandbox, &[("ci@example.com", &ci_public)]);
+
+    bump(&sandbox, &remote, "1.1.0", Some(&ci));
+    let (ok, said) = git_verifies(&sandbox, &signers);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("Good \"git\" signature for ci@example.com"),
+        "{said}"
+    );
+    let run = trusting(&sandbox, &remote, &signers);
+    run.assert_code(0);
+    assert_eq!(serves(&sandbox), "web 1.1.0\n");
+
+    bump(&sandbox, &remote, "1.2.0", None);
+    let run = trusting(&sandbox, &remote, &signers);
+    run.assert_code(1);
+    assert!(run.stdout.contains("stalled: unsigned"), "{}", run.render());
+    assert_eq!(serves(&sandbox), "web 1.1.0\n");
+
+    bump(&sandbox, &remote, "1.3.0", Some(&stranger));
+    let (ok, _) = git_verifies(&sandbox, &signers);
+    assert!(!ok, "git trusts no stranger either");
+    let run = trusting(&sandbox, &remote, &signers);
+    run.assert_code(1);
+    assert!(
+        run.stdout
+            .contains("stalled: signed by an untrusted key SHA256:"),
+        "{}",
+        run.render()
+    );
+    assert_eq!(serves(&sandbox), "web 1.1.0\n");
+
+    // ci signs 1.4.0; a forger swaps the commit's tree for 1.3.0's, keeping the signature.
+    bump(&sandbox, &remote, "1.4.0", Some(&ci));
+    let git = |args: &[&str]| sandbox.git("deploy.git", args);
+    let signed = git(&["cat-file", "commit", "refs/heads/dev"]);
+    let old_tree = git(&["rev-parse", "refs/heads/dev~1^{tree}"]);
+    let new_tree = git(&["rev-parse", "refs/heads/dev^{tree}"]);
+    let forged = signed.replacen(new_tree.trim(), old_tree.trim(), 1);
+    assert_ne!(forged, signed);
+    let path = sandbox.path().join("forged-commit");
+    std::fs::write(&path, forged).unwrap();
+    let id = git(&["hash-object", "-t", "commit", "-w", path.to_str().unwrap()]);
+    git(&["update-ref", "refs/heads/dev", id.trim()]);
+    let (ok, _) = git_verifies(&sandbox, &signers);
+    assert!(!ok, "git refuses the forgery too");
+    let run = trusting(&sandbox, &remote, &signers);
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("stalled: bad signature"),
+        "{}",
+        run.render()
+    );
+    assert_eq!(serves(&sandbox), "web 1.1.0\n");
+}
+
+/// A commit a person signs with `git commit -S` (ssh) is as good as one ferry signs; the
+/// agent's list and ssh-keygen agree on who signed it.
+#[test]
+fn a_commit_signed_by_git_itself_is_trusted() {
+    let (sandbox, remote) = repo(json!({}));
+    let (alice, alice_public) = keygen(&sandbox, "alice");
+    let signers = allowed(&sandbox, &[("alice@example.com", &alice_public)]);
+    sandbox.git("", &["clone", "-q", "-b", "dev", "deploy.git", "work"]);
+    let work = |args: &[&str]| sandbox.git("work", args);
+    std::fs::write(sandbox.path().join("work/NOTES"), "signed by hand\n").unwrap();
+    work(&["add", "NOTES"]);
+    work(&[
+        "-c",
+        "gpg.format=ssh",
+        "-c",
+        &format!("user.signingkey={}", alice.display()),
+        "commit",
+        "-q",
+        "-S",
+        "-m",
+        "A note, signed",
+    ]);
+    work(&["push", "-q", "origin", "dev"]);
+    let (ok, said) = git_verifies(&sandbox, &signers);
+    assert!(ok, "{said}");
+    let run = trusting(&sandbox, &remote, &signers);
+    run.assert_code(0);
+    assert_eq!(serves(&sandbox), "web 1.0.0\n");
+}
+
+/// What ferry signs, `ssh-keygen -Y verify` accepts: the signature is a standard SSHSIG over
+/// the commit without its `gpgsig` header, in git's namespace.
+#[test]
+fn ssh_keygen_verifies_what_ferry_signs() {
+    let (sandbox, remote) = repo(json!({}));
+    let (ci, ci_public) = keygen(&sandbox, "ci");
+    let signers = allowed(&sandbox, &[("ci@example.com", &ci_public)]);
+    bump(&sandbox, &remote, "1.1.0", Some(&ci));
+    let raw = sandbox.git("deploy.git", &["cat-file", "commit", "refs/heads/dev"]);
+    let (mut payload, mut signature, mut in_signature) = (String::new(), String::new(), false);
+    for line in raw.split_inclusive('\n') {
+        if let Some(first) = line.strip_prefix("gpgsig ") {
+            signature.push_str(first);
+            in_signature = true;
+        } else if in_signature && line.starts_with(' ') {
+            signature.push_str(&line[1..]);
+        } else {
+            in_signature = false;
+            payload.push_str(line);
+        }
+    }
+    let signature_file = sandbox.path().join("commit.sig");
+    std::fs::write(&signature_file, signature).unwrap();
+    let mut child = Command::new("ssh-keygen")
+        .args(["-Y", "verify", "-n", "git", "-I", "ci@example.com", "-f"])
+        .arg(&signers)
+        .arg("-s")
+        .arg(&signature_file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), payload.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Bad keys are refused before anything is written or deployed: an encrypted signing key, a
+/// trusted-keys file that lists nothing, or an option ferry would have to ignore.
+#[test]
+fn unusable_keys_are_refused_up_front() {
+    let (sandbox, remote) = repo(json!({}));
+    let key = sandbox.path().join("locked");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "s3cret-passphrase", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let before = sandbox.tip("dev");
+    let file = artifact(&sandbox, "1.1.0");
+    let url = format!("file://{}", file.display());
+    let run = bump_from(&sandbox, &remote, "1.1.0", &url, &file)
+        .env("FERRY_SIGNING_KEY", key.to_str().unwrap())
+        .run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("FERRY_SIGNING_KEY"), "{}", run.render());
+    assert!(run.stderr.contains("encrypted"), "{}", run.render());
+    assert!(!run.render().contains("s3cret-passphrase"));
+    assert_eq!(sandbox.tip("dev"), before);
+
+    let empty = sandbox.path().join("empty_signers");
+    std::fs::write(&empty, "# nobody yet\n").unwrap();
+    let run = trusting(&sandbox, &remote, &empty);
+    run.assert_code(2);
+    assert!(run.stderr.contains("lists no key"), "{}", run.render());
+    let (_, public) = keygen(&sandbox, "ci");
+    let dated = sandbox.path().join("dated_signers");
+    std::fs::write(
+        &dated,
+        format!("ci@example.com valid-before=20300101 {public}\n"),
+    )
+    .unwrap();
+    let run = trusting(&sandbox, &remote, &dated);
+    run.assert_code(2);
+    assert!(run.stderr.contains("dated_signers:1:"), "{}", run.render());
+    assert!(!live(&sandbox).exists());
+}
