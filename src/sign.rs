@@ -35,7 +35,8 @@ pub enum SignError {
 }
 
 /// What a commit's signature says, against the trusted keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum Verdict {
     /// Signed by a trusted key: its principals (`alice@example.com`) and fingerprint.
     Trusted { by: String, key: String },
@@ -52,6 +53,18 @@ pub enum Verdict {
 impl Verdict {
     pub fn is_trusted(&self) -> bool {
         matches!(self, Verdict::Trusted { .. })
+    }
+
+    /// A few words for a table: who signed, `-` unsigned, or what is wrong.
+    pub fn short(&self) -> String {
+        let key = |key: &str| key.chars().take(19).collect::<String>();
+        match self {
+            Verdict::Trusted { by, .. } => by.clone(),
+            Verdict::Unsigned => "-".to_owned(),
+            Verdict::Bad { .. } => "BAD".to_owned(),
+            Verdict::Untrusted { key: k } => format!("untrusted {}…", key(k)),
+            Verdict::Unchecked { .. } => "unchecked".to_owned(),
+        }
     }
 }
 

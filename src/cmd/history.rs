@@ -3,14 +3,15 @@
 use serde::Serialize;
 
 use crate::cmd::shared::{Manifests, branch_of, format_time, open_store, table};
-use crate::error::{Outcome, Result};
+use crate::error::{Error, Outcome, Result};
 use crate::output::{Format, Output};
 use crate::plan::history::{Move, moves, shown};
+use crate::sign::{AllowedSigners, Verdict};
 use crate::state::changes;
 use crate::store::{History, RemoteArgs};
 
-/// List the changes of an environment's branch, newest first: when, who, the commit, and
-/// which apps moved from which version to which.
+/// List the changes of an environment's branch, newest first: when, who, the commit, who
+/// signed it, and which apps moved from which version to which.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   ferry history prod
@@ -28,6 +29,12 @@ pub struct HistoryArgs {
     #[arg(long, short = 'n')]
     pub limit: Option<usize>,
 
+    /// Check each change's signature against this ssh `allowed_signers` list and show who
+    /// signed it (a SIGNED column). Without it, signatures are still checked, and a signed
+    /// change shows its key as untrusted.
+    #[arg(long, value_name = "FILE")]
+    pub trusted_keys: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub remote: RemoteArgs,
 }
@@ -40,9 +47,17 @@ struct Entry {
     email: String,
     subject: String,
     changes: Vec<Move>,
+    signature: Verdict,
 }
 
 pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
+    let trusted = match &args.trusted_keys {
+        Some(path) => AllowedSigners::load(path).map_err(|e| {
+            Error::usage(e.to_string())
+                .hint("an ssh allowed_signers file: one `PRINCIPALS KEYTYPE BASE64` line per key")
+        })?,
+        None => AllowedSigners::default(),
+    };
     let store = open_store(&args.remote)?;
     let branch = branch_of(&store, &args.env)?;
     let tip = store.tip(&branch, History::Full)?;
@@ -68,7 +83,9 @@ pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
         {
             continue;
         }
+        let (signature, signed) = store.signature_of(id)?;
         entries.push(Entry {
+            signature: trusted.verify(signature.as_deref(), &signed),
             commit: id.to_string(),
             time: format_time(commit.committer.time),
             subject: commit.subject(),
@@ -81,24 +98,27 @@ pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
     match out.format {
         Format::Json => out.json(&entries),
         Format::Text => {
-            let mut rows = vec![vec![
-                "TIME".into(),
-                "COMMIT".into(),
-                "AUTHOR".into(),
-                "CHANGES".into(),
-            ]];
+            // Who signed, when asked or when any change is signed.
+            let signatures = args.trusted_keys.is_some()
+                || entries.iter().any(|e| e.signature != Verdict::Unsigned);
+            let mut header = vec!["TIME".into(), "COMMIT".into(), "AUTHOR".into()];
+            if signatures {
+                header.push("SIGNED".into());
+            }
+            header.push("CHANGES".into());
+            let mut rows = vec![header];
             for e in &entries {
                 let changes = if e.changes.is_empty() {
                     format!("(no artifact moved) {}", e.subject)
                 } else {
                     shown(&e.changes)
                 };
-                rows.push(vec![
-                    e.time.clone(),
-                    e.commit[..7].to_owned(),
-                    e.author.clone(),
-                    changes,
-                ]);
+                let mut row = vec![e.time.clone(), e.commit[..7].to_owned(), e.author.clone()];
+                if signatures {
+                    row.push(e.signature.short());
+                }
+                row.push(changes);
+                rows.push(row);
             }
             if entries.is_empty() {
                 out.status(format!("no change of `{branch}` matches"));

@@ -141,6 +141,32 @@ fn an_agent_deploys_only_commits_signed_by_a_trusted_key() {
         run.render()
     );
     assert_eq!(serves(&sandbox), "web 1.1.0\n");
+
+    // The history says who signed each change, and what is wrong with the others.
+    let history = sandbox
+        .ferry(&["history", "dev", "--remote", &remote])
+        .args(["--trusted-keys", signers.to_str().unwrap(), "-n", "4"])
+        .run();
+    history.assert_code(0);
+    let lines: Vec<&str> = history.stdout.lines().collect();
+    assert!(lines[0].contains("SIGNED"), "{}", history.stdout);
+    for (line, signed) in
+        lines[1..]
+            .iter()
+            .zip(["BAD", "untrusted SHA256:", " - ", "ci@example.com"])
+    {
+        assert!(line.contains(signed), "{signed}: {}", history.stdout);
+    }
+    let json = sandbox
+        .ferry(&["history", "dev", "--remote", &remote, "--format", "json"])
+        .run();
+    json.assert_code(0);
+    let entries: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let states: Vec<&str> = entries.as_array().unwrap()[..4]
+        .iter()
+        .map(|e| e["signature"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["bad", "untrusted", "unsigned", "untrusted"]);
 }
 
 /// A commit a person signs with `git commit -S` (ssh) is as good as one ferry signs; the
