@@ -218,11 +218,13 @@ pub fn check(repo: &Repository, pusher: Option<&str>, updates: &[Update]) -> Vec
             }
             continue;
         }
-        let Some((env, protection)) = protection_of(repo, u.old, branch) else {
+        let Some(declared) = environment_at(repo, u.old, branch) else {
             continue;
         };
-        if let Some(protection) = protection
-            && let Err(why) = check_branch(repo, pusher, u, &env, &protection, &merges)
+        let env = declared.name.clone();
+        if let Some(protection) = &declared.protection
+            && let Err(why) = check_branch(repo, pusher, u, &env, protection, &merges)
+                .and_then(|()| check_signed(repo, u, &declared, protection))
         {
             refusals.push(format!("{branch} ({env}): {why}"));
         }
@@ -373,6 +375,50 @@ fn check_branch(
             }
         }
     }
+}
+
+/// With `require_signed_commits`, every commit `u` adds carries a good signature by one of
+/// the environment's `signers` as the branch declared them before the push: a key is added
+/// by a commit signed with a key already trusted.
+fn check_signed(
+    repo: &Repository,
+    u: &Update,
+    env: &Environment,
+    p: &Protection,
+) -> Result<(), Refusal> {
+    if !p.require_signed_commits || u.new.is_zero() {
+        return Ok(());
+    }
+    let trusted = crate::sign::AllowedSigners::parse(
+        &env.signers.join("\n"),
+        std::path::Path::new(&format!("{ENVIRONMENTS_DIR}/{}.json: signers", env.name)),
+    )
+    .map_err(|e| Refusal(e.to_string()))?;
+    if trusted.is_empty() {
+        return Err(Refusal::from(format!(
+            "`require_signed_commits` is set, but `{}` declares no `signers`: no commit can be pushed (declare the keys trusted to sign it)",
+            env.name
+        )));
+    }
+    for id in added(repo, u)? {
+        let (signature, signed) = match repo.extract_signature(&id, None) {
+            Ok((signature, signed)) => (
+                Some(String::from_utf8_lossy(&signature).into_owned()),
+                signed.to_vec(),
+            ),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => (None, Vec::new()),
+            Err(e) => return Err(Refusal(e.message().to_owned())),
+        };
+        let verdict = trusted.verify(signature.as_deref(), &signed);
+        if !verdict.is_trusted() {
+            return Err(Refusal::from(format!(
+                "commit {} is {verdict}: `require_signed_commits` takes a good signature by one of `{}`'s `signers` (sign with `git commit -S` and `gpg.format ssh`, or FERRY_SIGNING_KEY)",
+                short(&id.to_string()),
+                env.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The landing of `request` on the environment's branch (`u`), pushed by `who`.

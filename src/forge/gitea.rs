@@ -597,6 +597,7 @@ pub fn from_gitea(value: &Value) -> Rules {
         allow_force_push: false,
         allow_deletion: false,
         enforce_admins: false,
+        require_signed_commits: flag("require_signed_commits"),
     }
 }
 
@@ -620,6 +621,7 @@ pub fn to_gitea(rules: &Rules) -> Value {
         "required_approvals": rules.required_approvals,
         "dismiss_stale_approvals": rules.dismiss_stale_reviews,
         "block_on_outdated_branch": rules.require_up_to_date,
+        "require_signed_commits": rules.require_signed_commits,
     })
 }
 
@@ -639,7 +641,9 @@ mod tests {
             teams: ["release".to_owned()].into(),
         });
         rules.require_up_to_date = true;
+        rules.require_signed_commits = true;
         assert_eq!(from_gitea(&to_gitea(&rules)), rules);
+        assert_eq!(to_gitea(&rules)["require_signed_commits"], true);
         let open = from_gitea(&json!({"enable_push": true, "enable_push_whitelist": false}));
         assert!(open.direct_pushers.users.is_empty());
         assert_eq!(

@@ -189,6 +189,7 @@ impl GitHub {
                     "POST" => self.client._post(path, body).await,
                     "PATCH" => self.client._patch(path, body).await,
                     "PUT" => self.client._put(path, body).await,
+                    "DELETE" => self.client._delete(path, body).await,
                     other => unreachable!("no {other} calls"),
                 }?;
                 let status = response.status();
@@ -783,8 +784,21 @@ impl Forge for GitHub {
             .map(|value| Rules::from_github(&value)))
     }
 
+    /// The branch protection, then (only where the answer differs) its required signatures,
+    /// which GitHub sets at their own endpoint.
     fn apply_protection(&self, branch: &str, rules: &Rules) -> Result<(), ForgeError> {
-        self.set_branch_protection(branch, &rules.to_github())?;
+        let set = self.set_branch_protection(branch, &rules.to_github())?;
+        if Rules::from_github(&set).require_signed_commits != rules.require_signed_commits {
+            let path = self.repo_path(&format!(
+                "/branches/{branch}/protection/required_signatures"
+            ));
+            let method = if rules.require_signed_commits {
+                "POST"
+            } else {
+                "DELETE"
+            };
+            self.call(method, &path, None)?;
+        }
         Ok(())
     }
 }

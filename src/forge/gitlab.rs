@@ -1249,6 +1249,12 @@ impl Forge for GitLab<'_> {
         held.enforce_admins = false;
         unheld("allow_deletion", held.allow_deletion);
         held.allow_deletion = false;
+        if held.require_signed_commits {
+            notes.push(
+                "GitLab has no `require_signed_commits` rule on a branch (its push rule `reject_unsigned_commits` is project-wide, on Premium): not enforced there; agents with `--trusted-keys` still deploy only signed commits".to_owned(),
+            );
+            held.require_signed_commits = false;
+        }
         Ok((held, notes))
     }
 }
@@ -1351,6 +1357,7 @@ pub(super) fn from_gitlab(
         allow_force_push: value["allow_force_push"].as_bool().unwrap_or(false),
         allow_deletion: false,
         enforce_admins: false,
+        require_signed_commits: false,
     })
 }
 

@@ -48,6 +48,10 @@ pub struct Environment {
     pub rollout: Option<Rollout>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apps: Option<BTreeMap<String, App>>,
+    /// The keys trusted to sign this environment's branch, as ssh's `allowed_signers` lines
+    /// (`PRINCIPALS KEYTYPE BASE64`): what `protection.require_signed_commits` checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signers: Vec<String>,
     #[serde(rename = "$schema", default, skip_serializing)]
     pub schema: Option<String>,
 }
@@ -88,6 +92,10 @@ pub struct Protection {
     pub allow_deletion: bool,
     #[serde(default)]
     pub enforce_admins: bool,
+    /// Every commit pushed to the branch is signed by one of the environment's `signers`, as
+    /// the branch declared them before the push.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_signed_commits: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +203,7 @@ pub static UNPROTECTED: Protection = Protection {
     allow_force_push: false,
     allow_deletion: false,
     enforce_admins: false,
+    require_signed_commits: false,
 };
 
 impl Environment {
@@ -224,6 +233,7 @@ impl Environment {
             agent: AgentSettings::default(),
             rollout: None,
             apps: Some(apps),
+            signers: Vec::new(),
             schema: None,
         }
     }

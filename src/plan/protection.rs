@@ -31,6 +31,8 @@ pub struct Rules {
     pub allow_force_push: bool,
     pub allow_deletion: bool,
     pub enforce_admins: bool,
+    /// Every commit on the branch carries a verified signature.
+    pub require_signed_commits: bool,
 }
 
 /// Users (logins) and teams (slugs).
@@ -117,6 +119,7 @@ impl Rules {
             allow_force_push: protection.allow_force_push,
             allow_deletion: protection.allow_deletion,
             enforce_admins: protection.enforce_admins,
+            require_signed_commits: protection.require_signed_commits,
         })
     }
 
@@ -171,6 +174,7 @@ impl Rules {
             allow_force_push: enabled("allow_force_pushes"),
             allow_deletion: enabled("allow_deletions"),
             enforce_admins: enabled("enforce_admins"),
+            require_signed_commits: enabled("required_signatures"),
         }
     }
 
@@ -214,7 +218,7 @@ pub struct Drift {
 /// Every difference between `declared` and `actual`, in declaration order.
 pub fn drift(declared: &Rules, actual: &Rules) -> Vec<Drift> {
     type Shown = fn(&Rules) -> String;
-    let fields: [(&'static str, Shown); 11] = [
+    let fields: [(&'static str, Shown); 12] = [
         ("required_approvals", |r| r.required_approvals.to_string()),
         ("require_code_owner_review", |r| {
             r.require_code_owner_review.to_string()
@@ -234,6 +238,9 @@ pub fn drift(declared: &Rules, actual: &Rules) -> Vec<Drift> {
         ("allow_force_push", |r| r.allow_force_push.to_string()),
         ("allow_deletion", |r| r.allow_deletion.to_string()),
         ("enforce_admins", |r| r.enforce_admins.to_string()),
+        ("require_signed_commits", |r| {
+            r.require_signed_commits.to_string()
+        }),
     ];
     fields
         .iter()

@@ -115,6 +115,74 @@ async fn apply_sets_the_declared_protection_and_confirms_it() {
     assert_eq!(run.stdout.trim(), "prod (`prod`): in sync");
 }
 
+/// `require_signed_commits` is GitHub's "required signatures", set at its own endpoint after
+/// the protection (only when the protection's answer says otherwise), and read back from the
+/// protection's `required_signatures`.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_requires_signed_commits_at_their_own_endpoint() {
+    let mut declared = as_recorded();
+    declared["require_signed_commits"] = json!(true);
+    let (sandbox, remote) = repo(declared);
+    let server = MockServer::start().await;
+    let mut signed = crate::common::github::fixture("protection-set.json")["body"].clone();
+    signed["required_signatures"] = json!({
+        "url": "https://api.github.com/repos/acme/deploy/branches/prod/protection/required_signatures",
+        "enabled": true
+    });
+    Mock::given(method("PUT"))
+        .and(path(PROTECTION))
+        .respond_with(recorded("protection-set.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{PROTECTION}/required_signatures")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&signed["required_signatures"]))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(PROTECTION))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&signed))
+        .mount(&server)
+        .await;
+    let run = protect(&sandbox, &remote, &server, &["apply"]).await;
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout.trim(),
+        "prod (`prod`): protection applied and confirmed"
+    );
+    let calls: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            format!("PUT {PROTECTION}"),
+            format!("POST {PROTECTION}/required_signatures"),
+            format!("GET {PROTECTION}"),
+        ]
+    );
+    // A branch where GitHub still signs nothing: the drift is said.
+    let unsigned = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(PROTECTION))
+        .respond_with(recorded("protection-set.json"))
+        .mount(&unsigned)
+        .await;
+    let run = protect(&sandbox, &remote, &unsigned, &["check"]).await;
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("require_signed_commits"),
+        "{}",
+        run.render()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn check_prints_every_drifted_field() {
     let mut declared = as_recorded();

@@ -283,3 +283,117 @@ fn unusable_keys_are_refused_up_front() {
     assert!(run.stderr.contains("dated_signers:1:"), "{}", run.render());
     assert!(!live(&sandbox).exists());
 }
+
+/// Edits dev's environment file in a clone and pushes it as ci-bot, the commit signed with
+/// `key` when given (as `git commit -S` with `gpg.format ssh`): whether the push landed, and
+/// git's stderr. A refused commit is dropped from the clone.
+fn push_edit(
+    sandbox: &Sandbox,
+    key: Option<&Path>,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (bool, String) {
+    let work = "signed-work";
+    if !sandbox.path().join(work).exists() {
+        sandbox.git("", &["clone", "-q", "-b", "dev", "deploy.git", work]);
+    }
+    sandbox.git(work, &["fetch", "-q", "origin"]);
+    sandbox.git(work, &["reset", "-q", "--hard", "origin/dev"]);
+    let file = sandbox.path().join(work).join("environments/dev.json");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    edit(&mut value);
+    std::fs::write(&file, serde_json::to_string_pretty(&value).unwrap() + "\n").unwrap();
+    let mut commit = vec!["-c".to_owned(), "gpg.format=ssh".to_owned()];
+    if let Some(key) = key {
+        commit.extend([
+            "-c".to_owned(),
+            format!("user.signingkey={}", key.display()),
+        ]);
+    }
+    commit.extend(["commit", "-q", "-am", "dev: edit"].map(str::to_owned));
+    if key.is_some() {
+        commit.push("-S".to_owned());
+    }
+    let commit: Vec<&str> = commit.iter().map(String::as_str).collect();
+    sandbox.git(work, &commit);
+    sandbox.git_as("ci-bot", work, &["push", "origin", "dev"], &[])
+}
+
+/// `signers`' allowed_signers line for a public key line.
+fn signer(who: &str, public: &str) -> String {
+    let mut fields = public.split_whitespace();
+    format!(
+        "{who} {} {}",
+        fields.next().unwrap(),
+        fields.next().unwrap()
+    )
+}
+
+/// `protection.require_signed_commits`: the repository's hook takes on dev only commits signed
+/// by a key dev declared before the push. Unsigned bumps, strangers' signatures and a
+/// stranger adding their own key are refused; a rotation signed by the old key is accepted,
+/// after which only the new key signs.
+#[test]
+fn the_hook_takes_only_commits_signed_by_the_keys_the_branch_declared() {
+    let (sandbox, remote) = repo(json!({}));
+    let (ci, ci_public) = keygen(&sandbox, "ci");
+    let (next, next_public) = keygen(&sandbox, "next");
+    let (stranger, stranger_public) = keygen(&sandbox, "stranger");
+    // Turning the rule on is judged by the rules before it: no signature needed yet.
+    let (ok, said) = push_edit(&sandbox, None, |env| {
+        env["signers"] = json!([signer("ci@example.com", &ci_public)]);
+        env["protection"] = json!({"allowed_pushers": ["ci-bot"], "require_signed_commits": true});
+    });
+    assert!(ok, "{said}");
+
+    let before = sandbox.tip("dev");
+    let file = artifact(&sandbox, "1.1.0");
+    let url = format!("file://{}", file.display());
+    let run = bump_from(&sandbox, &remote, "1.1.0", &url, &file).run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("is unsigned"), "{}", run.render());
+    assert!(
+        run.stderr.contains("require_signed_commits"),
+        "{}",
+        run.render()
+    );
+    let run = bump_from(&sandbox, &remote, "1.1.0", &url, &file)
+        .env("FERRY_SIGNING_KEY", stranger.to_str().unwrap())
+        .run();
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("signed by an untrusted key SHA256:"),
+        "{}",
+        run.render()
+    );
+    assert_eq!(sandbox.tip("dev"), before);
+    bump(&sandbox, &remote, "1.1.0", Some(&ci));
+    assert_ne!(sandbox.tip("dev"), before);
+
+    // The stranger trusting themselves, signed by themselves.
+    let (ok, said) = push_edit(&sandbox, Some(&stranger), |env| {
+        env["signers"] = json!([signer("mallory@example.com", &stranger_public)]);
+    });
+    assert!(!ok, "{said}");
+    assert!(said.contains("untrusted key"), "{said}");
+
+    // A rotation to the next key, signed by the current one.
+    let (ok, said) = push_edit(&sandbox, Some(&ci), |env| {
+        env["signers"] = json!([signer("next@example.com", &next_public)]);
+    });
+    assert!(ok, "{said}");
+    let run = bump_from(&sandbox, &remote, "1.2.0", &url, &file)
+        .env("FERRY_SIGNING_KEY", ci.to_str().unwrap())
+        .run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("untrusted key"), "{}", run.render());
+    bump(&sandbox, &remote, "1.2.0", Some(&next));
+    let history = sandbox
+        .ferry(&["history", "dev", "--remote", &remote, "-n", "1"])
+        .run();
+    assert!(
+        history.stdout.contains("web 1.1.0 → 1.2.0"),
+        "{}",
+        history.stdout
+    );
+}
