@@ -529,6 +529,26 @@ fn native_environment(
     if let Some(apps) = &env.apps {
         check_places(name, apps, "/apps", at, out);
     }
+    for (i, line) in env.signers.iter().enumerate() {
+        if let Err(e) = crate::sign::AllowedSigners::parse(line, std::path::Path::new("signers")) {
+            let why = e.to_string();
+            let why = why.strip_prefix("signers:1: ").unwrap_or(&why).to_owned();
+            out.push(
+                at.error(&format!("/signers/{i}"), format!("`signers` entry {why}"))
+                    .hint("one ssh allowed_signers line: `PRINCIPALS KEYTYPE BASE64`, the key as its `.pub` file has it"),
+            );
+        }
+    }
+    let protection = env.protection();
+    if protection.require_signed_commits && env.signers.is_empty() {
+        out.push(
+            at.error(
+                "/protection/require_signed_commits",
+                "`require_signed_commits` is set, but `signers` lists no key: no commit could be pushed",
+            )
+            .hint("list the keys trusted to sign the branch in `signers`"),
+        );
+    }
     Some(env)
 }
 

@@ -396,4 +396,14 @@ fn the_hook_takes_only_commits_signed_by_the_keys_the_branch_declared() {
         "{}",
         history.stdout
     );
+
+    // A key that is no key is an invalid state, said with where it is.
+    let (ok, said) = push_edit(&sandbox, Some(&next), |env| {
+        env["signers"] = json!(["next@example.com ssh-ed25519 not-a-key"]);
+    });
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("environments/dev.json:17:5: `signers` entry not a public key"),
+        "{said}"
+    );
 }
