@@ -17,6 +17,7 @@ use crate::forge::{CheckState, Forge, ForgeKind, Pushed, Request};
 use crate::model::Protection;
 use crate::output::{Format, Output};
 use crate::plan::history::{Move, moves, shown};
+use crate::sign::{AllowedSigners, Verdict};
 use crate::state;
 use crate::store::{History, RemoteArgs, Store};
 
@@ -101,6 +102,9 @@ struct Change {
     moves: Vec<Move>,
     /// Whether the branch was protected when the change landed.
     protected: bool,
+    /// The commit's signature, checked against the `signers` its environment declared just
+    /// before it.
+    signature: Verdict,
     /// How the change broke that protection; empty when it did not.
     violations: Vec<String>,
 }
@@ -142,6 +146,14 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
             Some(_) => forge.landed(&args.env, id)?,
             None => None,
         };
+        let signers = declared
+            .as_ref()
+            .map(|e| e.signers.join("\n"))
+            .unwrap_or_default();
+        let trusted =
+            AllowedSigners::parse(&signers, std::path::Path::new("signers")).unwrap_or_default();
+        let (signature, signed) = store.signature_of(id)?;
+        let signature = trusted.verify(signature.as_deref(), &signed);
         let request = landed.as_ref();
         let logged = pushed.get(&id);
         let mut change = Change {
@@ -166,6 +178,7 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
             checks: Vec::new(),
             moves: moved,
             protected: protection.is_some(),
+            signature,
             violations: Vec::new(),
         };
         if let Some(request) = request {
@@ -211,6 +224,12 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
         }
         if let (Some(p), Some(parent)) = (&protection, &parent) {
             change.violations = violations(&change, p, request, forge.kind());
+            if p.require_signed_commits && !change.signature.is_trusted() {
+                change.violations.push(format!(
+                    "{} on a branch that required commits signed by its `signers`",
+                    change.signature
+                ));
+            }
             if let Some(request) = request {
                 change
                     .violations
@@ -283,6 +302,9 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
                     (None, true) => "pushed by someone the transport did not name (no REMOTE_USER from the HTTP server, no FERRY_PUSHER over ssh)".to_owned(),
                     (None, false) => format!("pushed by (not logged: {})", unlogged(forge.kind())),
                 });
+                if c.signature != Verdict::Unsigned {
+                    detail.push(c.signature.to_string());
+                }
                 if !c.protected && c.kind != "initial" {
                     detail.push("unprotected".to_owned());
                 }

@@ -406,4 +406,30 @@ fn the_hook_takes_only_commits_signed_by_the_keys_the_branch_declared() {
         said.contains("environments/dev.json:17:5: `signers` entry not a public key"),
         "{said}"
     );
+
+    // Someone with the server's disk writes an unsigned commit past the hook: the audit says
+    // who signed each change, and flags that one.
+    sandbox.git("signed-work", &["reset", "-q", "--hard", "origin/dev"]);
+    std::fs::write(sandbox.path().join("signed-work/NOTES"), "past the hook\n").unwrap();
+    sandbox.git("signed-work", &["add", "NOTES"]);
+    sandbox.git("signed-work", &["commit", "-qm", "unsigned, on the disk"]);
+    let work = sandbox.path().join("signed-work");
+    sandbox.git(
+        "deploy.git",
+        &["fetch", "-q", work.to_str().unwrap(), "HEAD:refs/heads/dev"],
+    );
+    let audit = sandbox.ferry(&["audit", "dev", "--remote", &remote]).run();
+    audit.assert_code(1);
+    assert!(
+        audit.stdout.contains(
+            "FLAGGED: unsigned on a branch that required commits signed by its `signers`"
+        ),
+        "{}",
+        audit.render()
+    );
+    assert!(
+        audit.stdout.contains("signed by next@example.com (SHA256:"),
+        "{}",
+        audit.render()
+    );
 }
