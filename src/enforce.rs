@@ -401,14 +401,8 @@ fn check_signed(
         )));
     }
     for id in added(repo, u)? {
-        let (signature, signed) = match repo.extract_signature(&id, None) {
-            Ok((signature, signed)) => (
-                Some(String::from_utf8_lossy(&signature).into_owned()),
-                signed.to_vec(),
-            ),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => (None, Vec::new()),
-            Err(e) => return Err(Refusal(e.message().to_owned())),
-        };
+        let (signature, signed) =
+            crate::store::signature_in(repo, id).map_err(|e| Refusal(e.message().to_owned()))?;
         let verdict = trusted.verify(signature.as_deref(), &signed);
         if !verdict.is_trusted() {
             return Err(Refusal::from(format!(

@@ -690,19 +690,7 @@ impl Store {
 
     /// `commit`'s signature (its `gpgsig` header; `None`: unsigned) and the bytes it signs.
     pub fn signature_of(&self, commit: Oid) -> Result<(Option<String>, Vec<u8>), StoreError> {
-        match self.repo.extract_signature(&commit, None) {
-            Ok((signature, signed)) => Ok((
-                Some(String::from_utf8_lossy(&signature).into_owned()),
-                signed.to_vec(),
-            )),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => {
-                self.repo
-                    .find_commit(commit)
-                    .map_err(git_err(&self.remote))?;
-                Ok((None, Vec::new()))
-            }
-            Err(e) => Err(git_err(&self.remote)(e)),
-        }
+        signature_in(&self.repo, commit).map_err(git_err(&self.remote))
     }
 
     /// Moves branches on the remote, each only if it is still where the caller expects
@@ -1059,5 +1047,24 @@ mod tests {
         assert_eq!(subject("  lead  and  runs  "), "  lead  and  runs");
         assert_eq!(subject("a\t\nb"), "a b");
         assert_eq!(subject(""), "");
+    }
+}
+
+/// `commit`'s signature in `repo` (its `gpgsig` header; `None`: unsigned) and the bytes it
+/// signs: the commit without that header.
+pub fn signature_in(
+    repo: &Repository,
+    commit: Oid,
+) -> Result<(Option<String>, Vec<u8>), git2::Error> {
+    match repo.extract_signature(&commit, None) {
+        Ok((signature, signed)) => Ok((
+            Some(String::from_utf8_lossy(&signature).into_owned()),
+            signed.to_vec(),
+        )),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => {
+            repo.find_commit(commit)?;
+            Ok((None, Vec::new()))
+        }
+        Err(e) => Err(e),
     }
 }

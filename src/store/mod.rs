@@ -16,7 +16,9 @@ mod remote;
 pub mod tls;
 mod tree;
 
-pub use git::{CommitInfo, History, Person, RefUpdate, Store, UpdateOutcome, signature};
+pub use git::{
+    CommitInfo, History, Person, RefUpdate, Store, UpdateOutcome, signature, signature_in,
+};
 /// Commit, tree and blob ids: the store's names for states.
 pub use git2::Oid;
 pub use remote::{Remote, RemoteArgs};
