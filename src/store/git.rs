@@ -1014,6 +1014,25 @@ fn parse_git_date(text: &str) -> Option<git2::Time> {
     Some(git2::Time::new(secs, sign * minutes))
 }
 
+/// `commit`'s signature in `repo` (its `gpgsig` header; `None`: unsigned) and the bytes it
+/// signs: the commit without that header.
+pub fn signature_in(
+    repo: &Repository,
+    commit: Oid,
+) -> Result<(Option<String>, Vec<u8>), git2::Error> {
+    match repo.extract_signature(&commit, None) {
+        Ok((signature, signed)) => Ok((
+            Some(String::from_utf8_lossy(&signature).into_owned()),
+            signed.to_vec(),
+        )),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => {
+            repo.find_commit(commit)?;
+            Ok((None, Vec::new()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1047,24 +1066,5 @@ mod tests {
         assert_eq!(subject("  lead  and  runs  "), "  lead  and  runs");
         assert_eq!(subject("a\t\nb"), "a b");
         assert_eq!(subject(""), "");
-    }
-}
-
-/// `commit`'s signature in `repo` (its `gpgsig` header; `None`: unsigned) and the bytes it
-/// signs: the commit without that header.
-pub fn signature_in(
-    repo: &Repository,
-    commit: Oid,
-) -> Result<(Option<String>, Vec<u8>), git2::Error> {
-    match repo.extract_signature(&commit, None) {
-        Ok((signature, signed)) => Ok((
-            Some(String::from_utf8_lossy(&signature).into_owned()),
-            signed.to_vec(),
-        )),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => {
-            repo.find_commit(commit)?;
-            Ok((None, Vec::new()))
-        }
-        Err(e) => Err(e),
     }
 }
