@@ -539,16 +539,8 @@ fn native_environment(
             );
         }
     }
-    let protection = env.protection();
-    if protection.require_signed_commits && env.signers.is_empty() {
-        out.push(
-            at.error(
-                "/protection/require_signed_commits",
-                "`require_signed_commits` is set, but `signers` lists no key: no commit could be pushed",
-            )
-            .hint("list the keys trusted to sign the branch in `signers`"),
-        );
-    }
+    // `require_signed_commits` without `signers` is valid: on GitHub, signatures are checked
+    // against its users' keys; the local hook refuses every push then, and says why.
     Some(env)
 }
 
