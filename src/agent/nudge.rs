@@ -51,8 +51,9 @@ impl Nudge {
         let urls = urls.to_vec();
         let env = env.to_owned();
         std::thread::spawn(move || {
-            for url in &urls {
-                match crate::net::post(url, body.clone(), &headers, TIMEOUT) {
+            let answers = crate::net::http::post_each(&urls, &body, &headers, TIMEOUT);
+            for (url, answer) in urls.iter().zip(answers) {
+                match answer {
                     Ok(status) if (200..300).contains(&status) => {}
                     Ok(status) => {
                         tracing::debug!("{env}: the agent at {url} answered HTTP {status}")

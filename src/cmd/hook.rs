@@ -106,9 +106,11 @@ fn trigger_agents(repo: &HookRepository, pusher: Option<&str>, updates: &[Update
                 crate::agent::http::signature(secret.as_bytes(), &body),
             ));
         }
-        for url in &env.agent.trigger_urls {
-            let timeout = std::time::Duration::from_secs(2);
-            match crate::net::post(url, body.clone(), &headers, timeout) {
+        let timeout = std::time::Duration::from_secs(2);
+        let answers =
+            crate::net::http::post_each(&env.agent.trigger_urls, &body, &headers, timeout);
+        for (url, answer) in env.agent.trigger_urls.iter().zip(answers) {
+            match answer {
                 Ok(status) if (200..300).contains(&status) => {}
                 Ok(status) => eprintln!(
                     "ferry: the {} agent at {url} answered HTTP {status}",

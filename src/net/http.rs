@@ -112,6 +112,45 @@ pub fn post(
     status_of(request, timeout)
 }
 
+/// How many of [`post_each`]'s requests are in flight at once.
+pub const POSTS_AT_ONCE: usize = 64;
+
+/// Posts `body` to each of `urls`, [`POSTS_AT_ONCE`] at a time, each within `timeout`: what
+/// each answered, in their order. A URL that never answers holds up its own request only, not
+/// those listed after it: a list of hundreds of dead agents costs a few timeouts, not one each.
+pub fn post_each(
+    urls: &[String],
+    body: &[u8],
+    headers: &[(&str, String)],
+    timeout: Duration,
+) -> Vec<Result<u16, NetError>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let answers: Vec<Mutex<Option<Result<u16, NetError>>>> =
+        urls.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..urls.len().min(POSTS_AT_ONCE) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(url) = urls.get(i) else { break };
+                    let answer = post(url, body.to_vec(), headers, timeout);
+                    *answers[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
+                }
+            });
+        }
+    });
+    answers
+        .into_iter()
+        .map(|a| {
+            a.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| Err(NetError::Request("not sent".to_owned())))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

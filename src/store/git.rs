@@ -827,22 +827,15 @@ impl Store {
                 });
             }
         }
-        // All refs are locked, checked against what the caller expects, shown to the
-        // repository's pre-receive hook (as `git push` would), and only then moved, together.
+        // As `git receive-pack` does: each ref checked against what the caller expects and
+        // shown to the repository's pre-receive hook, and only then locked, checked again
+        // against what the hook was shown, and moved, together. The hook (which may take
+        // seconds) never runs with a lock held: an update killed in it (SIGKILL, OOM) leaves
+        // no `.lock` behind that would refuse every later update of the ref.
         let err = git_err(&self.remote);
-        let mut transaction = self.repo.transaction().map_err(&err)?;
         let mut lines = String::new();
+        let mut shown = Vec::with_capacity(updates.len());
         for u in updates {
-            match transaction.lock_ref(&u.refname) {
-                Ok(()) => {}
-                Err(e) if e.code() == ErrorCode::Locked => {
-                    return Ok(UpdateOutcome::Moved {
-                        refname: u.refname.clone(),
-                        actual: self.repo.refname_to_id(&u.refname).ok(),
-                    });
-                }
-                Err(e) => return Err(err(e)),
-            }
             let actual = self.repo.refname_to_id(&u.refname).ok();
             if !force && actual != u.expected {
                 tracing::debug!(refname = %u.refname, ?actual, "ref moved");
@@ -857,8 +850,31 @@ impl Store {
                 u.new,
                 u.refname
             ));
+            shown.push(actual);
         }
         self.run_hook("pre-receive", &lines)?;
+        let mut transaction = self.repo.transaction().map_err(&err)?;
+        for (u, shown) in updates.iter().zip(&shown) {
+            match transaction.lock_ref(&u.refname) {
+                Ok(()) => {}
+                Err(e) if e.code() == ErrorCode::Locked => {
+                    return Ok(UpdateOutcome::Moved {
+                        refname: u.refname.clone(),
+                        actual: self.repo.refname_to_id(&u.refname).ok(),
+                    });
+                }
+                Err(e) => return Err(err(e)),
+            }
+            // Moved while the hook judged the update: it judged another one.
+            let actual = self.repo.refname_to_id(&u.refname).ok();
+            if actual != *shown {
+                tracing::debug!(refname = %u.refname, ?actual, "ref moved during the hook");
+                return Ok(UpdateOutcome::Moved {
+                    refname: u.refname.clone(),
+                    actual,
+                });
+            }
+        }
         let signature = signature(&self.repo).map_err(&err)?;
         for u in updates {
             transaction

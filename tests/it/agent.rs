@@ -551,7 +551,13 @@ impl Drop for Running {
 }
 
 /// One HTTP/1.1 request to 127.0.0.1:`port`: the status and the body.
-fn http(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+pub(crate) fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         stream,
@@ -1236,7 +1242,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// The `X-Hub-Signature-256` GitHub sends for `body` (computed here, not by ferry).
-fn github_signature(secret: &str, body: &[u8]) -> String {
+pub(crate) fn github_signature(secret: &str, body: &[u8]) -> String {
     use hmac::{KeyInit, Mac};
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);

@@ -18,7 +18,7 @@ use crate::agent::{artifact, bump};
 use crate::common::{NOW, Run, Sandbox};
 
 /// Who dev's agents push as (`agent.reporters`).
-const REPORTER: &str = "agent-dev";
+pub(crate) const REPORTER: &str = "agent-dev";
 
 /// Health endpoints at `/HOST/health`: per host a code (200 unset) and a delay before the
 /// answer; every request's host is recorded. Each connection is served on its own thread, so a
@@ -76,19 +76,19 @@ impl Health {
             .insert(host.to_owned(), (code, delay_ms));
     }
 
-    fn hit(&self, host: &str) -> bool {
+    pub(crate) fn hit(&self, host: &str) -> bool {
         self.hits.lock().unwrap().iter().any(|h| h == host)
     }
 }
 
 /// dev with `web` 1.0.0 pinned and `apps` (health-checked per host with `health`), rolled out
 /// as `rollout` says; its deploys reported by `agent-dev` only.
-fn env(apps: Value, rollout: Value) -> (Sandbox, String) {
+pub(crate) fn env(apps: Value, rollout: Value) -> (Sandbox, String) {
     env_with(&[], apps, rollout)
 }
 
 /// [`env`], with `also` pinned beside `web` (at 1.0.0, the same artifact).
-fn env_with(also: &[&str], apps: Value, rollout: Value) -> (Sandbox, String) {
+pub(crate) fn env_with(also: &[&str], apps: Value, rollout: Value) -> (Sandbox, String) {
     let sandbox = Sandbox::new();
     let remote = sandbox.init("dev,staging,prod");
     let file = artifact(&sandbox, "1.0.0");
@@ -113,7 +113,7 @@ fn env_with(also: &[&str], apps: Value, rollout: Value) -> (Sandbox, String) {
 }
 
 /// `web` on `hosts`, health-checked once per deploy within 60 s.
-fn web(health: &Health, hosts: &[&str]) -> Value {
+pub(crate) fn web(health: &Health, hosts: &[&str]) -> Value {
     json!({ "web": {
         "hosts": hosts,
         "deployment_path": "/srv/web",
@@ -128,7 +128,12 @@ pub(crate) fn root(sandbox: &Sandbox, host: &str) -> PathBuf {
 }
 
 /// `host`'s agent as the reporter, `--once` unless `once` is false.
-fn agent_command(sandbox: &Sandbox, remote: &str, host: &str, once: bool) -> crate::common::Ferry {
+pub(crate) fn agent_command(
+    sandbox: &Sandbox,
+    remote: &str,
+    host: &str,
+    once: bool,
+) -> crate::common::Ferry {
     let root = root(sandbox, host);
     std::fs::create_dir_all(root.join("root")).unwrap();
     let mut f = sandbox
@@ -146,13 +151,13 @@ fn agent_command(sandbox: &Sandbox, remote: &str, host: &str, once: bool) -> cra
 }
 
 /// One reconcile of `host`'s agent.
-fn agent(sandbox: &Sandbox, remote: &str, host: &str) -> Run {
+pub(crate) fn agent(sandbox: &Sandbox, remote: &str, host: &str) -> Run {
     agent_command(sandbox, remote, host, true).run_within(Duration::from_secs(120))
 }
 
 /// One reconcile of `host`'s agent: it waits for wave 2 of 2, serving nothing new.
 #[track_caller]
-fn still_waits(sandbox: &Sandbox, remote: &str, host: &str) {
+pub(crate) fn still_waits(sandbox: &Sandbox, remote: &str, host: &str) {
     let before = serves(sandbox, host);
     let run = agent(sandbox, remote, host);
     run.assert_code(1);
@@ -198,14 +203,14 @@ pub(crate) fn record(sandbox: &Sandbox) -> Value {
 }
 
 /// The statuses record of dev's tip as it is (null when there is none).
-fn main_record(sandbox: &Sandbox) -> Value {
+pub(crate) fn main_record(sandbox: &Sandbox) -> Value {
     record_at(
         sandbox,
         &format!("refs/ferry/statuses/{}", sandbox.tip("dev")),
     )
 }
 
-fn record_at(sandbox: &Sandbox, rev: &str) -> Value {
+pub(crate) fn record_at(sandbox: &Sandbox, rev: &str) -> Value {
     let out = std::process::Command::new("git")
         .arg("--git-dir")
         .arg(sandbox.path().join("deploy.git"))
@@ -216,7 +221,7 @@ fn record_at(sandbox: &Sandbox, rev: &str) -> Value {
 }
 
 /// The aggregate `ferry/deploy/dev` on dev's tip.
-fn aggregate(sandbox: &Sandbox) -> Value {
+pub(crate) fn aggregate(sandbox: &Sandbox) -> Value {
     record(sandbox)["ferry/deploy/dev"].clone()
 }
 
@@ -234,7 +239,11 @@ pub(crate) fn aggregate_writes(sandbox: &Sandbox) -> usize {
 
 /// Pushes, with plain git as `user`, a new commit of dev's tip's statuses record: the record
 /// as it is, changed by `edit`. Whether the push landed, and git's stderr.
-fn forge(sandbox: &Sandbox, user: &str, edit: impl FnOnce(&mut Value)) -> (bool, String) {
+pub(crate) fn forge(
+    sandbox: &Sandbox,
+    user: &str,
+    edit: impl FnOnce(&mut Value),
+) -> (bool, String) {
     let name = format!("refs/ferry/statuses/{}", sandbox.tip("dev"));
     let mut value = main_record(sandbox);
     if value.is_null() {
@@ -246,7 +255,7 @@ fn forge(sandbox: &Sandbox, user: &str, edit: impl FnOnce(&mut Value)) -> (bool,
 
 /// Pushes, with plain git as `user`, a new commit of `host`'s record (`host.json`): its
 /// report as it is (or one on dev's tip), changed by `edit`.
-fn forge_host(
+pub(crate) fn forge_host(
     sandbox: &Sandbox,
     user: &str,
     host: &str,
@@ -269,7 +278,7 @@ fn forge_host(
 
 /// Pushes, with plain git as `user`, a commit holding `file` with `value` onto the record
 /// `name` (its tip as the parent, when it has one).
-fn forge_record(
+pub(crate) fn forge_record(
     sandbox: &Sandbox,
     user: &str,
     name: &str,
@@ -312,13 +321,13 @@ fn forge_record(
 }
 
 /// staging requires dev's deploy; whether `ferry promote dev staging` gets through.
-fn promotion_passes(sandbox: &Sandbox, remote: &str) -> Run {
+pub(crate) fn promotion_passes(sandbox: &Sandbox, remote: &str) -> Run {
     sandbox
         .ferry(&["promote", "dev", "staging", "--remote", remote])
         .run()
 }
 
-fn require_dev_deploy(sandbox: &Sandbox) {
+pub(crate) fn require_dev_deploy(sandbox: &Sandbox) {
     sandbox.edit_env("staging", "staging", |e| {
         e["policy"]["required_checks"] = json!(["ferry/deploy/dev"])
     });
@@ -339,7 +348,7 @@ impl Running {
         )
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -352,7 +361,7 @@ impl Drop for Running {
 }
 
 #[track_caller]
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
         assert!(started.elapsed() < limit, "timed out waiting for {what}");

@@ -8,6 +8,7 @@ mod deploy;
 mod enforce;
 mod fleet;
 mod fleet_attacks;
+mod fleet_records_attacks;
 mod fuzz;
 mod github;
 mod github_attacks;
