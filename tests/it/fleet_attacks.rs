@@ -285,6 +285,29 @@ pub(crate) fn forge_record(
     file: &str,
     value: &Value,
 ) -> (bool, String) {
+    let commit = record_commit_of_text(
+        sandbox,
+        name,
+        file,
+        &serde_json::to_string_pretty(value).unwrap(),
+    );
+    let dir = "forgery";
+    sandbox.git_as(
+        user,
+        dir,
+        &["push", "origin", &format!("{commit}:{name}")],
+        &[],
+    )
+}
+
+/// A commit of the record `name` holding `file` with `text` as it is, made in the `forgery`
+/// clone on the record's tip (not pushed).
+pub(crate) fn record_commit_of_text(
+    sandbox: &Sandbox,
+    name: &str,
+    file: &str,
+    text: &str,
+) -> String {
     let dir = "forgery";
     if !sandbox.path().join(dir).exists() {
         sandbox.git("", &["clone", "-q", "deploy.git", dir]);
@@ -300,24 +323,14 @@ pub(crate) fn forge_record(
         .unwrap();
     let parent = String::from_utf8(parent.stdout).unwrap().trim().to_owned();
     sandbox.git(dir, &["read-tree", "--empty"]);
-    std::fs::write(
-        sandbox.path().join(dir).join(file),
-        serde_json::to_string_pretty(value).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(sandbox.path().join(dir).join(file), text).unwrap();
     sandbox.git(dir, &["add", "-f", file]);
     let tree = sandbox.git(dir, &["write-tree"]);
     let mut args = vec!["commit-tree", tree.trim(), "-m", "crafted"];
     if !parent.is_empty() {
         args.extend(["-p", parent.as_str()]);
     }
-    let commit = sandbox.git(dir, &args).trim().to_owned();
-    sandbox.git_as(
-        user,
-        dir,
-        &["push", "origin", &format!("{commit}:{name}")],
-        &[],
-    )
+    sandbox.git(dir, &args).trim().to_owned()
 }
 
 /// staging requires dev's deploy; whether `ferry promote dev staging` gets through.

@@ -57,39 +57,12 @@ fn logged_pushes(sandbox: &Sandbox) -> usize {
 /// A commit of the record `name` holding `file` with `value`, made in the `forgery` clone
 /// on the record's tip (not pushed).
 fn record_commit(sandbox: &Sandbox, name: &str, file: &str, value: &Value) -> String {
-    record_commit_of_text(
+    crate::fleet_attacks::record_commit_of_text(
         sandbox,
         name,
         file,
         &serde_json::to_string_pretty(value).unwrap(),
     )
-}
-
-/// [`record_commit`], the file holding `text` as it is.
-fn record_commit_of_text(sandbox: &Sandbox, name: &str, file: &str, text: &str) -> String {
-    let dir = "forgery";
-    if !sandbox.path().join(dir).exists() {
-        sandbox.git("", &["clone", "-q", "deploy.git", dir]);
-    }
-    sandbox.git(
-        dir,
-        &["fetch", "-q", "origin", "+refs/ferry/*:refs/ferry/*"],
-    );
-    let parent = std::process::Command::new("git")
-        .current_dir(sandbox.path().join(dir))
-        .args(["rev-parse", "--verify", "-q", name])
-        .output()
-        .unwrap();
-    let parent = String::from_utf8(parent.stdout).unwrap().trim().to_owned();
-    sandbox.git(dir, &["read-tree", "--empty"]);
-    std::fs::write(sandbox.path().join(dir).join(file), text).unwrap();
-    sandbox.git(dir, &["add", "-f", file]);
-    let tree = sandbox.git(dir, &["write-tree"]);
-    let mut args = vec!["commit-tree", tree.trim(), "-m", "crafted"];
-    if !parent.is_empty() {
-        args.extend(["-p", parent.as_str()]);
-    }
-    sandbox.git(dir, &args).trim().to_owned()
 }
 
 // Attack 1: host records under other names, by other reporters, on other commits.
@@ -269,7 +242,7 @@ fn damaged_host_records_on_a_repository_without_hooks_complete_nothing() {
     ];
     for text in &texts {
         let name = "refs/ferry/hosts/dev/h1";
-        let commit = record_commit_of_text(&sandbox, name, "host.json", text);
+        let commit = crate::fleet_attacks::record_commit_of_text(&sandbox, name, "host.json", text);
         let (ok, stderr) = sandbox.git_as(
             "mallory",
             "forgery",
