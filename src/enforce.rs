@@ -389,11 +389,7 @@ fn check_signed(
     if !p.require_signed_commits || u.new.is_zero() {
         return Ok(());
     }
-    let trusted = crate::sign::AllowedSigners::parse(
-        &env.signers.join("\n"),
-        std::path::Path::new(&format!("{ENVIRONMENTS_DIR}/{}.json: signers", env.name)),
-    )
-    .map_err(|e| Refusal(e.to_string()))?;
+    let trusted = crate::sign::AllowedSigners::declared(env).map_err(|e| Refusal(e.to_string()))?;
     if trusted.is_empty() {
         return Err(Refusal::from(format!(
             "`require_signed_commits` is set, but `{}` declares no `signers`: no commit can be pushed (declare the keys trusted to sign it)",

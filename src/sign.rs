@@ -146,6 +146,18 @@ impl AllowedSigners {
         Ok(AllowedSigners { entries })
     }
 
+    /// The keys an environment declares in its `signers` (its file named in errors).
+    pub fn declared(env: &crate::model::Environment) -> Result<AllowedSigners, SignError> {
+        AllowedSigners::parse(
+            &env.signers.join("\n"),
+            Path::new(&format!(
+                "{}/{}.json: signers",
+                crate::model::ENVIRONMENTS_DIR,
+                env.name
+            )),
+        )
+    }
+
     /// Whether no key is listed.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -364,11 +364,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             let store = store.as_ref().expect("opened without --source");
             let mut branch = GitBranch::new(store, branch_of(store, &env)?);
             if let Some(path) = &args.trusted_keys {
-                let trusted = crate::sign::AllowedSigners::load(path).map_err(|e| {
-                    Error::usage(e.to_string()).hint(
-                        "an ssh allowed_signers file: one `PRINCIPALS KEYTYPE BASE64` line per key (`ssh-keygen -Y verify` reads the same)",
-                    )
-                })?;
+                let trusted = crate::cmd::shared::trusted_keys(path)?;
                 if trusted.is_empty() {
                     return Err(Error::usage(format!(
                         "{} lists no key for git commits: no commit could be deployed",

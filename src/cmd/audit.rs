@@ -146,12 +146,10 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
             Some(_) => forge.landed(&args.env, id)?,
             None => None,
         };
-        let signers = declared
+        let trusted = declared
             .as_ref()
-            .map(|e| e.signers.join("\n"))
+            .and_then(|e| AllowedSigners::declared(e).ok())
             .unwrap_or_default();
-        let trusted =
-            AllowedSigners::parse(&signers, std::path::Path::new("signers")).unwrap_or_default();
         let (signature, signed) = store.signature_of(id)?;
         let signature = trusted.verify(signature.as_deref(), &signed);
         let request = landed.as_ref();

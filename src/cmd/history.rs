@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use crate::cmd::shared::{Manifests, branch_of, format_time, open_store, table};
-use crate::error::{Error, Outcome, Result};
+use crate::cmd::shared::{Manifests, branch_of, format_time, open_store, table, trusted_keys};
+use crate::error::{Outcome, Result};
 use crate::output::{Format, Output};
 use crate::plan::history::{Move, moves, shown};
 use crate::sign::{AllowedSigners, Verdict};
@@ -52,10 +52,7 @@ struct Entry {
 
 pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
     let trusted = match &args.trusted_keys {
-        Some(path) => AllowedSigners::load(path).map_err(|e| {
-            Error::usage(e.to_string())
-                .hint("an ssh allowed_signers file: one `PRINCIPALS KEYTYPE BASE64` line per key")
-        })?,
+        Some(path) => trusted_keys(path)?,
         None => AllowedSigners::default(),
     };
     let store = open_store(&args.remote)?;

@@ -434,17 +434,22 @@ impl<'s> LocalForge<'s> {
         }
     }
 
-    /// Every host's record, by name, in one fetch. A record that does not read as one (no
-    /// hook guarded the repository) is passed over with a warning: a missing report only
-    /// holds a rollout back, it never completes one.
-    fn host_records(&self) -> Result<BTreeMap<String, Record<HostReport>>, ForgeError> {
-        let names: Vec<String> = self
+    /// The names of the hosts' records the store has.
+    fn host_names(&self) -> Result<Vec<String>, ForgeError> {
+        Ok(self
             .store
             .refs()?
             .keys()
             .filter(|n| n.starts_with(HOSTS))
             .cloned()
-            .collect();
+            .collect())
+    }
+
+    /// Every host's record, by name, in one fetch. A record that does not read as one (no
+    /// hook guarded the repository) is passed over with a warning: a missing report only
+    /// holds a rollout back, it never completes one.
+    fn host_records(&self) -> Result<BTreeMap<String, Record<HostReport>>, ForgeError> {
+        let names = self.host_names()?;
         if names.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -796,13 +801,7 @@ impl Forge for LocalForge<'_> {
     fn statuses_at(&self, commit: Oid, when: i64) -> Result<Statuses, ForgeError> {
         let name = format!("{STATUSES}{commit}");
         let mut names = vec![name.clone()];
-        names.extend(
-            self.store
-                .refs()?
-                .keys()
-                .filter(|n| n.starts_with(HOSTS))
-                .cloned(),
-        );
+        names.extend(self.host_names()?);
         let tips = self.store.fetch_refs(&names, History::Full)?;
         let mut at_time = Statuses::new();
         let mut seen = |check: String, status: Status| {

@@ -193,6 +193,24 @@ async fn promoted_and_approved(
     sandbox.tip(BRANCH)
 }
 
+/// Request 12 merged on the forge's page (its merge API, as the button does) with `token`:
+/// the status and the answer.
+async fn merge_on_the_page(side: &Side, server: &MockServer, token: &str) -> (u16, Value) {
+    let body = match side.dialect {
+        Dialect::GitLab => json!({}),
+        _ => json!({"Do": "merge"}),
+    };
+    api(
+        side,
+        server,
+        token,
+        side.merge,
+        &format!("{}/merge", side.pull(12)),
+        body,
+    )
+    .await
+}
+
 /// One call to the double as `token`, the way the forge's web page or another client makes
 /// it (`rest` under the repository's path): the status code and the JSON answer.
 async fn api(
@@ -1252,19 +1270,7 @@ async fn the_audit_flags_a_promotion_merged_without_approvals() {
         )
         .await
         .assert_code(0);
-        let body = match side.dialect {
-            Dialect::GitLab => json!({}),
-            _ => json!({"Do": "merge"}),
-        };
-        let (code, answer) = api(
-            side,
-            &server,
-            ALICE,
-            side.merge,
-            &format!("{}/merge", side.pull(12)),
-            body,
-        )
-        .await;
+        let (code, answer) = merge_on_the_page(side, &server, ALICE).await;
         assert_eq!(code, 200, "{answer}");
         // An approval given after the merge does not count for it.
         hub.review(12, "bob", "APPROVED", &sandbox.tip(BRANCH));
@@ -1458,19 +1464,7 @@ async fn the_audit_flags_a_request_branch_changed_by_hand_and_merged() {
             "deploy.git",
             &["update-ref", &format!("refs/heads/{BRANCH}"), &evil],
         );
-        let body = match side.dialect {
-            Dialect::GitLab => json!({}),
-            _ => json!({"Do": "merge"}),
-        };
-        let (code, answer) = api(
-            side,
-            &server,
-            MALLORY,
-            side.merge,
-            &format!("{}/merge", side.pull(12)),
-            body,
-        )
-        .await;
+        let (code, answer) = merge_on_the_page(side, &server, MALLORY).await;
         assert_eq!(code, 200, "{answer}");
         assert!(
             sandbox
@@ -1856,19 +1850,7 @@ async fn a_hostile_push_log_is_not_believed() {
         )
         .await
         .assert_code(0);
-        let body = match side.dialect {
-            Dialect::GitLab => json!({}),
-            _ => json!({"Do": "merge"}),
-        };
-        let (code, _) = api(
-            side,
-            &server,
-            ALICE,
-            side.merge,
-            &format!("{}/merge", side.pull(12)),
-            body,
-        )
-        .await;
+        let (code, _) = merge_on_the_page(side, &server, ALICE).await;
         assert_eq!(code, 200);
         let tip = sandbox.tip("staging");
         let (feed, entries) = match side.dialect {
