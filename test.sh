@@ -16,6 +16,7 @@
 #                                        actionlint, yamllint, shellcheck, check-jsonschema:
 #                                        deploy/requirements-check.txt)
 #   bsdutils (script), man-db            a test that needs a terminal; a test that renders a man page
+#   chromium                             `ferry serve`'s pages, loaded in a real headless browser
 # The PyPI checkers go into a venv of their own, ${XDG_CACHE_HOME:-~/.cache}/ferry-ci/venv; only
 # their commands are put on PATH (in venv/checkers), where the tests also look for them.
 set -euo pipefail
@@ -44,6 +45,7 @@ command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 command -v man >/dev/null 2>&1 || missing+=(man-db)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     $sudo apt-get update -qq

@@ -89,6 +89,7 @@ pub enum Command {
     Status(cmd::status::StatusArgs),
     Publish(cmd::publish::PublishArgs),
     Agent(cmd::agent::AgentArgs),
+    Serve(cmd::serve::ServeArgs),
     Hook(cmd::hook::HookArgs),
     Completions(cmd::completions::CompletionsArgs),
     Man(cmd::man::ManArgs),

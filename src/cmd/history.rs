@@ -1,14 +1,12 @@
 //! `ferry history`: each change of an environment's branch, and which apps it moved.
 
-use serde::Serialize;
-
-use crate::cmd::shared::{Manifests, branch_of, format_time, open_store, table, trusted_keys};
+use crate::cmd::shared::{open_store, table, trusted_keys};
 use crate::error::{Outcome, Result};
 use crate::output::{Format, Output};
-use crate::plan::history::{Move, moves, shown};
+use crate::plan::history::shown;
 use crate::sign::{AllowedSigners, Verdict};
-use crate::state::changes;
-use crate::store::{History, RemoteArgs};
+use crate::store::RemoteArgs;
+use crate::view::history::{Query, history};
 
 /// List the changes of an environment's branch, newest first: when, who, the commit, who
 /// signed it, and which apps moved from which version to which.
@@ -39,58 +37,17 @@ pub struct HistoryArgs {
     pub remote: RemoteArgs,
 }
 
-#[derive(Debug, Serialize)]
-struct Entry {
-    commit: String,
-    time: String,
-    author: String,
-    email: String,
-    subject: String,
-    changes: Vec<Move>,
-    signature: Verdict,
-}
-
 pub fn run(args: HistoryArgs, out: Output) -> Result<Outcome> {
     let trusted = match &args.trusted_keys {
         Some(path) => trusted_keys(path)?,
         None => AllowedSigners::default(),
     };
     let store = open_store(&args.remote)?;
-    let branch = branch_of(&store, &args.env)?;
-    let tip = store.tip(&branch, History::Full)?;
-
-    let mut manifests = Manifests::new(&store);
-    let mut entries = Vec::new();
-    for change in changes(&store, tip)? {
-        if args.limit.is_some_and(|limit| entries.len() >= limit) {
-            break;
-        }
-        let (commit, before) = change?;
-        let (id, after) = (commit.id, commit.manifest);
-        let changes = if after == before {
-            Vec::new()
-        } else {
-            moves(
-                manifests.at_blob(before).as_ref(),
-                manifests.at_blob(after).as_ref(),
-            )
-        };
-        if let Some(app) = &args.app
-            && !changes.iter().any(|m| &m.app == app)
-        {
-            continue;
-        }
-        let (signature, signed) = store.signature_of(id)?;
-        entries.push(Entry {
-            signature: trusted.verify(signature.as_deref(), &signed),
-            commit: id.to_string(),
-            time: format_time(commit.committer.time),
-            subject: commit.subject(),
-            author: commit.author.name,
-            email: commit.author.email,
-            changes,
-        });
-    }
+    let query = Query {
+        app: args.app.as_deref(),
+        limit: args.limit,
+    };
+    let (branch, entries) = history(&store, &args.env, &query, &trusted)?;
 
     match out.format {
         Format::Json => out.json(&entries),

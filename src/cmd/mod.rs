@@ -20,6 +20,7 @@ pub mod publish;
 pub mod quickstart;
 pub mod requests;
 pub mod schema;
+pub mod serve;
 pub mod shared;
 pub mod show;
 pub mod status;
@@ -50,6 +51,7 @@ pub fn run(command: Command, out: Output) -> Result<Outcome> {
         Command::Migrate(args) => migrate::run(args, out),
         Command::Close(args) => close::run(args, out),
         Command::Status(args) => status::run(args, out),
+        Command::Serve(args) => serve::run(args, out),
         Command::Quickstart(args) => quickstart::run(args, out),
         Command::Completions(args) => completions::run(args, out),
         Command::Man(args) => man::run(args, out),

@@ -1,23 +1,14 @@
 //! `ferry requests`: the promotion requests on the forge (the embedded one's records, or
 //! GitHub's promotion pull requests), with their state, approvals and checks.
 
-use serde::Serialize;
-
 use crate::cmd::shared::{open_store, table};
 use crate::error::{Outcome, Result};
 use crate::forge::{Forge, Request, RequestState, Statuses};
 use crate::output::{Format, Output};
 use crate::plan::promote::timestamp;
 use crate::store::RemoteArgs;
-
-/// Which requests to list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StateFilter {
-    Open,
-    Merged,
-    Closed,
-    All,
-}
+pub use crate::view::requests::StateFilter;
+use crate::view::requests::{self as view, Listed, approvals, for_people};
 
 /// List promotion requests (id, state, environments, apps, approvals, checks), or show one.
 ///
@@ -63,26 +54,6 @@ pub struct RequestsArgs {
     pub remote: RemoteArgs,
 }
 
-#[derive(Serialize)]
-struct Listed<'a> {
-    #[serde(flatten)]
-    request: &'a Request,
-    /// The statuses on its head, for an open request.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checks: Option<&'a Statuses>,
-}
-
-/// The statuses on an open request's head (what its page shows); none for the others.
-fn checks_of(forge: &dyn Forge, request: &Request) -> Result<Option<Statuses>> {
-    if request.state != RequestState::Open {
-        return Ok(None);
-    }
-    match crate::store::Oid::from_str(&request.head) {
-        Ok(head) => Ok(Some(forge.statuses(head)?)),
-        Err(_) => Ok(None),
-    }
-}
-
 /// `ci/test success, lint pending`.
 fn checks_line(checks: Option<&Statuses>) -> String {
     match checks {
@@ -111,49 +82,18 @@ pub fn run(mut args: RequestsArgs, out: Output) -> Result<Outcome> {
     let forge = args.forge.open(&store)?;
     let forge: &dyn Forge = forge.as_ref();
     if let Some(id) = args.id {
-        let request = forge.request(id)?.value;
-        let checks = checks_of(forge, &request)?;
+        let listed = view::one(forge, id)?;
         match out.format {
-            Format::Json => out.json(&Listed {
-                request: &request,
-                checks: checks.as_ref(),
-            }),
-            Format::Text => show(&request, checks.as_ref(), args.raw, out),
+            Format::Json => out.json(&listed),
+            Format::Text => show(&listed.request, listed.checks.as_ref(), args.raw, out),
         }
         return Ok(Outcome::Success);
     }
-    let listed = match args.state {
-        StateFilter::Open => forge.open_requests()?,
-        _ => forge.requests()?,
-    };
-    let requests: Vec<Request> = listed
-        .into_iter()
-        .map(|r| r.value)
-        .filter(|r| args.env.as_ref().is_none_or(|e| &r.to == e || &r.from == e))
-        .filter(|r| match args.state {
-            StateFilter::All => true,
-            StateFilter::Open => r.state == RequestState::Open,
-            StateFilter::Merged => r.state == RequestState::Merged,
-            StateFilter::Closed => r.state == RequestState::Closed,
-        })
-        .collect();
-    let checks: Vec<Option<Statuses>> = requests
-        .iter()
-        .map(|r| checks_of(forge, r))
-        .collect::<Result<_>>()?;
+    let listed = view::list(forge, args.env.as_deref(), args.state)?;
     match out.format {
-        Format::Json => out.json(
-            &requests
-                .iter()
-                .zip(&checks)
-                .map(|(request, checks)| Listed {
-                    request,
-                    checks: checks.as_ref(),
-                })
-                .collect::<Vec<_>>(),
-        ),
+        Format::Json => out.json(&listed),
         Format::Text => {
-            if requests.is_empty() {
+            if listed.is_empty() {
                 out.status(match args.state {
                     StateFilter::Open => "no open requests (`--state all` lists every request)",
                     _ => "no requests",
@@ -174,7 +114,7 @@ pub fn run(mut args: RequestsArgs, out: Output) -> Result<Outcome> {
                 .map(str::to_owned)
                 .to_vec(),
             ];
-            for (r, checks) in requests.iter().zip(&checks) {
+            for Listed { request: r, checks } in &listed {
                 let apps: Vec<String> = r
                     .moves
                     .iter()
@@ -207,24 +147,6 @@ pub fn run(mut args: RequestsArgs, out: Output) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
-}
-
-/// Who approved, an approval of an older head marked `(stale)`.
-fn approvals(request: &Request) -> String {
-    let current: Vec<&str> = request.approvers(true);
-    let mut shown: Vec<String> = request
-        .approvers(false)
-        .into_iter()
-        .map(|who| {
-            if current.contains(&who) {
-                who.to_owned()
-            } else {
-                format!("{who} (stale)")
-            }
-        })
-        .collect();
-    shown.dedup();
-    shown.join(", ")
 }
 
 /// One request in full.
@@ -310,39 +232,5 @@ fn show(request: &Request, checks: Option<&Statuses>, raw: bool, out: Output) {
         out.data(&request.body);
     } else {
         out.data(for_people(&request.body));
-    }
-}
-
-/// `body` without the HTML comments ferry leaves for bots (`<!-- ferry:… -->`), as a forge's
-/// page renders it.
-fn for_people(body: &str) -> String {
-    let mut shown = String::with_capacity(body.len());
-    let mut rest = body;
-    while let Some(start) = rest.find("<!-- ferry:") {
-        shown.push_str(&rest[..start]);
-        match rest[start..].find("-->") {
-            Some(end) => rest = &rest[start + end + 3..],
-            None => {
-                rest = "";
-            }
-        }
-    }
-    shown.push_str(rest);
-    // What the body escaped for Markdown (see `render::markdown_escape`), as written.
-    shown
-        .trim_end()
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_block_for_bots_is_hidden_from_people() {
-        let body = "## Gates\n- ok\n\n<!-- ferry:promotion\n{\"apps\": []}\n-->\n";
-        assert_eq!(super::for_people(body), "## Gates\n- ok");
-        assert_eq!(super::for_people("no block"), "no block");
-        assert_eq!(super::for_people("a <!-- ferry:x unterminated"), "a");
     }
 }

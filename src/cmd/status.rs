@@ -1,10 +1,9 @@
 //! `ferry status`: what each environment runs and how its last deploy went; `ferry status
 //! set` lets CI systems and agents report checks on commits.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::store::Oid;
-use serde::Serialize;
 
 use crate::cmd::shared::{branch_of, identity, now, open_store, short, table};
 use crate::error::{Error, Outcome, Result};
@@ -12,7 +11,6 @@ use crate::forge::{CheckState, Forge, Status};
 use crate::output::{Format, Output};
 use crate::plan::promote::human;
 use crate::store::{History, RemoteArgs, Store};
-use crate::validate;
 
 /// Show the matrix of apps × environments: pinned versions, each environment's deploy
 /// (`ferry/deploy/<env>` on its branch's tip) and, for fleets, where each app's rollout is.
@@ -133,161 +131,12 @@ fn resolve(store: &Store, target: &str) -> Result<Oid> {
     })
 }
 
-#[derive(Serialize)]
-struct EnvStatus {
-    env: String,
-    branch: String,
-    commit: String,
-    apps: BTreeMap<String, String>,
-    deploy: Option<Status>,
-    /// Where each app placed on hosts stands in its rollout of the tip.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    rollouts: BTreeMap<String, AppRollout>,
-    /// Each host's report on the tip, app by app (`--hosts`, and always in JSON).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    hosts: Vec<HostRow>,
-}
-
-/// `7/10 hosts at 1.4.0, wave 2 of 3`.
-#[derive(Serialize)]
-struct AppRollout {
-    version: String,
-    hosts: usize,
-    deployed: usize,
-    failed: usize,
-    wave: usize,
-    waves: usize,
-    halted: bool,
-    /// What the rollout waits for, or why it halted.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    message: String,
-}
-
-impl AppRollout {
-    fn said(&self) -> String {
-        let at = format!("{}/{} hosts at {}", self.deployed, self.hosts, self.version);
-        if self.halted {
-            format!("{at}, {}", self.message)
-        } else if self.deployed + self.failed == self.hosts && self.wave == self.waves {
-            match self.failed {
-                0 => at,
-                n => format!("{at}, {n} failed"),
-            }
-        } else {
-            format!("{at}, wave {} of {}", self.wave, self.waves)
-        }
-    }
-}
-
-/// One app on one host, as the host's status on the tip says.
-#[derive(Serialize)]
-struct HostRow {
-    host: String,
-    app: String,
-    version: String,
-    state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    wave: Option<(usize, usize)>,
-    /// Unix seconds; none when the host has not reported on the tip.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    since: Option<i64>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    message: String,
-}
-
 /// `text` as a terminal shows it safely: what reporters wrote may hold control characters
 /// (the hook refuses them in new reports, not in old ones).
 fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '\u{fffd}' } else { c })
         .collect()
-}
-
-/// The rollouts of `env`'s apps on `tip` and each host's rows, from the statuses on it.
-fn fleet(
-    store: &Store,
-    env: &str,
-    branch: &str,
-    tip: Oid,
-    statuses: &crate::forge::Statuses,
-) -> (BTreeMap<String, AppRollout>, Vec<HostRow>) {
-    use crate::agent::rollout;
-    let mut rollouts = BTreeMap::new();
-    let mut rows = Vec::new();
-    // An environment whose state does not load has no rollout to show: `validate` says why.
-    let Ok(loaded) = crate::state::load_at(store, env, branch, tip) else {
-        return (rollouts, rows);
-    };
-    let state = &loaded.state;
-    let settings = &state.environments[env];
-    let now = now();
-    for (name, app) in settings.apps.iter().flatten() {
-        let Some(artifact) = state.manifest.artifacts.get(name) else {
-            continue;
-        };
-        let plan = rollout::Plan::new(env, name, app, settings.rollout.as_ref(), statuses);
-        if plan.hosts.is_empty() {
-            continue;
-        }
-        let progress = rollout::progress(env, &plan, statuses, now);
-        let waves = plan.waves();
-        rollouts.insert(
-            name.clone(),
-            AppRollout {
-                version: artifact.shown_version(),
-                hosts: progress.hosts,
-                deployed: progress.deployed,
-                failed: progress.failed.len(),
-                wave: progress.open,
-                waves: progress.waves,
-                halted: progress.halted,
-                message: if progress.halted {
-                    progress
-                        .halt_message(name)
-                        .trim_start_matches(&format!("{name}: "))
-                        .to_owned()
-                } else {
-                    String::new()
-                },
-            },
-        );
-        for host in plan.hosts.iter() {
-            let wave = waves
-                .iter()
-                .position(|w| w.contains(host))
-                .map(|w| (w + 1, waves.len()));
-            let reported = statuses
-                .get(&rollout::host_check(env, host))
-                .and_then(|s| s.apps.get(name).map(|a| (s, a)));
-            rows.push(match reported {
-                Some((_, a)) => HostRow {
-                    host: host.clone(),
-                    app: name.clone(),
-                    version: a.version.clone(),
-                    state: a.state.as_str().to_owned(),
-                    wave: a.wave.or(wave),
-                    since: Some(a.since),
-                    message: a.message.clone(),
-                },
-                None => {
-                    let (state, since, message) = rollout::app_state(env, statuses, host, name)
-                        .map(|(s, at, m)| (s.as_str().to_owned(), Some(at), m.to_owned()))
-                        .unwrap_or_else(|| ("not reported".to_owned(), None, String::new()));
-                    HostRow {
-                        host: host.clone(),
-                        app: name.clone(),
-                        version: String::new(),
-                        state,
-                        wave,
-                        since,
-                        message,
-                    }
-                }
-            });
-        }
-    }
-    rows.sort_by(|a, b| (&a.host, &a.app).cmp(&(&b.host, &b.app)));
-    (rollouts, rows)
 }
 
 fn run_matrix(
@@ -297,74 +146,7 @@ fn run_matrix(
     show_hosts: bool,
     out: Output,
 ) -> Result<Outcome> {
-    // The environments and their order, from the first environment branch that validates.
-    let heads = store.heads()?;
-    let branches: Vec<&String> = heads.keys().filter(|b| !b.starts_with("ferry/")).collect();
-    let mut order: Vec<String> = Vec::new();
-    for branch in &branches {
-        let tip = store.tip(branch, History::Tip)?;
-        if let Some(state) = validate::check(&store.tree_source(tip, branch)?).state {
-            for path in state.promotion_paths() {
-                for env in path {
-                    if !order.iter().any(|e| e == env) {
-                        order.push(env.to_owned());
-                    }
-                }
-            }
-            break;
-        }
-    }
-    if order.is_empty() {
-        return Err(Error::failure(format!(
-            "`{}` has no valid environment branch",
-            store.remote().shown
-        ))
-        .hint("`ferry init` creates a deployment repository"));
-    }
-    if let Some(env) = only
-        && !order.iter().any(|e| e == env)
-    {
-        return Err(Error::usage(format!(
-            "`{env}` is not an environment of `{}`",
-            store.remote().shown
-        ))
-        .hint(format!("its environments: {}", order.join(", "))));
-    }
-    let mut envs = Vec::new();
-    for env in order
-        .iter()
-        .filter(|e| only.is_none_or(|o| o == e.as_str()))
-    {
-        // Where each lives, as every command finds it (never by a branch's name alone).
-        let Ok(branch) = branch_of(store, env) else {
-            continue;
-        };
-        let tip = store.tip(&branch, History::Tip)?;
-        let manifest = crate::cmd::shared::manifest_at(store, tip)?.unwrap_or_else(|| {
-            crate::model::Manifest {
-                version: None,
-                description: None,
-                artifacts: Default::default(),
-            }
-        });
-        // A deploy counts only from its environment's reporters (warned about otherwise).
-        let statuses = crate::promotion::gather::trusted_statuses(store, forge.statuses(tip)?)?;
-        let deploy = statuses.get(&format!("ferry/deploy/{env}")).cloned();
-        let (rollouts, hosts) = fleet(store, env, &branch, tip, &statuses);
-        envs.push(EnvStatus {
-            rollouts,
-            hosts,
-            env: env.clone(),
-            branch: branch.clone(),
-            commit: tip.to_string(),
-            apps: manifest
-                .artifacts
-                .iter()
-                .map(|(a, p)| (a.clone(), p.shown_version()))
-                .collect(),
-            deploy,
-        });
-    }
+    let envs = crate::view::status::status(store, forge, only)?;
     match out.format {
         Format::Json => out.json(&envs),
         Format::Text => {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::model::Manifest;
 
 /// One app's pin before and after a change (`None`: not pinned).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Move {
     pub app: String,
     pub from: Option<String>,

@@ -1,0 +1,58 @@
+//! `ferry serve`: the web dashboard over the deployment repository (see [`crate::serve`]).
+
+use std::net::SocketAddr;
+
+use crate::cmd::shared::open_store;
+use crate::error::{Outcome, Result};
+use crate::output::{Format, Output};
+use crate::store::RemoteArgs;
+
+/// Serve a read-only web dashboard of the deployment repository: the matrix of apps ×
+/// environments with the promotion graph and each environment's deploy, the promotion
+/// requests with their gates, approvals and body, and each environment's timeline and
+/// protection; behind every page, the JSON documents `--format json` prints (`/api/status`,
+/// `/api/requests`, `/api/history/ENV`, `/api/audit/ENV`, `/api/diff/FROM/TO`).
+///
+/// No login: it listens on loopback unless told otherwise, answers only GET and HEAD, and
+/// reads the embedded forge's records. Pages work without JavaScript; with it they reload
+/// when the repository's refs move. Ctrl-C stops it.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ferry serve                                   # http://127.0.0.1:8080/
+  ferry serve --listen 127.0.0.1:0              # a free port, printed on stdout
+  ferry serve --remote /srv/git/deploy.git --listen 127.0.0.1:9000")]
+pub struct ServeArgs {
+    /// The address to listen on. Anyone who reaches it reads the repository's state: an
+    /// address other than loopback shares it with the network.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+pub fn run(args: ServeArgs, out: Output) -> Result<Outcome> {
+    let store = open_store(&args.remote)?;
+    // A repository with no environment has nothing to show: say so now, not on every page.
+    crate::view::status::environments(&store)?;
+    let listener = crate::serve::bind(args.listen)?;
+    let bound = listener.local_addr().unwrap_or(args.listen);
+    let url = crate::serve::url_of(bound);
+    tracing::info!("serving {} on {url}", store.remote().shown);
+    if !bound.ip().is_loopback() {
+        tracing::warn!(
+            "{url} is reachable beyond this machine: anyone who reaches it reads the repository's state"
+        );
+    }
+    match out.format {
+        Format::Json => out.json(&serde_json::json!({ "url": url })),
+        Format::Text => out.data(&url),
+    }
+    out.status(format!(
+        "serving {} on {url} (Ctrl-C stops it)",
+        store.remote().shown
+    ));
+    let settings = crate::serve::Settings::for_store(&store);
+    crate::serve::run(store, listener, settings)?;
+    Ok(Outcome::Success)
+}
