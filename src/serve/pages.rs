@@ -123,7 +123,7 @@ pub fn templates() -> Handlebars<'static> {
     registry.set_prevent_indent(true);
     for (name, text) in TEMPLATES {
         registry
-            .register_template_string(name, *text)
+            .register_template_string(name, text.strip_suffix('\n').unwrap_or(text))
             .expect("the embedded templates parse");
     }
     registry
@@ -226,20 +226,23 @@ impl Dashboard {
                 if let Some(env) = env {
                     self.known(env)?;
                 }
-                let listed: Vec<Listed> = self
+                let of_env: Vec<Listed> = self
                     .requests()?
                     .iter()
                     .filter(|l| {
                         env.as_ref()
                             .is_none_or(|e| &l.request.to == e || &l.request.from == e)
                     })
-                    .filter(|l| keeps(filter, l.request.state))
                     .cloned()
                     .collect();
                 if *json {
+                    let listed: Vec<&Listed> = of_env
+                        .iter()
+                        .filter(|l| keeps(filter, l.request.state))
+                        .collect();
                     return Ok(json_reply(StatusCode::OK, &listed));
                 }
-                let body = requests_page(&listed, filter, env.as_deref());
+                let body = requests_page(&of_env, filter, env.as_deref());
                 let mut api = format!("/api/requests?state={state}");
                 if let Some(env) = env {
                     api.push_str(&format!("&env={}", encode(env)));
@@ -871,6 +874,8 @@ fn diff_page(report: &DiffReport) -> DiffPage {
 struct RequestsPage {
     tabs: Vec<Tab>,
     env: Option<String>,
+    show_open: bool,
+    done_title: &'static str,
     open: Vec<RequestRow>,
     recent: Vec<RequestRow>,
     more: usize,
@@ -957,10 +962,24 @@ fn requests_page(listed: &[Listed], filter: StateFilter, env: Option<&str>) -> R
             current: state == filter,
         }
     };
-    let (open, mut done): (Vec<&Listed>, Vec<&Listed>) = listed
+    // The open requests (unless merged or closed ones are asked for), and the latest of the
+    // others: all of them when asked for, else the most recent.
+    let open: Vec<&Listed> = listed
         .iter()
-        .partition(|l| l.request.state == RequestState::Open);
+        .filter(|l| l.request.state == RequestState::Open)
+        .filter(|_| matches!(filter, StateFilter::Open | StateFilter::All))
+        .collect();
+    let mut done: Vec<&Listed> = listed
+        .iter()
+        .filter(|l| l.request.state != RequestState::Open)
+        .filter(|l| filter == StateFilter::Open || keeps(filter, l.request.state))
+        .collect();
     done.sort_by_key(|l| std::cmp::Reverse(l.request.updated_at));
+    let shown = if filter == StateFilter::Open {
+        RECENT
+    } else {
+        usize::MAX
+    };
     RequestsPage {
         tabs: vec![
             tab("open", StateFilter::Open),
@@ -969,9 +988,16 @@ fn requests_page(listed: &[Listed], filter: StateFilter, env: Option<&str>) -> R
             tab("all", StateFilter::All),
         ],
         env: env.map(str::to_owned),
+        show_open: matches!(filter, StateFilter::Open | StateFilter::All),
+        done_title: match filter {
+            StateFilter::Open => "Recently merged or closed",
+            StateFilter::Merged => "Merged",
+            StateFilter::Closed => "Closed",
+            StateFilter::All => "Merged or closed",
+        },
         open: open.into_iter().map(request_row).collect(),
-        more: done.len().saturating_sub(RECENT),
-        recent: done.into_iter().take(RECENT).map(request_row).collect(),
+        more: done.len().saturating_sub(shown),
+        recent: done.into_iter().take(shown).map(request_row).collect(),
     }
 }
 

@@ -227,13 +227,15 @@ pub fn parse(path: &str, query: &str) -> Route {
             env: param("env"),
             json: words[0] == "api",
         },
-        ["requests", id] | ["api", "requests", id] => match crate::cmd::shared::parse_id(id) {
-            Ok(id) => Route::Request {
-                id,
-                json: words[0] == "api",
-            },
-            Err(_) => not_found(words[0] == "api"),
-        },
+        ["requests", id] | ["api", "requests", id] => {
+            match id.trim_start_matches('#').parse::<u64>() {
+                Ok(id) => Route::Request {
+                    id,
+                    json: words[0] == "api",
+                },
+                Err(_) => not_found(words[0] == "api"),
+            }
+        }
         ["env", env] => Route::Environment {
             env: (*env).to_owned(),
             page,

@@ -23,6 +23,7 @@ mod promote;
 mod protect;
 mod quickstart;
 mod readme;
+mod serve;
 mod signing;
 mod store;
 mod validate;

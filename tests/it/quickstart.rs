@@ -71,6 +71,11 @@ fn the_quickstart_runs_the_whole_loop_and_stops_its_agents() {
     run.assert_code(0);
     let dir = sandbox.path().join("demo");
     let said = &run.stdout;
+    // It ends by offering the dashboard over what it made.
+    assert!(
+        said.contains("Then see it in a browser") && said.contains("\n  ferry serve "),
+        "{said}"
+    );
     for step in [
         "1. A deployment repository",
         "$ ferry init",
