@@ -56,7 +56,7 @@ pub fn run(args: AuditArgs, out: Output) -> Result<Outcome> {
     let store = open_store(&args.remote)?;
     let forge = args.forge.open(&store)?;
     let forge: &dyn Forge = forge.as_ref();
-    let (branch, changes) = audit(&store, forge, &args.env, since)?;
+    let (branch, changes) = audit(&store, forge, &args.env, since, None)?;
 
     let flagged = changes.iter().filter(|c| !c.violations.is_empty()).count();
     match out.format {

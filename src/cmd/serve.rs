@@ -2,10 +2,9 @@
 
 use std::net::SocketAddr;
 
-use crate::cmd::shared::open_store;
 use crate::error::{Outcome, Result};
 use crate::output::{Format, Output};
-use crate::store::RemoteArgs;
+use crate::store::{Remote, RemoteArgs, Store};
 
 /// Serve a read-only web dashboard of the deployment repository: the matrix of apps ×
 /// environments with the promotion graph and each environment's deploy, the promotion
@@ -32,7 +31,11 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs, out: Output) -> Result<Outcome> {
-    let store = open_store(&args.remote)?;
+    // A network remote's cache is locked by whoever uses it: the server, which runs for days,
+    // keeps one of its own (`serve/` under the cache directory), so that commands run beside it.
+    let remote = Remote::resolve(&args.remote)?;
+    let cache = Remote::cache_root(&args.remote).join("serve");
+    let store = Store::open(&remote, &cache)?;
     // A repository with no environment has nothing to show: say so now, not on every page.
     crate::view::status::environments(&store)?;
     let listener = crate::serve::bind(args.listen)?;

@@ -34,6 +34,10 @@ pub const APPS_PER_PAGE: usize = 100;
 pub const CHANGES_PER_PAGE: usize = 50;
 /// Requests merged or closed that the requests page lists (the API lists them all).
 const RECENT: usize = 30;
+/// Rollouts named on an environment's card; the rest are counted.
+const ROLLOUTS_SHOWN: usize = 5;
+/// Hosts' rows on an environment's page; the rest are in its status document.
+const HOST_ROWS: usize = 300;
 /// Apps named on an edge of the promotion graph; the rest are counted.
 const MOVES_SHOWN: usize = 8;
 
@@ -88,7 +92,8 @@ struct Documents {
     diffs: HashMap<(String, String), Result<DiffReport, Failure>>,
     requests: Option<Result<Vec<Listed>, Failure>>,
     histories: HashMap<String, Result<Vec<Entry>, Failure>>,
-    audits: HashMap<String, Result<Vec<Change>, Failure>>,
+    /// By environment and how many of the newest changes (`None`: all).
+    audits: HashMap<(String, Option<usize>), Result<Vec<Change>, Failure>>,
     declared: HashMap<String, Option<Environment>>,
 }
 
@@ -152,14 +157,22 @@ impl Dashboard {
             Route::Environment { .. } => false,
             _ => true,
         };
-        match self.relisted().and_then(|()| self.route(route)) {
+        let started = Instant::now();
+        let mut answer = match self.relisted().and_then(|()| self.route(route)) {
             Ok(answer) => answer,
             Err(failure) if json => json_reply(
                 failure.status,
                 &serde_json::json!({ "error": failure.message, "hints": failure.hints }),
             ),
             Err(failure) => self.error_page(&failure),
+        };
+        // How long the answer took to build here (`bench/serve.sh` reads it; so do a
+        // browser's developer tools).
+        let took = format!("app;dur={:.1}", started.elapsed().as_secs_f64() * 1000.0);
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&took) {
+            answer.headers_mut().insert("server-timing", value);
         }
+        answer
     }
 
     /// Lists the refs again when the last listing is older than `relist`; when they moved,
@@ -295,12 +308,12 @@ impl Dashboard {
             Route::Audit { env, since } => {
                 self.known(env)?;
                 match since {
-                    None => Ok(json_reply(StatusCode::OK, self.audit(env)?)),
+                    None => Ok(json_reply(StatusCode::OK, self.audit(env, None)?)),
                     Some(text) => {
                         let since = crate::view::audit::parse_since(text)?;
                         let forge = LocalForge::new(&self.store);
                         let (_, changes) =
-                            crate::view::audit::audit(&self.store, &forge, env, Some(since))?;
+                            crate::view::audit::audit(&self.store, &forge, env, Some(since), None)?;
                         Ok(json_reply(StatusCode::OK, &changes))
                     }
                 }
@@ -384,14 +397,22 @@ impl Dashboard {
             .map_err(Clone::clone)
     }
 
-    fn audit(&mut self, env: &str) -> Result<&Vec<Change>, Failure> {
+    /// The audit of `env`: its `limit` newest changes, or all. Once all are built, any
+    /// number of them is taken from it.
+    fn audit(&mut self, env: &str, limit: Option<usize>) -> Result<&Vec<Change>, Failure> {
         let store = &self.store;
+        let whole = (env.to_owned(), None);
+        let key = if self.documents.audits.contains_key(&whole) {
+            whole
+        } else {
+            (env.to_owned(), limit)
+        };
         self.documents
             .audits
-            .entry(env.to_owned())
+            .entry(key)
             .or_insert_with(|| {
                 let forge = LocalForge::new(store);
-                crate::view::audit::audit(store, &forge, env, None)
+                crate::view::audit::audit(store, &forge, env, None, limit)
                     .map(|(_, changes)| changes)
                     .map_err(Failure::from)
             })
@@ -553,17 +574,23 @@ impl Dashboard {
             .cloned()
             .ok_or_else(|| Failure::not_found(format!("no status of `{env}`")))?;
         let declared = self.declared(env);
-        let audit = self.audit(env)?;
-        let total = audit.len();
-        let pages = total.div_ceil(CHANGES_PER_PAGE).max(1);
+        // The changes up to this page's, and one more to tell whether an older page exists:
+        // a page costs what it shows, not the whole history.
+        let wanted = page.saturating_mul(CHANGES_PER_PAGE).saturating_add(1);
+        let audit = self.audit(env, Some(wanted))?;
+        // What is known: the changes up to this page's (fewer at the end of the history), and
+        // whether there are older ones.
+        let known = audit.len().min(page.saturating_mul(CHANGES_PER_PAGE));
+        let pages = known.div_ceil(CHANGES_PER_PAGE).max(1);
         let number = page.min(pages);
+        let older = audit.len() > number * CHANGES_PER_PAGE;
         let timeline: Vec<TimelineRow> = audit
             .iter()
             .skip((number - 1) * CHANGES_PER_PAGE)
             .take(CHANGES_PER_PAGE)
             .map(timeline_row)
             .collect();
-        let flagged = audit.iter().filter(|c| !c.violations.is_empty()).count();
+        let flagged = timeline.iter().filter(|c| !c.violations.is_empty()).count();
         let link = |n: usize| format!("/env/{}?page={n}", encode(env));
         let (protection, policy) = match &declared {
             Some(e) => (e.protection.as_ref().map(facts), facts(&e.policy)),
@@ -571,7 +598,8 @@ impl Dashboard {
         };
         Ok(EnvPage {
             card: card(&status),
-            hosts: status.hosts.iter().map(host_row).collect(),
+            hosts: status.hosts.iter().take(HOST_ROWS).map(host_row).collect(),
+            hosts_more: status.hosts.len().saturating_sub(HOST_ROWS),
             declared: declared.is_some(),
             protection,
             policy,
@@ -582,11 +610,11 @@ impl Dashboard {
             pager: Pager {
                 number,
                 pages,
-                total,
-                first: (number - 1) * CHANGES_PER_PAGE + usize::from(total > 0),
-                last: (number * CHANGES_PER_PAGE).min(total),
+                total: known,
+                first: (number - 1) * CHANGES_PER_PAGE + usize::from(known > 0),
+                last: (number * CHANGES_PER_PAGE).min(known),
                 previous: (number > 1).then(|| link(number - 1)),
-                next: (number < pages).then(|| link(number + 1)),
+                next: older.then(|| link(number + 1)),
             },
             links: EnvLinks {
                 history: format!("/api/history/{}", encode(env)),
@@ -704,7 +732,11 @@ struct Card {
     deploy: Option<Deploy>,
     /// Hosts' app reports by state, for fleets.
     host_states: Vec<Count>,
+    /// The rollouts under way or halted (the first few).
     rollouts: Vec<Said>,
+    rollouts_more: usize,
+    /// The apps whose rollout of the tip is over.
+    rollouts_done: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -718,7 +750,19 @@ struct Deploy {
 #[derive(Debug, Serialize)]
 struct Count {
     state: String,
+    /// The state as a CSS class (`not-reported`).
+    class: String,
     count: usize,
+}
+
+impl Count {
+    fn of(state: &str, count: usize) -> Count {
+        Count {
+            state: state.to_owned(),
+            class: state.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
+            count,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -729,6 +773,15 @@ struct Said {
 }
 
 fn card(status: &EnvStatus) -> Card {
+    // The rollouts under way or halted, halted first; the finished ones are counted.
+    let mut moving: Vec<(&String, &crate::view::status::AppRollout)> = status
+        .rollouts
+        .iter()
+        .filter(|(_, r)| {
+            r.halted || r.wave < r.waves || r.deployed + r.failed < r.hosts || r.failed > 0
+        })
+        .collect();
+    moving.sort_by_key(|(_, r)| !r.halted);
     let mut states: BTreeMap<&str, usize> = BTreeMap::new();
     for host in &status.hosts {
         *states.entry(host.state.as_str()).or_default() += 1;
@@ -753,20 +806,19 @@ fn card(status: &EnvStatus) -> Card {
         }),
         host_states: states
             .into_iter()
-            .map(|(state, count)| Count {
-                state: state.to_owned(),
-                count,
-            })
+            .map(|(state, count)| Count::of(state, count))
             .collect(),
-        rollouts: status
-            .rollouts
+        rollouts: moving
             .iter()
+            .take(ROLLOUTS_SHOWN)
             .map(|(app, r)| Said {
-                app: app.clone(),
+                app: (*app).clone(),
                 text: r.said(),
                 halted: r.halted,
             })
             .collect(),
+        rollouts_more: moving.len().saturating_sub(ROLLOUTS_SHOWN),
+        rollouts_done: status.rollouts.len() - moving.len(),
     }
 }
 
@@ -834,10 +886,7 @@ fn edge(report: &DiffReport) -> Edge {
         moving: moving.into_iter().take(MOVES_SHOWN).collect(),
         counts: counts
             .into_iter()
-            .map(|(state, count)| Count {
-                state: state.to_owned(),
-                count,
-            })
+            .map(|(state, count)| Count::of(state, count))
             .collect(),
     }
 }
@@ -1088,6 +1137,7 @@ fn request_page(listed: &Listed) -> RequestPage {
 struct EnvPage {
     card: Card,
     hosts: Vec<HostLine>,
+    hosts_more: usize,
     declared: bool,
     protection: Option<Vec<Fact>>,
     policy: Vec<Fact>,

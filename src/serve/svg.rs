@@ -73,11 +73,12 @@ fn nice(value: f64) -> f64 {
         .unwrap_or(10.0 * magnitude)
 }
 
-/// A bar per point of `series`, on a scale from 0; `shown` writes a value as people read it
-/// (`3`, `2h 10m`), `class` is the bars' CSS class.
+/// A bar per point of `series`, on a scale from 0; `what` says what a bar is (`deploys`),
+/// `shown` writes a value as people read it (`3`, `2h 10m`), `class` is the bars' CSS class.
 pub fn bars(
     title: &str,
     headline: &str,
+    what: &str,
     series: &[Point],
     shown: impl Fn(f64) -> String,
     class: &str,
@@ -131,7 +132,7 @@ pub fn bars(
         headline: headline.to_owned(),
         summary: match (series.first(), series.last()) {
             (Some(first), Some(last)) => format!(
-                "{title} per day from {} to {}: {headline} ({measured} of {} days measured)",
+                "{title}: {headline}. Each bar: {what}, a day from {} to {} ({measured} of {} days with a value)",
                 first.day,
                 last.day,
                 series.len()
@@ -189,6 +190,7 @@ mod tests {
         let chart = bars(
             "Deploys",
             "2 / day",
+            "the deploys",
             &[
                 point("2026-11-28", Some(1.0)),
                 point("2026-11-29", None),
@@ -205,7 +207,11 @@ mod tests {
         assert_eq!(chart.bars[1].tip, "2026-11-30: 3");
         assert_eq!(chart.dates.last().unwrap().label, "11-30");
         assert!(!chart.empty);
-        assert!(chart.summary.contains("2 of 3 days"), "{}", chart.summary);
+        assert!(
+            chart.summary.contains("(2 of 3 days with a value)"),
+            "{}",
+            chart.summary
+        );
     }
 
     #[test]

@@ -70,13 +70,14 @@ pub struct Change {
     pub violations: Vec<String>,
 }
 
-/// Each change of `env`'s branch, newest first (from `since` on, in Unix seconds), with the
-/// records `forge` keeps of it. Also returns the branch.
+/// Each change of `env`'s branch, newest first (from `since` on, in Unix seconds; the first
+/// `limit` only, when given), with the records `forge` keeps of it. Also returns the branch.
 pub fn audit(
     store: &Store,
     forge: &dyn Forge,
     env: &str,
     since: Option<i64>,
+    limit: Option<usize>,
 ) -> Result<(String, Vec<Change>)> {
     let branch = branch_of(store, env)?;
     let tip = store.tip(&branch, History::Full)?;
@@ -87,6 +88,9 @@ pub fn audit(
     let mut manifests = Manifests::new(store);
     let mut changes = Vec::new();
     for change in state::changes(store, tip)? {
+        if limit.is_some_and(|limit| changes.len() >= limit) {
+            break;
+        }
         let (commit, before) = change?;
         if since.is_some_and(|since| commit.committer.time < since) {
             break;

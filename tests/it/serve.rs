@@ -252,7 +252,7 @@ fn each_page_loads_in_a_real_browser() {
         // Each environment's deploy, and prod's fleet by state.
         "deploy success",
         "3 deployed",
-        "web: 3/3 hosts at 1.0.0",
+        "1 app(s) rolled out on every host",
         // The promotion graph: what would move on each edge.
         "dev → staging",
         "staging → prod",
@@ -681,4 +681,54 @@ fn a_port_in_use_is_a_clear_error() {
 #[test]
 fn help_says_what_it_serves() {
     insta::assert_snapshot!(crate::common::ferry(&["serve", "--help"]).run().render());
+}
+
+#[test]
+fn a_network_remote_is_served_and_commands_still_run_beside_it() {
+    let sandbox = Sandbox::new();
+    let (_git, url) = sandbox.serve_http(None);
+    sandbox
+        .ferry(&["init", "--remote", &url])
+        .run()
+        .assert_code(0);
+    let bump = |version: &str| {
+        sandbox
+            .ferry(&[
+                "bump",
+                "web",
+                version,
+                "--env",
+                "dev",
+                "--add",
+                "--url",
+                &format!("https://artifacts.example.com/web-{version}.tgz"),
+                "--sha256",
+                crate::common::DIGEST,
+                "--remote",
+                &url,
+            ])
+            .run_within(Duration::from_secs(60))
+            .assert_code(0);
+    };
+    bump("1.0.0");
+    let server = serve(&sandbox, &url);
+    let page = get(server.port, "/");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("<th scope=\"row\">web</th>"),
+        "{}",
+        page.body
+    );
+    // A command on the same remote is not kept waiting by the server's cache.
+    let cli = sandbox
+        .ferry(&["status", "--format", "json", "--remote", &url])
+        .run_within(Duration::from_secs(60));
+    cli.assert_code(0);
+    assert_eq!(get(server.port, "/api/status").json(), cli.json());
+    let mut history = sandbox.ferry(&["history", "dev", "--format", "json", "--remote", &url]);
+    history.replace.clear();
+    assert_eq!(
+        get(server.port, "/api/history/dev").json(),
+        history.run_within(Duration::from_secs(60)).json()
+    );
 }
