@@ -29,7 +29,7 @@ impl From<StoreError> for Error {
             ),
             StoreError::Git(_) => None,
             StoreError::Signing(_) => Some(
-                "FERRY_SIGNING_KEY names an unencrypted OpenSSH private key (`ssh-keygen -t ed25519 -N '' -f KEY`); unset it to write unsigned commits",
+                "FERRY_SIGNING_KEY names an unencrypted OpenSSH private key (`ssh-keygen -t ed25519 -N '' -f KEY`) or the public half of a key ssh-agent holds; git's `commit.gpgsign` signs with `user.signingkey` as `git commit -S` does; unset them to write unsigned commits",
             ),
             StoreError::Credentials(_) => {
                 Some("fix the file or the variable, or unset it to use git's credential helpers")
