@@ -63,7 +63,10 @@ impl<'s> Loader<'s> {
                 .copied();
         }
         let bumps = if first_env == env {
-            bumps_of(&changes)
+            // Its own history: read now, and remembered for the environments after it.
+            let bumps = bumps_of(&changes);
+            self.bumps.insert(env.to_owned(), bumps.clone());
+            bumps
         } else {
             self.bumps_in(&first_env)?
         };
