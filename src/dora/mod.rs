@@ -110,8 +110,8 @@ pub struct Report {
     pub env: String,
     pub branch: String,
     pub first_env: String,
-    /// The period (Unix seconds): from `--since`, or the branch's first commit when later
-    /// (or when no `--since`), to now.
+    /// The period (Unix seconds): from `--since`, or from the branch's earliest commit or
+    /// report when later (or when no `--since`), to now.
     pub from: i64,
     pub until: i64,
     /// Its length in days, at least one (what the rates divide by).
@@ -212,10 +212,20 @@ pub struct LeadTime {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Cause {
-    /// A `failure` or `error` of `ferry/deploy/ENV` (`host: None`) or of a host's report.
-    FailedReport { host: Option<String> },
+    /// A `failure` or `error` of `ferry/deploy/ENV` (`host: None`) or of a host's report,
+    /// with what it said.
+    FailedReport {
+        host: Option<String>,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        description: String,
+    },
     /// A host's agent rolled these apps back.
-    AgentRollback { host: String, apps: Vec<String> },
+    AgentRollback {
+        host: String,
+        apps: Vec<String>,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        description: String,
+    },
     /// The change that followed it is this `--rollback` promotion.
     RollbackPromotion { request: u64 },
 }
@@ -223,9 +233,9 @@ pub enum Cause {
 impl Cause {
     pub fn said(&self) -> String {
         match self {
-            Cause::FailedReport { host: None } => "failed report".to_owned(),
-            Cause::FailedReport { host: Some(h) } => format!("failed report from {h}"),
-            Cause::AgentRollback { host, apps } => {
+            Cause::FailedReport { host: None, .. } => "failed report".to_owned(),
+            Cause::FailedReport { host: Some(h), .. } => format!("failed report from {h}"),
+            Cause::AgentRollback { host, apps, .. } => {
                 format!("{host} rolled back {}", apps.join(", "))
             }
             Cause::RollbackPromotion { request } => {
@@ -303,8 +313,12 @@ pub fn compute(events: &Events, window: Window) -> Report {
             (Some(host), false) => Cause::AgentRollback {
                 host: host.clone(),
                 apps: r.rolled_back.clone(),
+                description: r.description.clone(),
             },
-            (host, _) => Cause::FailedReport { host: host.clone() },
+            (host, _) => Cause::FailedReport {
+                host: host.clone(),
+                description: r.description.clone(),
+            },
         };
         seen.failures.push((r.at, cause));
     }
@@ -465,7 +479,20 @@ pub fn compute(events: &Events, window: Window) -> Report {
     }
     incidents.retain(|incident| window.holds(incident.failed_at));
 
-    let first_change = events.changes.first().map(|c| c.at);
+    // The branch's history begins at its earliest commit or report (commit times need not
+    // be in order: a commit's date is its author's clock).
+    let first_change = events
+        .changes
+        .iter()
+        .map(|c| c.at)
+        .chain(
+            events
+                .reports
+                .iter()
+                .filter(|r| index.contains_key(r.commit.as_str()))
+                .map(|r| r.at),
+        )
+        .min();
     let from = match (window.since, first_change) {
         (Some(since), Some(first)) => since.max(first),
         (Some(since), None) => since,
@@ -615,6 +642,7 @@ mod tests {
         });
         let mut rolled = report("c2", 2_000, false, Some("h1"));
         rolled.rolled_back = vec!["web".to_owned()];
+        rolled.description = "web 1.1 failed; rolled back".to_owned();
         Events {
             env: "staging".to_owned(),
             branch: "staging".to_owned(),
@@ -716,10 +744,14 @@ mod tests {
                     commit: "c2".to_owned(),
                     at: 2_000,
                     causes: vec![
-                        Cause::FailedReport { host: None },
+                        Cause::FailedReport {
+                            host: None,
+                            description: String::new()
+                        },
                         Cause::AgentRollback {
                             host: "h1".to_owned(),
-                            apps: vec!["web".to_owned()]
+                            apps: vec!["web".to_owned()],
+                            description: "web 1.1 failed; rolled back".to_owned()
                         }
                     ],
                 },
@@ -810,6 +842,30 @@ mod tests {
             },
         );
         assert_eq!((r.from, r.days), (0, 10.0));
+    }
+
+    #[test]
+    fn the_period_begins_at_the_earliest_commit_or_report() {
+        let mut events = history();
+        // The first commit is dated after the others (its author's clock).
+        events.changes[0].at = 50_000;
+        let r = compute(
+            &events,
+            Window {
+                since: None,
+                until: 10 * DAY,
+            },
+        );
+        assert_eq!(r.from, 100);
+        events.changes.iter_mut().for_each(|c| c.at = 50_000);
+        let r = compute(
+            &events,
+            Window {
+                since: None,
+                until: 10 * DAY,
+            },
+        );
+        assert_eq!(r.from, 1_000); // c1's report
     }
 
     #[test]

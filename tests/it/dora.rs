@@ -183,6 +183,8 @@ fn dora_figures_of_a_known_history() {
         .collect();
     assert_eq!(causes, ["failed_report", "agent_rollback"]);
     assert_eq!(failure["causes"][1]["apps"], json!(["web"]));
+    let said = failure["causes"][1]["description"].as_str().unwrap();
+    assert!(said.contains("rolled back"), "{said}");
     let incident = &dev["series"]["incidents"][0];
     assert_eq!(
         (&incident["failed_at"], &incident["restored_at"]),
