@@ -68,6 +68,14 @@ pub fn run(args: DoraArgs, out: Output) -> Result<Outcome> {
     let mut reports = Vec::new();
     let mut reported = false;
     for env in &chosen {
+        // Every environment: one whose branch cannot be found is said and passed over (asked
+        // for by name, it is the error).
+        if args.env.is_none()
+            && let Err(e) = crate::state::branch_of(&store, env)
+        {
+            out.status(format!("note: {env} passed over: {}", e.message));
+            continue;
+        }
         let events = loader.events(env)?;
         reported |= !events.reports.is_empty();
         reports.push(dora::compute(&events, window));
