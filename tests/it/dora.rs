@@ -276,6 +276,25 @@ fn dora_figures_of_a_known_history() {
         text.stdout
     );
 
+    // Over smart HTTP (a cache fetching the branches and the records), the same figures.
+    let root = crate::common::http::project_root(sandbox.path());
+    sandbox.git(
+        "",
+        &["clone", "-q", "--mirror", "deploy.git", "srv/deploy.git"],
+    );
+    let server = crate::common::http::GitHttp::serve(&root, None);
+    let over_http = sandbox
+        .ferry(&[
+            "dora",
+            "--format",
+            "json",
+            "--remote",
+            &server.url("deploy.git"),
+        ])
+        .run();
+    over_http.assert_code(0);
+    assert_eq!(over_http.json(), reports);
+
     // Nothing was written.
     assert_eq!(sandbox.refs("deploy.git"), refs);
 }
