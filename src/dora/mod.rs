@@ -326,11 +326,9 @@ pub fn compute(events: &Events, window: Window) -> Report {
     // When that deployment has no failed report, the failure starts when the rollback was
     // asked for.
     let mut asked_back: Vec<(usize, i64, Cause)> = Vec::new();
-    for (r, change) in events.changes.iter().enumerate() {
-        let Some(rollback) = change.rollback else {
-            continue;
-        };
-        if let Some(j) = (0..r).rev().find(|j| reported[*j].first_final.is_some()) {
+    let mut last_deployed: Option<usize> = None;
+    for (i, change) in events.changes.iter().enumerate() {
+        if let (Some(rollback), Some(j)) = (change.rollback, last_deployed) {
             asked_back.push((
                 j,
                 rollback.opened_at,
@@ -338,6 +336,9 @@ pub fn compute(events: &Events, window: Window) -> Report {
                     request: rollback.request,
                 },
             ));
+        }
+        if reported[i].first_final.is_some() {
+            last_deployed = Some(i);
         }
     }
     let reported_failures: BTreeSet<usize> = reported
@@ -467,7 +468,7 @@ pub fn compute(events: &Events, window: Window) -> Report {
         }
         // The first success strictly after the failure (a success at the same second does
         // not count: which came first is unknown).
-        let restored = successes.iter().find(|(s, _)| *s > at);
+        let restored = successes.get(successes.partition_point(|(s, _)| *s <= at));
         incidents.push(Incident {
             commit: events.changes[i].commit.clone(),
             failed_at: at,
