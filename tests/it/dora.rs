@@ -346,4 +346,30 @@ fn dora_refuses_an_unknown_environment_and_a_bad_date() {
         Value::Null
     );
     assert_eq!(sandbox.refs("deploy.git"), refs);
+
+    // A deploy reported by someone staging's `agent.reporters` (as its branch declares them
+    // now) does not name is not counted, and ferry says so.
+    staging_deployed(&sandbox, &remote, 600);
+    let counted = |sandbox: &Sandbox| {
+        let run = sandbox
+            .ferry(&["dora", "staging", "--format", "json", "--remote", &remote])
+            .run();
+        run.assert_code(0);
+        (
+            run.json()[0]["deployment_frequency"]["deploys"].clone(),
+            run.stderr,
+        )
+    };
+    assert_eq!(counted(&sandbox).0, 1);
+    sandbox.edit_env("staging", "staging", |e| {
+        e["agent"] = json!({"reporters": ["staging-agent"]})
+    });
+    let (deploys, said) = counted(&sandbox);
+    assert_eq!(deploys, 0);
+    assert!(
+        said.contains(
+            "note: 1 deploy report(s) of staging by `ci-bot` not counted: staging's deploys are reported by its `agent.reporters` only (staging-agent)"
+        ),
+        "{said}"
+    );
 }
