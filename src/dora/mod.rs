@@ -16,8 +16,8 @@
 //!   `error` of `ferry/deploy/ENV` or of a host's `ferry/deploy/ENV/HOST`), at its first such
 //!   report: deploys, and the attempts that never succeeded;
 //! - a deployment **failed** when a failed report names it (whenever it came), when an agent
-//!   rolled one of its apps back, or when the next change of the branch after it is a
-//!   `--rollback` promotion (the change that rolls it back);
+//!   rolled one of its apps back, or when a `--rollback` promotion lands after it before any
+//!   other deployment (the rollback undoes it);
 //! - **median** and **p90** are nearest-rank percentiles: of n values sorted ascending, the
 //!   value at rank ⌈p·n/100⌉ (the median of 2 values is the lower one).
 
@@ -226,7 +226,7 @@ pub enum Cause {
         #[serde(skip_serializing_if = "String::is_empty")]
         description: String,
     },
-    /// The change that followed it is this `--rollback` promotion.
+    /// This `--rollback` promotion landed after it, before any other deployment.
     RollbackPromotion { request: u64 },
 }
 
@@ -542,7 +542,7 @@ pub fn compute(events: &Events, window: Window) -> Report {
             failed: failures.len(),
             rate: (deployments > 0).then(|| failures.len() as f64 / deployments as f64),
             derivation: format!(
-                "deployments (changes of `{}` with a final report of `{deploy_check}` or of a host's `{deploy_check}/HOST`, at the first) that a `failure` or `error` report named, that an agent rolled back, or that the next change undid as a `--rollback` promotion, over all deployments",
+                "deployments (changes of `{}` with a final report of `{deploy_check}` or of a host's `{deploy_check}/HOST`, at the first) that a `failure` or `error` report named, that an agent rolled back, or that a `--rollback` promotion landing before the next deployment undid, over all deployments",
                 events.branch
             ),
         },
