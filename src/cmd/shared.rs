@@ -27,6 +27,24 @@ pub fn short(id: Oid) -> String {
 
 pub use crate::output::format_time;
 
+/// `--since`: a date (`2026-10-14`, from its start, UTC) or a time (`2026-10-14T09:00:00Z`),
+/// as Unix seconds; anything else is a usage error.
+pub fn parse_since(text: &str) -> Result<i64, Error> {
+    let text = text.trim();
+    if let Ok(date) = text.parse::<jiff::civil::Date>()
+        && let Ok(start) = date.to_zoned(jiff::tz::TimeZone::UTC)
+    {
+        return Ok(start.timestamp().as_second());
+    }
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_second());
+    }
+    Err(
+        Error::usage(format!("`--since {text}` is not a date or a time"))
+            .hint("such as `2026-10-14` or `2026-10-14T09:00:00Z`"),
+    )
+}
+
 /// Left-aligned columns for text tables.
 pub fn table(rows: &[Vec<String>]) -> Vec<String> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);

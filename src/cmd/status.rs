@@ -12,7 +12,6 @@ use crate::forge::{CheckState, Forge, Status};
 use crate::output::{Format, Output};
 use crate::plan::promote::human;
 use crate::store::{History, RemoteArgs, Store};
-use crate::validate;
 
 /// Show the matrix of apps × environments: pinned versions, each environment's deploy
 /// (`ferry/deploy/<env>` on its branch's tip) and, for fleets, where each app's rollout is.
@@ -298,22 +297,7 @@ fn run_matrix(
     out: Output,
 ) -> Result<Outcome> {
     // The environments and their order, from the first environment branch that validates.
-    let heads = store.heads()?;
-    let branches: Vec<&String> = heads.keys().filter(|b| !b.starts_with("ferry/")).collect();
-    let mut order: Vec<String> = Vec::new();
-    for branch in &branches {
-        let tip = store.tip(branch, History::Tip)?;
-        if let Some(state) = validate::check(&store.tree_source(tip, branch)?).state {
-            for path in state.promotion_paths() {
-                for env in path {
-                    if !order.iter().any(|e| e == env) {
-                        order.push(env.to_owned());
-                    }
-                }
-            }
-            break;
-        }
-    }
+    let order = crate::state::environments(&crate::state::promotion_paths(store)?);
     if order.is_empty() {
         return Err(Error::failure(format!(
             "`{}` has no valid environment branch",
