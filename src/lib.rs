@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod deploy;
 pub mod diag;
 pub mod digest;
+pub mod dora;
 pub mod enforce;
 pub mod error;
 pub mod files;

@@ -1,11 +1,15 @@
-//! Signed commits, as git signs them with ssh (`gpg.format ssh`): a `gpgsig` header holding an
-//! armored SSHSIG (namespace `git`, SHA-512) over the commit without that header. ferry makes
-//! them with the key `FERRY_SIGNING_KEY` names, and checks them against an ssh
-//! `allowed_signers` list, so that one verified signature on a commit covers everything it
-//! pins (commit → tree → `manifest.json` → sha256 → artifact bytes).
+//! Signed commits, as git signs them: a `gpgsig` header holding an armored signature over the
+//! commit without that header, an SSHSIG (namespace `git`, `gpg.format ssh`) or an OpenPGP
+//! detached signature (`gpg.format openpgp`). ferry makes them with the key
+//! `FERRY_SIGNING_KEY` names, or as git's own `commit.gpgsign` configuration says, and checks
+//! them in Rust against trusted keys (ssh `allowed_signers` lines and armored OpenPGP public
+//! keys), so that one verified signature on a commit covers everything it pins (commit → tree
+//! → `manifest.json` → sha256 → artifact bytes).
 
 use std::path::{Path, PathBuf};
 
+use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
+use pgp::types::KeyDetails;
 use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 
 /// The namespace git signs commits in (`ssh-keygen -Y sign -n git`).
@@ -32,6 +36,12 @@ pub enum SignError {
     },
     #[error("cannot sign: {0}")]
     Sign(String),
+    /// Where the configuration that failed came from: `FERRY_SIGNING_KEY`, or git's.
+    #[error("{from}: {source}")]
+    Configured {
+        from: String,
+        source: Box<SignError>,
+    },
 }
 
 /// What a commit's signature says, against the trusted keys.
@@ -46,7 +56,7 @@ pub enum Verdict {
     Bad { why: String },
     /// A good signature by a key not in the list (its fingerprint).
     Untrusted { key: String },
-    /// A signature ferry cannot check (an OpenPGP one, an unsupported key type).
+    /// A signature ferry cannot check (an X.509 one, made by `gpgsm`).
     Unchecked { what: String },
 }
 
@@ -83,10 +93,52 @@ impl std::fmt::Display for Verdict {
 /// Keys trusted to sign, as ssh's `allowed_signers` lists them: `PRINCIPALS [OPTIONS] KEYTYPE
 /// BASE64 [COMMENT]` per line (`#` comments). Of the options, `namespaces="…"` is honoured
 /// (an entry without `git` in it does not sign commits); `cert-authority`, `valid-after` and
-/// `valid-before` are refused rather than ignored.
+/// `valid-before` are refused rather than ignored. Armored OpenPGP public keys (`gpg --armor
+/// --export`) may stand among the lines: each key's first user id is its principal, and a
+/// signature by its primary key or any of its subkeys counts.
 #[derive(Debug, Clone, Default)]
 pub struct AllowedSigners {
     entries: Vec<(String, PublicKey)>,
+    openpgp: Vec<(String, SignedPublicKey)>,
+}
+
+const PGP_KEY_BEGIN: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
+const PGP_KEY_END: &str = "-----END PGP PUBLIC KEY BLOCK-----";
+const PGP_SIGNATURE_BEGIN: &str = "-----BEGIN PGP SIGNATURE-----";
+
+/// An OpenPGP key's fingerprint as gpg shows it (upper-case hex).
+fn pgp_fingerprint(key: &impl KeyDetails) -> String {
+    hex::encode_upper(key.fingerprint().as_bytes())
+}
+
+/// The keys of an armored block: each must hold together (its self-signatures verify) and not
+/// be revoked; its principal is its first user id.
+fn openpgp_keys(block: &str) -> Result<Vec<(String, SignedPublicKey)>, Why> {
+    let (keys, _) = SignedPublicKey::from_armor_many(block.as_bytes())
+        .map_err(|e| Why(format!("not an OpenPGP public key: {e}")))?;
+    let mut out = Vec::new();
+    for key in keys {
+        let key = key.map_err(|e| Why(format!("not an OpenPGP public key: {e}")))?;
+        let fingerprint = pgp_fingerprint(&key);
+        key.verify_bindings().map_err(|e| {
+            Why(format!("the OpenPGP key {fingerprint} does not hold: its self-signatures do not verify ({e})"))
+        })?;
+        if !key.details.revocation_signatures.is_empty() {
+            return Err(Why(format!("the OpenPGP key {fingerprint} is revoked")));
+        }
+        let principal = key
+            .details
+            .users
+            .iter()
+            .find_map(|user| user.id.as_str())
+            .map(|id| crate::output::printable(id).into_owned())
+            .unwrap_or_else(|| fingerprint.clone());
+        out.push((principal, key));
+    }
+    if out.is_empty() {
+        return Err(Why("the OpenPGP block holds no public key".to_owned()));
+    }
+    Ok(out)
 }
 
 impl AllowedSigners {
@@ -102,8 +154,13 @@ impl AllowedSigners {
     /// Parses `text`, read from `path` (which errors name).
     pub fn parse(text: &str, path: &Path) -> Result<AllowedSigners, SignError> {
         let mut entries = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
+        let mut openpgp = Vec::new();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut next = 0;
+        while next < lines.len() {
+            let i = next;
+            next += 1;
+            let line = lines[i].trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
@@ -112,6 +169,21 @@ impl AllowedSigners {
                 line: i + 1,
                 why,
             };
+            if line == PGP_KEY_BEGIN {
+                let end = lines[i..]
+                    .iter()
+                    .position(|l| l.trim() == PGP_KEY_END)
+                    .map(|n| i + n)
+                    .ok_or_else(|| {
+                        error(format!(
+                            "an OpenPGP key block without its `{PGP_KEY_END}` line"
+                        ))
+                    })?;
+                let block: Vec<&str> = lines[i..=end].iter().map(|l| l.trim()).collect();
+                openpgp.extend(openpgp_keys(&block.join("\n")).map_err(|why| error(why.0))?);
+                next = end + 1;
+                continue;
+            }
             let fields = split_fields(line);
             let Some((principals, rest)) = fields.split_first() else {
                 continue;
@@ -143,7 +215,7 @@ impl AllowedSigners {
                 entries.push((principals.trim_matches('"').to_owned(), key));
             }
         }
-        Ok(AllowedSigners { entries })
+        Ok(AllowedSigners { entries, openpgp })
     }
 
     /// The keys an environment declares in its `signers` (its file named in errors).
@@ -160,7 +232,7 @@ impl AllowedSigners {
 
     /// Whether no key is listed.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.openpgp.is_empty()
     }
 
     /// What the signature `armored` over `payload` says (`None`: the commit is unsigned).
@@ -168,13 +240,15 @@ impl AllowedSigners {
         let Some(armored) = armored else {
             return Verdict::Unsigned;
         };
+        if armored.trim_start().starts_with(PGP_SIGNATURE_BEGIN) {
+            return self.verify_openpgp(armored, payload);
+        }
         if armored
             .trim_start()
-            .starts_with("-----BEGIN PGP SIGNATURE-----")
+            .starts_with("-----BEGIN SIGNED MESSAGE-----")
         {
             return Verdict::Unchecked {
-                what: "an OpenPGP signature (list ssh keys, and sign with `gpg.format ssh`)"
-                    .to_owned(),
+                what: "an X.509 signature (sign with `gpg.format ssh` or `openpgp`)".to_owned(),
             };
         }
         let signature = match SshSig::from_pem(armored.trim()) {
@@ -212,6 +286,69 @@ impl AllowedSigners {
             None => Verdict::Untrusted { key },
         }
     }
+
+    /// What an OpenPGP signature says: the trusted key it names as its issuer (primary or
+    /// subkey) must verify it.
+    fn verify_openpgp(&self, armored: &str, payload: &[u8]) -> Verdict {
+        let signature = match DetachedSignature::from_string(armored.trim()) {
+            Ok((signature, _)) => signature.signature,
+            Err(e) => {
+                return Verdict::Bad {
+                    why: format!("not an OpenPGP signature: {e}"),
+                };
+            }
+        };
+        let fingerprints: Vec<String> = signature
+            .issuer_fingerprint()
+            .iter()
+            .map(|f| hex::encode_upper(f.as_bytes()))
+            .collect();
+        let key_ids: Vec<String> = signature
+            .issuer_key_id()
+            .iter()
+            .map(|id| hex::encode_upper(id.as_ref()))
+            .collect();
+        let names = |fingerprint: &str| {
+            fingerprints.iter().any(|f| f == fingerprint)
+                || key_ids.iter().any(|id| fingerprint.ends_with(id.as_str()))
+        };
+        let anonymous = fingerprints.is_empty() && key_ids.is_empty();
+        let judge = |by: &str, fingerprint: String, holds: pgp::errors::Result<()>| match holds {
+            Ok(()) => Verdict::Trusted {
+                by: by.to_owned(),
+                key: format!("OpenPGP {fingerprint}"),
+            },
+            Err(e) => Verdict::Bad {
+                why: format!("it does not match the commit ({e}), by OpenPGP {fingerprint}"),
+            },
+        };
+        for (by, key) in &self.openpgp {
+            let primary = pgp_fingerprint(&key.primary_key);
+            if names(&primary) || anonymous {
+                let verdict = judge(by, primary, signature.verify(&key.primary_key, payload));
+                if !anonymous || verdict.is_trusted() {
+                    return verdict;
+                }
+            }
+            for sub in &key.public_subkeys {
+                let fingerprint = pgp_fingerprint(&sub.key);
+                if names(&fingerprint) || anonymous {
+                    let verdict = judge(by, fingerprint, signature.verify(&sub.key, payload));
+                    if !anonymous || verdict.is_trusted() {
+                        return verdict;
+                    }
+                }
+            }
+        }
+        let issuer = fingerprints
+            .first()
+            .or(key_ids.first())
+            .cloned()
+            .unwrap_or_else(|| "that names no issuer".to_owned());
+        Verdict::Untrusted {
+            key: format!("OpenPGP {issuer}"),
+        }
+    }
 }
 
 /// The line's fields, split at whitespace outside double quotes.
@@ -244,28 +381,52 @@ fn is_key_type(field: &str) -> bool {
     field.starts_with("ssh-") || field.starts_with("ecdsa-sha2-") || field.starts_with("sk-")
 }
 
-/// A private key commits are signed with.
+/// What commits are signed with, and where that was configured (named in errors).
 pub struct Signer {
-    key: PrivateKey,
+    how: How,
+    from: String,
+}
+
+enum How {
+    /// An OpenSSH private key, signed with in Rust.
+    Key(Box<PrivateKey>),
+    /// An ssh key whose private half ssh-agent holds: `PROGRAM -Y sign -n git -f KEY FILE`, as
+    /// git runs it (`gpg.ssh.program`, `ssh-keygen` by default).
+    Ssh { program: String, key: SshKey },
+    /// OpenPGP: `PROGRAM --status-fd=2 -bsa [-u KEY]`, as git runs it (`gpg.program`, `gpg` by
+    /// default).
+    OpenPgp {
+        program: String,
+        key: Option<String>,
+    },
+}
+
+enum SshKey {
+    /// A key file: the public half (the private one in ssh-agent) or an encrypted private key.
+    File(PathBuf),
+    /// The public key itself (`key::ssh-ed25519 AAAA…`), its private half in ssh-agent.
+    Literal(String),
 }
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match &self.how {
+            How::Key(key) => key.public_key().fingerprint(HashAlg::Sha256).to_string(),
+            How::Ssh { program, .. } => format!("{program} -Y sign"),
+            How::OpenPgp { program, key } => {
+                format!("{program} -u {}", key.as_deref().unwrap_or("(default)"))
+            }
+        };
         f.debug_struct("Signer")
-            .field(
-                "key",
-                &self
-                    .key
-                    .public_key()
-                    .fingerprint(HashAlg::Sha256)
-                    .to_string(),
-            )
+            .field("how", &how)
+            .field("from", &self.from)
             .finish()
     }
 }
 
 impl Signer {
-    /// The key in the OpenSSH private key file at `path` (unencrypted: ferry runs unattended).
+    /// The key in the file at `path`: an OpenSSH private key (unencrypted: ferry runs
+    /// unattended), or the public half of a key ssh-agent holds.
     pub fn load(path: &Path) -> Result<Signer, SignError> {
         let text = std::fs::read(path).map_err(|source| SignError::Read {
             path: path.to_owned(),
@@ -275,45 +436,285 @@ impl Signer {
             path: path.to_owned(),
             why,
         };
-        let key = PrivateKey::from_openssh(&text)
-            .map_err(|e| bad(format!("not an OpenSSH private key: {e}")))?;
-        if key.is_encrypted() {
-            return Err(bad(
-                "the key is encrypted with a passphrase: give ferry a key of its own without one"
+        let from = SIGNING_KEY.to_owned();
+        match PrivateKey::from_openssh(&text) {
+            Ok(key) if key.is_encrypted() => Err(bad(
+                "the key is encrypted with a passphrase: give ferry a key of its own without one, or load it into ssh-agent and name its public half"
                     .to_owned(),
-            ));
+            )),
+            Ok(key) => Ok(Signer {
+                how: How::Key(Box::new(key)),
+                from,
+            }),
+            Err(e) => {
+                let public = std::str::from_utf8(&text)
+                    .ok()
+                    .and_then(|t| PublicKey::from_openssh(t.trim()).ok());
+                if public.is_none() {
+                    return Err(bad(format!(
+                        "not an OpenSSH private key ({e}), nor the public half of a key ssh-agent holds"
+                    )));
+                }
+                agent_reachable().map_err(|why| bad(why.0))?;
+                Ok(Signer {
+                    how: How::Ssh {
+                        program: "ssh-keygen".to_owned(),
+                        key: SshKey::File(path.to_owned()),
+                    },
+                    from,
+                })
+            }
         }
-        Ok(Signer { key })
     }
 
-    /// The signer `FERRY_SIGNING_KEY` names, read once (`None` when unset or empty).
+    /// The signer configured for this process, read once (`None`: commits are not signed):
+    /// `FERRY_SIGNING_KEY` (a key file, or `key::ssh-ed25519 AAAA…` held by ssh-agent), else
+    /// git's own configuration when `commit.gpgsign` is true (`gpg.format`,
+    /// `user.signingkey`, `gpg.program`, `gpg.ssh.program`), as `git commit` reads it.
     pub fn configured() -> Result<Option<&'static Signer>, &'static SignError> {
         static SIGNER: std::sync::OnceLock<Result<Option<Signer>, SignError>> =
             std::sync::OnceLock::new();
         SIGNER
-            .get_or_init(|| match std::env::var_os(SIGNING_KEY) {
-                Some(path) if !path.is_empty() => Signer::load(Path::new(&path)).map(Some),
-                _ => Ok(None),
+            .get_or_init(|| {
+                let (from, signer) = match std::env::var_os(SIGNING_KEY) {
+                    Some(value) if !value.is_empty() => (
+                        SIGNING_KEY,
+                        match value.to_str().and_then(|v| v.strip_prefix("key::")) {
+                            Some(literal) => {
+                                Signer::literal(literal, SIGNING_KEY.to_owned()).map(Some)
+                            }
+                            None => Signer::load(Path::new(&value)).map(Some),
+                        },
+                    ),
+                    _ => (
+                        "git's configuration (commit.gpgsign)",
+                        Signer::from_git_config(),
+                    ),
+                };
+                signer.map_err(|source| SignError::Configured {
+                    from: from.to_owned(),
+                    source: Box::new(source),
+                })
             })
             .as_ref()
             .map(Option::as_ref)
     }
 
-    /// The public half, as `allowed_signers` lists it.
-    pub fn public_key(&self) -> String {
-        self.key.public_key().to_openssh().unwrap_or_default()
+    /// A public key given as text, its private half held by ssh-agent.
+    fn literal(key: &str, from: String) -> Result<Signer, SignError> {
+        let bad = |why: String| SignError::Key {
+            path: PathBuf::from("key::…"),
+            why,
+        };
+        PublicKey::from_openssh(key.trim())
+            .map_err(|e| bad(format!("`key::…` is not an ssh public key: {e}")))?;
+        agent_reachable().map_err(|why| bad(why.0))?;
+        Ok(Signer {
+            how: How::Ssh {
+                program: "ssh-keygen".to_owned(),
+                key: SshKey::Literal(key.trim().to_owned()),
+            },
+            from,
+        })
+    }
+
+    /// git's signing configuration, where `commit.gpgsign` asks for signed commits: the
+    /// repository around the current directory's, else the user's and the system's.
+    fn from_git_config() -> Result<Option<Signer>, SignError> {
+        let Ok(config) = config_here() else {
+            return Ok(None);
+        };
+        if !config.get_bool("commit.gpgsign").unwrap_or(false) {
+            return Ok(None);
+        }
+        let text = |name: &str| config.get_string(name).ok().filter(|v| !v.is_empty());
+        let from = "git's configuration (commit.gpgsign)".to_owned();
+        let key = text("user.signingkey");
+        let bad = |why: String| SignError::Key {
+            path: PathBuf::from("user.signingkey"),
+            why,
+        };
+        match text("gpg.format").as_deref().unwrap_or("openpgp") {
+            "openpgp" => Ok(Some(Signer {
+                how: How::OpenPgp {
+                    program: text("gpg.openpgp.program")
+                        .or_else(|| text("gpg.program"))
+                        .unwrap_or_else(|| "gpg".to_owned()),
+                    key,
+                },
+                from,
+            })),
+            "ssh" => {
+                let key = key.ok_or_else(|| {
+                    bad("is not set: ssh signing (`gpg.format ssh`) needs the key".to_owned())
+                })?;
+                let program = text("gpg.ssh.program").unwrap_or_else(|| "ssh-keygen".to_owned());
+                if let Some(literal) = key
+                    .strip_prefix("key::")
+                    .or_else(|| key.starts_with("ssh-").then_some(key.as_str()))
+                {
+                    let mut signer = Signer::literal(literal, from)?;
+                    if let How::Ssh { program: p, .. } = &mut signer.how {
+                        *p = program;
+                    }
+                    return Ok(Some(signer));
+                }
+                let path = match key.strip_prefix("~/") {
+                    Some(rest) => std::env::var_os("HOME")
+                        .map(|home| Path::new(&home).join(rest))
+                        .unwrap_or_else(|| PathBuf::from(&key)),
+                    None => PathBuf::from(&key),
+                };
+                // An unencrypted private key is signed with here; any other key as git would.
+                let text = std::fs::read(&path).map_err(|source| SignError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let how = match PrivateKey::from_openssh(&text) {
+                    Ok(private) if !private.is_encrypted() => How::Key(Box::new(private)),
+                    _ => How::Ssh {
+                        program,
+                        key: SshKey::File(path),
+                    },
+                };
+                Ok(Some(Signer { how, from }))
+            }
+            other => Err(SignError::Key {
+                path: PathBuf::from("gpg.format"),
+                why: format!(
+                    "`{}` signatures are not supported: use `ssh` or `openpgp`",
+                    crate::output::printable(other)
+                ),
+            }),
+        }
     }
 
     /// The armored signature of `payload` (a commit without its `gpgsig` header).
     pub fn sign(&self, payload: &[u8]) -> Result<String, SignError> {
-        let signature = self
-            .key
-            .sign(NAMESPACE, HashAlg::Sha512, payload)
-            .map_err(|e| SignError::Sign(e.to_string()))?;
-        signature
-            .to_pem(LineEnding::LF)
-            .map_err(|e| SignError::Sign(e.to_string()))
+        let failed = |why: String| SignError::Sign(format!("{}: {why}", self.from));
+        match &self.how {
+            How::Key(key) => {
+                let signature = key
+                    .sign(NAMESPACE, HashAlg::Sha512, payload)
+                    .map_err(|e| failed(e.to_string()))?;
+                signature
+                    .to_pem(LineEnding::LF)
+                    .map_err(|e| failed(e.to_string()))
+            }
+            How::Ssh { program, key } => {
+                let dir = tempfile::tempdir().map_err(|e| failed(e.to_string()))?;
+                let file = dir.path().join("commit");
+                std::fs::write(&file, payload).map_err(|e| failed(e.to_string()))?;
+                let mut command = std::process::Command::new(program);
+                command.args(["-Y", "sign", "-n", NAMESPACE, "-f"]);
+                match key {
+                    SshKey::File(path) => {
+                        command.arg(path);
+                    }
+                    SshKey::Literal(text) => {
+                        let path = dir.path().join("key.pub");
+                        std::fs::write(&path, format!("{text}\n"))
+                            .map_err(|e| failed(e.to_string()))?;
+                        command.arg(path).arg("-U");
+                    }
+                }
+                command.arg(&file);
+                let output = run(&mut command, None)
+                    .map_err(|why| failed(format!("`{program} -Y sign`: {why}")))?;
+                drop(output);
+                std::fs::read_to_string(dir.path().join("commit.sig"))
+                    .map_err(|e| failed(format!("`{program} -Y sign` wrote no signature: {e}")))
+            }
+            How::OpenPgp { program, key } => {
+                let mut command = std::process::Command::new(program);
+                command.args(["--status-fd=2", "-bsa"]);
+                if let Some(key) = key {
+                    command.args(["-u", key]);
+                }
+                let output = run(&mut command, Some(payload))
+                    .map_err(|why| failed(format!("`{program} -bsa`: {why}")))?;
+                let status = String::from_utf8_lossy(&output.stderr);
+                let signature = String::from_utf8_lossy(&output.stdout).into_owned();
+                if !status
+                    .lines()
+                    .any(|l| l.starts_with("[GNUPG:] SIG_CREATED "))
+                    || !signature.contains(PGP_SIGNATURE_BEGIN)
+                {
+                    return Err(failed(format!("`{program} -bsa` made no signature")));
+                }
+                Ok(signature)
+            }
+        }
     }
+}
+
+/// git's configuration as `git` run in the current directory reads it: the user's and the
+/// system's, and the repository's around it (its `.git/config`) over them.
+fn config_here() -> Result<git2::Config, git2::Error> {
+    let mut config = git2::Config::open_default()?;
+    let here = std::env::current_dir().map_err(|e| git2::Error::from_str(&e.to_string()))?;
+    if let Some(local) = here
+        .ancestors()
+        .map(|dir| dir.join(".git/config"))
+        .find(|path| path.is_file())
+    {
+        config.add_file(&local, git2::ConfigLevel::Local, false)?;
+    }
+    Ok(config)
+}
+
+/// ssh-agent must be there to sign with a key it holds.
+fn agent_reachable() -> Result<(), Why> {
+    match std::env::var_os("SSH_AUTH_SOCK") {
+        Some(sock) if !sock.is_empty() => Ok(()),
+        _ => Err(Why(
+            "the key's private half is to be in ssh-agent, and SSH_AUTH_SOCK is not set".to_owned(),
+        )),
+    }
+}
+
+/// Why a key or a program did not serve, in a few words (made part of a [`SignError`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Why(String);
+
+/// Runs a signing program, `input` on its stdin; what it said on stderr (its diagnostics, not
+/// its status lines) when it fails.
+fn run(
+    command: &mut std::process::Command,
+    input: Option<&[u8]>,
+) -> Result<std::process::Output, Why> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Why(e.to_string()))?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A program that exits early closes its stdin: its exit status tells why.
+        let _ = stdin.write_all(input);
+    }
+    let output = child.wait_with_output().map_err(|e| Why(e.to_string()))?;
+    if output.status.success() {
+        return Ok(output);
+    }
+    let said: Vec<String> = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("[GNUPG:]") && !l.trim().is_empty())
+        .take(5)
+        .map(|l| crate::output::printable(l).into_owned())
+        .collect();
+    Err(Why(if said.is_empty() {
+        format!("it failed ({})", output.status)
+    } else {
+        format!("it failed ({}): {}", output.status, said.join("; "))
+    }))
 }
 
 #[cfg(test)]
@@ -348,11 +749,15 @@ mod tests {
     }
 
     #[test]
-    fn an_unsigned_or_pgp_signed_commit_is_not_trusted() {
+    fn an_unsigned_malformed_or_x509_signed_commit_is_not_trusted() {
         let trusted = AllowedSigners::default();
         assert_eq!(trusted.verify(None, b"tree"), Verdict::Unsigned);
         assert!(matches!(
             trusted.verify(Some("-----BEGIN PGP SIGNATURE-----\n..."), b"tree"),
+            Verdict::Bad { .. }
+        ));
+        assert!(matches!(
+            trusted.verify(Some("-----BEGIN SIGNED MESSAGE-----\n..."), b"tree"),
             Verdict::Unchecked { .. }
         ));
         assert!(matches!(

@@ -29,7 +29,7 @@ impl From<StoreError> for Error {
             ),
             StoreError::Git(_) => None,
             StoreError::Signing(_) => Some(
-                "FERRY_SIGNING_KEY names an unencrypted OpenSSH private key (`ssh-keygen -t ed25519 -N '' -f KEY`); unset it to write unsigned commits",
+                "FERRY_SIGNING_KEY names an unencrypted OpenSSH private key (`ssh-keygen -t ed25519 -N '' -f KEY`) or the public half of a key ssh-agent holds; git's `commit.gpgsign` signs with `user.signingkey` as `git commit -S` does; unset them to write unsigned commits",
             ),
             StoreError::Credentials(_) => {
                 Some("fix the file or the variable, or unset it to use git's credential helpers")
@@ -119,6 +119,34 @@ pub fn branch_of(store: &Store, env: &str) -> Result<String, Error> {
             }
         })),
     }
+}
+
+/// The repository's promotion paths (`dev → staging → prod`), as the first environment
+/// branch whose state validates declares them; none when no branch validates.
+pub fn promotion_paths(store: &Store) -> Result<Vec<Vec<String>>, Error> {
+    let heads = store.heads()?;
+    for branch in heads.keys().filter(|b| !b.starts_with("ferry/")) {
+        let tip = store.tip(branch, History::Tip)?;
+        if let Some(state) = validate::check(&store.tree_source(tip, branch)?).state {
+            return Ok(state
+                .promotion_paths()
+                .into_iter()
+                .map(|path| path.into_iter().map(str::to_owned).collect())
+                .collect());
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// The environments of the repository, in promotion order (see [`promotion_paths`]).
+pub fn environments(paths: &[Vec<String>]) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    for env in paths.iter().flatten() {
+        if !order.contains(env) {
+            order.push(env.clone());
+        }
+    }
+    order
 }
 
 /// An environment's branch, its tip, its files, and its validated state.

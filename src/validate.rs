@@ -535,7 +535,7 @@ fn native_environment(
             let why = why.strip_prefix("signers:1: ").unwrap_or(&why).to_owned();
             out.push(
                 at.error(&format!("/signers/{i}"), format!("`signers` entry {why}"))
-                    .hint("one ssh allowed_signers line: `PRINCIPALS KEYTYPE BASE64`, the key as its `.pub` file has it"),
+                    .hint("one ssh allowed_signers line, `PRINCIPALS KEYTYPE BASE64` with the key as its `.pub` file has it, or one armored OpenPGP public key (`gpg --armor --export KEY`)"),
             );
         }
     }

@@ -131,12 +131,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "oci://HOST/REPO:TAG")]
     pub source: Option<String>,
 
-    /// Deploy only commits signed by a key in FILE, an ssh `allowed_signers` list
+    /// Deploy only commits signed by a key in FILE: an ssh `allowed_signers` list
     /// (`PRINCIPALS KEYTYPE BASE64` per line, as `git verify-commit` reads with
-    /// `gpg.ssh.allowedSignersFile`). A tip that is unsigned, badly signed or signed by
-    /// another key is not deployed: the running release stays, and the agent reports why.
-    /// It checks the branch's commit, so it reads the desired state from git (`--remote`).
-    #[arg(long, value_name = "FILE", conflicts_with = "source")]
+    /// `gpg.ssh.allowedSignersFile`) and/or armored OpenPGP public keys (`gpg --armor
+    /// --export`). A tip that is unsigned, badly signed or signed by another key is not
+    /// deployed: the running release stays, and the agent reports why. With `--source`, the
+    /// published state must carry its signed commit, and its files must make that commit's
+    /// tree.
+    #[arg(long, value_name = "FILE")]
     pub trusted_keys: Option<PathBuf>,
 
     #[command(flatten)]
@@ -354,27 +356,37 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
             )));
         }
     };
+    let trusted = match &args.trusted_keys {
+        Some(path) => {
+            let trusted = crate::cmd::shared::trusted_keys(path)?;
+            if trusted.is_empty() {
+                return Err(Error::usage(format!(
+                    "{} lists no key for git commits: no commit could be deployed",
+                    path.display()
+                ))
+                .hint("add `PRINCIPAL ssh-ed25519 AAAA…` lines (an entry with `namespaces=` must include `git`), or an armored OpenPGP public key"));
+            }
+            Some(trusted)
+        }
+        None => None,
+    };
     let source: Box<dyn DesiredSource> = match source {
         Some(url) => {
             let registry = registries.get(&url.registry).map_err(Error::from)?;
             tracing::info!("{env}: reading the desired state from {url}");
-            Box::new(OciTag::new(url, registry))
+            let tag = OciTag::new(url, registry);
+            Box::new(match trusted {
+                Some(trusted) => tag.trusting(trusted),
+                None => tag,
+            })
         }
         None => {
             let store = store.as_ref().expect("opened without --source");
-            let mut branch = GitBranch::new(store, branch_of(store, &env)?);
-            if let Some(path) = &args.trusted_keys {
-                let trusted = crate::cmd::shared::trusted_keys(path)?;
-                if trusted.is_empty() {
-                    return Err(Error::usage(format!(
-                        "{} lists no key for git commits: no commit could be deployed",
-                        path.display()
-                    ))
-                    .hint("add `PRINCIPAL ssh-ed25519 AAAA…` lines (an entry with `namespaces=` must include `git`)"));
-                }
-                branch = branch.trusting(trusted);
-            }
-            Box::new(branch)
+            let branch = GitBranch::new(store, branch_of(store, &env)?);
+            Box::new(match trusted {
+                Some(trusted) => branch.trusting(trusted),
+                None => branch,
+            })
         }
     };
     let mut cache = Cache::new(state_dir.join("artifacts")).with_registries(registries.clone());

@@ -12,7 +12,8 @@ use crate::output::{Format, Output};
 use crate::plan::history::shown;
 use crate::sign::Verdict;
 use crate::store::RemoteArgs;
-use crate::view::audit::{audit, parse_since, unlogged};
+use crate::view::audit::{audit, unlogged};
+use crate::view::parse_since;
 
 /// Audit an environment: each change of its branch, who made and approved it, and whether it
 /// satisfied the branch's protection at the time.

@@ -80,6 +80,7 @@ pub enum Command {
     Diff(cmd::diff::DiffArgs),
     History(cmd::history::HistoryArgs),
     Audit(cmd::audit::AuditArgs),
+    Dora(cmd::dora::DoraArgs),
     Promote(cmd::promote::PromoteArgs),
     Protect(cmd::protect::ProtectArgs),
     Requests(cmd::requests::RequestsArgs),

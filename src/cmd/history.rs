@@ -27,8 +27,8 @@ pub struct HistoryArgs {
     #[arg(long, short = 'n')]
     pub limit: Option<usize>,
 
-    /// Check each change's signature against this ssh `allowed_signers` list and show who
-    /// signed it (a SIGNED column). Without it, signatures are still checked, and a signed
+    /// Check each change's signature against the keys in FILE (an ssh `allowed_signers` list
+    /// and/or armored OpenPGP public keys) and show who signed it (a SIGNED column). Without it, signatures are still checked, and a signed
     /// change shows its key as untrusted.
     #[arg(long, value_name = "FILE")]
     pub trusted_keys: Option<std::path::PathBuf>,

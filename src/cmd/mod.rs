@@ -8,6 +8,7 @@ pub mod cli;
 pub mod close;
 pub mod completions;
 pub mod diff;
+pub mod dora;
 pub mod history;
 pub mod hook;
 pub mod init;
@@ -43,6 +44,7 @@ pub fn run(command: Command, out: Output) -> Result<Outcome> {
         Command::Promote(args) => promote::run(args, out),
         Command::Agent(args) => agent::run(args, out),
         Command::Audit(args) => audit::run(args, out),
+        Command::Dora(args) => dora::run(args, out),
         Command::Hook(args) => hook::run(args, out),
         Command::Protect(args) => protect::run(args, out),
         Command::Requests(args) => requests::run(args, out),

@@ -18,6 +18,8 @@ use crate::store::{History, RemoteArgs};
 /// under an immutable tag, the commit id, and the tag ENV is moved to it. Publishing the same
 /// commit again changes nothing; a commit tag that holds other content is an error, never
 /// overwritten; ENV is not moved back from a newer commit. Meant to run in CI after each merge.
+/// A signed commit is published with its signature and trees, so that agents with
+/// `--trusted-keys` check the state against it.
 /// Credentials: FERRY_REGISTRY_USER and FERRY_REGISTRY_PASSWORD, or Docker's config.json.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -70,12 +72,22 @@ pub fn run(args: PublishArgs, out: Output) -> Result<Outcome> {
     let loaded = load_env(&store, &args.env, History::Tip)?;
     let commit = store.commit(loaded.tip)?;
     let revision = loaded.tip.to_string();
+    // A signed commit travels with its state, for agents that check it (`--trusted-keys`).
+    let read = |id: &str| {
+        let id = crate::store::Oid::from_str(id).map_err(|e| state::ProofError(e.to_string()))?;
+        store
+            .raw_object(id)
+            .map_err(|e| state::ProofError(e.to_string()))
+    };
+    let signed = state::signed_proof(&store.raw_object(loaded.tip)?, &read)
+        .map_err(|e| Error::failure(format!("{}: {e}", short(loaded.tip))))?;
     let meta = Meta {
         environment: args.env.clone(),
         branch: loaded.branch.clone(),
         revision: revision.clone(),
         source: store.remote().shown.clone(),
         created: format_time(commit.committer.time),
+        signed,
     };
     let mtime = commit.committer.time.max(0) as u64;
     let packed = state::pack(&loaded.files.files(), &meta, mtime);

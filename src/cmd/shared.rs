@@ -27,6 +27,8 @@ pub fn short(id: Oid) -> String {
 
 pub use crate::output::format_time;
 
+pub use crate::view::parse_since;
+
 /// Left-aligned columns for text tables.
 pub fn table(rows: &[Vec<String>]) -> Vec<String> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -129,12 +131,12 @@ pub fn parse_id(text: &str) -> Result<u64, Problem> {
         .map_err(|_| Problem(format!("`{text}` is not a request id, such as `3` or `#3`")))
 }
 
-/// The ssh `allowed_signers` list at `path` (`--trusted-keys FILE`); a file that cannot be
-/// read as one is a usage error.
+/// The trusted keys at `path` (`--trusted-keys FILE`); a file that cannot be read as such is a
+/// usage error.
 pub fn trusted_keys(path: &std::path::Path) -> Result<crate::sign::AllowedSigners, Error> {
     crate::sign::AllowedSigners::load(path).map_err(|e| {
         Error::usage(e.to_string()).hint(
-            "an ssh allowed_signers file: one `PRINCIPALS KEYTYPE BASE64` line per key (`ssh-keygen -Y verify` reads the same)",
+            "an ssh allowed_signers file, one `PRINCIPALS KEYTYPE BASE64` line per key (`ssh-keygen -Y verify` reads the same), and/or armored OpenPGP public keys (`gpg --armor --export KEY`)",
         )
     })
 }

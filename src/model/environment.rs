@@ -49,7 +49,8 @@ pub struct Environment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apps: Option<BTreeMap<String, App>>,
     /// The keys trusted to sign this environment's branch, as ssh's `allowed_signers` lines
-    /// (`PRINCIPALS KEYTYPE BASE64`): what `protection.require_signed_commits` checks.
+    /// (`PRINCIPALS KEYTYPE BASE64`) or armored OpenPGP public keys: what
+    /// `protection.require_signed_commits` checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signers: Vec<String>,
     #[serde(rename = "$schema", default, skip_serializing)]

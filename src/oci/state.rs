@@ -7,6 +7,11 @@
 //! files, as they are at the commit). Packing is deterministic (sorted entries, fixed modes,
 //! the commit's time), so the same commit always gives the same digest and publishing it
 //! again changes nothing.
+//!
+//! A signed commit travels with its state: the config then holds the commit object and the
+//! tree objects down to the state's files ([`Signed`]), so an agent with `--trusted-keys`
+//! checks the signature, then that the layer's files hash to the blobs of that very tree
+//! ([`check_signed`]): one signature covers the layer as it covers the branch.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -36,6 +41,217 @@ pub struct Meta {
     pub source: String,
     /// The commit's time, RFC 3339.
     pub created: String,
+    /// The commit and its trees, when the commit is signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<Signed>,
+}
+
+/// A signed commit as git stores it, and the tree objects from its root to the state's files:
+/// enough to recompute its tree id from a layer's files.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Signed {
+    /// The commit object, its `gpgsig` header included (base64).
+    pub commit: String,
+    /// The tree objects by path (base64): `""` for the root, and `environments`.
+    pub trees: BTreeMap<String, String>,
+}
+
+/// Why a signed commit's proof cannot be made or read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ProofError(pub String);
+
+impl From<&str> for ProofError {
+    fn from(why: &str) -> ProofError {
+        ProofError(why.to_owned())
+    }
+}
+
+/// The id git gives an object of `kind` with `bytes` (SHA-1, with git's collision detection).
+fn git_id(kind: &str, bytes: &[u8]) -> Result<String, ProofError> {
+    use sha1_checked::Digest;
+    let mut hasher = sha1_checked::Sha1::new();
+    hasher.update(format!("{kind} {}\0", bytes.len()).as_bytes());
+    hasher.update(bytes);
+    let id = hasher.try_finalize();
+    if id.has_collision() {
+        return Err(ProofError(format!(
+            "a {kind} whose SHA-1 is part of a collision attack"
+        )));
+    }
+    Ok(hex::encode(id.hash().as_slice()))
+}
+
+/// A tree object's entries: (mode, name, id).
+fn tree_entries(bytes: &[u8]) -> Result<Vec<(String, String, String)>, ProofError> {
+    let mut entries = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let space = rest
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or("a malformed tree")?;
+        let nul = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or("a malformed tree")?;
+        if nul < space || rest.len() < nul + 21 {
+            return Err("a malformed tree".into());
+        }
+        let mode = String::from_utf8_lossy(&rest[..space]).into_owned();
+        let name = String::from_utf8_lossy(&rest[space + 1..nul]).into_owned();
+        entries.push((mode, name, hex::encode(&rest[nul + 1..nul + 21])));
+        rest = &rest[nul + 21..];
+    }
+    Ok(entries)
+}
+
+/// Whether a tree entry's mode is a file's (what a state reads as one: regular, executable or
+/// a link, as git reads each as a blob).
+fn is_blob(mode: &str) -> bool {
+    matches!(mode, "100644" | "100755" | "120000")
+}
+
+/// A commit object's tree id, its signature and the bytes the signature covers (the object
+/// without its `gpgsig` header), as git splits them.
+fn split_commit(bytes: &[u8]) -> Result<(String, Option<String>, Vec<u8>), ProofError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "a commit that is not UTF-8")?;
+    let (mut tree, mut signature, mut payload) = (None, None::<String>, String::new());
+    let (mut in_signature, mut in_headers) = (false, true);
+    for line in text.split_inclusive('\n') {
+        if in_headers && line == "\n" {
+            in_headers = false;
+        }
+        if !in_headers {
+            payload.push_str(line);
+            continue;
+        }
+        if let Some(first) = line.strip_prefix("gpgsig ") {
+            if signature.is_some() {
+                return Err("a commit with two signatures".into());
+            }
+            signature = Some(first.to_owned());
+            in_signature = true;
+            continue;
+        }
+        if in_signature && let Some(more) = line.strip_prefix(' ') {
+            signature.as_mut().expect("in a signature").push_str(more);
+            continue;
+        }
+        in_signature = false;
+        if let Some(id) = line.strip_prefix("tree ") {
+            tree.get_or_insert(id.trim_end().to_owned());
+        }
+        payload.push_str(line);
+    }
+    let tree = tree.ok_or("a commit without a tree")?;
+    Ok((tree, signature, payload.into_bytes()))
+}
+
+/// The proof a signed commit gives its state: the commit and the trees down to the state's
+/// files, read with `read` (an object's bytes by id); `None` when the commit is unsigned.
+pub fn signed_proof(
+    commit: &[u8],
+    read: &dyn Fn(&str) -> Result<Vec<u8>, ProofError>,
+) -> Result<Option<Signed>, ProofError> {
+    use base64::Engine;
+    let (tree, signature, _) = split_commit(commit)?;
+    if signature.is_none() {
+        return Ok(None);
+    }
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let root = read(&tree)?;
+    let mut trees = BTreeMap::from([(String::new(), encode(&root))]);
+    for (mode, name, id) in tree_entries(&root)? {
+        if mode == "40000" && name == crate::validate::ENVIRONMENTS_DIR {
+            trees.insert(name, encode(&read(&id)?));
+        }
+    }
+    Ok(Some(Signed {
+        commit: encode(commit),
+        trees,
+    }))
+}
+
+/// Checks a pulled state against the signed commit it carries: the commit is the artifact's
+/// `revision`, its signature is good and by a trusted key, and the layer's `files` are exactly
+/// the state files of the commit's tree, byte for byte. The verdict on the signature, or
+/// why the state is not covered by one.
+pub fn check_signed(
+    signed: Option<&Signed>,
+    revision: &str,
+    files: &BTreeMap<String, Vec<u8>>,
+    trusted: &crate::sign::AllowedSigners,
+) -> Result<crate::sign::Verdict, crate::sign::Verdict> {
+    use crate::sign::Verdict;
+    use base64::Engine;
+    let Some(signed) = signed else {
+        return Err(Verdict::Unsigned);
+    };
+    let bad = |why: String| Verdict::Bad { why };
+    let malformed = |e: ProofError| Verdict::Bad { why: e.0 };
+    let decode = |what: &str, text: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| bad(format!("the published {what} is not base64")))
+    };
+    let commit = decode("commit", &signed.commit)?;
+    let id = git_id("commit", &commit).map_err(malformed)?;
+    if id != revision {
+        return Err(bad(format!(
+            "the published commit is {id}, not the state's revision {revision}"
+        )));
+    }
+    let (tree, signature, payload) = split_commit(&commit).map_err(malformed)?;
+    let verdict = trusted.verify(signature.as_deref(), &payload);
+    if !verdict.is_trusted() {
+        return Err(verdict);
+    }
+    // The trees, from the signed root down; then every state file, by its blob id.
+    let tree_at = |path: &str, id: &str| -> Result<Vec<(String, String, String)>, Verdict> {
+        let text = signed
+            .trees
+            .get(path)
+            .ok_or_else(|| bad(format!("the published state lacks the tree `{path}/`")))?;
+        let bytes = decode("tree", text)?;
+        if git_id("tree", &bytes).map_err(malformed)? != id {
+            return Err(bad(format!(
+                "the published tree `{path}/` is not the signed commit's"
+            )));
+        }
+        tree_entries(&bytes).map_err(malformed)
+    };
+    let mut expected = BTreeMap::new();
+    for (mode, name, id) in tree_at("", &tree)? {
+        if is_blob(&mode) && (name == crate::validate::MANIFEST || name.ends_with("-env.json")) {
+            expected.insert(name, id);
+        } else if mode == "40000" && name == crate::validate::ENVIRONMENTS_DIR {
+            for (mode, file, id) in tree_at(&name, &id)? {
+                if is_blob(&mode) && file.ends_with(".json") {
+                    expected.insert(format!("{name}/{file}"), id);
+                }
+            }
+        }
+    }
+    for (path, bytes) in files {
+        match expected.remove(path) {
+            Some(id) if git_id("blob", bytes).map_err(malformed)? == id => {}
+            Some(_) => {
+                return Err(bad(format!(
+                    "the layer's `{path}` is not the signed commit's"
+                )));
+            }
+            None => {
+                return Err(bad(format!(
+                    "the layer holds `{path}`, which the signed commit does not"
+                )));
+            }
+        }
+    }
+    if let Some(path) = expected.keys().next() {
+        return Err(bad(format!("the layer lacks the signed commit's `{path}`")));
+    }
+    Ok(verdict)
 }
 
 /// Why an artifact is not a ferry state ferry can use.
@@ -241,6 +457,7 @@ mod tests {
             revision: "a".repeat(40),
             source: "/srv/deploy.git".into(),
             created: "2026-11-25T00:00:00Z".into(),
+            signed: None,
         }
     }
 
@@ -258,6 +475,28 @@ mod tests {
         assert_eq!(parsed.layer.digest, one.layer_digest);
         assert_eq!(parsed.revision.as_deref(), Some("a".repeat(40).as_str()));
         assert_eq!(unpack(&one.layer).unwrap(), files);
+    }
+
+    /// The signature is cut from the headers only: a `gpgsig` line in the message is the
+    /// message's.
+    #[test]
+    fn a_commit_splits_as_git_splits_it() {
+        let commit = "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <a@x> 1 +0000\ncommitter A <a@x> 1 +0000\ngpgsig -----BEGIN SSH SIGNATURE-----\n AAAA\n -----END SSH SIGNATURE-----\n\nsubject\n\ngpgsig in the body\n";
+        let (tree, signature, payload) = split_commit(commit.as_bytes()).unwrap();
+        assert_eq!(tree, "4b825dc642cb6eb9a060e54bf8d69288fbee4904");
+        assert_eq!(
+            signature.as_deref(),
+            Some("-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n")
+        );
+        assert_eq!(
+            String::from_utf8(payload).unwrap(),
+            "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <a@x> 1 +0000\ncommitter A <a@x> 1 +0000\n\nsubject\n\ngpgsig in the body\n"
+        );
+        assert_eq!(
+            git_id("tree", b"").unwrap(),
+            "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+        );
+        assert!(tree_entries(b"100644 a\0short").is_err());
     }
 
     #[test]

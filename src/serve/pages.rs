@@ -95,6 +95,8 @@ struct Documents {
     /// By environment and how many of the newest changes (`None`: all).
     audits: HashMap<(String, Option<usize>), Result<Vec<Change>, Failure>>,
     declared: HashMap<String, Option<Environment>>,
+    /// By environment: its DORA report over its whole history.
+    dora: HashMap<String, Result<crate::dora::Report, Failure>>,
 }
 
 /// The store, what was built from it, and the templates.
@@ -310,11 +312,30 @@ impl Dashboard {
                 match since {
                     None => Ok(json_reply(StatusCode::OK, self.audit(env, None)?)),
                     Some(text) => {
-                        let since = crate::view::audit::parse_since(text)?;
+                        let since = crate::view::parse_since(text)?;
                         let forge = LocalForge::new(&self.store);
                         let (_, changes) =
                             crate::view::audit::audit(&self.store, &forge, env, Some(since), None)?;
                         Ok(json_reply(StatusCode::OK, &changes))
+                    }
+                }
+            }
+            Route::Dora { env, since } => {
+                self.known(env)?;
+                match since {
+                    None => {
+                        let report = self.dora(env)?.clone();
+                        Ok(json_reply(StatusCode::OK, &[report]))
+                    }
+                    Some(text) => {
+                        let since = crate::view::parse_since(text)?;
+                        let reports = crate::view::dora::reports(
+                            &self.store,
+                            Some(env),
+                            Some(since),
+                            crate::identity::now(),
+                        )?;
+                        Ok(json_reply(StatusCode::OK, &reports.reports))
                     }
                 }
             }
@@ -415,6 +436,23 @@ impl Dashboard {
                 crate::view::audit::audit(store, &forge, env, None, limit)
                     .map(|(_, changes)| changes)
                     .map_err(Failure::from)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The DORA report of `env` over its whole history, to now.
+    fn dora(&mut self, env: &str) -> Result<&crate::dora::Report, Failure> {
+        let store = &self.store;
+        self.documents
+            .dora
+            .entry(env.to_owned())
+            .or_insert_with(|| {
+                crate::view::dora::reports(store, Some(env), None, crate::identity::now())
+                    .map_err(Failure::from)?
+                    .reports
+                    .pop()
+                    .ok_or_else(|| Failure::not_found(format!("no DORA report of `{env}`")))
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -574,6 +612,11 @@ impl Dashboard {
             .cloned()
             .ok_or_else(|| Failure::not_found(format!("no status of `{env}`")))?;
         let declared = self.declared(env);
+        // Charts are worth a page without them when they cannot be computed: the page says so.
+        let (charts, dora_error) = match self.dora(env) {
+            Ok(report) => (svg::dora_charts(report), None),
+            Err(failure) => (Vec::new(), Some(failure.message)),
+        };
         // The changes up to this page's, and one more to tell whether an older page exists:
         // a page costs what it shows, not the whole history.
         let wanted = page.saturating_mul(CHANGES_PER_PAGE).saturating_add(1);
@@ -606,7 +649,8 @@ impl Dashboard {
             signers: declared.map(|e| e.signers).unwrap_or_default(),
             timeline,
             flagged,
-            charts: Vec::new(),
+            charts,
+            dora_error,
             pager: Pager {
                 number,
                 pages,
@@ -620,6 +664,7 @@ impl Dashboard {
                 history: format!("/api/history/{}", encode(env)),
                 audit: format!("/api/audit/{}", encode(env)),
                 requests: format!("/requests?state=all&env={}", encode(env)),
+                dora: format!("/api/dora/{}", encode(env)),
             },
         })
     }
@@ -1145,6 +1190,8 @@ struct EnvPage {
     timeline: Vec<TimelineRow>,
     flagged: usize,
     charts: Vec<svg::Chart>,
+    /// Why there are no charts.
+    dora_error: Option<String>,
     pager: Pager,
     links: EnvLinks,
 }
@@ -1154,6 +1201,7 @@ struct EnvLinks {
     history: String,
     audit: String,
     requests: String,
+    dora: String,
 }
 
 #[derive(Debug, Serialize)]

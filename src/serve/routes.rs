@@ -59,6 +59,8 @@ pub enum Route {
     },
     /// `/api/audit/ENV[?since=]`: `ferry audit ENV --format json`.
     Audit { env: String, since: Option<String> },
+    /// `/api/dora/ENV[?since=]`: `ferry dora ENV --format json`.
+    Dora { env: String, since: Option<String> },
     /// `/api/fingerprint`: what the refs are now, in a few bytes.
     Fingerprint,
     /// Anything else.
@@ -257,6 +259,10 @@ pub fn parse(path: &str, query: &str) -> Route {
             limit: param("limit").and_then(|l| l.parse().ok()),
         },
         ["api", "audit", env] => Route::Audit {
+            env: (*env).to_owned(),
+            since: param("since"),
+        },
+        ["api", "dora", env] => Route::Dora {
             env: (*env).to_owned(),
             since: param("since"),
         },

@@ -73,21 +73,71 @@ fn nice(value: f64) -> f64 {
         .unwrap_or(10.0 * magnitude)
 }
 
+/// What a chart's values are, for its scale and its labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    /// Counts: whole numbers, the scale at least 0–4 so that its lines fall on them.
+    Count,
+    /// Durations in seconds: the scale tops at a round duration (a minute at least).
+    Duration,
+}
+
+impl Scale {
+    fn top(self, max: f64) -> f64 {
+        match self {
+            Scale::Count => nice(max).max(4.0),
+            Scale::Duration => [
+                60.0,
+                120.0,
+                300.0,
+                600.0,
+                1200.0,
+                1800.0,
+                3600.0,
+                7200.0,
+                14400.0,
+                28800.0,
+                43200.0,
+                86400.0,
+                172_800.0,
+                345_600.0,
+                604_800.0,
+                1_209_600.0,
+                2_419_200.0,
+            ]
+            .into_iter()
+            .find(|top| *top >= max)
+            .unwrap_or_else(|| nice(max)),
+        }
+    }
+
+    fn shown(self, value: f64) -> String {
+        match self {
+            Scale::Count => number(value),
+            Scale::Duration => duration(value),
+        }
+    }
+}
+
+/// The widest a bar is drawn, however few the days.
+const BAR_MAX: f64 = 24.0;
+
 /// A bar per point of `series`, on a scale from 0; `what` says what a bar is (`deploys`),
-/// `shown` writes a value as people read it (`3`, `2h 10m`), `class` is the bars' CSS class.
+/// `scale` what its values are, `class` is the bars' CSS class.
 pub fn bars(
     title: &str,
     headline: &str,
     what: &str,
     series: &[Point],
-    shown: impl Fn(f64) -> String,
+    scale: Scale,
     class: &str,
 ) -> Chart {
-    let top = nice(series.iter().filter_map(|p| p.value).fold(0.0, f64::max));
+    let shown = |v: f64| scale.shown(v);
+    let top = scale.top(series.iter().filter_map(|p| p.value).fold(0.0, f64::max));
     let plot_w = WIDTH - LEFT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let slot = plot_w / series.len().max(1) as f64;
-    let gap = (slot * 0.2).min(2.0);
+    let gap = (slot * 0.2).min(2.0).max(slot - BAR_MAX);
     let bars = series
         .iter()
         .enumerate()
@@ -174,6 +224,139 @@ pub fn number(value: f64) -> String {
     }
 }
 
+/// The day (`2026-10-14`, UTC) of a time in Unix seconds.
+fn day_of(at: i64) -> String {
+    crate::output::format_time(at).chars().take(10).collect()
+}
+
+/// The median of `values` (the lower middle of an even count; nearest rank, as the report's).
+fn median(values: &mut [i64]) -> Option<i64> {
+    values.sort_unstable();
+    crate::dora::percentile(values, 50)
+}
+
+/// A value per day of the report's period, from events (day, value) grouped by `reduce`.
+fn per_day(
+    days: &[crate::dora::Day],
+    events: impl IntoIterator<Item = (String, i64)>,
+    mut reduce: impl FnMut(&mut Vec<i64>) -> Option<i64>,
+) -> Vec<Point> {
+    let mut by_day: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for (day, value) in events {
+        by_day.entry(day).or_default().push(value);
+    }
+    days.iter()
+        .map(|d| Point {
+            day: d.date.clone(),
+            value: by_day
+                .get_mut(&d.date)
+                .and_then(&mut reduce)
+                .map(|v| v as f64),
+        })
+        .collect()
+}
+
+/// The four keys of `report` as charts: deploys a day, the lead time of what each day
+/// deployed, failed deployments a day, and the time each failure took to restore.
+pub fn dora_charts(report: &crate::dora::Report) -> Vec<Chart> {
+    let days = &report.series.days;
+    let none = "no data".to_owned();
+    let f = &report.deployment_frequency;
+    let deploys: Vec<Point> = days
+        .iter()
+        .map(|d| Point {
+            day: d.date.clone(),
+            value: Some(d.deploys as f64),
+        })
+        .collect();
+    let l = &report.lead_time;
+    let lead = per_day(
+        days,
+        report
+            .series
+            .lead_times
+            .iter()
+            .map(|t| (day_of(t.deployed_at), t.seconds)),
+        |values| median(values),
+    );
+    let c = &report.change_failure_rate;
+    let failures: Vec<Point> = days
+        .iter()
+        .map(|d| Point {
+            day: d.date.clone(),
+            value: Some(d.failures as f64),
+        })
+        .collect();
+    let t = &report.time_to_restore;
+    let restore = per_day(
+        days,
+        report
+            .series
+            .incidents
+            .iter()
+            .filter_map(|i| Some((day_of(i.failed_at), i.seconds?))),
+        |values| values.iter().copied().max(),
+    );
+    let spread = |median: Option<i64>, p90: Option<i64>| match (median, p90) {
+        (Some(m), Some(p)) => format!("median {}, p90 {}", duration(m as f64), duration(p as f64)),
+        _ => none.clone(),
+    };
+    vec![
+        bars(
+            "Deployment frequency",
+            &f.per_day.map_or(none.clone(), |d| {
+                format!(
+                    "{} a day ({} deploy{})",
+                    number_2(d),
+                    f.deploys,
+                    if f.deploys == 1 { "" } else { "s" }
+                )
+            }),
+            "successful deploys",
+            &deploys,
+            Scale::Count,
+            "deploys",
+        ),
+        bars(
+            "Lead time for changes",
+            &spread(l.median_seconds, l.p90_seconds),
+            "the median lead time of the app versions deployed",
+            &lead,
+            Scale::Duration,
+            "lead-time",
+        ),
+        bars(
+            "Change failure rate",
+            &c.rate.map_or(none.clone(), |r| {
+                format!(
+                    "{:.1}% ({} of {} failed)",
+                    r * 100.0,
+                    c.failed,
+                    c.deployments
+                )
+            }),
+            "failed deployments",
+            &failures,
+            Scale::Count,
+            "failures",
+        ),
+        bars(
+            "Time to restore",
+            &spread(t.median_seconds, t.p90_seconds),
+            "the longest time to restore of the failures that began",
+            &restore,
+            Scale::Duration,
+            "restore",
+        ),
+    ]
+}
+
+/// A rate with two decimals at most: `1.25`, `0.5`, `3`.
+fn number_2(value: f64) -> String {
+    let text = format!("{value:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,12 +379,14 @@ mod tests {
                 point("2026-11-29", None),
                 point("2026-11-30", Some(3.0)),
             ],
-            number,
+            Scale::Count,
             "deploys",
         );
         assert_eq!(chart.bars.len(), 2);
         // The scale tops at 5 (the round value over 3): 3 is 60% of the plot's height.
         assert_eq!(chart.grid.last().unwrap().label, "5");
+        // Three days: each bar no wider than a bar is drawn.
+        assert_eq!(chart.bars[0].w, n(BAR_MAX));
         let plot_h = HEIGHT - TOP - BOTTOM;
         assert_eq!(chart.bars[1].h, n(plot_h * 0.6));
         assert_eq!(chart.bars[1].tip, "2026-11-30: 3");
@@ -225,5 +410,8 @@ mod tests {
         assert_eq!(nice(0.0), 1.0);
         assert_eq!(nice(7.0), 10.0);
         assert_eq!(nice(0.3), 0.5);
+        assert_eq!(Scale::Count.top(1.0), 4.0);
+        assert_eq!(Scale::Duration.top(0.0), 60.0);
+        assert_eq!(Scale::Duration.top(5000.0), 7200.0);
     }
 }

@@ -516,6 +516,13 @@ impl Store {
         })
     }
 
+    /// The object `id` as git stores it (without its `TYPE SIZE` header): what its id hashes.
+    pub fn raw_object(&self, id: Oid) -> Result<Vec<u8>, StoreError> {
+        let err = git_err(&self.remote);
+        let odb = self.repo.odb().map_err(&err)?;
+        Ok(odb.read(id).map_err(&err)?.data().to_vec())
+    }
+
     /// The bytes of blob `id`, or `None` when there is no such blob here.
     pub fn blob(&self, id: Oid) -> Option<Vec<u8>> {
         self.repo.find_blob(id).ok().map(|b| b.content().to_vec())

@@ -47,8 +47,8 @@ pub enum StoreError {
     Git(String),
     #[error("{0}")]
     Credentials(#[from] crate::secret::SecretError),
-    /// `FERRY_SIGNING_KEY` names a key that cannot sign.
-    #[error("{SIGNING_KEY}: {0}", SIGNING_KEY = crate::sign::SIGNING_KEY)]
+    /// The signing key configured (`FERRY_SIGNING_KEY`, or git's `commit.gpgsign`) cannot sign.
+    #[error("{0}")]
     Signing(String),
     /// No `--remote`, no `FERRY_REMOTE`, and no clone around the current directory.
     #[error("no remote given")]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::enforce;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::forge::{CheckState, Forge, ForgeKind, Pushed, Request};
 use crate::model::Protection;
 use crate::output::format_time;
@@ -374,20 +374,4 @@ fn pushed_by(store: &Store, pushes: &[crate::forge::LoggedPush]) -> BTreeMap<Oid
         }
     }
     map
-}
-
-pub fn parse_since(text: &str) -> Result<i64> {
-    let text = text.trim();
-    if let Ok(date) = text.parse::<jiff::civil::Date>()
-        && let Ok(start) = date.to_zoned(jiff::tz::TimeZone::UTC)
-    {
-        return Ok(start.timestamp().as_second());
-    }
-    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
-        return Ok(ts.as_second());
-    }
-    Err(
-        Error::usage(format!("`--since {text}` is not a date or a time"))
-            .hint("such as `2026-10-14` or `2026-10-14T09:00:00Z`"),
-    )
 }

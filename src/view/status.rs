@@ -10,7 +10,6 @@ use crate::forge::{Forge, Status};
 use crate::identity::now;
 use crate::state::branch_of;
 use crate::store::{History, Oid, Store};
-use crate::validate;
 
 /// One environment, as `ferry status --format json` lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -94,32 +93,8 @@ pub struct Graph {
 /// The promotion graph, as the first environment branch that validates declares it; an error
 /// when none does.
 pub fn graph(store: &Store) -> Result<Graph> {
-    let heads = store.heads()?;
-    let branches: Vec<&String> = heads.keys().filter(|b| !b.starts_with("ferry/")).collect();
-    let mut order: Vec<String> = Vec::new();
-    let mut edges = Vec::new();
-    for branch in &branches {
-        let tip = store.tip(branch, History::Tip)?;
-        if let Some(state) = validate::check(&store.tree_source(tip, branch)?).state {
-            for path in state.promotion_paths() {
-                for env in path {
-                    if !order.iter().any(|e| e == env) {
-                        order.push(env.to_owned());
-                    }
-                }
-            }
-            for env in &order {
-                if let Some(from) = state
-                    .environments
-                    .get(env)
-                    .and_then(|e| e.promotes_from.clone())
-                {
-                    edges.push((from, env.clone()));
-                }
-            }
-            break;
-        }
-    }
+    let paths = crate::state::promotion_paths(store)?;
+    let order = crate::state::environments(&paths);
     if order.is_empty() {
         return Err(Error::failure(format!(
             "`{}` has no valid environment branch",
@@ -127,6 +102,17 @@ pub fn graph(store: &Store) -> Result<Graph> {
         ))
         .hint("`ferry init` creates a deployment repository"));
     }
+    let mut edges: Vec<(String, String)> = Vec::new();
+    for path in &paths {
+        for pair in path.windows(2) {
+            let edge = (pair[0].clone(), pair[1].clone());
+            if !edges.contains(&edge) {
+                edges.push(edge);
+            }
+        }
+    }
+    // In the order of the environments promoted into.
+    edges.sort_by_key(|(_, to)| order.iter().position(|e| e == to));
     Ok(Graph { order, edges })
 }
 

@@ -5,6 +5,7 @@ mod agent_limits;
 mod cli;
 mod common;
 mod deploy;
+mod dora;
 mod enforce;
 mod fleet;
 mod fleet_attacks;

@@ -475,3 +475,118 @@ fn bearer_token_registries_are_published_to_and_pulled_from() {
     run.assert_code(0);
     assert_eq!(deployed_version(&sandbox), "web 1.0.0\n");
 }
+
+/// A signed commit travels with its published state: an agent with `--trusted-keys` deploys
+/// it from the registry, refuses an unsigned one, and refuses a layer whose files are not the
+/// signed commit's tree, though the artifact carries that commit, its signature and its trees.
+#[test]
+fn the_agent_deploys_from_the_registry_only_a_state_its_signed_commit_covers() {
+    use std::process::Command;
+    let (sandbox, remote) = repo(json!({}));
+    let registry = Registry::start(sandbox.path());
+    let to = format!("oci://{}/deploy", registry.host());
+    let source = format!("{to}:dev");
+    let key = sandbox.path().join("ci");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let signers = sandbox.path().join("allowed_signers");
+    std::fs::write(&signers, format!("ci@example.com {public}")).unwrap();
+    let trusting = |sandbox: &Sandbox| {
+        once(sandbox, &["--source", &source])
+            .args(["--trusted-keys", signers.to_str().unwrap()])
+            .run()
+    };
+    let bump_signed = |version: &str, signed: bool| {
+        let file = artifact(&sandbox, version);
+        let url = format!("file://{}", file.display());
+        let mut command = crate::agent::bump_from(&sandbox, &remote, version, &url, &file);
+        if signed {
+            command = command.env("FERRY_SIGNING_KEY", key.to_str().unwrap());
+        }
+        command.run().assert_code(0);
+        sandbox.tip("dev")
+    };
+
+    let signed = bump_signed("1.1.0", true);
+    publish(&sandbox, &remote, &to).assert_code(0);
+    let run = trusting(&sandbox);
+    run.assert_code(0);
+    assert_eq!(deployed_version(&sandbox), "web 1.1.0\n");
+
+    let unsigned = bump_signed("1.2.0", false);
+    publish(&sandbox, &remote, &to).assert_code(0);
+    let run = trusting(&sandbox);
+    run.assert_code(1);
+    assert!(run.stdout.contains("stalled: unsigned"), "{}", run.render());
+    assert_eq!(deployed_version(&sandbox), "web 1.1.0\n");
+
+    // 1.2.0's files, dressed in 1.1.0's signed commit and trees.
+    let raw = |id: &str| -> Result<Vec<u8>, ferry::oci::state::ProofError> {
+        let kind = if id == signed { "commit" } else { "tree" };
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(sandbox.path().join("deploy.git"))
+            .args(["cat-file", kind, id])
+            .output()
+            .unwrap();
+        Ok(out.stdout)
+    };
+    let proof = ferry::oci::state::signed_proof(&raw(&signed).unwrap(), &raw)
+        .unwrap()
+        .expect("1.1.0 is signed");
+    let git = |args: &[&str]| sandbox.git("deploy.git", args);
+    let files: std::collections::BTreeMap<String, Vec<u8>> =
+        git(&["ls-tree", "-r", "--name-only", &unsigned])
+            .lines()
+            .filter(|path| *path == "manifest.json" || path.starts_with("environments/"))
+            .map(|path| {
+                let bytes = git(&["show", &format!("{unsigned}:{path}")]).into_bytes();
+                (path.to_owned(), bytes)
+            })
+            .collect();
+    let meta = ferry::oci::state::Meta {
+        environment: "dev".into(),
+        branch: "dev".into(),
+        revision: signed.clone(),
+        source: remote.clone(),
+        created: "2026-11-30T00:00:00Z".into(),
+        signed: Some(proof),
+    };
+    let packed = ferry::oci::state::pack(&files, &meta, 0);
+    let dir = sandbox.path().join("forged");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in [
+        ("manifest", &packed.manifest),
+        ("config", &packed.config),
+        ("layer", &packed.layer),
+    ] {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let target = format!("{}/deploy:dev", registry.host());
+    oras(
+        &[
+            "put",
+            &target,
+            &path("manifest"),
+            &path("config"),
+            &path("layer"),
+        ],
+        &[],
+    );
+    let run = trusting(&sandbox);
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains(
+            "stalled: bad signature: the layer's `manifest.json` is not the signed commit's"
+        ),
+        "{}",
+        run.render()
+    );
+    assert_eq!(deployed_version(&sandbox), "web 1.1.0\n");
+}

@@ -1,6 +1,8 @@
-//! The README's walkthrough of a deployment repository of one's own runs verbatim: the shell
-//! block after `<!-- tested: tests/it/readme.rs -->`, in an empty directory, with only the
-//! built `ferry`, git and python3 on PATH, a fresh HOME (no git identity) and no `USER`.
+//! The README's walkthroughs run verbatim: the shell block after `<!-- tested:
+//! tests/it/readme.rs -->` (a deployment repository of one's own) and the one after `<!--
+//! tested: tests/it/readme.rs (signed) -->` (the signed loop), each in an empty directory, with
+//! only the built `ferry`, git, ssh-keygen and python3 on PATH, a fresh HOME (no git identity)
+//! and no `USER`.
 
 use std::process::Command;
 
@@ -14,12 +16,11 @@ fn block_after(readme: &str, marker: &str) -> String {
     block.to_owned()
 }
 
-#[test]
-fn the_own_repository_walkthrough_runs_as_written() {
+/// Runs the README's block after `marker` in `sandbox/walkthrough`: its stdout and stderr.
+fn walkthrough(sandbox: &Sandbox, marker: &str) -> (std::path::PathBuf, String, String) {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
-    let block = block_after(&readme, "<!-- tested: tests/it/readme.rs -->");
-    let sandbox = Sandbox::new();
+    let block = block_after(&readme, marker);
     let dir = sandbox.path().join("walkthrough");
     std::fs::create_dir(&dir).unwrap();
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ferry"))
@@ -40,14 +41,21 @@ fn the_own_repository_walkthrough_runs_as_written() {
         .output()
         .expect("bash runs");
     let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
     );
     assert!(
         output.status.success(),
         "the walkthrough failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
+    (dir, stdout, stderr)
+}
+
+#[test]
+fn the_own_repository_walkthrough_runs_as_written() {
+    let sandbox = Sandbox::new();
+    let (dir, stdout, stderr) = walkthrough(&sandbox, "<!-- tested: tests/it/readme.rs -->");
     for env in ["dev", "staging"] {
         let page = dir.join(format!("host-{env}/srv/web/index.html"));
         assert_eq!(
@@ -77,4 +85,30 @@ fn the_own_repository_walkthrough_runs_as_written() {
         String::from_utf8_lossy(&log.stdout).trim(),
         crate::common::login()
     );
+}
+
+/// The signed loop: ferry signs with CI's key, git verifies, the agent trusting that key
+/// deploys, and an unsigned bump is refused by the repository's hook.
+#[test]
+fn the_signed_walkthrough_runs_as_written() {
+    let sandbox = Sandbox::new();
+    let (dir, stdout, stderr) =
+        walkthrough(&sandbox, "<!-- tested: tests/it/readme.rs (signed) -->");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("host/srv/web/index.html")).unwrap_or_default(),
+        "hello from web 1.0.0\n",
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("Good \"git\" signature for ci@example.com"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is unsigned"), "{stderr}");
+    let history: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.contains("SIGNED"))
+        .collect();
+    assert!(history.len() >= 3, "{stdout}");
+    assert!(history[1].contains("ci@example.com"), "{stdout}");
+    assert!(history[1].contains("web (new) → 1.0.0"), "{stdout}");
 }

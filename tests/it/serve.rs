@@ -25,6 +25,9 @@ const HOSTILE_URL: &str = "javascript:alert('url')";
 struct Fixture {
     sandbox: Sandbox,
     remote: String,
+    /// "Now" for the server and the commands compared with it (an hour after the quickstart,
+    /// which ran in real time): the same figures on both sides.
+    now: String,
 }
 
 fn fixture() -> &'static Fixture {
@@ -75,8 +78,27 @@ fn fixture() -> &'static Fixture {
         sandbox.git("hostile", &["commit", "-qam", HOSTILE_SUBJECT]);
         let (pushed, why) = sandbox.git_as("ci-bot", "hostile", &["push", "-q"], &[]);
         assert!(pushed, "{why}");
-        Fixture { sandbox, remote }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs()
+            + 3600;
+        Fixture {
+            sandbox,
+            remote,
+            now: now.to_string(),
+        }
     })
+}
+
+/// `ferry serve` of the fixture's repository.
+fn serve_fixture() -> Server {
+    let fixture = fixture();
+    serve_with(
+        &fixture.sandbox,
+        &fixture.remote,
+        &[("FERRY_NOW", &fixture.now)],
+    )
 }
 
 /// A running `ferry serve`, killed when dropped.
@@ -95,7 +117,15 @@ impl Drop for Server {
 
 /// `ferry serve` of `remote` on a free port, once it prints its URL.
 fn serve(sandbox: &Sandbox, remote: &str) -> Server {
+    serve_with(sandbox, remote, &[])
+}
+
+/// [`serve`] with `env` set.
+fn serve_with(sandbox: &Sandbox, remote: &str, env: &[(&str, &str)]) -> Server {
     let mut ferry = sandbox.ferry(&["serve", "--listen", "127.0.0.1:0", "--remote", remote]);
+    for (key, value) in env {
+        ferry.command.env(key, value);
+    }
     let mut child = ferry
         .command
         .stdout(Stdio::piped())
@@ -241,8 +271,7 @@ fn inert(dom: &str) {
 
 #[test]
 fn each_page_loads_in_a_real_browser() {
-    let fixture = fixture();
-    let server = serve(&fixture.sandbox, &fixture.remote);
+    let server = serve_fixture();
     let url = &server.url;
 
     let dom = browse(url, "overview");
@@ -298,7 +327,12 @@ fn each_page_loads_in_a_real_browser() {
         "approved by bob",
         "merged by carol",
         "pushed by carol",
+        // The DORA charts, drawn on the server: prod deployed once.
         "DORA metrics",
+        "Deployment frequency: <strong>1 a day (1 deploy)</strong>",
+        "<rect class=\"bar deploys\"",
+        "Lead time for changes: <strong>median ",
+        "Change failure rate: <strong>0.0% (0 of 1 failed)</strong>",
     ] {
         assert!(dom.contains(said), "no {said:?} in prod's page:\n{dom}");
     }
@@ -324,15 +358,16 @@ fn each_page_loads_in_a_real_browser() {
 #[test]
 fn the_api_answers_what_the_cli_prints() {
     let fixture = fixture();
-    let server = serve(&fixture.sandbox, &fixture.remote);
+    let server = serve_fixture();
     let cli = |args: &[&str]| {
         let mut ferry =
             fixture
                 .sandbox
                 .ferry(args)
                 .args(["--format", "json", "--remote", &fixture.remote]);
-        // The documents as they are, paths included.
+        // The documents as they are, paths included, at the server's time.
         ferry.replace.clear();
+        ferry.command.env("FERRY_NOW", &fixture.now);
         let run = ferry.run();
         assert!(
             run.code == Some(0) || run.code == Some(1),
@@ -365,6 +400,12 @@ fn the_api_answers_what_the_cli_prints() {
             vec!["audit", "dev", "--since", "2020-01-01"],
         ),
         ("/api/diff/dev/prod", vec!["diff", "dev", "prod"]),
+        ("/api/dora/prod", vec!["dora", "prod"]),
+        ("/api/dora/dev", vec!["dora", "dev"]),
+        (
+            "/api/dora/staging?since=2020-01-01",
+            vec!["dora", "staging", "--since", "2020-01-01"],
+        ),
     ] {
         let answer = get(server.port, path);
         assert_eq!(answer.status, 200, "{path}: {}", answer.body);
@@ -493,8 +534,7 @@ fn the_matrix_is_paginated_and_filtered() {
 
 #[test]
 fn only_get_and_head_are_answered_and_every_answer_is_hardened() {
-    let fixture = fixture();
-    let server = serve(&fixture.sandbox, &fixture.remote);
+    let server = serve_fixture();
     for method in [
         "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
     ] {
@@ -538,8 +578,7 @@ fn only_get_and_head_are_answered_and_every_answer_is_hardened() {
 
 #[test]
 fn traversals_name_nothing() {
-    let fixture = fixture();
-    let server = serve(&fixture.sandbox, &fixture.remote);
+    let server = serve_fixture();
     for path in [
         "/env/..%2f..",
         "/env/..%2f..%2f..%2fetc%2fpasswd",
@@ -565,8 +604,7 @@ fn traversals_name_nothing() {
 
 #[test]
 fn a_page_for_another_host_is_refused() {
-    let fixture = fixture();
-    let server = serve(&fixture.sandbox, &fixture.remote);
+    let server = serve_fixture();
     // A page elsewhere that rebinds its name to 127.0.0.1 still sends its own name.
     let answer = exchange(
         server.port,
@@ -584,8 +622,7 @@ fn a_page_for_another_host_is_refused() {
 
 #[test]
 fn huge_slow_and_many_requests_do_not_take_it_down() {
-    let fixture = fixture();
-    let server = serve(&fixture.sandbox, &fixture.remote);
+    let server = serve_fixture();
     // A huge head: refused.
     let mut huge = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
     huge.resize(1 << 20, b'a');

@@ -433,3 +433,252 @@ fn the_hook_takes_only_commits_signed_by_the_keys_the_branch_declared() {
         audit.render()
     );
 }
+
+/// A throwaway gpg home in the sandbox, and gpg run in it.
+struct Gpg {
+    home: PathBuf,
+}
+
+impl Gpg {
+    fn new(sandbox: &Sandbox) -> Gpg {
+        let home = sandbox.path().join("gnupg");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        Gpg { home }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", &self.home)
+            .args(["--batch", "--no-tty", "--passphrase", ""])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A new key for `uid`; with `subkey`, it certifies only and signs with a subkey. Its
+    /// primary fingerprint.
+    fn key(&self, uid: &str, subkey: bool) -> String {
+        let usage = if subkey { "cert" } else { "sign" };
+        self.run(&["--quick-gen-key", uid, "ed25519", usage, "never"]);
+        let fingerprint = self
+            .run(&["--with-colons", "--list-keys", uid])
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .map(|l| l.trim_matches(':').to_owned())
+            .unwrap();
+        if subkey {
+            self.run(&["--quick-add-key", &fingerprint, "ed25519", "sign", "never"]);
+        }
+        fingerprint
+    }
+
+    fn export(&self, fingerprint: &str) -> String {
+        self.run(&["--armor", "--export", fingerprint])
+    }
+}
+
+/// OpenPGP end to end: ferry signs its bump through gpg as git's `commit.gpgsign` says (the
+/// key signing with a subkey), git verifies it with gpg, and the agent, trusting the armored
+/// public key among ssh lines, deploys it. A person's `git commit -S` by another gpg key, and
+/// the signed bytes over another tree, are not deployed.
+#[test]
+fn openpgp_signatures_are_made_as_git_makes_them_and_checked_in_rust() {
+    let (sandbox, remote) = repo(json!({}));
+    let gpg = Gpg::new(&sandbox);
+    let ci = gpg.key("CI <ci@example.com>", true);
+    let stranger = gpg.key("Mallory <mallory@example.com>", false);
+    let (_, ssh_public) = keygen(&sandbox, "alice");
+    let signers = sandbox.path().join("trusted");
+    std::fs::write(
+        &signers,
+        format!(
+            "# people sign with ssh, CI with gpg\n{}\n{}",
+            signer("alice@example.com", &ssh_public),
+            gpg.export(&ci)
+        ),
+    )
+    .unwrap();
+
+    // git's own configuration, as `git commit -S` reads it.
+    let gitconfig = sandbox.path().join("home/.gitconfig");
+    let saved = std::fs::read_to_string(&gitconfig).unwrap_or_default();
+    std::fs::write(
+        &gitconfig,
+        format!("{saved}\n[commit]\n\tgpgsign = true\n[user]\n\tsigningkey = {ci}\n"),
+    )
+    .unwrap();
+    let file = artifact(&sandbox, "1.1.0");
+    let url = format!("file://{}", file.display());
+    bump_from(&sandbox, &remote, "1.1.0", &url, &file)
+        .env("GNUPGHOME", gpg.home.to_str().unwrap())
+        .run()
+        .assert_code(0);
+    std::fs::write(&gitconfig, &saved).unwrap();
+    let verify = Command::new("git")
+        .env("GNUPGHOME", &gpg.home)
+        .arg("--git-dir")
+        .arg(sandbox.path().join("deploy.git"))
+        .args(["verify-commit", "-v", "refs/heads/dev"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success(), "{said}");
+    assert!(
+        said.contains("Good signature from \"CI <ci@example.com>\""),
+        "{said}"
+    );
+    let run = trusting(&sandbox, &remote, &signers);
+    run.assert_code(0);
+    assert_eq!(serves(&sandbox), "web 1.1.0\n");
+
+    // A person's commit, signed by a key nobody trusts.
+    sandbox.git("", &["clone", "-q", "-b", "dev", "deploy.git", "work"]);
+    std::fs::write(sandbox.path().join("work/NOTES"), "signed by hand\n").unwrap();
+    let work = |args: &[&str]| {
+        let out = Command::new("git")
+            .env("GNUPGHOME", &gpg.home)
+            .env("HOME", sandbox.path().join("home"))
+            .current_dir(sandbox.path().join("work"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    work(&["add", "NOTES"]);
+    work(&[
+        "-c",
+        "user.name=Mallory",
+        "-c",
+        "user.email=mallory@example.com",
+        "-c",
+        &format!("user.signingkey={stranger}"),
+        "commit",
+        "-q",
+        "-S",
+        "-m",
+        "A note",
+    ]);
+    work(&["push", "-q", "origin", "dev"]);
+    let run = trusting(&sandbox, &remote, &signers);
+    run.assert_code(1);
+    assert!(
+        run.stdout
+            .contains("stalled: signed by an untrusted key OpenPGP "),
+        "{}",
+        run.render()
+    );
+
+    let history = sandbox
+        .ferry(&["history", "dev", "--remote", &remote, "-n", "2"])
+        .args(["--trusted-keys", signers.to_str().unwrap()])
+        .run();
+    history.assert_code(0);
+    let lines: Vec<&str> = history.stdout.lines().collect();
+    for (line, signed) in lines[1..]
+        .iter()
+        .zip(["untrusted OpenPGP", "CI <ci@example.com>"])
+    {
+        assert!(line.contains(signed), "{signed}: {}", history.stdout);
+    }
+
+    // CI's signature over the 1.1.0 bump, moved onto the note's tree.
+    let git = |args: &[&str]| sandbox.git("deploy.git", args);
+    let signed = git(&["cat-file", "commit", "refs/heads/dev~1"]);
+    let tree = git(&["rev-parse", "refs/heads/dev~1^{tree}"]);
+    let other = git(&["rev-parse", "refs/heads/dev^{tree}"]);
+    let forged = signed.replacen(tree.trim(), other.trim(), 1);
+    let path = sandbox.path().join("forged-commit");
+    std::fs::write(&path, forged).unwrap();
+    let id = git(&["hash-object", "-t", "commit", "-w", path.to_str().unwrap()]);
+    git(&["update-ref", "refs/heads/dev", id.trim()]);
+    let run = trusting(&sandbox, &remote, &signers);
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("stalled: bad signature"),
+        "{}",
+        run.render()
+    );
+    assert_eq!(serves(&sandbox), "web 1.1.0\n");
+
+    let history = sandbox
+        .ferry(&["history", "dev", "--remote", &remote, "-n", "1"])
+        .args(["--trusted-keys", signers.to_str().unwrap()])
+        .run();
+    history.assert_code(0);
+    assert!(history.stdout.contains(" BAD "), "{}", history.stdout);
+}
+
+/// A key ssh-agent holds signs as well as a key file: `FERRY_SIGNING_KEY` names its public
+/// half (or gives it as `key::…`), and ferry has `ssh-keygen` sign through the agent, as git
+/// does.
+#[test]
+fn a_key_held_by_ssh_agent_signs() {
+    let (sandbox, remote) = repo(json!({}));
+    let (ci, ci_public) = keygen(&sandbox, "ci");
+    let signers = allowed(&sandbox, &[("ci@example.com", &ci_public)]);
+    let socket = sandbox.path().join("agent.sock");
+    let mut agent_process = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let added = Command::new("ssh-add")
+        .env("SSH_AUTH_SOCK", &socket)
+        .arg(&ci)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    std::fs::remove_file(&ci).unwrap();
+
+    let public = ci.with_extension("pub");
+    for (version, key) in [
+        ("1.1.0", public.to_str().unwrap().to_owned()),
+        ("1.2.0", format!("key::{ci_public}")),
+    ] {
+        let file = artifact(&sandbox, version);
+        let url = format!("file://{}", file.display());
+        bump_from(&sandbox, &remote, version, &url, &file)
+            .env("SSH_AUTH_SOCK", socket.to_str().unwrap())
+            .env("FERRY_SIGNING_KEY", &key)
+            .run()
+            .assert_code(0);
+        let (ok, said) = git_verifies(&sandbox, &signers);
+        assert!(ok, "{version}: {said}");
+        let run = trusting(&sandbox, &remote, &signers);
+        run.assert_code(0);
+        assert_eq!(serves(&sandbox), format!("web {version}\n"));
+    }
+
+    // Without the agent, nothing is written.
+    let before = sandbox.tip("dev");
+    let file = artifact(&sandbox, "1.3.0");
+    let url = format!("file://{}", file.display());
+    let run = bump_from(&sandbox, &remote, "1.3.0", &url, &file)
+        .env("FERRY_SIGNING_KEY", public.to_str().unwrap())
+        .run();
+    run.assert_code(1);
+    assert!(run.stderr.contains("SSH_AUTH_SOCK"), "{}", run.render());
+    assert_eq!(sandbox.tip("dev"), before);
+    agent_process.kill().unwrap();
+    agent_process.wait().unwrap();
+}

@@ -1,7 +1,8 @@
 //! The desired state as the artifact `ferry publish` pushes to a registry, at a tag
 //! (`oci://HOST/REPO:ENV`): one manifest `HEAD` per reconcile, a pull only when its digest
 //! changed. The state's layer is kept in the artifact cache, so a restarted agent fetches only
-//! the manifest.
+//! the manifest. With trusted keys, the config is pulled too: the state is desired only when
+//! the signed commit it carries is trusted and its files make that commit's tree.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use super::{Desired, DesiredSource, Invalid, SourceError};
 use crate::deploy::fetch::Cache;
 use crate::oci::{OciUrl, Registry, state as oci_state};
+use crate::sign::AllowedSigners;
 use crate::state::validate_files;
 use crate::store::TreeSource;
 use crate::validate::State;
@@ -18,7 +20,12 @@ pub struct OciTag {
     url: OciUrl,
     registry: Arc<Registry>,
     pulled: Option<Pulled>,
+    /// When set, only a state whose signed commit one of these keys signed is desired.
+    trusted: Option<AllowedSigners>,
 }
+
+/// At most this many bytes of config (a commit and two trees, in base64).
+const MAX_CONFIG: i64 = 4 << 20;
 
 /// A state pulled from a registry (or why it cannot be deployed): kept while the tag's digest
 /// stays the same.
@@ -36,7 +43,36 @@ impl OciTag {
             url,
             registry,
             pulled: None,
+            trusted: None,
         }
+    }
+
+    /// Only a state carrying a commit signed by one of `keys`, whose tree its files make, is
+    /// desired state: any other is invalid (the agent keeps its release and says why).
+    pub fn trusting(self, keys: AllowedSigners) -> OciTag {
+        OciTag {
+            trusted: Some(keys),
+            ..self
+        }
+    }
+
+    /// The artifact's config, pulled (bounded by its descriptor, checked against its digest).
+    fn meta(
+        &self,
+        at: &OciUrl,
+        parsed: &oci_state::Parsed,
+        cache: &Cache,
+    ) -> Result<Option<oci_state::Meta>, SourceError> {
+        if parsed.config.size > MAX_CONFIG {
+            return Ok(None);
+        }
+        let mut bytes = Vec::new();
+        self.registry
+            .blob(at, &parsed.config, &mut cache.pace(), &mut |data| {
+                bytes.extend_from_slice(data);
+                Ok(())
+            })?;
+        Ok(serde_json::from_slice(&bytes).ok())
     }
 
     /// Pulls the state artifact `digest`: its revision, the state, validated, and its layer's
@@ -64,8 +100,33 @@ impl OciTag {
             }
         };
         let label = self.url.to_string();
+        let meta = match &self.trusted {
+            Some(_) => self.meta(&at, &parsed, cache)?,
+            None => None,
+        };
         let state = oci_state::unpack(&layer)
             .map_err(|e| Invalid(format!("{label}: {e}")))
+            .and_then(|files| {
+                let Some(trusted) = &self.trusted else {
+                    return Ok(files);
+                };
+                let signed = meta.as_ref().and_then(|m| m.signed.as_ref());
+                match oci_state::check_signed(signed, &revision, &files, trusted) {
+                    Ok(verdict) => {
+                        tracing::debug!("{}: {verdict}", short(&revision));
+                        Ok(files)
+                    }
+                    Err(verdict) => Err(Invalid(format!(
+                        "{verdict}: {label} at {} is not signed by a trusted key (--trusted-keys){}",
+                        short(&revision),
+                        if signed.is_none() {
+                            "; `ferry publish` carries a signed commit with its state"
+                        } else {
+                            ""
+                        }
+                    ))),
+                }
+            })
             .and_then(|files| {
                 validate_files(&TreeSource::from_files(&label, files), env, &label)
                     .map_err(|e| Invalid(e.message_with_details()))
@@ -109,4 +170,9 @@ impl DesiredSource for OciTag {
     fn cached(&self) -> Option<&str> {
         self.pulled.as_ref().map(|p| p.layer.as_str())
     }
+}
+
+/// The first 12 characters of a revision.
+fn short(revision: &str) -> &str {
+    revision.get(..12).unwrap_or(revision)
 }
