@@ -56,6 +56,8 @@ pub fn run(args: ServeArgs, out: Output) -> Result<Outcome> {
         store.remote().shown
     ));
     let settings = crate::serve::Settings::for_store(&store);
-    crate::serve::run(store, listener, settings)?;
+    // DORA's figures are computed beside the pages, with a store of their own.
+    let reopen = move || Ok(Store::open(&remote, &cache.join("dora"))?);
+    crate::serve::run(store, reopen, listener, settings)?;
     Ok(Outcome::Success)
 }

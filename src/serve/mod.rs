@@ -13,6 +13,7 @@
 //! Every document is the one the CLI prints with `--format json` ([`crate::view`]): the same
 //! function builds both.
 
+mod background;
 mod markdown;
 mod pages;
 mod routes;
@@ -81,8 +82,14 @@ struct Job {
 }
 
 /// Serves the dashboard of `store` on `listener` until the process ends: the connections on
-/// the runtime, the store on this thread.
-pub fn run(store: Store, listener: TcpListener, settings: Settings) -> Result<()> {
+/// the runtime, the store on this thread, DORA's figures on a thread of their own with the
+/// store `reopen` gives (the same repository).
+pub fn run(
+    store: Store,
+    reopen: impl FnOnce() -> Result<Store> + Send + 'static,
+    listener: TcpListener,
+    settings: Settings,
+) -> Result<()> {
     let local = listener
         .local_addr()
         .map_err(|e| Error::failure(format!("cannot listen: {e}")))?;
@@ -95,7 +102,16 @@ pub fn run(store: Store, listener: TcpListener, settings: Settings) -> Result<()
         async move { routes::answer(request, gate, &jobs).await }
     })
     .map_err(|e| Error::failure(format!("cannot serve on `{local}`: {e}")))?;
-    let mut dashboard = pages::Dashboard::new(store, settings.relist);
+    let reports = background::Reports::start(
+        move || reopen().map_err(|e| e.message_with_details()),
+        |store| {
+            store
+                .refs()
+                .map(|refs| pages::fingerprint(&refs))
+                .map_err(|e| e.to_string())
+        },
+    );
+    let mut dashboard = pages::Dashboard::new(store, settings.relist, reports);
     for job in queue {
         let reply = dashboard.answer(&job.route);
         // A client that went away no longer waits for it.

@@ -10,6 +10,7 @@ use hyper::StatusCode;
 use serde::Serialize;
 use sha2::Digest;
 
+use super::background::Figures;
 use super::markdown::{self, Block};
 use super::routes::Route;
 use super::svg;
@@ -102,6 +103,8 @@ struct Documents {
 /// The store, what was built from it, and the templates.
 pub struct Dashboard {
     store: Store,
+    /// DORA's figures, computed on a thread of their own.
+    reports: super::background::Reports,
     relist: Duration,
     listed: Option<Instant>,
     fingerprint: String,
@@ -137,9 +140,10 @@ pub fn templates() -> Handlebars<'static> {
 }
 
 impl Dashboard {
-    pub fn new(store: Store, relist: Duration) -> Dashboard {
+    pub fn new(store: Store, relist: Duration, reports: super::background::Reports) -> Dashboard {
         Dashboard {
             store,
+            reports,
             relist,
             listed: None,
             fingerprint: String::new(),
@@ -184,15 +188,7 @@ impl Dashboard {
             return Ok(());
         }
         self.store.refresh();
-        let refs = self.store.refs()?;
-        let mut hash = sha2::Sha256::new();
-        for (name, id) in &refs {
-            hash.update(name.as_bytes());
-            hash.update(b" ");
-            hash.update(id.as_bytes());
-            hash.update(b"\n");
-        }
-        let fingerprint = hex::encode(&hash.finalize()[..12]);
+        let fingerprint = fingerprint(&self.store.refs()?);
         if fingerprint != self.fingerprint {
             self.fingerprint = fingerprint;
             self.documents = Documents::default();
@@ -205,7 +201,10 @@ impl Dashboard {
         match route {
             Route::Fingerprint => Ok(json_reply(
                 StatusCode::OK,
-                &serde_json::json!({ "fingerprint": self.fingerprint }),
+                &serde_json::json!({
+                    "fingerprint": self.fingerprint,
+                    "computing": self.reports.computing(),
+                }),
             )),
             Route::Status { env } => {
                 if let Some(env) = env {
@@ -342,7 +341,8 @@ impl Dashboard {
             Route::Environment { env, page } => {
                 self.known(env)?;
                 let body = self.environment(env, *page)?;
-                let common = self.common(env, format!("/api/status?env={}", encode(env)))?;
+                let mut common = self.common(env, format!("/api/status?env={}", encode(env)))?;
+                common.computing = body.dora_note.is_some();
                 self.page("environment", &Page { common, body })
             }
             Route::NotFound { path, .. } => Err(Failure::not_found(format!("nothing at `{path}`"))
@@ -488,6 +488,7 @@ impl Dashboard {
                 .collect(),
             json,
             generated: format_time(crate::identity::now()),
+            computing: false,
         })
     }
 
@@ -508,6 +509,7 @@ impl Dashboard {
             environments: Vec::new(),
             json: String::new(),
             generated: format_time(crate::identity::now()),
+            computing: false,
         };
         let body = serde_json::json!({
             "status": failure.status.as_u16(),
@@ -612,10 +614,30 @@ impl Dashboard {
             .cloned()
             .ok_or_else(|| Failure::not_found(format!("no status of `{env}`")))?;
         let declared = self.declared(env);
-        // Charts are worth a page without them when they cannot be computed: the page says so.
-        let (charts, dora_error) = match self.dora(env) {
-            Ok(report) => (svg::dora_charts(report), None),
-            Err(failure) => (Vec::new(), Some(failure.message)),
+        // The figures the API built at these refs, else the background thread's.
+        let figures = match self.documents.dora.get(env) {
+            Some(Ok(report)) => Figures::Ready {
+                report: Box::new(report.clone()),
+                current: true,
+            },
+            _ => self
+                .reports
+                .figures(env, &self.fingerprint, super::background::WAIT),
+        };
+        let (charts, dora_note, dora_failed) = match figures {
+            Figures::Ready { report, current } => (
+                svg::dora_charts(&report),
+                (!current).then(|| {
+                    "as of an earlier state of the repository: being brought up to date".to_owned()
+                }),
+                None,
+            ),
+            Figures::Computing => (
+                Vec::new(),
+                Some("being computed over the branch's history: the page reloads when they are ready (without JavaScript, reload it)".to_owned()),
+                None,
+            ),
+            Figures::Failed(why) => (Vec::new(), None, Some(why)),
         };
         // The changes up to this page's, and one more to tell whether an older page exists:
         // a page costs what it shows, not the whole history.
@@ -650,7 +672,8 @@ impl Dashboard {
             timeline,
             flagged,
             charts,
-            dora_error,
+            dora_note,
+            dora_failed,
             pager: Pager {
                 number,
                 pages,
@@ -668,6 +691,18 @@ impl Dashboard {
             },
         })
     }
+}
+
+/// The fingerprint of `refs`: a hash of every name and id, 24 hex digits.
+pub fn fingerprint(refs: &BTreeMap<String, crate::store::Oid>) -> String {
+    let mut hash = sha2::Sha256::new();
+    for (name, id) in refs {
+        hash.update(name.as_bytes());
+        hash.update(b" ");
+        hash.update(id.as_bytes());
+        hash.update(b"\n");
+    }
+    hex::encode(&hash.finalize()[..12])
 }
 
 fn keeps(filter: StateFilter, state: RequestState) -> bool {
@@ -721,6 +756,8 @@ struct Common {
     /// The JSON document behind the page.
     json: String,
     generated: String,
+    /// Figures of the page are being computed: its script reloads it when they are ready.
+    computing: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1190,8 +1227,10 @@ struct EnvPage {
     timeline: Vec<TimelineRow>,
     flagged: usize,
     charts: Vec<svg::Chart>,
-    /// Why there are no charts.
-    dora_error: Option<String>,
+    /// Why the charts are not there, or not current.
+    dora_note: Option<String>,
+    /// Why they cannot be computed.
+    dora_failed: Option<String>,
     pager: Pager,
     links: EnvLinks,
 }

@@ -315,6 +315,20 @@ fn each_page_loads_in_a_real_browser() {
     }
     assert!(!dom.contains("ferry:promotion"), "{dom}");
 
+    // DORA's figures are computed beside the pages: a page waits a moment for them, then
+    // says they are being computed and reloads itself once they are.
+    let started = Instant::now();
+    while !get(server.port, "/env/prod")
+        .body
+        .contains("Deployment frequency")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no DORA charts"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(get(server.port, "/api/fingerprint").json()["computing"], 0);
     let dom = browse(&format!("{url}env/prod"), "environment");
     inert(&dom);
     for said in [
