@@ -138,11 +138,20 @@ report "overview, filtered /?q=app-00" "/?q=app-00" warm
 report "status document /api/status" /api/status warm
 report "requests /requests" /requests warm
 report "diff /diff/dev/prod" /diff/dev/prod warm
-# An environment's page walks its branch's whole history once (the audit), then reuses it:
-# its first answer after the refs moved, once.
+# An environment's page audits its first page of changes, and asks for DORA's figures, which
+# walk the branch's whole history on a thread of their own: the page waits up to 1.5 s for
+# them, then is answered without them. Its first answer after the refs moved, once; then how
+# long the figures took to be ready (`computing` back to 0 in /api/fingerprint).
 move_refs
+asked=$(date +%s%N)
 read -r server total < <(timed /env/dev)
 printf '%-34s %-5s server          %7.1f ms (one run);    curl        %7.1f ms\n' \
     "environment /env/dev" cold "$server" "$total"
+until curl -s "$URL/api/fingerprint" | grep -q '"computing": 0'; do sleep 0.05; done
+printf '%-34s %-5s ready after     %7.1f ms (one run)\n' "DORA figures of dev" cold \
+    "$(python3 -c "print(($(date +%s%N) - $asked) / 1e6)")"
+read -r server total < <(timed /env/dev)
+printf '%-34s %-5s server          %7.1f ms (one run, with the charts)\n' \
+    "environment /env/dev" ready "$server"
 report "environment /env/dev" /env/dev warm
 report "fingerprint /api/fingerprint" /api/fingerprint warm
