@@ -8,9 +8,10 @@ use crate::store::{Remote, RemoteArgs, Store};
 
 /// Serve a read-only web dashboard of the deployment repository: the matrix of apps ×
 /// environments with the promotion graph and each environment's deploy, the promotion
-/// requests with their gates, approvals and body, and each environment's timeline and
-/// protection; behind every page, the JSON documents `--format json` prints (`/api/status`,
-/// `/api/requests`, `/api/history/ENV`, `/api/audit/ENV`, `/api/diff/FROM/TO`).
+/// requests with their gates, approvals and body, and each environment's timeline, protection
+/// and DORA charts; behind every page, the JSON documents `--format json` prints
+/// (`/api/status`, `/api/requests`, `/api/history/ENV`, `/api/audit/ENV`, `/api/diff/FROM/TO`,
+/// `/api/dora/ENV`).
 ///
 /// No login: it listens on loopback unless told otherwise, answers only GET and HEAD, and
 /// reads the embedded forge's records. Pages work without JavaScript; with it they reload

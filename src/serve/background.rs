@@ -28,10 +28,21 @@ pub enum Figures {
     Failed(String),
 }
 
+/// Why an environment's figures could not be computed: the error's message and details.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Failed(String);
+
+impl From<crate::error::Error> for Failed {
+    fn from(error: crate::error::Error) -> Failed {
+        Failed(error.message_with_details())
+    }
+}
+
 #[derive(Default)]
 struct Board {
     /// By environment: the fingerprint of the refs it was computed at, and the outcome.
-    done: HashMap<String, (String, Result<Box<Report>, String>)>,
+    done: HashMap<String, (String, Result<Box<Report>, Failed>)>,
     /// The environments being computed (or waiting for the thread).
     pending: HashSet<String>,
 }
@@ -47,8 +58,8 @@ impl Reports {
     /// Starts the thread that computes reports with the store `open` gives (called on that
     /// thread); `fingerprint` says which refs a store sees.
     pub fn start(
-        open: impl FnOnce() -> Result<Store, String> + Send + 'static,
-        fingerprint: fn(&Store) -> Result<String, String>,
+        open: impl FnOnce() -> Result<Store, crate::error::Error> + Send + 'static,
+        fingerprint: fn(&Store) -> Result<String, crate::store::StoreError>,
     ) -> Reports {
         let board = Arc::new((Mutex::new(Board::default()), Condvar::new()));
         let (ask, asked) = std::sync::mpsc::channel::<String>();
@@ -56,14 +67,17 @@ impl Reports {
         std::thread::Builder::new()
             .name("ferry-dora".to_owned())
             .spawn(move || {
-                let store = open();
+                let store = open().map_err(Failed::from);
                 for env in asked {
                     let (at, outcome) = match &store {
                         Ok(store) => {
                             store.refresh();
                             match fingerprint(store) {
                                 Ok(at) => (at, compute(store, &env)),
-                                Err(e) => (String::new(), Err(e)),
+                                Err(e) => (
+                                    String::new(),
+                                    Err(Failed::from(crate::error::Error::from(e))),
+                                ),
                             }
                         }
                         Err(e) => (String::new(), Err(e.clone())),
@@ -111,7 +125,7 @@ impl Reports {
                 current: at == fingerprint,
             },
             Some((at, Err(why))) if at == fingerprint || !board.pending.contains(env) => {
-                Figures::Failed(why.clone())
+                Figures::Failed(why.to_string())
             }
             _ => Figures::Computing,
         }
@@ -129,11 +143,10 @@ impl Reports {
 }
 
 /// The report of `env` over its branch's whole history, to now.
-fn compute(store: &Store, env: &str) -> Result<Box<Report>, String> {
-    crate::view::dora::reports(store, Some(env), None, crate::identity::now())
-        .map_err(|e| e.message_with_details())?
+fn compute(store: &Store, env: &str) -> Result<Box<Report>, Failed> {
+    crate::view::dora::reports(store, Some(env), None, crate::identity::now())?
         .reports
         .pop()
         .map(Box::new)
-        .ok_or_else(|| format!("no report of `{env}`"))
+        .ok_or_else(|| Failed(format!("no report of `{env}`")))
 }

@@ -102,15 +102,9 @@ pub fn run(
         async move { routes::answer(request, gate, &jobs).await }
     })
     .map_err(|e| Error::failure(format!("cannot serve on `{local}`: {e}")))?;
-    let reports = background::Reports::start(
-        move || reopen().map_err(|e| e.message_with_details()),
-        |store| {
-            store
-                .refs()
-                .map(|refs| pages::fingerprint(&refs))
-                .map_err(|e| e.to_string())
-        },
-    );
+    let reports = background::Reports::start(reopen, |store| {
+        store.refs().map(|refs| pages::fingerprint(&refs))
+    });
     let mut dashboard = pages::Dashboard::new(store, settings.relist, reports);
     for job in queue {
         let reply = dashboard.answer(&job.route);
