@@ -330,13 +330,26 @@ impl AllowedSigners {
                     return verdict;
                 }
             }
-            for sub in &key.public_subkeys {
+            for sub in key.public_subkeys.iter().filter(|sub| signs(sub)) {
                 let fingerprint = pgp_fingerprint(&sub.key);
                 if names(&fingerprint) || anonymous {
                     let verdict = judge(by, fingerprint, signature.verify(&sub.key, payload));
                     if !anonymous || verdict.is_trusted() {
                         return verdict;
                     }
+                }
+            }
+        }
+        // A subkey left out above because its owner revoked it (or never bound it to sign).
+        for (by, key) in &self.openpgp {
+            for sub in &key.public_subkeys {
+                let fingerprint = pgp_fingerprint(&sub.key);
+                if !anonymous && names(&fingerprint) {
+                    return Verdict::Bad {
+                        why: format!(
+                            "made by the subkey OpenPGP {fingerprint} of {by}, which is revoked or not bound to sign"
+                        ),
+                    };
                 }
             }
         }
@@ -349,6 +362,36 @@ impl AllowedSigners {
             key: format!("OpenPGP {issuer}"),
         }
     }
+}
+
+/// Whether a setting that names a key holds key material instead (a private key pasted
+/// where its path belongs, as CI secrets often hold one): never to be shown in a message.
+fn holds_key(value: &str) -> bool {
+    value.contains('\n') || value.contains("-----BEGIN") || value.contains("PRIVATE KEY")
+}
+
+/// The refusal of a setting that holds a key's contents, which it does not repeat.
+fn key_given_as_text(setting: &str) -> SignError {
+    SignError::Key {
+        path: PathBuf::from(setting),
+        why: "holds a key's contents (not shown), not the path of a key file: write the key to a file only you can read and name that file".to_owned(),
+    }
+}
+
+/// Whether a subkey signs for its primary key: bound to it for signing (the binding's key
+/// flags say so; `verify_bindings` checked the binding and its back signature), and not revoked
+/// by its owner (a revoked subkey is one that may be in someone else's hands).
+fn signs(sub: &pgp::composed::SignedPublicSubKey) -> bool {
+    use pgp::packet::SignatureType;
+    let revoked = sub
+        .signatures
+        .iter()
+        .any(|sig| sig.typ() == Some(SignatureType::SubkeyRevocation));
+    let bound = sub
+        .signatures
+        .iter()
+        .any(|sig| sig.typ() == Some(SignatureType::SubkeyBinding) && sig.key_flags().sign());
+    bound && !revoked
 }
 
 /// The line's fields, split at whitespace outside double quotes.
@@ -483,6 +526,9 @@ impl Signer {
                             Some(literal) => {
                                 Signer::literal(literal, SIGNING_KEY.to_owned()).map(Some)
                             }
+                            None if value.to_str().is_some_and(holds_key) => {
+                                Err(key_given_as_text("its value"))
+                            }
                             None => Signer::load(Path::new(&value)).map(Some),
                         },
                     ),
@@ -530,6 +576,9 @@ impl Signer {
         let text = |name: &str| config.get_string(name).ok().filter(|v| !v.is_empty());
         let from = "git's configuration (commit.gpgsign)".to_owned();
         let key = text("user.signingkey");
+        if key.as_deref().is_some_and(holds_key) {
+            return Err(key_given_as_text("user.signingkey"));
+        }
         let bad = |why: String| SignError::Key {
             path: PathBuf::from("user.signingkey"),
             why,

@@ -24,6 +24,7 @@ mod promote;
 mod protect;
 mod quickstart;
 mod readme;
+mod sign_attacks;
 mod signing;
 mod store;
 mod validate;
