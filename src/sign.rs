@@ -193,7 +193,7 @@ impl AllowedSigners {
                 .position(|f| is_key_type(f))
                 .ok_or_else(|| error("no key (`ssh-ed25519 AAAA…`) on the line".to_owned()))?;
             let mut for_git = true;
-            for option in rest[..key_at].iter().flat_map(|o| o.split(',')) {
+            for option in rest[..key_at].iter().flat_map(|o| split_options(o)) {
                 let (name, value) = option.split_once('=').unwrap_or((option, ""));
                 match name.to_ascii_lowercase().as_str() {
                     "namespaces" => {
@@ -420,8 +420,93 @@ fn split_fields(line: &str) -> Vec<&str> {
     fields
 }
 
+/// An options field split at commas outside double quotes (`namespaces="git,file",x`).
+fn split_options(field: &str) -> Vec<&str> {
+    let (mut options, mut start, mut quoted) = (Vec::new(), 0, false);
+    for (i, c) in field.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                options.push(&field[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    options.push(&field[start..]);
+    options
+}
+
 fn is_key_type(field: &str) -> bool {
     field.starts_with("ssh-") || field.starts_with("ecdsa-sha2-") || field.starts_with("sk-")
+}
+
+/// A commit object as git splits it to check its signature (`parse_signed_commit`): its
+/// `gpgsig` header (continuation lines unfolded; two such headers are joined, and then do not
+/// verify), and the bytes it signs: the object without that header, nor another hash's
+/// (`gpgsig-sha256`). Only headers count: a `gpgsig` line in the message is the message's.
+#[derive(Debug)]
+pub struct SignedCommit {
+    pub tree: Option<String>,
+    pub signature: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+/// Splits the commit object `bytes` (without its `commit SIZE` header).
+pub fn split_commit(bytes: &[u8]) -> SignedCommit {
+    #[derive(PartialEq)]
+    enum Header {
+        Signature,
+        OtherSignature,
+        Signed,
+    }
+    let mut payload = Vec::with_capacity(bytes.len());
+    let (mut signature, mut tree) = (None::<Vec<u8>>, None);
+    let mut current = Header::Signed;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |n| n + 1);
+        let line = &rest[..end];
+        if line == b"\n" {
+            // The message, whole.
+            payload.extend_from_slice(rest);
+            break;
+        }
+        rest = &rest[end..];
+        if let Some(more) = line.strip_prefix(b" ") {
+            match current {
+                Header::Signature => signature
+                    .as_mut()
+                    .expect("within a signature")
+                    .extend_from_slice(more),
+                Header::OtherSignature => {}
+                Header::Signed => payload.extend_from_slice(line),
+            }
+        } else if let Some(first) = line.strip_prefix(b"gpgsig ") {
+            signature
+                .get_or_insert_with(Vec::new)
+                .extend_from_slice(first);
+            current = Header::Signature;
+        } else if line.starts_with(b"gpgsig-") {
+            current = Header::OtherSignature;
+        } else {
+            current = Header::Signed;
+            if let Some(id) = line.strip_prefix(b"tree ")
+                && tree.is_none()
+            {
+                tree = Some(String::from_utf8_lossy(id).trim_end().to_owned());
+            }
+            payload.extend_from_slice(line);
+        }
+    }
+    SignedCommit {
+        tree,
+        signature: signature.map(|s| String::from_utf8_lossy(&s).into_owned()),
+        payload,
+    }
 }
 
 /// What commits are signed with, and where that was configured (named in errors).
@@ -770,6 +855,29 @@ fn run(
 mod tests {
     use super::*;
 
+    /// The signature is cut from the headers only: a `gpgsig` line in the message is the
+    /// message's; another hash's signature is signed by neither.
+    #[test]
+    fn a_commit_splits_as_git_splits_it() {
+        let commit = "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <a@x> 1 +0000\ncommitter A <a@x> 1 +0000\ngpgsig -----BEGIN SSH SIGNATURE-----\n AAAA\n -----END SSH SIGNATURE-----\ngpgsig-sha256 other\n more\n\nsubject\n\ngpgsig in the body\n";
+        let split = split_commit(commit.as_bytes());
+        assert_eq!(
+            split.tree.as_deref(),
+            Some("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
+        );
+        assert_eq!(
+            split.signature.as_deref(),
+            Some("-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n")
+        );
+        assert_eq!(
+            String::from_utf8(split.payload).unwrap(),
+            "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <a@x> 1 +0000\ncommitter A <a@x> 1 +0000\n\nsubject\n\ngpgsig in the body\n"
+        );
+        let unsigned = split_commit(b"tree 4b82\n\ngpgsig x\n");
+        assert_eq!(unsigned.signature, None);
+        assert_eq!(unsigned.payload, b"tree 4b82\n\ngpgsig x\n");
+    }
+
     #[test]
     fn fields_split_outside_quotes() {
         assert_eq!(
@@ -783,6 +891,10 @@ mod tests {
             ]
         );
         assert_eq!(split_fields("  a   b "), ["a", "b"]);
+        assert_eq!(
+            split_options(r#"namespaces="file,git",x"#),
+            [r#"namespaces="file,git""#, "x"]
+        );
     }
 
     #[test]
