@@ -12,25 +12,16 @@ use serde_json::json;
 
 use crate::agent::{agent, artifact, bump_from, live, once, repo, status};
 use crate::common::Sandbox;
+use crate::common::gpg::Gpg;
 use crate::common::registry::{Registry, oras};
 
 /// A new ed25519 key at `sandbox/name` (no passphrase) and its `PRINCIPAL TYPE BASE64` line.
 fn keygen(sandbox: &Sandbox, name: &str) -> (PathBuf, String) {
-    let key = sandbox.path().join(name);
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    let mut fields = public.split_whitespace();
-    let line = format!(
-        "{name}@example.com {} {}",
-        fields.next().unwrap(),
-        fields.next().unwrap()
-    );
-    (key, line)
+    let (key, public) = crate::signing::keygen(sandbox, name);
+    (
+        key,
+        crate::signing::signer(&format!("{name}@example.com"), &public),
+    )
 }
 
 fn write(sandbox: &Sandbox, name: &str, text: &str) -> PathBuf {
@@ -335,83 +326,6 @@ fn allowed_signers_lines_for_other_namespaces_or_a_ca_trust_no_commit() {
     run.assert_code(2);
     assert!(run.stderr.contains("cert-authority"), "{}", run.render());
     assert_eq!(serves(&sandbox), "web 1.1.0\n");
-}
-
-/// A throwaway gpg home, and gpg run in it.
-struct Gpg {
-    home: PathBuf,
-}
-
-impl Gpg {
-    fn new(sandbox: &Sandbox, name: &str) -> Gpg {
-        let home = sandbox.path().join(name);
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .unwrap();
-        Gpg { home }
-    }
-
-    fn run_with(&self, args: &[&str], stdin: &str) -> Vec<u8> {
-        let mut child = Command::new("gpg")
-            .env("GNUPGHOME", &self.home)
-            .args(["--batch", "--no-tty", "--yes", "--passphrase", ""])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), stdin.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        String::from_utf8(self.run_with(args, "")).unwrap()
-    }
-
-    /// A key for `uid` that certifies only, with a signing subkey: (primary, subkey)
-    /// fingerprints.
-    fn key(&self, uid: &str) -> (String, String) {
-        self.run(&["--quick-gen-key", uid, "ed25519", "cert", "never"]);
-        let primary = self.fingerprints(uid)[0].clone();
-        self.run(&["--quick-add-key", &primary, "ed25519", "sign", "never"]);
-        let subkey = self.fingerprints(uid)[1].clone();
-        (primary, subkey)
-    }
-
-    fn fingerprints(&self, uid: &str) -> Vec<String> {
-        self.run(&[
-            "--with-colons",
-            "--with-subkey-fingerprints",
-            "--list-keys",
-            uid,
-        ])
-        .lines()
-        .filter_map(|l| l.strip_prefix("fpr:"))
-        .map(|l| l.trim_matches(':').to_owned())
-        .collect()
-    }
-
-    fn sign(&self, key: &str, data: &[u8], sandbox: &Sandbox) -> String {
-        let file = sandbox.path().join("to-sign-pgp");
-        std::fs::write(&file, data).unwrap();
-        let key = format!("{key}!");
-        let args = [
-            "-bsa",
-            "-u",
-            key.as_str(),
-            "-o",
-            "-",
-            file.to_str().unwrap(),
-        ];
-        String::from_utf8(self.run_with(&args, "")).unwrap()
-    }
 }
 
 /// OpenPGP: a signing subkey its owner revoked (compromised) signs no more; a key whose
