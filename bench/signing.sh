@@ -87,8 +87,9 @@ git config --global user.signingkey "$FPR"
     --url "file://$WORK/web.tgz" --artifact web.tgz >/dev/null 2>&1
 git config --global --unset commit.gpgsign
 git --git-dir deploy-pgp.git verify-commit dev 2>/dev/null || die "git does not verify the gpg-signed tip"
+mkdir -p root-pgp
 AGENT_PGP=("$FERRY_BIN" agent --env dev --once --remote "$WORK/deploy-pgp.git" --host bench --root "$WORK/root-pgp" --state-dir "$WORK/state-pgp")
-"${AGENT_PGP[@]}" --trusted-keys trusted_pgp >/dev/null 2>&1 || die "the agent did not deploy the gpg-signed tip"
+said=$("${AGENT_PGP[@]}" --trusted-keys trusted_pgp 2>&1) || die "the agent did not deploy the gpg-signed tip: $said"
 
 log "timing $RUNS reconciles of each"
 hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$WORK/times.json" \

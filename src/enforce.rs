@@ -377,9 +377,9 @@ fn check_branch(
     }
 }
 
-/// With `require_signed_commits`, every commit `u` adds carries a good signature by one of
-/// the environment's `signers` as the branch declared them before the push: a key is added
-/// by a commit signed with a key already trusted.
+/// With `require_signed_commits`, every commit `u` adds, and the tip it leaves, carries a
+/// good signature by one of the environment's `signers` as the branch declared them before the
+/// push: a key is added by a commit signed with a key already trusted.
 fn check_signed(
     repo: &Repository,
     u: &Update,
@@ -396,7 +396,13 @@ fn check_signed(
             env.name
         )));
     }
-    for id in added(repo, u)? {
+    // The new tip too, when it adds nothing (a rewind by force push): the branch would
+    // otherwise stand on an unsigned commit, possibly from before the rule.
+    let mut commits = added(repo, u)?;
+    if !commits.contains(&u.new) {
+        commits.push(u.new);
+    }
+    for id in commits {
         let (signature, signed) =
             crate::store::signature_in(repo, id).map_err(|e| Refusal(e.message().to_owned()))?;
         let verdict = trusted.verify(signature.as_deref(), &signed);

@@ -193,7 +193,7 @@ impl AllowedSigners {
                 .position(|f| is_key_type(f))
                 .ok_or_else(|| error("no key (`ssh-ed25519 AAAA…`) on the line".to_owned()))?;
             let mut for_git = true;
-            for option in rest[..key_at].iter().flat_map(|o| o.split(',')) {
+            for option in rest[..key_at].iter().flat_map(|o| split_options(o)) {
                 let (name, value) = option.split_once('=').unwrap_or((option, ""));
                 match name.to_ascii_lowercase().as_str() {
                     "namespaces" => {
@@ -330,13 +330,26 @@ impl AllowedSigners {
                     return verdict;
                 }
             }
-            for sub in &key.public_subkeys {
+            for sub in key.public_subkeys.iter().filter(|sub| signs(sub)) {
                 let fingerprint = pgp_fingerprint(&sub.key);
                 if names(&fingerprint) || anonymous {
                     let verdict = judge(by, fingerprint, signature.verify(&sub.key, payload));
                     if !anonymous || verdict.is_trusted() {
                         return verdict;
                     }
+                }
+            }
+        }
+        // A subkey left out above because its owner revoked it (or never bound it to sign).
+        for (by, key) in &self.openpgp {
+            for sub in &key.public_subkeys {
+                let fingerprint = pgp_fingerprint(&sub.key);
+                if !anonymous && names(&fingerprint) {
+                    return Verdict::Bad {
+                        why: format!(
+                            "made by the subkey OpenPGP {fingerprint} of {by}, which is revoked or not bound to sign"
+                        ),
+                    };
                 }
             }
         }
@@ -349,6 +362,36 @@ impl AllowedSigners {
             key: format!("OpenPGP {issuer}"),
         }
     }
+}
+
+/// Whether a setting that names a key holds key material instead (a private key pasted
+/// where its path belongs, as CI secrets often hold one): never to be shown in a message.
+fn holds_key(value: &str) -> bool {
+    value.contains('\n') || value.contains("-----BEGIN") || value.contains("PRIVATE KEY")
+}
+
+/// The refusal of a setting that holds a key's contents, which it does not repeat.
+fn key_given_as_text(setting: &str) -> SignError {
+    SignError::Key {
+        path: PathBuf::from(setting),
+        why: "holds a key's contents (not shown), not the path of a key file: write the key to a file only you can read and name that file".to_owned(),
+    }
+}
+
+/// Whether a subkey signs for its primary key: bound to it for signing (the binding's key
+/// flags say so; `verify_bindings` checked the binding and its back signature), and not revoked
+/// by its owner (a revoked subkey is one that may be in someone else's hands).
+fn signs(sub: &pgp::composed::SignedPublicSubKey) -> bool {
+    use pgp::packet::SignatureType;
+    let revoked = sub
+        .signatures
+        .iter()
+        .any(|sig| sig.typ() == Some(SignatureType::SubkeyRevocation));
+    let bound = sub
+        .signatures
+        .iter()
+        .any(|sig| sig.typ() == Some(SignatureType::SubkeyBinding) && sig.key_flags().sign());
+    bound && !revoked
 }
 
 /// The line's fields, split at whitespace outside double quotes.
@@ -377,8 +420,93 @@ fn split_fields(line: &str) -> Vec<&str> {
     fields
 }
 
+/// An options field split at commas outside double quotes (`namespaces="git,file",x`).
+fn split_options(field: &str) -> Vec<&str> {
+    let (mut options, mut start, mut quoted) = (Vec::new(), 0, false);
+    for (i, c) in field.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                options.push(&field[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    options.push(&field[start..]);
+    options
+}
+
 fn is_key_type(field: &str) -> bool {
     field.starts_with("ssh-") || field.starts_with("ecdsa-sha2-") || field.starts_with("sk-")
+}
+
+/// A commit object as git splits it to check its signature (`parse_signed_commit`): its
+/// `gpgsig` header (continuation lines unfolded; two such headers are joined, and then do not
+/// verify), and the bytes it signs: the object without that header, nor another hash's
+/// (`gpgsig-sha256`). Only headers count: a `gpgsig` line in the message is the message's.
+#[derive(Debug)]
+pub struct SignedCommit {
+    pub tree: Option<String>,
+    pub signature: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+/// Splits the commit object `bytes` (without its `commit SIZE` header).
+pub fn split_commit(bytes: &[u8]) -> SignedCommit {
+    #[derive(PartialEq)]
+    enum Header {
+        Signature,
+        OtherSignature,
+        Signed,
+    }
+    let mut payload = Vec::with_capacity(bytes.len());
+    let (mut signature, mut tree) = (None::<Vec<u8>>, None);
+    let mut current = Header::Signed;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |n| n + 1);
+        let line = &rest[..end];
+        if line == b"\n" {
+            // The message, whole.
+            payload.extend_from_slice(rest);
+            break;
+        }
+        rest = &rest[end..];
+        if let Some(more) = line.strip_prefix(b" ") {
+            match current {
+                Header::Signature => signature
+                    .as_mut()
+                    .expect("within a signature")
+                    .extend_from_slice(more),
+                Header::OtherSignature => {}
+                Header::Signed => payload.extend_from_slice(line),
+            }
+        } else if let Some(first) = line.strip_prefix(b"gpgsig ") {
+            signature
+                .get_or_insert_with(Vec::new)
+                .extend_from_slice(first);
+            current = Header::Signature;
+        } else if line.starts_with(b"gpgsig-") {
+            current = Header::OtherSignature;
+        } else {
+            current = Header::Signed;
+            if let Some(id) = line.strip_prefix(b"tree ")
+                && tree.is_none()
+            {
+                tree = Some(String::from_utf8_lossy(id).trim_end().to_owned());
+            }
+            payload.extend_from_slice(line);
+        }
+    }
+    SignedCommit {
+        tree,
+        signature: signature.map(|s| String::from_utf8_lossy(&s).into_owned()),
+        payload,
+    }
 }
 
 /// What commits are signed with, and where that was configured (named in errors).
@@ -483,6 +611,9 @@ impl Signer {
                             Some(literal) => {
                                 Signer::literal(literal, SIGNING_KEY.to_owned()).map(Some)
                             }
+                            None if value.to_str().is_some_and(holds_key) => {
+                                Err(key_given_as_text("its value"))
+                            }
                             None => Signer::load(Path::new(&value)).map(Some),
                         },
                     ),
@@ -530,6 +661,9 @@ impl Signer {
         let text = |name: &str| config.get_string(name).ok().filter(|v| !v.is_empty());
         let from = "git's configuration (commit.gpgsign)".to_owned();
         let key = text("user.signingkey");
+        if key.as_deref().is_some_and(holds_key) {
+            return Err(key_given_as_text("user.signingkey"));
+        }
         let bad = |why: String| SignError::Key {
             path: PathBuf::from("user.signingkey"),
             why,
@@ -721,6 +855,29 @@ fn run(
 mod tests {
     use super::*;
 
+    /// The signature is cut from the headers only: a `gpgsig` line in the message is the
+    /// message's; another hash's signature is signed by neither.
+    #[test]
+    fn a_commit_splits_as_git_splits_it() {
+        let commit = "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <a@x> 1 +0000\ncommitter A <a@x> 1 +0000\ngpgsig -----BEGIN SSH SIGNATURE-----\n AAAA\n -----END SSH SIGNATURE-----\ngpgsig-sha256 other\n more\n\nsubject\n\ngpgsig in the body\n";
+        let split = split_commit(commit.as_bytes());
+        assert_eq!(
+            split.tree.as_deref(),
+            Some("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
+        );
+        assert_eq!(
+            split.signature.as_deref(),
+            Some("-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n")
+        );
+        assert_eq!(
+            String::from_utf8(split.payload).unwrap(),
+            "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <a@x> 1 +0000\ncommitter A <a@x> 1 +0000\n\nsubject\n\ngpgsig in the body\n"
+        );
+        let unsigned = split_commit(b"tree 4b82\n\ngpgsig x\n");
+        assert_eq!(unsigned.signature, None);
+        assert_eq!(unsigned.payload, b"tree 4b82\n\ngpgsig x\n");
+    }
+
     #[test]
     fn fields_split_outside_quotes() {
         assert_eq!(
@@ -734,6 +891,10 @@ mod tests {
             ]
         );
         assert_eq!(split_fields("  a   b "), ["a", "b"]);
+        assert_eq!(
+            split_options(r#"namespaces="file,git",x"#),
+            [r#"namespaces="file,git""#, "x"]
+        );
     }
 
     #[test]

@@ -112,42 +112,6 @@ fn is_blob(mode: &str) -> bool {
     matches!(mode, "100644" | "100755" | "120000")
 }
 
-/// A commit object's tree id, its signature and the bytes the signature covers (the object
-/// without its `gpgsig` header), as git splits them.
-fn split_commit(bytes: &[u8]) -> Result<(String, Option<String>, Vec<u8>), ProofError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "a commit that is not UTF-8")?;
-    let (mut tree, mut signature, mut payload) = (None, None::<String>, String::new());
-    let (mut in_signature, mut in_headers) = (false, true);
-    for line in text.split_inclusive('\n') {
-        if in_headers && line == "\n" {
-            in_headers = false;
-        }
-        if !in_headers {
-            payload.push_str(line);
-            continue;
-        }
-        if let Some(first) = line.strip_prefix("gpgsig ") {
-            if signature.is_some() {
-                return Err("a commit with two signatures".into());
-            }
-            signature = Some(first.to_owned());
-            in_signature = true;
-            continue;
-        }
-        if in_signature && let Some(more) = line.strip_prefix(' ') {
-            signature.as_mut().expect("in a signature").push_str(more);
-            continue;
-        }
-        in_signature = false;
-        if let Some(id) = line.strip_prefix("tree ") {
-            tree.get_or_insert(id.trim_end().to_owned());
-        }
-        payload.push_str(line);
-    }
-    let tree = tree.ok_or("a commit without a tree")?;
-    Ok((tree, signature, payload.into_bytes()))
-}
-
 /// The proof a signed commit gives its state: the commit and the trees down to the state's
 /// files, read with `read` (an object's bytes by id); `None` when the commit is unsigned.
 pub fn signed_proof(
@@ -155,10 +119,10 @@ pub fn signed_proof(
     read: &dyn Fn(&str) -> Result<Vec<u8>, ProofError>,
 ) -> Result<Option<Signed>, ProofError> {
     use base64::Engine;
-    let (tree, signature, _) = split_commit(commit)?;
-    if signature.is_none() {
+    let split = crate::sign::split_commit(commit);
+    let Some(tree) = split.tree.filter(|_| split.signature.is_some()) else {
         return Ok(None);
-    }
+    };
     let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let root = read(&tree)?;
     let mut trees = BTreeMap::from([(String::new(), encode(&root))]);
@@ -202,11 +166,14 @@ pub fn check_signed(
             "the published commit is {id}, not the state's revision {revision}"
         )));
     }
-    let (tree, signature, payload) = split_commit(&commit).map_err(malformed)?;
-    let verdict = trusted.verify(signature.as_deref(), &payload);
+    let split = crate::sign::split_commit(&commit);
+    let verdict = trusted.verify(split.signature.as_deref(), &split.payload);
     if !verdict.is_trusted() {
         return Err(verdict);
     }
+    let tree = split
+        .tree
+        .ok_or_else(|| bad("the published commit has no tree".to_owned()))?;
     // The trees, from the signed root down; then every state file, by its blob id.
     let tree_at = |path: &str, id: &str| -> Result<Vec<(String, String, String)>, Verdict> {
         let text = signed
@@ -277,6 +244,8 @@ pub enum StateError {
         "its layer holds `{0}`: a ferry state holds only `manifest.json` and environment files"
     )]
     Stray(String),
+    #[error("its layer's `{0}` is a link or a special file, not a regular file")]
+    NotAFile(String),
     #[error("its layer's `{0}` is too large")]
     FileTooLarge(String),
     #[error("its layer's `{path}`: {error}")]
@@ -423,8 +392,11 @@ pub fn unpack(layer: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, StateError> {
                 .is_some_and(|name| {
                     name.ends_with(".json") && !name.contains('/') && !name.starts_with('.')
                 });
-        if !entry.header().entry_type().is_file() || !allowed {
+        if !allowed {
             return Err(StateError::Stray(path));
+        }
+        if !entry.header().entry_type().is_file() {
+            return Err(StateError::NotAFile(path));
         }
         let size = entry.size();
         total += size;
@@ -477,21 +449,8 @@ mod tests {
         assert_eq!(unpack(&one.layer).unwrap(), files);
     }
 
-    /// The signature is cut from the headers only: a `gpgsig` line in the message is the
-    /// message's.
     #[test]
-    fn a_commit_splits_as_git_splits_it() {
-        let commit = "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <a@x> 1 +0000\ncommitter A <a@x> 1 +0000\ngpgsig -----BEGIN SSH SIGNATURE-----\n AAAA\n -----END SSH SIGNATURE-----\n\nsubject\n\ngpgsig in the body\n";
-        let (tree, signature, payload) = split_commit(commit.as_bytes()).unwrap();
-        assert_eq!(tree, "4b825dc642cb6eb9a060e54bf8d69288fbee4904");
-        assert_eq!(
-            signature.as_deref(),
-            Some("-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n")
-        );
-        assert_eq!(
-            String::from_utf8(payload).unwrap(),
-            "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor A <a@x> 1 +0000\ncommitter A <a@x> 1 +0000\n\nsubject\n\ngpgsig in the body\n"
-        );
+    fn git_ids_and_trees_are_read_as_git_writes_them() {
         assert_eq!(
             git_id("tree", b"").unwrap(),
             "4b825dc642cb6eb9a060e54bf8d69288fbee4904"

@@ -1043,17 +1043,13 @@ pub fn signature_in(
     repo: &Repository,
     commit: Oid,
 ) -> Result<(Option<String>, Vec<u8>), git2::Error> {
-    match repo.extract_signature(&commit, None) {
-        Ok((signature, signed)) => Ok((
-            Some(String::from_utf8_lossy(&signature).into_owned()),
-            signed.to_vec(),
-        )),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => {
-            repo.find_commit(commit)?;
-            Ok((None, Vec::new()))
-        }
-        Err(e) => Err(e),
+    let odb = repo.odb()?;
+    let object = odb.read(commit)?;
+    if object.kind() != git2::ObjectType::Commit {
+        return Err(git2::Error::from_str(&format!("{commit} is not a commit")));
     }
+    let split = crate::sign::split_commit(object.data());
+    Ok((split.signature, split.payload))
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod protect;
 mod quickstart;
 mod readme;
 mod serve;
+mod sign_attacks;
 mod signing;
 mod store;
 mod validate;

@@ -9,10 +9,11 @@ use std::process::Command;
 use serde_json::json;
 
 use crate::agent::{agent, artifact, bump_from, live, repo};
+use crate::common::gpg::Gpg;
 use crate::common::{Run, Sandbox};
 
 /// A new ed25519 key at `dir/name` (no passphrase); its public line.
-fn keygen(sandbox: &Sandbox, name: &str) -> (PathBuf, String) {
+pub(crate) fn keygen(sandbox: &Sandbox, name: &str) -> (PathBuf, String) {
     let key = sandbox.path().join(name);
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
@@ -65,6 +66,20 @@ fn git_verifies(sandbox: &Sandbox, signers: &Path) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Moves dev to a forgery: the commit `signed`, signature and all, with the tree of `tree_of`.
+fn forge(sandbox: &Sandbox, signed: &str, tree_of: &str) {
+    let git = |args: &[&str]| sandbox.git("deploy.git", args);
+    let commit = git(&["cat-file", "commit", signed]);
+    let tree = git(&["rev-parse", &format!("{signed}^{{tree}}")]);
+    let other = git(&["rev-parse", &format!("{tree_of}^{{tree}}")]);
+    let forged = commit.replacen(tree.trim(), other.trim(), 1);
+    assert_ne!(forged, commit);
+    let path = sandbox.path().join("forged-commit");
+    std::fs::write(&path, forged).unwrap();
+    let id = git(&["hash-object", "-t", "commit", "-w", path.to_str().unwrap()]);
+    git(&["update-ref", "refs/heads/dev", id.trim()]);
 }
 
 fn serves(sandbox: &Sandbox) -> String {
@@ -121,16 +136,7 @@ fn an_agent_deploys_only_commits_signed_by_a_trusted_key() {
 
     // ci signs 1.4.0; a forger swaps the commit's tree for 1.3.0's, keeping the signature.
     bump(&sandbox, &remote, "1.4.0", Some(&ci));
-    let git = |args: &[&str]| sandbox.git("deploy.git", args);
-    let signed = git(&["cat-file", "commit", "refs/heads/dev"]);
-    let old_tree = git(&["rev-parse", "refs/heads/dev~1^{tree}"]);
-    let new_tree = git(&["rev-parse", "refs/heads/dev^{tree}"]);
-    let forged = signed.replacen(new_tree.trim(), old_tree.trim(), 1);
-    assert_ne!(forged, signed);
-    let path = sandbox.path().join("forged-commit");
-    std::fs::write(&path, forged).unwrap();
-    let id = git(&["hash-object", "-t", "commit", "-w", path.to_str().unwrap()]);
-    git(&["update-ref", "refs/heads/dev", id.trim()]);
+    forge(&sandbox, "refs/heads/dev", "refs/heads/dev~1");
     let (ok, _) = git_verifies(&sandbox, &signers);
     assert!(!ok, "git refuses the forgery too");
     let run = trusting(&sandbox, &remote, &signers);
@@ -320,7 +326,7 @@ fn push_edit(
 }
 
 /// `signers`' allowed_signers line for a public key line.
-fn signer(who: &str, public: &str) -> String {
+pub(crate) fn signer(who: &str, public: &str) -> String {
     let mut fields = public.split_whitespace();
     format!(
         "{who} {} {}",
@@ -434,57 +440,6 @@ fn the_hook_takes_only_commits_signed_by_the_keys_the_branch_declared() {
     );
 }
 
-/// A throwaway gpg home in the sandbox, and gpg run in it.
-struct Gpg {
-    home: PathBuf,
-}
-
-impl Gpg {
-    fn new(sandbox: &Sandbox) -> Gpg {
-        let home = sandbox.path().join("gnupg");
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .unwrap();
-        Gpg { home }
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("gpg")
-            .env("GNUPGHOME", &self.home)
-            .args(["--batch", "--no-tty", "--passphrase", ""])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// A new key for `uid`; with `subkey`, it certifies only and signs with a subkey. Its
-    /// primary fingerprint.
-    fn key(&self, uid: &str, subkey: bool) -> String {
-        let usage = if subkey { "cert" } else { "sign" };
-        self.run(&["--quick-gen-key", uid, "ed25519", usage, "never"]);
-        let fingerprint = self
-            .run(&["--with-colons", "--list-keys", uid])
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:"))
-            .map(|l| l.trim_matches(':').to_owned())
-            .unwrap();
-        if subkey {
-            self.run(&["--quick-add-key", &fingerprint, "ed25519", "sign", "never"]);
-        }
-        fingerprint
-    }
-
-    fn export(&self, fingerprint: &str) -> String {
-        self.run(&["--armor", "--export", fingerprint])
-    }
-}
-
 /// OpenPGP end to end: ferry signs its bump through gpg as git's `commit.gpgsign` says (the
 /// key signing with a subkey), git verifies it with gpg, and the agent, trusting the armored
 /// public key among ssh lines, deploys it. A person's `git commit -S` by another gpg key, and
@@ -492,9 +447,9 @@ impl Gpg {
 #[test]
 fn openpgp_signatures_are_made_as_git_makes_them_and_checked_in_rust() {
     let (sandbox, remote) = repo(json!({}));
-    let gpg = Gpg::new(&sandbox);
-    let ci = gpg.key("CI <ci@example.com>", true);
-    let stranger = gpg.key("Mallory <mallory@example.com>", false);
+    let gpg = Gpg::new(&sandbox, "gnupg");
+    let (ci, _) = gpg.key("CI <ci@example.com>");
+    let (stranger, _) = gpg.key("Mallory <mallory@example.com>");
     let (_, ssh_public) = keygen(&sandbox, "alice");
     let signers = sandbox.path().join("trusted");
     std::fs::write(
@@ -594,15 +549,7 @@ fn openpgp_signatures_are_made_as_git_makes_them_and_checked_in_rust() {
     }
 
     // CI's signature over the 1.1.0 bump, moved onto the note's tree.
-    let git = |args: &[&str]| sandbox.git("deploy.git", args);
-    let signed = git(&["cat-file", "commit", "refs/heads/dev~1"]);
-    let tree = git(&["rev-parse", "refs/heads/dev~1^{tree}"]);
-    let other = git(&["rev-parse", "refs/heads/dev^{tree}"]);
-    let forged = signed.replacen(tree.trim(), other.trim(), 1);
-    let path = sandbox.path().join("forged-commit");
-    std::fs::write(&path, forged).unwrap();
-    let id = git(&["hash-object", "-t", "commit", "-w", path.to_str().unwrap()]);
-    git(&["update-ref", "refs/heads/dev", id.trim()]);
+    forge(&sandbox, "refs/heads/dev~1", "refs/heads/dev");
     let run = trusting(&sandbox, &remote, &signers);
     run.assert_code(1);
     assert!(

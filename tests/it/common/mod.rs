@@ -231,6 +231,7 @@ pub fn crate_path(path: &str) -> PathBuf {
 pub const DIGEST: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
 
 pub mod github;
+pub mod gpg;
 pub mod http;
 pub mod hub;
 pub mod prereq;
