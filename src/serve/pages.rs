@@ -126,11 +126,27 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error", include_str!("templates/error.hbs")),
 ];
 
+/// `{{plural N "app"}}`: `1 app`, `3 apps` (an `s` added, as the nouns on these pages take).
+fn plural(
+    h: &handlebars::Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &handlebars::Context,
+    _: &mut handlebars::RenderContext<'_, '_>,
+    out: &mut dyn handlebars::Output,
+) -> handlebars::HelperResult {
+    let n = h.param(0).and_then(|p| p.value().as_u64()).unwrap_or(0);
+    let noun = h.param(1).and_then(|p| p.value().as_str()).unwrap_or("");
+    let s = if n == 1 { "" } else { "s" };
+    out.write(&handlebars::html_escape(&format!("{n} {noun}{s}")))?;
+    Ok(())
+}
+
 /// The registry of the embedded templates, strict and HTML-escaping.
 pub fn templates() -> Handlebars<'static> {
     let mut registry = Handlebars::new();
     registry.set_strict_mode(true);
     registry.set_prevent_indent(true);
+    registry.register_helper("plural", Box::new(plural));
     for (name, text) in TEMPLATES {
         registry
             .register_template_string(name, text.strip_suffix('\n').unwrap_or(text))

@@ -182,10 +182,11 @@ pub fn bars(
         headline: headline.to_owned(),
         summary: match (series.first(), series.last()) {
             (Some(first), Some(last)) => format!(
-                "{title}: {headline}. Each bar: {what}, a day from {} to {} ({measured} of {} days with a value)",
+                "{title}: {headline}. Each bar: {what}, a day from {} to {} ({measured} of {} day{} with a value)",
                 first.day,
                 last.day,
-                series.len()
+                series.len(),
+                if series.len() == 1 { "" } else { "s" }
             ),
             _ => format!("{title}: no data"),
         },

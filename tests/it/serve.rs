@@ -281,7 +281,7 @@ fn each_page_loads_in_a_real_browser() {
         // Each environment's deploy, and prod's fleet by state.
         "deploy success",
         "3 deployed",
-        "1 app(s) rolled out on every host",
+        "1 app rolled out on every host",
         // The promotion graph: what would move on each edge.
         "dev → staging",
         "staging → prod",
