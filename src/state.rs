@@ -100,9 +100,14 @@ pub fn branch_of(store: &Store, env: &str) -> Result<String, Error> {
             "an environment lives on one branch: delete the one that is not `{env}`'s (`git push origin --delete BRANCH`); a repository with ferry's hook refuses such a branch"
         ))),
         Err(Unresolved::Missing { declared: elsewhere }) => Err(Error::failure(format!(
-            "`{shown}` has no branch for environment `{env}`: its files say it lives on {}, which {} not declare it",
+            "`{shown}` has no branch for environment `{env}`: its files say it lives on {}, which {}",
             elsewhere.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(" or "),
-            if elsewhere.len() == 1 { "does" } else { "do" }
+            match (elsewhere.iter().any(|b| branches.contains(&b.as_str())), elsewhere.len()) {
+                (false, 1) => "does not exist (deleted?)",
+                (false, _) => "do not exist (deleted?)",
+                (true, 1) => "does not declare it",
+                (true, _) => "do not declare it",
+            }
         ))
         .hint(format!(
             "`branch` in `{path}` names the branch; a branch named like the environment does not stand in for it"

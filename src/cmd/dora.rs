@@ -29,7 +29,8 @@ pub struct DoraArgs {
     pub env: Option<String>,
 
     /// Only events from this date (`2026-10-14`) or time (`2026-10-14T09:00:00Z`) on; the
-    /// rates are over the days from then to now.
+    /// rates are over the days from then (or from the branch's first commit or report, when
+    /// later) to now.
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
 

@@ -129,6 +129,12 @@ impl<'s> Loader<'s> {
         reporters: &[String],
     ) -> Result<Vec<DeployReport>> {
         let commits: HashSet<&str> = changes.iter().map(|c| c.commit.as_str()).collect();
+        // When each change was committed: what a report dated before git existed (an agent
+        // whose clock was never set) is taken at instead, so that it does not stretch the
+        // period back to 1970 and make every rate nothing.
+        let committed: HashMap<&str, i64> =
+            changes.iter().map(|c| (c.commit.as_str(), c.at)).collect();
+        let mut unset_clocks = 0usize;
         let aggregate = format!("ferry/deploy/{env}");
         let host_prefix = format!("{aggregate}/");
         // `refs/ferry/hosts/ENV/` with ENV escaped as the records' names have it.
@@ -182,9 +188,15 @@ impl<'s> Loader<'s> {
             if !seen.insert(key) {
                 return;
             }
+            let at = if status.at < GIT_EPOCH {
+                unset_clocks += 1;
+                committed.get(commit).copied().unwrap_or(status.at)
+            } else {
+                status.at
+            };
             reports.push(DeployReport {
                 commit: commit.to_owned(),
-                at: status.at,
+                at,
                 success,
                 host,
                 rolled_back: status
@@ -199,7 +211,16 @@ impl<'s> Loader<'s> {
         for (name, tip) in tips {
             let Some(tip) = tip else { continue };
             let statuses_of = name.strip_prefix(STATUSES).map(str::to_owned);
-            for version in self.store.ancestors(tip)? {
+            // A record whose tip is no commit (no hook guarded the repository) is passed over,
+            // as a damaged version is.
+            let versions = match self.store.ancestors(tip) {
+                Ok(versions) => versions,
+                Err(e) => {
+                    tracing::warn!("{name}: passed over: {e}");
+                    continue;
+                }
+            };
+            for version in versions {
                 match &statuses_of {
                     Some(commit) => {
                         let Some(statuses) = read::<Statuses>(self.store, version, STATUSES_FILE)
@@ -227,6 +248,11 @@ impl<'s> Loader<'s> {
                 }
             }
         }
+        if unset_clocks > 0 {
+            self.notes.push(format!(
+                "{unset_clocks} deploy report(s) of {env} dated before 2005 (a clock never set?) taken at their commit's time"
+            ));
+        }
         for (by, count) in ignored {
             self.notes.push(format!(
                 "{count} deploy report(s) of {env} by `{by}` not counted: {env}'s deploys are reported by its `agent.reporters` only ({})",
@@ -236,6 +262,9 @@ impl<'s> Loader<'s> {
         Ok(reports)
     }
 }
+
+/// Git's first release (2005-04-07): no record is older.
+const GIT_EPOCH: i64 = 1_112_911_993;
 
 /// A record's file at `version`, when it reads as one (a damaged version is passed over, as
 /// the forge passes it over).

@@ -90,7 +90,11 @@ async fn route_and_answer(
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return answer;
     }
-    if gate.loopback_only && !loopback_host(request) {
+    let host = match requested_host(request) {
+        Ok(host) => host,
+        Err(why) => return reply(StatusCode::BAD_REQUEST, why, "text/plain; charset=utf-8"),
+    };
+    if gate.loopback_only && !host.as_deref().is_none_or(loopback_host) {
         return reply(
             StatusCode::MISDIRECTED_REQUEST,
             "this server answers requests for 127.0.0.1 or localhost only\n",
@@ -167,24 +171,34 @@ fn harden(answer: &mut Reply) {
         .or_insert(HeaderValue::from_static("no-store"));
 }
 
-/// Whether the request names a loopback host (`localhost`, `127.0.0.1`, `[::1]`, with any
-/// port), as a browser does for a page it loaded from one.
-fn loopback_host(request: &Request<Incoming>) -> bool {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| request.uri().host().map(str::to_owned));
-    let Some(host) = host else {
-        // HTTP/1.0 without a Host: no browser sends that.
-        return true;
-    };
+/// The host `request` names (RFC 9112 §3.2): the request target's when it is in absolute form,
+/// else its one `Host` line; none for HTTP/1.0 without one. Two `Host` lines, or none in
+/// HTTP/1.1, make a malformed request, which a server must refuse rather than pick one.
+fn requested_host(request: &Request<Incoming>) -> Result<Option<String>, &'static str> {
+    let mut lines = request.headers().get_all(header::HOST).iter();
+    let line = lines.next();
+    if lines.next().is_some() {
+        return Err("a request names one host: two `Host` lines\n");
+    }
+    if let Some(authority) = request.uri().authority() {
+        return Ok(Some(authority.as_str().to_owned()));
+    }
+    match line {
+        Some(value) => match value.to_str() {
+            Ok(host) => Ok(Some(host.to_owned())),
+            Err(_) => Err("a `Host` line that is not text\n"),
+        },
+        None if request.version() == hyper::Version::HTTP_10 => Ok(None),
+        None => Err("an HTTP/1.1 request names its host: no `Host` line\n"),
+    }
+}
+
+/// Whether `host` is a loopback host (`localhost`, `127.0.0.1`, `[::1]`, with any port), as a
+/// browser names it for a page it loaded from one.
+fn loopback_host(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host
-            .rsplit_once(':')
-            .map_or(host.as_str(), |(name, _)| name),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
     let name = name.to_ascii_lowercase();
     name == "localhost"

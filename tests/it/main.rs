@@ -25,6 +25,7 @@ mod protect;
 mod quickstart;
 mod readme;
 mod serve;
+mod serve_attacks;
 mod sign_attacks;
 mod signing;
 mod store;

@@ -102,10 +102,10 @@ fn serve_fixture() -> Server {
 }
 
 /// A running `ferry serve`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     url: String,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Server {
@@ -121,7 +121,7 @@ fn serve(sandbox: &Sandbox, remote: &str) -> Server {
 }
 
 /// [`serve`] with `env` set.
-fn serve_with(sandbox: &Sandbox, remote: &str, env: &[(&str, &str)]) -> Server {
+pub(crate) fn serve_with(sandbox: &Sandbox, remote: &str, env: &[(&str, &str)]) -> Server {
     let mut ferry = sandbox.ferry(&["serve", "--listen", "127.0.0.1:0", "--remote", remote]);
     for (key, value) in env {
         ferry.command.env(key, value);
@@ -149,14 +149,14 @@ fn serve_with(sandbox: &Sandbox, remote: &str, env: &[(&str, &str)]) -> Server {
 }
 
 /// An answer: status, headers (lowercase names), body.
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.head.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;
             key.eq_ignore_ascii_case(name).then(|| value.trim())
@@ -164,13 +164,13 @@ impl Answer {
     }
 
     #[track_caller]
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
 }
 
 /// Sends `request` as it is and reads the answer until the server closes.
-fn exchange(port: u16, request: &[u8]) -> Answer {
+pub(crate) fn exchange(port: u16, request: &[u8]) -> Answer {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -191,7 +191,7 @@ fn exchange(port: u16, request: &[u8]) -> Answer {
     }
 }
 
-fn get(port: u16, path: &str) -> Answer {
+pub(crate) fn get(port: u16, path: &str) -> Answer {
     exchange(
         port,
         format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")
