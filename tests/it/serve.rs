@@ -466,23 +466,7 @@ fn pages_refresh_when_refs_move() {
         page.body
     );
     assert!(page.body.contains("no app matches"), "{}", page.body);
-    sandbox
-        .ferry(&[
-            "bump",
-            "web",
-            "1.0.0",
-            "--env",
-            "dev",
-            "--add",
-            "--url",
-            "https://artifacts.example.com/web-1.0.0.tgz",
-            "--sha256",
-            crate::common::DIGEST,
-            "--remote",
-            &remote,
-        ])
-        .run()
-        .assert_code(0);
+    sandbox.pin(&remote, "web", "1.0.0").run().assert_code(0);
     // The refs are listed again at most every 250 ms on a path.
     std::thread::sleep(Duration::from_millis(400));
     let after = get(server.port, "/api/fingerprint").json()["fingerprint"].clone();
@@ -744,20 +728,7 @@ fn a_network_remote_is_served_and_commands_still_run_beside_it() {
         .assert_code(0);
     let bump = |version: &str| {
         sandbox
-            .ferry(&[
-                "bump",
-                "web",
-                version,
-                "--env",
-                "dev",
-                "--add",
-                "--url",
-                &format!("https://artifacts.example.com/web-{version}.tgz"),
-                "--sha256",
-                crate::common::DIGEST,
-                "--remote",
-                &url,
-            ])
+            .pin(&url, "web", version)
             .run_within(Duration::from_secs(60))
             .assert_code(0);
     };

@@ -84,23 +84,7 @@ fn plant(sandbox: &Sandbox, refname: &str, file: &str, contents: &str) {
 fn repo() -> (Sandbox, String) {
     let sandbox = Sandbox::new();
     let remote = sandbox.init("dev,staging,prod");
-    sandbox
-        .ferry(&[
-            "bump",
-            "web",
-            "1.0.0",
-            "--env",
-            "dev",
-            "--add",
-            "--url",
-            "https://artifacts.example.com/web-1.0.0.tgz",
-            "--sha256",
-            DIGEST,
-            "--remote",
-            &remote,
-        ])
-        .run()
-        .assert_code(0);
+    sandbox.pin(&remote, "web", "1.0.0").run().assert_code(0);
     (sandbox, remote)
 }
 

@@ -325,6 +325,14 @@ impl Sandbox {
         remote
     }
 
+    /// `ferry bump APP VERSION --env dev --add` on `remote`, pinned by a digest (no artifact
+    /// downloaded): the command, to run.
+    pub fn pin(&self, remote: &str, app: &str, version: &str) -> Ferry {
+        let url = format!("https://artifacts.example.com/{app}-{version}.tgz");
+        self.ferry(&["bump", app, version, "--env", "dev", "--add", "--url", &url])
+            .args(["--sha256", DIGEST, "--remote", remote])
+    }
+
     /// Runs the real `git` in `dir` (relative to the sandbox) and returns its stdout.
     #[track_caller]
     pub fn git(&self, dir: &str, args: &[&str]) -> String {
