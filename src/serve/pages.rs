@@ -311,6 +311,21 @@ impl Dashboard {
             }
             Route::History { env, app, limit } => {
                 self.known(env)?;
+                // A page of a history not built whole yet costs only that page, as the
+                // CLI's `-n` does.
+                if limit.is_some() && !self.documents.histories.contains_key(env) {
+                    let query = crate::view::history::Query {
+                        app: app.as_deref(),
+                        limit: *limit,
+                    };
+                    let (_, entries) = crate::view::history::history(
+                        &self.store,
+                        env,
+                        &query,
+                        &AllowedSigners::default(),
+                    )?;
+                    return Ok(json_reply(StatusCode::OK, &entries));
+                }
                 let entries: Vec<&Entry> = self
                     .history(env)?
                     .iter()

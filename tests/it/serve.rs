@@ -401,6 +401,15 @@ fn the_api_answers_what_the_cli_prints() {
         ),
         ("/api/requests/2", vec!["requests", "2"]),
         ("/api/requests/3", vec!["requests", "3"]),
+        // A page of a history not built whole yet, then the whole.
+        (
+            "/api/history/prod?limit=2",
+            vec!["history", "prod", "--limit", "2"],
+        ),
+        (
+            "/api/history/staging?app=web&limit=1",
+            vec!["history", "staging", "--app", "web", "--limit", "1"],
+        ),
         ("/api/history/prod", vec!["history", "prod"]),
         ("/api/history/dev", vec!["history", "dev"]),
         (
