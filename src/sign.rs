@@ -65,6 +65,20 @@ impl Verdict {
         matches!(self, Verdict::Trusted { .. })
     }
 
+    /// Its state's name, as JSON and metrics have it.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Verdict::Trusted { .. } => "trusted",
+            Verdict::Unsigned => "unsigned",
+            Verdict::Bad { .. } => "bad",
+            Verdict::Untrusted { .. } => "untrusted",
+            Verdict::Unchecked { .. } => "unchecked",
+        }
+    }
+
+    /// Every state's name, in the order metrics list them.
+    pub const STATES: [&'static str; 5] = ["trusted", "unsigned", "bad", "untrusted", "unchecked"];
+
     /// A few words for a table: who signed, `-` unsigned, or what is wrong.
     pub fn short(&self) -> String {
         let key = |key: &str| key.chars().take(19).collect::<String>();

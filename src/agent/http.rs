@@ -42,6 +42,8 @@ pub struct Metrics {
     pub artifact_bytes: u64,
     pub revision: Option<String>,
     pub triggers: u64,
+    /// The state of the desired revision's signature, when the agent checks it.
+    pub signature: Option<&'static str>,
 }
 
 impl Shared {
@@ -78,6 +80,11 @@ impl Shared {
         if revision.is_some() {
             m.revision = revision;
         }
+    }
+
+    /// Records what the desired revision's signature said (`None`: not checked).
+    pub fn record_signature(&self, state: Option<&'static str>) {
+        self.metrics.lock().expect("metrics lock").signature = state;
     }
 
     fn metrics_text(&self) -> String {
@@ -130,6 +137,18 @@ impl Shared {
             "ferry_agent_triggers_total{{env=\"{env}\"}} {}\n",
             m.triggers
         ));
+        if let Some(signature) = m.signature {
+            out.push_str(
+                "# HELP ferry_agent_desired_signature The desired revision's signature, by state (1: the current one).\n",
+            );
+            out.push_str("# TYPE ferry_agent_desired_signature gauge\n");
+            for state in crate::sign::Verdict::STATES {
+                out.push_str(&format!(
+                    "ferry_agent_desired_signature{{env=\"{env}\",state=\"{state}\"}} {}\n",
+                    u8::from(state == signature)
+                ));
+            }
+        }
         if let Some(revision) = m.revision.as_deref().map(label) {
             out.push_str(
                 "# HELP ferry_agent_applied_revision_info The revision last reconciled.\n",

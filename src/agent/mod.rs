@@ -179,9 +179,16 @@ pub struct Agent<'s> {
     /// The last reconcile left an app waiting for a wave that other hosts' reports (or a
     /// pause) will open: the next reads sooner.
     wave_ahead: bool,
+    /// What the desired revision's signature said at the last reconcile (`--trusted-keys`).
+    signature: Option<crate::sign::Verdict>,
 }
 
 impl Agent<'_> {
+    /// What the desired revision's signature said at the last reconcile, when checked.
+    pub fn signature(&self) -> Option<&crate::sign::Verdict> {
+        self.signature.as_ref()
+    }
+
     /// Drift events healed since the state dir was made.
     pub fn drift_events(&self) -> u64 {
         self.memory.drift_events
@@ -238,6 +245,7 @@ impl<'s> Agent<'s> {
             last,
             disk_full: false,
             wave_ahead: false,
+            signature: None,
         })
     }
 
@@ -265,6 +273,7 @@ impl<'s> Agent<'s> {
                 return outcome;
             }
         };
+        self.signature = desired.signature.clone();
         let revision = desired.revision;
         // `ferry agent retry` clears the failed revision in the state dir, while this runs.
         let on_disk = Memory::load(&self.settings.state_dir);
@@ -684,6 +693,7 @@ mod tests {
         Ok(Desired {
             revision: revision.to_owned(),
             state: Err(Invalid(why.to_owned())),
+            signature: None,
         })
     }
 

@@ -425,6 +425,7 @@ pub fn run(args: AgentArgs, out: Output) -> Result<Exit> {
                 agent.drift_events(),
                 agent.artifact_bytes(),
             );
+            shared.record_signature(agent.signature().map(crate::sign::Verdict::state));
         }
         match &outcome {
             Outcome::Converged => tracing::info!("{env}: converged"),

@@ -541,7 +541,7 @@ fn an_artifact_server_down_keeps_the_release_and_is_retried_until_it_is_back() {
 }
 
 /// A running agent, killed if the test ends first.
-struct Running(std::process::Child);
+pub(crate) struct Running(pub(crate) std::process::Child);
 
 impl Drop for Running {
     fn drop(&mut self) {

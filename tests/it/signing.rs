@@ -629,3 +629,59 @@ fn a_key_held_by_ssh_agent_signs() {
     agent_process.kill().unwrap();
     agent_process.wait().unwrap();
 }
+
+/// The signature of the desired revision is in the agent's metrics, for alerts: a running
+/// agent trusting ci reports `state="trusted"` for ci's bump, then `state="unsigned"` for an
+/// unsigned one, which it does not deploy.
+#[test]
+fn the_agents_metrics_say_what_the_signature_of_its_desired_revision_is() {
+    use crate::agent::{Running, http};
+    let (sandbox, remote) = repo(json!({}));
+    let (ci, ci_public) = keygen(&sandbox, "ci");
+    let signers = allowed(&sandbox, &[("ci@example.com", &ci_public)]);
+    bump(&sandbox, &remote, "1.1.0", Some(&ci));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = sandbox
+        .ferry(&["agent", "--env", "dev", "--remote", &remote])
+        .args(["--interval", "1s", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--trusted-keys", signers.to_str().unwrap()])
+        .arg("--root")
+        .arg(sandbox.path().join("root"))
+        .arg("--state-dir")
+        .arg(sandbox.path().join("state"))
+        .command;
+    let _running = Running(command.stderr(std::process::Stdio::null()).spawn().unwrap());
+    let started = std::time::Instant::now();
+    let wait_for = |line: &str| loop {
+        let metrics = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| http(port, "GET", "/metrics", "", "").1)
+            .unwrap_or_default();
+        if metrics.contains(line) {
+            return metrics;
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "no {line:?} in:\n{metrics}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let metrics = wait_for("ferry_agent_desired_signature{env=\"dev\",state=\"trusted\"} 1");
+    assert!(
+        metrics.contains("ferry_agent_desired_signature{env=\"dev\",state=\"unsigned\"} 0"),
+        "{metrics}"
+    );
+    assert_eq!(serves(&sandbox), "web 1.1.0\n");
+
+    bump(&sandbox, &remote, "1.2.0", None);
+    let metrics = wait_for("ferry_agent_desired_signature{env=\"dev\",state=\"unsigned\"} 1");
+    assert!(
+        metrics.contains("ferry_agent_desired_signature{env=\"dev\",state=\"trusted\"} 0"),
+        "{metrics}"
+    );
+    assert_eq!(serves(&sandbox), "web 1.1.0\n");
+}

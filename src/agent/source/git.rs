@@ -41,6 +41,7 @@ impl DesiredSource for GitBranch<'_> {
     fn desired(&mut self, env: &str, _: &Cache) -> Result<Desired, SourceError> {
         self.store.refresh();
         let tip = self.store.tip(&self.branch, History::Tip)?;
+        let mut checked = None;
         if let Some(trusted) = &self.trusted {
             let (signature, signed) = self.store.signature_of(tip)?;
             let verdict = trusted.verify(signature.as_deref(), &signed);
@@ -51,9 +52,11 @@ impl DesiredSource for GitBranch<'_> {
                         "{verdict}: {} is not signed by a trusted key (--trusted-keys)",
                         &tip.to_string()[..12]
                     ))),
+                    signature: Some(verdict),
                 });
             }
             tracing::debug!("{}: {verdict}", &tip.to_string()[..12]);
+            checked = Some(verdict);
         }
         let state = load_at(self.store, env, &self.branch, tip)
             .map(|loaded| Rc::new(loaded.state))
@@ -61,6 +64,7 @@ impl DesiredSource for GitBranch<'_> {
         Ok(Desired {
             revision: tip.to_string(),
             state,
+            signature: checked,
         })
     }
 }

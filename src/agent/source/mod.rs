@@ -36,6 +36,8 @@ pub struct Desired {
     pub revision: String,
     /// The state, valid; or why it cannot be deployed.
     pub state: Result<Rc<State>, Invalid>,
+    /// What the revision's signature says, when the source checks it (`--trusted-keys`).
+    pub signature: Option<crate::sign::Verdict>,
 }
 
 /// Why a desired state that was read cannot be deployed (the whole report, in words): it

@@ -35,6 +35,8 @@ struct Pulled {
     state: Result<Rc<State>, Invalid>,
     /// The state layer's SHA-256, kept in the artifact cache.
     layer: String,
+    /// What its signed commit says, when checked (`--trusted-keys`).
+    signature: Option<crate::sign::Verdict>,
 }
 
 impl OciTag {
@@ -104,6 +106,7 @@ impl OciTag {
             Some(_) => self.meta(&at, &parsed, cache)?,
             None => None,
         };
+        let mut signature = None;
         let state = oci_state::unpack(&layer)
             .map_err(|e| Invalid(format!("{label}: {e}")))
             .and_then(|files| {
@@ -114,9 +117,11 @@ impl OciTag {
                 match oci_state::check_signed(signed, &revision, &files, trusted) {
                     Ok(verdict) => {
                         tracing::debug!("{}: {verdict}", short(&revision));
+                        signature = Some(verdict);
                         Ok(files)
                     }
-                    Err(verdict) => Err(Invalid(format!(
+                    Err(verdict) => {
+                        let invalid = Invalid(format!(
                         "{verdict}: {label} at {} is not signed by a trusted key (--trusted-keys){}",
                         short(&revision),
                         if signed.is_none() {
@@ -124,7 +129,10 @@ impl OciTag {
                         } else {
                             ""
                         }
-                    ))),
+                        ));
+                        signature = Some(verdict);
+                        Err(invalid)
+                    }
                 }
             })
             .and_then(|files| {
@@ -137,6 +145,7 @@ impl OciTag {
             revision,
             state,
             layer: hex,
+            signature,
         })
     }
 }
@@ -164,6 +173,7 @@ impl DesiredSource for OciTag {
         Ok(Desired {
             revision: pulled.revision.clone(),
             state: pulled.state.clone(),
+            signature: pulled.signature.clone(),
         })
     }
 
