@@ -327,7 +327,19 @@ impl AllowedSigners {
                 || key_ids.iter().any(|id| fingerprint.ends_with(id.as_str()))
         };
         let anonymous = fingerprints.is_empty() && key_ids.is_empty();
-        let judge = |by: &str, fingerprint: String, holds: pgp::errors::Result<()>| match holds {
+        // A key that had expired when the signature was made signs nothing (as gpg's
+        // EXPKEYSIG); a signature without a time is taken as made now.
+        let made = signature
+            .created()
+            .map(|t| u64::from(t.as_secs()))
+            .unwrap_or_else(|| jiff::Timestamp::now().as_second().max(0) as u64);
+        let judge = |by: &str,
+                     fingerprint: String,
+                     expires: Option<u64>,
+                     holds: pgp::errors::Result<()>| match holds {
+            Ok(()) if expires.is_some_and(|at| made >= at) => Verdict::Bad {
+                why: format!("made by OpenPGP {fingerprint} of {by} after the key expired"),
+            },
             Ok(()) => Verdict::Trusted {
                 by: by.to_owned(),
                 key: format!("OpenPGP {fingerprint}"),
@@ -339,7 +351,19 @@ impl AllowedSigners {
         for (by, key) in &self.openpgp {
             let primary = pgp_fingerprint(&key.primary_key);
             if names(&primary) || anonymous {
-                let verdict = judge(by, primary, signature.verify(&key.primary_key, payload));
+                let self_signatures = key
+                    .details
+                    .users
+                    .iter()
+                    .flat_map(|user| &user.signatures)
+                    .chain(&key.details.direct_signatures);
+                let expires = expiry(key.primary_key.created_at(), self_signatures);
+                let verdict = judge(
+                    by,
+                    primary,
+                    expires,
+                    signature.verify(&key.primary_key, payload),
+                );
                 if !anonymous || verdict.is_trusted() {
                     return verdict;
                 }
@@ -347,7 +371,17 @@ impl AllowedSigners {
             for sub in key.public_subkeys.iter().filter(|sub| signs(sub)) {
                 let fingerprint = pgp_fingerprint(&sub.key);
                 if names(&fingerprint) || anonymous {
-                    let verdict = judge(by, fingerprint, signature.verify(&sub.key, payload));
+                    let bindings = sub
+                        .signatures
+                        .iter()
+                        .filter(|sig| sig.typ() == Some(pgp::packet::SignatureType::SubkeyBinding));
+                    let expires = expiry(sub.key.created_at(), bindings);
+                    let verdict = judge(
+                        by,
+                        fingerprint,
+                        expires,
+                        signature.verify(&sub.key, payload),
+                    );
                     if !anonymous || verdict.is_trusted() {
                         return verdict;
                     }
@@ -390,6 +424,17 @@ fn key_given_as_text(setting: &str) -> SignError {
         path: PathBuf::from(setting),
         why: "holds a key's contents (not shown), not the path of a key file: write the key to a file only you can read and name that file".to_owned(),
     }
+}
+
+/// When a key created at `created` expires (seconds since the epoch), as its newest
+/// self-signature (or binding) says; `None`: never.
+fn expiry<'a>(
+    created: pgp::types::Timestamp,
+    signatures: impl Iterator<Item = &'a pgp::packet::Signature>,
+) -> Option<u64> {
+    let newest = signatures.max_by_key(|sig| sig.created().map(|t| t.as_secs()))?;
+    let after = newest.key_expiration_time()?.as_secs();
+    (after > 0).then(|| u64::from(created.as_secs()) + u64::from(after))
 }
 
 /// Whether a subkey signs for its primary key: bound to it for signing (the binding's key

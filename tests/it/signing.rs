@@ -685,3 +685,93 @@ fn the_agents_metrics_say_what_the_signature_of_its_desired_revision_is() {
     );
     assert_eq!(serves(&sandbox), "web 1.1.0\n");
 }
+
+/// An OpenPGP key signs only while it is valid: a commit it signed before its expiry stays
+/// trusted, one signed after is a bad signature (gpg itself only notes "This key has
+/// expired"). Times are gpg's `--faked-system-time`, through git's `gpg.program`.
+#[test]
+fn an_expired_openpgp_key_signs_nothing_after_its_expiry() {
+    let (sandbox, remote) = repo(json!({}));
+    let gpg = Gpg::new(&sandbox, "gnupg");
+    gpg.run(&[
+        "--faked-system-time",
+        "20200101T000000!",
+        "--quick-gen-key",
+        "Old <old@example.com>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let fingerprint = gpg.fingerprints("old@example.com")[0].clone();
+    let program = sandbox.path().join("gpg-at");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\nexec gpg --faked-system-time \"$FAKED\" \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    sandbox.git("", &["clone", "-q", "-b", "dev", "deploy.git", "work"]);
+    std::fs::write(sandbox.path().join("work/NOTES"), "\n").unwrap();
+    sandbox.git("work", &["add", "NOTES"]);
+    for (note, at) in [
+        ("before", "20200101T120000!"),
+        ("after", "20200103T000000!"),
+    ] {
+        std::fs::write(sandbox.path().join("work/NOTES"), format!("{note}\n")).unwrap();
+        let out = Command::new("git")
+            .env("GNUPGHOME", &gpg.home)
+            .env("FAKED", at)
+            .env("HOME", sandbox.path().join("home"))
+            .current_dir(sandbox.path().join("work"))
+            .args(["-c", "user.name=Old", "-c", "user.email=old@example.com"])
+            .arg("-c")
+            .arg(format!("gpg.program={}", program.display()))
+            .arg("-c")
+            .arg(format!("user.signingkey={fingerprint}"))
+            .args(["commit", "-qS", "-m", note])
+            .arg("-a")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    sandbox.git("work", &["push", "-q", "origin", "dev"]);
+    // A day after it was made, the key is given an expiry: the next day.
+    gpg.run(&[
+        "--faked-system-time",
+        "20200101T000100!",
+        "--quick-set-expire",
+        &fingerprint,
+        "1d",
+    ]);
+    let trusted = sandbox.path().join("trusted");
+    std::fs::write(&trusted, gpg.export(&fingerprint)).unwrap();
+    let history = sandbox
+        .ferry(&["history", "dev", "--remote", &remote, "-n", "2"])
+        .args([
+            "--trusted-keys",
+            trusted.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .run();
+    history.assert_code(0);
+    let entries = history.json();
+    assert_eq!(entries[0]["signature"]["state"], "bad", "{entries}");
+    assert!(
+        entries[0]["signature"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("after the key expired"),
+        "{entries}"
+    );
+    assert_eq!(entries[1]["signature"]["state"], "trusted", "{entries}");
+    assert_eq!(entries[1]["signature"]["by"], "Old <old@example.com>");
+}
