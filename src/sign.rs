@@ -15,6 +15,9 @@ use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 /// The namespace git signs commits in (`ssh-keygen -Y sign -n git`).
 pub const NAMESPACE: &str = "git";
 
+/// The program that signs with a key ssh-agent holds, as git runs it (`gpg.ssh.program`).
+const SSH_KEYGEN: &str = "ssh-keygen";
+
 /// The variable naming the private key ferry signs its commits with.
 pub const SIGNING_KEY: &str = "FERRY_SIGNING_KEY";
 
@@ -453,47 +456,31 @@ fn signs(sub: &pgp::composed::SignedPublicSubKey) -> bool {
     bound && !revoked
 }
 
-/// The line's fields, split at whitespace outside double quotes.
-fn split_fields(line: &str) -> Vec<&str> {
-    let mut fields = Vec::new();
-    let (mut start, mut quoted) = (None, false);
-    for (i, c) in line.char_indices() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                start.get_or_insert(i);
-            }
-            c if c.is_whitespace() && !quoted => {
-                if let Some(s) = start.take() {
-                    fields.push(&line[s..i]);
-                }
-            }
-            _ => {
-                start.get_or_insert(i);
-            }
+/// `text` split at each character `at` accepts outside double quotes, every piece kept.
+fn split_outside_quotes(text: &str, at: impl Fn(char) -> bool) -> Vec<&str> {
+    let (mut pieces, mut start, mut quoted) = (Vec::new(), 0, false);
+    for (i, c) in text.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if !quoted && at(c) {
+            pieces.push(&text[start..i]);
+            start = i + c.len_utf8();
         }
     }
-    if let Some(s) = start {
-        fields.push(&line[s..]);
-    }
+    pieces.push(&text[start..]);
+    pieces
+}
+
+/// The line's fields, split at whitespace outside double quotes.
+fn split_fields(line: &str) -> Vec<&str> {
+    let mut fields = split_outside_quotes(line, char::is_whitespace);
+    fields.retain(|field| !field.is_empty());
     fields
 }
 
 /// An options field split at commas outside double quotes (`namespaces="git,file",x`).
 fn split_options(field: &str) -> Vec<&str> {
-    let (mut options, mut start, mut quoted) = (Vec::new(), 0, false);
-    for (i, c) in field.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                options.push(&field[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    options.push(&field[start..]);
-    options
+    split_outside_quotes(field, |c| c == ',')
 }
 
 fn is_key_type(field: &str) -> bool {
@@ -645,7 +632,7 @@ impl Signer {
                 agent_reachable().map_err(|why| bad(why.0))?;
                 Ok(Signer {
                     how: How::Ssh {
-                        program: "ssh-keygen".to_owned(),
+                        program: SSH_KEYGEN.to_owned(),
                         key: SshKey::File(path.to_owned()),
                     },
                     from,
@@ -667,9 +654,12 @@ impl Signer {
                     Some(value) if !value.is_empty() => (
                         SIGNING_KEY,
                         match value.to_str().and_then(|v| v.strip_prefix("key::")) {
-                            Some(literal) => {
-                                Signer::literal(literal, SIGNING_KEY.to_owned()).map(Some)
-                            }
+                            Some(literal) => Signer::literal(
+                                literal,
+                                SSH_KEYGEN.to_owned(),
+                                SIGNING_KEY.to_owned(),
+                            )
+                            .map(Some),
                             None if value.to_str().is_some_and(holds_key) => {
                                 Err(key_given_as_text("its value"))
                             }
@@ -691,7 +681,7 @@ impl Signer {
     }
 
     /// A public key given as text, its private half held by ssh-agent.
-    fn literal(key: &str, from: String) -> Result<Signer, SignError> {
+    fn literal(key: &str, program: String, from: String) -> Result<Signer, SignError> {
         let bad = |why: String| SignError::Key {
             path: PathBuf::from("key::…"),
             why,
@@ -701,15 +691,15 @@ impl Signer {
         agent_reachable().map_err(|why| bad(why.0))?;
         Ok(Signer {
             how: How::Ssh {
-                program: "ssh-keygen".to_owned(),
+                program,
                 key: SshKey::Literal(key.trim().to_owned()),
             },
             from,
         })
     }
 
-    /// git's signing configuration, where `commit.gpgsign` asks for signed commits: the
-    /// repository around the current directory's, else the user's and the system's.
+    /// git's signing configuration, where `commit.gpgsign` asks for signed commits, as
+    /// [`config_here`] reads it.
     fn from_git_config() -> Result<Option<Signer>, SignError> {
         let Ok(config) = config_here() else {
             return Ok(None);
@@ -741,16 +731,12 @@ impl Signer {
                 let key = key.ok_or_else(|| {
                     bad("is not set: ssh signing (`gpg.format ssh`) needs the key".to_owned())
                 })?;
-                let program = text("gpg.ssh.program").unwrap_or_else(|| "ssh-keygen".to_owned());
+                let program = text("gpg.ssh.program").unwrap_or_else(|| SSH_KEYGEN.to_owned());
                 if let Some(literal) = key
                     .strip_prefix("key::")
                     .or_else(|| key.starts_with("ssh-").then_some(key.as_str()))
                 {
-                    let mut signer = Signer::literal(literal, from)?;
-                    if let How::Ssh { program: p, .. } = &mut signer.how {
-                        *p = program;
-                    }
-                    return Ok(Some(signer));
+                    return Signer::literal(literal, program, from).map(Some);
                 }
                 let path = match key.strip_prefix("~/") {
                     Some(rest) => std::env::var_os("HOME")

@@ -33,6 +33,27 @@ pub const MANIFEST: &str = "manifest.json";
 /// The directory of the environment files (`environments/<name>.json`).
 pub const ENVIRONMENTS_DIR: &str = "environments";
 
+/// Whether a file at the top of a branch is part of its desired state: `manifest.json`, or an
+/// environment file of the older layout (`dev-env.json`).
+pub fn is_top_state_file(name: &str) -> bool {
+    name == MANIFEST || name.ends_with("-env.json")
+}
+
+/// Whether a file in [`ENVIRONMENTS_DIR`] is an environment file.
+pub fn is_environment_file(name: &str) -> bool {
+    name.ends_with(".json")
+}
+
+/// Whether `path` (from the top of a branch) names a file of the desired state.
+pub fn is_state_path(path: &str) -> bool {
+    match path.split_once('/') {
+        None => is_top_state_file(path),
+        Some((dir, name)) => {
+            dir == ENVIRONMENTS_DIR && !name.contains('/') && is_environment_file(name)
+        }
+    }
+}
+
 /// The shortest time between an agent's reconciles (`agent.interval`, `--interval`): under it,
 /// an agent would poll its remote without a pause.
 pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);

@@ -69,17 +69,9 @@ impl From<&str> for ProofError {
 
 /// The id git gives an object of `kind` with `bytes` (SHA-1, with git's collision detection).
 fn git_id(kind: &str, bytes: &[u8]) -> Result<String, ProofError> {
-    use sha1_checked::Digest;
-    let mut hasher = sha1_checked::Sha1::new();
-    hasher.update(format!("{kind} {}\0", bytes.len()).as_bytes());
-    hasher.update(bytes);
-    let id = hasher.try_finalize();
-    if id.has_collision() {
-        return Err(ProofError(format!(
-            "a {kind} whose SHA-1 is part of a collision attack"
-        )));
-    }
-    Ok(hex::encode(id.hash().as_slice()))
+    crate::store::object_id(kind, bytes)
+        .map(|id| id.to_string())
+        .map_err(|e| ProofError(e.to_string()))
 }
 
 /// A tree object's entries: (mode, name, id).
@@ -190,11 +182,11 @@ pub fn check_signed(
     };
     let mut expected = BTreeMap::new();
     for (mode, name, id) in tree_at("", &tree)? {
-        if is_blob(&mode) && (name == crate::validate::MANIFEST || name.ends_with("-env.json")) {
+        if is_blob(&mode) && crate::model::is_top_state_file(&name) {
             expected.insert(name, id);
         } else if mode == "40000" && name == crate::validate::ENVIRONMENTS_DIR {
             for (mode, file, id) in tree_at(&name, &id)? {
-                if is_blob(&mode) && file.ends_with(".json") {
+                if is_blob(&mode) && crate::model::is_environment_file(&file) {
                     expected.insert(format!("{name}/{file}"), id);
                 }
             }
@@ -384,14 +376,11 @@ pub fn unpack(layer: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, StateError> {
             .map_err(StateError::Unreadable)?
             .to_string_lossy()
             .into_owned();
-        let allowed = path == crate::validate::MANIFEST
-            || (path.ends_with("-env.json") && !path.contains('/'))
-            || path
-                .strip_prefix(crate::validate::ENVIRONMENTS_DIR)
-                .and_then(|p| p.strip_prefix('/'))
-                .is_some_and(|name| {
-                    name.ends_with(".json") && !name.contains('/') && !name.starts_with('.')
-                });
+        let hidden = path
+            .strip_prefix(crate::model::ENVIRONMENTS_DIR)
+            .and_then(|p| p.strip_prefix('/'))
+            .is_some_and(|name| name.starts_with('.'));
+        let allowed = crate::model::is_state_path(&path) && !hidden;
         if !allowed {
             return Err(StateError::Stray(path));
         }

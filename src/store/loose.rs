@@ -15,6 +15,28 @@ use sha1_checked::Digest;
 /// saves.
 const LARGE: usize = 256 * 1024;
 
+/// An object whose SHA-1 is part of a collision attack (git's collision detection).
+#[derive(Debug, thiserror::Error)]
+#[error("the {kind}'s SHA-1 is part of a collision attack")]
+pub struct Collision {
+    kind: String,
+}
+
+/// The id git gives an object of `kind` (`blob`, `tree`, `commit`) holding `bytes`: the SHA-1
+/// of `KIND LEN\0` and the bytes, with the collision detection git and libgit2 hash with.
+pub fn object_id(kind: &str, bytes: &[u8]) -> Result<Oid, Collision> {
+    let mut hasher = sha1_checked::Sha1::new();
+    hasher.update(format!("{kind} {}\0", bytes.len()).as_bytes());
+    hasher.update(bytes);
+    let id = hasher.try_finalize();
+    if id.has_collision() {
+        return Err(Collision {
+            kind: kind.to_owned(),
+        });
+    }
+    Ok(Oid::from_bytes(id.hash().as_slice()).expect("a SHA-1 is an object id"))
+}
+
 /// Writes `bytes` as a blob of `repo`, returning its id; an object already there is not
 /// written again.
 pub(super) fn write_blob(repo: &Repository, bytes: &[u8]) -> Result<Oid, git2::Error> {
@@ -23,21 +45,11 @@ pub(super) fn write_blob(repo: &Repository, bytes: &[u8]) -> Result<Oid, git2::E
     }
     let header = format!("blob {}\0", bytes.len());
     let (id, compressed) = std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| {
-            let mut hasher = sha1_checked::Sha1::new();
-            hasher.update(header.as_bytes());
-            hasher.update(bytes);
-            hasher.try_finalize()
-        });
+        let hashing = scope.spawn(|| object_id("blob", bytes));
         let compressed = compress(header.as_bytes(), bytes);
         (hashing.join().expect("hashing does not panic"), compressed)
     });
-    if id.has_collision() {
-        return Err(git2::Error::from_str(
-            "the blob's SHA-1 is part of a collision attack: refused, as git refuses it",
-        ));
-    }
-    let id = Oid::from_bytes(id.hash().as_slice())?;
+    let id = id.map_err(|e| git2::Error::from_str(&format!("{e}: refused, as git refuses it")))?;
     if repo.odb()?.exists(id) {
         return Ok(id);
     }

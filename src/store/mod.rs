@@ -21,6 +21,7 @@ pub use git::{
 };
 /// Commit, tree and blob ids: the store's names for states.
 pub use git2::Oid;
+pub use loose::{Collision, object_id};
 pub use remote::{Remote, RemoteArgs};
 pub use tree::TreeSource;
 

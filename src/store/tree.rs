@@ -10,7 +10,7 @@ use std::io;
 use git2::{ObjectType, Oid, Repository, Tree};
 
 use crate::json::MAX_FILE_SIZE;
-use crate::model::{ENVIRONMENTS_DIR, MANIFEST};
+use crate::model::{ENVIRONMENTS_DIR, is_environment_file, is_top_state_file};
 use crate::source::{ReadError, Source};
 
 /// The deployment-repository files of one commit.
@@ -49,14 +49,14 @@ impl TreeSource {
         for entry in tree.iter() {
             let Ok(name) = entry.name() else { continue };
             match entry.kind() {
-                Some(ObjectType::Blob) if name == MANIFEST || name.ends_with("-env.json") => {
+                Some(ObjectType::Blob) if is_top_state_file(name) => {
                     take(name.to_owned(), entry.id())?;
                 }
                 Some(ObjectType::Tree) if name == ENVIRONMENTS_DIR => {
                     let sub = repo.find_tree(entry.id())?;
                     for e in sub.iter() {
                         if let (Some(n), Some(ObjectType::Blob)) = (e.name().ok(), e.kind())
-                            && n.ends_with(".json")
+                            && is_environment_file(n)
                         {
                             take(format!("{ENVIRONMENTS_DIR}/{n}"), e.id())?;
                         }

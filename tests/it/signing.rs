@@ -86,6 +86,13 @@ fn serves(sandbox: &Sandbox) -> String {
     std::fs::read_to_string(live(sandbox).join("index.html")).unwrap_or_default()
 }
 
+/// The agent's run kept the running release and said why: `said`.
+#[track_caller]
+fn stalled(run: &Run, said: &str) {
+    run.assert_code(1);
+    assert!(run.stdout.contains(said), "{}", run.render());
+}
+
 fn trusting(sandbox: &Sandbox, remote: &str, signers: &Path) -> Run {
     agent(
         sandbox,
@@ -117,21 +124,14 @@ fn an_agent_deploys_only_commits_signed_by_a_trusted_key() {
 
     bump(&sandbox, &remote, "1.2.0", None);
     let run = trusting(&sandbox, &remote, &signers);
-    run.assert_code(1);
-    assert!(run.stdout.contains("stalled: unsigned"), "{}", run.render());
+    stalled(&run, "stalled: unsigned");
     assert_eq!(serves(&sandbox), "web 1.1.0\n");
 
     bump(&sandbox, &remote, "1.3.0", Some(&stranger));
     let (ok, _) = git_verifies(&sandbox, &signers);
     assert!(!ok, "git trusts no stranger either");
     let run = trusting(&sandbox, &remote, &signers);
-    run.assert_code(1);
-    assert!(
-        run.stdout
-            .contains("stalled: signed by an untrusted key SHA256:"),
-        "{}",
-        run.render()
-    );
+    stalled(&run, "stalled: signed by an untrusted key SHA256:");
     assert_eq!(serves(&sandbox), "web 1.1.0\n");
 
     // ci signs 1.4.0; a forger swaps the commit's tree for 1.3.0's, keeping the signature.
@@ -140,12 +140,7 @@ fn an_agent_deploys_only_commits_signed_by_a_trusted_key() {
     let (ok, _) = git_verifies(&sandbox, &signers);
     assert!(!ok, "git refuses the forgery too");
     let run = trusting(&sandbox, &remote, &signers);
-    run.assert_code(1);
-    assert!(
-        run.stdout.contains("stalled: bad signature"),
-        "{}",
-        run.render()
-    );
+    stalled(&run, "stalled: bad signature");
     assert_eq!(serves(&sandbox), "web 1.1.0\n");
 
     // The history says who signed each change, and what is wrong with the others.
@@ -527,13 +522,7 @@ fn openpgp_signatures_are_made_as_git_makes_them_and_checked_in_rust() {
     ]);
     work(&["push", "-q", "origin", "dev"]);
     let run = trusting(&sandbox, &remote, &signers);
-    run.assert_code(1);
-    assert!(
-        run.stdout
-            .contains("stalled: signed by an untrusted key OpenPGP "),
-        "{}",
-        run.render()
-    );
+    stalled(&run, "stalled: signed by an untrusted key OpenPGP ");
 
     let history = sandbox
         .ferry(&["history", "dev", "--remote", &remote, "-n", "2"])
@@ -551,12 +540,7 @@ fn openpgp_signatures_are_made_as_git_makes_them_and_checked_in_rust() {
     // CI's signature over the 1.1.0 bump, moved onto the note's tree.
     forge(&sandbox, "refs/heads/dev~1", "refs/heads/dev");
     let run = trusting(&sandbox, &remote, &signers);
-    run.assert_code(1);
-    assert!(
-        run.stdout.contains("stalled: bad signature"),
-        "{}",
-        run.render()
-    );
+    stalled(&run, "stalled: bad signature");
     assert_eq!(serves(&sandbox), "web 1.1.0\n");
 
     let history = sandbox

@@ -68,13 +68,25 @@ impl OciTag {
         if parsed.config.size > MAX_CONFIG {
             return Ok(None);
         }
+        let bytes = self.blob(at, &parsed.config, cache)?;
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    /// The blob `descriptor` names, held in memory: at most its declared size (which
+    /// `oci_state::parse` and [`MAX_CONFIG`] bound), checked against its digest.
+    fn blob(
+        &self,
+        at: &OciUrl,
+        descriptor: &oci_client::manifest::OciDescriptor,
+        cache: &Cache,
+    ) -> Result<Vec<u8>, SourceError> {
         let mut bytes = Vec::new();
         self.registry
-            .blob(at, &parsed.config, &mut cache.pace(), &mut |data| {
+            .blob(at, descriptor, &mut cache.pace(), &mut |data| {
                 bytes.extend_from_slice(data);
                 Ok(())
             })?;
-        Ok(serde_json::from_slice(&bytes).ok())
+        Ok(bytes)
     }
 
     /// Pulls the state artifact `digest`: its revision, the state, validated, and its layer's
@@ -90,13 +102,7 @@ impl OciTag {
         let layer = match std::fs::read(&path) {
             Ok(bytes) if crate::digest::sha256_hex(&bytes) == hex => bytes,
             _ => {
-                let mut bytes = Vec::new();
-                // At most its declared size (which `parse` bounds), held in memory.
-                self.registry
-                    .blob(&at, &parsed.layer, &mut cache.pace(), &mut |data| {
-                        bytes.extend_from_slice(data);
-                        Ok(())
-                    })?;
+                let bytes = self.blob(&at, &parsed.layer, cache)?;
                 cache.store(&hex, &bytes);
                 bytes
             }
